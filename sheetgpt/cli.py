@@ -17,9 +17,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from .cli_tokenize import bpe_learn_cmd, tokenize_cmd  # noqa: F401  (tokenizer helper)
-
-    for cmd in (tokenize_cmd, bpe_learn_cmd):
+    """Each verb's module adds one line here."""
+    commands = []
+    for cmd in commands:
         main.add_command(cmd)
 
 
