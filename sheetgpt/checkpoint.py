@@ -1,0 +1,199 @@
+"""Load a GPT-2 family checkpoint in Hugging Face layout into picoGPT-style nested params.
+
+A model directory holds ``config.json``, ``model.safetensors`` and the tokenizer files
+(``vocab.json`` + ``merges.txt``, or OpenAI's ``encoder.json`` + ``vocab.bpe``).
+
+Parameters travel under GPT-2's own names, both as a flat dict (``"h.3.attn.c_attn.w"``,
+one entry per weight tab of the workbook) and as nested dicts that mirror them
+(``params["blocks"][3]["attn"]["c_attn"]["w"]``), like picoGPT.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import GPT2Config
+from .errors import CheckpointError
+
+# Loading reads a safetensors file ourselves (header + raw little-endian data) rather than
+# through the safetensors package: we need bfloat16, exact one-line errors naming the file
+# and tensor, and checks of offsets against the file size (truncated downloads).
+_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}
+_SKIPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not parameters
+_MAX_ABS_WEIGHT = 1e4  # far above any trained GPT-2 weight; a wrong dtype or byte order lands above it
+
+
+def default_model_dir() -> Path:
+    """The tiny teaching model bundled with the package."""
+    return Path(__file__).parent / "data" / "tiny"
+
+
+def param_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:
+    """Every parameter's name and shape, in forward-pass order (the workbook's weight tabs)."""
+    d, V, P = config.n_embd, config.vocab_size, config.n_positions
+    shapes: dict[str, tuple[int, ...]] = {"wte": (V, d), "wpe": (P, d)}
+    for i in range(config.n_layer):
+        shapes |= {
+            f"h.{i}.ln_1.g": (d,),
+            f"h.{i}.ln_1.b": (d,),
+            f"h.{i}.attn.c_attn.w": (d, 3 * d),
+            f"h.{i}.attn.c_attn.b": (3 * d,),
+            f"h.{i}.attn.c_proj.w": (d, d),
+            f"h.{i}.attn.c_proj.b": (d,),
+            f"h.{i}.ln_2.g": (d,),
+            f"h.{i}.ln_2.b": (d,),
+            f"h.{i}.mlp.c_fc.w": (d, 4 * d),
+            f"h.{i}.mlp.c_fc.b": (4 * d,),
+            f"h.{i}.mlp.c_proj.w": (4 * d, d),
+            f"h.{i}.mlp.c_proj.b": (d,),
+        }
+    shapes |= {"ln_f.g": (d,), "ln_f.b": (d,)}
+    return shapes
+
+
+def hf_key(name: str) -> str:
+    """Our name -> the Hugging Face key without prefix: 'h.0.ln_1.g' -> 'h.0.ln_1.weight'."""
+    if name in ("wte", "wpe"):
+        return f"{name}.weight"
+    stem, leaf = name.rsplit(".", 1)
+    return f"{stem}.{'bias' if leaf == 'b' else 'weight'}"
+
+
+def nest(flat: dict[str, np.ndarray], n_layer: int) -> dict:
+    """Flat GPT-2 names -> picoGPT's nested dict: {'wte', 'wpe', 'blocks': [...], 'ln_f'}."""
+    params: dict = {"blocks": [{} for _ in range(n_layer)]}
+    for name, value in flat.items():
+        parts = name.split(".")
+        if parts[0] == "h":
+            node = params["blocks"][int(parts[1])]
+            parts = parts[2:]
+        else:
+            node = params
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return params
+
+
+@dataclass
+class Model:
+    """A loaded checkpoint: its sizes, its parameters (flat and nested) and where it came from."""
+
+    config: GPT2Config
+    flat: dict[str, np.ndarray]
+    path: Path
+
+    @property
+    def params(self) -> dict:
+        return nest(self.flat, self.config.n_layer)
+
+    def truncated(self, n_layer: int) -> "Model":
+        """The same model keeping only its first n_layer blocks (for reduced teaching sheets)."""
+        if not 1 <= n_layer <= self.config.n_layer:
+            raise CheckpointError(f"--blocks must be between 1 and {self.config.n_layer} for {self.path}, got {n_layer}")
+        config = GPT2Config(**{**self.config.to_dict(), "n_layer": n_layer})
+        keep = param_shapes(config)
+        return Model(config, {k: v for k, v in self.flat.items() if k in keep}, self.path)
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Read every tensor of a .safetensors file as float32/float64 numpy arrays."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; a model directory needs model.safetensors") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, expected a .safetensors file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) < 8:
+        raise CheckpointError(f"{path}: {len(data)} bytes, too short to be a safetensors file (truncated download?)")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > len(data) - 8 or header_len > 100_000_000:
+        raise CheckpointError(f"{path}: header length {header_len} exceeds the file size; the file is truncated or not safetensors")
+    try:
+        header = json.loads(data[8 : 8 + header_len])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: the header is not valid JSON; the file is not safetensors") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the header is not a JSON object; the file is not safetensors")
+    body = memoryview(data)[8 + header_len :]
+    tensors = {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: tensor {key!r} has a malformed header entry") from None
+        if dtype not in _DTYPES:
+            raise CheckpointError(
+                f"{path}: tensor {key!r} has dtype {dtype}; sheetgpt reads F32, F16, BF16 and F64 weights"
+            )
+        count = int(np.prod(shape, dtype=np.int64))
+        itemsize = np.dtype(_DTYPES[dtype]).itemsize
+        if not (0 <= start <= end) or end - start != count * itemsize:
+            raise CheckpointError(f"{path}: tensor {key!r} has data offsets that do not match its shape {list(shape)}")
+        if end > len(body):
+            raise CheckpointError(
+                f"{path}: tensor {key!r} ends at byte {end} but the data has {len(body)} bytes; the file is truncated"
+            )
+        raw = np.frombuffer(body[start:end], dtype=_DTYPES[dtype]).reshape(shape)
+        if dtype == "BF16":
+            raw = (raw.astype(np.uint32) << 16).view(np.float32)
+        tensors[key] = raw.astype(np.float64 if dtype == "F64" else np.float32)
+    return tensors
+
+
+def _strip_prefix(key: str) -> str:
+    return key[len("transformer.") :] if key.startswith("transformer.") else key
+
+
+def load_model(model_dir: str | Path | None = None) -> Model:
+    """Load config.json + model.safetensors from a Hugging Face GPT-2 directory."""
+    path = Path(model_dir) if model_dir is not None else default_model_dir()
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such directory; pass --model DIR with a Hugging Face GPT-2 directory")
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a directory; pass --model DIR with config.json and model.safetensors")
+    weights = path / "model.safetensors"
+    if not weights.exists() and (path / "pytorch_model.bin").exists():
+        raise CheckpointError(
+            f"{path}: has pytorch_model.bin but no model.safetensors; convert it to safetensors first"
+        )
+    config = GPT2Config.from_json(path / "config.json")
+    raw = {_strip_prefix(k): v for k, v in read_safetensors(weights).items()}
+    flat = {}
+    for name, shape in param_shapes(config).items():
+        key = hf_key(name)
+        if key not in raw:
+            raise CheckpointError(f"{weights}: missing tensor {key!r} (n_layer={config.n_layer} in config.json)")
+        value = raw.pop(key)
+        if value.shape != shape:
+            raise CheckpointError(
+                f"{weights}: tensor {key!r} has shape {list(value.shape)}, expected {list(shape)} from config.json"
+            )
+        if not np.isfinite(value).all():
+            bad = np.argwhere(~np.isfinite(value))[0].tolist()
+            raise CheckpointError(f"{weights}: tensor {key!r} holds NaN or infinity (first at index {bad})")
+        peak = float(np.abs(value).max()) if value.size else 0.0
+        if peak > _MAX_ABS_WEIGHT:
+            raise CheckpointError(
+                f"{weights}: tensor {key!r} holds a value of magnitude {peak:.3g}; "
+                "the file's dtype or byte order is probably wrong"
+            )
+        flat[name] = value
+    lm_head = raw.pop("lm_head.weight", None)
+    if lm_head is not None and not np.array_equal(lm_head, flat["wte"]):
+        raise CheckpointError(f"{weights}: lm_head.weight differs from wte.weight; sheetgpt needs GPT-2's tied unembedding")
+    extra = [k for k in raw if not k.endswith(_SKIPPED_SUFFIXES)]
+    if extra:
+        blocks = sorted({int(k.split(".")[1]) for k in extra if k.startswith("h.") and k.split(".")[1].isdigit()})
+        hint = f"; config.json says n_layer={config.n_layer} but the file has block {blocks[-1]}" if blocks else ""
+        raise CheckpointError(f"{weights}: unexpected tensor {extra[0]!r}{hint}")
+    return Model(config, flat, path)

@@ -1,0 +1,114 @@
+"""The float64 reference: GPT-2's forward pass in numpy, keeping every intermediate.
+
+It reads like the math (picoGPT style) and computes exactly what the workbook's
+formulas compute, step for step, so that each tab can be checked against it:
+softmax subtracts the row maximum and exponentiates before normalising, because the
+sheet shows those steps; masked attention scores are NaN (the sheet leaves them blank).
+
+``gpt2(ids, params, ...)`` returns a ``Trace``: a dict from stage name (``"h.0.attn.c_attn"``,
+``"ln_f.out"``, ``"logits"``, ...) to its value. Stage names are those of ``stages.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import GPT2Config
+
+Trace = dict[str, np.ndarray]
+
+
+def gelu(x):  # gelu_new, the tanh form GPT-2 uses
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def softmax_steps(x):  # [..., n] -> (exp [..., n], weights [..., n]); NaN entries are masked out
+    e = np.where(np.isnan(x), 0.0, np.exp(x - np.nanmax(x, axis=-1, keepdims=True)))
+    return e, e / e.sum(axis=-1, keepdims=True)
+
+
+def layer_norm(x, g, b, eps, trace, name):  # [T, d] -> [T, d]
+    mean = x.mean(axis=-1, keepdims=True)  # [T, 1]
+    var = x.var(axis=-1, keepdims=True)  # [T, 1], biased, like GPT-2
+    norm = (x - mean) / np.sqrt(var + eps)  # [T, d]
+    out = norm * g + b  # [T, d]
+    trace |= {f"{name}.mean": mean, f"{name}.var": var, f"{name}.norm": norm, f"{name}.out": out}
+    return out
+
+
+def linear(x, w, b):  # [T, n_in] -> [T, n_out]
+    return x @ w + b
+
+
+def mha(x, c_attn, c_proj, n_head, trace, name):  # [T, d] -> [T, d]
+    T, d = x.shape
+    hd = d // n_head
+    qkv = linear(x, c_attn["w"], c_attn["b"])  # [T, d] -> [T, 3d]
+    q, k, v = (qkv[:, i * d : (i + 1) * d].reshape(T, n_head, hd).transpose(1, 0, 2) for i in range(3))  # 3 x [H, T, hd]
+    scores = q @ k.transpose(0, 2, 1) / np.sqrt(hd)  # [H, T, T]
+    causal = np.triu(np.ones((T, T), dtype=bool), k=1)  # key position > query position
+    masked = np.where(causal, np.nan, scores)  # [H, T, T]
+    e, weights = softmax_steps(masked)  # [H, T, T]
+    heads = weights @ v  # [H, T, hd]
+    merged = heads.transpose(1, 0, 2).reshape(T, d)  # [T, d]
+    out = linear(merged, c_proj["w"], c_proj["b"])  # [T, d]
+    trace |= {
+        f"{name}.c_attn": qkv,
+        f"{name}.scores": scores,
+        f"{name}.masked": masked,
+        f"{name}.exp": e,
+        f"{name}.weights": weights,
+        f"{name}.merged": merged,
+        f"{name}.c_proj": out,
+    }
+    return out
+
+
+def ffn(x, c_fc, c_proj, trace, name):  # [T, d] -> [T, d]
+    up = linear(x, c_fc["w"], c_fc["b"])  # [T, d] -> [T, 4d]
+    act = gelu(up)  # [T, 4d]
+    down = linear(act, c_proj["w"], c_proj["b"])  # [T, 4d] -> [T, d]
+    trace |= {f"{name}.c_fc": up, f"{name}.gelu": act, f"{name}.c_proj": down}
+    return down
+
+
+def transformer_block(x, block, n_head, eps, trace, name):  # [T, d] -> [T, d]
+    a = layer_norm(x, block["ln_1"]["g"], block["ln_1"]["b"], eps, trace, f"{name}.ln_1")
+    x = x + mha(a, block["attn"]["c_attn"], block["attn"]["c_proj"], n_head, trace, f"{name}.attn")
+    trace[f"{name}.res_1"] = x
+    m = layer_norm(x, block["ln_2"]["g"], block["ln_2"]["b"], eps, trace, f"{name}.ln_2")
+    x = x + ffn(m, block["mlp"]["c_fc"], block["mlp"]["c_proj"], trace, f"{name}.mlp")
+    trace[f"{name}.res_2"] = x
+    return x
+
+
+def next_token_probs(logits, temperature=1.0):  # [V] -> (max [], sum [], probs [V])
+    top = logits.max()
+    e = np.exp((logits - top) / temperature)
+    return top, e.sum(), e / e.sum()
+
+
+def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0) -> Trace:
+    """Forward pass over token ids; every stage's value, float64, keyed by stage name."""
+    ids = np.asarray(ids, dtype=np.int64)
+    f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+    trace: Trace = {"ids": ids}
+    wte, wpe = f64(params["wte"]), f64(params["wpe"])
+    trace["embed.wte"] = wte[ids]  # [T, d]
+    trace["embed.wpe"] = wpe[: len(ids)]  # [T, d]
+    x = trace["embed.h"] = trace["embed.wte"] + trace["embed.wpe"]  # [T, d]
+    eps = config.layer_norm_epsilon
+    for i, block in enumerate(params["blocks"]):
+        block = _to_f64(block)
+        x = transformer_block(x, block, config.n_head, eps, trace, f"h.{i}")
+    x = layer_norm(x, f64(params["ln_f"]["g"]), f64(params["ln_f"]["b"]), eps, trace, "ln_f")
+    trace["logits"] = x @ wte.T  # [T, d] -> [T, V], tied unembedding
+    top, total, probs = next_token_probs(trace["logits"][-1], temperature)
+    trace |= {"predict.max": np.array(top), "predict.sum": np.array(total), "predict.probs": probs}
+    return trace
+
+
+def _to_f64(tree):
+    if isinstance(tree, dict):
+        return {k: _to_f64(v) for k, v in tree.items()}
+    return np.asarray(tree, dtype=np.float64)
