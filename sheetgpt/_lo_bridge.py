@@ -1,0 +1,293 @@
+"""LibreOffice UNO bridge, run by the SYSTEM python (``/usr/bin/python3``), not by sheetgpt's.
+
+Only the standard library and ``uno`` are used here: the system python usually has no numpy.
+``sheetgpt.libreoffice.recalculate`` writes a request JSON and runs::
+
+    /usr/bin/python3 _lo_bridge.py REQUEST.json
+
+Request keys:
+    soffice      path of the soffice launcher
+    profile      directory for a fresh LibreOffice user profile (created here, removed by the caller)
+    input        the .xlsx to load (the caller's copy, possibly with a sentinel sheet injected)
+    edits        [[sheet, cell, value], ...]; str -> text (setString, never a formula),
+                 number -> setValue, null -> clear contents
+    sheets       list of sheet names to read, or null for all
+    sentinel     [sheet, cell, expected_float] or null: checked after calculateAll(), then the
+                 sheet is deleted before save_as
+    save_as      path or null: store the recalculated book as xlsx ("Calc MS Excel 2007 XML")
+    outdir       where to write result.json and one <i>.f64 file per sheet
+    timeout      seconds (the caller also enforces it by killing the process group)
+
+Output (outdir/result.json):
+    {"ok": true, "sheets": [{"name", "nrows", "ncols", "bin", "text": [[r, c, s]...],
+     "errors": [[r, c, "#VALUE!"]...]}], "sentinel": value, "timings": {...}}
+    <bin> holds nrows*ncols native-endian float64, row-major, A1 at [0, 0], NaN where the
+    cell is not a number (text, empty or error). A non-number cell that is in neither the
+    text nor the errors list is empty.
+On failure: {"ok": false, "error": "one line"} and exit code 1.
+"""
+
+import array
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+RECALC_XCU = """<?xml version="1.0" encoding="UTF-8"?>
+<oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="OOXMLRecalcMode" oor:op="fuse"><value>0</value></prop></item>
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="ODFRecalcMode" oor:op="fuse"><value>0</value></prop></item>
+<item oor:path="/org.openoffice.Setup/Office"><prop oor:name="FirstStartWizardCompleted" oor:op="fuse"><value>true</value></prop></item>
+</oor:items>
+"""
+
+CHUNK_CELLS = 250_000  # cells per getDataArray call
+
+
+def write_profile(profile):
+    """A fresh user profile whose Calc always recalculates xlsx/ods on load."""
+    user = os.path.join(profile, "user")
+    os.makedirs(user, exist_ok=True)
+    with open(os.path.join(user, "registrymodifications.xcu"), "w", encoding="utf-8") as f:
+        f.write(RECALC_XCU)
+
+
+def profile_url(profile):
+    return "file://" + os.path.abspath(profile).replace(" ", "%20")
+
+
+def file_url(path):
+    import uno
+
+    return uno.systemPathToFileUrl(os.path.abspath(path))
+
+
+def start_soffice(soffice, profile, pipe_name):
+    args = [
+        soffice,
+        "--headless",
+        "--invisible",
+        "--norestore",
+        "--nologo",
+        "--nodefault",
+        "--nolockcheck",
+        "-env:UserInstallation=" + profile_url(profile),
+        "--accept=pipe,name=%s;urp;StarOffice.ComponentContext" % pipe_name,
+    ]
+    # Same process group as this bridge: the caller kills the whole group on timeout.
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def connect(pipe_name, proc, deadline):
+    import uno
+    from com.sun.star.connection import NoConnectException
+
+    local = uno.getComponentContext()
+    resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
+    url = "uno:pipe,name=%s;urp;StarOffice.ComponentContext" % pipe_name
+    while True:
+        try:
+            return resolver.resolve(url)
+        except NoConnectException:
+            if proc.poll() is not None:
+                raise RuntimeError("soffice exited with code %s before accepting a connection" % proc.returncode)
+            if time.monotonic() > deadline:
+                raise TimeoutError("soffice did not accept a connection in time")
+            time.sleep(0.1)
+
+
+def prop(name, value):
+    import uno
+
+    p = uno.createUnoStruct("com.sun.star.beans.PropertyValue")
+    p.Name = name
+    p.Value = value
+    return p
+
+
+def force_recalc_config(ctx):
+    """Set OOXMLRecalcMode=0 (always) also through the config API, and return what is in effect."""
+    smgr = ctx.ServiceManager
+    cp = smgr.createInstanceWithContext("com.sun.star.configuration.ConfigurationProvider", ctx)
+    node = prop("nodepath", "/org.openoffice.Office.Calc/Formula/Load")
+    upd = cp.createInstanceWithArguments("com.sun.star.configuration.ConfigurationUpdateAccess", (node,))
+    upd.setPropertyValue("OOXMLRecalcMode", 0)
+    upd.setPropertyValue("ODFRecalcMode", 0)
+    upd.commitChanges()
+    return upd.getPropertyValue("OOXMLRecalcMode")
+
+
+def cell_error_text(sheet, c, r):
+    cell = sheet.getCellByPosition(c, r)
+    s = cell.getString()
+    if not s:
+        s = "Err:%d" % cell.getError()
+    return s
+
+
+def read_sheet(sheet, index, outdir):
+    import uno  # noqa: F401
+    from com.sun.star.sheet.FormulaResult import ERROR as FR_ERROR
+    from com.sun.star.sheet.CellFlags import FORMULA as CF_FORMULA
+
+    cur = sheet.createCursor()
+    cur.gotoEndOfUsedArea(False)
+    end = cur.getRangeAddress()
+    nrows, ncols = end.EndRow + 1, end.EndColumn + 1
+    # An empty sheet still reports A1 as its used area; it is read as a 1x1 empty sheet.
+    nan = float("nan")
+    buf = array.array("d")
+    text = []
+    chunk_rows = max(1, CHUNK_CELLS // ncols)
+    for r0 in range(0, nrows, chunk_rows):
+        r1 = min(nrows, r0 + chunk_rows) - 1
+        rng = sheet.getCellRangeByPosition(0, r0, ncols - 1, r1)
+        rows = rng.getDataArray()
+        for i, row in enumerate(rows):
+            for j, v in enumerate(row):
+                if type(v) is float:
+                    buf.append(v)
+                else:
+                    buf.append(nan)
+                    if v != "":
+                        text.append([r0 + i, j, v])
+    # Error cells: getDataArray gives them as empty strings (or NaN); find them explicitly.
+    errors = []
+    err_ranges = sheet.queryFormulaCells(FR_ERROR)
+    for a in err_ranges.getRangeAddresses():
+        for r in range(a.StartRow, a.EndRow + 1):
+            for c in range(a.StartColumn, a.EndColumn + 1):
+                errors.append([r, c, cell_error_text(sheet, c, r)])
+                buf[r * ncols + c] = nan
+    if errors:
+        err_pos = {(r, c) for r, c, _ in errors}
+        text = [t for t in text if (t[0], t[1]) not in err_pos]
+    # Formula cells that produce "" are text "", not empty: find formula cells whose value is
+    # the empty string.
+    fcells = sheet.queryContentCells(CF_FORMULA)
+    from com.sun.star.table.CellContentType import TEXT as CT_TEXT  # noqa: F401
+
+    text_pos = {(t[0], t[1]) for t in text}
+    err_pos = {(e[0], e[1]) for e in errors}
+    for a in fcells.getRangeAddresses():
+        for r in range(a.StartRow, a.EndRow + 1):
+            base = r * ncols
+            for c in range(a.StartColumn, a.EndColumn + 1):
+                if math.isnan(buf[base + c]) and (r, c) not in text_pos and (r, c) not in err_pos:
+                    text.append([r, c, ""])
+    binname = "%d.f64" % index
+    with open(os.path.join(outdir, binname), "wb") as f:
+        buf.tofile(f)
+    return {"name": sheet.getName(), "nrows": nrows, "ncols": ncols, "bin": binname, "text": text, "errors": errors}
+
+
+def run(req):
+    t0 = time.monotonic()
+    deadline = t0 + float(req.get("timeout", 600))
+    timings = {}
+    write_profile(req["profile"])
+    pipe_name = "sheetgpt_%d_%d" % (os.getpid(), int(time.time() * 1000) % 1000000)
+    proc = start_soffice(req["soffice"], req["profile"], pipe_name)
+    desktop = None
+    try:
+        import uno  # noqa: F401
+
+        ctx = connect(pipe_name, proc, deadline)
+        smgr = ctx.ServiceManager
+        desktop = smgr.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
+        mode = force_recalc_config(ctx)
+        timings["start"] = time.monotonic() - t0
+        t = time.monotonic()
+        doc = desktop.loadComponentFromURL(
+            file_url(req["input"]), "_blank", 0, (prop("Hidden", True), prop("ReadOnly", False))
+        )
+        if doc is None:
+            raise RuntimeError("LibreOffice could not open %s" % req["input"])
+        timings["load"] = time.monotonic() - t
+        t = time.monotonic()
+        sheets = doc.getSheets()
+        for sname, addr, value in req.get("edits") or []:
+            if not sheets.hasByName(sname):
+                raise KeyError("edit: no sheet named %r" % sname)
+            cell = sheets.getByName(sname).getCellRangeByName(addr)
+            if value is None:
+                cell.setString("")
+            elif isinstance(value, str):
+                cell.setString(value)  # always text, even if it starts with "="
+            elif isinstance(value, bool):
+                cell.setValue(1.0 if value else 0.0)
+            else:
+                cell.setValue(float(value))
+        doc.calculateAll()
+        timings["calc"] = time.monotonic() - t
+        t = time.monotonic()
+        result = {"ok": True, "ooxml_recalc_mode": mode}
+        sent = req.get("sentinel")
+        if sent:
+            sname, addr, expected = sent
+            sv = sheets.getByName(sname).getCellRangeByName(addr).getValue()
+            result["sentinel"] = sv
+            if sv != expected:
+                raise RuntimeError(
+                    "recalculation not proven: sentinel %s!%s reads %r, expected %r" % (sname, addr, sv, expected)
+                )
+        wanted = req.get("sheets")
+        names = list(sheets.getElementNames())
+        skip = {sent[0]} if sent else set()
+        if wanted is None:
+            wanted = [n for n in names if n not in skip]
+        for n in wanted:
+            if n not in names:
+                raise KeyError("no sheet named %r (sheets: %s)" % (n, ", ".join(x for x in names if x not in skip)))
+        out = []
+        for i, n in enumerate(wanted):
+            out.append(read_sheet(sheets.getByName(n), i, req["outdir"]))
+        result["sheets"] = out
+        timings["read"] = time.monotonic() - t
+        if req.get("save_as"):
+            t = time.monotonic()
+            if sent and sheets.hasByName(sent[0]):
+                sheets.removeByName(sent[0])
+            doc.storeToURL(
+                file_url(req["save_as"]), (prop("FilterName", "Calc MS Excel 2007 XML"), prop("Overwrite", True))
+            )
+            timings["save"] = time.monotonic() - t
+        doc.close(True)
+        result["timings"] = timings
+        return result
+    finally:
+        try:
+            if desktop is not None:
+                desktop.terminate()
+        except Exception:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except Exception:
+            proc.kill()
+            try:
+                proc.wait(timeout=5)
+            except Exception:
+                pass
+
+
+def main(argv):
+    with open(argv[1], encoding="utf-8") as f:
+        req = json.load(f)
+    out = os.path.join(req["outdir"], "result.json")
+    try:
+        result = run(req)
+        code = 0
+    except Exception as e:  # report one line to the caller
+        msg = str(e).strip().splitlines()
+        result = {"ok": False, "error": "%s: %s" % (type(e).__name__, msg[0] if msg else "")}
+        code = 1
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

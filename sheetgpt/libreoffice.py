@@ -1,0 +1,423 @@
+"""Headless LibreOffice recalculation, with proof that it really recalculated.
+
+LibreOffice Calc is driven over UNO by ``_lo_bridge.py``, run with the SYSTEM python
+(``/usr/bin/python3``: python3-uno only works there). Every run:
+
+* uses a fresh, throw-away user profile in which ``OOXMLRecalcMode`` is 0 ("always recalculate
+  on load"), set both in ``registrymodifications.xcu`` and through the configuration API;
+* works on a temporary copy of the book with a **sentinel sheet** injected (``_sgpt_sentinel``,
+  ``A1 = 1/7`` whose cached value in the file is a wrong ``-1``). After the edits and
+  ``calculateAll()`` (a hard recalculation), A1 must read exactly ``1/7``, else
+  ``WorkbookError("recalculation not proven ...")``. The sentinel sheet is never returned, and
+  is deleted before ``save_as``;
+* reads values with ``getDataArray()`` in chunks, as full IEEE doubles (no 15-digit rounding:
+  the bridge sends raw float64 bytes);
+* kills soffice (by process group, it is the bridge's own child) and deletes the profile, also
+  on errors and timeouts.
+
+Cell values in :class:`Recalc`: numbers -> ``float``, text -> ``str`` (a formula returning
+``""`` gives ``""``), empty -> ``None``, errors -> LibreOffice's display text, e.g.
+``"#VALUE!"``, ``"#DIV/0!"``, ``"#N/A"``, ``"#NAME?"``, ``"#REF!"``, ``"#NUM!"``, or
+``"Err:502"`` style for errors that have no Excel name (see ``Recalc.errors``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SheetGPTError, WorkbookError
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+BRIDGE = Path(__file__).with_name("_lo_bridge.py")
+MISSING = "LibreOffice is not installed: apt-get install libreoffice-calc-nogui python3-uno"
+
+SENTINEL_SHEET = "_sgpt_sentinel"
+SENTINEL_CELL = "A1"
+SENTINEL_FORMULA = "1/7"
+SENTINEL_VALUE = 1.0 / 7.0
+SENTINEL_CACHED = -1  # deliberately wrong cached value written into the file
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def find_soffice() -> str | None:
+    """Path of the ``soffice`` launcher, or None."""
+    env = os.environ.get("SHEETGPT_SOFFICE")
+    if env and os.access(env, os.X_OK):
+        return env
+    for name in ("soffice", "libreoffice"):
+        p = shutil.which(name)
+        if p:
+            return p
+    for p in (
+        "/usr/lib/libreoffice/program/soffice",
+        "/opt/libreoffice/program/soffice",
+        "/Applications/LibreOffice.app/Contents/MacOS/soffice",
+    ):
+        if os.access(p, os.X_OK):
+            return p
+    return None
+
+
+_AVAILABLE: bool | None = None
+
+
+def available() -> bool:
+    """True when soffice exists AND the system python can ``import uno`` (cached)."""
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        ok = find_soffice() is not None and os.access(SYSTEM_PYTHON, os.X_OK)
+        if ok:
+            try:
+                r = subprocess.run(
+                    [SYSTEM_PYTHON, "-c", "import uno"], capture_output=True, timeout=60
+                )
+                ok = r.returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                ok = False
+        _AVAILABLE = ok
+    return _AVAILABLE
+
+
+def _require() -> str:
+    soffice = find_soffice()
+    if soffice is None or not available():
+        raise SheetGPTError(MISSING)
+    return soffice
+
+
+# --------------------------------------------------------------------------- sentinel
+
+
+def make_sentinel(workbook, name: str = SENTINEL_SHEET) -> None:
+    """Add a sentinel sheet to an xlsxwriter ``Workbook`` (optional: recalculate() injects one).
+
+    Its ``A1`` is ``=1/7`` with a wrong cached value, so any reader that shows ``1/7`` there has
+    recomputed formulas rather than trusting the cache.
+    """
+    ws = workbook.add_worksheet(name)
+    ws.write_formula(SENTINEL_CELL, "=" + SENTINEL_FORMULA, None, SENTINEL_CACHED)
+    ws.hide()
+
+
+def inject_sentinel(src: str | os.PathLike, dst: str | os.PathLike, name: str = SENTINEL_SHEET) -> None:
+    """Copy xlsx ``src`` to ``dst`` with one more (last, hidden) sheet holding the sentinel.
+
+    Done on the zip parts directly (workbook.xml, its rels, [Content_Types].xml), so nothing else
+    in the book is rewritten. Raises WorkbookError if the book is not an xlsx we understand.
+    """
+    try:
+        zin = zipfile.ZipFile(src)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise WorkbookError(f"{src}: not an xlsx file ({e})") from None
+    with zin:
+        names = zin.namelist()
+        wb_path = "xl/workbook.xml"
+        rels_path = "xl/_rels/workbook.xml.rels"
+        if wb_path not in names or rels_path not in names or "[Content_Types].xml" not in names:
+            raise WorkbookError(f"{src}: not an xlsx workbook (no xl/workbook.xml)")
+        wb = zin.read(wb_path).decode("utf-8")
+        rels = zin.read(rels_path).decode("utf-8")
+        ct = zin.read("[Content_Types].xml").decode("utf-8")
+        if re.search(r'name="%s"' % re.escape(name), wb):
+            raise WorkbookError(f"{src}: already has a sheet named {name}")
+        m = re.search(r"<(\w+:)?sheet\s[^>]*?(\w+):id=\"[^\"]*\"[^>]*/>", wb)
+        close = re.search(r"</(\w+:)?sheets>", wb)
+        if not m or not close:
+            raise WorkbookError(f"{src}: cannot find the sheet list in xl/workbook.xml")
+        pfx, rpfx = m.group(1) or "", m.group(2)
+        ids = [int(x) for x in re.findall(r'sheetId="(\d+)"', wb)]
+        sheet_id = max(ids, default=0) + 1
+        rid = "rIdSgptSentinel"
+        part = "worksheets/_sgpt_sentinel.xml"
+        wb = (
+            wb[: close.start()]
+            + f'<{pfx}sheet name="{name}" sheetId="{sheet_id}" state="hidden" {rpfx}:id="{rid}"/>'
+            + wb[close.start():]
+        )
+        rels = rels.replace(
+            "</Relationships>",
+            f'<Relationship Id="{rid}" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+            f'relationships/worksheet" Target="{part}"/></Relationships>',
+        )
+        ct = ct.replace(
+            "</Types>",
+            f'<Override PartName="/xl/{part}" ContentType="application/'
+            'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>',
+        )
+        sheet_xml = (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+            f'<sheetData><row r="1"><c r="{SENTINEL_CELL}"><f>{SENTINEL_FORMULA}</f>'
+            f"<v>{SENTINEL_CACHED}</v></c></row></sheetData></worksheet>"
+        )
+        with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+            for info in zin.infolist():
+                data = zin.read(info.filename)
+                if info.filename == wb_path:
+                    data = wb.encode("utf-8")
+                elif info.filename == rels_path:
+                    data = rels.encode("utf-8")
+                elif info.filename == "[Content_Types].xml":
+                    data = ct.encode("utf-8")
+                zout.writestr(info, data)
+            zout.writestr("xl/" + part, sheet_xml)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Recalc:
+    """Values of a recalculated book.
+
+    ``values[sheet]``: object array [row0, col0] from A1 (float / str / None / error text).
+    ``numbers[sheet]``: float64 array of the same shape, NaN where not a number (fast path).
+    ``errors[sheet]``: {(row0, col0): "#VALUE!"} for error cells.
+    """
+
+    numbers: dict[str, np.ndarray]
+    text: dict[str, dict[tuple[int, int], str]]
+    errors: dict[str, dict[tuple[int, int], str]]
+    sentinel: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    _values: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def sheets(self) -> list[str]:
+        return list(self.numbers)
+
+    @property
+    def values(self) -> "_LazyValues":
+        return _LazyValues(self)
+
+    def object_array(self, sheet: str) -> np.ndarray:
+        if sheet not in self._values:
+            num = self.numbers[sheet]
+            out = np.empty(num.shape, dtype=object)
+            isnum = ~np.isnan(num)
+            out[isnum] = num[isnum].tolist() if isnum.any() else []
+            for (r, c), s in self.text[sheet].items():
+                out[r, c] = s
+            for (r, c), s in self.errors[sheet].items():
+                out[r, c] = s
+            self._values[sheet] = out
+        return self._values[sheet]
+
+    def value(self, sheet: str, cell: str):
+        """One cell by A1 address; None when outside the used area or empty."""
+        r, c = a1_to_rc(cell)
+        arr = self.object_array(sheet)
+        if r >= arr.shape[0] or c >= arr.shape[1]:
+            return None
+        return arr[r, c]
+
+
+class _LazyValues:
+    def __init__(self, rc: Recalc):
+        self._rc = rc
+
+    def __getitem__(self, sheet: str) -> np.ndarray:
+        return self._rc.object_array(sheet)
+
+    def __contains__(self, sheet) -> bool:
+        return sheet in self._rc.numbers
+
+    def __iter__(self):
+        return iter(self._rc.numbers)
+
+    def keys(self):
+        return self._rc.numbers.keys()
+
+
+def a1_to_rc(cell: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\$?([A-Za-z]{1,3})\$?(\d+)", cell.strip())
+    if not m:
+        raise ValueError(f"not an A1 cell address: {cell!r}")
+    col = 0
+    for ch in m.group(1).upper():
+        col = col * 26 + (ord(ch) - 64)
+    return int(m.group(2)) - 1, col - 1
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the bridge's own session: bridge + its soffice
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _run_bridge(req: dict, workdir: str, timeout: float) -> dict:
+    req_path = os.path.join(workdir, "request.json")
+    with open(req_path, "w", encoding="utf-8") as f:
+        json.dump(req, f)
+    proc = subprocess.Popen(
+        [SYSTEM_PYTHON, str(BRIDGE), req_path],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise WorkbookError(f"LibreOffice recalculation timed out after {timeout:g} s") from None
+    finally:
+        # soffice.bin can outlive the bridge if it crashed; the group is ours either way.
+        _kill_group(proc)
+    res_path = os.path.join(workdir, "out", "result.json")
+    if not os.path.exists(res_path):
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        raise WorkbookError(f"LibreOffice bridge failed (exit {proc.returncode}): {tail[0]}")
+    with open(res_path, encoding="utf-8") as f:
+        res = json.load(f)
+    if not res.get("ok"):
+        raise WorkbookError(f"LibreOffice recalculation failed: {res.get('error')}")
+    return res
+
+
+def recalculate(
+    path: str | os.PathLike,
+    *,
+    edits: dict[tuple[str, str], object] | None = None,
+    sheets: list[str] | None = None,
+    save_as: str | os.PathLike | None = None,
+    timeout: float = 600,
+    prove: bool = True,
+) -> Recalc:
+    """Load ``path`` in headless LibreOffice, apply ``edits``, recalculate everything, read back.
+
+    ``edits``: ``{(sheet, "B5"): value}``; str values are set as TEXT (never parsed as a formula,
+    even ``"=1+1"``), int/float as numbers, None clears the cell.
+    ``sheets``: names to read (default: all). ``save_as``: also store the recalculated book as
+    xlsx (LibreOffice's export; the sentinel sheet is removed first; cached numbers in it are
+    rounded to 15 significant digits, see docs/compat.md). ``prove``: inject and check the
+    sentinel (see module docstring). Timeouts and failures raise one-line ``WorkbookError``.
+    """
+    soffice = _require()
+    path = Path(path)
+    if not path.exists():
+        raise WorkbookError(f"{path}: no such file")
+    t0 = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix="sheetgpt_lo_")
+    try:
+        os.makedirs(os.path.join(workdir, "out"))
+        book = os.path.join(workdir, "book.xlsx")
+        if prove:
+            inject_sentinel(path, book)
+        else:
+            shutil.copyfile(path, book)
+        req = {
+            "soffice": soffice,
+            "profile": os.path.join(workdir, "profile"),
+            "input": book,
+            "edits": [[s, a, v] for (s, a), v in (edits or {}).items()],
+            "sheets": list(sheets) if sheets is not None else None,
+            "sentinel": [SENTINEL_SHEET, SENTINEL_CELL, SENTINEL_VALUE] if prove else None,
+            "save_as": str(Path(save_as).resolve()) if save_as else None,
+            "outdir": os.path.join(workdir, "out"),
+            "timeout": timeout,
+        }
+        for (s, a), v in (edits or {}).items():
+            if v is not None and not isinstance(v, (str, int, float)):
+                raise WorkbookError(f"edit {s}!{a}: value must be str, number or None, not {type(v).__name__}")
+        res = _run_bridge(req, workdir, timeout)
+        numbers, text, errors = {}, {}, {}
+        for sh in res["sheets"]:
+            arr = np.fromfile(os.path.join(workdir, "out", sh["bin"]), dtype=np.float64)
+            numbers[sh["name"]] = arr.reshape(sh["nrows"], sh["ncols"])
+            text[sh["name"]] = {(r, c): s for r, c, s in sh["text"]}
+            errors[sh["name"]] = {(r, c): s for r, c, s in sh["errors"]}
+        timings = dict(res.get("timings", {}))
+        timings["total"] = time.monotonic() - t0
+        return Recalc(numbers, text, errors, sentinel=res.get("sentinel"), timings=timings)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def convert_with_recalc(
+    path: str | os.PathLike, out_path: str | os.PathLike, *, timeout: float = 600
+) -> Path:
+    """``soffice --headless --convert-to xlsx`` with the forced-recalc profile.
+
+    The output's cached values are LibreOffice's recomputed ones, but the xlsx export writes
+    numbers with at most 15 significant digits (not full doubles): use :func:`recalculate` for
+    exact comparisons. Proof: a sentinel-only book is converted in the same soffice run (same
+    profile and settings) and must come back with ``1/7`` (to 15 digits) in place of its wrong
+    cached value.
+    """
+    soffice = _require()
+    path, out_path = Path(path), Path(out_path)
+    if not path.exists():
+        raise WorkbookError(f"{path}: no such file")
+    workdir = tempfile.mkdtemp(prefix="sheetgpt_lo_")
+    try:
+        from ._lo_bridge import profile_url, write_profile
+
+        profile = os.path.join(workdir, "profile")
+        write_profile(profile)
+        indir, outdir = os.path.join(workdir, "in"), os.path.join(workdir, "out")
+        os.makedirs(indir)
+        os.makedirs(outdir)
+        src = os.path.join(indir, "book.xlsx")
+        shutil.copyfile(path, src)
+        sent_src = os.path.join(indir, "sentinel.xlsx")
+        _write_sentinel_book(sent_src)
+        cmd = [
+            soffice, "--headless", "--invisible", "--norestore", "--nologo", "--nolockcheck",
+            "-env:UserInstallation=" + profile_url(profile),
+            "--convert-to", "xlsx:Calc MS Excel 2007 XML", "--outdir", outdir, src, sent_src,
+        ]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise WorkbookError(f"LibreOffice conversion timed out after {timeout:g} s") from None
+        finally:
+            _kill_group(proc)
+        out_book = os.path.join(outdir, "book.xlsx")
+        out_sent = os.path.join(outdir, "sentinel.xlsx")
+        if not os.path.exists(out_book) or not os.path.exists(out_sent):
+            raise WorkbookError(f"LibreOffice could not convert {path} (exit {proc.returncode})")
+        import openpyxl
+
+        v = openpyxl.load_workbook(out_sent, data_only=True).active["A1"].value
+        if not isinstance(v, (int, float)) or abs(v - SENTINEL_VALUE) > 1e-14:
+            raise WorkbookError(f"recalculation not proven: sentinel reads {v!r} after conversion")
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(out_book, out_path)
+        return out_path
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _write_sentinel_book(dst: str) -> None:
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(dst)
+    ws = wb.add_worksheet("Sheet1")
+    ws.write_formula(SENTINEL_CELL, "=" + SENTINEL_FORMULA, None, SENTINEL_CACHED)
+    wb.close()
