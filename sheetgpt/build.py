@@ -1,0 +1,422 @@
+"""Write the workbook: every tab and region of ``stages.Layout``, as formulas over weight tabs.
+
+The formulas come from the stage list; this module only puts them on the sheet with their
+frame (titles, explanations, headers, token labels), formats, and cached values taken from
+the reference, so that a viewer that does not recalculate still shows the right numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import xlsxwriter
+from xlsxwriter.utility import xl_rowcol_to_cell
+
+from . import __version__
+from .checkpoint import Model
+from .errors import SheetGPTError
+from .reference import gpt2
+from .stages import (
+    COMPUTE,
+    DATA_COL,
+    FRAME_ROWS,
+    GUIDE,
+    INPUT,
+    OUTPUT,
+    PROMPT_TOP,
+    WEIGHTS,
+    Layout,
+    Region,
+    quote,
+)
+from .tokenizer import Tokenizer
+from .weight_text import stored_values
+
+TAB_COLORS = {GUIDE: "#7F7F7F", INPUT: "#2E75B6", COMPUTE: "#70AD47", OUTPUT: "#C55A11", WEIGHTS: "#BFBFBF"}
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    layout: Layout
+    trace: dict
+    ids: list[int]
+    seconds: float
+    cells: int
+
+
+@dataclass
+class Prompt:
+    """The token rows of a book: ids, the text shown for each, and the predicting position."""
+
+    ids: list[int]
+    texts: list[str]
+    n_prompt: int  # tokens that came from the prompt; rows after it are padding
+
+    @property
+    def predict_after(self) -> int:
+        return self.n_prompt - 1
+
+
+def make_prompt(text: str, tokenizer: Tokenizer, context: int | None, n_positions: int) -> Prompt:
+    if not text or not text.strip():
+        raise SheetGPTError("the prompt is empty; give some text with --prompt")
+    ids = tokenizer.encode(text)
+    limit = min(context or n_positions, n_positions)
+    if len(ids) > limit:
+        what = f"--context {context}" if context and context < n_positions else f"the model's n_positions ({n_positions})"
+        raise SheetGPTError(f"the prompt is {len(ids)} tokens, more than {what}; shorten it or raise --context")
+    rows = context or len(ids)
+    pad = tokenizer.vocab_size - 1  # <|endoftext|> fills rows after the prompt; causal attention ignores them
+    all_ids = ids + [pad] * (rows - len(ids))
+    return Prompt(all_ids, [tokenizer.display(i) for i in all_ids], len(ids))
+
+
+class Formats:
+    """The few cell formats a book uses, created once per workbook."""
+
+    def __init__(self, wb: xlsxwriter.Workbook):
+        self.wb = wb
+        self.cache: dict[str, object] = {}
+        self.title = wb.add_format({"bold": True, "font_size": 12, "font_color": "#1F3864"})
+        self.big = wb.add_format({"bold": True, "font_size": 16, "font_color": "#1F3864"})
+        self.note = wb.add_format({"italic": True, "font_color": "#595959"})
+        self.header = wb.add_format({"bold": True, "font_color": "#595959", "align": "center", "bottom": 1})
+        self.label = wb.add_format({"font_color": "#595959"})
+        self.token = wb.add_format({"bold": True})
+        self.edit = wb.add_format({"bg_color": "#FFF2CC", "border": 1, "bold": True})
+        self.link = wb.add_format({"font_color": "blue", "underline": 1})
+        self.text = wb.add_format({})
+
+    def number(self, num_format: str):
+        if num_format not in self.cache:
+            self.cache[num_format] = self.wb.add_format({"num_format": num_format})
+        return self.cache[num_format]
+
+
+def build_workbook(
+    model: Model,
+    tokenizer: Tokenizer,
+    prompt_text: str,
+    out_path: str | Path,
+    *,
+    context: int | None = None,
+    logits_all: bool = False,
+    force: bool = False,
+    source: str = "",
+    progress: Callable[[int, str], None] | None = None,
+) -> BuildResult:
+    """Write the whole book to out_path (via a temporary file renamed at the end)."""
+    started = time.perf_counter()
+    out_path = Path(out_path)
+    if out_path.suffix.lower() != ".xlsx":
+        raise SheetGPTError(f"{out_path}: the output must be an .xlsx file")
+    if out_path.exists() and not force:
+        raise SheetGPTError(f"{out_path} exists; pass --force to overwrite it")
+    if out_path.is_dir():
+        raise SheetGPTError(f"{out_path} is a directory; give a file name ending in .xlsx")
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise SheetGPTError(
+            f"{model.path}: the tokenizer has {tokenizer.vocab_size} tokens but config.json says vocab_size "
+            f"{model.config.vocab_size}"
+        )
+    prompt = make_prompt(prompt_text, tokenizer, context, model.config.n_positions)
+    layout = Layout(model.config, len(prompt.ids), logits_all)
+    stored = {name: stored_values(value) for name, value in model.flat.items()}
+    trace = gpt2(prompt.ids, model.__class__(model.config, stored, model.path).params, model.config)
+    trace = with_selected_position(trace, prompt.predict_after)
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
+    try:
+        cells = _write(tmp, layout, prompt, tokenizer, stored, trace, source or str(model.path), progress)
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells)
+
+
+def with_selected_position(trace: dict, t: int) -> dict:
+    """Add the stages that depend on the predicting position t (Final norm one-hot, logits, Predict)."""
+    from .reference import next_token_probs
+
+    T = trace["ln_f.out"].shape[0]
+    out = dict(trace)
+    out["prompt.ids"] = np.asarray(trace["ids"], dtype=np.float64)[:, None]
+    out["ln_f.select"] = (np.arange(T) == t).astype(np.float64)[None, :]
+    out["ln_f.last"] = trace["ln_f.out"][t : t + 1]
+    out["logits.all"] = trace["logits"].T  # [V, T]
+    out["logits"] = trace["logits"][t][:, None]  # [V, 1]
+    top, total, probs = next_token_probs(trace["logits"][t])
+    out |= {"predict.max": np.array([[top]]), "predict.sum": np.array([[total]]), "predict.probs": probs[:, None]}
+    return out
+
+
+def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress) -> int:
+    wb = xlsxwriter.Workbook(str(path), {"use_future_functions": True, "strings_to_formulas": False,
+                                         "strings_to_numbers": False, "strings_to_urls": False,
+                                         "constant_memory": False})
+    fmt = Formats(wb)
+    sheets = {}
+    for tab in layout.tabs:
+        ws = wb.add_worksheet(tab.name)
+        ws.set_tab_color(TAB_COLORS[tab.kind])
+        sheets[tab.name] = ws
+    cells = 0
+    _write_guide(sheets[layout.GUIDE], layout, prompt, fmt, source)
+    _write_prompt(sheets[layout.PROMPT], layout, prompt, fmt)
+    for tab in layout.compute_tabs():
+        if tab.kind == INPUT:
+            continue  # the Prompt tab is written by _write_prompt
+        ws = sheets[tab.name]
+        for region in tab.regions:
+            if tab.name == layout.PREDICT:
+                cells += _write_predict_region(ws, layout, region, trace, tokenizer, fmt)
+            else:
+                cells += _write_region(ws, layout, region, trace, prompt, tokenizer, fmt)
+            wb.define_name(region.name, f"={quote(tab.name)}{_abs(region)}")
+        if tab.name == layout.PREDICT:
+            _write_top_k(wb, ws, layout, trace, tokenizer, fmt)
+        if progress:
+            progress(1, tab.name)
+        ws.freeze_panes(0, 2)
+        ws.set_column(0, 0, 5)
+        ws.set_column(1, 1, 14)
+        ws.set_column(2, max(r.right for r in tab.regions), 9)
+    _write_vocab(sheets[layout.VOCAB], tokenizer, fmt)
+    for tab in layout.weight_tabs():
+        values = stored[tab.name].reshape(tab.shape)
+        ws = sheets[tab.name]
+        for r, row in enumerate(values.tolist()):
+            ws.write_row(r, 0, row)
+        cells += values.size
+        if progress:
+            progress(1, tab.name)
+    wb.close()
+    return cells
+
+
+def _abs(region: Region) -> str:
+    return (xl_rowcol_to_cell(region.top, region.left, True, True) + ":"
+            + xl_rowcol_to_cell(region.bottom, region.right, True, True))
+
+
+def _write_region(ws, layout: Layout, region: Region, trace, prompt: Prompt, tokenizer, fmt) -> int:
+    title_row = region.top - region.header_rows - 2
+    ws.write_string(title_row, 0, f"{region.step} · {region.text['title']}", fmt.title)
+    ws.write_string(title_row + 1, 0, region.text["explain"], fmt.note)
+    head = region.top - 1
+    vocab_rows = region.rows == layout.config.vocab_size and region.rows != layout.T
+    # Row labels: position and token for token rows, id and token for vocabulary rows.
+    if vocab_rows:
+        ws.write_string(head, 0, "id", fmt.header)
+        ws.write_string(head, 1, "token", fmt.header)
+        for i in range(region.rows):
+            ws.write_number(region.top + i, 0, i, fmt.label)
+            ws.write_string(region.top + i, 1, tokenizer.display(i), fmt.token)
+    elif region.rows == layout.T:
+        ws.write_string(head, 0, "pos", fmt.header)
+        ws.write_string(head, 1, "token", fmt.header)
+        for i in range(region.rows):
+            ws.write_number(region.top + i, 0, i, fmt.label)
+            ws.write_formula(region.top + i, 1, "=" + layout.prompt_text(i, region.tab, True), fmt.token, prompt.texts[i])
+    _write_headers(ws, layout, region, prompt, fmt)
+    grid = region.grid(trace[region.name])
+    num = fmt.number(region.number_format)
+    if region.formula is not None:
+        for i in range(region.rows):
+            for j in region.columns():
+                value = grid[i, j]
+                cached = "" if np.isnan(value) else float(value)
+                ws.write_formula(region.top + i, region.left + j, "=" + region.formula(i, j), num, cached)
+    for r0, c0, r1, c1, text in region.arrays:
+        ws.write_array_formula(r0, c0, r1, c1, "{=" + text + "}", num, float(grid[r0 - region.top, c0 - region.left]))
+    if region.name.endswith(".weights"):  # attention heatmap, one colour scale per head
+        for h in range(region.heads):
+            c0 = region.head_left(h)
+            ws.conditional_format(region.top, c0, region.bottom, c0 + region.block_cols - 1,
+                                  {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#C00000",
+                                   "min_type": "num", "min_value": 0, "max_type": "num", "max_value": 1})
+    return region.rows * len(region.columns())
+
+
+def _write_predict_region(ws, layout: Layout, region: Region, trace, tokenizer, fmt) -> int:
+    """Predict tab: temperature, largest logit and sum as labelled cells; probabilities down the rows."""
+    value = trace[region.name]
+    num = fmt.number(region.number_format)
+    if region.rows == 1:
+        ws.write_string(region.top, 0, region.text["title"], fmt.label)
+        ws.write_formula(region.top, region.left, "=" + region.formula(0, 0), num, float(value.ravel()[0]))
+        return 1
+    ws.write_string(region.top - 3, 0, region.text["title"], fmt.title)
+    ws.write_string(region.top - 2, 0, region.text["explain"], fmt.note)
+    for col, label in enumerate(["id", "token", "probability"]):
+        ws.write_string(region.top - 1, col, label, fmt.header)
+    for i in range(region.rows):
+        ws.write_number(region.top + i, 0, i, fmt.label)
+        ws.write_string(region.top + i, 1, tokenizer.display(i), fmt.token)
+        ws.write_formula(region.top + i, region.left, "=" + region.formula(i, 0), num, float(value[i, 0]))
+    return region.rows
+
+
+def _write_top_k(wb, ws, layout: Layout, trace, tokenizer, fmt) -> None:
+    """The top-k table (LARGE / MATCH / INDEX) and a bar chart of it."""
+    probs_region = layout.regions["predict.probs"]
+    probs = _abs(probs_region)
+    V = layout.config.vocab_size
+    vocab = quote(layout.VOCAB) + f"$B$1:$B${V}"
+    ws.write_string(0, 0, "Next-token prediction", fmt.big)
+    ws.write_string(1, 0, "Softmax of the logits, with a temperature you can edit (yellow).", fmt.note)
+    ws.write_string(layout.TEMPERATURE[0], 0, "temperature", fmt.label)
+    ws.write_number(*layout.TEMPERATURE, 1.0, fmt.edit)
+    top = probs_region.top
+    r0, c0 = top - 1, 5  # header row; columns F..I
+    for k, label in enumerate(["rank", "probability", "token id", "token"]):
+        ws.write_string(r0, c0 + k, label, fmt.header)
+    ws.write_string(r0 - 2, c0, f"Top {layout.TOP_K}", fmt.title)
+    p = trace["predict.probs"][:, 0]
+    order = np.argsort(-p, kind="stable")
+    pct = fmt.number("0.00%")
+    for k in range(min(layout.TOP_K, V)):
+        r = top + k
+        prob, tid = xl_rowcol_to_cell(r, c0 + 1), xl_rowcol_to_cell(r, c0 + 2)
+        ws.write_number(r, c0, k + 1, fmt.label)
+        ws.write_formula(r, c0 + 1, f"=LARGE({probs},{k + 1})", pct, float(p[order[k]]))
+        ws.write_formula(r, c0 + 2, f"=MATCH({prob},{probs},0)-1", fmt.number("0"), int(order[k]))
+        ws.write_formula(r, c0 + 3, f"=INDEX({vocab},{tid}+1)", fmt.token, tokenizer.display(int(order[k])))
+    ws.set_column(0, 0, 22)
+    ws.set_column(1, 1, 16)
+    ws.set_column(c0 + 3, c0 + 3, 16)
+    n = min(layout.TOP_K, V)
+    chart = wb.add_chart({"type": "bar"})
+    chart.add_series({
+        "name": "probability",
+        "categories": [layout.PREDICT, top, c0 + 3, top + n - 1, c0 + 3],
+        "values": [layout.PREDICT, top, c0 + 1, top + n - 1, c0 + 1],
+        "fill": {"color": "#C55A11"},
+        "data_labels": {"value": True, "num_format": "0.0%"},
+    })
+    chart.set_title({"name": "Next token: top probabilities"})
+    chart.set_y_axis({"reverse": True})
+    chart.set_x_axis({"num_format": "0%", "min": 0})
+    chart.set_legend({"none": True})
+    ws.insert_chart(top + n + 2, c0, chart, {"x_scale": 1.2, "y_scale": 1.2})
+
+
+def _write_headers(ws, layout: Layout, region: Region, prompt: Prompt, fmt) -> None:
+    head = region.top - 1
+    name = region.name
+    if region.heads:
+        for h in range(region.heads):
+            c0 = region.head_left(h)
+            ws.write_string(head - 2, c0, f"head {h}", fmt.title)
+            for k in range(region.block_cols):
+                ws.write_formula(head - 1, c0 + k, "=" + layout.prompt_text(k, region.tab, True), fmt.header, prompt.texts[k])
+                ws.write_number(head, c0 + k, k, fmt.header)
+        return
+    d, hd = layout.config.n_embd, layout.config.head_dim
+    for j in range(region.cols):
+        if name.endswith("attn.c_attn"):
+            part, rest = divmod(j, d)
+            label = f"{'qkv'[part]}{rest // hd}.{rest % hd}"
+        elif name.endswith("attn.merged"):
+            label = f"h{j // hd}.{j % hd}"
+        elif name == "ln_f.select":
+            ws.write_number(head, region.left + j, j, fmt.header)
+            continue
+        elif name == "logits.all":
+            label = f"after pos {j}"
+        elif region.cols == 1:
+            label = name.rsplit(".", 1)[-1]
+        else:
+            ws.write_number(head, region.left + j, j, fmt.header)
+            continue
+        ws.write_string(head, region.left + j, label, fmt.header)
+
+
+def _write_guide(ws, layout: Layout, prompt: Prompt, fmt, source: str) -> None:
+    c = layout.config
+    ws.set_column(0, 0, 30)
+    ws.set_column(1, 1, 60)
+    ws.write_string(0, 0, "sheetgpt: GPT-2 as a spreadsheet", fmt.big)
+    lines = [
+        "Every number on the green tabs is computed by an ordinary formula from the grey weight tabs.",
+        "Click any cell to see its formula. Each block tab shows GPT-2's steps in order, top to bottom.",
+        "To try another prompt: edit a token text on the Prompt tab (yellow cells), then recalculate",
+        "(LibreOffice: Data > Calculate > Recalculate Hard, Ctrl+Shift+F9; Excel: Ctrl+Alt+F9).",
+    ]
+    for k, line in enumerate(lines):
+        ws.write_string(1 + k, 0, line, fmt.note)
+    row = 6
+    ws.write_string(row, 0, "Predicted next token", fmt.title)
+    ws.write_formula(row, 1, f"={quote(layout.PREDICT)}{xl_rowcol_to_cell(layout.regions['predict.probs'].top, 8, True, True)}", fmt.edit)
+    ws.write_string(row + 1, 0, "Recalculated?", fmt.label)
+    # Sentinel: its cached value is deliberately wrong (0); any recalculation shows 2.
+    ws.write_formula(row + 1, 1, "=1+1", fmt.text, 0)
+    ws.write_string(row + 1, 2, "shows 2 once the book has been recalculated", fmt.note)
+    row += 3
+    ws.write_string(row, 0, "Model configuration", fmt.title)
+    config_rows = [("n_layer", c.n_layer), ("n_head", c.n_head), ("n_embd", c.n_embd),
+                   ("n_positions", c.n_positions), ("vocab_size", c.vocab_size),
+                   ("layer_norm_epsilon", c.layer_norm_epsilon), ("token rows", layout.T),
+                   ("logits for every position", 1 if layout.logits_all else 0)]
+    for k, (key, value) in enumerate(config_rows, start=1):
+        ws.write_string(row + k, 0, key, fmt.label)
+        ws.write_number(row + k, 1, value)
+    row += len(config_rows) + 2
+    ws.write_string(row, 0, "Prompt", fmt.title)
+    ws.write_string(row, 1, "".join(prompt.texts[: prompt.n_prompt]), fmt.text)
+    row += 2
+    ws.write_string(row, 0, "Tabs", fmt.title)
+    for k, tab in enumerate(layout.tabs[1:], start=1):
+        ws.write_url(row + k, 0, f"internal:{quote(tab.name)}A1", fmt.link, tab.name)
+        what = {INPUT: "input", COMPUTE: "computation", OUTPUT: "output", WEIGHTS: "weights"}[tab.kind]
+        regions = ", ".join(r.text["title"] for r in tab.regions[:6]) + (", ..." if len(tab.regions) > 6 else "")
+        ws.write_string(row + k, 1, f"{what}: {regions}" if regions else what, fmt.label)
+    row += len(layout.tabs) + 1
+    ws.write_string(row, 0, "Provenance", fmt.title)
+    prov = [("sheetgpt", __version__), ("model", source), ("built", _dt.datetime.now().isoformat(timespec="seconds"))]
+    for k, (key, value) in enumerate(prov, start=1):
+        ws.write_string(row + k, 0, key, fmt.label)
+        ws.write_string(row + k, 1, value)
+    ws.activate()
+
+
+def _write_prompt(ws, layout: Layout, prompt: Prompt, fmt) -> None:
+    ws.set_column(0, 0, 8)
+    ws.set_column(1, 1, 18)
+    ws.set_column(2, 2, 10)
+    ws.set_column(3, 3, 60)
+    ws.write_string(0, 0, "Prompt: one token per row", fmt.big)
+    ws.write_string(1, 0, "Edit a token text (yellow), then recalculate: its id is looked up in the vocab tab.", fmt.note)
+    ws.write_string(layout.PREDICT_AFTER[0], 0, "Predict the token after position", fmt.label)
+    ws.write_number(*layout.PREDICT_AFTER, prompt.predict_after, fmt.edit)
+    head = PROMPT_TOP - 1
+    for col, label in enumerate(["pos", "token (edit)", "token id", "note"]):
+        ws.write_string(head, col, label, fmt.header)
+    for t in range(len(prompt.ids)):
+        r = PROMPT_TOP + t
+        ws.write_number(r, 0, t, fmt.label)
+        ws.write_string(r, 1, prompt.texts[t], fmt.edit)  # always text, never a formula
+        ws.write_array_formula(r, 2, r, 2, "{=" + layout.regions["prompt.ids"].arrays[t][4] + "}", None, prompt.ids[t])
+        idcell = xl_rowcol_to_cell(r, 2)
+        ws.write_formula(r, 3, f'=IF({idcell}<0,"not in the vocabulary: this row uses token 0; copy a token text from the vocab tab",'
+                               f'IF({xl_rowcol_to_cell(r, 0)}>$C${layout.PREDICT_AFTER[0] + 1},"(after the predicting position: ignored)",""))',
+                         fmt.note, "" if t <= prompt.predict_after else "(after the predicting position: ignored)")
+    ws.freeze_panes(PROMPT_TOP, 0)
+
+
+def _write_vocab(ws, tokenizer: Tokenizer, fmt) -> None:
+    ws.set_column(0, 0, 8)
+    ws.set_column(1, 2, 20)
+    for i in range(tokenizer.vocab_size):
+        ws.write_number(i, 0, i)
+        ws.write_string(i, 1, tokenizer.display(i))
+        ws.write_string(i, 2, tokenizer.token_str(i))
