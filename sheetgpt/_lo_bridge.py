@@ -208,6 +208,11 @@ def run(req):
         timings["load"] = time.monotonic() - t
         t = time.monotonic()
         sheets = doc.getSheets()
+        sent = req.get("sentinel")
+        on_load = None
+        if sent and sheets.hasByName(sent[0]):
+            # Before calculateAll(): shows whether the load itself recalculated (OOXMLRecalcMode).
+            on_load = sheets.getByName(sent[0]).getCellRangeByName(sent[1]).getValue()
         for sname, addr, value in req.get("edits") or []:
             if not sheets.hasByName(sname):
                 raise KeyError("edit: no sheet named %r" % sname)
@@ -223,8 +228,7 @@ def run(req):
         doc.calculateAll()
         timings["calc"] = time.monotonic() - t
         t = time.monotonic()
-        result = {"ok": True, "ooxml_recalc_mode": mode}
-        sent = req.get("sentinel")
+        result = {"ok": True, "ooxml_recalc_mode": mode, "sentinel_on_load": on_load}
         if sent:
             sname, addr, expected = sent
             sv = sheets.getByName(sname).getCellRangeByName(addr).getValue()

@@ -9,7 +9,10 @@ LibreOffice Calc is driven over UNO by ``_lo_bridge.py``, run with the SYSTEM py
   ``A1 = 1/7`` whose cached value in the file is a wrong ``-1``). After the edits and
   ``calculateAll()`` (a hard recalculation), A1 must read exactly ``1/7``, else
   ``WorkbookError("recalculation not proven ...")``. The sentinel sheet is never returned, and
-  is deleted before ``save_as``;
+  is deleted before ``save_as``. ``Recalc.sentinel_on_load`` is its value read right after
+  loading (before ``calculateAll()``): 1/7 with our profile. Measured: with
+  ``OOXMLRecalcMode`` forced to 1 ("never") it reads -1 on load and 1/7 after ``calculateAll()``,
+  so the check catches a load that trusted cached values and ``calculateAll()`` fixes it;
 * reads values with ``getDataArray()`` in chunks, as full IEEE doubles (no 15-digit rounding:
   the bridge sends raw float64 bytes);
 * kills soffice (by process group, it is the bridge's own child) and deletes the profile, also
@@ -193,6 +196,7 @@ class Recalc:
     text: dict[str, dict[tuple[int, int], str]]
     errors: dict[str, dict[tuple[int, int], str]]
     sentinel: float | None = None
+    sentinel_on_load: float | None = None  # before calculateAll(): 1/7 if the load recalculated
     timings: dict[str, float] = field(default_factory=dict)
     _values: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -351,7 +355,10 @@ def recalculate(
             errors[sh["name"]] = {(r, c): s for r, c, s in sh["errors"]}
         timings = dict(res.get("timings", {}))
         timings["total"] = time.monotonic() - t0
-        return Recalc(numbers, text, errors, sentinel=res.get("sentinel"), timings=timings)
+        return Recalc(
+            numbers, text, errors, sentinel=res.get("sentinel"),
+            sentinel_on_load=res.get("sentinel_on_load"), timings=timings,
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

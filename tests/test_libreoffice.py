@@ -47,6 +47,7 @@ def test_recalculate_values_text_errors_and_precision(tmp_path):
     r = lo.recalculate(path)
     assert r.sheets == ["A", "W", "vocab"]  # the injected sentinel sheet is not reported
     assert r.sentinel == 1 / 7
+    assert r.sentinel_on_load == 1 / 7  # the fresh profile recalculates on load, too
     num = r.numbers["A"]
     np.testing.assert_allclose(num[5:9, 0:5], expected, rtol=1e-14)
     assert num[10, 0] == 1 / 3  # exact double, not the 42 cached in the file, not 15 digits
