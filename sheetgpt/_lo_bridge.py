@@ -128,7 +128,6 @@ def cell_error_text(sheet, c, r):
 
 
 def read_sheet(sheet, index, outdir):
-    import uno  # noqa: F401
     from com.sun.star.sheet.FormulaResult import ERROR as FR_ERROR
     from com.sun.star.sheet.CellFlags import FORMULA as CF_FORMULA
 
@@ -167,8 +166,6 @@ def read_sheet(sheet, index, outdir):
     # Formula cells that produce "" are text "", not empty: find formula cells whose value is
     # the empty string.
     fcells = sheet.queryContentCells(CF_FORMULA)
-    from com.sun.star.table.CellContentType import TEXT as CT_TEXT  # noqa: F401
-
     text_pos = {(t[0], t[1]) for t in text}
     err_pos = {(e[0], e[1]) for e in errors}
     for a in fcells.getRangeAddresses():
