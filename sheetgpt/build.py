@@ -143,7 +143,7 @@ def build_workbook(
     return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells)
 
 
-def with_selected_position(trace: dict, t: int) -> dict:
+def with_selected_position(trace: dict, t: int, temperature: float = 1.0) -> dict:
     """Add the stages that depend on the predicting position t (Final norm one-hot, logits, Predict)."""
     from .reference import next_token_probs
 
@@ -154,7 +154,7 @@ def with_selected_position(trace: dict, t: int) -> dict:
     out["ln_f.last"] = trace["ln_f.out"][t : t + 1]
     out["logits.all"] = trace["logits"].T  # [V, T]
     out["logits"] = trace["logits"][t][:, None]  # [V, 1]
-    top, total, probs = next_token_probs(trace["logits"][t])
+    top, total, probs = next_token_probs(trace["logits"][t], temperature)
     out |= {"predict.max": np.array([[top]]), "predict.sum": np.array([[total]]), "predict.probs": probs[:, None]}
     return out
 

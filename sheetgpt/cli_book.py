@@ -1,0 +1,106 @@
+"""`sheetgpt build` and `sheetgpt check`: write a workbook, and prove one."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from .errors import SheetGPTError
+
+DEFAULT_PROMPT = "Mike is quick. He moves"
+
+
+def _size(path: Path) -> str:
+    n = path.stat().st_size
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+
+def _atomic_write_text(path: Path, text: str, force: bool) -> None:
+    if path.exists() and not force:
+        raise SheetGPTError(f"{path} exists; pass --force to overwrite it")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@click.command("build")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help="Hugging Face GPT-2 directory (config.json, model.safetensors, vocab.json, merges.txt). "
+                   "Default: the bundled tiny teaching model.")
+@click.option("--prompt", default=DEFAULT_PROMPT, show_default=True, help="Text whose next token the book predicts.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Where to write the .xlsx. Default: output/<model name>.xlsx")
+@click.option("--blocks", type=int, default=None, help="Keep only the first N transformer blocks (teaching sheets).")
+@click.option("--context", type=int, default=None,
+              help="Token rows in the book (default: the prompt's length); rows after the prompt are padding.")
+@click.option("--logits", type=click.Choice(["last", "all"]), default="last", show_default=True,
+              help="Logits for the predicting position only, or for every position.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def build_cmd(model_dir, prompt, output, blocks, context, logits, force):
+    """Write a workbook that computes GPT-2's forward pass with formulas."""
+    from .build import build_workbook
+    from .checkpoint import load_model
+    from .tokenizer import Tokenizer
+
+    started = time.perf_counter()
+    model = load_model(model_dir)
+    if blocks is not None:
+        model = model.truncated(blocks)
+    if context is not None and not 1 <= context <= model.config.n_positions:
+        raise SheetGPTError(f"--context must be between 1 and the model's n_positions ({model.config.n_positions}), got {context}")
+    tokenizer = Tokenizer.from_dir(model.path)
+    name = model.path.resolve().name or "model"
+    output = output or Path("output") / f"{name}.xlsx"
+    steps = len([1 for _ in range(model.config.n_layer)]) + 5 + len(model.flat)
+    with click.progressbar(length=steps, label="writing tabs", show_pos=True, file=click.get_text_stream("stderr")) as bar:
+        result = build_workbook(model, tokenizer, prompt, output, context=context, logits_all=logits == "all",
+                                force=force, source=str(model.path), progress=lambda n, _tab: bar.update(n))
+    top = int(result.trace["predict.probs"][:, 0].argmax())
+    prob = float(result.trace["predict.probs"][top, 0])
+    click.echo(f"wrote {result.path} ({_size(result.path)}): {len(result.layout.tabs)} tabs, "
+               f"{result.cells:,} cells, {len(result.ids)} token rows, {model.config.n_layer} blocks, "
+               f"in {time.perf_counter() - started:.1f} s")
+    click.echo(f"predicted next token: {tokenizer.display(top)!r} (p = {prob:.3f}); prove it with: sheetgpt check {result.path}")
+
+
+@click.command("check")
+@click.argument("book", type=click.Path(path_type=Path))
+@click.option("--engine", type=click.Choice(["fast", "formulas", "libreoffice"]), default="fast", show_default=True,
+              help="fast: our vectorized evaluator; formulas: the formulas package (small books); "
+                   "libreoffice: LibreOffice headless, recalculation forced and proven.")
+@click.option("--rtol", type=float, default=1e-9, show_default=True,
+              help="Allowed error relative to each stage's largest magnitude.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help="Also prove that the weight tabs equal this checkpoint.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
+@click.option("--junit", "junit_out", type=click.Path(path_type=Path), default=None, help="Write a JUnit XML report.")
+@click.option("--force", is_flag=True, help="Overwrite existing --json/--junit files.")
+def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force):
+    """Recompute every formula of BOOK and compare each stage with the float64 reference.
+
+    Exit code 0: every stage matches; 1: a mismatch; 2: the book (or an option) is unusable.
+    """
+    from .check import check_book, format_table, verdict
+    from .checkpoint import load_model
+
+    if not book.exists():
+        raise SheetGPTError(f"{book}: no such file")
+    if book.is_dir():
+        raise SheetGPTError(f"{book}: is a directory, expected an .xlsx workbook")
+    if not rtol > 0:
+        raise SheetGPTError(f"--rtol must be above 0, got {rtol}")
+    model = load_model(model_dir) if model_dir is not None else None
+    report = check_book(book, engine=engine, rtol=rtol, model=model)
+    click.echo(format_table(report))
+    if json_out:
+        _atomic_write_text(json_out, report.to_json(), force)
+    if junit_out:
+        _atomic_write_text(junit_out, report.to_junit(), force)
+    click.echo(verdict(report) + f"; {report.formula_cells:,} formula cells in {report.seconds:.1f} s")
+    raise SystemExit(0 if report.passed else 1)
