@@ -1,0 +1,293 @@
+"""Excel formula text -> a canonical relative form (for grouping) -> an AST.
+
+``to_r1c1(text, row, col)`` rewrites every A1 reference of a formula that sits at
+0-based (row, col) so that relative parts become offsets: ``B4+1`` at B5 and ``B5+1`` at
+B6 both become ``R[-1]C[0]+1``. Cells with equal keys compute "the same formula up to
+relative references" and are evaluated together. ``parse_r1c1`` turns a key into an
+AST once per key; ``parse(text, row, col)`` does both.
+
+AST nodes are tuples, tag first:
+    ('num', float) ('str', str) ('bool', bool) ('err', '#N/A') ('missing',)
+    ('ref', sheet|None, r, r_abs, c, c_abs)            one cell
+    ('range', sheet|None, r0, r0_abs, c0, c0_abs, r1, r1_abs, c1, c1_abs)
+    ('neg', x) ('pct', x) ('bin', op, a, b) ('call', NAME, (args...))
+For a relative part, r/c is the offset from the formula's cell; for an absolute part,
+the 0-based index. Sheet names are unquoted. Function names are upper-case without
+the ``_xlfn.``/``_xlws.`` prefix.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from .errors import WorkbookError
+
+MAX_ROWS = 1_048_576
+MAX_COLS = 16_384
+
+_SHEET = r"(?:'(?:[^']|'')+'|[A-Za-z_\\][\w.]*)!"
+_A1 = r"(\$?)([A-Za-z]{1,3})(\$?)([0-9]{1,7})"
+# strings are matched first so that text inside them is never rewritten
+_A1_RE = re.compile(
+    r'("(?:[^"]|"")*")'
+    r"|(?<![\w.$'!])(" + _SHEET + r")?" + _A1 + r"(?::" + _A1 + r")?(?![\w(.!\[])"
+)
+
+_COL_CACHE: dict[str, int] = {}
+
+
+def _col(letters: str) -> int:
+    c = _COL_CACHE.get(letters)
+    if c is None:
+        n = 0
+        for ch in letters.upper():
+            n = n * 26 + (ord(ch) - 64)
+        c = n - 1
+        _COL_CACHE[letters] = c
+    return c
+
+
+def _col_letter(c: int) -> str:
+    s = ""
+    c += 1
+    while c:
+        c, r = divmod(c - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+def to_r1c1(text: str, row: int, col: int) -> str:
+    """Canonical form of ``text`` (no leading '=') at 0-based (row, col).
+
+    Relative parts become ``R[dr]``/``C[dc]`` offsets, absolute parts ``R5``/``C3``
+    (1-based, as in Excel's R1C1). Strings are left untouched.
+    """
+
+    def sub(m: re.Match) -> str:
+        g = m.groups()
+        if g[0] is not None:
+            return g[0]
+        sheet = g[1] or ""
+        out = sheet + _r1c1_part(g[2], g[3], g[4], g[5], row, col)
+        if g[6] is not None:
+            out += ":" + _r1c1_part(g[6], g[7], g[8], g[9], row, col)
+        return out
+
+    return _A1_RE.sub(sub, text)
+
+
+def _r1c1_part(cabs: str, letters: str, rabs: str, digits: str, row: int, col: int) -> str:
+    r = int(digits) - 1
+    c = _col(letters)
+    rs = f"R{r + 1}" if rabs else f"R[{r - row}]"
+    cs = f"C{c + 1}" if cabs else f"C[{c - col}]"
+    return rs + cs
+
+
+def shift_formula(text: str, drow: int, dcol: int) -> str:
+    """Move a formula by (drow, dcol) the way Excel fills a shared formula: relative
+    parts shift, absolute parts stay; a part pushed off the grid becomes #REF!."""
+
+    def part(cabs, letters, rabs, digits):
+        r = int(digits) - 1 + (0 if rabs else drow)
+        c = _col(letters) + (0 if cabs else dcol)
+        if not (0 <= r < MAX_ROWS and 0 <= c < MAX_COLS):
+            return None
+        return f"{cabs}{_col_letter(c)}{rabs}{r + 1}"
+
+    def sub(m: re.Match) -> str:
+        g = m.groups()
+        if g[0] is not None:
+            return g[0]
+        a = part(*g[2:6])
+        b = part(*g[6:10]) if g[6] is not None else ""
+        if a is None or b is None:
+            return "#REF!"
+        return (g[1] or "") + a + (":" + b if b else "")
+
+    return _A1_RE.sub(sub, text)
+
+
+# ----------------------------------------------------------------------------- tokens
+
+_TOKEN_RE = re.compile(
+    r"""\s*(?:
+    (?P<str>"(?:[^"]|"")*")
+  | (?P<ref>(?P<sheet>'(?:[^']|'')+'!|[A-Za-z_\\][\w.]*!)?
+        R(?P<r0>\[-?\d+\]|\d+)C(?P<c0>\[-?\d+\]|\d+)
+        (?::R(?P<r1>\[-?\d+\]|\d+)C(?P<c1>\[-?\d+\]|\d+))?)(?![\w(])
+  | (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<err>\#(?:NULL!|DIV/0!|VALUE!|REF!|NAME\?|NUM!|N/A))
+  | (?P<func>[A-Za-z_][\w.]*)\s*\(
+  | (?P<bool>TRUE|FALSE)(?![\w(.])
+  | (?P<name>[A-Za-z_\\][\w.]*)
+  | (?P<op><>|<=|>=|[-+*/^&=<>%(),{};:])
+    )""",
+    re.X | re.I,
+)
+
+_BIN = {
+    "=": 1, "<>": 1, "<": 1, ">": 1, "<=": 1, ">=": 1,
+    "&": 2,
+    "+": 3, "-": 3,
+    "*": 4, "/": 4,
+    "^": 5,
+}
+_PCT_BP = 6
+_UNARY_BP = 7
+
+
+def _tokens(text: str) -> list[tuple[str, object]]:
+    out = []
+    pos = 0
+    n = len(text)
+    while pos < n:
+        m = _TOKEN_RE.match(text, pos)
+        if not m or m.end() == pos:
+            if text[pos:].strip() == "":
+                break
+            raise WorkbookError(f"cannot parse formula near {text[pos:pos + 20]!r}")
+        pos = m.end()
+        kind = m.lastgroup
+        if kind in ("r0", "c0", "r1", "c1", "sheet"):
+            kind = "ref"
+        if kind == "str":
+            out.append(("str", m.group("str")[1:-1].replace('""', '"')))
+        elif kind == "ref":
+            out.append(("ref", m))
+        elif kind == "num":
+            out.append(("num", float(m.group("num"))))
+        elif kind == "err":
+            out.append(("err", m.group("err").upper()))
+        elif kind == "func":
+            name = m.group("func").upper()
+            for pre in ("_XLFN.", "_XLWS."):
+                if name.startswith(pre):
+                    name = name[len(pre):]
+            out.append(("func", name))
+        elif kind == "bool":
+            out.append(("bool", m.group("bool").upper() == "TRUE"))
+        elif kind == "name":
+            raise WorkbookError(f"unsupported name {m.group('name')!r} in formula (defined names are not supported)")
+        else:
+            out.append(("op", m.group("op")))
+    return out
+
+
+def _part(tok: str) -> tuple[int, bool]:
+    if tok.startswith("["):
+        return int(tok[1:-1]), False
+    return int(tok) - 1, True
+
+
+def _ref_node(m: re.Match) -> tuple:
+    sheet = m.group("sheet")
+    if sheet:
+        sheet = sheet[:-1]
+        if sheet.startswith("'"):
+            sheet = sheet[1:-1].replace("''", "'")
+    r0, r0a = _part(m.group("r0"))
+    c0, c0a = _part(m.group("c0"))
+    if m.group("r1") is None:
+        return ("ref", sheet, r0, r0a, c0, c0a)
+    r1, r1a = _part(m.group("r1"))
+    c1, c1a = _part(m.group("c1"))
+    return ("range", sheet, r0, r0a, c0, c0a, r1, r1a, c1, c1a)
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text = text
+        self.toks = _tokens(text)
+        self.i = 0
+
+    def peek(self):
+        return self.toks[self.i] if self.i < len(self.toks) else ("end", None)
+
+    def next(self):
+        t = self.peek()
+        self.i += 1
+        return t
+
+    def expect(self, op: str):
+        t = self.next()
+        if t != ("op", op):
+            raise WorkbookError(f"formula {self.text!r}: expected {op!r}")
+
+    def parse(self):
+        node = self.expr(0)
+        if self.i != len(self.toks):
+            raise WorkbookError(f"formula {self.text!r}: unexpected {self.peek()[1]!r}")
+        return node
+
+    def expr(self, min_bp: int):
+        left = self.prefix()
+        while True:
+            kind, v = self.peek()
+            if kind != "op":
+                break
+            if v == "%":
+                if _PCT_BP < min_bp:
+                    break
+                self.i += 1
+                left = ("pct", left)
+                continue
+            bp = _BIN.get(v)
+            if bp is None or bp < min_bp:
+                break
+            self.i += 1
+            right = self.expr(bp + 1)  # all binary operators are left-associative
+            left = ("bin", v, left, right)
+        return left
+
+    def prefix(self):
+        kind, v = self.next()
+        if kind == "num":
+            return ("num", v)
+        if kind == "str":
+            return ("str", v)
+        if kind == "bool":
+            return ("bool", v)
+        if kind == "err":
+            return ("err", v)
+        if kind == "ref":
+            return _ref_node(v)
+        if kind == "func":
+            args = []
+            if self.peek() == ("op", ")"):
+                self.i += 1
+                return ("call", v, ())
+            while True:
+                if self.peek() in (("op", ","), ("op", ")")):
+                    args.append(("missing",))
+                else:
+                    args.append(self.expr(0))
+                t = self.next()
+                if t == ("op", ")"):
+                    break
+                if t != ("op", ","):
+                    raise WorkbookError(f"formula {self.text!r}: expected ',' or ')' in {v}()")
+            return ("call", v, tuple(args))
+        if kind == "op":
+            if v == "(":
+                e = self.expr(0)
+                self.expect(")")
+                return e
+            if v in ("-", "+"):
+                x = self.expr(_UNARY_BP)
+                return ("neg", x) if v == "-" else x
+            if v == "{":
+                raise WorkbookError(f"formula {self.text!r}: array constants {{...}} are not supported")
+        raise WorkbookError(f"formula {self.text!r}: unexpected {v!r}")
+
+
+@lru_cache(maxsize=65536)
+def parse_r1c1(key: str) -> tuple:
+    """AST of a canonical (R1C1) formula text."""
+    return _Parser(key).parse()
+
+
+def parse(text: str, row: int = 0, col: int = 0) -> tuple:
+    """AST of an A1 formula ``text`` (no leading '=') sitting at 0-based (row, col)."""
+    return parse_r1c1(to_r1c1(text, row, col))
