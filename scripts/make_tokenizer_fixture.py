@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Write tests/fixtures/tokenizer_cases.json: varied strings and the ids Hugging Face gives them.
 
+It also records the merges that Hugging Face's BPE trainer learns on some of those
+strings, the oracle for `bpe_learn` (same pre-tokenizer, same tie-break).
+
 The oracle is Hugging Face `transformers` (its GPT2Tokenizer, backed by the Rust
 `tokenizers` library), loaded from the vendored OpenAI files. Only this script needs
 it (`pip install transformers`, no torch); the tests read the JSON it writes.
@@ -170,6 +173,22 @@ def oracle():
     return encode, f"transformers {transformers.__version__} GPT2Tokenizer (tokenizers {__import__('tokenizers').__version__})"
 
 
+def hf_bpe_learn(text: str, n_merges: int) -> list[list[str]]:
+    """Merges that Hugging Face's own BPE trainer learns with GPT-2's byte-level pre-tokenizer."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
+
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(vocab_size=256 + n_merges, initial_alphabet=alphabet, show_progress=False)
+    tok.train_from_iterator([text], trainer=trainer)
+    merges = json.loads(tok.to_str())["model"]["merges"]
+    merges = [m.split(" ") if isinstance(m, str) else m for m in merges]
+    assert len(merges) == n_merges, len(merges)
+    return merges
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2400, help="number of cases")
@@ -184,8 +203,14 @@ def main() -> None:
         f"scripts/make_tokenizer_fixture.py --n {args.n} --seed {args.seed}; ids from Hugging Face {who} "
         f"on tests/fixtures/gpt2-tokenizer; {datetime.date.today().isoformat()}"
     )
+    # bpe_learn's oracle: the text is the concatenation of cases[first:last]
+    first, last, n_merges = 400, 1400, 400
+    learned = {"cases": [first, last], "n_merges": n_merges, "merges": hf_bpe_learn("".join(texts[first:last]), n_merges)}
     lines = ",\n".join(json.dumps(c) for c in cases)
-    args.out.write_text('{"made_by": ' + json.dumps(made_by) + ',\n"cases": [\n' + lines + "\n]}\n", encoding="ascii")
+    args.out.write_text(
+        '{"made_by": ' + json.dumps(made_by) + ',\n"bpe_learn": ' + json.dumps(learned) + ',\n"cases": [\n' + lines + "\n]}\n",
+        encoding="ascii",
+    )
 
     sys.path.insert(0, str(ROOT))  # report, for the author, where sheetgpt disagrees (the tests fail there)
     from sheetgpt.tokenizer import Tokenizer

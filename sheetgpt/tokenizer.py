@@ -192,13 +192,10 @@ class Tokenizer:
 
     def bpe(self, symbols: str) -> list[str]:
         """Merge a byte-level word (e.g. 'Ġquick') into its final tokens; cached."""
-        if symbols in self.cache:
-            return self.cache[symbols]
-        word = list(symbols)
-        for pair, _, word in self._merge_steps(word):
-            pass
-        self.cache[symbols] = word
-        return word
+        if symbols not in self.cache:
+            steps = list(self._merge_steps(list(symbols)))
+            self.cache[symbols] = steps[-1][2] if steps else list(symbols)
+        return self.cache[symbols]
 
     def _merge_steps(self, word: list[str]) -> Iterable[tuple[tuple[str, str], int, list[str]]]:
         # GPT-2's loop: take the lowest-ranked adjacent pair, merge all its occurrences left to right

@@ -268,6 +268,16 @@ def test_bpe_learn_textbook_example():
     assert tok.encode(" lowest newer") == [tok.encoder["Ġlow"], tok.encoder["est"], tok.encoder["Ġnew"], tok.encoder["er"]]
 
 
+def test_bpe_learn_equals_hugging_faces_trainer():
+    # the fixture holds the merges that `tokenizers`' BpeTrainer (ByteLevel pre-tokenizer, the 256
+    # byte symbols as initial alphabet) learned on the concatenation of some fixture strings
+    data = json.loads((FIXTURES / "tokenizer_cases.json").read_text())
+    first, last = data["bpe_learn"]["cases"]
+    text = "".join(c["text"] for c in data["cases"][first:last])
+    tok = bpe_learn(text, 256 + data["bpe_learn"]["n_merges"] + 1)
+    assert [list(m) for m in tok.merges] == data["bpe_learn"]["merges"]
+
+
 def test_bpe_learn_stops_at_vocab_size_and_keeps_gpt2_byte_ids():
     tok = bpe_learn("hello hello help", 256 + 2 + 1)
     assert len(tok.merges) == 2 and tok.vocab_size == 259
