@@ -131,6 +131,8 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
             dtype, shape, (start, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: tensor {key!r} has a malformed header entry") from None
+        if not all(_is_count(n) for n in (*shape, start, end)):
+            raise CheckpointError(f"{path}: tensor {key!r} has a malformed header entry (shape and offsets must be whole numbers >= 0)")
         if dtype not in _DTYPES:
             raise CheckpointError(
                 f"{path}: tensor {key!r} has dtype {dtype}; sheetgpt reads F32, F16, BF16 and F64 weights"
@@ -148,6 +150,10 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
             raw = (raw.astype(np.uint32) << 16).view(np.float32)
         tensors[key] = raw.astype(np.float64 if dtype == "F64" else np.float32)
     return tensors
+
+
+def _is_count(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
 
 
 def _strip_prefix(key: str) -> str:
@@ -178,15 +184,17 @@ def load_model(model_dir: str | Path | None = None) -> Model:
             raise CheckpointError(
                 f"{weights}: tensor {key!r} has shape {list(value.shape)}, expected {list(shape)} from config.json"
             )
-        if not np.isfinite(value).all():
-            bad = np.argwhere(~np.isfinite(value))[0].tolist()
-            raise CheckpointError(f"{weights}: tensor {key!r} holds NaN or infinity (first at index {bad})")
-        peak = float(np.abs(value).max()) if value.size else 0.0
+        finite = np.isfinite(value)
+        # the magnitude check comes first: a wrong byte order makes huge values *and* some NaN/inf
+        peak = float(np.abs(value[finite]).max()) if finite.any() else 0.0
         if peak > _MAX_ABS_WEIGHT:
             raise CheckpointError(
                 f"{weights}: tensor {key!r} holds a value of magnitude {peak:.3g}; "
                 "the file's dtype or byte order is probably wrong"
             )
+        if not finite.all():
+            bad = np.argwhere(~finite)[0].tolist()
+            raise CheckpointError(f"{weights}: tensor {key!r} holds NaN or infinity (first at index {bad})")
         flat[name] = value
     lm_head = raw.pop("lm_head.weight", None)
     if lm_head is not None and not np.array_equal(lm_head, flat["wte"]):
