@@ -19,9 +19,10 @@ def main() -> None:
 def _register() -> None:
     """Each verb's module adds one line here."""
     from .cli_book import build_cmd, check_cmd
+    from .cli_predict import predict_cmd
     from .cli_tokenize import bpe_learn_cmd, tokenize_cmd
 
-    commands = [build_cmd, check_cmd, tokenize_cmd, bpe_learn_cmd]
+    commands = [build_cmd, check_cmd, tokenize_cmd, bpe_learn_cmd, predict_cmd]
     for cmd in commands:
         main.add_command(cmd)
 

@@ -1,0 +1,121 @@
+"""`sheetgpt predict`: run the float64 reference on a prompt and continue it.
+
+It shows what the workbook computes: the prompt's tokens, the next-token distribution
+(top k) and a continuation, each new token from a full forward pass of ``reference.gpt2``
+over the whole sequence so far (no cache; these models are small).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import reference
+from .checkpoint import Model, default_model_dir, load_model
+from .errors import SheetGPTError
+from .tokenizer import Tokenizer
+
+
+def softmax(x):  # [n] -> [n]
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def top_k_ids(logits, k: int):  # [V] -> [k], highest first; ties go to the lower id
+    return np.argsort(-logits, kind="stable")[:k]
+
+
+def choose_next(logits, temperature: float, k: int, rng) -> int:  # [V] -> one id
+    """Greedy (argmax) when temperature is 0, else a draw from softmax(logits / T) over the top k."""
+    if temperature == 0:
+        return int(np.argmax(logits))
+    top = top_k_ids(logits, k)
+    return int(rng.choice(top, p=softmax(logits[top] / temperature)))
+
+
+def _load(model_dir: str | None) -> tuple[Model, Tokenizer]:
+    if model_dir is None:
+        path = default_model_dir()
+        if not (path / "config.json").exists():
+            raise SheetGPTError(f"the bundled teaching model is missing ({path}); pass --model DIR with a GPT-2 directory")
+    else:
+        path = Path(model_dir)
+    model = load_model(path)
+    return model, Tokenizer.from_dir(path)
+
+
+def _encode(tok: Tokenizer, model: Model, prompt: str) -> list[int]:
+    if not prompt:
+        raise SheetGPTError("the prompt is empty; give --prompt TEXT with at least one token")
+    ids = tok.encode(prompt)
+    P, V = model.config.n_positions, model.config.vocab_size
+    if len(ids) > P:
+        raise SheetGPTError(f"the prompt is {len(ids)} tokens but {model.path} takes at most n_positions={P}; shorten it")
+    if max(ids) >= V:
+        raise SheetGPTError(f"the prompt has token id {max(ids)} but {model.path} has vocab_size={V}; the tokenizer does not match the model")
+    return ids
+
+
+def continue_ids(ids: list[int], model: Model, logits, n: int, temperature: float, k: int, seed: int | None):
+    """Up to n new ids (stopping when the sequence fills n_positions); each after a full forward pass."""
+    rng = np.random.default_rng(seed)
+    params, config = model.params, model.config
+    seq, new = list(ids), []
+    while len(new) < n and len(seq) < config.n_positions:
+        if new:
+            logits = reference.gpt2(seq, params, config)["logits"][-1]
+        nxt = choose_next(logits, temperature, k, rng)
+        seq.append(nxt)
+        new.append(nxt)
+    return new
+
+
+@click.command("predict")
+@click.option("--model", "model_dir", type=click.Path(), default=None,
+              help="Model directory (config.json, model.safetensors, vocab.json + merges.txt).  [default: the bundled teaching model]")
+@click.option("--prompt", required=True, help="The text to continue.")
+@click.option("-n", "n_tokens", type=click.IntRange(min=0), default=10, help="How many tokens to add (stops at n_positions).")
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.0,
+              help="0 is greedy (argmax); above 0 samples from softmax(logits / T) over the top k.")
+@click.option("--top-k", "top_k", type=click.IntRange(min=1), default=5, help="How many next tokens to show, and to sample from.")
+@click.option("--seed", type=int, default=0, help="Seed of numpy's default_rng for sampling.")
+@click.option("--json", "as_json", is_flag=True, default=False, help="Print the result as JSON (with the last position's logits).")
+def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, as_json) -> None:
+    """Predict the next token after --prompt with the float64 reference, and continue the text."""
+    start = time.perf_counter()
+    model, tok = _load(model_dir)
+    ids = _encode(tok, model, prompt)
+    logits = reference.gpt2(ids, model.params, model.config)["logits"][-1]  # [V], the last position
+    probs = softmax(logits)
+    k = min(top_k, model.config.vocab_size)
+    top = [{"id": int(i), "text": tok.display(int(i)), "prob": float(probs[i])} for i in top_k_ids(logits, k)]
+    new = continue_ids(ids, model, logits, n_tokens, temperature, k, seed)
+    seconds = time.perf_counter() - start
+    if as_json:
+        click.echo(json.dumps({
+            "prompt_ids": ids,
+            "tokens": [tok.display(i) for i in ids],
+            "top_k": top,
+            "continuation_ids": new,
+            "continuation_text": tok.decode(new),
+            "logits": logits.tolist(),
+        }, ensure_ascii=False))
+        return
+    c = model.config
+    click.echo(f"model {model.path}: n_layer={c.n_layer} n_head={c.n_head} n_embd={c.n_embd} "
+               f"n_positions={c.n_positions} vocab_size={c.vocab_size}")
+    click.echo(f"prompt: {len(ids)} tokens")
+    for i in ids:
+        click.echo(f"  {i:>6}  {tok.display(i)!r}")
+    click.echo(f"next token (top {k}, probabilities at temperature 1):")
+    for t in top:
+        click.echo(f"  {t['id']:>6}  {t['prob']:.6f}  {t['text']!r}")
+    how = "greedy" if temperature == 0 else f"sampled, temperature {temperature:g}, top {k}, seed {seed}"
+    stopped = " (stopped at n_positions)" if len(new) < n_tokens else ""
+    click.echo(f"continuation ({how}){stopped}: {tok.decode(new)!r}")
+    click.echo(f"  ids: {new}")
+    click.echo(f"{len(ids)} prompt tokens + {len(new)} new tokens, {len(new) or 1} forward passes, {seconds:.2f} s")
