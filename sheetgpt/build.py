@@ -70,8 +70,9 @@ def make_prompt(text: str, tokenizer: Tokenizer, context: int | None, n_position
     ids = tokenizer.encode(text)
     limit = min(context or n_positions, n_positions)
     if len(ids) > limit:
-        what = f"--context {context}" if context and context < n_positions else f"the model's n_positions ({n_positions})"
-        raise SheetGPTError(f"the prompt is {len(ids)} tokens, more than {what}; shorten it or raise --context")
+        if context and context < n_positions:
+            raise SheetGPTError(f"the prompt is {len(ids)} tokens, more than --context {context}; shorten it or raise --context")
+        raise SheetGPTError(f"the prompt is {len(ids)} tokens, more than the model's n_positions ({n_positions}); shorten it")
     rows = context or len(ids)
     pad = tokenizer.vocab_size - 1  # <|endoftext|> fills rows after the prompt; causal attention ignores them
     all_ids = ids + [pad] * (rows - len(ids))

@@ -1,0 +1,128 @@
+"""The workbook computes GPT-2: recomputed by `formulas` and by LibreOffice, it equals the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import openpyxl
+import pytest
+
+from sheetgpt import libreoffice
+from sheetgpt.build import build_workbook
+from sheetgpt.check import check_book
+from sheetgpt.checkpoint import Model, load_model
+from sheetgpt.errors import SheetGPTError
+from sheetgpt.reference import gpt2
+from sheetgpt.stages import PROMPT_TOP
+from sheetgpt.tokenizer import Tokenizer
+from sheetgpt.weight_text import stored_values
+
+needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
+
+
+def _assert_all_pass(report):
+    failed = [s for s in report.stages if not s.passed]
+    assert not failed, [(s.stage, s.first_bad) for s in failed]
+    assert len(report.stages) > 20
+
+
+def test_formulas_engine_reproduces_every_stage_of_a_micro_book(book):
+    result = book("micro", "the cat sat on")
+    report = check_book(result.path, engine="formulas", rtol=1e-9)
+    _assert_all_pass(report)
+    # every stage of the reference is in the book, not just a few
+    assert {s.stage for s in report.stages} >= {"embed.h", "h.0.attn.weights", "h.0.res_2", "ln_f.out", "logits", "predict.probs"}
+
+
+@needs_lo
+@pytest.mark.libreoffice
+@pytest.mark.parametrize("shape", ["micro", "one-head", "odd"])
+def test_libreoffice_reproduces_every_stage(book, shape):
+    result = book(shape, "a quick test")
+    report = check_book(result.path, engine="libreoffice", rtol=1e-9)
+    _assert_all_pass(report)
+
+
+@needs_lo
+@pytest.mark.libreoffice
+def test_editing_a_token_in_libreoffice_gives_the_new_prompts_prediction(book, model_dir):
+    result = book("one-head", "the cat sat")
+    tok = Tokenizer.from_dir(model_dir("one-head"))
+    model = load_model(model_dir("one-head"))
+    new_ids = list(result.ids)
+    new_ids[1] = tok.encode(" dog")[0] if len(tok.encode(" dog")) == 1 else 77
+    new_text = tok.display(new_ids[1])
+    assert new_ids != result.ids
+    rc = libreoffice.recalculate(result.path, edits={("Prompt", f"B{PROMPT_TOP + 2}"): new_text})
+    stored = Model(model.config, {k: stored_values(v) for k, v in model.flat.items()}, model.path)
+    want = gpt2(new_ids, stored.params, model.config)["logits"][-1]
+    got_id = rc.numbers["Prompt"][PROMPT_TOP + 1, 2]
+    assert got_id == new_ids[1]
+    logits = rc.numbers["Logits"][4 : 4 + model.config.vocab_size, 2]
+    assert np.max(np.abs(logits - want)) <= 1e-9 * np.max(np.abs(want))
+    top_token = rc.values["Predict"][result.layout.regions["predict.probs"].top, 8]
+    assert top_token == tok.display(int(np.argmax(want)))
+
+
+@needs_lo
+@pytest.mark.libreoffice
+def test_an_unknown_token_text_shows_a_message_not_a_cascade_of_errors(book):
+    result = book("micro", "the cat sat")
+    rc = libreoffice.recalculate(result.path, edits={("Prompt", f"B{PROMPT_TOP + 1}"): "no such token here"})
+    assert rc.numbers["Prompt"][PROMPT_TOP, 2] == -1
+    assert "not in the vocabulary" in rc.values["Prompt"][PROMPT_TOP, 3]
+    assert not rc.errors["Logits"] and not rc.errors["Predict"]
+    assert np.isfinite(rc.numbers["Predict"][result.layout.regions["predict.probs"].top, 2])
+
+
+@pytest.mark.parametrize("prompt", ["=1+1", "+SUM(A1)", "-2", "@foo", "=HYPERLINK(1)"])
+def test_prompt_text_is_always_written_as_text(tmp_path, model_dir, prompt):
+    d = model_dir("micro")
+    result = build_workbook(load_model(d), Tokenizer.from_dir(d), prompt, tmp_path / "b.xlsx")
+    ws = openpyxl.load_workbook(result.path)["Prompt"]
+    cells = [ws.cell(PROMPT_TOP + 1 + t, 2) for t in range(len(result.ids))]
+    assert all(c.data_type == "s" for c in cells)
+    assert "".join(c.value for c in cells) == prompt
+
+
+def test_prompt_longer_than_the_context_is_an_error(tmp_path, model_dir):
+    d = model_dir("micro")
+    model, tok = load_model(d), Tokenizer.from_dir(d)
+    with pytest.raises(SheetGPTError, match="more than --context 3"):
+        build_workbook(model, tok, "one two three four five", tmp_path / "b.xlsx", context=3)
+    with pytest.raises(SheetGPTError, match="n_positions"):
+        build_workbook(model, tok, "x" * 40, tmp_path / "b.xlsx")
+    assert not list(tmp_path.iterdir())
+
+
+def test_context_pads_rows_and_predicts_after_the_last_prompt_token(tmp_path, model_dir):
+    d = model_dir("micro")
+    model, tok = load_model(d), Tokenizer.from_dir(d)
+    result = build_workbook(model, tok, "the cat", tmp_path / "b.xlsx", context=8)
+    n = len(tok.encode("the cat"))
+    assert len(result.ids) == 8
+    want = gpt2(result.ids[:n], model.params, model.config)["logits"][-1]
+    got = result.trace["logits"][:, 0]
+    assert np.allclose(got, want, rtol=0, atol=1e-4)  # float32 weights vs the book's 9-digit decimals
+    _assert_all_pass(check_book(result.path, engine="formulas"))
+
+
+def test_existing_output_is_not_overwritten_without_force(tmp_path, model_dir):
+    d = model_dir("micro")
+    model, tok = load_model(d), Tokenizer.from_dir(d)
+    out = tmp_path / "b.xlsx"
+    out.write_bytes(b"precious")
+    with pytest.raises(SheetGPTError, match="--force"):
+        build_workbook(model, tok, "hi", out)
+    assert out.read_bytes() == b"precious"
+    build_workbook(model, tok, "hi", out, force=True)
+    assert out.read_bytes()[:2] == b"PK"
+
+
+def test_weight_tabs_round_trip_the_float32_checkpoint(book, model_dir):
+    result = book("one-head", "hello")
+    model = load_model(model_dir("one-head"))
+    wb = openpyxl.load_workbook(result.path, read_only=True)
+    for name in ("wte", "h.1.attn.c_attn.w", "h.0.ln_2.b"):
+        got = np.array([[c for c in row] for row in wb[name].iter_rows(values_only=True)], dtype=np.float64)
+        want = model.flat[name].reshape(got.shape)
+        assert np.array_equal(got.astype(np.float32), want), name
