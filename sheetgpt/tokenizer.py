@@ -365,10 +365,15 @@ def bpe_learn(
 
     Ids 0..255 are the byte symbols in GPT-2's order, then one id per merge, then
     ``<|endoftext|>`` last, so ``vocab_size = 256 + merges + 1`` (GPT-2: 50257). Each step
-    merges the adjacent pair that occurs most often inside pre-tokens (counted over
-    every occurrence, weighted by word frequency). Ties go to the pair with the smallest
-    (left id, right id), as in Hugging Face's ``tokenizers`` trainer. Stops early when
-    no pair is left. ``on_merge(rank, pair, new_token, count)`` is called per merge.
+    merges the adjacent pair that occurs most often inside pre-tokens (every occurrence
+    counts, so 'aaa' holds ('a', 'a') twice; weighted by word frequency). Ties go to the
+    pair with the smallest (left id, right id). Both rules are those of Hugging Face's
+    ``tokenizers`` BpeTrainer, whose merges the tests compare with ours. ``<|endoftext|>``
+    in the text is plain text here. Stops early when no pair is left.
+    ``on_merge(rank, pair, new_token, count)`` is called per merge.
+
+    Pair counts are kept incrementally: a merge only revisits the words that hold the
+    pair, and a heap with lazy deletion finds the next best pair.
     """
     if vocab_size < 257:
         raise TokenizerError(f"vocab_size {vocab_size} is too small: it must be at least 257 (256 bytes + <|endoftext|>)")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sheetgpt.cli import main
 from sheetgpt.errors import TokenizerError
-from sheetgpt.tokenizer import PAT, Tokenizer, bpe_learn, byte_symbol_order, bytes_to_unicode
+from sheetgpt.tokenizer import PAT, Tokenizer, bpe_learn, byte_symbol_order, bytes_to_unicode, check
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPT2_DIR = FIXTURES / "gpt2-tokenizer"
@@ -276,6 +276,15 @@ def test_bpe_learn_equals_hugging_faces_trainer():
     text = "".join(c["text"] for c in data["cases"][first:last])
     tok = bpe_learn(text, 256 + data["bpe_learn"]["n_merges"] + 1)
     assert [list(m) for m in tok.merges] == data["bpe_learn"]["merges"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=300), st.integers(257, 400))
+def test_bpe_learn_any_text_gives_a_valid_lossless_tokenizer(text, vocab_size):
+    tok = bpe_learn(text, vocab_size)
+    assert tok.vocab_size <= vocab_size and sorted(tok.encoder.values()) == list(range(tok.vocab_size))
+    check(tok.encoder, tok.merges, Path("vocab.json"), Path("merges.txt"))
+    assert tok.decode(tok.encode(text)) == text
 
 
 def test_bpe_learn_stops_at_vocab_size_and_keeps_gpt2_byte_ids():
