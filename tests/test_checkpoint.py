@@ -53,7 +53,11 @@ def write_raw(path: Path, entries: dict[str, tuple[str, list[int], bytes]]) -> N
 def relabel(d: Path, convert) -> dict[str, np.ndarray]:
     """Rewrite every float tensor with convert(array) -> (dtype label, raw bytes); returns the originals."""
     original = tensors_of(d)
-    write_raw(d / "model.safetensors", {k: (*convert(v)[:1], list(v.shape), convert(v)[1]) for k, v in original.items()})
+    entries = {}
+    for key, value in original.items():
+        label, data = convert(value)
+        entries[key] = (label, list(value.shape), data)
+    write_raw(d / "model.safetensors", entries)
     return original
 
 
