@@ -161,7 +161,7 @@ def with_selected_position(trace: dict, t: int, temperature: float = 1.0) -> dic
 
 
 def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress) -> int:
-    wb = xlsxwriter.Workbook(str(path), {"use_future_functions": True, "strings_to_formulas": False,
+    wb = xlsxwriter.Workbook(str(path), {"use_future_functions": False, "strings_to_formulas": False,
                                          "strings_to_numbers": False, "strings_to_urls": False,
                                          "constant_memory": False})
     fmt = Formats(wb)
