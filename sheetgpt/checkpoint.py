@@ -164,6 +164,8 @@ def load_model(model_dir: str | Path | None = None) -> Model:
     """Load config.json + model.safetensors from a Hugging Face GPT-2 directory."""
     path = Path(model_dir) if model_dir is not None else default_model_dir()
     if not path.exists():
+        if path.is_symlink():
+            raise CheckpointError(f"{path}: a symbolic link that leads nowhere (or in a loop); pass --model DIR with a real directory")
         raise CheckpointError(f"{path}: no such directory; pass --model DIR with a Hugging Face GPT-2 directory")
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a directory; pass --model DIR with config.json and model.safetensors")

@@ -39,7 +39,8 @@ class GPT2Config:
                 f"{where}: n_embd ({self.n_embd}) is not divisible by n_head ({self.n_head}); "
                 "each head needs n_embd / n_head columns"
             )
-        if not (0 < float(self.layer_norm_epsilon) < 1):
+        eps = self.layer_norm_epsilon
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (0 < eps < 1):
             raise CheckpointError(f"{where}: layer_norm_epsilon must be between 0 and 1, got {self.layer_norm_epsilon!r}")
         return self
 
