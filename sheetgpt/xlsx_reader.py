@@ -266,7 +266,8 @@ def _col_of(letters: bytes) -> int:
 
 
 # numeric fast path: every cell starts with r="..", has no t= and is either empty or <v>x</v>
-_FAST_CELL_RE = re.compile(rb'<c r="([A-Z]{1,3})([0-9]{1,7})"[^>/]*(?:/>|>(?:<v>([^<]*)</v>)?</c>)')
+_FAST_R_RE = re.compile(rb'<c r="([A-Z]{1,3}[0-9]{1,7})"[^>/]*>')
+_FAST_V_RE = re.compile(rb"<v>([^<]*)</v>")
 _ROW_RE = re.compile(rb"<(?:\w+:)?row\b([^>]*?)(/?)>")
 _CELL_RE = re.compile(rb"<(?:\w+:)?c\b([^>]*?)(?:/>|>(.*?)</(?:\w+:)?c>)", re.S)
 _V_RE = re.compile(rb"<(?:\w+:)?v\b[^>]*?(?:/>|>([^<]*)</(?:\w+:)?v>)")
@@ -307,46 +308,49 @@ class _SheetParser:
 
     # -- fast path: a chunk of complete rows where every cell is numeric with r=
     def fast(self, buf: bytes) -> bool:
-        if b" t=" in buf or b"<f" in buf or b"<is" in buf or b"_" in buf or b"&" in buf:
+        if b" t=" in buf or b"<f" in buf or b"<is" in buf or b"_" in buf or b"&" in buf or b"'" in buf:
             return False
-        cells = _FAST_CELL_RE.findall(buf)
-        if len(cells) != buf.count(b"<c"):
-            return False
-        if not cells:
+        n = buf.count(b"<c")
+        if n == 0:
             self._rows_only(buf)
             return True
-        letters, rowtxt, vals = zip(*cells)
-        if any(len(v) == 0 for v in vals):
-            keep = [i for i, v in enumerate(vals) if v]
-            letters = [letters[i] for i in keep]
-            rowtxt = [rowtxt[i] for i in keep]
-            vals = [vals[i] for i in keep]
-            if not vals:
-                self._rows_only(buf)
-                return True
+        refs = _FAST_R_RE.findall(buf)
+        if len(refs) != n:
+            return False
+        vals = _FAST_V_RE.findall(buf)
+        if len(vals) != n or buf.count(b"</v></c>") != n:
+            return False
         try:
             v = np.array(vals, dtype=np.float64)
         except ValueError:
             return False
-        cols = np.fromiter(map(_col_of, letters), dtype=np.int32, count=len(letters))
-        rows = np.array(rowtxt).astype(np.int64) - 1
         if not np.isfinite(v).all():
             return False
+        # 'AB12' -> (row 11, col 27), vectorized over the byte matrix of the refs
+        m = np.array(refs).view(np.uint8).reshape(n, -1).astype(np.int64)
+        is_l = m >= 65
+        is_d = (m >= 48) & (m <= 57)
+        rows = np.zeros(n, np.int64)
+        cols = np.zeros(n, np.int64)
+        for k in range(m.shape[1]):
+            cols = np.where(is_l[:, k], cols * 26 + m[:, k] - 64, cols)
+            rows = np.where(is_d[:, k], rows * 10 + m[:, k] - 48, rows)
+        rows -= 1
+        cols -= 1
         if rows.max() >= MAX_ROWS or cols.max() >= MAX_COLS:
             self._limits(int(rows.max()), int(cols.max()))
         # cells must be in strictly increasing (row, col) order, as the format requires
         key = rows * MAX_COLS + cols
-        if len(key) > 1 and not (np.diff(key) > 0).all():
+        if (n > 1 and not (np.diff(key) > 0).all()) or (rows < 0).any():
             return False
         if self.row >= 0 and key[0] <= self.row * MAX_COLS + self.col:
             return False
         self.rows.append(rows.astype(np.int32))
-        self.cols.append(cols)
+        self.cols.append(cols.astype(np.int32))
         self.vals.append(v)
         self.row, self.col = int(rows[-1]), int(cols[-1])
         self.max_r = max(self.max_r, self.row)
         self.max_c = max(self.max_c, int(cols.max()))
-        self._rows_only(buf, cells_seen=True)
         return True
 
     def _rows_only(self, buf: bytes, cells_seen: bool = False) -> None:
