@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force):
     name = model.path.resolve().name or "model"
     output = output or Path("output") / f"{name}.xlsx"
     steps = len([1 for _ in range(model.config.n_layer)]) + 5 + len(model.flat)
-    with click.progressbar(length=steps, label="writing tabs", show_pos=True, file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=steps, label="writing tabs", show_pos=True, file=sys.stderr) as bar:
         result = build_workbook(model, tokenizer, prompt, output, context=context, logits_all=logits == "all",
                                 force=force, source=str(model.path), progress=lambda n, _tab: bar.update(n))
     top = int(result.trace["predict.probs"][:, 0].argmax())

@@ -41,3 +41,13 @@ def book(tmp_path_factory, model_dir):
         return cache[key]
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """In CI (SHEETGPT_REQUIRE_LIBREOFFICE=1) a missing LibreOffice fails the run instead of skipping."""
+    import os
+
+    from sheetgpt import libreoffice
+
+    if os.environ.get("SHEETGPT_REQUIRE_LIBREOFFICE") == "1" and not libreoffice.available():
+        raise pytest.UsageError("SHEETGPT_REQUIRE_LIBREOFFICE=1 but LibreOffice headless + python3-uno are not installed")
