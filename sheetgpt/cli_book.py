@@ -58,7 +58,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force):
     tokenizer = Tokenizer.from_dir(model.path)
     name = model.path.resolve().name or "model"
     output = output or Path("output") / f"{name}.xlsx"
-    steps = len([1 for _ in range(model.config.n_layer)]) + 5 + len(model.flat)
+    steps = model.config.n_layer + 4 + len(model.flat)  # compute tabs (Embed, blocks, Final norm, Logits, Predict) + weight tabs
     with click.progressbar(length=steps, label="writing tabs", show_pos=True, file=sys.stderr) as bar:
         result = build_workbook(model, tokenizer, prompt, output, context=context, logits_all=logits == "all",
                                 force=force, source=str(model.path), progress=lambda n, _tab: bar.update(n))
