@@ -132,6 +132,8 @@ def build_workbook(
     stored = {name: stored_values(value) for name, value in model.flat.items()}
     trace = gpt2(prompt.ids, model.__class__(model.config, stored, model.path).params, model.config)
     trace = with_selected_position(trace, prompt.predict_after)
+    trace = with_teaching_stages(trace, stored, layout, prompt.predict_after, embedding_tokens(tokenizer, prompt))
+
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
@@ -173,10 +175,14 @@ def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, t
     cells = 0
     _write_guide(sheets[layout.GUIDE], layout, prompt, fmt, source)
     _write_prompt(sheets[layout.PROMPT], layout, prompt, fmt)
+    _write_tokenize(sheets[layout.TOKENIZE], tokenizer, prompt, fmt)
     for tab in layout.compute_tabs():
         if tab.kind == INPUT:
             continue  # the Prompt tab is written by _write_prompt
         ws = sheets[tab.name]
+        if tab.name in (layout.LENS, layout.EMBEDDINGS):  # the teaching tabs lay themselves out
+            cells += _write_teaching_tab(wb, ws, layout, tab, trace, prompt, tokenizer, fmt)
+            continue
         for region in tab.regions:
             if tab.name == layout.PREDICT:
                 cells += _write_predict_region(ws, layout, region, trace, tokenizer, fmt)
@@ -192,6 +198,7 @@ def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, t
         ws.set_column(1, 1, 14)
         ws.set_column(2, max(r.right for r in tab.regions), 9)
     _write_vocab(sheets[layout.VOCAB], tokenizer, fmt)
+    _write_notes(sheets, layout)
     for tab in layout.weight_tabs():
         values = stored[tab.name].reshape(tab.shape)
         ws = sheets[tab.name]
@@ -421,3 +428,254 @@ def _write_vocab(ws, tokenizer: Tokenizer, fmt) -> None:
         ws.write_number(i, 0, i)
         ws.write_string(i, 1, tokenizer.display(i))
         ws.write_string(i, 2, tokenizer.token_str(i))
+
+
+# ---------------------------------------------------------------- teaching tabs: Tokenize, Logit lens, Embeddings
+
+# Default tokens of the Embeddings tab: the first of each list whose words are all single tokens.
+EMBEDDING_PAIRS = [(" king", " queen"), (" man", " woman"), (" He", " She"), (" quick", " quickly"),
+                   (" slow", " slowly"), (" cat", " dog"), (" Paris", " France"), (" Mike", " Sally"),
+                   (" the", " a"), (" big", " small")]
+EMBEDDING_ANALOGIES = [(" king", " man", " woman"), (" quickly", " quick", " slow"), (" He", " Mike", " Sally"),
+                       (" Paris", " France", " Italy")]
+
+
+def embedding_tokens(tokenizer: Tokenizer, prompt: Prompt, n_pairs: int = 4) -> list[int]:
+    """Token ids for the Embeddings tab: pairs, a query and an analogy (a, b, c) that the vocabulary has."""
+    def known(words):
+        ids = [tokenizer.id_for_display(w) for w in words]
+        return None if None in ids else ids
+
+    pairs = [ids for ids in map(known, EMBEDDING_PAIRS) if ids]
+    analogy = next((ids for ids in map(known, EMBEDDING_ANALOGIES) if ids), None)
+    spare = list(dict.fromkeys(prompt.ids[: prompt.n_prompt])) + list(range(tokenizer.vocab_size - 1, -1, -1))
+    while len(pairs) < n_pairs:  # a model without these words: pair up the prompt's tokens, then any
+        pairs.append([spare[(2 * len(pairs)) % len(spare)], spare[(2 * len(pairs) + 1) % len(spare)]])
+    if analogy is None:
+        analogy = [spare[k % len(spare)] for k in range(3)]
+    return [i for pair in pairs[:n_pairs] for i in pair] + [analogy[0]] + analogy
+
+
+def with_teaching_stages(trace: dict, weights: dict, layout: Layout, t: int, emb_ids: list[int]) -> dict:
+    """Add the Logit lens stages (predicting position t) and the Embeddings stages (token ids emb_ids).
+
+    ``weights``: the book's parameters by name (``wte``, ``ln_f.g``, ...), as floats.
+    """
+    from .reference import embedding_similarity, logit_lens
+
+    c = layout.config
+    f64 = {k: np.asarray(weights[k], dtype=np.float64) for k in ("wte", "ln_f.g", "ln_f.b")}
+    outputs = [trace[f"h.{i}.res_2"] for i in range(c.n_layer)]
+    out = dict(trace)
+    out |= logit_lens(outputs, t, f64["ln_f.g"], f64["ln_f.b"], c.layer_norm_epsilon, f64["wte"])
+    out |= embedding_similarity(f64["wte"], emb_ids, layout.EMB_PAIRS, layout.EMB_NEAREST)
+    return out
+
+
+def _write_teaching_tab(wb, ws, layout: Layout, tab, trace, prompt: Prompt, tokenizer, fmt) -> int:
+    for region in tab.regions:
+        wb.define_name(region.name, f"={quote(tab.name)}{_abs(region)}")
+    if tab.name == layout.LENS:
+        return _write_lens(ws, layout, tab, trace, prompt, tokenizer, fmt)
+    return _write_embeddings(ws, layout, tab, trace, tokenizer, fmt)
+
+
+def _cells(ws, region: Region, trace, num) -> int:
+    """A region's formulas (per cell or CSE arrays) with the reference values as cached results."""
+    grid = region.grid(trace[region.name])
+    if region.formula is not None:
+        for i in range(region.rows):
+            for j in region.columns():
+                ws.write_formula(region.top + i, region.left + j, "=" + region.formula(i, j), num, float(grid[i, j]))
+    for r0, c0, r1, c1, text in region.arrays:
+        ws.write_array_formula(r0, c0, r1, c1, "{=" + text + "}", num, float(grid[r0 - region.top, c0 - region.left]))
+    return region.rows * len(region.columns())
+
+
+def _note(ws, row: int, col: int, text: str) -> None:
+    if text:
+        ws.write_comment(row, col, text, {"author": "sheetgpt", "x_scale": 2.5, "y_scale": 1.2})
+
+
+def _write_lens(ws, layout: Layout, tab, trace, prompt: Prompt, tokenizer, fmt) -> int:
+    """Summary (block, top token, probability) on top; then each step with one row per block; logits last."""
+    L, V = layout.config.n_layer, layout.config.vocab_size
+    regions = {r.name: r for r in tab.regions}
+    texts = layout.texts["lens"] if layout.texts.has_section("lens") else {}
+    ws.write_string(0, 0, texts.get("title", "Logit lens"), fmt.big)
+    ws.write_string(1, 0, texts.get("explain", ""), fmt.note)
+    cells = 0
+    for region in tab.regions:
+        cells += _write_region(ws, layout, region, trace, prompt, tokenizer, fmt)
+        _note(ws, region.top - region.header_rows - 2, 0, region.text["explain"])
+        if region.rows == L and region.rows != V:  # rows are blocks, not tokens
+            ws.write_string(region.top - 1, 0, "block", fmt.header)
+            ws.write_string(region.top - 1, 1, "stops after", fmt.header)
+            for i in range(L):
+                ws.write_number(region.top + i, 0, i, fmt.label)
+                ws.write_string(region.top + i, 1, f"block {i}", fmt.token)
+    logits = regions["lens.logits"]
+    for j in range(L):
+        ws.write_string(logits.top - 1, logits.left + j, f"block {j}", fmt.header)
+    # The summary: the top token and its probability if the model stopped after each block.
+    head = layout.LENS_SUMMARY_TOP - 1
+    for col, label in enumerate(["block", "top token", "probability", "token id"]):
+        ws.write_string(head, col, label, fmt.header)
+    vocab = quote(layout.VOCAB) + f"$B$1:$B${V}"
+    prob, ids = regions["lens.prob"], regions["lens.id"]
+    for i in range(L):
+        r, tid = layout.LENS_SUMMARY_TOP + i, int(trace["lens.id"][i, 0])
+        ws.write_string(r, 0, f"after block {i}", fmt.label)
+        ws.write_formula(r, 1, f"=INDEX({vocab},{ids.at(i, 0, tab.name)}+1)", fmt.edit, tokenizer.display(tid))
+        ws.write_formula(r, 2, f"={prob.at(i, 0, tab.name)}", fmt.number("0.0%"), float(trace["lens.prob"][i, 0]))
+        ws.write_formula(r, 3, f"={ids.at(i, 0, tab.name)}", fmt.number("0"), tid)
+    ws.conditional_format(layout.LENS_SUMMARY_TOP, 2, layout.LENS_SUMMARY_TOP + L - 1, 2,
+                          {"type": "data_bar", "bar_color": "#F4B183", "min_type": "num", "min_value": 0,
+                           "max_type": "num", "max_value": 1})
+    ws.freeze_panes(0, 2)
+    ws.set_column(0, 0, 12)
+    ws.set_column(1, 1, 16)
+    ws.set_column(2, max(r.right for r in tab.regions), 10)
+    return cells
+
+
+def _write_embeddings(ws, layout: Layout, tab, trace, tokenizer, fmt) -> int:
+    """Editable tokens with their wte rows; pair cosines; nearest tokens to a query and to a - b + c."""
+    V, d = layout.config.vocab_size, layout.config.n_embd
+    name = tab.name
+    R = {r.name: r for r in tab.regions}
+    ids = [int(x) for x in trace["emb.ids"][:, 0]]
+    texts = layout.texts["emb"] if layout.texts.has_section("emb") else {}
+    ws.write_string(0, 0, texts.get("title", "Token embeddings"), fmt.big)
+    ws.write_string(1, 0, texts.get("explain", ""), fmt.note)
+    cells = 0
+    for region in tab.regions:
+        cells += _cells(ws, region, trace, fmt.number(region.number_format))
+
+    def frame(region: Region, col: int, headers: list[str]) -> None:
+        ws.write_string(region.top - 3, col, region.text["title"], fmt.title)
+        _note(ws, region.top - 3, col, region.text["explain"])
+        ws.write_string(region.top - 2, col, region.text["explain"], fmt.note)
+        for k, label in enumerate(headers):
+            ws.write_string(region.top - 1, col + k, label, fmt.header)
+
+    # Section 1: the editable tokens, their ids, lengths and embedding vectors; a - b + c below them.
+    vec, top = R["emb.vectors"], layout.EMB_TOP
+    frame(vec, 0, ["role", "token (edit)", "id", "length"])
+    for j in range(d):
+        ws.write_number(top - 1, vec.left + j, j, fmt.header)
+    for k, role in enumerate(layout.emb_roles):
+        ws.write_string(top + k, 0, role, fmt.label)
+        ws.write_string(top + k, layout.EMB_TEXT_COL, tokenizer.display(max(ids[k], 0)), fmt.edit)
+    ws.write_string(R["emb.analogy"].top, 0, "a - b + c", fmt.title)
+    ws.write_string(R["emb.analogy"].top, 1, "(analogy)", fmt.label)
+    for region in (R["emb.ids"], R["emb.lengths"], R["emb.analogy"]):
+        _note(ws, region.top - 1 if region.top == top else region.top, region.left, region.text["explain"])
+
+    def token_text(row: int) -> str:
+        return xl_rowcol_to_cell(row, layout.EMB_TEXT_COL, False, True)
+
+    # Section 2: cosine similarity of each pair.
+    pairs = R["emb.pairs"]
+    frame(pairs, 0, ["pair", "token a", "token b", "cosine"])
+    for k in range(layout.EMB_PAIRS):
+        r = pairs.top + k
+        ws.write_number(r, 0, k + 1, fmt.label)
+        for side in range(2):
+            ws.write_formula(r, 1 + side, "=" + token_text(top + 2 * k + side), fmt.token,
+                             tokenizer.display(max(ids[2 * k + side], 0)))
+    ws.conditional_format(pairs.top, pairs.left, pairs.bottom, pairs.left,
+                          {"type": "3_color_scale", "min_color": "#5B9BD5", "mid_color": "#FFFFFF", "max_color": "#C00000",
+                           "min_type": "num", "min_value": -1, "mid_type": "num", "mid_value": 0,
+                           "max_type": "num", "max_value": 1})
+
+    # Section 3: the nearest tokens (LARGE / MATCH / INDEX) to the query token and to a - b + c.
+    vocab = quote(layout.VOCAB) + f"$B$1:$B${V}"
+    q_row = top + layout.emb_query
+    abc = [R["emb.ids"].at(len(ids) - 3 + n, 0, name, True, True) for n in range(3)]
+    for which, col, note in (("query", 0, f'IF({{id}}={R["emb.ids"].at(layout.emb_query, 0, name, True, True)},"(the token itself)","")'),
+                             ("analogy", 6, f'IF(OR({{id}}={abc[0]},{{id}}={abc[1]},{{id}}={abc[2]}),"(a, b or c)","")')):
+        region, id_region = R[f"emb.near.{which}"], R[f"emb.near.{which}.id"]
+        frame(region, col, ["rank", "token", "id", "cosine", ""])
+        for k in range(layout.EMB_NEAREST):
+            r = region.top + k
+            tid = int(trace[f"emb.near.{which}.id"][k, 0])
+            idc = xl_rowcol_to_cell(r, id_region.left)
+            ws.write_number(r, col, k + 1, fmt.label)
+            ws.write_formula(r, col + 1, f"=INDEX({vocab},{idc}+1)", fmt.token, tokenizer.display(tid))
+            ws.write_formula(r, col + 4, "=" + note.format(id=idc), fmt.note, "")
+        ws.conditional_format(region.top, region.left, region.bottom, region.left,
+                              {"type": "data_bar", "bar_color": "#9DC3E6", "min_type": "num", "min_value": 0,
+                               "max_type": "num", "max_value": 1})
+    ws.write_formula(R["emb.near.query"].top - 3, 0, f'="Nearest tokens to "&{token_text(q_row)}', fmt.title,
+                     "Nearest tokens to " + tokenizer.display(max(ids[layout.emb_query], 0)))
+
+    # Section 4: every vocabulary row: its length and its cosine with the query and with a - b + c.
+    norms, cos = R["emb.norms"], R["emb.cos"]
+    frame(norms, 0, ["id", "token", "length"])
+    ws.write_formula(cos.top - 1, cos.left, f'="cosine with "&{token_text(q_row)}', fmt.header,
+                     "cosine with " + tokenizer.display(max(ids[layout.emb_query], 0)))
+    ws.write_string(cos.top - 1, cos.left + 1, "cosine with a - b + c", fmt.header)
+    _note(ws, cos.top - 1, cos.left, cos.text["explain"])
+    for i in range(V):
+        ws.write_number(norms.top + i, 0, i, fmt.label)
+        ws.write_string(norms.top + i, 1, tokenizer.display(i), fmt.token)
+    ws.freeze_panes(0, 2)
+    ws.set_column(0, 0, 16)
+    ws.set_column(1, 1, 16)
+    ws.set_column(2, 2, 8)
+    ws.set_column(3, 4, 12)
+    ws.set_column(5, max(9, vec.right), 9)
+    ws.set_column(7, 7, 16)
+    return cells
+
+
+def _write_tokenize(ws, tokenizer: Tokenizer, prompt: Prompt, fmt) -> None:
+    """Values, not formulas: each word of the prompt, its bytes, every BPE merge with its rank, the ids."""
+    from .tokenizer import _display_text
+
+    def show(symbol: str) -> str:
+        if symbol in tokenizer.special:
+            return symbol
+        return _display_text(bytes(tokenizer.byte_decoder[ch] for ch in symbol))
+
+    box = fmt.wb.add_format({"border": 1, "align": "center", "bold": True, "bg_color": "#DDEBF7"})
+    ws.set_column(0, 0, 18)
+    ws.set_column(1, 1, 16)
+    ws.set_column(2, 40, 9)
+    ws.write_string(0, 0, "Tokenize: how the prompt became token ids", fmt.big)
+    ws.write_string(1, 0, "Byte-level BPE: each word is split into bytes, then the adjacent pair with the lowest rank in "
+                          "merges.txt is merged, again and again, until no pair of the word is in the list.", fmt.note)
+    ws.write_string(2, 0, "Computed in Python when the book was built (sheetgpt tokenize shows the same); editing the "
+                          "Prompt tab does not change this tab.", fmt.note)
+    text = tokenizer.decode(prompt.ids[: prompt.n_prompt])
+    row = 4
+    for k, word in enumerate(tokenizer.trace(text)):
+        ws.write_string(row, 0, f"word {k + 1}", fmt.title)
+        ws.write_string(row, 1, _display_text(word.text.encode("utf-8")), fmt.token)
+        row += 1
+        ws.write_string(row, 0, "bytes", fmt.label)
+        ws.write_row(row, 2, [show(s) for s in word.symbols], box)
+        for step in word.steps:
+            row += 1
+            ws.write_string(row, 0, f"merge, rank {step.rank}", fmt.label)
+            ws.write_string(row, 1, f"{show(step.pair[0])} + {show(step.pair[1])}", fmt.text)
+            ws.write_row(row, 2, [show(s) for s in step.symbols], box)
+        row += 1
+        ws.write_string(row, 0, "token ids", fmt.title)
+        ws.write_row(row, 2, word.ids, fmt.token)
+        row += 2
+    ws.freeze_panes(4, 0)
+
+
+def _write_notes(sheets, layout: Layout) -> None:
+    """A cell comment with the explanation on each region's title (the teaching tabs add their own)."""
+    for tab in layout.compute_tabs():
+        if tab.name in (layout.LENS, layout.EMBEDDINGS, layout.PROMPT):
+            continue
+        for region in tab.regions:
+            if tab.name == layout.PREDICT:
+                row = region.top if region.rows == 1 else region.top - 3
+            else:
+                row = region.top - region.header_rows - 2
+            _note(sheets[tab.name], row, 0, region.text["explain"])

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from .build import with_selected_position
+from .build import with_selected_position, with_teaching_stages
 from .checkpoint import Model, param_shapes
 from .config import GPT2Config
 from .errors import WorkbookError
@@ -100,6 +100,7 @@ class BookInputs:
     predict_after: int
     temperature: float
     weights: dict[str, np.ndarray]
+    emb_ids: list[int] = field(default_factory=list)  # Embeddings tab's token cells; -1 = not in the vocabulary
 
 
 def _guide_config(book: Book) -> tuple[GPT2Config, int, bool]:
@@ -177,7 +178,9 @@ def read_inputs(book: Book) -> BookInputs:
             what = f"text {found!r}" if found is not None else "no number"
             raise WorkbookError(f"weight tab {name!r}: cell {cell_name(int(r), int(c))} holds {what}; weights must be numbers")
         weights[name] = block.reshape(shape)
-    return BookInputs(layout, texts, ids, int(predict_after), temperature, weights)
+    emb = book.sheets[layout.EMBEDDINGS].strings
+    emb_ids = [lookup.get(emb.get(rc, ""), -1) for rc in layout.emb_input_cells()]
+    return BookInputs(layout, texts, ids, int(predict_after), temperature, weights, emb_ids)
 
 
 def reference_trace(inputs: BookInputs) -> dict:
@@ -186,6 +189,7 @@ def reference_trace(inputs: BookInputs) -> dict:
     model = Model(config, inputs.weights, Path("."))
     trace = gpt2(used, model.params, config)
     trace = with_selected_position(trace, inputs.predict_after, inputs.temperature)
+    trace = with_teaching_stages(trace, inputs.weights, inputs.layout, inputs.predict_after, inputs.emb_ids)
     trace["prompt.ids"] = np.asarray(inputs.ids, dtype=np.float64)[:, None]
     return trace
 

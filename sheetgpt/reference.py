@@ -112,3 +112,46 @@ def _to_f64(tree):
     if isinstance(tree, dict):
         return {k: _to_f64(v) for k, v in tree.items()}
     return np.asarray(tree, dtype=np.float64)
+
+
+# ---- teaching tabs: the logit lens and embedding similarity (checked like every stage) -------------
+
+
+def logit_lens(outputs, t, g, b, eps, wte) -> Trace:  # L x [T, d] -> the Logit lens tab's stages
+    """What the model would predict after position t if it stopped after each block: ln_f, then wte."""
+    trace: Trace = {"lens.x": np.stack([h[t] for h in outputs])}  # [L, d], one row per block
+    out = layer_norm(trace["lens.x"], g, b, eps, trace, "lens")  # [L, d]
+    logits = out @ wte.T  # [L, V]
+    top = logits.max(axis=-1, keepdims=True)  # [L, 1]
+    total = np.exp(logits - top).sum(axis=-1, keepdims=True)  # [L, 1]
+    trace |= {"lens.logits": logits.T, "lens.max": top, "lens.sum": total, "lens.prob": 1 / total,
+              "lens.id": logits.argmax(axis=-1)[:, None].astype(np.float64)}  # argmax: the first maximum, like MATCH
+    return trace
+
+
+def cosine(a, b):  # [..., d], [..., d] -> [...]
+    return (a * b).sum(axis=-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def embedding_similarity(wte, ids, n_pairs, k) -> Trace:  # wte [V, d], ids [2 n_pairs + 4] -> the Embeddings tab
+    """Token vectors, cosine of pairs, a - b + c, and the k nearest vocabulary rows of a query and of the analogy.
+
+    ``ids``: the pair tokens (a1, b1, a2, b2, ...), the query, then the analogy's a, b, c; -1 (not in the
+    vocabulary) uses row 0, as the sheet does.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    v = wte[np.maximum(ids, 0)]  # [N, d]
+    analogy = v[-3] - v[-2] + v[-1]  # [d]
+    rows = np.vstack([v, analogy])  # [N + 1, d]
+    norms = np.linalg.norm(wte, axis=-1)  # [V]
+    q = 2 * n_pairs
+    cos = np.stack([cosine(wte, rows[q]), cosine(wte, analogy)], axis=1)  # [V, 2]
+    trace: Trace = {"emb.ids": ids[:, None].astype(np.float64), "emb.vectors": v, "emb.analogy": analogy[None],
+                    "emb.lengths": np.linalg.norm(rows, axis=-1)[:, None],
+                    "emb.pairs": cosine(v[0 : 2 * n_pairs : 2], v[1 : 2 * n_pairs : 2])[:, None],
+                    "emb.norms": norms[:, None], "emb.cos": cos}
+    for j, name in enumerate(("query", "analogy")):
+        top = np.sort(cos[:, j])[::-1][:k]  # LARGE(column, 1..k)
+        first = [int(np.flatnonzero(cos[:, j] == x)[0]) for x in top]  # MATCH(value, column, 0): the first equal row
+        trace |= {f"emb.near.{name}": top[:, None], f"emb.near.{name}.id": np.array(first, dtype=np.float64)[:, None]}
+    return trace

@@ -169,6 +169,9 @@ class Layout:
     LOGITS = "Logits"
     PREDICT = "Predict"
     VOCAB = "vocab"
+    TOKENIZE = "Tokenize"
+    LENS = "Logit lens"
+    EMBEDDINGS = "Embeddings"
 
     @staticmethod
     def block_tab(i: int) -> str:
@@ -203,7 +206,8 @@ class Layout:
     @cached_property
     def tabs(self) -> list[Tab]:
         c = self.config
-        tabs = [Tab(self.GUIDE, GUIDE), Tab(self.PROMPT, INPUT, [self._prompt_region()]), self._embed_tab()]
+        tabs = [Tab(self.GUIDE, GUIDE), Tab(self.PROMPT, INPUT, [self._prompt_region()]), Tab(self.TOKENIZE, INPUT),
+                self._embed_tab()]
         x = tabs[-1].regions[-1]  # the residual stream so far
         for i in range(c.n_layer):
             tab = self._block_tab(i, x)
@@ -211,6 +215,8 @@ class Layout:
             x = tab.regions[-1]
         final = self._final_tab(x)
         tabs += [final, self._logits_tab(final), self._predict_tab()]
+        tabs += [self._lens_tab(final, [t.regions[-1] for t in tabs if t.name.startswith("Block ")]),
+                 self._embeddings_tab()]
         tabs.append(Tab(self.VOCAB, INPUT, shape=(c.vocab_size, 3)))
         for name, shape in param_shapes(c).items():
             tabs.append(Tab(name, WEIGHTS, shape=weight_tab_shape(shape)))
@@ -276,18 +282,19 @@ class Layout:
         h.formula = lambda i, j: f"{wte.at(i, j, tab)}+{wpe.at(i, j, tab)}"
         return Tab(tab, COMPUTE, [wte, wpe, h])
 
-    def _layer_norm(self, tab: str, name: str, x: Region) -> list[Region]:
-        d, eps = self.config.n_embd, self.config.layer_norm_epsilon
-        mean = Region(f"{name}.mean", tab, 0, self.T, 1)
-        var = Region(f"{name}.var", tab, 0, self.T, 1, number_format="0.000000")
-        norm = Region(f"{name}.norm", tab, 0, self.T, d)
-        out = Region(f"{name}.out", tab, 0, self.T, d)
+    def _layer_norm(self, tab: str, name: str, x: Region, params: str | None = None) -> list[Region]:
+        """mean, variance, normalized, scale/shift of each row of x, with the g and b of ``params`` (default: name)."""
+        d, eps, rows = self.config.n_embd, self.config.layer_norm_epsilon, x.rows
+        mean = Region(f"{name}.mean", tab, 0, rows, 1)
+        var = Region(f"{name}.var", tab, 0, rows, 1, number_format="0.000000")
+        norm = Region(f"{name}.norm", tab, 0, rows, d)
+        out = Region(f"{name}.out", tab, 0, rows, d)
         mean.formula = lambda i, j: f"AVERAGE({x.row(i, tab)})"
         var.formula = lambda i, j: f"_xlfn.VAR.P({x.row(i, tab)})"
         norm.formula = lambda i, j: (
             f"({x.at(i, j, tab)}-{mean.at(i, 0, tab, col_abs=True)})/SQRT({var.at(i, 0, tab, col_abs=True)}+{eps:G})"
         )
-        g, b = quote(f"{name}.g"), quote(f"{name}.b")  # one-row weight tabs: column j, row 1
+        g, b = quote(f"{params or name}.g"), quote(f"{params or name}.b")  # one-row weight tabs: column j, row 1
         out.formula = lambda i, j: f"{norm.at(i, j, tab)}*{g}{xl_col_to_name(j)}$1+{b}{xl_col_to_name(j)}$1"
         return [mean, var, norm, out]
 
@@ -396,6 +403,120 @@ class Layout:
             f"/{cell(total.top, total.left, True, True)}"
         )
         return Tab(tab, OUTPUT, [top, total, probs])
+
+    # ---- Logit lens: what the model would predict if it stopped after block i -----------------
+    def lens_first_top(self) -> int:
+        """First data row of the Logit lens tab's first region, below the summary table (one row per block)."""
+        return self.LENS_SUMMARY_TOP + self.config.n_layer + 1 + FRAME_ROWS + 1
+
+    LENS_SUMMARY_TOP = 4  # Logit lens tab: first row of the summary table (block, top token, probability)
+
+    def _lens_tab(self, final: Tab, outputs: list[Region]) -> Tab:
+        """One row per block: the predicting position's residual after block i, ln_f, logits, top token."""
+        c, tab, L = self.config, self.LENS, self.config.n_layer
+        V = c.vocab_size
+        select = next(r for r in final.regions if r.name == "ln_f.select")
+        x = Region("lens.x", tab, 0, L, c.n_embd)
+        ln = self._layer_norm(tab, "lens", x, params="ln_f")
+        logits = Region("lens.logits", tab, 0, V, L, number_format="0.000")
+        top = Region("lens.max", tab, 0, L, 1)
+        total = Region("lens.sum", tab, 0, L, 1)
+        prob = Region("lens.prob", tab, 0, L, 1, number_format="0.00%")
+        ids = Region("lens.id", tab, 0, L, 1, number_format="0")
+        regions = [x, *ln, top, total, prob, ids, logits]
+        self._stack(regions, self.lens_first_top())
+        # Row i: {=MMULT(ln_f.select, block i's output)}: the one-hot row picks the predicting position.
+        x.array_fn = lambda: [(x.top + i, x.left, x.top + i, x.right,
+                               f"MMULT({select.block(tab)},{outputs[i].block(tab)})") for i in range(L)]
+        logits.array_fn = lambda: [(logits.top, logits.left, logits.bottom, logits.right,
+                                    f"MMULT({self.weight('wte')},TRANSPOSE({ln[-1].block(tab)}))")]
+        column = lambda i: logits.block(tab, j0=i, j1=i)  # noqa: E731  block i's logits, all V rows
+        top.formula = lambda i, j: f"MAX({column(i)})"
+        total.formula = lambda i, j: f"SUMPRODUCT(EXP({column(i)}-{top.at(i, 0, tab, col_abs=True)}))"
+        prob.formula = lambda i, j: f"1/{total.at(i, 0, tab, col_abs=True)}"
+        ids.formula = lambda i, j: f"MATCH({top.at(i, 0, tab, col_abs=True)},{column(i)},0)-1"
+        return Tab(tab, OUTPUT, regions)
+
+    # ---- Embeddings: cosine similarity of token vectors ----------------------------------------
+    EMB_TOP = 5  # Embeddings tab: first row of the editable tokens
+    EMB_TEXT_COL, EMB_ID_COL, EMB_LEN_COL, EMB_VEC_COL = 1, 2, 3, 4
+    EMB_PAIRS = 4
+    EMB_NEAREST = 10
+
+    @property
+    def emb_roles(self) -> list[str]:
+        """The label of each editable token row of the Embeddings tab, in order."""
+        pairs = [f"pair {k + 1}: {ab}" for k in range(self.EMB_PAIRS) for ab in "ab"]
+        return pairs + ["nearest to", "analogy: a", "analogy: minus b", "analogy: plus c"]
+
+    @property
+    def emb_query(self) -> int:
+        return 2 * self.EMB_PAIRS  # row (within the token rows) of the "nearest to" token
+
+    def emb_input_cells(self) -> list[tuple[int, int]]:
+        """(row, col) of every editable token text on the Embeddings tab."""
+        return [(self.EMB_TOP + k, self.EMB_TEXT_COL) for k in range(len(self.emb_roles))]
+
+    def _embeddings_tab(self) -> Tab:
+        c, tab = self.config, self.EMBEDDINGS
+        V, d, N = c.vocab_size, c.n_embd, len(self.emb_roles)
+        top = self.EMB_TOP
+        vocab = quote(self.VOCAB) + rng(0, 1, V - 1, 1)
+        ids = Region("emb.ids", tab, top, N, 1, left=self.EMB_ID_COL, number_format="0")
+        vectors = Region("emb.vectors", tab, top, N, d, left=self.EMB_VEC_COL)
+        analogy = Region("emb.analogy", tab, top + N, 1, d, left=self.EMB_VEC_COL)
+        lengths = Region("emb.lengths", tab, top, N + 1, 1, left=self.EMB_LEN_COL)
+        pairs = Region("emb.pairs", tab, 0, self.EMB_PAIRS, 1, left=3, number_format="0.000")
+        k = self.EMB_NEAREST
+        near_q = Region("emb.near.query", tab, 0, k, 1, left=3, number_format="0.000")
+        near_q_id = Region("emb.near.query.id", tab, 0, k, 1, left=2, number_format="0")
+        near_a = Region("emb.near.analogy", tab, 0, k, 1, left=9, number_format="0.000")
+        near_a_id = Region("emb.near.analogy.id", tab, 0, k, 1, left=8, number_format="0")
+        norms = Region("emb.norms", tab, 0, V, 1, left=2, number_format="0.000")
+        cos = Region("emb.cos", tab, 0, V, 2, left=3, number_format="0.000")
+        self._stack([pairs, near_q, norms], top + N + 1 + FRAME_ROWS + 1)
+        for twin, of in ((near_q_id, near_q), (near_a, near_q), (near_a_id, near_q), (cos, norms)):
+            twin.top = of.top
+        wte = self.weight("wte")
+
+        def text(k):
+            return cell(top + k, self.EMB_TEXT_COL, False, True)
+
+        ids.array_fn = lambda: [(top + k, ids.left, top + k, ids.left,
+                                 f"IFERROR(MATCH(TRUE,EXACT({vocab},{text(k)}),0)-1,-1)") for k in range(N)]
+
+        def wte_col(j):  # one column of wte, rows absolute: wte!B$1:B$300
+            return quote("wte") + rng(0, j, V - 1, j, (True, True), (False, False))
+
+        vectors.formula = lambda i, j: f"INDEX({wte_col(j)},MAX({ids.at(i, 0, tab, col_abs=True)},0)+1)"
+        a, b, cc = (vectors.top + N - 3 + n for n in range(3))  # rows of the analogy's a, b, c
+        analogy.formula = lambda i, j: (f"{cell(a, vectors.left + j)}-{cell(b, vectors.left + j)}"
+                                        f"+{cell(cc, vectors.left + j)}")
+        # The analogy row sits right below the token rows, in the same columns: row N of `vectors`.
+        lengths.formula = lambda i, j: f"SQRT(SUMPRODUCT({vectors.row(i, tab)},{vectors.row(i, tab)}))"
+        pairs.formula = lambda i, j: (f"SUMPRODUCT({vectors.row(2 * i, tab)},{vectors.row(2 * i + 1, tab)})"
+                                      f"/({lengths.at(2 * i, 0, tab, True, True)}*{lengths.at(2 * i + 1, 0, tab, True, True)})")
+        # Every vocabulary row's length, then cosine with the query token and with the analogy vector:
+        # {=MMULT(wte, TRANSPOSE(v)) / (lengths * |v|)}, one CSE array per column.
+        wte_row = lambda i: quote("wte") + rng(i, 0, i, d - 1, (False, False))  # noqa: E731
+        norms.formula = lambda i, j: f"SQRT(SUMPRODUCT({wte_row(i)},{wte_row(i)}))"
+
+        def cosine(j, row):
+            v = rng(row, vectors.left, row, vectors.right)
+            return (cos.top, cos.left + j, cos.bottom, cos.left + j,
+                    f"MMULT({wte},TRANSPOSE({v}))/({norms.block(tab)}*{cell(row, lengths.left, True, True)})")
+
+        cos.array_fn = lambda: [cosine(0, top + self.emb_query), cosine(1, analogy.top)]
+
+        def nearest(region, id_region, j):
+            column = cos.block(tab, j0=j, j1=j)
+            region.formula = lambda i, _: f"LARGE({column},{i + 1})"
+            id_region.formula = lambda i, _: f"MATCH({region.at(i, 0, tab)},{column},0)-1"
+
+        nearest(near_q, near_q_id, 0)
+        nearest(near_a, near_a_id, 1)
+        regions = [ids, vectors, analogy, lengths, pairs, near_q, near_q_id, near_a, near_a_id, norms, cos]
+        return Tab(tab, COMPUTE, regions)
 
     def compute_tabs(self) -> list[Tab]:
         return [t for t in self.tabs if t.regions]
