@@ -7,6 +7,7 @@ the reference, so that a viewer that does not recalculate still shows the right 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import time
@@ -18,7 +19,7 @@ import numpy as np
 import xlsxwriter
 from xlsxwriter.utility import xl_rowcol_to_cell
 
-from . import __version__
+from . import __version__, bpe_sheet
 from .checkpoint import Model
 from .errors import SheetGPTError
 from .reference import gpt2
@@ -58,6 +59,7 @@ class Prompt:
     ids: list[int]
     texts: list[str]
     n_prompt: int  # tokens that came from the prompt; rows after it are padding
+    text: str = ""  # the prompt's text (typed-prompt books show it in Prompt!B4)
 
     @property
     def predict_after(self) -> int:
@@ -112,6 +114,7 @@ def build_workbook(
     force: bool = False,
     source: str = "",
     progress: Callable[[int, str], None] | None = None,
+    typed_prompt: bool | None = False,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end)."""
     started = time.perf_counter()
@@ -127,11 +130,15 @@ def build_workbook(
             f"{model.path}: the tokenizer has {tokenizer.vocab_size} tokens but config.json says vocab_size "
             f"{model.config.vocab_size}"
         )
+    typed, context = plan_typed_prompt(prompt_text, tokenizer, context, model.config.n_positions, typed_prompt)
     prompt = make_prompt(prompt_text, tokenizer, context, model.config.n_positions)
-    layout = Layout(model.config, len(prompt.ids), logits_all)
+    prompt.text = prompt_text
+    layout = Layout(model.config, len(prompt.ids), logits_all, typed)
     stored = {name: stored_values(value) for name, value in model.flat.items()}
     trace = gpt2(prompt.ids, model.__class__(model.config, stored, model.path).params, model.config)
     trace = with_selected_position(trace, prompt.predict_after)
+    if typed:
+        trace |= bpe_sheet.reference(prompt_text, tokenizer, typed, len(prompt.ids))
     trace = with_teaching_stages(trace, stored, layout, prompt.predict_after, embedding_tokens(tokenizer, prompt))
 
 
@@ -174,7 +181,11 @@ def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, t
         sheets[tab.name] = ws
     cells = 0
     _write_guide(sheets[layout.GUIDE], layout, prompt, fmt, source)
-    _write_prompt(sheets[layout.PROMPT], layout, prompt, fmt)
+    if layout.typed:
+        _write_typed_prompt(sheets[layout.PROMPT], layout, prompt, fmt)
+        _write_bpe(sheets, layout, tokenizer, prompt, trace, fmt)
+    else:
+        _write_prompt(sheets[layout.PROMPT], layout, prompt, fmt)
     _write_tokenize(sheets[layout.TOKENIZE], tokenizer, prompt, fmt)
     for tab in layout.compute_tabs():
         if tab.kind == INPUT:
@@ -360,6 +371,8 @@ def _write_guide(ws, layout: Layout, prompt: Prompt, fmt, source: str) -> None:
         "To try another prompt: edit a token text on the Prompt tab (yellow cells), then recalculate",
         "(LibreOffice: Data > Calculate > Recalculate Hard, Ctrl+Shift+F9; Excel: Ctrl+Alt+F9).",
     ]
+    if layout.typed:
+        lines[2] = "To try another prompt: type any text into the yellow cell B4 of the Prompt tab, then recalculate"
     for k, line in enumerate(lines):
         ws.write_string(1 + k, 0, line, fmt.note)
     row = 6
@@ -375,6 +388,8 @@ def _write_guide(ws, layout: Layout, prompt: Prompt, fmt, source: str) -> None:
                    ("n_positions", c.n_positions), ("vocab_size", c.vocab_size),
                    ("layer_norm_epsilon", c.layer_norm_epsilon), ("token rows", layout.T),
                    ("logits for every position", 1 if layout.logits_all else 0)]
+    if layout.typed:  # the BPE tab's limits (check reads them back)
+        config_rows += list(zip(bpe_sheet.GUIDE_LABELS, dataclasses.astuple(layout.typed)))
     for k, (key, value) in enumerate(config_rows, start=1):
         ws.write_string(row + k, 0, key, fmt.label)
         ws.write_number(row + k, 1, value)
@@ -679,3 +694,150 @@ def _write_notes(sheets, layout: Layout) -> None:
             else:
                 row = region.top - region.header_rows - 2
             _note(sheets[tab.name], row, 0, region.text["explain"])
+
+
+# ---------------------------------------------------------------- the typed prompt (bpe_sheet)
+
+TYPED_CONTEXT = 16  # token rows of a typed-prompt book when --context is not given (or the prompt's length)
+
+
+def plan_typed_prompt(text: str, tokenizer: Tokenizer, context: int | None, n_positions: int,
+                      wanted: bool | None) -> tuple[bpe_sheet.TypedLimits | None, int | None]:
+    """(limits, token rows) of a typed-prompt book, or (None, context) for a token-row book.
+
+    ``wanted`` None: typed when the prompt fits the formulas (Latin-1 text, no <|endoftext|>).
+    """
+    if wanted is False or not text or not text.strip():
+        return None, context
+    n = len(tokenizer.encode(text))
+    rows = context or min(max(n, TYPED_CONTEXT), n_positions)
+    limits = bpe_sheet.default_limits(rows, len(tokenizer.merges), text)
+    why = bpe_sheet.problem(text, tokenizer, limits, rows) if n <= rows else None
+    if why is None and n > rows:
+        return None, context  # make_prompt reports the prompt that is longer than the context
+    if why is not None:
+        if wanted:
+            raise SheetGPTError(f"--typed-prompt: the BPE formulas cannot tokenize this prompt ({why}); "
+                                "use --no-typed-prompt")
+        return None, context
+    return limits, rows
+
+
+def _bpe_cached(layout: Layout, prompt: Prompt, trace: dict) -> dict:
+    """Cached values of the BPE cells a viewer sees first (the rest are computed on recalculation)."""
+    b = layout.bpe
+    n = prompt.n_prompt
+    words = int(trace["bpe.word"].max())
+    longest = max(len(w.encode("utf-8")) for w in bpe_sheet.PAT.findall(prompt.text))
+    cached = {(b.TEXT, 1): prompt.text, (b.CHARS, 1): len(prompt.text), (b.WORDS, 1): words,
+              (b.LONGEST, 1): longest, (b.OK, 1): 1,
+              (b.STATUS, 1): _bpe_status(prompt)}
+    for region in layout.tab(bpe_sheet.TAB).regions:
+        for i in range(region.rows):
+            cached[(region.top + i, region.left)] = float(trace[region.name][i, 0])
+    return cached
+
+
+def _bpe_status(prompt: Prompt) -> str:
+    """The BPE tab's status message for the prompt the book was built with (its formula gives the same)."""
+    n, words = prompt.n_prompt, len(bpe_sheet.PAT.findall(prompt.text))
+    return (f"OK: {len(prompt.text)} characters, {words} words, {n} tokens; "
+            f"the model predicts the token after position {n - 1}.")
+
+
+def _write_bpe(sheets, layout: Layout, tokenizer: Tokenizer, prompt: Prompt, trace, fmt) -> None:
+    """The BPE tab (every cell from bpe_sheet.BpeSheet), the merges tab and the bytes tab."""
+    b = layout.bpe
+    ws = sheets[bpe_sheet.TAB]
+    cached = _bpe_cached(layout, prompt, trace)
+    for t in range(layout.T):
+        cached[(b.token_top + t, 3)] = tokenizer.token_str(prompt.ids[t])
+        cached[(b.token_top + t, 4)] = prompt.texts[t]
+    styles = {"label": fmt.label, "title": fmt.title, "note": fmt.note, "header": fmt.header}
+    for c in b.cells():
+        if c.kind in styles:
+            ws.write_string(c.row, c.col, c.content, styles[c.kind])
+        elif c.kind == "number":
+            ws.write_number(c.row, c.col, c.content, fmt.label)
+        else:
+            num = fmt.number(c.fmt) if c.fmt else fmt.text
+            value = cached.get((c.row, c.col), 0 if c.fmt else "")
+            if c.kind == "array":
+                ws.write_array_formula(c.row, c.col, c.row, c.col, "{=" + c.content + "}", num, value)
+            else:
+                ws.write_formula(c.row, c.col, "=" + c.content, num, value)
+    ws.set_column(0, 0, 12)
+    ws.set_column(1, 1, 12)
+    ws.freeze_panes(0, 1)
+
+    ws = sheets[bpe_sheet.MERGES]
+    V = tokenizer.vocab_size
+    for k, label in enumerate(["rank", "left", "right", "left right", "left id", "right id", "merged id",
+                               f"key = left id x {V} + right id"]):
+        ws.write_string(0, k, label, fmt.header)
+    enc = tokenizer.encoder
+    for r, (a, c) in enumerate(tokenizer.merges, start=1):
+        ws.write_number(r, 0, r - 1)
+        ws.write_string(r, 1, a)
+        ws.write_string(r, 2, c)
+        ws.write_string(r, 3, f"{a} {c}")
+        ws.write_number(r, 4, enc[a])
+        ws.write_number(r, 5, enc[c])
+        ws.write_number(r, 6, enc[a + c])
+        ws.write_number(r, 7, enc[a] * V + enc[c])
+    ws.set_column(1, 3, 12)
+    ws.freeze_panes(1, 0)
+
+    ws = sheets[bpe_sheet.BYTES]
+    for k, label in enumerate(["code point", "character", "class", "UTF-8 byte symbols", "class name",
+                               "byte", "GPT-2 symbol", "token id"]):
+        ws.write_string(0, k, label, fmt.header)
+    table = bpe_sheet._byte_table()
+    for code, ch, cls, symbols in bpe_sheet.char_table():
+        r = code + 1
+        ws.write_number(r, 0, code)
+        if ch:
+            ws.write_string(r, 1, ch)
+            ws.write_string(r, 3, symbols)
+        ws.write_number(r, 2, cls)
+        ws.write_string(r, 4, bpe_sheet.CLASS_NAMES[cls])
+        ws.write_number(r, 5, code)
+        ws.write_string(r, 6, table[code])
+        ws.write_number(r, 7, tokenizer.encoder[table[code]])
+    ws.set_column(3, 6, 12)
+    ws.freeze_panes(1, 0)
+
+
+def _write_typed_prompt(ws, layout: Layout, prompt: Prompt, fmt) -> None:
+    """Prompt tab of a typed-prompt book: the text in B4, token rows filled in by the BPE tab."""
+    b = layout.bpe
+    V = layout.config.vocab_size
+    ws.set_column(0, 0, 8)
+    ws.set_column(1, 1, 18)
+    ws.set_column(2, 2, 10)
+    ws.set_column(3, 3, 60)
+    ws.write_string(0, 0, "Prompt: type any text into the yellow cell B4, then recalculate", fmt.big)
+    ws.write_formula(1, 0, f"={bpe_sheet.TAB}!{bpe_sheet._a1(b.STATUS, 1, True, True)}", fmt.note,
+                     _bpe_status(prompt))
+    ws.write_string(layout.PREDICT_AFTER[0], 0, "Predict the token after position", fmt.label)
+    ws.write_formula(*layout.PREDICT_AFTER, f"=IF({b.ok_cell()}=1,{b.count_cell()}-1,#N/A)", fmt.token,
+                     prompt.predict_after)
+    ws.write_string(3, 0, "Text:", fmt.label)
+    ws.write_string(*layout.TYPED_TEXT, prompt.text, fmt.edit)
+    head = PROMPT_TOP - 1
+    for col, label in enumerate(["pos", "token", "token id", "note"]):
+        ws.write_string(head, col, label, fmt.header)
+    ws.write_string(head, 4, "Column B shows the BPE tab's tokens of the text. You may type over one: column C "
+                             "looks up whatever column B holds in the vocab tab (exact match), so a typed token "
+                             "wins. Undo (or copy column B's formula from another row) to go back.", fmt.note)
+    vocab = quote(layout.VOCAB) + f"$B$1:$B${V}"
+    for t in range(len(prompt.ids)):
+        r = PROMPT_TOP + t
+        ws.write_number(r, 0, t, fmt.label)
+        ws.write_formula(r, 1, f"=INDEX({vocab},{b.id_cell(t)}+1)", fmt.edit, prompt.texts[t])
+        ws.write_array_formula(r, 2, r, 2, "{=" + layout.regions["prompt.ids"].arrays[t][4] + "}", None, prompt.ids[t])
+        idcell = xl_rowcol_to_cell(r, 2)
+        ws.write_formula(r, 3, f'=IF({idcell}<0,"not in the vocabulary: this row uses token 0; copy a token text from the vocab tab",'
+                               f'IF({xl_rowcol_to_cell(r, 0)}>$C${layout.PREDICT_AFTER[0] + 1},"(after the predicting position: ignored)",""))',
+                         fmt.note, "" if t <= prompt.predict_after else "(after the predicting position: ignored)")
+    ws.freeze_panes(PROMPT_TOP, 0)

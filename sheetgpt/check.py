@@ -101,6 +101,7 @@ class BookInputs:
     temperature: float
     weights: dict[str, np.ndarray]
     emb_ids: list[int] = field(default_factory=list)  # Embeddings tab's token cells; -1 = not in the vocabulary
+    typed_trace: dict = field(default_factory=dict)  # typed-prompt books: the BPE tab's checked regions
 
 
 def _guide_config(book: Book) -> tuple[GPT2Config, int, bool]:
@@ -141,7 +142,7 @@ def _number(book: Book, sheet: str, r: int, c: int, what: str) -> float:
 
 def read_inputs(book: Book) -> BookInputs:
     config, T, logits_all = _guide_config(book)
-    layout = Layout(config, T, logits_all)
+    layout = Layout(config, T, logits_all, _guide_typed(book))
     missing = [t.name for t in layout.tabs if t.name not in book.sheets]
     if missing:
         raise WorkbookError(f"the book has no tab {missing[0]!r} (its Guide says n_layer={config.n_layer}); "
@@ -158,7 +159,11 @@ def read_inputs(book: Book) -> BookInputs:
         text = prompt.strings.get((PROMPT_TOP + t, layout.PROMPT_TEXT_COL))
         texts.append("" if text is None else text)
     ids = [lookup.get(text, -1) for text in texts]
-    predict_after = _number(book, layout.PROMPT, *layout.PREDICT_AFTER, "predict after position")
+    typed = _typed_inputs(book, layout, lookup) if layout.typed else None
+    if typed:
+        texts, ids = typed["texts"], typed["ids"]
+    predict_after = (typed["predict_after"] if typed else
+                     _number(book, layout.PROMPT, *layout.PREDICT_AFTER, "predict after position"))
     if predict_after != int(predict_after) or not 0 <= predict_after < T:
         raise WorkbookError(f"Prompt!C3 (predict after position) must be a whole number from 0 to {T - 1}, got {predict_after!r}")
     temperature = _number(book, layout.PREDICT, *layout.TEMPERATURE, "temperature")
@@ -180,7 +185,10 @@ def read_inputs(book: Book) -> BookInputs:
         weights[name] = block.reshape(shape)
     emb = book.sheets[layout.EMBEDDINGS].strings
     emb_ids = [lookup.get(emb.get(rc, ""), -1) for rc in layout.emb_input_cells()]
-    return BookInputs(layout, texts, ids, int(predict_after), temperature, weights, emb_ids)
+    inputs = BookInputs(layout, texts, ids, int(predict_after), temperature, weights, emb_ids)
+    if typed:
+        inputs.typed_trace = typed["trace"]
+    return inputs
 
 
 def reference_trace(inputs: BookInputs) -> dict:
@@ -190,6 +198,7 @@ def reference_trace(inputs: BookInputs) -> dict:
     trace = gpt2(used, model.params, config)
     trace = with_selected_position(trace, inputs.predict_after, inputs.temperature)
     trace = with_teaching_stages(trace, inputs.weights, inputs.layout, inputs.predict_after, inputs.emb_ids)
+    trace |= inputs.typed_trace
     trace["prompt.ids"] = np.asarray(inputs.ids, dtype=np.float64)[:, None]
     return trace
 
@@ -407,3 +416,73 @@ def verdict(report: CheckReport) -> str:
                 f"(worst relative error {worst:.2g} <= {report.rtol:g}, engine {report.engine}){w}")
     return (f"FAIL: {n_fail} of {len(report.stages)} stages differ from the float64 reference "
             f"(rtol {report.rtol:g}, engine {report.engine}){w}")
+
+
+# ------------------------------------------------------------------ typed-prompt books
+
+
+def _guide_typed(book: Book):
+    """The BPE tab's limits from the Guide's configuration table, or None for a token-row book."""
+    from .bpe_sheet import GUIDE_LABELS, TypedLimits
+
+    guide = book.sheets[Layout.GUIDE]
+    labels = {text: r for (r, c), text in guide.strings.items() if c == 0}
+    if GUIDE_LABELS[0] not in labels:
+        return None
+    values = [_number(book, Layout.GUIDE, labels[k], 1, k) if k in labels else None for k in GUIDE_LABELS]
+    if None in values or any(v != int(v) or v < 1 for v in values):
+        raise WorkbookError(f"Guide tab: the typed-prompt limits ({', '.join(GUIDE_LABELS)}) must be whole numbers above 0")
+    limits = TypedLimits(*(int(v) for v in values))
+    if limits.max_word_bytes < 2:
+        raise WorkbookError("Guide tab: typed prompt: max bytes per word must be at least 2")
+    return limits
+
+
+def _typed_inputs(book: Book, layout: Layout, lookup: dict) -> dict:
+    """Token ids of a typed-prompt book: our tokenizer on Prompt!B4's text (vocab and merges tabs), padded.
+
+    A token row whose text (column B) is a constant typed over the BPE's formula uses that text's id,
+    as the sheet does. The predicting position is the last token's unless Prompt!C3 holds a number.
+    """
+    from .bpe_sheet import MERGES, problem, reference
+    from .tokenizer import Tokenizer
+
+    T, V, M = layout.T, layout.config.vocab_size, layout.typed.n_merges
+    prompt = book.sheets[layout.PROMPT]
+    r, c = layout.TYPED_TEXT
+    text = prompt.strings.get((r, c))
+    if text is None:
+        hit = np.nonzero((prompt.numbers[0] == r) & (prompt.numbers[1] == c))[0]
+        text = "" if not len(hit) else _number_text(float(prompt.numbers[2][hit[0]]))
+    vocab = book.sheets[layout.VOCAB].strings
+    encoder = {vocab.get((i, 2)): i for i in range(V)}
+    merges_tab = book.sheets[MERGES].strings
+    merges = [(merges_tab.get((k, 1)), merges_tab.get((k, 2))) for k in range(1, M + 1)]
+    if None in encoder or any(None in m for m in merges):
+        raise WorkbookError("the vocab tab (column C) or the merges tab (columns B, C) has an empty cell; "
+                            "the typed prompt cannot be checked")
+    tokenizer = Tokenizer(encoder, merges)
+    why = problem(text, tokenizer, layout.typed, T)
+    if why:
+        raise WorkbookError(f"Prompt!{cell_name(r, c)}: the BPE tab cannot tokenize this text ({why}); it shows a "
+                            "message instead of tokens: type a shorter text or rebuild with sheetgpt build --prompt")
+    trace = reference(text, tokenizer, layout.typed, T)
+    ids = [int(x) for x in trace["bpe.ids"][:, 0]]
+    texts = []
+    for t in range(T):
+        typed_over = prompt.strings.get((PROMPT_TOP + t, layout.PROMPT_TEXT_COL))
+        if typed_over is not None:
+            ids[t] = lookup.get(typed_over, -1)
+        texts.append(typed_over if typed_over is not None else vocab.get((ids[t], 1), ""))
+    n = int(trace["bpe.count"][0, 0])
+    pr, pc = layout.PREDICT_AFTER
+    held = np.nonzero((prompt.numbers[0] == pr) & (prompt.numbers[1] == pc))[0]
+    predict_after = float(prompt.numbers[2][held[0]]) if len(held) else n - 1
+    if predict_after != int(predict_after) or not 0 <= predict_after < T:
+        raise WorkbookError(f"Prompt!C3 (predict after position) must be a whole number from 0 to {T - 1}, got {predict_after!r}")
+    return {"texts": texts, "ids": ids, "predict_after": int(predict_after), "trace": trace}
+
+
+def _number_text(x: float) -> str:
+    """A number typed into the text cell, as the sheet's ""&B4 shows it."""
+    return str(int(x)) if x == int(x) else repr(x)

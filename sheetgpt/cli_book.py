@@ -39,11 +39,15 @@ def _atomic_write_text(path: Path, text: str, force: bool) -> None:
               help="Where to write the .xlsx. Default: output/<model name>.xlsx")
 @click.option("--blocks", type=int, default=None, help="Keep only the first N transformer blocks (teaching sheets).")
 @click.option("--context", type=int, default=None,
-              help="Token rows in the book (default: the prompt's length); rows after the prompt are padding.")
+              help="Token rows in the book (default: the prompt's length; typed-prompt books at least 16, "
+                   "room to type a longer text); rows after the prompt are padding.")
 @click.option("--logits", type=click.Choice(["last", "all"]), default="last", show_default=True,
               help="Logits for the predicting position only, or for every position.")
+@click.option("--typed-prompt/--no-typed-prompt", default=None,
+              help="Tokenize a typed text inside the book (a BPE tab of formulas; type into Prompt!B4). "
+                   "Default: on when the BPE formulas can tokenize the prompt (Latin-1 text).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def build_cmd(model_dir, prompt, output, blocks, context, logits, force):
+def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from .build import build_workbook
     from .checkpoint import load_model
@@ -61,7 +65,8 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force):
     steps = model.config.n_layer + 4 + len(model.flat)  # compute tabs (Embed, blocks, Final norm, Logits, Predict) + weight tabs
     with click.progressbar(length=steps, label="writing tabs", show_pos=True, file=sys.stderr) as bar:
         result = build_workbook(model, tokenizer, prompt, output, context=context, logits_all=logits == "all",
-                                force=force, source=str(model.path), progress=lambda n, _tab: bar.update(n))
+                                force=force, source=str(model.path), progress=lambda n, _tab: bar.update(n),
+                                typed_prompt=typed_prompt)
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])
     click.echo(f"wrote {result.path} ({_size(result.path)}): {len(result.layout.tabs)} tabs, "

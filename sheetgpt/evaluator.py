@@ -931,6 +931,27 @@ def f_len(ctx, args):
     return _result(res, err)
 
 
+def f_mid(ctx, args):
+    """MID(text, start, count): characters start..start+count-1 (1-based); #VALUE! if start < 1 or count < 0."""
+    if len(args) != 3:
+        raise WorkbookError(f"{ctx.where}: MID takes 3 arguments")
+    t = ctx.val(args[0])
+    s, es = _to_num(ctx.val(args[1]))
+    n, en = _to_num(ctx.val(args[2]))
+    t, sv, nv = _bcast(t, V(s, np.where(es != 0, es, NUM).astype(np.int8)), V(n, np.where(en != 0, en, NUM).astype(np.int8)))
+    err = np.where(t.kind >= ERR_BASE, t.kind, np.where(sv.kind >= ERR_BASE, sv.kind, np.where(nv.kind >= ERR_BASE, nv.kind, 0)))
+    txt = np.empty(t.shape, object)
+    for i in np.ndindex(t.shape):
+        if err[i]:
+            continue
+        start, count = int(np.trunc(sv.num[i])), int(np.trunc(nv.num[i]))
+        if start < 1 or count < 0:
+            err[i] = E_VALUE
+            continue
+        txt[i] = _text_of(t, i)[start - 1 : start - 1 + count]
+    return V(np.zeros(t.shape), np.where(err != 0, err, TEXT).astype(np.int8), txt)
+
+
 def f_n(ctx, args):
     a = args[0]
     v = ctx.val(a)
@@ -1013,6 +1034,7 @@ FUNCS = {
     "ROWS": _dims(True),
     "COLUMNS": _dims(False),
     "LEN": f_len,
+    "MID": f_mid,
     "N": f_n,
     "CHOOSE": f_choose,
     "ROUND": f_round,

@@ -160,6 +160,7 @@ class Layout:
     config: GPT2Config
     T: int
     logits_all: bool = False
+    typed: "TypedLimits | None" = None  # a typed-prompt book: the BPE tab's limits (bpe_sheet)
 
     # ---- tab names -------------------------------------------------------------------
     GUIDE = "Guide"
@@ -220,6 +221,8 @@ class Layout:
         tabs.append(Tab(self.VOCAB, INPUT, shape=(c.vocab_size, 3)))
         for name, shape in param_shapes(c).items():
             tabs.append(Tab(name, WEIGHTS, shape=weight_tab_shape(shape)))
+        if self.typed:
+            self._add_typed_prompt_tabs(tabs)
         self._number_steps(tabs)
         return tabs
 
@@ -523,3 +526,32 @@ class Layout:
 
     def weight_tabs(self) -> list[Tab]:
         return [t for t in self.tabs if t.kind == WEIGHTS]
+
+    # ---- the typed prompt: GPT-2's tokenizer in formulas (bpe_sheet) ----------------------------
+    TYPED_TEXT = (3, 1)  # Prompt!B4: the text a learner types, in typed-prompt books
+
+    @cached_property
+    def bpe(self) -> "BpeSheet | None":
+        from .bpe_sheet import BpeSheet
+
+        if not self.typed:
+            return None
+        return BpeSheet(self.typed, self.T, self.config.vocab_size, self.typed.n_merges, self.PROMPT, self.VOCAB)
+
+    def _add_typed_prompt_tabs(self, tabs: list[Tab]) -> None:
+        """BPE after the Prompt tab (and its neighbours of kind input), merges and bytes after vocab."""
+        from .bpe_sheet import BYTES, MERGES, TAB
+
+        b = self.bpe
+        regions = [
+            Region("bpe.class", TAB, b.CHAR_TOP, b.N, 1, left=b.CLS, number_format="0"),
+            Region("bpe.word", TAB, b.CHAR_TOP, b.N, 1, left=b.WORD, number_format="0"),
+            Region("bpe.count", TAB, b.COUNT, 1, 1, left=1, number_format="0"),
+            Region("bpe.ids", TAB, b.token_top, self.T, 1, left=2, number_format="0"),
+        ]
+        k = next(i for i, t in enumerate(tabs) if t.name == self.PROMPT) + 1
+        while tabs[k].kind == INPUT and not tabs[k].regions:
+            k += 1
+        tabs.insert(k, Tab(TAB, INPUT, regions))
+        k = next(i for i, t in enumerate(tabs) if t.name == self.VOCAB) + 1
+        tabs[k:k] = [Tab(MERGES, INPUT, shape=(self.typed.n_merges, 8)), Tab(BYTES, INPUT, shape=(257, 8))]
