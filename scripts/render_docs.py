@@ -1,0 +1,170 @@
+"""Render PNG pictures of a book's tabs for the docs: docs/guide.png, block0.png, attention.png,
+predict.png, logit_lens.png, embeddings.png.
+
+    python scripts/render_docs.py [--model DIR] [--prompt TEXT] [--out docs]
+
+Builds the bundled model's book (``sheetgpt/data/tiny``; until it exists, a seeded random model),
+recalculates it in headless LibreOffice (values are real, not xlsxwriter's placeholders for CSE
+cells), exports one cell range per picture to PDF at natural size (one page sized to the range,
+grid and column/row headers printed) and turns each PDF into a PNG with ``pdftoppm -r 80``.
+
+The LibreOffice part runs under the system python (python3-uno): this same file, called as
+``/usr/bin/python3 render_docs.py --uno REQUEST.json``, imports only the standard library, uno and
+sheetgpt/_lo_bridge.py (for its profile and connection helpers).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MARGIN = 300  # page margin, 1/100 mm
+
+
+# ---------------------------------------------------------------- the UNO side (system python)
+
+
+def uno_main(req_path):
+    sys.path.insert(0, os.path.join(ROOT, "sheetgpt"))
+    import _lo_bridge as lb
+    import uno
+
+    with open(req_path, encoding="utf-8") as f:
+        req = json.load(f)
+    lb.write_profile(req["profile"])
+    pipe = "sheetgpt_docs_%d" % os.getpid()
+    proc = lb.start_soffice(req["soffice"], req["profile"], pipe)
+    desktop = None
+    try:
+        ctx = lb.connect(pipe, proc, time.monotonic() + 120)
+        desktop = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
+        lb.force_recalc_config(ctx)
+        doc = desktop.loadComponentFromURL(lb.file_url(req["book"]), "_blank", 0, (lb.prop("Hidden", True),))
+        doc.calculateAll()
+        doc.enableAutomaticCalculation(False)
+        styles = doc.StyleFamilies.getByName("PageStyles")
+        for job in req["jobs"]:
+            sheet = doc.Sheets.getByName(job["sheet"])
+            area = sheet.getCellRangeByName(job["range"])
+            a = area.getRangeAddress()
+            width = sum(sheet.Columns.getByIndex(c).Width for c in range(a.StartColumn, a.EndColumn + 1))
+            height = sum(sheet.Rows.getByIndex(r).Height for r in range(a.StartRow, a.EndRow + 1))
+            style = styles.getByName(sheet.PageStyle)
+            style.HeaderIsOn = False
+            style.FooterIsOn = False
+            style.PrintGrid = True
+            style.PrintHeaders = True  # column letters and row numbers: it looks like a spreadsheet
+            style.PrintAnnotations = False
+            style.ScaleToPagesX = 0
+            style.ScaleToPagesY = 0
+            style.PageScale = 100
+            for side in ("LeftMargin", "RightMargin", "TopMargin", "BottomMargin"):
+                setattr(style, side, MARGIN)
+            style.Width = width + 2 * MARGIN + 1200  # + the row-number column
+            style.Height = height + 2 * MARGIN + 800  # + the column-letter row
+            filter_data = uno.Any("[]com.sun.star.beans.PropertyValue", (lb.prop("Selection", area), lb.prop("ExportNotes", False),
+                                                                         lb.prop("ExportNotesInMargin", False)))
+            doc.storeToURL(lb.file_url(job["pdf"]), (lb.prop("FilterName", "calc_pdf_Export"),
+                                                     lb.prop("FilterData", filter_data)))
+        doc.close(True)
+        return 0
+    finally:
+        try:
+            if desktop is not None:
+                desktop.terminate()
+        except Exception:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except Exception:
+            proc.kill()
+
+
+# ---------------------------------------------------------------- the sheetgpt side
+
+
+def build_book(model_dir, prompt, out):
+    from pathlib import Path
+
+    from sheetgpt.build import build_workbook
+    from sheetgpt.checkpoint import load_model
+    from sheetgpt.random_model import SHAPES, make_random_model
+    from sheetgpt.tokenizer import Tokenizer
+
+    if model_dir is None:
+        bundled = Path(ROOT) / "sheetgpt" / "data" / "tiny"
+        if (bundled / "config.json").exists():
+            model_dir = bundled
+        else:
+            model_dir = Path(tempfile.mkdtemp(prefix="sheetgpt_docs_model_"))
+            make_random_model(model_dir, SHAPES["one-head"], 0)
+            prompt = prompt or "the cat sat"
+            print(f"no bundled model at {bundled}: using a random one-head model", file=sys.stderr)
+    model = load_model(model_dir)
+    prompt = prompt or "Sally was quick. She ran quickly to the"
+    return build_workbook(model, Tokenizer.from_dir(model_dir), prompt, out, force=True, source=str(model_dir))
+
+
+def jobs_for(result, outdir, workdir):
+    """(sheet, A1 range, png name) for each picture, sized from the book's layout."""
+    from xlsxwriter.utility import xl_rowcol_to_cell as a1
+
+    layout = result.layout
+    T = layout.T
+    R = layout.regions
+    weights = R["h.0.attn.weights"]
+    lens_out = R["lens.out"]
+    norm = R["h.0.ln_1.norm"]
+    n_tabs = next(k for k, t in enumerate(layout.tabs) if t.name == layout.VOCAB)
+    jobs = [
+        (layout.GUIDE, "A1:" + a1(22 + n_tabs, 1), "guide"),
+        (layout.block_tab(0), "A1:" + a1(norm.bottom, min(norm.right, 11)), "block0"),
+        (layout.block_tab(0), a1(weights.top - 5, 0) + ":" + a1(weights.bottom, min(weights.right, 2 + 3 * (T + 1) - 2)),
+         "attention"),
+        (layout.PREDICT, "A1:" + a1(layout.regions["predict.probs"].top + 30, 13), "predict"),
+        (layout.LENS, "A1:" + a1(lens_out.bottom, min(lens_out.right, 9)), "logit_lens"),
+        (layout.EMBEDDINGS, "A1:" + a1(R["emb.near.query"].bottom, 11), "embeddings"),
+    ]
+    return [{"sheet": s, "range": r, "pdf": os.path.join(workdir, name + ".pdf"),
+             "png": os.path.join(outdir, name + ".png")} for s, r, name in jobs]
+
+
+def main(argv):
+    import argparse
+
+    from sheetgpt.libreoffice import SYSTEM_PYTHON, find_soffice
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model directory (default: the bundled sheetgpt/data/tiny)")
+    ap.add_argument("--prompt", default=None, help="the book's prompt (default: a sentence the model knows)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs"), help="where the PNGs go")
+    ap.add_argument("--dpi", type=int, default=80)
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="sheetgpt_docs_")
+    book = os.path.join(workdir, "book.xlsx")
+    result = build_book(args.model, args.prompt, book)
+    jobs = jobs_for(result, args.out, workdir)
+    req = {"soffice": find_soffice(), "profile": os.path.join(workdir, "profile"), "book": book, "jobs": jobs}
+    req_path = os.path.join(workdir, "request.json")
+    with open(req_path, "w", encoding="utf-8") as f:
+        json.dump(req, f)
+    subprocess.run([SYSTEM_PYTHON, os.path.abspath(__file__), "--uno", req_path], check=True, timeout=600,
+                   start_new_session=True)
+    for job in jobs:
+        stem = job["png"][: -len(".png")]
+        subprocess.run(["pdftoppm", "-png", "-r", str(args.dpi), "-singlefile", "-f", "1", "-l", "1", job["pdf"], stem],
+                       check=True)
+        print(f"{job['png']}: {job['sheet']}!{job['range']} ({os.path.getsize(job['png']) // 1024} kB)")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--uno":
+        sys.exit(uno_main(sys.argv[2]))
+    sys.path.insert(0, ROOT)
+    sys.exit(main(sys.argv[1:]))
