@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 
 from .checkpoint import hf_key, param_shapes
 from .config import GPT2Config
-from .tokenizer import bytes_to_unicode
+from .tokenizer import byte_symbol_order
 
 # Standard deviations: large enough that attention is far from uniform and every
 # softmax, GELU and layer norm works on values of order one.
@@ -51,7 +51,7 @@ def random_params(config: GPT2Config, seed: int = 0) -> dict[str, np.ndarray]:
 def synthetic_merges(n_merges: int) -> list[tuple[str, str]]:
     """A valid BPE merge list of any length: 'Ġ'/letters extended one letter at a time."""
     letters = list(string.ascii_lowercase)
-    merges, queue, seen = [], ["Ġ"] + letters, set(bytes_to_unicode().values())
+    merges, queue, seen = [], ["Ġ"] + letters, set(byte_symbol_order())
     while len(merges) < n_merges:
         grown = []
         for left in queue:
@@ -71,7 +71,7 @@ def write_tokenizer(out_dir: Path, vocab_size: int) -> None:
     """vocab.json + merges.txt with exactly vocab_size tokens (256 bytes, merges, <|endoftext|>)."""
     if vocab_size < 257:
         raise ValueError("a GPT-2 vocabulary needs at least 257 tokens (256 bytes + <|endoftext|>)")
-    symbols = list(bytes_to_unicode().values())
+    symbols = byte_symbol_order()  # GPT-2's order: '!' is id 0, 'Ġ' (space) is 220
     merges = synthetic_merges(vocab_size - 257)
     tokens = symbols + [a + b for a, b in merges] + ["<|endoftext|>"]
     (out_dir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False), encoding="utf-8")
