@@ -20,6 +20,7 @@ import xlsxwriter
 from xlsxwriter.utility import xl_rowcol_to_cell
 
 from . import __version__, bpe_sheet
+from . import fast_xlsx
 from .checkpoint import Model
 from .errors import SheetGPTError
 from .reference import gpt2
@@ -170,6 +171,21 @@ def with_selected_position(trace: dict, t: int, temperature: float = 1.0) -> dic
 
 
 def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress) -> int:
+    """xlsxwriter writes every tab but the weight tabs' cells to a skeleton book; fast_xlsx then
+    copies its members into ``path`` and streams the weight tabs' worksheets in their place."""
+    path = Path(path)
+    skeleton = path.with_name(path.name + ".skeleton")
+    try:
+        cells, weights = _write_skeleton(skeleton, layout, prompt, tokenizer, stored, trace, source, progress)
+        cells += fast_xlsx.assemble(str(skeleton), str(path), weights,
+                                    progress=(lambda tab: progress(1, tab)) if progress else None)
+    finally:
+        skeleton.unlink(missing_ok=True)
+    return cells
+
+
+def _write_skeleton(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress):
+    """The book with empty weight tabs; returns (cells written, {worksheet member: (tab, values)})."""
     wb = xlsxwriter.Workbook(str(path), {"use_future_functions": False, "strings_to_formulas": False,
                                          "strings_to_numbers": False, "strings_to_urls": False,
                                          "constant_memory": False})
@@ -210,16 +226,11 @@ def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, t
         ws.set_column(2, max(r.right for r in tab.regions), 9)
     _write_vocab(sheets[layout.VOCAB], tokenizer, fmt)
     _write_notes(sheets, layout)
-    for tab in layout.weight_tabs():
-        values = stored[tab.name].reshape(tab.shape)
-        ws = sheets[tab.name]
-        for r, row in enumerate(values.tolist()):
-            ws.write_row(r, 0, row)
-        cells += values.size
-        if progress:
-            progress(1, tab.name)
+    # Weight tabs stay empty here; xlsxwriter names worksheet parts sheet1.xml, sheet2.xml, ... in order.
+    weights = {f"xl/worksheets/sheet{sheets[tab.name].index + 1}.xml": (tab.name, stored[tab.name].reshape(tab.shape))
+               for tab in layout.weight_tabs()}
     wb.close()
-    return cells
+    return cells, weights
 
 
 def _abs(region: Region) -> str:
@@ -463,7 +474,7 @@ def embedding_tokens(tokenizer: Tokenizer, prompt: Prompt, n_pairs: int = 4) -> 
 
     pairs = [ids for ids in map(known, EMBEDDING_PAIRS) if ids]
     analogy = next((ids for ids in map(known, EMBEDDING_ANALOGIES) if ids), None)
-    spare = list(dict.fromkeys(prompt.ids[: prompt.n_prompt])) + list(range(tokenizer.vocab_size - 2, -1, -1))  # not <|endoftext|>
+    spare = list(dict.fromkeys(prompt.ids[: prompt.n_prompt])) + list(range(tokenizer.vocab_size - 1, -1, -1))
     while len(pairs) < n_pairs:  # a model without these words: pair up the prompt's tokens, then any
         pairs.append([spare[(2 * len(pairs)) % len(spare)], spare[(2 * len(pairs) + 1) % len(spare)]])
     if analogy is None:
@@ -541,7 +552,7 @@ def _write_lens(ws, layout: Layout, tab, trace, prompt: Prompt, tokenizer, fmt) 
     for i in range(L):
         r, tid = layout.LENS_SUMMARY_TOP + i, int(trace["lens.id"][i, 0])
         ws.write_string(r, 0, f"after block {i}", fmt.label)
-        ws.write_formula(r, 1, f"=INDEX({vocab},{ids.at(i, 0, tab.name)}+1)", fmt.token, tokenizer.display(tid))
+        ws.write_formula(r, 1, f"=INDEX({vocab},{ids.at(i, 0, tab.name)}+1)", fmt.edit, tokenizer.display(tid))
         ws.write_formula(r, 2, f"={prob.at(i, 0, tab.name)}", fmt.number("0.0%"), float(trace["lens.prob"][i, 0]))
         ws.write_formula(r, 3, f"={ids.at(i, 0, tab.name)}", fmt.number("0"), tid)
     ws.conditional_format(layout.LENS_SUMMARY_TOP, 2, layout.LENS_SUMMARY_TOP + L - 1, 2,
