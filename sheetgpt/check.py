@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 from xml.sax.saxutils import escape, quoteattr
@@ -24,7 +24,8 @@ from .checkpoint import Model, param_shapes
 from .config import GPT2Config
 from .errors import WorkbookError
 from .reference import gpt2
-from .stages import PROMPT_TOP, Layout, Region, weight_tab_shape
+from .stages import PROMPT_TOP, WEIGHTS, Layout, Region, weight_tab_shape
+from .weight_text import stored_values
 from .xlsx_reader import Book, cell_name, read_workbook
 
 ENGINES = ("fast", "formulas", "libreoffice")
@@ -120,6 +121,10 @@ def _guide_config(book: Book) -> tuple[GPT2Config, int, bool]:
     for k, v in ints.items():
         if v != int(v) or v < 1:
             raise WorkbookError(f"Guide tab: {k} must be a positive whole number, got {v!r}")
+    if ints["n_layer"] > len(book.sheet_names):  # before laying out n_layer block tabs
+        raise WorkbookError(f"Guide tab: n_layer {ints['n_layer']:g} but the book has only {len(book.sheet_names)} tabs")
+    if ints["token rows"] > ints["n_positions"]:
+        raise WorkbookError(f"Guide tab: token rows {ints['token rows']:g} is more than n_positions {ints['n_positions']:g}")
     config = GPT2Config(n_layer=int(ints["n_layer"]), n_head=int(ints["n_head"]), n_embd=int(ints["n_embd"]),
                         n_positions=int(ints["n_positions"]), vocab_size=int(ints["vocab_size"]),
                         layer_norm_epsilon=float(get("layer_norm_epsilon")))
@@ -140,6 +145,39 @@ def _number(book: Book, sheet: str, r: int, c: int, what: str) -> float:
     return float(s.numbers[2][hit[0]])
 
 
+SPARE_CELLS = 4_000_000  # cells a book may use beyond twice what sheetgpt writes (notes, a scratch tab)
+
+
+def _check_extent(book: Book, layout: Layout) -> None:
+    """Refuse a book whose sheets span far more cells than its layout writes.
+
+    The engines hold each sheet as dense arrays of its used range, so one stray cell at
+    XFD1048576 would ask for 128 GiB. The Guide's sizes must be backed by weight tabs that
+    really hold that many cells, and then the used ranges may total at most twice the
+    layout's cells plus SPARE_CELLS.
+    """
+    expected = 0
+    for tab in layout.tabs:
+        if tab.kind == WEIGHTS:
+            rows, cols = tab.shape
+            sheet = book.sheets[tab.name]
+            held = sheet.n_numbers + len(sheet.strings) + len(sheet.booleans) + len(sheet.errors) + len(sheet.formulas)
+            if held < rows * cols:
+                raise WorkbookError(f"weight tab {tab.name!r} holds {held:,} cells, expected {rows}x{cols} "
+                                    f"(the Guide says n_embd={layout.config.n_embd}, vocab_size={layout.config.vocab_size})")
+            expected += rows * cols
+        elif tab.regions:
+            expected += (max(r.bottom for r in tab.regions) + 2) * max(max(r.right for r in tab.regions) + 1, 10)
+        else:
+            expected += (max(layout.config.vocab_size, len(layout.tabs)) + 40) * 3  # Guide, vocab
+    used = {name: s.dims[0] * s.dims[1] for name, s in book.sheets.items()}
+    if sum(used.values()) > 2 * expected + SPARE_CELLS:
+        name = max(used, key=used.get)
+        s = book.sheets[name]
+        raise WorkbookError(f"sheet {name!r} spans {s.dims[0]:,} rows x {s.dims[1]:,} columns, far more than a "
+                            f"sheetgpt book of this size uses; is there a stray cell at {cell_name(s.dims[0] - 1, s.dims[1] - 1)}?")
+
+
 def read_inputs(book: Book) -> BookInputs:
     config, T, logits_all = _guide_config(book)
     layout = Layout(config, T, logits_all, _guide_typed(book))
@@ -147,6 +185,7 @@ def read_inputs(book: Book) -> BookInputs:
     if missing:
         raise WorkbookError(f"the book has no tab {missing[0]!r} (its Guide says n_layer={config.n_layer}); "
                             "was a tab deleted or renamed?")
+    _check_extent(book, layout)
     vocab = book.sheets[layout.VOCAB]
     display = [vocab.strings.get((i, 1)) for i in range(config.vocab_size)]
     lookup = {}
@@ -376,16 +415,20 @@ def check_book(path: str | Path, *, engine: str = "fast", rtol: float = 1e-9, mo
         raise WorkbookError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     book = read_workbook(path)
     inputs = read_inputs(book)
+    report = CheckReport(str(path), engine, rtol)
+    if model is not None:
+        report.weights = check_weights(inputs, model)
+        if all(n in model.flat and model.flat[n].shape == w.shape for n, w in inputs.weights.items()):
+            # The reference is then the checkpoint's own forward pass (on the numbers a book of it
+            # stores), so a changed weight also fails the first stage that uses it.
+            inputs = replace(inputs, weights={n: stored_values(model.flat[n]) for n in inputs.weights})
     trace = reference_trace(inputs)
     values = run_engine(engine, path, book, progress)
     at = _formula_lookup(book)
-    report = CheckReport(str(path), engine, rtol)
     report.formula_cells = sum(len(s.formulas) for s in book.sheets.values())
     for tab in inputs.layout.compute_tabs():
         for region in tab.regions:
             report.stages.append(compare_region(region, values, trace[region.name], at, rtol))
-    if model is not None:
-        report.weights = check_weights(inputs, model)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -101,6 +101,9 @@ def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force):
         raise SheetGPTError(f"{book}: is a directory, expected an .xlsx workbook")
     if not rtol > 0:
         raise SheetGPTError(f"--rtol must be above 0, got {rtol}")
+    for out in (json_out, junit_out):  # before minutes of checking, not after
+        if out is not None and out.exists() and not force:
+            raise SheetGPTError(f"{out} exists; pass --force to overwrite it")
     model = load_model(model_dir) if model_dir is not None else None
     report = check_book(book, engine=engine, rtol=rtol, model=model)
     click.echo(format_table(report))

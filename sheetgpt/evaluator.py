@@ -1040,6 +1040,13 @@ FUNCS = {
     "ROUND": f_round,
 }
 
+# (fewest, most) arguments, as Excel allows; a call outside them is refused before evaluation
+ARITY = {"PI": (0, 0), "ROW": (0, 1), "COLUMN": (0, 1), "IF": (2, 3), "INDEX": (2, 3), "MATCH": (2, 3),
+         "LARGE": (2, 2), "SMALL": (2, 2), "POWER": (2, 2), "MMULT": (2, 2), "EXACT": (2, 2), "IFERROR": (2, 2),
+         "ROUND": (2, 2), "CHOOSE": (2, 255), "MID": (3, 3)}
+ARITY |= {f: (1, 1) for f in ("ABS", "EXP", "LN", "SQRT", "TANH", "TRANSPOSE", "ISNUMBER", "ISERROR", "ISTEXT",
+                              "NOT", "ROWS", "COLUMNS", "LEN", "N")}
+
 
 # ----------------------------------------------------------------------------- driver
 
@@ -1138,6 +1145,9 @@ class Evaluator:
         for node in _walk(ast):
             if node[0] == "call" and node[1] not in FUNCS:
                 raise WorkbookError(f"{where}: unsupported function {node[1]}")
+            lo, hi = ARITY.get(node[1], (1, 255)) if node[0] == "call" else (0, 0)
+            if node[0] == "call" and not lo <= len(node[2]) <= hi:
+                raise WorkbookError(f"{where}: {node[1]} takes {lo if lo == hi else f'{lo} to {hi}'} arguments, got {len(node[2])}")
             if node[0] in ("ref", "range"):
                 sh = sheet if node[1] is None else self.store.sheet(node[1])
                 if sh is None:
