@@ -1,0 +1,127 @@
+"""Build a GPT-2-small-shaped book (random weights, 16-token prompt): wall time, peak memory, size.
+
+Also, in the same run, the baseline: xlsxwriter cell by cell (write_row) on one weight tab.
+Usage: python benchmarks/full_size.py [--blocks N] [--skip-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sheetgpt import fast_xlsx
+from sheetgpt.build import build_workbook
+from sheetgpt.checkpoint import load_model
+from sheetgpt.random_model import SHAPES, make_random_model
+from sheetgpt.tokenizer import Tokenizer
+from sheetgpt.weight_text import stored_values
+
+BENCH = Path("output/bench")
+
+
+def model_dir() -> Path:
+    d = BENCH / "gpt2-small-random"
+    if not (d / "model.safetensors").exists():
+        make_random_model(d, SHAPES["gpt2-small"], seed=0)
+    return d
+
+
+def prompt_of(tokenizer: Tokenizer, n: int) -> str:
+    """A text of exactly n tokens (decoded from the first n tokens of a longer text)."""
+    ids = tokenizer.encode("Mike is quick. He moves fast and the cat sat on the mat while it rained " * 8)[:n]
+    text = tokenizer.decode(ids)
+    assert len(tokenizer.encode(text)) == n, "prompt does not re-encode to n tokens"
+    return text
+
+
+class MemoryWatch:
+    """Peak of the summed RSS of this process and its children, sampled every 50 ms."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self, pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return 0
+
+    def _children(self, pid: int) -> list[int]:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                return [int(c) for c in f.read().split()]
+        except OSError:
+            return []
+
+    def _run(self):
+        me = os.getpid()
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._rss(me) + sum(self._rss(c) for c in self._children(me)))
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def baseline_one_tab(values: np.ndarray, path: Path) -> tuple[float, int]:
+    import xlsxwriter
+
+    started = time.perf_counter()
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("h.0.mlp.c_fc.w")
+    for r, row in enumerate(values.tolist()):
+        ws.write_row(r, 0, row)
+    wb.close()
+    return time.perf_counter() - started, values.size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--blocks", type=int, default=None)
+    ap.add_argument("--tokens", type=int, default=16)
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args()
+    d = model_dir()
+    print(f"nproc {os.cpu_count()}, compressor {fast_xlsx.COMPRESSOR} level {fast_xlsx.LEVEL}", flush=True)
+    t0 = time.perf_counter()
+    model = load_model(d)
+    if args.blocks is not None:
+        model = model.truncated(args.blocks)
+    tokenizer = Tokenizer.from_dir(d)
+    load_s = time.perf_counter() - t0
+    out = BENCH / f"gpt2-small-{args.blocks or 12}b-{args.tokens}t.xlsx"
+    with MemoryWatch() as mem:
+        result = build_workbook(model, tokenizer, prompt_of(tokenizer, args.tokens), out, force=True)
+    size = out.stat().st_size
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    print(f"load model: {load_s:.1f} s")
+    print(f"build: {result.seconds:.1f} s wall, {result.cells:,} cells, {result.cells / result.seconds:,.0f} cells/s")
+    print(f"peak memory: {mem.peak / 2**30:.2f} GiB summed RSS (sampled); max RSS self {self_rss:.2f} GiB, "
+          f"largest child {child_rss:.2f} GiB")
+    print(f"file: {size / 1e9:.3f} GB ({out})")
+    if not args.skip_baseline:
+        values = stored_values(model.flat["h.0.mlp.c_fc.w"])
+        secs, n = baseline_one_tab(values, BENCH / "baseline-one-tab.xlsx")
+        weight_cells = sum(v.size for v in model.flat.values())
+        print(f"baseline xlsxwriter write_row, one 768x3072 tab: {secs:.1f} s, {n / secs:,.0f} cells/s; "
+              f"whole book's {weight_cells:,} weights at that rate: {weight_cells / (n / secs):.0f} s")
+        print(f"speed-up (book cells/s over baseline cells/s): {(result.cells / result.seconds) / (n / secs):.1f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
