@@ -17,8 +17,11 @@ import numpy as np
 DIGITS = 9
 
 
-def decompose(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(m, k): w ~= m / 10**k with |m| < 10**DIGITS, m int64 and k int64 (k may be negative)."""
+def decompose(w: np.ndarray, shortest: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(m, k): w ~= m / 10**k with |m| < 10**DIGITS, m int64 and k int64 (k may be negative).
+
+    ``shortest`` also strips trailing zeros off m (shorter text, the same value).
+    """
     x = np.asarray(w, dtype=np.float64)
     a = np.abs(x)
     with np.errstate(divide="ignore"):
@@ -29,37 +32,40 @@ def decompose(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if carry.any():
         k = np.where(carry, k - 1, k)
         m = np.where(carry, np.rint(_scale(x, k)).astype(np.int64), m)
-    # Trailing zeros off the mantissa: shorter text, same value.
-    for _ in range(DIGITS - 1):
-        z = (m % 10 == 0) & (m != 0)
-        if not z.any():
-            break
-        m = np.where(z, m // 10, m)
-        k = np.where(z, k - 1, k)
+    extreme = (k > 44) | (k < -22)  # below ~1e-36 or above ~1e30: beyond the power table; Python's formatting
+    if extreme.any():
+        for i in np.flatnonzero(extreme):
+            digits, _, exp = f"{x[i]:.{DIGITS - 1}e}".partition("e")
+            m[i], k[i] = int(digits.replace(".", "")), (DIGITS - 1) - int(exp)
     k = np.where(m == 0, 0, k)
+    if shortest:
+        for _ in range(DIGITS - 1):
+            z = (m % 10 == 0) & (m != 0)
+            if not z.any():
+                break
+            m = np.where(z, m // 10, m)
+            k = np.where(z, k - 1, k)
     return m, k
 
 
+_POW10 = np.array([10.0**i for i in range(23)])  # exact: 10**22 < 2**53 * 2**22
+
+
 def _scale(x: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """x * 10**k with exact powers of ten (|k| <= 22) where possible."""
-    out = np.empty_like(x)
-    pos = k >= 0
-    out[pos] = x[pos] * 10.0 ** np.minimum(k[pos], 22) * 10.0 ** np.maximum(k[pos] - 22, 0)
-    out[~pos] = x[~pos] / 10.0 ** (-k[~pos])
-    return out
+    """x * 10**k, with table lookups of exact powers of ten (|k| <= 44)."""
+    up = x * _POW10.take(k, mode="clip") * _POW10.take(k - 22, mode="clip")
+    return np.where(k >= 0, up, x / _POW10.take(-k, mode="clip"))
 
 
 def compose(m: np.ndarray, k: np.ndarray) -> np.ndarray:
     """The float64 value of the decimal m * 10**-k, correctly rounded."""
-    m = m.astype(np.float64)
-    out = np.empty_like(m)
-    small = (k >= 0) & (k <= 22)
-    out[small] = m[small] / 10.0 ** k[small]  # exact power of ten: IEEE division rounds correctly
-    big = k < 0
-    out[big] = m[big] * 10.0 ** (-k[big])  # m * 10**j is exact while it stays below 2**53
-    rest = ~(small | big)  # magnitudes below ~1e-14: rare; use Python's correctly rounded parser
+    mf = m.astype(np.float64)
+    # 0 <= k <= 22: an exact power of ten, and IEEE division rounds correctly, as a parser does.
+    # k < 0: m * 10**j is exact while it stays below 2**53 (weights are far smaller).
+    out = np.where(k >= 0, mf / _POW10.take(k, mode="clip"), mf * _POW10.take(-k, mode="clip"))
+    rest = (k > 22) | (k < -22)  # magnitudes below ~1e-14: rare; Python's correctly rounded parser
     if rest.any():
-        out[rest] = [float(f"{int(a)}e-{int(b)}") for a, b in zip(m[rest], k[rest])]
+        out[rest] = [float(f"{int(a)}e{-int(b)}") for a, b in zip(m[rest], k[rest])]
     return out
 
 
