@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import glob
 import os
 import time
 from dataclasses import dataclass
@@ -143,7 +144,11 @@ def build_workbook(
     trace = with_teaching_stages(trace, stored, layout, prompt.predict_after, embedding_tokens(tokenizer, prompt))
 
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SheetGPTError(f"{out_path}: cannot create its directory ({exc.strerror or exc})") from None
+    _remove_stale_parts(out_path)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
     try:
         cells = _write(tmp, layout, prompt, tokenizer, stored, trace, source or str(model.path), progress)
@@ -152,6 +157,21 @@ def build_workbook(
         tmp.unlink(missing_ok=True)
         raise
     return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells)
+
+
+def _remove_stale_parts(out_path: Path) -> None:
+    """Delete the temporary files (.NAME.PID.part, .NAME.PID.part.skeleton) a killed build left
+    beside out_path; those of a PID still running belong to another build and stay."""
+    for p in out_path.parent.glob(f".{glob.escape(out_path.name)}.*.part*"):
+        pid = p.name[len(out_path.name) + 2 :].split(".", 1)[0]
+        if not pid.isdigit() or not p.name.endswith((".part", ".part.skeleton")):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            p.unlink(missing_ok=True)
+        except (PermissionError, OverflowError):
+            pass
 
 
 def with_selected_position(trace: dict, t: int, temperature: float = 1.0) -> dict:

@@ -19,6 +19,28 @@ def _size(path: Path) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
 
 
+class LazyProgressBar:
+    """A click progress bar on stderr that appears with the first update, so that an error
+    raised before any work is done is the only line the user sees."""
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.bar = kwargs, None
+
+    def update(self, n: int, length: int | None = None) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(file=sys.stderr, show_pos=True, **self.kwargs).__enter__()
+        if length is not None:
+            self.bar.length = length
+        self.bar.update(n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
 def _atomic_write_text(path: Path, text: str, force: bool) -> None:
     if path.exists() and not force:
         raise SheetGPTError(f"{path} exists; pass --force to overwrite it")
@@ -26,6 +48,8 @@ def _atomic_write_text(path: Path, text: str, force: bool) -> None:
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as exc:
+        raise SheetGPTError(f"{path}: cannot write it ({exc.strerror or exc})") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -63,7 +87,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
     name = model.path.resolve().name or "model"
     output = output or Path("output") / f"{name}.xlsx"
     steps = model.config.n_layer + 4 + len(model.flat)  # compute tabs (Embed, blocks, Final norm, Logits, Predict) + weight tabs
-    with click.progressbar(length=steps, label="writing tabs", show_pos=True, file=sys.stderr) as bar:
+    with LazyProgressBar(length=steps, label="writing tabs") as bar:
         result = build_workbook(model, tokenizer, prompt, output, context=context, logits_all=logits == "all",
                                 force=force, source=str(model.path), progress=lambda n, _tab: bar.update(n),
                                 typed_prompt=typed_prompt)
@@ -104,6 +128,8 @@ def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force):
     for out in (json_out, junit_out):  # before minutes of checking, not after
         if out is not None and out.exists() and not force:
             raise SheetGPTError(f"{out} exists; pass --force to overwrite it")
+        if out is not None and not out.parent.is_dir():
+            raise SheetGPTError(f"{out}: no directory {out.parent}; create it first")
     model = load_model(model_dir) if model_dir is not None else None
     report = check_book(book, engine=engine, rtol=rtol, model=model)
     click.echo(format_table(report))
