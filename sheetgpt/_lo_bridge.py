@@ -274,12 +274,82 @@ def run(req):
                 pass
 
 
+def run_batch(req):
+    """Batch mode (request key ``batch``): for each text, set one cell, recalculate, read some ranges.
+
+    ``batch``: {"cell": [sheet, "B4"], "texts": [...], "ranges": [[sheet, "A1:C9"], ...]}.
+    One soffice session for all texts; ``results`` holds, per text, each range's rows of values
+    (numbers as floats, text as str, errors as their display text).
+    """
+    import uno  # noqa: F401  (makes the com.sun.star modules importable)
+    from com.sun.star.sheet.FormulaResult import ERROR as FR_ERROR
+
+    t0 = time.monotonic()
+    deadline = t0 + float(req.get("timeout", 600))
+    write_profile(req["profile"])
+    pipe_name = "sheetgpt_%d_%d" % (os.getpid(), int(time.time() * 1000) % 1000000)
+    proc = start_soffice(req["soffice"], req["profile"], pipe_name)
+    desktop = None
+    try:
+        ctx = connect(pipe_name, proc, deadline)
+        desktop = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
+        force_recalc_config(ctx)
+        timings = {"start": time.monotonic() - t0}
+        t = time.monotonic()
+        doc = desktop.loadComponentFromURL(
+            file_url(req["input"]), "_blank", 0, (prop("Hidden", True), prop("ReadOnly", False))
+        )
+        if doc is None:
+            raise RuntimeError("LibreOffice could not open %s" % req["input"])
+        timings["load"] = time.monotonic() - t
+        sheets = doc.getSheets()
+        batch = req["batch"]
+        target = sheets.getByName(batch["cell"][0]).getCellRangeByName(batch["cell"][1])
+        results, sentinel = [], None
+        t = time.monotonic()
+        for text in batch["texts"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError("batch timed out")
+            target.setString(text)
+            doc.calculateAll()
+            if sentinel is None and req.get("sentinel"):
+                sname, addr, expected = req["sentinel"]
+                sentinel = sheets.getByName(sname).getCellRangeByName(addr).getValue()
+                if sentinel != expected:
+                    raise RuntimeError("recalculation not proven: sentinel reads %r" % sentinel)
+            one = []
+            for sname, addr in batch["ranges"]:
+                sheet = sheets.getByName(sname)
+                rng = sheet.getCellRangeByName(addr)
+                rows = [list(r) for r in rng.getDataArray()]
+                a = rng.getRangeAddress()
+                for e in rng.queryFormulaCells(FR_ERROR).getRangeAddresses():
+                    for r in range(e.StartRow, e.EndRow + 1):
+                        for c in range(e.StartColumn, e.EndColumn + 1):
+                            rows[r - a.StartRow][c - a.StartColumn] = cell_error_text(sheet, c, r)
+                one.append(rows)
+            results.append(one)
+        timings["texts"] = time.monotonic() - t
+        doc.close(True)
+        return {"ok": True, "results": results, "sentinel": sentinel, "timings": timings}
+    finally:
+        try:
+            if desktop is not None:
+                desktop.terminate()
+        except Exception:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except Exception:
+            proc.kill()
+
+
 def main(argv):
     with open(argv[1], encoding="utf-8") as f:
         req = json.load(f)
     out = os.path.join(req["outdir"], "result.json")
     try:
-        result = run(req)
+        result = run_batch(req) if req.get("batch") else run(req)
         code = 0
     except Exception as e:  # report one line to the caller
         msg = str(e).strip().splitlines()

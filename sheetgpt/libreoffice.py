@@ -363,6 +363,45 @@ def recalculate(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def recalculate_texts(
+    path: str | os.PathLike,
+    cell: tuple[str, str],
+    texts: list[str],
+    ranges: list[tuple[str, str]],
+    *,
+    timeout: float = 600,
+) -> tuple[list[list[list[list]]], dict]:
+    """For each text: set ``cell`` (sheet, "B4") to it as TEXT, recalculate everything, read ``ranges``.
+
+    One soffice session for all texts (start-up and load are paid once). Returns
+    ``(results, timings)``: ``results[k][m]`` is range m's rows of values after text k (float,
+    str, or an error's display text such as ``"#N/A"``). Recalculation is proven with the
+    sentinel sheet after the first text.
+    """
+    soffice = _require()
+    path = Path(path)
+    if not path.exists():
+        raise WorkbookError(f"{path}: no such file")
+    workdir = tempfile.mkdtemp(prefix="sheetgpt_lo_")
+    try:
+        os.makedirs(os.path.join(workdir, "out"))
+        book = os.path.join(workdir, "book.xlsx")
+        inject_sentinel(path, book)
+        req = {
+            "soffice": soffice,
+            "profile": os.path.join(workdir, "profile"),
+            "input": book,
+            "sentinel": [SENTINEL_SHEET, SENTINEL_CELL, SENTINEL_VALUE],
+            "outdir": os.path.join(workdir, "out"),
+            "timeout": timeout,
+            "batch": {"cell": list(cell), "texts": list(texts), "ranges": [list(r) for r in ranges]},
+        }
+        res = _run_bridge(req, workdir, timeout)
+        return res["results"], res.get("timings", {})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def convert_with_recalc(
     path: str | os.PathLike, out_path: str | os.PathLike, *, timeout: float = 600
 ) -> Path:

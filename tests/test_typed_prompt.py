@@ -1,0 +1,165 @@
+"""Typed prompt: the BPE tab's formulas tokenize any text typed into Prompt!B4 exactly like our tokenizer.
+
+One book (a small random model with a BPE learned on the README) is recalculated by LibreOffice
+for 200+ texts in ONE soffice session (libreoffice.recalculate_texts); the ids and the
+predicted token must equal the tokenizer's ids and the float64 reference's argmax. Texts
+beyond the book's limits must show their message and no prediction.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from xlsxwriter.utility import xl_rowcol_to_cell as a1
+
+from sheetgpt import bpe_sheet
+from sheetgpt import libreoffice as lo
+from sheetgpt.build import build_workbook
+from sheetgpt.check import check_book
+from sheetgpt.checkpoint import load_model
+from sheetgpt.config import GPT2Config
+from sheetgpt.random_model import make_random_model
+from sheetgpt.reference import gpt2
+from sheetgpt.tokenizer import Tokenizer, bpe_learn
+
+needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
+ROOT = Path(__file__).resolve().parents[1]
+CONTEXT = 24
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A 1-block random model whose tokenizer is a BPE learned on the README (a few hundred merges)."""
+    d = tmp_path_factory.mktemp("typed-model")
+    make_random_model(d, GPT2Config(n_layer=1, n_head=2, n_embd=8, n_positions=32, vocab_size=600), seed=3)
+    bpe_learn((ROOT / "README.md").read_text(encoding="utf-8"), 600).save(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def typed_book(small_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("typed-book") / "typed.xlsx"
+    return build_workbook(load_model(small_model), Tokenizer.from_dir(small_model), "Mike's quick. He moves", out,
+                          typed_prompt=True, context=CONTEXT)
+
+
+WORDS = ["the", "The", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "Mike", "moves", "spreadsheet",
+         "formula", "GPT", "token", "café", "naïve", "Zürich", "façade", "ÀÉÎÕÜ", "déjà", "vu", "über", "señor",
+         "œuvre", "Ærø", "ß", "µ", "x", "a", "I", "it", "is", "cells", "LibreOffice", "hello", "WORLD"]
+PUNCT = [".", ",", "!", "?", ";", ":", "-", "--", "...", "(", ")", '"', "'", "''", "%", "$", "&", "#", "@", "/",
+         "«", "»", "¿", "¡", "©", "°", "±", "×", "÷", "§"]
+CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'Ll", "'x"]
+SPACES = [" ", " ", " ", "  ", "   ", "\t", "\n", " \n", "\n\n", " \t ", "\u00a0"]
+DIGITS = ["0", "7", "42", "2024", "3.14", "1,000", "½", "²", "¹", "10%"]
+
+
+def _texts(n: int, seed: int = 0) -> list[str]:
+    """Varied short texts: prose, punctuation, digits, contractions (any case), runs of spaces, Latin-1."""
+    rnd = random.Random(seed)
+    fixed = ["Hello world", "It's 'S fine", "don't  stop", "I'M here", "they're we've I'll he'd",
+             "a  b   c", "  leading", "trailing  ", "tab\tseparated", "new\nline", "x\n\ny", "3.14159",
+             "café au lait", "ÀÉÎÕÜ àéîõü", "''s", "?'s", " 's", "Mike's quick. He moves", "!!!", "a",
+             " ", "   ", "x  ", "é", "1 2  3"]
+    out = list(fixed)
+    while len(out) < n:
+        parts = []
+        for _ in range(rnd.randint(1, 7)):
+            kind = rnd.random()
+            if kind < 0.45:
+                parts.append(rnd.choice(WORDS))
+            elif kind < 0.6:
+                parts.append(rnd.choice(PUNCT))
+            elif kind < 0.72:
+                parts.append(rnd.choice(CONTRACTIONS))
+            elif kind < 0.85:
+                parts.append(rnd.choice(DIGITS))
+            parts.append(rnd.choice(SPACES) if rnd.random() < 0.8 else "")
+        text = "".join(parts)
+        if rnd.random() < 0.3:
+            text = text.strip()
+        if text:
+            out.append(text)
+    return out
+
+
+def _ranges(layout):
+    b = layout.bpe
+    ids = f"{a1(b.token_top, 2)}:{a1(b.token_top + layout.T - 1, 2)}"
+    top = layout.regions["predict.probs"].top
+    return [(bpe_sheet.TAB, ids), (bpe_sheet.TAB, f"B{b.STATUS + 1}:B{b.STATUS + 1}"),
+            (layout.PREDICT, f"{a1(top, 7)}:{a1(top, 7)}"), (layout.PROMPT, "C3:C3")]
+
+
+@needs_lo
+@pytest.mark.libreoffice
+def test_typed_texts_tokenize_and_predict_like_the_reference(typed_book, small_model):
+    tok = Tokenizer.from_dir(small_model)
+    layout = typed_book.layout
+    model = load_model(small_model)
+    fitting = [t for t in _texts(400) if bpe_sheet.problem(t, tok, layout.typed, layout.T) is None]
+    texts = fitting[:220]
+    assert len(texts) >= 200
+    results, _ = lo.recalculate_texts(typed_book.path, (layout.PROMPT, "B4"), texts, _ranges(layout))
+    pad = tok.vocab_size - 1
+    for text, (ids_rows, status, top, c3) in zip(texts, results):
+        ids = tok.encode(text)
+        want = ids + [pad] * (layout.T - len(ids))
+        assert [r[0] for r in ids_rows] == want, text
+        assert status[0][0].startswith("OK:"), (text, status)
+        assert c3[0][0] == len(ids) - 1, text
+        logits = gpt2(want, model.params, model.config)["logits"][len(ids) - 1]
+        assert top[0][0] == int(np.argmax(logits)), text
+
+
+@needs_lo
+@pytest.mark.libreoffice
+def test_texts_beyond_the_limits_show_a_message(typed_book):
+    layout = typed_book.layout
+    lim = layout.typed
+    cases = {
+        "": "Type some text",
+        "x" * (lim.max_chars + 1): "Too long",
+        "snow ☃ man": "cannot classify",
+        "日本": "cannot classify",
+        "a<|endoftext|>b": "special token",
+        " a" * (lim.max_words + 1): "Too many words",
+        "x" * (lim.max_word_bytes + 1): "bytes",
+        "é" * (lim.max_word_bytes // 2 + 1): "bytes",  # Latin-1 letters are 2 UTF-8 bytes
+        "§§§§§§§§ §§§§§§§ §§§§§§§": "Too many tokens",  # 3 words of 16 bytes, about 46 tokens
+    }
+    results, _ = lo.recalculate_texts(typed_book.path, (layout.PROMPT, "B4"), list(cases), _ranges(layout))
+    for (text, expect), (ids_rows, status, top, c3) in zip(cases.items(), results):
+        message = status[0][0]
+        assert expect in message, (text, message)
+        if text:
+            assert "sheetgpt build --prompt" in message
+        assert all(r[0] == "#N/A" for r in ids_rows), text  # no ids, hence no silent prediction
+        assert c3[0][0] == "#N/A" and isinstance(top[0][0], str) and top[0][0].startswith(("#", "Err")), text
+
+
+def test_check_passes_on_a_typed_book_fast(typed_book):
+    report = check_book(typed_book.path)
+    assert report.passed, [s for s in report.stages if not s.passed][:1]
+    assert {"bpe.class", "bpe.word", "bpe.count", "bpe.ids"} <= {s.stage for s in report.stages}
+
+
+@needs_lo
+@pytest.mark.libreoffice
+def test_check_passes_on_a_typed_book_libreoffice(typed_book):
+    assert check_book(typed_book.path, engine="libreoffice").passed
+
+
+def test_plan_typed_prompt_limits_and_refusals(small_model):
+    from sheetgpt.build import plan_typed_prompt
+    from sheetgpt.errors import SheetGPTError
+
+    tok = Tokenizer.from_dir(small_model)
+    limits, rows = plan_typed_prompt("the cat", tok, None, 32, None)
+    assert rows == 16 and limits.max_words == 16 and limits.max_chars == 64 and limits.n_merges == len(tok.merges)
+    assert plan_typed_prompt("the cat", tok, None, 32, False) == (None, None)
+    assert plan_typed_prompt("日本", tok, None, 32, None) == (None, None)  # auto: falls back to token rows
+    with pytest.raises(SheetGPTError, match="--no-typed-prompt"):
+        plan_typed_prompt("日本", tok, None, 32, True)
