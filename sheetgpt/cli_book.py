@@ -131,7 +131,19 @@ def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force):
         if out is not None and not out.parent.is_dir():
             raise SheetGPTError(f"{out}: no directory {out.parent}; create it first")
     model = load_model(model_dir) if model_dir is not None else None
-    report = check_book(book, engine=engine, rtol=rtol, model=model)
+    bars = []  # shown from the first batch the evaluator reports
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(click.progressbar(length=total, label="recomputing formulas", show_pos=True, file=sys.stderr))
+            bars[0].__enter__()
+        bars[0].update(done - bars[0].pos)
+
+    try:
+        report = check_book(book, engine=engine, rtol=rtol, model=model, progress=progress)
+    finally:
+        for bar in bars:
+            bar.__exit__(None, None, None)
     click.echo(format_table(report))
     if json_out:
         _atomic_write_text(json_out, report.to_json(), force)

@@ -18,6 +18,7 @@ circular reference raises WorkbookError naming a cell on the cycle.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 
 from .errors import WorkbookError
-from .formula import parse_r1c1, to_r1c1
+from .formula import MAX_COLS, MAX_ROWS, parse_r1c1, shift_formula, to_r1c1
 from .xlsx_reader import Book, cell_name
 
 EMPTY, NUM, TEXT, BOOL = 0, 1, 2, 3
@@ -100,9 +101,18 @@ class Store:
         self.kind: dict[str, np.ndarray] = {}
         self.txt: dict[str, dict] = {}
         self.lower = {n.lower(): n for n in book.sheets}
+        self.shared: set[str] = set()
         for name, sh in book.sheets.items():
+            grid = getattr(sh, "full_grid", None)
+            if grid is not None and not sh.formulas and not (sh.strings or sh.booleans or sh.errors):
+                # a weight tab: every cell a number, nothing written; use the reader's grid
+                self.num[name], self.kind[name] = grid, np.full(grid.shape, NUM, np.int8)
+                self.txt[name] = {}
+                self.shared.add(name)
+                continue
             R, C = sh.dims
-            for _, _, _, rng in sh.formulas:
+            arrays = sh.formulas.arrays if hasattr(sh.formulas, "arrays") else sh.formulas
+            for _, _, _, rng in arrays:
                 if rng:
                     R, C = max(R, rng[2] + 1), max(C, rng[3] + 1)
             num = np.zeros((R, C))
@@ -1095,6 +1105,25 @@ def _walk(node):
             yield from _walk(a)
 
 
+def _fills_on_grid(key: str, rows: np.ndarray, cols: np.ndarray) -> bool:
+    """Whether every reference of the R1C1 formula ``key`` stays on the grid from each cell."""
+    try:
+        ast = parse_r1c1(key)
+    except WorkbookError:
+        return True  # reported with its cell by _unit
+    for node in _walk(ast):
+        if node[0] in ("ref", "range"):
+            parts = [(node[2], node[3], node[4], node[5])]
+            if node[0] == "range":
+                parts.append((node[6], node[7], node[8], node[9]))
+            for r, ra, c, ca in parts:
+                if not ra and ((rows + r).min() < 0 or (rows + r).max() >= MAX_ROWS):
+                    return False
+                if not ca and ((cols + c).min() < 0 or (cols + c).max() >= MAX_COLS):
+                    return False
+    return True
+
+
 def _ref_bounds(node, rows, cols):
     """Per-cell (r0, c0, r1, c1) arrays of a ref/range node."""
     if node[0] == "ref":
@@ -1121,7 +1150,13 @@ class Evaluator:
         out: list[Unit] = []
         for name, sh in self.book.sheets.items():
             groups: dict[str, list] = {}
-            for r, c, text, rng in sh.formulas:
+            f = sh.formulas
+            shared = getattr(f, "shared", None)  # the reader's Formulas: shared groups kept whole
+            if shared is None:
+                cells, shared = f, []
+            else:
+                cells = itertools.chain(zip(f.rows.tolist(), f.cols.tolist(), f.texts, itertools.repeat(None)), f.arrays)
+            for r, c, text, rng in cells:
                 try:
                     key = to_r1c1(text, r, c)
                 except WorkbookError as e:
@@ -1130,6 +1165,16 @@ class Evaluator:
                     out.append(self._unit(name, key, np.array([r]), np.array([c]), rng))
                 else:
                     groups.setdefault(key, []).append((r, c))
+            for r0, c0, text, rs, cs in shared:
+                # a shared formula is one R1C1 formula over its cells (Excel's meaning),
+                # unless filling it pushes a reference off the grid (#REF! in those cells)
+                key = to_r1c1(text, r0, c0)
+                if _fills_on_grid(key, np.array(rs), np.array(cs)):
+                    groups.setdefault(key, []).extend(zip(rs, cs))
+                    continue
+                for r, c in zip(rs, cs):
+                    t = text if (r, c) == (r0, c0) else shift_formula(text, r - r0, c - c0)
+                    groups.setdefault(to_r1c1(t, r, c), []).append((r, c))
             for key, cells in groups.items():
                 a = np.array(cells, dtype=np.int64)
                 out.append(self._unit(name, key, a[:, 0], a[:, 1], None))
@@ -1359,6 +1404,9 @@ class Evaluator:
         values, kinds, text, errors = {}, {}, {}, {}
         for name in self.book.sheets:
             k = self.store.kind[name]
+            if name in self.store.shared:
+                values[name], kinds[name], text[name], errors[name] = self.store.num[name], k, {}, {}
+                continue
             num = np.where((k == NUM) | (k == BOOL), self.store.num[name], np.nan)
             values[name], kinds[name] = num, k
             text[name] = dict(self.store.txt[name])

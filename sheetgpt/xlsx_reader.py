@@ -13,10 +13,11 @@ path: one ``findall`` per chunk and one numpy conversion of the value texts.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,6 +30,8 @@ MAX_RATIO = 1000  # compression ratio allowed beyond RATIO_FREE_BYTES
 RATIO_FREE_BYTES = 8 << 20
 MAX_ROW_XML_BYTES = 64 << 20  # one <row> element (a full 16,384-column row is ~2 MB)
 CHUNK = 8 << 20
+WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+PARALLEL_BYTES = 64 << 20  # decompressed sheet XML above which sheets are read in parallel
 
 ERROR_LITERALS = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
 
@@ -81,7 +84,6 @@ def cell_name(row: int, col: int) -> str:
 # ----------------------------------------------------------------------------- model
 
 
-@dataclass
 class Sheet:
     """One worksheet. Rows and columns are 0-based.
 
@@ -90,30 +92,70 @@ class Sheet:
     booleans / errors: {(row, col): bool | '#N/A'} constant booleans and error literals
     formulas: [(row, col, text_without_equals, array_ref | None)]; array_ref is the
         0-based inclusive (r0, c0, r1, c1) of a CSE array formula (given once, at its
-        top-left cell); shared formulas are already expanded into each cell's own text
+        top-left cell); shared formulas are expanded into each cell's own text when the
+        list is iterated (the reader keeps them as one ``Formulas`` unit)
     cached: {(row, col): cached text from <v>} of formula cells (never trusted)
     dims: (n_rows, n_cols) = 1 + the largest row and column that hold anything
+
+    A mostly-numeric sheet (a weight tab) keeps its numbers as one float64 grid with NaN
+    where there is no number (numbers are always finite, so this loses nothing);
+    ``numbers`` is then derived on first use and ``dense()`` returns the grid read-only.
     """
 
-    name: str
-    numbers: tuple[np.ndarray, np.ndarray, np.ndarray]
-    strings: dict = field(default_factory=dict)
-    booleans: dict = field(default_factory=dict)
-    errors: dict = field(default_factory=dict)
-    formulas: list = field(default_factory=list)
-    cached: dict = field(default_factory=dict)
-    dims: tuple[int, int] = (0, 0)
+    def __init__(self, name: str, numbers=None, strings=None, booleans=None, errors=None, formulas=None,
+                 cached=None, dims: tuple[int, int] = (0, 0), grid: np.ndarray | None = None):
+        self.name = name
+        self._numbers = numbers
+        self._grid = grid
+        self.strings = {} if strings is None else strings
+        self.booleans = {} if booleans is None else booleans
+        self.errors = {} if errors is None else errors
+        self.formulas = [] if formulas is None else formulas
+        self.cached = {} if cached is None else cached
+        self.dims = dims
+
+    @property
+    def numbers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._numbers is None:
+            g = self._grid
+            if g is None:
+                self._numbers = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
+            else:
+                r, c = np.nonzero(~np.isnan(g))
+                self._numbers = (r.astype(np.int32), c.astype(np.int32), g[r, c])
+        return self._numbers
+
+    @numbers.setter
+    def numbers(self, value) -> None:
+        self._numbers, self._grid = value, None
 
     def dense(self) -> np.ndarray:
         """float64 [n_rows, n_cols] of the numeric constants, NaN elsewhere."""
+        if self._grid is not None and self._grid.shape == tuple(self.dims):
+            view = self._grid.view()
+            view.flags.writeable = False
+            return view
         out = np.full(self.dims, np.nan)
         r, c, v = self.numbers
         out[r, c] = v
         return out
 
     @property
+    def full_grid(self) -> np.ndarray | None:
+        """The grid, if every cell of ``dims`` holds a number (else None); read-only."""
+        g = self._grid
+        if g is None or g.shape != tuple(self.dims) or getattr(self, "_has_gaps", True):
+            return None
+        return self.dense()
+
+    @property
     def n_numbers(self) -> int:
+        if self._numbers is None and self._grid is not None:
+            return int(self._grid.size - np.isnan(self._grid).sum()) if getattr(self, "_has_gaps", True) else self._grid.size
         return len(self.numbers[2])
+
+    def __repr__(self) -> str:
+        return f"Sheet({self.name!r}, dims={self.dims}, numbers={self.n_numbers}, formulas={len(self.formulas)})"
 
 
 @dataclass
@@ -265,9 +307,7 @@ def _col_of(letters: bytes) -> int:
     return c
 
 
-# numeric fast path: every cell starts with r="..", has no t= and is either empty or <v>x</v>
-_FAST_R_RE = re.compile(rb'<c r="([A-Z]{1,3}[0-9]{1,7})"[^>/]*>')
-_FAST_V_RE = re.compile(rb"<v>([^<]*)</v>")
+# numeric fast path (numpy over the chunk's bytes): see _SheetParser.fast
 _ROW_RE = re.compile(rb"<(?:\w+:)?row\b([^>]*?)(/?)>")
 _CELL_RE = re.compile(rb"<(?:\w+:)?c\b([^>]*?)(?:/>|>(.*?)</(?:\w+:)?c>)", re.S)
 _V_RE = re.compile(rb"<(?:\w+:)?v\b[^>]*?(?:/>|>([^<]*)</(?:\w+:)?v>)")
@@ -276,12 +316,187 @@ _IS_RE = re.compile(rb"<(?:\w+:)?is\b[^>]*>(.*?)</(?:\w+:)?is>", re.S)
 _NUM_RE = re.compile(rb"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
 _DIM_RE = re.compile(rb"<(?:\w+:)?dimension\b([^>]*)/?>")
 _CELLREF_RE = re.compile(rb"([A-Za-z]{1,4})([0-9]{1,8})")
+# attributes of <c> that change what the cell means (t: type; vm: rich value)
+_TYPED_C_RE = re.compile(rb"<c\s[^>]*[\s:](?:t|vm)\s*=")
+# regular cells as Excel, LibreOffice and xlsxwriter write them (attributes r, s, t in
+# this order; <f> with t/ref/si); anything else takes the general path
+_REG_CELL_RE = re.compile(
+    rb'<c r="([A-Z]{1,3}[0-9]{1,7})"(?: s="[0-9]{1,5}")?(?: t="([a-zA-Z]{1,9})")?'
+    rb'(?:/>|>(?:<f( t="(?:array|shared)"(?: ref="[A-Z0-9:]{2,20}")?(?: si="[0-9]{1,9}")?)?(?:/>|>([^<]*)</f>))?'
+    rb"(?:<v>([^<]*)</v>)?</c>)"
+)
+_FA_T_RE = re.compile(rb't="(\w+)"')
+_FA_REF_RE = re.compile(rb'ref="([^"]*)"')
+_FA_SI_RE = re.compile(rb'si="([^"]*)"')
+_NUM_CHARS = np.zeros(256, bool)
+_NUM_CHARS[list(b"0123456789.+-eE")] = True
+_NUM_CHARS[0] = True  # padding
 
 
 def _number(text: bytes, where: str) -> float:
     if not _NUM_RE.fullmatch(text):
         raise WorkbookError(f"{where}: {text[:40]!r} is not a number")
     return float(text)
+
+
+def _parse_numbers(mat: np.ndarray) -> np.ndarray | None:
+    """uint8 [n, L] value texts (0-padded) -> float64[n]; None unless every text is a
+    finite number of the plain grammar (digits, one '.', an exponent, a sign)."""
+    if mat.shape[0] == 0:
+        return np.zeros(0)
+    if not _NUM_CHARS[mat].all():
+        return None
+    try:
+        v = np.ascontiguousarray(mat).view(f"S{mat.shape[1]}").ravel().astype(np.float64)
+    except ValueError:
+        return None
+    return v if np.isfinite(v).all() else None
+
+
+def _decode_refs(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """uint8 [n, k] windows starting at 'AB12"...' -> (rows, cols, text length) 0-based;
+    None unless each is 1-3 capital letters, 1-7 digits, then a quote."""
+    n, k = w.shape
+    is_l = (w >= 65) & (w <= 90)
+    is_d = (w >= 48) & (w <= 57)
+    q = w == 34
+    if not q.any(axis=1).all():
+        return None
+    length = q.argmax(axis=1)
+    n_l = (~is_l).argmax(axis=1)
+    j = np.arange(k)[None, :]
+    in_l = j < n_l[:, None]
+    in_d = (j >= n_l[:, None]) & (j < length[:, None])
+    if not ((n_l >= 1).all() and (n_l <= 3).all() and (length - n_l >= 1).all() and (length - n_l <= 7).all()):
+        return None
+    if not (np.where(in_l, is_l, True) & np.where(in_d, is_d, True)).all():
+        return None
+    wi = w.astype(np.int64)
+    rows = np.zeros(n, np.int64)
+    cols = np.zeros(n, np.int64)
+    for t in range(int(length.max())):
+        cols = np.where(in_l[:, t], cols * 26 + wi[:, t] - 64, cols)
+        rows = np.where(in_d[:, t], rows * 10 + wi[:, t] - 48, rows)
+    return rows - 1, cols - 1, length
+
+
+class Formulas:
+    """The formula cells of one sheet, kept compact.
+
+    plain cells: ``rows``/``cols`` (int arrays) and ``texts`` (list of str);
+    ``arrays``: [(row, col, text, (r0, c0, r1, c1))] CSE formulas;
+    ``shared``: [(master_row, master_col, master_text, rows, cols)] shared formulas, one
+    entry per group with its member cells (the master included).
+    Iterating yields ``(row, col, text, array_ref)`` per cell as ``Sheet.formulas`` always
+    did, shared members expanded with ``shift_formula``.
+    """
+
+    def __init__(self):
+        self._r: list = []  # ints or int arrays
+        self._c: list = []
+        self.texts: list[str] = []
+        self.arrays: list = []
+        self.shared: list = []
+        self._by_si: dict = {}
+
+    @property
+    def rows(self) -> np.ndarray:
+        self._pack()
+        return self._r[0] if self._r else np.zeros(0, np.int64)
+
+    @property
+    def cols(self) -> np.ndarray:
+        self._pack()
+        return self._c[0] if self._c else np.zeros(0, np.int64)
+
+    def _pack(self) -> None:
+        if len(self._r) > 1 or (self._r and not isinstance(self._r[0], np.ndarray)):
+            self._r = [np.concatenate([np.atleast_1d(np.asarray(x, np.int64)) for x in self._r])]
+            self._c = [np.concatenate([np.atleast_1d(np.asarray(x, np.int64)) for x in self._c])]
+
+    def add_plain(self, r, c, text: str) -> None:
+        self._r.append(r)
+        self._c.append(c)
+        self.texts.append(text)
+
+    def add_plain_many(self, rows: np.ndarray, cols: np.ndarray, texts: list[str]) -> None:
+        if len(texts):
+            self._r.append(rows.astype(np.int64))
+            self._c.append(cols.astype(np.int64))
+            self.texts.extend(texts)
+
+    def add_shared_master(self, si, r: int, c: int, text: str) -> None:
+        group = (r, c, text, [r], [c])
+        self._by_si[si] = group
+        self.shared.append(group)
+
+    def add_shared_member(self, si, r: int, c: int) -> bool:
+        group = self._by_si.get(si)
+        if group is None:
+            return False
+        group[3].append(r)
+        group[4].append(c)
+        return True
+
+    def __len__(self) -> int:
+        return len(self.texts) + len(self.arrays) + sum(len(g[3]) for g in self.shared)
+
+    def __iter__(self):
+        from .formula import shift_formula
+
+        rows, cols = self.rows, self.cols
+        for r, c, t in zip(rows.tolist(), cols.tolist(), self.texts):
+            yield (r, c, t, None)
+        for r0, c0, text, rs, cs in self.shared:
+            for r, c in zip(rs, cs):
+                yield (r, c, text if (r, c) == (r0, c0) else shift_formula(text, r - r0, c - c0), None)
+        yield from self.arrays
+
+    def __getitem__(self, i):
+        return list(self)[i]
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+
+class _LazyDict(dict):
+    """A dict filled on first use from columnar data (cached values of formula cells)."""
+
+    def __init__(self):
+        super().__init__()
+        self._parts: list = []
+
+    def add_many(self, rows, cols, values: list) -> None:
+        self._parts.append((rows, cols, values))
+
+    def _fill(self) -> None:
+        parts, self._parts = self._parts, []
+        for rows, cols, values in parts:
+            for r, c, v in zip(np.asarray(rows).tolist(), np.asarray(cols).tolist(), values):
+                if v is not None:
+                    dict.__setitem__(self, (r, c), unescape(v))
+
+    def _filled(name):  # noqa: N805
+        def method(self, *a, **k):
+            if self._parts:
+                self._fill()
+            return getattr(dict, name)(self, *a, **k)
+        return method
+
+    for _m in ("__getitem__", "__contains__", "__iter__", "__len__", "get", "items", "keys", "values", "__eq__",
+               "__repr__", "copy", "pop", "setdefault"):
+        locals()[_m] = _filled(_m)
+    del _m, _filled
+
+    def __reduce__(self):
+        return (_lazy_dict, (dict(dict.items(self)), self._parts))
+
+
+def _lazy_dict(filled: dict, parts: list) -> _LazyDict:
+    d = _LazyDict()
+    dict.update(d, filled)
+    d._parts = parts
+    return d
 
 
 class _SheetParser:
@@ -295,9 +510,8 @@ class _SheetParser:
         self.strings: dict = {}
         self.booleans: dict = {}
         self.errors: dict = {}
-        self.formulas: list = []
-        self.cached: dict = {}
-        self.shared: dict[bytes, tuple[int, int, str]] = {}
+        self.formulas = Formulas()
+        self.cached = _LazyDict()
         self.row = -1  # current row (0-based)
         self.col = -1  # last column seen in the current row
         self.max_r = -1
@@ -306,51 +520,204 @@ class _SheetParser:
         self.pending_c: list[int] = []
         self.pending_v: list[bytes] = []
 
-    # -- fast path: a chunk of complete rows where every cell is numeric with r=
+    def chunk(self, buf: bytes) -> None:
+        if not self.fast(buf) and not self.regular(buf):
+            self.slow(buf)
+
+    # -- fast path: a chunk of complete rows where every cell is <c r="..." [s=".."]><v>number</v></c>
     def fast(self, buf: bytes) -> bool:
-        if b" t=" in buf or b"<f" in buf or b"<is" in buf or b"_" in buf or b"&" in buf or b"'" in buf:
+        a = np.frombuffer(buf, np.uint8)
+        lt = np.flatnonzero(a == 60)  # every '<'
+        if len(lt) == 0:
+            return not buf.strip()
+        if lt[-1] + 4 > len(a):
             return False
-        n = buf.count(b"<c")
+        b1, b2, b3 = a[lt + 1], a[lt + 2], a[lt + 3]
+        c_open = (b1 == 99) & (b2 == 32)  # '<c '
+        if not c_open.any() and ((b1 == 99) & (b2 == 62)).any():
+            return self._fast_no_refs(buf, a, lt, b1, b2, b3)
+        row_tag = ((b1 == 114) & (b2 == 111)) | ((b1 == 47) & (b2 == 114) & (b3 == 111))  # <row, </row
+        ic = np.flatnonzero(c_open)
+        n = len(ic)
         if n == 0:
+            if not row_tag.all():
+                return False
             self._rows_only(buf)
             return True
-        refs = _FAST_R_RE.findall(buf)
-        if len(refs) != n:
+        if len(lt) - int(row_tag.sum()) != 4 * n or ic[-1] + 3 >= len(lt):
             return False
-        vals = _FAST_V_RE.findall(buf)
-        if len(vals) != n or buf.count(b"</v></c>") != n:
+        # each cell is exactly the tags <c ...> <v> </v> </c>, in this order
+        if not (((b1[ic + 1] == 118) & (b2[ic + 1] == 62)).all()
+                and ((b1[ic + 2] == 47) & (b2[ic + 2] == 118) & (b3[ic + 2] == 62)).all()
+                and ((b1[ic + 3] == 47) & (b2[ic + 3] == 99) & (b3[ic + 3] == 62)).all()):
             return False
-        try:
-            v = np.array(vals, dtype=np.float64)
-        except ValueError:
+        p = lt[ic]
+        vs = lt[ic + 1]  # '<v>' (so the <c> tag ends at vs - 1)
+        if not ((a[p + 3] == 114) & (a[p + 4] == 61) & (a[p + 5] == 34) & (a[vs - 1] == 62) & (a[vs - 2] != 47)).all():
+            return False  # r= is not the first attribute, or an empty <c/> cell
+        win = a[np.minimum((p + 6)[:, None] + np.arange(11), len(a) - 1)]
+        dec = _decode_refs(win)
+        if dec is None:
             return False
-        if not np.isfinite(v).all():
+        rows, cols, length = dec
+        if ((vs - p) != length + 8).any() and _TYPED_C_RE.search(buf):
+            return False  # more attributes than r=, and one of them types the cell
+        starts, ends = vs + 3, lt[ic + 2]
+        width = ends - starts
+        L = int(width.max())
+        if width.min() < 1 or L > 40:
             return False
-        # 'AB12' -> (row 11, col 27), vectorized over the byte matrix of the refs
-        m = np.array(refs).view(np.uint8).reshape(n, -1).astype(np.int64)
-        is_l = m >= 65
-        is_d = (m >= 48) & (m <= 57)
-        rows = np.zeros(n, np.int64)
-        cols = np.zeros(n, np.int64)
-        for k in range(m.shape[1]):
-            cols = np.where(is_l[:, k], cols * 26 + m[:, k] - 64, cols)
-            rows = np.where(is_d[:, k], rows * 10 + m[:, k] - 48, rows)
-        rows -= 1
-        cols -= 1
+        mat = a[np.minimum(starts[:, None] + np.arange(L), len(a) - 1)]
+        mat[np.arange(L)[None, :] >= width[:, None]] = 0
+        v = _parse_numbers(mat)
+        if v is None:
+            return False
+        return self._accept(rows, cols, v)
+
+    def _fast_no_refs(self, buf: bytes, a, lt, b1, b2, b3) -> bool:
+        """Numeric cells written without r= (``<row r="5"><c><v>1.5</v></c>...``): the
+        row comes from the enclosing <row> (its r=, or the row after the previous one),
+        the column from the cell's place in the row."""
+        c_open = (b1 == 99) & (b2 == 62)  # '<c>'
+        row_open = (b1 == 114) & (b2 == 111)  # '<ro'
+        row_close = (b1 == 47) & (b2 == 114) & (b3 == 111)
+        ic = np.flatnonzero(c_open)
+        n = len(ic)
+        if len(lt) - int(row_open.sum()) - int(row_close.sum()) != 4 * n or ic[-1] + 3 >= len(lt):
+            return False
+        if not (((b1[ic + 1] == 118) & (b2[ic + 1] == 62)).all()
+                and ((b1[ic + 2] == 47) & (b2[ic + 2] == 118) & (b3[ic + 2] == 62)).all()
+                and ((b1[ic + 3] == 47) & (b2[ic + 3] == 99) & (b3[ic + 3] == 62)).all()
+                and (lt[ic + 1] - lt[ic] == 3).all()):
+            return False
+        row_tags = _ROW_RE.findall(buf)
+        ir = np.flatnonzero(row_open)
+        if len(row_tags) != len(ir):
+            return False
+        numbers = []
+        r = self.row
+        for attrs, closed in row_tags:
+            a_ = _attrs(attrs) if attrs else {}
+            if b"r" in a_:
+                try:
+                    r = int(a_[b"r"]) - 1
+                except ValueError:
+                    raise WorkbookError(f"{self.where}: bad row number {a_[b'r'][:20]!r}") from None
+            else:
+                r += 1
+            self._limits(r, 0)
+            numbers.append(-1 if closed else r)
+        numbers = np.array(numbers, np.int64)
+        owner = np.searchsorted(ir, ic) - 1  # the <row> each cell sits in
+        if (owner < 0).any():
+            return False
+        rows = numbers[owner]
+        if (rows < 0).any():
+            return False  # a cell after a self-closed <row/>
+        first = np.searchsorted(owner, owner, side="left")  # index of the row's first cell
+        cols = np.arange(n) - first
+        starts, ends = lt[ic + 1] + 3, lt[ic + 2]
+        width = ends - starts
+        L = int(width.max())
+        if width.min() < 1 or L > 40:
+            return False
+        mat = a[np.minimum(starts[:, None] + np.arange(L), len(a) - 1)]
+        mat[np.arange(L)[None, :] >= width[:, None]] = 0
+        v = _parse_numbers(mat)
+        if v is None:
+            return False
+        if not self._accept(rows, cols, v):
+            return False
+        self.max_r = max(self.max_r, int(numbers.max()) if len(numbers) else -1, r)
+        self.row, self.col = r, (self.col if numbers[-1] == int(rows[-1]) else -1)
+        return True
+
+    def _accept(self, rows: np.ndarray, cols: np.ndarray, v: np.ndarray | None) -> bool:
+        """Record numbers at (rows, cols) if the cells are in strictly increasing order
+        after what came before (as the format requires); else leave it to the slow path."""
+        n = len(rows)
+        if n == 0:
+            return True
         if rows.max() >= MAX_ROWS or cols.max() >= MAX_COLS:
             self._limits(int(rows.max()), int(cols.max()))
-        # cells must be in strictly increasing (row, col) order, as the format requires
         key = rows * MAX_COLS + cols
-        if (n > 1 and not (np.diff(key) > 0).all()) or (rows < 0).any():
+        if (n > 1 and not (np.diff(key) > 0).all()) or (rows < 0).any() or (cols < 0).any():
             return False
         if self.row >= 0 and key[0] <= self.row * MAX_COLS + self.col:
             return False
-        self.rows.append(rows.astype(np.int32))
-        self.cols.append(cols.astype(np.int32))
-        self.vals.append(v)
+        if v is not None:
+            self.rows.append(rows.astype(np.int32))
+            self.cols.append(cols.astype(np.int32))
+            self.vals.append(v)
         self.row, self.col = int(rows[-1]), int(cols[-1])
         self.max_r = max(self.max_r, self.row)
         self.max_c = max(self.max_c, int(cols.max()))
+        return True
+
+    # -- regular path: every cell matches _REG_CELL_RE (formula tabs); one findall per chunk
+    def regular(self, buf: bytes) -> bool:
+        cells = _REG_CELL_RE.findall(buf)
+        n = len(cells)
+        if n != buf.count(b"<c") or n == 0 or b"<f/>" in buf or b"<f></f>" in buf:
+            return False
+        refs = np.array([c[0] for c in cells])
+        w = np.zeros((n, 11), np.uint8)
+        raw = refs.view(np.uint8).reshape(n, -1)
+        w[:, : raw.shape[1]] = raw
+        w[np.arange(n), (raw != 0).sum(axis=1)] = 34  # close each ref with a quote
+        dec = _decode_refs(w)
+        if dec is None:
+            return False
+        rows, cols, _ = dec
+        if not self._accept(rows, cols, None):
+            return False
+        num_i, num_v, f_i, f_t, f_v = [], [], [], [], []
+        for i, (_, t, fa, ftext, v) in enumerate(cells):
+            if fa or ftext:
+                if fa:
+                    r, c = int(rows[i]), int(cols[i])
+                    self._formula(r, c, _attrs(fa), ftext, f"{self.where} cell {cell_name(r, c)}")
+                    if v:
+                        self.cached[(r, c)] = unescape(v)
+                    continue
+                f_i.append(i)
+                f_t.append(ftext)
+                f_v.append(v or None)
+            elif not t or t == b"n":
+                if v:
+                    num_i.append(i)
+                    num_v.append(v)
+            elif t == b"s" or t == b"b" or t == b"e" or t == b"str" or t == b"inlineStr" or t == b"d":
+                r, c = int(rows[i]), int(cols[i])
+                self._typed(r, c, t, v or None, b"", f"{self.where} cell {cell_name(r, c)}")
+            else:
+                raise WorkbookError(f"{self.where} cell {cell_name(int(rows[i]), int(cols[i]))}: unknown cell type {t[:20]!r}")
+        if f_i:
+            idx = np.array(f_i)
+            texts = []
+            for k, ft in enumerate(f_t):
+                text = (unescape(ft) if b"&" in ft else ft.decode("utf-8", "replace")).strip()
+                if text.startswith("="):
+                    text = text[1:]
+                if not text:
+                    r, c = int(rows[f_i[k]]), int(cols[f_i[k]])
+                    raise WorkbookError(f"{self.where} cell {cell_name(r, c)}: empty formula")
+                texts.append(text)
+            self.formulas.add_plain_many(rows[idx], cols[idx], texts)
+            self.cached.add_many(rows[idx], cols[idx], f_v)
+        if num_i:
+            idx = np.array(num_i)
+            width = max(len(v) for v in num_v)
+            v = _parse_numbers(np.array(num_v, dtype=f"S{width}").view(np.uint8).reshape(len(num_v), width))
+            if v is None:
+                for k, text in enumerate(num_v):  # name the first bad cell
+                    where = f"{self.where} cell {cell_name(int(rows[num_i[k]]), int(cols[num_i[k]]))}"
+                    if not np.isfinite(_number(text, where)):
+                        raise WorkbookError(f"{self.where}: a number cell is not finite")
+                raise WorkbookError(f"{self.where}: a number cell is not a number")  # pragma: no cover
+            self.rows.append(rows[idx].astype(np.int32))
+            self.cols.append(cols[idx].astype(np.int32))
+            self.vals.append(v)
         return True
 
     def _rows_only(self, buf: bytes, cells_seen: bool = False) -> None:
@@ -358,7 +725,10 @@ class _SheetParser:
         for attrs, _ in _ROW_RE.findall(buf):
             a = _attrs(attrs)
             if b"r" in a:
-                r = int(a[b"r"]) - 1
+                try:
+                    r = int(a[b"r"]) - 1
+                except ValueError:
+                    raise WorkbookError(f"{self.where}: bad row number {a[b'r'][:20]!r}") from None
                 self._limits(r, 0)
                 if not cells_seen:
                     self.row, self.col = r, -1
@@ -431,25 +801,29 @@ class _SheetParser:
                     self.pending_r.append(r)
                     self.pending_c.append(c)
                     self.pending_v.append(v)
-            elif t == b"s":
-                try:
-                    self.strings[(r, c)] = self.sst[int(v)]
-                except (TypeError, ValueError, IndexError):
-                    raise WorkbookError(f"{where}: bad shared string index {v!r}") from None
-            elif t == b"inlineStr":
-                im = _IS_RE.search(inner)
-                self.strings[(r, c)] = _text_of(im.group(1)) if im else ""
-            elif t == b"b":
-                self.booleans[(r, c)] = v is not None and v.strip() in (b"1", b"true")
-            elif t == b"e":
-                self.errors[(r, c)] = unescape(v or b"#VALUE!").strip()
-            elif t == b"str":
-                # cached formula text without a formula: not a constant we trust
-                self.cached[(r, c)] = unescape(v or b"")
-            elif t == b"d":
-                raise WorkbookError(f"{where}: ISO date cells (t=\"d\") are not supported")
             else:
-                raise WorkbookError(f"{where}: unknown cell type {t[:20]!r}")
+                self._typed(r, c, t, v, inner, where)
+
+    def _typed(self, r: int, c: int, t: bytes, v: bytes | None, inner: bytes, where: str) -> None:
+        if t == b"s":
+            try:
+                self.strings[(r, c)] = self.sst[int(v)]
+            except (TypeError, ValueError, IndexError):
+                raise WorkbookError(f"{where}: bad shared string index {v!r}") from None
+        elif t == b"inlineStr":
+            im = _IS_RE.search(inner)
+            self.strings[(r, c)] = _text_of(im.group(1)) if im else ""
+        elif t == b"b":
+            self.booleans[(r, c)] = v is not None and v.strip() in (b"1", b"true")
+        elif t == b"e":
+            self.errors[(r, c)] = unescape(v or b"#VALUE!").strip()
+        elif t == b"str":
+            # cached formula text without a formula: not a constant we trust
+            self.cached[(r, c)] = unescape(v or b"")
+        elif t == b"d":
+            raise WorkbookError(f"{where}: ISO date cells (t=\"d\") are not supported")
+        else:
+            raise WorkbookError(f"{where}: unknown cell type {t[:20]!r}")
 
     def _formula(self, r: int, c: int, fa: dict, text: bytes | None, where: str) -> None:
         kind = fa.get(b"t", b"normal")
@@ -459,15 +833,9 @@ class _SheetParser:
         if kind == b"shared":
             si = fa.get(b"si")
             if ftext:
-                self.shared[si] = (r, c, ftext)
-            else:
-                if si not in self.shared:
-                    raise WorkbookError(f"{where}: shared formula si={si!r} has no master")
-                from .formula import shift_formula
-
-                r0, c0, master = self.shared[si]
-                ftext = shift_formula(master, r - r0, c - c0)
-            self.formulas.append((r, c, ftext, None))
+                self.formulas.add_shared_master(si, r, c, ftext)
+            elif not self.formulas.add_shared_member(si, r, c):
+                raise WorkbookError(f"{where}: shared formula si={si!r} has no master")
         elif kind == b"array":
             ref = fa.get(b"ref", b"")
             try:
@@ -477,11 +845,11 @@ class _SheetParser:
             self._limits(rng[2], rng[3])
             self.max_r = max(self.max_r, rng[2])
             self.max_c = max(self.max_c, rng[3])
-            self.formulas.append((r, c, ftext, rng))
+            self.formulas.arrays.append((r, c, ftext, rng))
         elif kind == b"normal":
             if not ftext:
                 raise WorkbookError(f"{where}: empty formula")
-            self.formulas.append((r, c, ftext, None))
+            self.formulas.add_plain(r, c, ftext)
         else:
             raise WorkbookError(f"{where}: unsupported formula type {kind[:20]!r}")
 
@@ -509,21 +877,36 @@ class _SheetParser:
             rows = np.zeros(0, np.int32)
             cols = np.zeros(0, np.int32)
             vals = np.zeros(0)
-        for d in (self.strings, self.booleans, self.errors, self.cached):
+        self.rows = self.cols = self.vals = []
+        for d in (self.strings, self.booleans, self.errors):
             for r, c in d:
                 self.max_r, self.max_c = max(self.max_r, r), max(self.max_c, c)
-        for r, c, _, _ in self.formulas:
+        f = self.formulas
+        for arr in (f.rows, f.cols):
+            if len(arr):
+                m = int(arr.max())
+                if arr is f.rows:
+                    self.max_r = max(self.max_r, m)
+                else:
+                    self.max_c = max(self.max_c, m)
+        for r, c, _, rs, cs in f.shared:
+            self.max_r, self.max_c = max(self.max_r, max(rs)), max(self.max_c, max(cs))
+        for r, c, _, _ in f.arrays:
             self.max_r, self.max_c = max(self.max_r, r), max(self.max_c, c)
-        return Sheet(
-            name=self.name,
-            numbers=(rows, cols, vals),
-            strings=self.strings,
-            booleans=self.booleans,
-            errors=self.errors,
-            formulas=self.formulas,
-            cached=self.cached,
-            dims=(self.max_r + 1, self.max_c + 1),
-        )
+        if not self.cached._parts:
+            for r, c in self.cached:
+                self.max_r, self.max_c = max(self.max_r, r), max(self.max_c, c)
+        dims = (self.max_r + 1, self.max_c + 1)
+        sheet = Sheet(self.name, strings=self.strings, booleans=self.booleans, errors=self.errors,
+                      formulas=self.formulas, cached=self.cached, dims=dims)
+        if len(vals) >= (dims[0] * dims[1]) // 2 and len(vals) > 0:
+            grid = np.full(dims, np.nan)
+            grid[rows, cols] = vals
+            sheet._grid = grid
+            sheet._has_gaps = bool(np.isnan(grid).any())
+        else:
+            sheet._numbers = (rows, cols, vals)
+        return sheet
 
 
 def _read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sheet:
@@ -566,8 +949,7 @@ def _read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sh
                 continue
             else:
                 body, buf = buf[: cut + 6], buf[cut + 6 :]
-        if not p.fast(body):
-            p.slow(body)
+        p.chunk(body)
     if state == 0:
         raise WorkbookError(f"{zf.filename}: {part} has no <sheetData>")
     if state == 1:
@@ -578,9 +960,10 @@ def _read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sh
 # ----------------------------------------------------------------------------- workbook
 
 
-def read_workbook(path, sheets=None) -> Book:
+def read_workbook(path, sheets=None, progress=None) -> Book:
     """Read ``path`` (an .xlsx). ``sheets``: names to read (default all); others are
-    listed in ``sheet_names`` but absent from ``sheets``."""
+    listed in ``sheet_names`` but absent from ``sheets``. Big books are read by worker
+    processes, a sheet at a time. ``progress(done, total)`` counts decompressed bytes."""
     zf = _open_zip(path)
     with zf:
         names = set(zf.namelist())
@@ -627,11 +1010,64 @@ def read_workbook(path, sheets=None) -> Book:
             if missing:
                 raise WorkbookError(f"{path}: no sheet named {sorted(missing)[0]!r}")
         sst = _shared_strings(zf, sst_part) if any(want is None or n in want for n, _ in order) else []
-        out = {}
+        todo = []
         for nm, part in order:
             if want is not None and nm not in want:
                 continue
             if part not in names:
                 raise WorkbookError(f"{path}: sheet {nm!r}: missing part {part}")
-            out[nm] = _read_sheet(zf, part, nm, sst)
+            todo.append((nm, part))
+        size = sum(zf.getinfo(part).file_size for _, part in todo)
+        workers = min(WORKERS, len(todo))
+        if workers > 1 and size >= PARALLEL_BYTES:
+            out = _read_parallel(path, todo, sst, workers, progress)
+        else:
+            out = {}
+            for nm, part in todo:
+                out[nm] = _read_sheet(zf, part, nm, sst)
+                if progress:
+                    progress(zf.getinfo(part).file_size, size)
+        out = {nm: out[nm] for nm, _ in todo}
         return Book(sheet_names=[n for n, _ in order], sheets=out, defined_names=defined)
+
+
+_SST: list[str] = []  # the shared strings, inherited by forked worker processes
+
+
+def _read_one(path, part: str, name: str) -> tuple[str, Sheet, int]:
+    with _open_zip(path) as zf:
+        return name, _read_sheet(zf, part, name, _SST), zf.getinfo(part).file_size
+
+
+def _read_parallel(path, todo, sst, workers: int, progress) -> dict[str, Sheet]:
+    """Sheets read by ``workers`` forked processes, largest first (decompression and the
+    number parsing are CPU bound; each worker opens the zip itself)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    global _SST
+    with _open_zip(path) as zf:
+        sizes = {part: zf.getinfo(part).file_size for _, part in todo}
+    total = sum(sizes.values())
+    _SST = sst
+    out: dict[str, Sheet] = {}
+    done = 0
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_read_one, str(path), part, nm)
+                       for nm, part in sorted(todo, key=lambda t: -sizes[t[1]])]
+            try:
+                for fut in as_completed(futures):
+                    nm, sheet, n = fut.result()
+                    out[nm] = sheet
+                    done += n
+                    if progress:
+                        progress(done, total)
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        _SST = []
+    return out
