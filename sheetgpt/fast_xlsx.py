@@ -175,6 +175,232 @@ def sheet_parts(empty_sheet_xml: bytes, rows: int, cols: int) -> tuple[bytes, by
     return head + b"<sheetData>", b"</sheetData>" + tail
 
 
+# ---- compute tabs: shared formulas merged into xlsxwriter's sheets ----------------------------
+
+@dataclass
+class FormulaBlock:
+    """A region's per-cell formulas, handed over by the writer instead of one write_formula a cell.
+
+    ``formula(i, j)`` is the text (no '=') of data row i, column j; the cell is at sheet
+    (top + i, left + j). ``rects`` are (i0, i1, j0, j1), ends exclusive: rectangles of cells
+    expected to hold one formula up to relative references (a region, or one head of it).
+    ``values`` [rows, width] are the cached results (NaN: an empty cached value); ``style``
+    the cell format's xf index.
+    """
+
+    top: int
+    left: int
+    rects: list[tuple[int, int, int, int]]
+    formula: Callable[[int, int], str]
+    values: np.ndarray
+    style: int
+
+
+SAMPLE_CELLS = 64  # interior cells checked per rectangle (besides its edges and diagonal) when verify="sample"
+
+
+def _checked_cells(i0: int, i1: int, j0: int, j1: int, verify: str) -> Iterator[tuple[int, int]]:
+    """The cells whose text is compared with the master's, shifted: all, or edges + diagonal + a sample."""
+    if verify == "all" or (i1 - i0) * (j1 - j0) <= 4 * SAMPLE_CELLS:
+        yield from ((i, j) for i in range(i0, i1) for j in range(j0, j1))
+        return
+    for j in range(j0, j1):
+        yield i0, j
+        yield i1 - 1, j
+    for i in range(i0, i1):
+        yield i, j0
+        yield i, j1 - 1
+        yield i, j0 + (i - i0) * (j1 - j0) // (i1 - i0)
+    rng = np.random.default_rng([i0, i1, j0, j1])
+    yield from zip(rng.integers(i0, i1, SAMPLE_CELLS).tolist(), rng.integers(j0, j1, SAMPLE_CELLS).tolist())
+
+
+def shared_groups(formula: Callable[[int, int], str], rect: tuple[int, int, int, int], top: int, left: int,
+                  verify: str = "sample") -> list[tuple[int, int, int, int, str, bool]]:
+    """(i0, i1, j0, j1, master text, shared) groups covering rect, each cell's text proved equal to
+    its master's shifted the way a shared formula is filled (``formula.shift_formula``).
+
+    A rectangle that does not hold (cells checked per ``verify``: "all" or "sample") is split
+    into rows, a row that does not hold into single cells (plain formulas).
+    """
+    from .formula import shift_formula
+
+    i0, i1, j0, j1 = rect
+    master = formula(i0, j0)
+    if (i1 - i0) * (j1 - j0) == 1:
+        return [(i0, i1, j0, j1, master, False)]
+    if all(formula(i, j) == shift_formula(master, i - i0, j - j0)
+           for i, j in _checked_cells(i0, i1, j0, j1, verify) if (i, j) != (i0, j0)):
+        return [(i0, i1, j0, j1, master, True)]
+    if i1 - i0 > 1:
+        return [g for i in range(i0, i1) for g in shared_groups(formula, (i, i + 1, j0, j1), top, left, verify)]
+    return [(i0, i1, j, j + 1, formula(i0, j), False) for j in range(j0, j1)]
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def value_texts(values: np.ndarray) -> list[str]:
+    """Cached-value texts of float64 values, row-major: Python's repr (exact), '' for NaN."""
+    flat = np.asarray(values, dtype=np.float64).ravel().tolist()
+    if not flat:
+        return []
+    texts = repr(flat)[1:-1].split(", ")  # one C-level repr of the list: shortest round-trip texts
+    if np.isnan(values).any():
+        texts = ["" if t == "nan" else t for t in texts]
+    return texts
+
+
+def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[int, int, str]], int]:
+    """(sheet row, first column, XML of consecutive cells) runs of a block's cells, and the next si."""
+    runs = []
+    s = block.style
+    for rect in block.rects:
+        for i0, i1, j0, j1, text, shared in shared_groups(block.formula, rect, block.top, block.left, verify):
+            texts = value_texts(block.values[i0:i1, j0:j1])
+            n = j1 - j0
+            c0 = block.left + j0
+            if not shared:
+                r = block.top + i0
+                runs.append((r, c0, f'<c r="{col_letters(c0)}{r + 1}" s="{s}"><f>{_escape(text)}</f>'
+                                    f'<v>{texts[0]}</v></c>'))
+                continue
+            letters = [col_letters(c) for c in range(c0, c0 + n)]
+            ref = f"{letters[0]}{block.top + i0 + 1}:{letters[-1]}{block.top + i1}"
+            member = f'" s="{s}"><f t="shared" si="{si}"/><v>'
+            for k, i in enumerate(range(i0, i1)):
+                r = block.top + i + 1
+                row = [f'<c r="{c}{r}{member}{v}</v></c>' for c, v in zip(letters, texts[k * n:(k + 1) * n])]
+                if k == 0:  # the master carries the text and the range
+                    row[0] = (f'<c r="{letters[0]}{r}" s="{s}"><f t="shared" ref="{ref}" si="{si}">'
+                              f'{_escape(text)}</f><v>{texts[0]}</v></c>')
+                runs.append((r - 1, c0, "".join(row)))
+            si += 1
+    return runs, si
+
+
+_ROW_RE = re.compile(rb'<row r="(\d+)"([^>]*?)(?:/>|>(.*?)</row>)', re.S)
+_CELL_COL_RE = re.compile(rb'<c r="([A-Z]+)\d+"')
+_SPANS_RE = re.compile(rb' spans="[^"]*"')
+
+
+def _col_index(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ch - 64
+    return n - 1
+
+
+def formula_sheet_xml(skeleton_xml: bytes, blocks: list[FormulaBlock], verify: str = "sample") -> bytes:
+    """xlsxwriter's sheet XML with the blocks' cells merged in, row by row and in column order.
+
+    Rows only the skeleton has are copied as they are; rows that gain cells lose their
+    optional ``spans`` hint; the dimension grows to cover the new cells.
+    """
+    ours: dict[int, list[tuple[int, str]]] = {}
+    si = 0
+    for b in blocks:
+        runs, si = block_runs(b, verify, si)
+        for r, c, xml in runs:
+            ours.setdefault(r, []).append((c, xml))
+    head, sep, rest = skeleton_xml.partition(b"<sheetData>")
+    if not sep:
+        if b"<sheetData/>" not in skeleton_xml:
+            raise ValueError("expected <sheetData> in the worksheet")
+        head, _, tail = skeleton_xml.partition(b"<sheetData/>")
+        body = b""
+    else:
+        body, sep, tail = rest.partition(b"</sheetData>")
+        if not sep:
+            raise ValueError("expected </sheetData> in the worksheet")
+    out = []
+    pos = 0
+    pending = sorted(ours)
+    k = 0
+    max_r = max_c = -1
+
+    def add_only_ours(before: int | None) -> None:
+        nonlocal k
+        while k < len(pending) and (before is None or pending[k] < before):
+            r = pending[k]
+            out.append(b'<row r="%d">' % (r + 1) + "".join(x for _, x in sorted(ours[r])).encode() + b"</row>")
+            k += 1
+
+    for m in _ROW_RE.finditer(body):
+        r = int(m.group(1)) - 1
+        add_only_ours(r)
+        out.append(body[pos:m.start()])
+        pos = m.end()
+        if k < len(pending) and pending[k] == r:
+            k += 1
+            content = m.group(3) or b""
+            starts = [(_col_index(c.group(1)), c.start()) for c in _CELL_COL_RE.finditer(content)]
+            cells = [(c, content[a:(starts[n + 1][1] if n + 1 < len(starts) else len(content))])
+                     for n, (c, a) in enumerate(starts)]
+            merged = sorted(cells + [(c, x.encode()) for c, x in ours[r]], key=lambda cx: cx[0])
+            out.append(b'<row r="%d"' % (r + 1) + _SPANS_RE.sub(b"", m.group(2)) + b">"
+                       + b"".join(x for _, x in merged) + b"</row>")
+        else:
+            out.append(m.group(0))
+    add_only_ours(None)
+    out.append(body[pos:])
+    for b in blocks:
+        max_r = max(max_r, b.top + b.values.shape[0] - 1)
+        max_c = max(max_c, b.left + b.values.shape[1] - 1)
+    head = _grow_dimension(head, max_r, max_c)
+    return head + b"<sheetData>" + b"".join(out) + b"</sheetData>" + tail
+
+
+def _grow_dimension(head: bytes, max_r: int, max_c: int) -> bytes:
+    m = re.search(rb'<dimension ref="([A-Z]+)(\d+)(?::([A-Z]+)(\d+))?"/>', head)
+    if m is None or max_r < 0:
+        return head
+    r0, c0 = int(m.group(2)) - 1, _col_index(m.group(1))
+    r1, c1 = (int(m.group(4)) - 1, _col_index(m.group(3))) if m.group(3) else (r0, c0)
+    r1, c1 = max(r1, max_r), max(c1, max_c)
+    ref = f"{col_letters(c0)}{r0 + 1}:{col_letters(c1)}{r1 + 1}" if (r0, c0) != (r1, c1) else f"{col_letters(c0)}{r0 + 1}"
+    return head[:m.start()] + f'<dimension ref="{ref}"/>'.encode() + head[m.end():]
+
+
+try:  # a worksheet whose write_formula skips xlsxwriter's _prepare_formula (30 regexes a call)
+    from xlsxwriter.worksheet import CellFormulaTuple as _CellFormula
+    from xlsxwriter.worksheet import Worksheet as _Worksheet
+    from xlsxwriter.worksheet import re_dynamic_function as _DYNAMIC
+except ImportError:  # pragma: no cover - another xlsxwriter layout
+    _Worksheet = None
+
+
+if _Worksheet is not None:
+    class FormulaSheet(_Worksheet):
+        """xlsxwriter's worksheet with two additions for sheetgpt's compute tabs.
+
+        * ``shared``: a list of FormulaBlock the writer fills instead of writing per-cell
+          formulas; ``assemble`` merges them into this sheet's XML as shared formulas.
+        * ``write_formula`` stores formulas that are already in final form (no dynamic-array
+          function to prefix, no braces) directly, as xlsxwriter itself would after its
+          ``_prepare_formula``, which otherwise runs 30 regex substitutions per formula.
+        """
+
+        def __init__(self):
+            super().__init__()
+            self.shared: list[FormulaBlock] = []
+
+        def write_formula(self, row, col, formula, cell_format=None, value=0):
+            if (type(row) is not int or type(col) is not int or not isinstance(formula, str)
+                    or formula[:1] == "{" or formula[-1:] == "}" or self.constant_memory
+                    or "INGLE(" in formula or _DYNAMIC.search(formula)):
+                return super().write_formula(row, col, formula, cell_format, value)
+            if self._check_dimensions(row, col):
+                return -1
+            if formula[:1] == "=":
+                formula = formula[1:]
+            if not formula:
+                return super().write_formula(row, col, "", cell_format, value)
+            self.table[row][col] = _CellFormula(formula, cell_format, value)
+            return 0
+
+
 # ---- CRC and parallel deflate --------------------------------------------------------------
 
 def _gf2_times(mat: list[int], vec: int) -> int:
@@ -228,20 +454,25 @@ class Piece:
 @dataclass
 class Task:
     member: str  # zip member name, e.g. xl/worksheets/sheet40.xml
-    tab: str  # the weight tab (key into the worker's arrays)
+    tab: str  # the weight tab (key into the worker's arrays), or the formula tab
     r0: int
     r1: int
     prefix: bytes
     suffix: bytes
     last: bool
+    formulas: bool = False  # a compute tab: the skeleton's sheet merged with shared-formula cells
 
 
 _ARRAYS: dict[str, np.ndarray] = {}  # set in the parent before the workers fork; read by them
+_SHEETS: dict[str, tuple] = {}  # member -> (skeleton sheet XML, [FormulaBlock], verify); likewise
 
 
 def deflate_piece(task: Task) -> Piece:
-    values = _ARRAYS[task.tab]
-    xml = task.prefix + rows_xml(values[task.r0:task.r1], task.r0) + task.suffix
+    if task.formulas:
+        xml = formula_sheet_xml(*_SHEETS[task.member])
+    else:
+        values = _ARRAYS[task.tab]
+        xml = task.prefix + rows_xml(values[task.r0:task.r1], task.r0) + task.suffix
     c = _deflate.compressobj(LEVEL, _deflate.DEFLATED, -15, 9)
     data = c.compress(xml) + c.flush(_deflate.Z_FINISH if task.last else _deflate.Z_SYNC_FLUSH)
     return Piece(task.member, data, zlib.crc32(xml), len(xml), task.last)
@@ -268,12 +499,15 @@ def plan(member: str, tab: str, shape: tuple[int, int], prefix: bytes, suffix: b
                  suffix if r0 == starts[-1] else b"", r0 == starts[-1]) for r0 in starts]
 
 
-def deflate_all(tasks: list[Task], arrays: dict[str, np.ndarray], processes: int | None = None) -> Iterator[Piece]:
-    """Deflated pieces of every task, in order; worker processes share ``arrays`` by fork."""
+def deflate_all(tasks: list[Task], arrays: dict[str, np.ndarray], processes: int | None = None,
+                sheets: dict[str, tuple] | None = None) -> Iterator[Piece]:
+    """Deflated pieces of every task, in order; worker processes share ``arrays`` and ``sheets`` by fork."""
     import multiprocessing as mp
 
     _ARRAYS.clear()
     _ARRAYS.update(arrays)
+    _SHEETS.clear()
+    _SHEETS.update(sheets or {})
     processes = processes or max(1, min(os.cpu_count() or 1, 8))
     if processes == 1 or len(tasks) == 1:
         for t in tasks:
@@ -287,6 +521,7 @@ def deflate_all(tasks: list[Task], arrays: dict[str, np.ndarray], processes: int
         pool.terminate()
         pool.join()
         _ARRAYS.clear()
+        _SHEETS.clear()
 
 
 # ---- the zip ---------------------------------------------------------------------------------
@@ -402,17 +637,26 @@ def _dos(date_time) -> tuple[int, int]:
 
 
 def assemble(skeleton: str, out_path: str, weights: dict[str, tuple[str, np.ndarray]],
-             progress: Callable[[str], None] | None = None, processes: int | None = None) -> int:
+             progress: Callable[[str], None] | None = None, processes: int | None = None,
+             formulas: dict[str, tuple[str, list[FormulaBlock]]] | None = None, verify: str = "sample") -> int:
     """Write out_path: skeleton's members, the worksheets in ``weights`` filled from numpy.
 
     ``weights`` maps a member name (xl/worksheets/sheetN.xml, empty in the skeleton) to
-    (tab name, [rows, cols] float64 values). Returns the number of weight cells written.
+    (tab name, [rows, cols] float64 values). ``formulas`` maps a member to (tab name,
+    blocks of per-cell formulas) to merge into that sheet as shared formulas (``verify``:
+    see ``shared_groups``). Returns the number of weight cells written.
     """
+    formulas = formulas or {}
     with zipfile.ZipFile(skeleton) as src, open(out_path, "wb") as fp:
         infos = src.infolist()
-        tasks, arrays, hints = [], {}, {}
+        tasks, arrays, hints, sheets = [], {}, {}, {}
         for info in infos:
-            if info.filename in weights:
+            if info.filename in formulas:
+                tab, blocks = formulas[info.filename]
+                sheets[info.filename] = (src.read(info), blocks, verify)
+                tasks.append(Task(info.filename, tab, 0, 0, b"", b"", True, formulas=True))
+                hints[info.filename] = 0
+            elif info.filename in weights:
                 tab, values = weights[info.filename]
                 rows, cols = values.shape
                 prefix, suffix = sheet_parts(src.read(info), rows, cols)
@@ -420,15 +664,15 @@ def assemble(skeleton: str, out_path: str, weights: dict[str, tuple[str, np.ndar
                 tasks += plan(info.filename, tab, (rows, cols), prefix, suffix)
                 hints[info.filename] = len(prefix) + len(suffix) + rows * (cols * CELL_BYTES + 24)
         out = ZipOut(fp)
-        pieces = deflate_all(tasks, arrays, processes)
+        pieces = deflate_all(tasks, arrays, processes, sheets)
         try:
             for info in infos:
-                if info.filename not in weights:
+                if info.filename not in weights and info.filename not in formulas:
                     out.copy(src, info)
                     continue
                 out.stream(info.filename, _until_last(pieces, info.filename), info.date_time, hints[info.filename])
                 if progress:
-                    progress(weights[info.filename][0])
+                    progress((weights.get(info.filename) or formulas[info.filename])[0])
             out.close()
         finally:
             pieces.close()
