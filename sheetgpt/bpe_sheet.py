@@ -344,7 +344,7 @@ class BpeSheet:
             r = top + w
             a = lambda c: _a1(r, c)  # noqa: E731
             out.append(Cell(r, 0, "number", w + 1))
-            out.append(Cell(r, 1, "formula", f"IF({a(0)}<={self.v(self.WORDS)},MATCH({a(0)},{self.chars(self.WORD)},1),0)", "0"))
+            out.append(Cell(r, 1, "formula", f"IF({a(0)}<={self.v(self.WORDS)},SUMPRODUCT(({self.chars(self.WORD)}<={a(0)})*1),0)", "0"))
             out.append(Cell(r, 2, "formula", f"IF({a(0)}<={self.v(self.WORDS)},1,0)", "0"))
             out.append(Cell(r, 3, "formula", f'IF({a(2)}=1,INDEX({self.chars(self.CUMTXT)},{a(1)}),"")'))
             out.append(Cell(r, 4, "formula", f'IF({a(2)}=1,INDEX({self.chars(self.CUMSYM)},{a(1)}),"")'))
