@@ -38,6 +38,7 @@ class Lexicon:
     pronouns: dict[str, str]  # "male" / "female" / "plural" -> "He" / "She" / "They"
     adverbs: dict[str, str]  # adjective -> adverb
     verbs: dict[str, str]  # singular ("moves") -> plural ("move")
+    nouns: dict[str, str]  # "male" / "female" -> "boy" / "girl"
     sentences: dict[str, str]  # "intro", "intro_very", "pair_intro", "action" -> format string
     heldout: tuple[tuple[str, str, str], ...]  # (name, adjective, verb)
 
@@ -48,7 +49,7 @@ class Lexicon:
     def words(self) -> list[str]:
         """Every word a story can contain, with the leading space it has inside a sentence."""
         out = [" " + w for w in (*self.names, *self.pronouns.values(), *self.adverbs, *self.adverbs.values())]
-        out += [" " + w for pair in self.verbs.items() for w in pair]
+        out += [" " + w for pair in self.verbs.items() for w in pair] + [" " + w for w in self.nouns.values()]
         return out
 
 
@@ -65,7 +66,8 @@ def load_lexicon(path: str | Path = TEMPLATE) -> Lexicon:
         if name not in names or adj not in adverbs or verb not in ini["verbs"]:
             raise ValueError(f"{path}: [heldout] {key} = {line}: unknown name, adjective or verb")
         heldout.append((name, adj, verb))
-    return Lexicon(names, dict(ini["pronouns"]), adverbs, dict(ini["verbs"]), dict(ini["sentences"]), tuple(heldout))
+    return Lexicon(names, dict(ini["pronouns"]), adverbs, dict(ini["verbs"]), dict(ini["nouns"]), dict(ini["sentences"]),
+                   tuple(heldout))
 
 
 @dataclass
@@ -98,7 +100,7 @@ class _Writer:
 def _story(rng: random.Random, lex: Lexicon, focus: tuple[str, str, str] | None, banned: set[tuple[str, str]]) -> Story:
     """One random story; ``focus`` = (name, adj, verb) forces that person, adjective and action in."""
     names, adjs = list(lex.names), list(lex.adverbs)
-    kind = rng.choices(["one", "two", "three", "pair"], weights=[25, 45, 15, 15])[0]
+    kind = rng.choices(["one", "two", "three", "pair"], weights=[20, 55, 12, 13])[0]
     if focus is not None and kind == "pair":
         kind = "two"
     n_people = {"one": 1, "two": 2, "three": 3, "pair": 3}[kind]
@@ -112,6 +114,8 @@ def _story(rng: random.Random, lex: Lexicon, focus: tuple[str, str, str] | None,
             if focus[0] in people[:at] + people[at + 1 :] or focus[1] in chosen[:at] + chosen[at + 1 :]:
                 continue
             people[at], chosen[at] = focus[0], focus[1]
+        if kind == "two" and lex.names[people[0]] == lex.names[people[1]] and rng.random() < 0.5:
+            continue  # two people of one gender need names, not pronouns; make them rarer
         if not any((p, a) in banned for p, a in zip(people, chosen)):
             break
     adj_of = dict(zip(people, chosen))
@@ -119,10 +123,12 @@ def _story(rng: random.Random, lex: Lexicon, focus: tuple[str, str, str] | None,
 
     def subject(p: str) -> str:  # a pronoun only if nobody else in the story shares it
         unique = genders.count(lex.names[p]) == 1
-        return lex.pronouns[lex.names[p]] if unique and rng.random() < 0.75 else p
+        return lex.pronouns[lex.names[p]] if unique and rng.random() < 0.85 else p
 
     def intro(w: _Writer, p: str) -> None:
-        w.say("intro_very" if rng.random() < 0.15 else "intro", name=p, adj=adj_of[p])
+        kind = rng.choices(["intro", "intro_very", "intro_noun"], weights=[50, 15, 35])[0]
+        article = "an" if adj_of[p][0] in "aeiou" else "a"
+        w.say(kind, name=p, adj=adj_of[p], article=article, noun=lex.nouns[lex.names[p]])
 
     w = _Writer(lex)
     if kind == "pair":
