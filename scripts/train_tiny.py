@@ -188,13 +188,14 @@ def attention_rows(model, tok: Tokenizer, prompt: str, query: str) -> tuple[list
 
 def distractor_prompts(lex: corpus.Lexicon) -> list[tuple[str, str]]:
     """Each held-out triple with a person of the other gender, introduced after it and before it:
-    'Tom is quiet. Sally is loud. He sings' and 'Sally is loud. Tom is quiet. He sings'."""
+    'Tom is quiet. Sally is careful. He sings' and 'Sally is careful. Tom is quiet. He sings'."""
     other = {"male": "Sally", "female": "Mike"}
     out = []
     for first in (True, False):
-        for name, adj, verb in lex.heldout:
+        for i, (name, adj, verb) in enumerate(lex.heldout):
             gender = lex.names[name]
-            target, distractor = f"{name} is {adj}.", f"{other[gender]} is {'loud' if adj != 'loud' else 'calm'}."
+            other_adj = lex.heldout[(i + 1) % len(lex.heldout)][1]  # varied, so no head can just avoid one word
+            target, distractor = f"{name} is {adj}.", f"{other[gender]} is {other_adj}."
             intros = f"{target} {distractor}" if first else f"{distractor} {target}"
             out.append((f"{intros} {lex.pronouns[gender]} {verb}", " " + lex.adverbs[adj]))
     return out
