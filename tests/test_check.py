@@ -29,6 +29,7 @@ from sheetgpt.cli import main
 from sheetgpt.random_model import random_params, write_checkpoint, write_tokenizer
 from sheetgpt.stages import PROMPT_TOP, Layout
 from sheetgpt.xlsx_reader import cell_name, read_workbook
+from xlsx_edit import unshare_formulas
 
 needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
 RTOL = 1e-9
@@ -187,7 +188,7 @@ def edit_sheet_xml(src: Path, dst: Path, sheet: str, edit) -> Path:
     with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as out:
         for info, data in members:
             if info.filename == part:
-                new = edit(data.decode()).encode()
+                new = edit(unshare_formulas(data.decode())).encode()
                 assert new != data, f"the edit did not change {sheet!r}"
                 data = new
             out.writestr(info.filename, data)

@@ -27,6 +27,7 @@ from sheetgpt.config import GPT2Config
 from sheetgpt.random_model import make_random_model
 from sheetgpt.stages import PROMPT_TOP
 from sheetgpt.xlsx_reader import read_workbook
+from xlsx_edit import unshare_formulas
 
 CLI = [sys.executable, "-c", "from sheetgpt.cli import main; main()"]
 PROGRESS = re.compile(r"^(writing tabs|recomputing formulas)\b")  # click's progress label, not a message
@@ -81,7 +82,7 @@ def sheet_part(parts: dict[str, bytes], name: str) -> str:
 def with_sheet(src: Path, dst: Path, sheet: str, edit) -> Path:
     parts = members(src)
     part = sheet_part(parts, sheet)
-    new = edit(parts[part])
+    new = edit(unshare_formulas(parts[part].decode()).encode())
     assert new != parts[part]
     parts[part] = new
     return write_zip(dst, parts)

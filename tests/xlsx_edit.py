@@ -1,0 +1,31 @@
+"""Helpers for tests that damage a workbook's sheet XML by hand."""
+
+from __future__ import annotations
+
+import re
+from xml.sax.saxutils import escape, unescape
+
+from sheetgpt.formula import shift_formula
+from sheetgpt.xlsx_reader import parse_ref
+
+_SHARED = re.compile(
+    r'<c r="([A-Z]+\d+)"([^>]*)><f t="shared" ref="[^"]*" si="(\d+)">(.*?)</f>'  # a master
+    r'|<c r="([A-Z]+\d+)"([^>]*)><f t="shared" si="(\d+)"/>'  # a follower
+)
+
+
+def unshare_formulas(xml: str) -> str:
+    """Expand shared formulas into each cell's own <f>, as Excel reads them, so one cell can be edited."""
+    masters: dict[str, tuple[int, int, str]] = {}
+
+    def one(m: re.Match) -> str:
+        if m.group(1):
+            ref, attrs, si, text = m.group(1), m.group(2), m.group(3), unescape(m.group(4), {"&quot;": '"'})
+            masters[si] = (*parse_ref(ref), text)
+            return f'<c r="{ref}"{attrs}><f>{escape(text)}</f>'
+        ref, attrs, si = m.group(5), m.group(6), m.group(7)
+        r0, c0, text = masters[si]
+        r, c = parse_ref(ref)
+        return f'<c r="{ref}"{attrs}><f>{escape(shift_formula(text, r - r0, c - c0))}</f>'
+
+    return _SHARED.sub(one, xml)
