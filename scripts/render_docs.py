@@ -92,6 +92,7 @@ def build_book(model_dir, prompt, out):
 
     from sheetgpt.build import build_workbook
     from sheetgpt.checkpoint import load_model
+    from sheetgpt.cli_book import DEFAULT_PROMPT
     from sheetgpt.random_model import SHAPES, make_random_model
     from sheetgpt.tokenizer import Tokenizer
 
@@ -105,8 +106,10 @@ def build_book(model_dir, prompt, out):
             prompt = prompt or "the cat sat"
             print(f"no bundled model at {bundled}: using a random one-head model", file=sys.stderr)
     model = load_model(model_dir)
-    prompt = prompt or "Sally was quick. She ran quickly to the"
-    return build_workbook(model, Tokenizer.from_dir(model_dir), prompt, out, force=True, source=str(model_dir))
+    prompt = prompt or DEFAULT_PROMPT
+    # as `sheetgpt build` does: a typed-prompt book when the prompt fits the formulas
+    return build_workbook(model, Tokenizer.from_dir(model_dir), prompt, out, force=True, source=str(model_dir),
+                          typed_prompt=None)
 
 
 def jobs_for(result, outdir, workdir):
@@ -123,7 +126,7 @@ def jobs_for(result, outdir, workdir):
     jobs = [
         (layout.GUIDE, "A1:" + a1(22 + n_tabs, 1), "guide"),
         (layout.block_tab(0), "A1:" + a1(norm.bottom, min(norm.right, 11)), "block0"),
-        (layout.block_tab(0), a1(weights.top - 5, 0) + ":" + a1(weights.bottom, min(weights.right, 2 + 3 * (T + 1) - 2)),
+        (layout.block_tab(0), a1(weights.top - 5, 0) + ":" + a1(weights.bottom, min(weights.right, 2 + 2 * (T + 1) - 2)),
          "attention"),
         (layout.PREDICT, "A1:" + a1(layout.regions["predict.probs"].top + 30, 13), "predict"),
         (layout.LENS, "A1:" + a1(lens_out.bottom, min(lens_out.right, 9)), "logit_lens"),
