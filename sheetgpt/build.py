@@ -190,29 +190,41 @@ def with_selected_position(trace: dict, t: int, temperature: float = 1.0) -> dic
     return out
 
 
+# Per-cell formula regions go out as shared formulas merged into the sheets by fast_xlsx (False:
+# every cell through xlsxwriter's write_formula, the old path, kept for tests and as a fallback).
+SHARED_FORMULAS = True
+# Cells of a shared formula checked against region.formula(i, j) at build time: "sample" (each
+# rectangle's edges, diagonal and a seeded sample; every cell of small ones) or "all".
+SHARED_VERIFY = "sample"
+
+
 def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress) -> int:
-    """xlsxwriter writes every tab but the weight tabs' cells to a skeleton book; fast_xlsx then
-    copies its members into ``path`` and streams the weight tabs' worksheets in their place."""
+    """xlsxwriter writes the frames of every tab to a skeleton book; fast_xlsx then copies its
+    members into ``path``, streams the weight tabs' worksheets in their place and merges the
+    compute tabs' per-cell formulas (as shared formulas) into theirs."""
     path = Path(path)
     skeleton = path.with_name(path.name + ".skeleton")
     try:
-        cells, weights = _write_skeleton(skeleton, layout, prompt, tokenizer, stored, trace, source, progress)
+        cells, weights, formulas = _write_skeleton(skeleton, layout, prompt, tokenizer, stored, trace, source, progress)
         cells += fast_xlsx.assemble(str(skeleton), str(path), weights,
-                                    progress=(lambda tab: progress(1, tab)) if progress else None)
+                                    progress=(lambda tab: progress(1, tab)) if progress else None,
+                                    formulas=formulas, verify=SHARED_VERIFY)
     finally:
         skeleton.unlink(missing_ok=True)
     return cells
 
 
 def _write_skeleton(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress):
-    """The book with empty weight tabs; returns (cells written, {worksheet member: (tab, values)})."""
+    """The book with empty weight tabs and without the compute tabs' per-cell formulas; returns
+    (cells written, {worksheet member: (tab, values)}, {worksheet member: (tab, formula blocks)})."""
     wb = xlsxwriter.Workbook(str(path), {"use_future_functions": False, "strings_to_formulas": False,
                                          "strings_to_numbers": False, "strings_to_urls": False,
                                          "constant_memory": False})
     fmt = Formats(wb)
     sheets = {}
+    sheet_class = fast_xlsx.FormulaSheet if SHARED_FORMULAS else None
     for tab in layout.tabs:
-        ws = wb.add_worksheet(tab.name)
+        ws = wb.add_worksheet(tab.name, worksheet_class=sheet_class)
         ws.set_tab_color(TAB_COLORS[tab.kind])
         sheets[tab.name] = ws
     cells = 0
@@ -249,8 +261,10 @@ def _write_skeleton(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, 
     # Weight tabs stay empty here; xlsxwriter names worksheet parts sheet1.xml, sheet2.xml, ... in order.
     weights = {f"xl/worksheets/sheet{sheets[tab.name].index + 1}.xml": (tab.name, stored[tab.name].reshape(tab.shape))
                for tab in layout.weight_tabs()}
+    formulas = {f"xl/worksheets/sheet{ws.index + 1}.xml": (name, ws.shared)
+                for name, ws in sheets.items() if getattr(ws, "shared", None)}
     wb.close()
-    return cells, weights
+    return cells, weights, formulas
 
 
 def _abs(region: Region) -> str:
@@ -280,14 +294,22 @@ def _write_region(ws, layout: Layout, region: Region, trace, prompt: Prompt, tok
     _write_headers(ws, layout, region, prompt, fmt)
     grid = region.grid(trace[region.name])
     num = fmt.number(region.number_format)
-    if region.formula is not None:
+    shared = getattr(ws, "shared", None)
+    if region.formula is not None and shared is not None:  # merged in later by fast_xlsx.assemble
+        rects = ([(0, region.rows, region.head_left(h) - region.left, region.head_left(h) - region.left + region.block_cols)
+                  for h in range(region.heads)] if region.heads else [(0, region.rows, 0, region.cols)])
+        shared.append(fast_xlsx.FormulaBlock(region.top, region.left, grid, num._get_xf_index(), rects, region.formula))
+    elif region.formula is not None:
         for i in range(region.rows):
             for j in region.columns():
                 value = grid[i, j]
                 cached = "" if np.isnan(value) else float(value)
                 ws.write_formula(region.top + i, region.left + j, "=" + region.formula(i, j), num, cached)
-    for r0, c0, r1, c1, text in region.arrays:
-        ws.write_array_formula(r0, c0, r1, c1, "{=" + text + "}", num, float(grid[r0 - region.top, c0 - region.left]))
+    if region.arrays and shared is not None:  # the same, each cell of the range with its own cached value
+        shared.append(fast_xlsx.FormulaBlock(region.top, region.left, grid, num._get_xf_index(), arrays=region.arrays))
+    else:
+        for r0, c0, r1, c1, text in region.arrays:
+            ws.write_array_formula(r0, c0, r1, c1, "{=" + text + "}", num, float(grid[r0 - region.top, c0 - region.left]))
     if region.name.endswith(".weights"):  # attention heatmap, one colour scale per head
         for h in range(region.heads):
             c0 = region.head_left(h)

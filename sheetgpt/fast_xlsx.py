@@ -32,7 +32,7 @@ import signal
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -179,21 +179,24 @@ def sheet_parts(empty_sheet_xml: bytes, rows: int, cols: int) -> tuple[bytes, by
 
 @dataclass
 class FormulaBlock:
-    """A region's per-cell formulas, handed over by the writer instead of one write_formula a cell.
+    """A region's cells, handed over by the writer instead of one xlsxwriter call per cell.
 
     ``formula(i, j)`` is the text (no '=') of data row i, column j; the cell is at sheet
     (top + i, left + j). ``rects`` are (i0, i1, j0, j1), ends exclusive: rectangles of cells
     expected to hold one formula up to relative references (a region, or one head of it).
-    ``values`` [rows, width] are the cached results (NaN: an empty cached value); ``style``
-    the cell format's xf index.
+    ``arrays`` are CSE array formulas (r0, c0, r1, c1, text) in sheet coordinates, ends
+    inclusive; every cell of an array's range gets its cached value. ``values`` [rows,
+    width] are the cached results (NaN: an empty cached value); ``style`` the cell format's
+    xf index.
     """
 
     top: int
     left: int
-    rects: list[tuple[int, int, int, int]]
-    formula: Callable[[int, int], str]
     values: np.ndarray
     style: int
+    rects: list[tuple[int, int, int, int]] = field(default_factory=list)
+    formula: Callable[[int, int], str] | None = None
+    arrays: list[tuple[int, int, int, int, str]] = field(default_factory=list)
 
 
 SAMPLE_CELLS = 64  # interior cells checked per rectangle (besides its edges and diagonal) when verify="sample"
@@ -256,7 +259,7 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
     """(sheet row, first column, XML of consecutive cells) runs of a block's cells, and the next si."""
     runs = []
     s = block.style
-    for rect in block.rects:
+    for rect in block.rects if block.formula is not None else ():
         for i0, i1, j0, j1, text, shared in shared_groups(block.formula, rect, block.top, block.left, verify):
             texts = value_texts(block.values[i0:i1, j0:j1])
             n = j1 - j0
@@ -277,6 +280,18 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
                               f'{_escape(text)}</f><v>{texts[0]}</v></c>')
                 runs.append((r - 1, c0, "".join(row)))
             si += 1
+    for r0, c0, r1, c1, text in block.arrays:
+        n = c1 - c0 + 1
+        texts = value_texts(block.values[r0 - block.top:r1 - block.top + 1, c0 - block.left:c1 - block.left + 1])
+        letters = [col_letters(c) for c in range(c0, c1 + 1)]
+        ref = f"{letters[0]}{r0 + 1}:{letters[-1]}{r1 + 1}" if (r0, c0) != (r1, c1) else f"{letters[0]}{r0 + 1}"
+        for k, r in enumerate(range(r0 + 1, r1 + 2)):
+            row = [f'<c r="{c}{r}" s="{s}"><v>{v}</v></c>' if v else f'<c r="{c}{r}" s="{s}"/>'
+                   for c, v in zip(letters, texts[k * n:(k + 1) * n])]
+            if k == 0:
+                row[0] = (f'<c r="{letters[0]}{r}" s="{s}"><f t="array" ref="{ref}">{_escape(text)}</f>'
+                          f'<v>{texts[0]}</v></c>')
+            runs.append((r - 1, c0, "".join(row)))
     return runs, si
 
 
@@ -366,6 +381,7 @@ def _grow_dimension(head: bytes, max_r: int, max_c: int) -> bytes:
 try:  # a worksheet whose write_formula skips xlsxwriter's _prepare_formula (30 regexes a call)
     from xlsxwriter.worksheet import CellFormulaTuple as _CellFormula
     from xlsxwriter.worksheet import Worksheet as _Worksheet
+    from xlsxwriter.worksheet import convert_cell_args as _cell_args
     from xlsxwriter.worksheet import re_dynamic_function as _DYNAMIC
 except ImportError:  # pragma: no cover - another xlsxwriter layout
     _Worksheet = None
@@ -386,6 +402,7 @@ if _Worksheet is not None:
             super().__init__()
             self.shared: list[FormulaBlock] = []
 
+        @_cell_args
         def write_formula(self, row, col, formula, cell_format=None, value=0):
             if (type(row) is not int or type(col) is not int or not isinstance(formula, str)
                     or formula[:1] == "{" or formula[-1:] == "}" or self.constant_memory
@@ -399,6 +416,39 @@ if _Worksheet is not None:
                 return super().write_formula(row, col, "", cell_format, value)
             self.table[row][col] = _CellFormula(formula, cell_format, value)
             return 0
+
+        # xlsxwriter's _write_rows and _calculate_spans visit every (row, column) of the used
+        # rectangle: 50257 rows x 770 columns on the Embeddings and Logit lens tabs, 20 s. These
+        # visit the cells there are, in the same order, and write the same XML.
+        def _rows_to_write(self) -> list[int]:
+            if self.dim_rowmin is None:
+                return []
+            rows = set(self.row_info) | set(self.comments) | {r for r, cells in self.table.items() if cells}
+            return sorted(r for r in rows if self.dim_rowmin <= r <= self.dim_rowmax)
+
+        def _calculate_spans(self) -> None:
+            spans: dict[int, list[int]] = {}
+            for row_num in self._rows_to_write():
+                cols = [c for c in self.table.get(row_num, ()) if self.dim_colmin <= c <= self.dim_colmax]
+                cols += [c for c in self.comments.get(row_num, ()) if self.dim_colmin <= c <= self.dim_colmax]
+                if cols:
+                    lo, hi = spans.setdefault(row_num // 16, [min(cols), max(cols)])
+                    spans[row_num // 16] = [min(lo, *cols), max(hi, *cols)]
+            self.row_spans = {k: f"{lo + 1}:{hi + 1}" for k, (lo, hi) in spans.items()}
+
+        def _write_rows(self) -> None:
+            self._calculate_spans()
+            for row_num in self._rows_to_write():
+                span = self.row_spans.get(row_num // 16)
+                cells = self.table.get(row_num)
+                if cells:
+                    self._write_row(row_num, span, self.row_info.get(row_num))
+                    for col_num in sorted(cells):
+                        if self.dim_colmin <= col_num <= self.dim_colmax:
+                            self._write_cell(row_num, col_num, cells[col_num])
+                    self._xml_end_tag("row")
+                else:
+                    self._write_empty_row(row_num, span, self.row_info.get(row_num))
 
 
 # ---- CRC and parallel deflate --------------------------------------------------------------

@@ -111,8 +111,9 @@ def test_pieces_join_into_one_stream_across_many_chunks():
 
 
 def test_a_built_book_is_xlsxwriters_book_plus_exact_weight_tabs(tmp_path, model_dir, monkeypatch):
-    """Every member but the weight tabs is xlsxwriter's, byte for byte (the old path wrote the same
-    members); the weight tabs read back (openpyxl) as exactly the stored values the reference used."""
+    """Every member but the weight tabs and the compute tabs (which gain their formula cells) is
+    xlsxwriter's, byte for byte; the weight tabs read back (openpyxl) as exactly the stored values
+    the reference used."""
     import shutil
 
     from sheetgpt import build
@@ -127,7 +128,10 @@ def test_a_built_book_is_xlsxwriters_book_plus_exact_weight_tabs(tmp_path, model
     def keep_skeleton(skeleton, out, weights, **kw):
         shutil.copy(skeleton, tmp_path / "skeleton.xlsx")
         seen.update(weights)
+        merged.update(kw.get("formulas") or {})
         return real(skeleton, out, weights, **kw)
+
+    merged = {}
 
     monkeypatch.setattr(build.fast_xlsx, "assemble", keep_skeleton)
     path = build.build_workbook(model, tok, "the cat sat", tmp_path / "fast.xlsx").path
@@ -135,10 +139,199 @@ def test_a_built_book_is_xlsxwriters_book_plus_exact_weight_tabs(tmp_path, model
         assert fast.testzip() is None
         assert fast.namelist() == skel.namelist()
         for name in skel.namelist():
-            if name not in seen:
+            if name not in seen and name not in merged:
                 assert fast.read(name) == skel.read(name), name
     assert len(seen) == len(model.flat)
+    assert {tab for tab, _ in merged.values()} >= {"Embed", "Block 0", "Block 1", "Final norm", "Logits", "Logit lens"}
     book = openpyxl.load_workbook(path, read_only=True)
     for tab, values in seen.values():
         got = np.array([list(r) for r in book[tab].iter_rows(values_only=True)], dtype=float)
         assert np.array_equal(got, stored_values(model.flat[tab]).reshape(got.shape)), tab
+
+
+# ---- compute tabs: shared formulas ---------------------------------------------------------------
+
+def _cells(path) -> dict:
+    """(tab, cell) -> (formula text or value, number format, resolved style) of every cell (openpyxl
+    expands shared formulas into each cell's own text)."""
+    book = openpyxl.load_workbook(path)
+    out = {}
+    for ws in book.worksheets:
+        for row in ws.iter_rows():
+            for c in row:
+                if c.value is None and not c.has_style:
+                    continue
+                v = c.value
+                if hasattr(v, "ref"):  # a CSE array formula
+                    v = ("array", v.ref, v.text)
+                style = (c.number_format, repr(c.font), repr(c.fill), repr(c.border), repr(c.alignment))
+                out[(ws.title, c.coordinate)] = (v, c.data_type, style)
+    return out
+
+
+def _array_cells(path) -> set:
+    """(tab, cell) of every cell inside a CSE array's range but its top-left one."""
+    from openpyxl.utils.cell import range_boundaries, get_column_letter
+
+    book = openpyxl.load_workbook(path)
+    out = set()
+    for ws in book.worksheets:
+        for row in ws.iter_rows():
+            for c in row:
+                if hasattr(c.value, "ref"):
+                    c0, r0, c1, r1 = range_boundaries(c.value.ref)
+                    out |= {(ws.title, f"{get_column_letter(cc)}{rr}") for rr in range(r0, r1 + 1)
+                            for cc in range(c0, c1 + 1)} - {(ws.title, c.coordinate)}
+    return out
+
+
+@pytest.mark.parametrize("shape", ["micro", "one-head", "odd"])
+def test_shared_formula_book_has_the_old_paths_formulas_and_formats(tmp_path, model_dir, monkeypatch, shape):
+    """The new path (shared formulas and CSE arrays merged into xlsxwriter's sheets) and the old one
+    (every cell through xlsxwriter) give every cell the same formula text (after expanding shared
+    formulas), value type, number format and style; only the cells inside CSE arrays differ, in
+    their cached values (the old path padded them with 0, the new one has the reference's)."""
+    from sheetgpt import build
+    from sheetgpt.checkpoint import load_model
+    from sheetgpt.tokenizer import Tokenizer
+
+    d = model_dir(shape)
+    model, tok = load_model(d), Tokenizer.from_dir(d)
+    monkeypatch.setattr(build, "SHARED_VERIFY", "all")
+    books = {}
+    for shared in (False, True):
+        monkeypatch.setattr(build, "SHARED_FORMULAS", shared)
+        books[shared] = build.build_workbook(model, tok, "the cat sat on", tmp_path / f"{shared}.xlsx").path
+    old, new = _cells(books[False]), _cells(books[True])
+    assert old.keys() == new.keys()
+    padded = _array_cells(books[False])
+    assert padded == _array_cells(books[True])
+    n_formulas = 0
+    built = ("Guide", _built_cell(books[False]))
+    for key, (value, kind, style) in old.items():
+        if key == built:
+            continue  # the build time
+        if key in padded:
+            assert value == 0 and new[key][1:] == (kind, style) and isinstance(new[key][0], (int, float)), key
+            continue
+        assert new[key] == (value, kind, style), key
+        n_formulas += kind == "f"
+    assert n_formulas > 1000 if shape != "micro" else n_formulas > 500
+    with zipfile.ZipFile(books[True]) as z:  # the new path really wrote shared formulas
+        block0 = z.read("xl/worksheets/sheet5.xml")
+    assert b't="shared"' in block0 and b'<f t="array"' in block0
+
+
+def _built_cell(path) -> str:
+    ws = openpyxl.load_workbook(path, read_only=True)["Guide"]
+    for row in ws.iter_rows():
+        for c in row:
+            if c.value == "built":
+                return f"B{c.row}"
+    raise AssertionError("no 'built' row on the Guide tab")
+
+
+@pytest.mark.parametrize("shape", ["micro", "one-head"])
+def test_shared_formula_book_passes_check(tmp_path, model_dir, shape):
+    from sheetgpt import libreoffice
+    from sheetgpt.build import build_workbook
+    from sheetgpt.check import check_book
+    from sheetgpt.checkpoint import load_model
+    from sheetgpt.tokenizer import Tokenizer
+
+    d = model_dir(shape)
+    path = build_workbook(load_model(d), Tokenizer.from_dir(d), "the cat sat", tmp_path / "b.xlsx").path
+    assert check_book(path, engine="fast").passed
+    if not libreoffice.available():
+        pytest.skip("LibreOffice is not installed")
+    assert check_book(path, engine="libreoffice").passed
+
+
+def test_shared_groups_split_where_shifting_does_not_give_the_cell_its_text():
+    def same(i, j):  # one formula up to relative references
+        return f"{fast_xlsx.col_letters(2 + j)}{i + 5}*$A$1+SUM($C{i + 5}:$F{i + 5})"
+
+    assert fast_xlsx.shared_groups(same, (0, 4, 0, 3), 4, 2, "all") == [(0, 4, 0, 3, same(0, 0), True)]
+
+    def per_row(i, j):  # a constant that changes from row to row
+        return f"$C{i + 5}+{i}"
+
+    groups = fast_xlsx.shared_groups(per_row, (0, 3, 0, 4), 4, 2, "all")
+    assert groups == [(i, i + 1, 0, 4, per_row(i, 0), True) for i in range(3)]
+
+    def per_cell(i, j):  # a constant that changes within a row: plain formulas
+        return f"$C{i + 5}*{j // 2}"
+
+    groups = fast_xlsx.shared_groups(per_cell, (0, 2, 0, 4), 4, 2, "all")
+    assert groups == [(i, i + 1, j, j + 1, per_cell(i, j), False) for i in range(2) for j in range(4)]
+
+
+def test_sampled_verification_sees_a_cell_that_differs_on_an_edge_or_the_diagonal():
+    rows, cols = 40, 50
+    for odd in [(0, 7), (39, 3), (12, 0), (5, 49), (20, 25)]:
+        def formula(i, j, odd=odd):
+            return "$A$1" if (i, j) == odd else f"C{i + 1}"
+
+        groups = fast_xlsx.shared_groups(formula, (0, rows, 0, cols), 0, 2, "sample")
+        assert len(groups) > 1, odd
+        assert all(formula(i, j) == fast_xlsx_shift(g, i, j) for g in groups
+                   for i in range(g[0], g[1]) for j in range(g[2], g[3]) if g[5]), odd
+
+
+def fast_xlsx_shift(group, i, j):
+    from sheetgpt.formula import shift_formula
+
+    return shift_formula(group[4], i - group[0], j - group[2])
+
+
+def test_cells_merge_into_the_skeletons_rows_in_column_order():
+    skel = io.BytesIO()
+    wb = xlsxwriter.Workbook(skel, {"in_memory": True})
+    ws = wb.add_worksheet("s")
+    ws.write_string(0, 0, "title")
+    for r in (2, 3):
+        ws.write_number(r, 0, r)
+        ws.write_string(r, 1, f"label {r}")
+        ws.write_string(r, 5, "right")  # right of our cells
+    wb.close()
+    xml = zipfile.ZipFile(skel).read("xl/worksheets/sheet1.xml")
+    values = np.array([[1.5, np.nan, 0.25], [2.0, 3.0, -1e-300], [4.0, 5.0, 6.0]])
+    block = fast_xlsx.FormulaBlock(2, 2, values, 0, [(0, 3, 0, 3)], lambda i, j: f'IF(A{i + 3}>0,"<&>",{i})')
+    out = fast_xlsx.formula_sheet_xml(xml, [block], "all")
+    path = io.BytesIO()
+    with zipfile.ZipFile(skel) as src, zipfile.ZipFile(path, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, out if name == "xl/worksheets/sheet1.xml" else src.read(name))
+    assert b'<dimension ref="A1:F5"/>' in out
+    book = openpyxl.load_workbook(path)
+    ws = book["s"]
+    assert ws["A1"].value == "title" and ws["B3"].value == "label 2" and ws["F4"].value == "right"
+    for i in range(3):
+        assert [ws.cell(3 + i, 3 + j).value for j in range(3)] == [f'=IF(A{i + 3}>0,"<&>",{i})'] * 3
+    assert ws["C5"].value == '=IF(A5>0,"<&>",2)' and ws["B5"].value is None
+    cached = openpyxl.load_workbook(path, data_only=True)["s"]
+    assert cached["C3"].value == 1.5 and cached["E4"].value == -1e-300 and cached["D3"].value is None
+
+
+def test_formula_sheet_writes_what_xlsxwriters_worksheet_writes():
+    """FormulaSheet's write_formula and sparse row writer give byte-identical sheets."""
+    def sheet_xml(worksheet_class):
+        buf = io.BytesIO()
+        wb = xlsxwriter.Workbook(buf, {"in_memory": True})
+        ws = wb.add_worksheet("s", worksheet_class=worksheet_class)
+        fmt = wb.add_format({"num_format": "0.00"})
+        ws.set_row(7, 30)
+        ws.set_row(40, None, fmt)
+        ws.write_comment(9, 700, "a note")
+        for r in range(0, 60, 3):
+            ws.write_number(r, 0, r)
+            ws.write_formula(r, 1, f"=A{r + 1}*2", fmt, r * 2.0)
+            ws.write_formula(r, 300 + r, "=SUM(A1:A3)", None, "")
+            ws.write_formula(r, 2, "=_xlfn.VAR.P(A1:A3)")
+        ws.write_formula(61, 1, "=FILTER(A1:A3,A1:A3>0)")  # a dynamic array function: xlsxwriter's path
+        ws.write_formula(62, 1, "{=SUM(A1:A3)}")
+        ws.write_formula("D64", "=A1")
+        wb.close()
+        return zipfile.ZipFile(buf).read("xl/worksheets/sheet1.xml")
+
+    assert sheet_xml(fast_xlsx.FormulaSheet) == sheet_xml(None)
