@@ -273,7 +273,7 @@ class Values:
         return None
 
 
-def run_engine(engine: str, path: Path, book: Book, progress=None) -> Values:
+def run_engine(engine: str, path: Path, book: Book, progress=None, timeout: float = 1800) -> Values:
     if engine == "fast":
         from .evaluator import evaluate
 
@@ -284,7 +284,7 @@ def run_engine(engine: str, path: Path, book: Book, progress=None) -> Values:
     if engine == "libreoffice":
         from .libreoffice import recalculate
 
-        rc = recalculate(path)
+        rc = recalculate(path, timeout=timeout)
         return Values(rc.numbers, rc.text, rc.errors)
     raise WorkbookError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
@@ -408,7 +408,7 @@ def check_weights(inputs: BookInputs, model: Model) -> list[dict]:
 
 
 def check_book(path: str | Path, *, engine: str = "fast", rtol: float = 1e-9, model: Model | None = None,
-               progress=None) -> CheckReport:
+               progress=None, timeout: float = 1800) -> CheckReport:
     started = time.perf_counter()
     path = Path(path)
     if engine not in ENGINES:
@@ -423,7 +423,7 @@ def check_book(path: str | Path, *, engine: str = "fast", rtol: float = 1e-9, mo
             # stores), so a changed weight also fails the first stage that uses it.
             inputs = replace(inputs, weights={n: stored_values(model.flat[n]) for n in inputs.weights})
     trace = reference_trace(inputs)
-    values = run_engine(engine, path, book, progress)
+    values = run_engine(engine, path, book, progress, timeout)
     at = _formula_lookup(book)
     report.formula_cells = sum(len(s.formulas) for s in book.sheets.values())
     for tab in inputs.layout.compute_tabs():

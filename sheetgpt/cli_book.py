@@ -111,7 +111,10 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
 @click.option("--junit", "junit_out", type=click.Path(path_type=Path), default=None, help="Write a JUnit XML report.")
 @click.option("--force", is_flag=True, help="Overwrite existing --json/--junit files.")
-def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force):
+@click.option("--timeout", type=float, default=1800, show_default=True,
+              help="Seconds LibreOffice may take (--engine libreoffice); a GPT-2-small-shaped book "
+                   "with --blocks 2 takes about 5 minutes on 2 cores.")
+def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force, timeout):
     """Recompute every formula of BOOK and compare each stage with the float64 reference.
 
     Exit code 0: every stage matches; 1: a mismatch; 2: the book (or an option) is unusable.
@@ -140,7 +143,7 @@ def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force):
         bars[0].update(done - bars[0].pos)
 
     try:
-        report = check_book(book, engine=engine, rtol=rtol, model=model, progress=progress)
+        report = check_book(book, engine=engine, rtol=rtol, model=model, progress=progress, timeout=timeout)
     finally:
         for bar in bars:
             bar.__exit__(None, None, None)
