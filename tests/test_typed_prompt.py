@@ -19,11 +19,9 @@ from sheetgpt import bpe_sheet
 from sheetgpt import libreoffice as lo
 from sheetgpt.build import build_workbook
 from sheetgpt.check import check_book
-from sheetgpt.checkpoint import load_model
-from sheetgpt.config import GPT2Config
-from sheetgpt.random_model import make_random_model
+from sheetgpt.checkpoint import default_model_dir, load_model
 from sheetgpt.reference import gpt2
-from sheetgpt.tokenizer import Tokenizer, bpe_learn
+from sheetgpt.tokenizer import Tokenizer
 
 needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,12 +29,9 @@ CONTEXT = 24
 
 
 @pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    """A 1-block random model whose tokenizer is a BPE learned on the README (a few hundred merges)."""
-    d = tmp_path_factory.mktemp("typed-model")
-    make_random_model(d, GPT2Config(n_layer=1, n_head=2, n_embd=8, n_positions=32, vocab_size=600), seed=3)
-    bpe_learn((ROOT / "README.md").read_text(encoding="utf-8"), 600).save(d)
-    return d
+def small_model():
+    """The bundled teaching model (2 blocks, 470-token BPE learned by bpe_learn on its corpus)."""
+    return default_model_dir()
 
 
 @pytest.fixture(scope="module")
