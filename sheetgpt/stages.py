@@ -17,13 +17,16 @@ import configparser
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from xlsxwriter.utility import xl_col_to_name, xl_rowcol_to_cell
 
 from .checkpoint import param_shapes
 from .config import GPT2Config
+
+if TYPE_CHECKING:
+    from .bpe_sheet import BpeSheet, TypedLimits
 
 DATA_COL = 2  # column C: first column of numbers in every computation region
 FRAME_ROWS = 3  # title, explanation, column headers
@@ -160,7 +163,7 @@ class Layout:
     config: GPT2Config
     T: int
     logits_all: bool = False
-    typed: "TypedLimits | None" = None  # a typed-prompt book: the BPE tab's limits (bpe_sheet)
+    typed: TypedLimits | None = None  # a typed-prompt book: the BPE tab's limits (bpe_sheet)
 
     # ---- tab names -------------------------------------------------------------------
     GUIDE = "Guide"

@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from sheetgpt.cli import main
 from sheetgpt.config import GPT2Config
 from sheetgpt.random_model import make_random_model
-from sheetgpt.stages import PROMPT_TOP
 from sheetgpt.xlsx_reader import read_workbook
 from xlsx_edit import unshare_formulas
 

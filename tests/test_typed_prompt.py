@@ -9,7 +9,6 @@ beyond the book's limits must show their message and no prediction.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +23,6 @@ from sheetgpt.reference import gpt2
 from sheetgpt.tokenizer import Tokenizer
 
 needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
-ROOT = Path(__file__).resolve().parents[1]
 CONTEXT = 24
 
 
