@@ -156,3 +156,14 @@ def test_plan_typed_prompt_limits_and_refusals(small_model):
     assert plan_typed_prompt("日本", tok, None, 32, None) == (None, None)  # auto: falls back to token rows
     with pytest.raises(SheetGPTError, match="--no-typed-prompt"):
         plan_typed_prompt("日本", tok, None, 32, True)
+
+
+def test_check_passes_on_a_typed_micro_book_with_the_formulas_engine(model_dir, tmp_path):
+    """The third engine: the BPE tab's formulas also compute GPT-2's tokenization in `formulas`."""
+    d = model_dir("micro", 3)
+    result = build_workbook(load_model(d), Tokenizer.from_dir(d), "a cab", tmp_path / "typed-micro.xlsx",
+                            typed_prompt=True, context=5)
+    assert result.layout.typed is not None
+    report = check_book(result.path, engine="formulas")
+    assert report.passed, [(s.stage, s.first_bad) for s in report.stages if not s.passed]
+    assert {"bpe.class", "bpe.word", "bpe.count", "bpe.ids"} <= {s.stage for s in report.stages}
