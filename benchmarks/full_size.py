@@ -1,12 +1,13 @@
 """Build a GPT-2-small-shaped book (random weights, 16-token prompt): wall time, peak memory, size.
 
 Also, in the same run, the baseline: xlsxwriter cell by cell (write_row) on one weight tab.
-Usage: python benchmarks/full_size.py [--blocks N] [--skip-baseline]
+Usage: python benchmarks/full_size.py [--blocks N] [--tokens T] [--width D] [--skip-baseline]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import sys
@@ -26,10 +27,16 @@ from sheetgpt.weight_text import stored_values
 BENCH = Path("output/bench")
 
 
-def model_dir() -> Path:
-    d = BENCH / "gpt2-small-random"
+def model_dir(width: int = 768, blocks: int = 12) -> Path:
+    """A random seed-0 model of GPT-2 small's vocabulary and positions (cached): n_embd ``width``
+    (heads of 64), ``blocks`` blocks; the defaults are GPT-2 small itself."""
+    if (width, blocks) == (768, 12):
+        d, config = BENCH / "gpt2-small-random", SHAPES["gpt2-small"]
+    else:
+        d = BENCH / f"random-d{width}-L{blocks}"
+        config = dataclasses.replace(SHAPES["gpt2-small"], n_embd=width, n_layer=blocks, n_head=width // 64)
     if not (d / "model.safetensors").exists():
-        make_random_model(d, SHAPES["gpt2-small"], seed=0)
+        make_random_model(d, config, seed=0)
     return d
 
 
@@ -42,10 +49,13 @@ def prompt_of(tokenizer: Tokenizer, n: int) -> str:
 
 
 class MemoryWatch:
-    """Peak of the summed RSS of this process and its children, sampled every 50 ms."""
+    """Peaks of the summed RSS and the summed PSS (proportional set size: a page shared by n
+    processes counts 1/n in each, so forked workers' shared pages are counted once) of this
+    process and its children, sampled every 50 ms."""
 
     def __init__(self):
         self.peak = 0
+        self.peak_pss = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -54,6 +64,13 @@ class MemoryWatch:
             with open(f"/proc/{pid}/statm") as f:
                 return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except OSError:
+            return 0
+
+    def _pss(self, pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
             return 0
 
     def _children(self, pid: int) -> list[int]:
@@ -66,7 +83,9 @@ class MemoryWatch:
     def _run(self):
         me = os.getpid()
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self._rss(me) + sum(self._rss(c) for c in self._children(me)))
+            pids = [me, *self._children(me)]
+            self.peak = max(self.peak, sum(self._rss(p) for p in pids))
+            self.peak_pss = max(self.peak_pss, sum(self._pss(p) for p in pids))
 
     def __enter__(self):
         self._t.start()
@@ -93,9 +112,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--blocks", type=int, default=None)
     ap.add_argument("--tokens", type=int, default=16)
+    ap.add_argument("--width", type=int, default=768, help="n_embd of the random model (heads of 64)")
     ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args()
-    d = model_dir()
+    d = model_dir(args.width, 12 if args.width == 768 else args.blocks or 12)
     print(f"nproc {os.cpu_count()}, compressor {fast_xlsx.COMPRESSOR} level {fast_xlsx.LEVEL}", flush=True)
     t0 = time.perf_counter()
     model = load_model(d)
@@ -103,16 +123,17 @@ def main() -> None:
         model = model.truncated(args.blocks)
     tokenizer = Tokenizer.from_dir(d)
     load_s = time.perf_counter() - t0
-    out = BENCH / f"gpt2-small-{args.blocks or 12}b-{args.tokens}t.xlsx"
+    out = BENCH / f"gpt2-d{args.width}-{args.blocks or 12}b-{args.tokens}t.xlsx"
     with MemoryWatch() as mem:
         result = build_workbook(model, tokenizer, prompt_of(tokenizer, args.tokens), out, force=True)
     size = out.stat().st_size
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    print(f"parameters: {sum(v.size for v in model.flat.values()):,}")
     print(f"load model: {load_s:.1f} s")
     print(f"build: {result.seconds:.1f} s wall, {result.cells:,} cells, {result.cells / result.seconds:,.0f} cells/s")
-    print(f"peak memory: {mem.peak / 2**30:.2f} GiB summed RSS (sampled); max RSS self {self_rss:.2f} GiB, "
-          f"largest child {child_rss:.2f} GiB")
+    print(f"peak memory: {mem.peak_pss / 2**30:.2f} GiB summed PSS, {mem.peak / 2**30:.2f} GiB summed RSS (sampled); "
+          f"max RSS self {self_rss:.2f} GiB, largest child {child_rss:.2f} GiB")
     print(f"file: {size / 1e9:.3f} GB ({out})")
     if not args.skip_baseline:
         values = stored_values(model.flat["h.0.mlp.c_fc.w"])
