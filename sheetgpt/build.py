@@ -143,7 +143,6 @@ def build_workbook(
         trace |= bpe_sheet.reference(prompt_text, tokenizer, typed, len(prompt.ids))
     trace = with_teaching_stages(trace, stored, layout, prompt.predict_after, embedding_tokens(tokenizer, prompt))
 
-
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -516,7 +515,7 @@ def embedding_tokens(tokenizer: Tokenizer, prompt: Prompt, n_pairs: int = 4) -> 
 
     pairs = [ids for ids in map(known, EMBEDDING_PAIRS) if ids]
     analogy = next((ids for ids in map(known, EMBEDDING_ANALOGIES) if ids), None)
-    spare = list(dict.fromkeys(prompt.ids[: prompt.n_prompt])) + list(range(tokenizer.vocab_size - 1, -1, -1))
+    spare = list(dict.fromkeys(prompt.ids[: prompt.n_prompt])) + list(range(tokenizer.vocab_size - 2, -1, -1))  # not <|endoftext|>
     while len(pairs) < n_pairs:  # a model without these words: pair up the prompt's tokens, then any
         pairs.append([spare[(2 * len(pairs)) % len(spare)], spare[(2 * len(pairs) + 1) % len(spare)]])
     if analogy is None:
@@ -594,7 +593,7 @@ def _write_lens(ws, layout: Layout, tab, trace, prompt: Prompt, tokenizer, fmt) 
     for i in range(L):
         r, tid = layout.LENS_SUMMARY_TOP + i, int(trace["lens.id"][i, 0])
         ws.write_string(r, 0, f"after block {i}", fmt.label)
-        ws.write_formula(r, 1, f"=INDEX({vocab},{ids.at(i, 0, tab.name)}+1)", fmt.edit, tokenizer.display(tid))
+        ws.write_formula(r, 1, f"=INDEX({vocab},{ids.at(i, 0, tab.name)}+1)", fmt.token, tokenizer.display(tid))
         ws.write_formula(r, 2, f"={prob.at(i, 0, tab.name)}", fmt.number("0.0%"), float(trace["lens.prob"][i, 0]))
         ws.write_formula(r, 3, f"={ids.at(i, 0, tab.name)}", fmt.number("0"), tid)
     ws.conditional_format(layout.LENS_SUMMARY_TOP, 2, layout.LENS_SUMMARY_TOP + L - 1, 2,
