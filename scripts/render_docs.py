@@ -73,15 +73,7 @@ def uno_main(req_path):
         doc.close(True)
         return 0
     finally:
-        try:
-            if desktop is not None:
-                desktop.terminate()
-        except Exception:
-            pass
-        try:
-            proc.wait(timeout=10)
-        except Exception:
-            proc.kill()
+        lb.stop_soffice(desktop, proc)
 
 
 # ---------------------------------------------------------------- the sheetgpt side

@@ -259,19 +259,7 @@ def run(req):
         result["timings"] = timings
         return result
     finally:
-        try:
-            if desktop is not None:
-                desktop.terminate()
-        except Exception:
-            pass
-        try:
-            proc.wait(timeout=10)
-        except Exception:
-            proc.kill()
-            try:
-                proc.wait(timeout=5)
-            except Exception:
-                pass
+        stop_soffice(desktop, proc)
 
 
 def run_batch(req):
@@ -333,15 +321,24 @@ def run_batch(req):
         doc.close(True)
         return {"ok": True, "results": results, "sentinel": sentinel, "timings": timings}
     finally:
+        stop_soffice(desktop, proc)
+
+
+def stop_soffice(desktop, proc) -> None:
+    """Ask soffice to quit; kill it if it has not within 10 s."""
+    try:
+        if desktop is not None:
+            desktop.terminate()
+    except Exception:
+        pass
+    try:
+        proc.wait(timeout=10)
+    except Exception:
+        proc.kill()
         try:
-            if desktop is not None:
-                desktop.terminate()
+            proc.wait(timeout=5)
         except Exception:
             pass
-        try:
-            proc.wait(timeout=10)
-        except Exception:
-            proc.kill()
 
 
 def main(argv):
