@@ -27,8 +27,6 @@ from .errors import SheetGPTError
 from .reference import gpt2
 from .stages import (
     COMPUTE,
-    DATA_COL,
-    FRAME_ROWS,
     GUIDE,
     INPUT,
     OUTPUT,
@@ -476,15 +474,22 @@ def _write_prompt(ws, layout: Layout, prompt: Prompt, fmt) -> None:
     head = PROMPT_TOP - 1
     for col, label in enumerate(["pos", "token (edit)", "token id", "note"]):
         ws.write_string(head, col, label, fmt.header)
+    # token texts are always written as text, never as a formula
+    _write_token_rows(ws, layout, prompt, fmt, lambda r, t: ws.write_string(r, 1, prompt.texts[t], fmt.edit))
+
+
+def _write_token_rows(ws, layout: Layout, prompt: Prompt, fmt, write_text) -> None:
+    """The Prompt tab's token rows: position, token text (write_text(row, t)), id by EXACT lookup, note."""
+    after = "(after the predicting position: ignored)"
     for t in range(len(prompt.ids)):
         r = PROMPT_TOP + t
         ws.write_number(r, 0, t, fmt.label)
-        ws.write_string(r, 1, prompt.texts[t], fmt.edit)  # always text, never a formula
+        write_text(r, t)
         ws.write_array_formula(r, 2, r, 2, "{=" + layout.regions["prompt.ids"].arrays[t][4] + "}", None, prompt.ids[t])
         idcell = xl_rowcol_to_cell(r, 2)
         ws.write_formula(r, 3, f'=IF({idcell}<0,"not in the vocabulary: this row uses token 0; copy a token text from the vocab tab",'
-                               f'IF({xl_rowcol_to_cell(r, 0)}>$C${layout.PREDICT_AFTER[0] + 1},"(after the predicting position: ignored)",""))',
-                         fmt.note, "" if t <= prompt.predict_after else "(after the predicting position: ignored)")
+                               f'IF({xl_rowcol_to_cell(r, 0)}>$C${layout.PREDICT_AFTER[0] + 1},"{after}",""))',
+                         fmt.note, "" if t <= prompt.predict_after else after)
     ws.freeze_panes(PROMPT_TOP, 0)
 
 
@@ -778,7 +783,6 @@ def plan_typed_prompt(text: str, tokenizer: Tokenizer, context: int | None, n_po
 def _bpe_cached(layout: Layout, prompt: Prompt, trace: dict) -> dict:
     """Cached values of the BPE cells a viewer sees first (the rest are computed on recalculation)."""
     b = layout.bpe
-    n = prompt.n_prompt
     words = int(trace["bpe.word"].max())
     longest = max(len(w.encode("utf-8")) for w in bpe_sheet.PAT.findall(prompt.text))
     cached = {(b.TEXT, 1): prompt.text, (b.CHARS, 1): len(prompt.text), (b.WORDS, 1): words,
@@ -883,13 +887,5 @@ def _write_typed_prompt(ws, layout: Layout, prompt: Prompt, fmt) -> None:
                              "looks up whatever column B holds in the vocab tab (exact match), so a typed token "
                              "wins. Undo (or copy column B's formula from another row) to go back.", fmt.note)
     vocab = quote(layout.VOCAB) + f"$B$1:$B${V}"
-    for t in range(len(prompt.ids)):
-        r = PROMPT_TOP + t
-        ws.write_number(r, 0, t, fmt.label)
-        ws.write_formula(r, 1, f"=INDEX({vocab},{b.id_cell(t)}+1)", fmt.edit, prompt.texts[t])
-        ws.write_array_formula(r, 2, r, 2, "{=" + layout.regions["prompt.ids"].arrays[t][4] + "}", None, prompt.ids[t])
-        idcell = xl_rowcol_to_cell(r, 2)
-        ws.write_formula(r, 3, f'=IF({idcell}<0,"not in the vocabulary: this row uses token 0; copy a token text from the vocab tab",'
-                               f'IF({xl_rowcol_to_cell(r, 0)}>$C${layout.PREDICT_AFTER[0] + 1},"(after the predicting position: ignored)",""))',
-                         fmt.note, "" if t <= prompt.predict_after else "(after the predicting position: ignored)")
-    ws.freeze_panes(PROMPT_TOP, 0)
+    _write_token_rows(ws, layout, prompt, fmt,
+                      lambda r, t: ws.write_formula(r, 1, f"=INDEX({vocab},{b.id_cell(t)}+1)", fmt.edit, prompt.texts[t]))
