@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from xlsxwriter.utility import xl_col_to_name
+
 from .errors import WorkbookError
 
 MAX_ROWS = 1_048_576
@@ -46,15 +48,6 @@ def _col(letters: str) -> int:
         c = n - 1
         _COL_CACHE[letters] = c
     return c
-
-
-def _col_letter(c: int) -> str:
-    s = ""
-    c += 1
-    while c:
-        c, r = divmod(c - 1, 26)
-        s = chr(65 + r) + s
-    return s
 
 
 def to_r1c1(text: str, row: int, col: int) -> str:
@@ -94,7 +87,7 @@ def shift_formula(text: str, drow: int, dcol: int) -> str:
         c = _col(letters) + (0 if cabs else dcol)
         if not (0 <= r < MAX_ROWS and 0 <= c < MAX_COLS):
             return None
-        return f"{cabs}{_col_letter(c)}{rabs}{r + 1}"
+        return f"{cabs}{xl_col_to_name(c)}{rabs}{r + 1}"
 
     def sub(m: re.Match) -> str:
         g = m.groups()
