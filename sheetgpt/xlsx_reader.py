@@ -499,6 +499,18 @@ def _lazy_dict(filled: dict, parts: list) -> _LazyDict:
     return d
 
 
+def _values_between(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
+    """The numbers whose texts lie at a[starts[i]:ends[i]] (the <v> contents), or None if any
+    is empty, longer than 40 bytes or not a number."""
+    width = ends - starts
+    L = int(width.max())
+    if width.min() < 1 or L > 40:
+        return None
+    mat = a[np.minimum(starts[:, None] + np.arange(L), len(a) - 1)]
+    mat[np.arange(L)[None, :] >= width[:, None]] = 0
+    return _parse_numbers(mat)
+
+
 class _SheetParser:
     def __init__(self, book_name: str, name: str, sst: list[str]):
         self.where = f"{book_name} sheet {name!r}"
@@ -562,17 +574,8 @@ class _SheetParser:
         rows, cols, length = dec
         if ((vs - p) != length + 8).any() and _TYPED_C_RE.search(buf):
             return False  # more attributes than r=, and one of them types the cell
-        starts, ends = vs + 3, lt[ic + 2]
-        width = ends - starts
-        L = int(width.max())
-        if width.min() < 1 or L > 40:
-            return False
-        mat = a[np.minimum(starts[:, None] + np.arange(L), len(a) - 1)]
-        mat[np.arange(L)[None, :] >= width[:, None]] = 0
-        v = _parse_numbers(mat)
-        if v is None:
-            return False
-        return self._accept(rows, cols, v)
+        v = _values_between(a, vs + 3, lt[ic + 2])
+        return v is not None and self._accept(rows, cols, v)
 
     def _fast_no_refs(self, buf: bytes, a, lt, b1, b2, b3) -> bool:
         """Numeric cells written without r= (``<row r="5"><c><v>1.5</v></c>...``): the
@@ -616,17 +619,8 @@ class _SheetParser:
             return False  # a cell after a self-closed <row/>
         first = np.searchsorted(owner, owner, side="left")  # index of the row's first cell
         cols = np.arange(n) - first
-        starts, ends = lt[ic + 1] + 3, lt[ic + 2]
-        width = ends - starts
-        L = int(width.max())
-        if width.min() < 1 or L > 40:
-            return False
-        mat = a[np.minimum(starts[:, None] + np.arange(L), len(a) - 1)]
-        mat[np.arange(L)[None, :] >= width[:, None]] = 0
-        v = _parse_numbers(mat)
-        if v is None:
-            return False
-        if not self._accept(rows, cols, v):
+        v = _values_between(a, lt[ic + 1] + 3, lt[ic + 2])
+        if v is None or not self._accept(rows, cols, v):
             return False
         self.max_r = max(self.max_r, int(numbers.max()) if len(numbers) else -1, r)
         self.row, self.col = r, (self.col if numbers[-1] == int(rows[-1]) else -1)
