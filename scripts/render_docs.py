@@ -35,14 +35,7 @@ def uno_main(req_path):
 
     with open(req_path, encoding="utf-8") as f:
         req = json.load(f)
-    lb.write_profile(req["profile"])
-    pipe = "sheetgpt_docs_%d" % os.getpid()
-    proc = lb.start_soffice(req["soffice"], req["profile"], pipe)
-    desktop = None
-    try:
-        ctx = lb.connect(pipe, proc, time.monotonic() + 120)
-        desktop = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
-        lb.force_recalc_config(ctx)
+    with lb.soffice_session(req, time.monotonic() + 120, "sheetgpt_docs") as (ctx, desktop, _mode):
         doc = desktop.loadComponentFromURL(lb.file_url(req["book"]), "_blank", 0, (lb.prop("Hidden", True),))
         doc.calculateAll()
         doc.enableAutomaticCalculation(False)
@@ -72,8 +65,6 @@ def uno_main(req_path):
                                                      lb.prop("FilterData", filter_data)))
         doc.close(True)
         return 0
-    finally:
-        lb.stop_soffice(desktop, proc)
 
 
 # ---------------------------------------------------------------- the sheetgpt side

@@ -28,6 +28,7 @@ On failure: {"ok": false, "error": "one line"} and exit code 1.
 """
 
 import array
+import contextlib
 import json
 import math
 import os
@@ -180,21 +181,29 @@ def read_sheet(sheet, index, outdir):
     return {"name": sheet.getName(), "nrows": nrows, "ncols": ncols, "bin": binname, "text": text, "errors": errors}
 
 
+@contextlib.contextmanager
+def soffice_session(req, deadline, pipe_prefix="sheetgpt"):
+    """soffice headless with a fresh profile that forces recalculation on load, connected over a
+    pipe: yields (ctx, desktop, the recalc mode set); soffice is always stopped afterwards."""
+    import uno  # noqa: F401  (makes the com.sun.star modules importable)
+
+    write_profile(req["profile"])
+    pipe_name = "%s_%d_%d" % (pipe_prefix, os.getpid(), int(time.time() * 1000) % 1000000)
+    proc = start_soffice(req["soffice"], req["profile"], pipe_name)
+    desktop = None
+    try:
+        ctx = connect(pipe_name, proc, deadline)
+        desktop = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
+        yield ctx, desktop, force_recalc_config(ctx)
+    finally:
+        stop_soffice(desktop, proc)
+
+
 def run(req):
     t0 = time.monotonic()
     deadline = t0 + float(req.get("timeout", 600))
     timings = {}
-    write_profile(req["profile"])
-    pipe_name = "sheetgpt_%d_%d" % (os.getpid(), int(time.time() * 1000) % 1000000)
-    proc = start_soffice(req["soffice"], req["profile"], pipe_name)
-    desktop = None
-    try:
-        import uno  # noqa: F401
-
-        ctx = connect(pipe_name, proc, deadline)
-        smgr = ctx.ServiceManager
-        desktop = smgr.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
-        mode = force_recalc_config(ctx)
+    with soffice_session(req, deadline) as (ctx, desktop, mode):
         timings["start"] = time.monotonic() - t0
         t = time.monotonic()
         doc = desktop.loadComponentFromURL(
@@ -258,8 +267,6 @@ def run(req):
         doc.close(True)
         result["timings"] = timings
         return result
-    finally:
-        stop_soffice(desktop, proc)
 
 
 def run_batch(req):
@@ -274,14 +281,7 @@ def run_batch(req):
 
     t0 = time.monotonic()
     deadline = t0 + float(req.get("timeout", 600))
-    write_profile(req["profile"])
-    pipe_name = "sheetgpt_%d_%d" % (os.getpid(), int(time.time() * 1000) % 1000000)
-    proc = start_soffice(req["soffice"], req["profile"], pipe_name)
-    desktop = None
-    try:
-        ctx = connect(pipe_name, proc, deadline)
-        desktop = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
-        force_recalc_config(ctx)
+    with soffice_session(req, deadline) as (ctx, desktop, _mode):
         timings = {"start": time.monotonic() - t0}
         t = time.monotonic()
         doc = desktop.loadComponentFromURL(
@@ -320,8 +320,6 @@ def run_batch(req):
         timings["texts"] = time.monotonic() - t
         doc.close(True)
         return {"ok": True, "results": results, "sentinel": sentinel, "timings": timings}
-    finally:
-        stop_soffice(desktop, proc)
 
 
 def stop_soffice(desktop, proc) -> None:
