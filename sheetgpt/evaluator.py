@@ -1336,69 +1336,91 @@ class Evaluator:
             self.progress(self.done, self.total)
 
     def _cell_level(self, comp: list[Unit]) -> None:
-        """Exact cell dependencies inside a component of possibly-circular groups."""
-        nodes = []  # (unit, index into unit rows)
-        owner: dict[str, np.ndarray] = {}
+        """Exact cell dependencies inside a component of possibly-circular groups: every
+        cell is a node, nodes are levelled (a cell's level is one more than the highest
+        level it reads), and each level is evaluated one unit at a time, vectorized."""
+        owner: dict[str, np.ndarray] = {}  # sheet -> node id of each cell, -1 outside the component
+        starts, n = [], 0
         for u in comp:
+            starts.append(n)
+            n += 1 if u.array is not None else len(u.rows)
+        for k, u in enumerate(comp):
             if u.sheet not in owner:
                 owner[u.sheet] = np.full(self.store.kind[u.sheet].shape, -1, np.int64)
             if u.array is not None:
                 r0, c0, r1, c1 = u.array
-                owner[u.sheet][r0:r1 + 1, c0:c1 + 1] = len(nodes)
-                nodes.append((u, 0))
+                owner[u.sheet][r0:r1 + 1, c0:c1 + 1] = starts[k]
             else:
-                ids = np.arange(len(nodes), len(nodes) + len(u.rows))
-                owner[u.sheet][u.rows, u.cols] = ids
-                nodes.extend((u, i) for i in range(len(u.rows)))
-        refs = {id(u): [n for n in _walk(u.ast) if n[0] in ("ref", "range")] for u in comp}
-        deps = []
-        for u, i in nodes:
-            d = set()
-            for n in refs[id(u)]:
-                sh = u.sheet if n[1] is None else self.store.sheet(n[1])
+                owner[u.sheet][u.rows, u.cols] = np.arange(starts[k], starts[k] + len(u.rows))
+        src, dst = self._edges(comp, starts, owner)  # dst reads src
+        levels = self._levels(comp, starts, n, src, dst)
+        unit_of = np.repeat(np.arange(len(comp)), np.diff(starts + [n]))
+        index_in_unit = np.arange(n) - np.array(starts)[unit_of]
+        order = np.lexsort((index_in_unit, unit_of, levels))
+        key = levels[order] * len(comp) + unit_of[order]
+        cuts = np.flatnonzero(np.diff(key)) + 1
+        for sel in np.split(order, cuts):
+            u = comp[int(unit_of[sel[0]])]
+            idx = index_in_unit[sel]
+            self._eval_unit(u, u.rows[idx], u.cols[idx])
+
+    def _edges(self, comp, starts, owner) -> tuple[np.ndarray, np.ndarray]:
+        """(src, dst) node pairs, dst reading src, without repeats."""
+        src, dst = [], []
+        for k, u in enumerate(comp):
+            node = (np.zeros(1, np.int64) if u.array is not None else np.arange(len(u.rows))) + starts[k]
+            for ref in (x for x in _walk(u.ast) if x[0] in ("ref", "range")):
+                sh = u.sheet if ref[1] is None else self.store.sheet(ref[1])
                 if sh not in owner:
                     continue
-                r0, c0, r1, c1 = (int(x[0]) for x in _ref_bounds(n, u.rows[i:i + 1], u.cols[i:i + 1]))
-                blk = owner[sh][r0:r1 + 1, c0:c1 + 1]
-                d.update(np.unique(blk[blk >= 0]).tolist())
-            deps.append(d)
-        # Kahn's algorithm by levels
-        n = len(nodes)
-        indeg = np.array([len(d) for d in deps])
-        users: list[list[int]] = [[] for _ in range(n)]
-        for j, d in enumerate(deps):
-            for k in d:
-                users[k].append(j)
-        level = np.full(n, -1)
-        frontier = [j for j in range(n) if indeg[j] == 0]
-        lv = 0
-        while frontier:
-            nxt = []
-            for j in frontier:
-                level[j] = lv
-                for k in users[j]:
-                    indeg[k] -= 1
-                    if indeg[k] == 0:
-                        nxt.append(k)
-            frontier = nxt
-            lv += 1
-        if (level < 0).any():
+                own = owner[sh]
+                r0, c0, r1, c1 = _ref_bounds(ref, u.rows, u.cols)
+                r1, c1 = np.minimum(r1, own.shape[0] - 1), np.minimum(c1, own.shape[1] - 1)
+                h, w = r1 - r0 + 1, c1 - c0 + 1
+                live = (h > 0) & (w > 0)
+                if not live.any():
+                    continue
+                if (h[live] == h[live][0]).all() and (w[live] == w[live][0]).all():
+                    # one shape for every cell: gather all the blocks at once
+                    dr, dc = np.divmod(np.arange(int(h[live][0]) * int(w[live][0])), int(w[live][0]))
+                    got = own[r0[live, None] + dr, c0[live, None] + dc]  # [cells, h*w]
+                    hit = got >= 0
+                    src.append(got[hit])
+                    dst.append(np.broadcast_to(node[live, None], got.shape)[hit])
+                    continue
+                for i in np.flatnonzero(live):  # ranges that grow from cell to cell
+                    got = own[r0[i]:r1[i] + 1, c0[i]:c1[i] + 1]
+                    got = got[got >= 0]
+                    src.append(got)
+                    dst.append(np.full(len(got), node[i]))
+        if not src:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        n = int(starts[-1]) + 1 + max(len(u.rows) for u in comp)  # more than any node id
+        codes = np.unique(np.concatenate(dst) * n + np.concatenate(src))
+        return codes % n, codes // n
+
+    def _levels(self, comp, starts, n, src, dst) -> np.ndarray:
+        """Kahn's algorithm, a level at a time; a circular reference names one of its cells."""
+        order = np.argsort(src, kind="stable")
+        readers, first = dst[order], np.searchsorted(src[order], np.arange(n + 1))
+        waiting = np.bincount(dst, minlength=n)
+        levels = np.full(n, -1)
+        frontier, lv = np.flatnonzero(waiting == 0), 0
+        while len(frontier):
+            levels[frontier] = lv
+            nxt = np.concatenate([readers[first[j]:first[j + 1]] for j in frontier.tolist()] or [np.zeros(0, np.int64)])
+            np.subtract.at(waiting, nxt, 1)
+            frontier, lv = np.unique(nxt[waiting[nxt] == 0]), lv + 1
+        if (levels < 0).any():
             # walk back along dependencies among the unresolved until a node repeats
-            j = int(np.nonzero(level < 0)[0][0])
-            seen = set()
+            j, seen = int(np.flatnonzero(levels < 0)[0]), set()
             while j not in seen:
                 seen.add(j)
-                j = next(k for k in deps[j] if level[k] < 0)
-            u, i = nodes[j]
+                j = int(next(s for s, d in zip(src, dst) if d == j and levels[s] < 0))
+            k = int(np.searchsorted(starts, j, side="right") - 1)
+            u, i = comp[k], j - starts[k]
             raise WorkbookError(f"{where_name(u.sheet, int(u.rows[i]), int(u.cols[i]))}: circular reference")
-        batches: dict[tuple[int, int], list[int]] = {}
-        pos = {id(u): k for k, u in enumerate(comp)}
-        for (u, i), l in zip(nodes, level):
-            batches.setdefault((int(l), pos[id(u)]), []).append(i)
-        for (_, k), sel in sorted(batches.items()):
-            u = comp[k]
-            idx = np.array(sel)
-            self._eval_unit(u, u.rows[idx], u.cols[idx])
+        return levels
 
     def _result(self, units, seconds) -> Result:
         values, kinds, text, errors = {}, {}, {}, {}
