@@ -326,9 +326,8 @@ class Ctx:
         C1 = np.array([c1]) if c1a else self.cols + c1
         lo_r, hi_r = np.minimum(R0, R1), np.maximum(R0, R1)
         lo_c, hi_c = np.minimum(C0, C1), np.maximum(C0, C1)
-        h = np.unique(hi_r - lo_r)
-        w = np.unique(hi_c - lo_c)
-        if len(h) != 1 or len(w) != 1:  # pragma: no cover - split upstream
+        h, w = hi_r - lo_r, hi_c - lo_c
+        if (h != h[0]).any() or (w != w[0]).any():  # pragma: no cover - split upstream
             raise WorkbookError(f"{self.where}: internal: range size varies inside a batch")
         if (lo_r < 0).any() or (lo_c < 0).any():
             raise WorkbookError(f"{self.where}: reference off the sheet")
@@ -436,7 +435,7 @@ def _cmp_key(v: V, i, other_kind):
 
 def _compare(op: str, a: V, b: V) -> V:
     err = np.where(a.kind >= ERR_BASE, a.kind, np.where(b.kind >= ERR_BASE, b.kind, 0))
-    simple = np.isin(a.kind, (EMPTY, NUM)).all() and np.isin(b.kind, (EMPTY, NUM)).all()
+    simple = (a.kind <= NUM).all() and (b.kind <= NUM).all()  # kinds are EMPTY 0, NUM 1, then higher codes
     if simple:
         res = _CMP[op](a.num, b.num)
     else:
