@@ -55,27 +55,59 @@ def to_r1c1(text: str, row: int, col: int) -> str:
 
     Relative parts become ``R[dr]``/``C[dc]`` offsets, absolute parts ``R5``/``C3``
     (1-based, as in Excel's R1C1). Strings are left untouched.
+
+    Texts that differ only in their runs of digits (``B4+1`` and ``B5+1``, a column of
+    one formula) share one parse, cached by the text with every run replaced by ``#``.
     """
+    digits = _DIGITS.findall(text)
+    skeleton = _DIGITS.sub("#", text)
+    if any(len(d) > 7 for d in digits):  # too long to be a row: part of the skeleton
+        skeleton = (skeleton, tuple(len(d) > 7 for d in digits))
+    template = _TEMPLATES.get(skeleton)
+    if template is None:
+        if len(_TEMPLATES) > 100_000:
+            _TEMPLATES.clear()
+        template = _TEMPLATES[skeleton] = _template(text)
+    pieces, parts = template
+    out = [pieces[0]]
+    for k, part in enumerate(parts):
+        if part is None:  # a number, or digits in a string or sheet name: as they are
+            out.append(digits[k])
+        else:
+            rabs, c, cabs = part
+            r = int(digits[k]) - 1
+            out.append((f"R{r + 1}" if rabs else f"R[{r - row}]") + (f"C{c + 1}" if cabs else f"C[{c - col}]"))
+        out.append(pieces[k + 1])
+    return "".join(out)
 
-    def sub(m: re.Match) -> str:
-        g = m.groups()
-        if g[0] is not None:
-            return g[0]
-        sheet = g[1] or ""
-        out = sheet + _r1c1_part(g[2], g[3], g[4], g[5], row, col)
-        if g[6] is not None:
-            out += ":" + _r1c1_part(g[6], g[7], g[8], g[9], row, col)
-        return out
 
-    return _A1_RE.sub(sub, text)
+_DIGITS = re.compile(r"[0-9]+")
+_TEMPLATES: dict = {}
 
 
-def _r1c1_part(cabs: str, letters: str, rabs: str, digits: str, row: int, col: int) -> str:
-    r = int(digits) - 1
-    c = _col(letters)
-    rs = f"R{r + 1}" if rabs else f"R[{r - row}]"
-    cs = f"C{c + 1}" if cabs else f"C[{c - col}]"
-    return rs + cs
+def _template(text: str):
+    """How to_r1c1 rewrites every text of ``text``'s skeleton: (pieces, parts), the text
+    cut around its digit runs (an A1 part's letters go with its row digits), and per
+    run None (copied) or (row absolute, column, column absolute) of the A1 part it ends."""
+    runs = [m.span() for m in _DIGITS.finditer(text)]
+    run_at = {s: k for k, (s, _) in enumerate(runs)}
+    parts: list = [None] * len(runs)
+    cut = [(s, e) for s, e in runs]  # text taken out for run k
+    for m in _A1_RE.finditer(text):
+        if m.group(1) is not None:
+            continue
+        for first in (3, 7):  # groups: $ letters $ digits, of each end of a range
+            if m.group(first + 1) is None:
+                continue
+            k = run_at[m.start(first + 3)]
+            parts[k] = (bool(m.group(first + 2)), _col(m.group(first + 1)), bool(m.group(first)))
+            cut[k] = (m.start(first), m.end(first + 3))
+    pieces, at = [], 0
+    for s, e in cut:
+        pieces.append(text[at:s])
+        at = e
+    pieces.append(text[at:])
+    return pieces, parts
 
 
 def shift_formula(text: str, drow: int, dcol: int) -> str:

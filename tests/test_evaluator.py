@@ -230,13 +230,29 @@ def test_missing_sheet_names_cell(tmp_path):
 
 def test_r1c1_key_groups_relative_copies():
     assert to_r1c1("B4+1", 4, 1) == to_r1c1("B5+1", 5, 1)
-    assert to_r1c1("$B$4+1", 4, 1) != to_r1c1("$B$4+1", 5, 1) or True
     assert to_r1c1("$B$4+1", 4, 1) == to_r1c1("$B$4+1", 9, 3)
     assert to_r1c1('"A1"&A1', 0, 0) == '"A1"&R[0]C[0]'
     assert to_r1c1("LOG10(A1)", 0, 0) == "LOG10(R[0]C[0])"
     assert parse("-2^2")[0] == "bin"
     node = parse("'Block 0'!C5+wte!B$1:B$300", 0, 0)
     assert node[2][1] == "Block 0" and node[3][1] == "wte"
+
+
+@pytest.mark.parametrize("text,row,col,key", [
+    # each pair has one skeleton (the text with its digit runs as #), so the second reuses the first's parse
+    ("A1+B2", 0, 0, "R[0]C[0]+R[1]C[1]"),
+    ("A5+B9", 2, 1, "R[2]C[-1]+R[6]C[0]"),
+    ("'Block 0'!C5*2", 0, 0, "'Block 0'!R[4]C[2]*2"),
+    ("'Block 1'!C7*3", 1, 0, "'Block 1'!R[5]C[2]*3"),
+    ('"x1"&A2', 0, 0, '"x1"&R[1]C[0]'),
+    ('"x2"&A3', 0, 0, '"x2"&R[2]C[0]'),
+    ("$A$1:B2+1.5", 0, 0, "R1C1:R[1]C[1]+1.5"),
+    ("$A$3:B4+2.25", 1, 1, "R3C1:R[2]C[0]+2.25"),
+    ("A1234567", 0, 0, "R[1234566]C[0]"),
+    ("A12345678", 0, 0, "A12345678"),  # 8 digits: not a row, so not a reference
+])
+def test_r1c1_keys_of_one_skeleton(text, row, col, key):
+    assert to_r1c1(text, row, col) == key
 
 
 def test_grouped_mmult_is_one_matrix_product(tmp_path):
