@@ -273,15 +273,20 @@ def _num_text(x: float) -> str:
     return s
 
 
-def _text_of(v: V, i) -> str:
-    k = v.kind[i]
-    if k == TEXT:
-        return v.txt[i]
-    if k == NUM:
-        return _num_text(float(v.num[i]))
-    if k == BOOL:
-        return "TRUE" if v.num[i] else "FALSE"
-    return ""
+def _text_array(v: V) -> np.ndarray:
+    """Every element as text (object array): numbers as Excel shows them in general
+    format, booleans TRUE/FALSE, empty and errors ""."""
+    out = np.full(v.shape, "", object)
+    text = v.kind == TEXT
+    if text.any():
+        out[text] = v.txt[text]
+    num = v.kind == NUM
+    if num.any():
+        out[num] = [_num_text(float(x)) for x in v.num[num]]
+    boolean = v.kind == BOOL
+    if boolean.any():
+        out[boolean] = np.where(v.num[boolean] != 0, "TRUE", "FALSE")
+    return out
 
 
 def _result(num, err, shape=None) -> V:
@@ -403,9 +408,7 @@ def _binary(op: str, a: V, b: V) -> V:
     if op == "&":
         shape = a.shape
         err = np.where(a.kind >= ERR_BASE, a.kind, np.where(b.kind >= ERR_BASE, b.kind, 0))
-        txt = np.empty(shape, object)
-        for i in np.ndindex(shape):
-            txt[i] = _text_of(a, i) + _text_of(b, i)
+        txt = _text_array(a) + _text_array(b)
         kind = np.where(err != 0, err, TEXT).astype(np.int8)
         return V(np.zeros(shape), kind, txt)
     return _compare(op, a, b)
@@ -806,9 +809,7 @@ def f_match(ctx, args):
 def f_exact(ctx, args):
     a, b = _bcast(ctx.val(args[0]), ctx.val(args[1]))
     err = np.where(a.kind >= ERR_BASE, a.kind, np.where(b.kind >= ERR_BASE, b.kind, 0))
-    res = np.zeros(a.shape)
-    for i in np.ndindex(a.shape):
-        res[i] = _text_of(a, i) == _text_of(b, i)
+    res = (_text_array(a) == _text_array(b)).astype(float)
     return V(np.where(err != 0, 0.0, res), np.where(err != 0, err, BOOL).astype(np.int8))
 
 
@@ -933,9 +934,7 @@ def _dims(is_rows: bool):
 
 def f_len(ctx, args):
     v = ctx.val(args[0])
-    res = np.zeros(v.shape)
-    for i in np.ndindex(v.shape):
-        res[i] = len(_text_of(v, i))
+    res = np.vectorize(len, otypes=[float])(_text_array(v)) if v.num.size else np.zeros(v.shape)
     err = np.where(v.kind >= ERR_BASE, v.kind, 0)
     return _result(res, err)
 
@@ -949,7 +948,7 @@ def f_mid(ctx, args):
     n, en = _to_num(ctx.val(args[2]))
     t, sv, nv = _bcast(t, V(s, np.where(es != 0, es, NUM).astype(np.int8)), V(n, np.where(en != 0, en, NUM).astype(np.int8)))
     err = np.where(t.kind >= ERR_BASE, t.kind, np.where(sv.kind >= ERR_BASE, sv.kind, np.where(nv.kind >= ERR_BASE, nv.kind, 0)))
-    txt = np.empty(t.shape, object)
+    txt, texts = np.empty(t.shape, object), _text_array(t)
     for i in np.ndindex(t.shape):
         if err[i]:
             continue
@@ -957,7 +956,7 @@ def f_mid(ctx, args):
         if start < 1 or count < 0:
             err[i] = E_VALUE
             continue
-        txt[i] = _text_of(t, i)[start - 1 : start - 1 + count]
+        txt[i] = texts[i][start - 1 : start - 1 + count]
     return V(np.zeros(t.shape), np.where(err != 0, err, TEXT).astype(np.int8), txt)
 
 
