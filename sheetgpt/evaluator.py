@@ -741,6 +741,8 @@ def f_match(ctx, args):
         return _err((1, 1, 1), E_NA)
     B = max(x.shape[0], rng.shape[0])
     x = V(*[None if a is None else np.broadcast_to(a, (B,) + x.shape[1:]) for a in (x.num, x.kind, x.txt)])
+    if mt == 0 and (x.kind == NUM).all() and (rng.kind <= NUM).all():
+        return _match_numbers(x, rng)
     n = rng.shape[1] * rng.shape[2]
     out = np.zeros((B,) + x.shape[1:])
     err = np.zeros((B,) + x.shape[1:], np.int8)
@@ -804,6 +806,24 @@ def f_match(ctx, args):
             else:
                 out[i] = pos + 1
     return _result(out, err)
+
+
+def _match_numbers(x: V, rng: V) -> V:
+    """Exact MATCH of numbers in numbers and empty cells: the first equal one, else #N/A."""
+    out = np.zeros(x.shape)
+    found = np.zeros(x.shape, bool)
+    for b in range(x.shape[0] if rng.shape[0] > 1 else 1):
+        nums = np.where(rng.kind[b].reshape(-1) == NUM, rng.num[b].reshape(-1), np.nan)
+        order = np.argsort(nums, kind="stable")  # equal numbers keep their order; NaN (empty) last
+        ranked = nums[order]
+        want = x.num[b] if rng.shape[0] > 1 else x.num
+        at = np.minimum(np.searchsorted(ranked, want), len(ranked) - 1)
+        hit = ranked[at] == want
+        if rng.shape[0] > 1:
+            out[b], found[b] = np.where(hit, order[at] + 1, 0), hit
+        else:
+            out, found = np.where(hit, order[at] + 1, 0).astype(float), hit
+    return V(out, np.where(found, NUM, E_NA).astype(np.int8))
 
 
 def f_exact(ctx, args):

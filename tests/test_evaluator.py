@@ -120,11 +120,15 @@ def _functions(wb):
         "C26": '=EXACT("a","A")',
         "C27": "=LN(0)",
         "C28": "=SUM(A1:A5,B1,2)",
+        "C29": "=MATCH(3,D1:D11,0)+MATCH(1,D1:D11,0)",  # the first of two equal numbers
+        "C30": "=MATCH(0,D1:D12,0)",  # D6 and D12 are empty: not 0, so #N/A
     }
     for k, v in f.items():
         w.write_formula(k, v)
     for r in range(5):
         w.write_formula(r, 4, f"=A{r + 1}*2+$A$1")  # a group of five
+    for r in range(5):
+        w.write_formula(r, 6, f"=MATCH(D{r + 7},D{r + 1}:D{r + 7},0)")  # a group of MATCHes, each in its own range
     w.write_number("F1", 1)
     for r in range(1, 5):
         w.write_formula(r, 5, f"=F{r}+A{r + 1}")  # reads its own group: row by row
@@ -144,6 +148,9 @@ def test_every_function_matches_formulas(tmp_path):
     assert res.errors["Block 0"][(6, 2)] == "#N/A"
     assert res.errors["Block 0"][(7, 2)] == "#DIV/0!"
     assert res.text["Block 0"][(9, 2)] == "apple-1.5"
+    # D1:D11 = 5 4 3 2 1 (empty) 1 2 3 4 5: the first 3 is 3rd, the first 1 is 5th; empty is not 0
+    assert res.values["Block 0"][28, 2] == 3 + 5 and res.errors["Block 0"][(29, 2)] == "#N/A"
+    assert res.values["Block 0"][0:5, 6].tolist() == [5, 3, 1, 7, 7]
 
 
 def _transformerish(wb):
