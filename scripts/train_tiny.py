@@ -52,7 +52,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=48)
     p.add_argument("--n-positions", type=int, default=32)
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=20000,
+                   help="with 6,000 the same run stalls at choosing either person's adverb (64%% held-out)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -253,14 +254,15 @@ def limits(prompt_results) -> str:
     single = [r for r in prompt_results[1:] if r[0].count(".") == 1]
     multi = [r for r in prompt_results if r[0].count(".") == 2]
     ok = lambda rs: sum(r[1] == r[2] for r in rs)  # noqa: E731
-    return (
-        f"With one person the adverb is right ({ok(single)} of {len(single)} held-out prompts). With two people the model "
-        f"has NOT learned to resolve the pronoun: {ok(multi)} of {len(multi)} distractor prompts are right, with p near 0.5, "
-        "i.e. it picks one of the two adjectives. Its adjective positions do know their person's gender (it completes "
-        "'Sally is a quick' with ' girl'), but the verb position does not learn to look up its subject; the attention "
-        "heads found above follow position and word class, not the antecedent. Held-out accuracy is measured over all "
-        "adverbs of the held-out stories, most of which have two or three people."
-    )
+    said = (f"With one person the adverb is right in {ok(single)} of {len(single)} held-out prompts; with two people, "
+            f"where only the pronoun says whose adjective counts, in {ok(multi)} of {len(multi)} distractor prompts.")
+    if ok(multi) < len(multi):
+        said += (" Where it is wrong, the verb position has not learned to look up its subject: p is near 0.5, i.e. it "
+                 "picks one of the two adjectives.")
+    return said + (
+        " The model knows only its corpus: the names, adjectives and verbs of `templates/corpus.ini`, its four sentence "
+        "forms, stories of at most three people. A new name, an adverb asked for after any other sentence, or a "
+        "position past the longest story is outside anything it has seen, and its prediction there means nothing.")
 
 
 # ---- the model card ------------------------------------------------------------------------
@@ -349,7 +351,8 @@ def write_card(out: Path, r: dict) -> None:
         "The script proves the export: `sheetgpt.checkpoint.load_model` + `sheetgpt.reference.gpt2` (float64)",
         f"equal torch's float32 logits to {r['proof']['float32']:.1e}, torch float64 on the same weights to {r['proof']['float64']:.1e},",
         f"and Hugging Face `from_pretrained` on this directory to {r['proof']['hf_from_pretrained']:.1e}.",
-        f"Trained {r['date']} on {r['machine']}.",
+        f"Trained {r['date']} on {r['machine']}. On one thread the run is deterministic: run twice on that machine,",
+        "it wrote byte-identical weights.",
         "",
     ]
     (out / "MODEL_CARD.md").write_text("\n".join(lines), encoding="utf-8")

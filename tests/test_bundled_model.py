@@ -26,9 +26,8 @@ HELDOUT = [
     ("Lucy is lazy. She plays", " lazily"),
 ]
 
-# The same with a person of the other gender as a distractor: only the pronoun says whose
-# adjective counts. The bundled model has NOT learned this (p near 0.5 for either adjective;
-# see MODEL_CARD.md, "Limits"), so these are expected failures that record the goal.
+# The same with a person of the other gender as a distractor, introduced after and before:
+# only the pronoun says whose adjective counts.
 DISTRACTED = [
     ("Tom is quiet. Sally is careful. He sings", " quietly"),
     ("Emma is careful. Mike is happy. She talks", " carefully"),
@@ -50,7 +49,7 @@ DISTRACTED = [
 
 # Found by scripts/train_tiny.py (see MODEL_CARD.md): in this block and head, the attention
 # row of " moves" in DEMO puts its largest weight on " quick".
-ATTN_BLOCK, ATTN_HEAD = 0, 2
+ATTN_BLOCK, ATTN_HEAD = 1, 0
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +131,22 @@ def test_heldout_combination_predicts_its_adverb(model, tok, prompt, adverb):
     assert top_token(model, tok, prompt)[0] == adverb
 
 
-@pytest.mark.xfail(reason="the tiny model does not resolve pronouns between two people (MODEL_CARD.md, Limits)", strict=False)
 @pytest.mark.parametrize("prompt,adverb", DISTRACTED)
 def test_pronoun_picks_the_right_person(model, tok, prompt, adverb):
     assert top_token(model, tok, prompt)[0] == adverb
+
+
+def test_heldout_adverb_accuracy(model, tok):
+    """Every adverb of the training script's held-out stories (seed 0: the same 800 stories,
+    one to three people, pronouns and names), predicted by the float64 reference."""
+    hits = total = 0
+    for story in corpus.generate(800, 0, "heldout"):
+        logits = gpt2(tok.encode(story.text), model.params, model.config)["logits"]  # [T, V]
+        for prefix, adverb in story.targets:
+            (want,) = tok.encode(adverb)
+            hits += int(logits[len(tok.encode(prefix)) - 1].argmax()) == want
+            total += 1
+    assert total > 900 and hits / total >= 0.95, f"{hits} of {total}"
 
 
 def test_attention_of_moves_peaks_on_quick(model, tok):
