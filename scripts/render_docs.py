@@ -102,14 +102,15 @@ def jobs_for(result, outdir, workdir):
     layout = result.layout
     T = layout.T
     R = layout.regions
-    weights = R["h.0.attn.weights"]
+    last = layout.config.n_layer - 1  # the bundled model finds the antecedent in its last block
+    weights = R[f"h.{last}.attn.weights"]
     lens_out = R["lens.out"]
     norm = R["h.0.ln_1.norm"]
     n_tabs = next(k for k, t in enumerate(layout.tabs) if t.name == layout.VOCAB)
     jobs = [
         (layout.GUIDE, "A1:" + a1(22 + n_tabs, 1), "guide"),
         (layout.block_tab(0), "A1:" + a1(norm.bottom, min(norm.right, 11)), "block0"),
-        (layout.block_tab(0), a1(weights.top - 5, 0) + ":" + a1(weights.bottom, min(weights.right, 2 + 2 * (T + 1) - 2)),
+        (layout.block_tab(last), a1(weights.top - 5, 0) + ":" + a1(weights.bottom, min(weights.right, 2 + 2 * (T + 1) - 2)),
          "attention"),
         (layout.PREDICT, "A1:" + a1(layout.regions["predict.probs"].top + 30, 13), "predict"),
         (layout.LENS, "A1:" + a1(lens_out.bottom, min(lens_out.right, 9)), "logit_lens"),
