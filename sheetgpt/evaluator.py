@@ -1102,7 +1102,8 @@ class Unit:
     ast: tuple
     rows: np.ndarray
     cols: np.ndarray
-    array: tuple | None = None  # (r0, c0, r1, c1) of a CSE formula
+    array: tuple | None = None  # (r0, c0, r1, c1) of a CSE formula over more than one cell
+    top_left: bool = False  # one-cell CSE formulas, grouped: each cell shows its array's top-left value
     reads: list = field(default_factory=list)  # (sheet, r0, c0, r1, c1) bounding boxes
     box: tuple = ()  # (r0, c0, r1, c1) written
 
@@ -1174,15 +1175,21 @@ class Evaluator:
                 cells, shared = f, []
             else:
                 cells = itertools.chain(zip(f.rows.tolist(), f.cols.tolist(), f.texts, itertools.repeat(None)), f.arrays)
+            cse: dict[str, list] = {}  # one-cell CSE formulas, grouped like plain cells
             for r, c, text, rng in cells:
                 try:
                     key = to_r1c1(text, r, c)
                 except WorkbookError as e:
                     raise WorkbookError(f"{where_name(name, r, c)}: {e.message}") from None
-                if rng is not None:
+                if rng is not None and tuple(rng) == (r, c, r, c):
+                    cse.setdefault(key, []).append((r, c))
+                elif rng is not None:
                     out.append(self._unit(name, key, np.array([r]), np.array([c]), rng))
                 else:
                     groups.setdefault(key, []).append((r, c))
+            for key, cells in cse.items():
+                a = np.array(cells, dtype=np.int64)
+                out.append(self._unit(name, key, a[:, 0], a[:, 1], None, top_left=True))
             for r0, c0, text, rs, cs in shared:
                 # a shared formula is one R1C1 formula over its cells (Excel's meaning),
                 # unless filling it pushes a reference off the grid (#REF! in those cells)
@@ -1198,13 +1205,13 @@ class Evaluator:
                 out.append(self._unit(name, key, a[:, 0], a[:, 1], None))
         return out
 
-    def _unit(self, sheet, key, rows, cols, rng) -> Unit:
+    def _unit(self, sheet, key, rows, cols, rng, top_left: bool = False) -> Unit:
         where = where_name(sheet, int(rows[0]), int(cols[0]))
         try:
             ast = parse_r1c1(key)
         except WorkbookError as e:
             raise WorkbookError(f"{where}: {e.message}") from None
-        u = Unit(sheet, key, ast, rows, cols, rng)
+        u = Unit(sheet, key, ast, rows, cols, rng, top_left)
         for node in _walk(ast):
             if node[0] == "call" and node[1] not in FUNCS:
                 raise WorkbookError(f"{where}: unsupported function {node[1]}")
@@ -1342,7 +1349,7 @@ class Evaluator:
             self.store.write(u.sheet, rr, cc, V(v.num[0], v.kind[0], None if v.txt is None else v.txt[0]))
             self.done += H * W
         else:
-            if v.shape[1:] != (1, 1):
+            if v.shape[1:] != (1, 1) and not u.top_left:
                 raise WorkbookError(
                     f"{ctx.where}: formula gives a {v.shape[1]}x{v.shape[2]} array in a plain cell; enter it as an array formula")
             B = len(rows)

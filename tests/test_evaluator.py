@@ -138,6 +138,9 @@ def _functions(wb):
     w.write_array_formula("H12:K13", "{='h.0.attn.c_attn.w'!A1:D2-'h.0.attn.c_attn.w'!A1:A2}")
     w.write_array_formula("M1:M1", "{=SUMPRODUCT(('h.0.attn.c_attn.w'!A1:A6>0)*'h.0.attn.c_attn.w'!B1:B6)}")
     w.write_array_formula("N1:N3", "{=EXP('h.0.attn.c_attn.w'!A1:A3-MAX('h.0.attn.c_attn.w'!A1:A3))}")
+    for r in range(1, 4):  # one-cell CSE formulas that are fills of each other: evaluated as one group
+        w.write_array_formula(f"P{r}:P{r}", f"{{=SUM(IF($A$1:$A$5>D{r},$A$1:$A$5,0))}}")
+    w.write_array_formula("P5:P5", "{=$A$1:$A$5*2}")  # an array in one cell shows its top-left value
 
 
 def test_every_function_matches_formulas(tmp_path):
@@ -151,6 +154,8 @@ def test_every_function_matches_formulas(tmp_path):
     # D1:D11 = 5 4 3 2 1 (empty) 1 2 3 4 5: the first 3 is 3rd, the first 1 is 5th; empty is not 0
     assert res.values["Block 0"][28, 2] == 3 + 5 and res.errors["Block 0"][(29, 2)] == "#N/A"
     assert res.values["Block 0"][0:5, 6].tolist() == [5, 3, 1, 7, 7]
+    # A1:A5 = 1.5 -2 3.25 0 7; D1:D3 = 5 4 3: the sums of the values above each
+    assert res.values["Block 0"][0:3, 15].tolist() == [7, 7, 10.25] and res.values["Block 0"][4, 15] == 3
 
 
 def _transformerish(wb):
