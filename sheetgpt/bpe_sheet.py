@@ -155,7 +155,9 @@ class Cell:
 
     row: int
     col: int
-    kind: str  # "label", "title", "note", "header", "number", "formula", "array"
+    kind: str  # "label", "title", "note", "header", "slot", "number", "formula", "array"
+    # ("slot": a header that is a number, shown through its format, e.g. 3 as "rank 3", so that
+    # formulas below it can use it: one formula for every column of a group)
     content: object
     fmt: str = ""  # number format for formulas, "" = general
 
@@ -237,6 +239,13 @@ class BpeSheet:
         out.append(Cell(top - 2, 0, "note", note))
         for c, h in headers:
             out.append(Cell(top - 1, c, "header", h))
+
+    def _slots(self, out, top: int, first_col: int, name: str) -> str:
+        """Headers 1..L over a group of L columns (numbers shown as "name 1", ...); returns
+        their range, fully absolute."""
+        for j in range(self.L):
+            out.append(Cell(top - 1, first_col + j, "slot", j + 1, f'"{name} "0'))
+        return _span(top - 1, first_col, top - 1, first_col + self.L - 1)
 
     def _summary(self, out) -> None:
         N, W, L, T = self.N, self.W, self.L, self.T
@@ -337,9 +346,9 @@ class BpeSheet:
         self._frame(out, top, "2. Words: UTF-8 byte symbols and their vocab ids (merge round 0)",
                     "A word's text and byte symbols are the last 'so far' cells of its characters; each byte symbol "
                     "is looked up in the bytes tab (exact match) for its token id; -1 = empty slot.",
-                    [(0, "word"), (1, "last char"), (2, "in text"), (3, "text"), (4, "byte symbols"), (5, "bytes")]
-                    + [(self.slot0 + j, f"id {j + 1}") for j in range(L)]
-                    + [(self.slot0 + L + 1 + j, f"token {j + 1}") for j in range(L)])
+                    [(0, "word"), (1, "last char"), (2, "in text"), (3, "text"), (4, "byte symbols"), (5, "bytes")])
+        self._slots(out, top, self.slot0, "id")
+        self._slots(out, top, self.slot0 + L + 1, "token")
         for w in range(self.W):
             r = top + w
             a = lambda c: _a1(r, c)  # noqa: E731
@@ -351,9 +360,10 @@ class BpeSheet:
             out.append(Cell(r, 5, "formula", f"LEN({a(4)})", "0"))
             sym = _a1(r, 4, False, True)
             for j in range(L):
+                n = _a1(top - 1, self.slot0 + j, row_abs=True)  # this column's slot number, in its header
                 out.append(Cell(r, self.slot0 + j, "array",
-                                f"IF({j + 1}<={_a1(r, 5, False, True)},IFERROR(INDEX({self.bytes_col(7)},MATCH(TRUE,"
-                                f"EXACT({self.bytes_col(6)},MID({sym},{j + 1},1)),0)),-1),-1)", "0"))
+                                f"IF({n}<={_a1(r, 5, False, True)},IFERROR(INDEX({self.bytes_col(7)},MATCH(TRUE,"
+                                f"EXACT({self.bytes_col(6)},MID({sym},{n},1)),0)),-1),-1)", "0"))
                 idc = _a1(r, self.slot0 + j)
                 out.append(Cell(r, self.slot0 + L + 1 + j, "formula",
                                 f'IF({idc}>=0,INDEX({self.vocab_col(2)},{idc}+1),"")'))
@@ -366,46 +376,48 @@ class BpeSheet:
         top, L, V = self.round_tops[r - 1], self.L, self.V
         ptop, pcol = self._prev_slots(r)
         keys = self.merges_col(7)
-        headers = [(0, "word"), (1, "best rank"), (2, "merged id"), (3, "merged token")]
-        for name, g in (("rank", self.g_rank), ("merge", self.g_merge), ("position", self.g_pos),
-                        ("id", self.g_new), ("token", self.g_tok)):
-            headers += [(g + j, f"{name} {j + 1}") for j in range(L)]
         self._frame(out, top, f"3.{r} Merge round {r}",
                     f"rank j: the merges-tab rank of the pair (slot j, slot j+1), found by its key left id x {V} + right "
-                    "id; the lowest rank is merged wherever it occurs (left to right), then the slots close up.",
-                    headers)
+                    "id. merge j: 1 where the pair has the lowest rank, but in a run of such pairs (a a a) only every "
+                    "other one, from the left. position j: slots up to j minus merges before j. Then the slots close up.",
+                    [(0, "word"), (1, "best rank"), (2, "merged id"), (3, "merged token")])
+        rank_hdr = self._slots(out, top, self.g_rank, "rank")
+        merge_hdr = self._slots(out, top, self.g_merge, "merge")
+        self._slots(out, top, self.g_pos, "position")
+        id_hdr = self._slots(out, top, self.g_new, "id")
+        self._slots(out, top, self.g_tok, "token")
+        slot = lambda c: _a1(top - 1, c, row_abs=True)  # noqa: E731  a column's slot number, in its header
         for w in range(self.W):
             row = top + w
             a = lambda c: _a1(row, c)  # noqa: E731
             P = lambda j: _a1(ptop + w, pcol + j)  # noqa: E731
             out.append(Cell(row, 0, "number", w + 1))
-            ranks = f"{_a1(row, self.g_rank, False, True)}:{_a1(row, self.g_rank + L - 1, False, True)}"
+            ranks = self.slots(row, self.g_rank)
             out.append(Cell(row, 1, "formula", f"MIN({ranks})", "0;-0;0"))
             best = _a1(row, 1, False, True)
             merged = _a1(row, 2, False, True)
             out.append(Cell(row, 2, "formula", f"IF({best}<{BIG},INDEX({self.merges_col(6)},{best}+1),-1)", "0"))
             out.append(Cell(row, 3, "formula", f'IF({merged}>=0,INDEX({self.vocab_col(2)},{merged}+1),"")'))
+            prow = self.slots(ptop + w, pcol)
+            mrow = self.slots(row, self.g_merge)
+            posrow = self.slots(row, self.g_pos)
             for j in range(L):
                 if j < L - 1:
                     rank = (f"IF(AND({P(j)}>=0,{P(j + 1)}>=0),IFERROR(MATCH({P(j)}*{V}+{P(j + 1)},{keys},0)-1,{BIG}),{BIG})")
                 else:
                     rank = f"{BIG}"
                 out.append(Cell(row, self.g_rank + j, "formula", rank, f'[>={BIG}]"-";0'))
-                rk, m = a(self.g_rank + j), a(self.g_merge + j)
-                prev_m = a(self.g_merge + j - 1) if j else None
-                merge = f"IF(AND({rk}={best},{best}<{BIG}{',' + prev_m + '=0' if prev_m else ''}),1,0)"
-                out.append(Cell(row, self.g_merge + j, "formula", merge, "0"))
-                if j == 0:
-                    pos = f"IF({P(0)}>=0,1,0)"
-                else:
-                    pos = f"{a(self.g_pos + j - 1)}+IF(AND({P(j)}>=0,{prev_m}=0),1,0)"
+                # merge: the run of lowest-rank pairs ending here has odd length (the last pair before it that is
+                # not one is the largest slot number < n whose rank is not the best; none: 0)
+                n = slot(self.g_merge + j)
+                merge = (f"IF(AND({a(self.g_rank + j)}={best},{best}<{BIG},"
+                         f"MOD({n}-MAX(({ranks}<>{best})*({rank_hdr}<{n})*{rank_hdr}),2)=1),1,0)")
+                out.append(Cell(row, self.g_merge + j, "array", merge, "0"))
+                n = slot(self.g_pos + j)
+                pos = f"SUMPRODUCT(({prow}>=0)*({id_hdr}<={n}))-SUMPRODUCT({mrow}*({merge_hdr}<{n}))"
                 out.append(Cell(row, self.g_pos + j, "formula", pos, "0"))
-                del m
-            prow = f"{_a1(ptop + w, pcol, False, True)}:{_a1(ptop + w, pcol + L - 1, False, True)}"
-            mrow = self.slots(row, self.g_merge)
-            posrow = self.slots(row, self.g_pos)
             for j in range(L):
-                q = f"MATCH({j + 1},{posrow},0)"
+                q = f"MATCH({slot(self.g_new + j)},{posrow},0)"
                 new = f"IFERROR(IF(INDEX({mrow},1,{q})=1,{merged},INDEX({prow},1,{q})),-1)"
                 out.append(Cell(row, self.g_new + j, "formula", new, "0"))
                 idc = a(self.g_new + j)

@@ -102,6 +102,14 @@ class Formats:
             self.cache[num_format] = self.wb.add_format({"num_format": num_format})
         return self.cache[num_format]
 
+    def header_number(self, num_format: str):
+        """A header that is a number shown through ``num_format`` (3 as "rank 3")."""
+        key = "header " + num_format
+        if key not in self.cache:
+            self.cache[key] = self.wb.add_format({"bold": True, "font_color": "#595959", "align": "center", "bottom": 1,
+                                                  "num_format": num_format})
+        return self.cache[key]
+
 
 def build_workbook(
     model: Model,
@@ -815,6 +823,8 @@ def _write_bpe(sheets, layout: Layout, tokenizer: Tokenizer, prompt: Prompt, tra
             ws.write_string(c.row, c.col, c.content, styles[c.kind])
         elif c.kind == "number":
             ws.write_number(c.row, c.col, c.content, fmt.label)
+        elif c.kind == "slot":
+            ws.write_number(c.row, c.col, c.content, fmt.header_number(c.fmt))
         else:
             num = fmt.number(c.fmt) if c.fmt else fmt.text
             value = cached.get((c.row, c.col), 0 if c.fmt else "")

@@ -1026,6 +1026,17 @@ def f_round(ctx, args):
     return _result(res, err)
 
 
+def f_mod(ctx, args):
+    """MOD(n, d) = n - d * INT(n / d): the remainder takes the divisor's sign; d = 0 is #DIV/0!."""
+    n, en = _to_num(ctx.val(args[0]))
+    d, ed = _to_num(ctx.val(args[1]))
+    n, d, en, ed = np.broadcast_arrays(n, d, en, ed)
+    err = np.where(en != 0, en, np.where(ed != 0, ed, np.where(d == 0, E_DIV0, 0)))
+    with np.errstate(all="ignore"):
+        res = n - d * np.floor(n / np.where(d == 0, 1.0, d))
+    return _result(res, err)
+
+
 FUNCS = {
     "SUM": f_sum,
     "SUMPRODUCT": f_sumproduct,
@@ -1066,12 +1077,13 @@ FUNCS = {
     "N": f_n,
     "CHOOSE": f_choose,
     "ROUND": f_round,
+    "MOD": f_mod,
 }
 
 # (fewest, most) arguments, as Excel allows; a call outside them is refused before evaluation
 ARITY = {"PI": (0, 0), "ROW": (0, 1), "COLUMN": (0, 1), "IF": (2, 3), "INDEX": (2, 3), "MATCH": (2, 3),
          "LARGE": (2, 2), "SMALL": (2, 2), "POWER": (2, 2), "MMULT": (2, 2), "EXACT": (2, 2), "IFERROR": (2, 2),
-         "ROUND": (2, 2), "CHOOSE": (2, 255), "MID": (3, 3)}
+         "ROUND": (2, 2), "MOD": (2, 2), "CHOOSE": (2, 255), "MID": (3, 3)}
 ARITY |= {f: (1, 1) for f in ("ABS", "EXP", "LN", "SQRT", "TANH", "TRANSPOSE", "ISNUMBER", "ISERROR", "ISTEXT",
                               "NOT", "ROWS", "COLUMNS", "LEN", "N")}
 
@@ -1421,7 +1433,8 @@ class Evaluator:
         if not src:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         n = int(starts[-1]) + 1 + max(len(u.rows) for u in comp)  # more than any node id
-        codes = np.unique(np.concatenate(dst) * n + np.concatenate(src))
+        codes = np.sort(np.concatenate(dst) * n + np.concatenate(src))
+        codes = codes[np.r_[True, codes[1:] != codes[:-1]]]  # (np.unique hashes: several times slower here)
         return codes % n, codes // n
 
     def _levels(self, comp, starts, n, src, dst) -> np.ndarray:

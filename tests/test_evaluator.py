@@ -122,6 +122,8 @@ def _functions(wb):
         "C28": "=SUM(A1:A5,B1,2)",
         "C29": "=MATCH(3,D1:D11,0)+MATCH(1,D1:D11,0)",  # the first of two equal numbers
         "C30": "=MATCH(0,D1:D12,0)",  # D6 and D12 are empty: not 0, so #N/A
+        "C31": "=MOD(7,3)*1000+MOD(-7,3)*100+MOD(7,-3)*10+MOD(3.25,1)",  # 1, 2, -2, 0.25: the divisor's sign
+        "C32": "=MOD(1,0)",
     }
     for k, v in f.items():
         w.write_formula(k, v)
@@ -153,6 +155,7 @@ def test_every_function_matches_formulas(tmp_path):
     assert res.text["Block 0"][(9, 2)] == "apple-1.5"
     # D1:D11 = 5 4 3 2 1 (empty) 1 2 3 4 5: the first 3 is 3rd, the first 1 is 5th; empty is not 0
     assert res.values["Block 0"][28, 2] == 3 + 5 and res.errors["Block 0"][(29, 2)] == "#N/A"
+    assert res.values["Block 0"][30, 2] == 1000 + 200 - 20 + 0.25 and res.errors["Block 0"][(31, 2)] == "#DIV/0!"
     assert res.values["Block 0"][0:5, 6].tolist() == [5, 3, 1, 7, 7]
     # A1:A5 = 1.5 -2 3.25 0 7; D1:D3 = 5 4 3: the sums of the values above each
     assert res.values["Block 0"][0:3, 15].tolist() == [7, 7, 10.25] and res.values["Block 0"][4, 15] == 3
