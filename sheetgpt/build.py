@@ -24,7 +24,7 @@ from . import __version__, bpe_sheet
 from . import fast_xlsx
 from .checkpoint import Model
 from .errors import SheetGPTError
-from .reference import gpt2
+from .reference import gpt2, with_selected_position, with_teaching_stages
 from .stages import (
     COMPUTE,
     GUIDE,
@@ -177,22 +177,6 @@ def _remove_stale_parts(out_path: Path) -> None:
             p.unlink(missing_ok=True)
         except (PermissionError, OverflowError):
             pass
-
-
-def with_selected_position(trace: dict, t: int, temperature: float = 1.0) -> dict:
-    """Add the stages that depend on the predicting position t (Final norm one-hot, logits, Predict)."""
-    from .reference import next_token_probs
-
-    T = trace["ln_f.out"].shape[0]
-    out = dict(trace)
-    out["prompt.ids"] = np.asarray(trace["ids"], dtype=np.float64)[:, None]
-    out["ln_f.select"] = (np.arange(T) == t).astype(np.float64)[None, :]
-    out["ln_f.last"] = trace["ln_f.out"][t : t + 1]
-    out["logits.all"] = trace["logits"].T  # [V, T]
-    out["logits"] = trace["logits"][t][:, None]  # [V, 1]
-    top, total, probs = next_token_probs(trace["logits"][t], temperature)
-    out |= {"predict.max": np.array([[top]]), "predict.sum": np.array([[total]]), "predict.probs": probs[:, None]}
-    return out
 
 
 # Per-cell formula regions go out as shared formulas merged into the sheets by fast_xlsx (False:
@@ -534,22 +518,6 @@ def embedding_tokens(tokenizer: Tokenizer, prompt: Prompt, n_pairs: int = 4) -> 
     if analogy is None:
         analogy = [spare[k % len(spare)] for k in range(3)]
     return [i for pair in pairs[:n_pairs] for i in pair] + [analogy[0]] + analogy
-
-
-def with_teaching_stages(trace: dict, weights: dict, layout: Layout, t: int, emb_ids: list[int]) -> dict:
-    """Add the Logit lens stages (predicting position t) and the Embeddings stages (token ids emb_ids).
-
-    ``weights``: the book's parameters by name (``wte``, ``ln_f.g``, ...), as floats.
-    """
-    from .reference import embedding_similarity, logit_lens
-
-    c = layout.config
-    f64 = {k: np.asarray(weights[k], dtype=np.float64) for k in ("wte", "ln_f.g", "ln_f.b")}
-    outputs = [trace[f"h.{i}.res_2"] for i in range(c.n_layer)]
-    out = dict(trace)
-    out |= logit_lens(outputs, t, f64["ln_f.g"], f64["ln_f.b"], c.layer_norm_epsilon, f64["wte"])
-    out |= embedding_similarity(f64["wte"], emb_ids, layout.EMB_PAIRS, layout.EMB_NEAREST)
-    return out
 
 
 def _write_teaching_tab(wb, ws, layout: Layout, tab, trace, prompt: Prompt, tokenizer, fmt) -> int:

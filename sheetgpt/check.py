@@ -19,11 +19,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from .build import with_selected_position, with_teaching_stages
 from .checkpoint import Model, param_shapes
 from .config import GPT2Config
 from .errors import WorkbookError
-from .reference import gpt2
+from .reference import gpt2, with_selected_position, with_teaching_stages
 from .stages import PROMPT_TOP, WEIGHTS, Layout, Region, weight_tab_shape
 from .weight_text import stored_values
 from .xlsx_reader import Book, cell_name, read_workbook

@@ -155,3 +155,34 @@ def embedding_similarity(wte, ids, n_pairs, k) -> Trace:  # wte [V, d], ids [2 n
         first = [int(np.flatnonzero(cos[:, j] == x)[0]) for x in top]  # MATCH(value, column, 0): the first equal row
         trace |= {f"emb.near.{name}": top[:, None], f"emb.near.{name}.id": np.array(first, dtype=np.float64)[:, None]}
     return trace
+
+
+# ---- the stages a book adds to the forward pass (sheetgpt.build writes them, sheetgpt.check compares them)
+
+
+def with_selected_position(trace: dict, t: int, temperature: float = 1.0) -> dict:
+    """Add the stages that depend on the predicting position t (Final norm one-hot, logits, Predict)."""
+    T = trace["ln_f.out"].shape[0]
+    out = dict(trace)
+    out["prompt.ids"] = np.asarray(trace["ids"], dtype=np.float64)[:, None]
+    out["ln_f.select"] = (np.arange(T) == t).astype(np.float64)[None, :]
+    out["ln_f.last"] = trace["ln_f.out"][t : t + 1]
+    out["logits.all"] = trace["logits"].T  # [V, T]
+    out["logits"] = trace["logits"][t][:, None]  # [V, 1]
+    top, total, probs = next_token_probs(trace["logits"][t], temperature)
+    out |= {"predict.max": np.array([[top]]), "predict.sum": np.array([[total]]), "predict.probs": probs[:, None]}
+    return out
+
+
+def with_teaching_stages(trace: dict, weights: dict, layout, t: int, emb_ids: list[int]) -> dict:
+    """Add the Logit lens stages (predicting position t) and the Embeddings stages (token ids emb_ids).
+
+    ``weights``: the book's parameters by name (``wte``, ``ln_f.g``, ...), as floats.
+    """
+    c = layout.config
+    f64 = {k: np.asarray(weights[k], dtype=np.float64) for k in ("wte", "ln_f.g", "ln_f.b")}
+    outputs = [trace[f"h.{i}.res_2"] for i in range(c.n_layer)]
+    out = dict(trace)
+    out |= logit_lens(outputs, t, f64["ln_f.g"], f64["ln_f.b"], c.layer_norm_epsilon, f64["wte"])
+    out |= embedding_similarity(f64["wte"], emb_ids, layout.EMB_PAIRS, layout.EMB_NEAREST)
+    return out
