@@ -431,11 +431,14 @@ class Formulas:
         self.shared.append(group)
 
     def add_shared_member(self, si, r: int, c: int) -> bool:
+        return self.add_shared_members(si, [r], [c])
+
+    def add_shared_members(self, si, rows: list[int], cols: list[int]) -> bool:
         group = self._by_si.get(si)
         if group is None:
             return False
-        group[3].append(r)
-        group[4].append(c)
+        group[3].extend(rows)
+        group[4].extend(cols)
         return True
 
     def __len__(self) -> int:
@@ -666,9 +669,14 @@ class _SheetParser:
         if not self._accept(rows, cols, None):
             return False
         num_i, num_v, f_i, f_t, f_v = [], [], [], [], []
+        members: list[tuple[bytes, int]] = []  # (si, cell index) of shared-formula members, added in batches
         for i, (_, t, fa, ftext, v) in enumerate(cells):
             if fa or ftext:
+                if fa and not ftext and fa.startswith(b' t="shared" si="'):
+                    members.append((fa[16:-1], i))
+                    continue
                 if fa:
+                    self._add_members(members, rows, cols, cells)  # before a master: members keep their order
                     r, c = int(rows[i]), int(cols[i])
                     self._formula(r, c, _attrs(fa), ftext, f"{self.where} cell {cell_name(r, c)}")
                     if v:
@@ -686,6 +694,7 @@ class _SheetParser:
                 self._typed(r, c, t, v or None, b"", f"{self.where} cell {cell_name(r, c)}")
             else:
                 raise WorkbookError(f"{self.where} cell {cell_name(int(rows[i]), int(cols[i]))}: unknown cell type {t[:20]!r}")
+        self._add_members(members, rows, cols, cells)
         if f_i:
             idx = np.array(f_i)
             texts = []
@@ -713,6 +722,21 @@ class _SheetParser:
             self.cols.append(cols[idx].astype(np.int32))
             self.vals.append(v)
         return True
+
+    def _add_members(self, members: list, rows: np.ndarray, cols: np.ndarray, cells: list) -> None:
+        """Shared-formula member cells (si, index into the chunk's cells), with their cached values."""
+        if not members:
+            return
+        by_si: dict[bytes, list[int]] = {}
+        for si, i in members:
+            by_si.setdefault(si, []).append(i)
+        for si, idx in by_si.items():
+            if not self.formulas.add_shared_members(si, rows[idx].tolist(), cols[idx].tolist()):
+                r, c = int(rows[idx[0]]), int(cols[idx[0]])
+                raise WorkbookError(f"{self.where} cell {cell_name(r, c)}: shared formula si={si!r} has no master")
+        idx = np.array([i for _, i in members])
+        self.cached.add_many(rows[idx], cols[idx], [cells[i][4] or None for i in idx.tolist()])
+        members.clear()
 
     def _rows_only(self, buf: bytes, cells_seen: bool = False) -> None:
         """Track explicit row numbers (for dims and the 'next row' rule)."""

@@ -94,6 +94,28 @@ def test_numeric_fast_path_matches_float(tmp_path):
     assert np.array_equal(d.ravel(), np.array([float(t) for t in texts]))
 
 
+def test_shared_members_on_the_fast_path(tmp_path):
+    """Every cell with r=: the regular path adds shared members in batches, in order, with cached values."""
+    rows = (
+        '<row r="1"><c r="A1"><v>1</v></c><c r="B1"><f t="shared" ref="B1:B3" si="0">A1*2</f><v>2</v></c></row>'
+        '<row r="2"><c r="A2"><v>2</v></c><c r="B2"><f t="shared" si="0"/><v>7</v></c>'
+        '<c r="C2"><f t="shared" ref="C2:C3" si="1">B2+1</f><v>5</v></c></row>'
+        '<row r="3"><c r="A3"><v>3</v></c><c r="B3"><f t="shared" si="0"/><v>6</v></c><c r="C3"><f t="shared" si="1"/></c></row>'
+    )
+    book = read_workbook(_xlsx(tmp_path / "s.xlsx", _sheet(rows)))
+    sh = book.sheets["Block 0"]
+    f = {(r, c): t for r, c, t, _ in sh.formulas}
+    assert f == {(0, 1): "A1*2", (1, 1): "A2*2", (2, 1): "A3*2", (1, 2): "B2+1", (2, 2): "B3+1"}
+    assert sh.cached[(1, 1)] == "7" and sh.cached[(2, 1)] == "6" and (2, 2) not in sh.cached
+    assert evaluate(book).values["Block 0"][2, 2] == 7
+
+
+def test_shared_member_before_its_master(tmp_path):
+    rows = ('<row r="1"><c r="A1"><v>1</v></c><c r="B1"><f t="shared" si="4"/><v>2</v></c></row>'
+            '<row r="2"><c r="B2"><f t="shared" ref="B1:B2" si="4">A1*2</f><v>2</v></c></row>')
+    _refused(_xlsx(tmp_path / "m.xlsx", _sheet(rows)), r"B1: shared formula si=b?'4'? has no master")
+
+
 def _refused(path, match=None):
     t = time.perf_counter()
     with pytest.raises(WorkbookError, match=match):
