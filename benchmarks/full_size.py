@@ -1,7 +1,8 @@
 """Build a GPT-2-small-shaped book (random weights, 16-token prompt): wall time, peak memory, size.
 
-Also, in the same run, the baseline: xlsxwriter cell by cell (write_row) on one weight tab.
-Usage: python benchmarks/full_size.py [--blocks N] [--tokens T] [--width D] [--skip-baseline]
+Also, in the same run, the baseline: xlsxwriter cell by cell (write_row) on one weight tab;
+with --check, then `sheetgpt check` on the book (wall time and peak memory of its process tree).
+Usage: python benchmarks/full_size.py [--blocks N] [--tokens T] [--width D] [--skip-baseline] [--check]
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import dataclasses
 import os
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -50,10 +52,11 @@ def prompt_of(tokenizer: Tokenizer, n: int) -> str:
 
 class MemoryWatch:
     """Peaks of the summed RSS and the summed PSS (proportional set size: a page shared by n
-    processes counts 1/n in each, so forked workers' shared pages are counted once) of this
-    process and its children, sampled every 50 ms."""
+    processes counts 1/n in each, so forked workers' shared pages are counted once) of a
+    process (default: this one) and its descendants, sampled every 50 ms."""
 
-    def __init__(self):
+    def __init__(self, pid: int | None = None):
+        self.pid = pid or os.getpid()
         self.peak = 0
         self.peak_pss = 0
         self._stop = threading.Event()
@@ -81,9 +84,10 @@ class MemoryWatch:
             return []
 
     def _run(self):
-        me = os.getpid()
         while not self._stop.wait(0.05):
-            pids = [me, *self._children(me)]
+            pids = [self.pid]
+            for p in pids:  # grows as it goes: descendants of any depth
+                pids.extend(self._children(p))
             self.peak = max(self.peak, sum(self._rss(p) for p in pids))
             self.peak_pss = max(self.peak_pss, sum(self._pss(p) for p in pids))
 
@@ -114,6 +118,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--width", type=int, default=768, help="n_embd of the random model (heads of 64)")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--check", action="store_true", help="then run `sheetgpt check` on the book, in a process of its own")
     args = ap.parse_args()
     d = model_dir(args.width, 12 if args.width == 768 else args.blocks or 12)
     print(f"nproc {os.cpu_count()}, compressor {fast_xlsx.COMPRESSOR} level {fast_xlsx.LEVEL}", flush=True)
@@ -142,6 +147,21 @@ def main() -> None:
         print(f"baseline xlsxwriter write_row, one 768x3072 tab: {secs:.1f} s, {n / secs:,.0f} cells/s; "
               f"whole book's {weight_cells:,} weights at that rate: {weight_cells / (n / secs):.0f} s")
         print(f"speed-up (book cells/s over baseline cells/s): {(result.cells / result.seconds) / (n / secs):.1f}x")
+    if args.check:
+        del model, result
+        check_book(out)
+
+
+def check_book(book: Path) -> None:
+    """`sheetgpt check BOOK` as a user runs it: wall time (Python's start included) and the
+    peak summed PSS of its process tree (the check and its reader workers)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "sheetgpt", "check", str(book)], stdout=subprocess.PIPE, text=True)
+    with MemoryWatch(proc.pid) as mem:
+        out, _ = proc.communicate()
+    seconds = time.perf_counter() - started
+    verdict = out.strip().splitlines()[-1] if out.strip() else f"exit {proc.returncode}"
+    print(f"check: {seconds:.1f} s wall, peak {mem.peak_pss / 2**30:.2f} GiB summed PSS; {verdict}")
 
 
 if __name__ == "__main__":
