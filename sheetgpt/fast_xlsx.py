@@ -197,6 +197,7 @@ class FormulaBlock:
     rects: list[tuple[int, int, int, int]] = field(default_factory=list)
     formula: Callable[[int, int], str] | None = None
     arrays: list[tuple[int, int, int, int, str]] = field(default_factory=list)
+    verify: str | None = None  # overrides the book's verify ("all": cells not generated as fills of one formula)
 
 
 SAMPLE_CELLS = 64  # interior cells checked per rectangle (besides its edges and diagonal) when verify="sample"
@@ -260,7 +261,8 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
     runs = []
     s = block.style
     for rect in block.rects if block.formula is not None else ():
-        for i0, i1, j0, j1, text, shared in shared_groups(block.formula, rect, block.top, block.left, verify):
+        for i0, i1, j0, j1, text, shared in shared_groups(block.formula, rect, block.top, block.left,
+                                                           block.verify or verify):
             texts = value_texts(block.values[i0:i1, j0:j1])
             n = j1 - j0
             c0 = block.left + j0
