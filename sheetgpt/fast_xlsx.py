@@ -221,19 +221,22 @@ def _checked_cells(i0: int, i1: int, j0: int, j1: int, verify: str) -> Iterator[
 
 def shared_groups(formula: Callable[[int, int], str], rect: tuple[int, int, int, int], top: int, left: int,
                   verify: str = "sample") -> list[tuple[int, int, int, int, str, bool]]:
-    """(i0, i1, j0, j1, master text, shared) groups covering rect, each cell's text proved equal to
-    its master's shifted the way a shared formula is filled (``formula.shift_formula``).
+    """(i0, i1, j0, j1, master text, shared) groups covering rect, each cell's formula proved to be
+    its master's filled the way a shared formula is (equal R1C1 forms, ``formula.to_r1c1``).
 
     A rectangle that does not hold (cells checked per ``verify``: "all" or "sample") is split
     into rows, a row that does not hold into single cells (plain formulas).
     """
-    from .formula import shift_formula
+    from .formula import to_r1c1
 
     i0, i1, j0, j1 = rect
     master = formula(i0, j0)
     if (i1 - i0) * (j1 - j0) == 1:
         return [(i0, i1, j0, j1, master, False)]
-    if all(formula(i, j) == shift_formula(master, i - i0, j - j0)
+    # a cell holds the master filled to it iff both have one R1C1 form (the same offsets and
+    # absolute parts); to_r1c1 parses a formula's skeleton once, shift_formula every time
+    key = to_r1c1(master, top + i0, left + j0)
+    if all(to_r1c1(formula(i, j), top + i, left + j) == key
            for i, j in _checked_cells(i0, i1, j0, j1, verify) if (i, j) != (i0, j0)):
         return [(i0, i1, j0, j1, master, True)]
     if i1 - i0 > 1:
@@ -381,10 +384,12 @@ def _grow_dimension(head: bytes, max_r: int, max_c: int) -> bytes:
 
 
 try:  # a worksheet whose write_formula skips xlsxwriter's _prepare_formula (30 regexes a call)
+    from xlsxwriter.worksheet import CellArrayFormulaTuple as _CellArrayFormula
     from xlsxwriter.worksheet import CellFormulaTuple as _CellFormula
     from xlsxwriter.worksheet import Worksheet as _Worksheet
     from xlsxwriter.worksheet import convert_cell_args as _cell_args
     from xlsxwriter.worksheet import re_dynamic_function as _DYNAMIC
+    from xlsxwriter.utility import xl_rowcol_to_cell
 except ImportError:  # pragma: no cover - another xlsxwriter layout
     _Worksheet = None
 
@@ -395,9 +400,10 @@ if _Worksheet is not None:
 
         * ``shared``: a list of FormulaBlock the writer fills instead of writing per-cell
           formulas; ``assemble`` merges them into this sheet's XML as shared formulas.
-        * ``write_formula`` stores formulas that are already in final form (no dynamic-array
-          function to prefix, no braces) directly, as xlsxwriter itself would after its
-          ``_prepare_formula``, which otherwise runs 30 regex substitutions per formula.
+        * ``write_formula`` (and ``write_array_formula`` for one cell) stores formulas that are
+          already in final form (no dynamic-array function to prefix) directly, as xlsxwriter
+          itself would after its ``_prepare_formula``, which otherwise runs 30 regex
+          substitutions per formula.
         """
 
         def __init__(self):
@@ -417,6 +423,21 @@ if _Worksheet is not None:
             if not formula:
                 return super().write_formula(row, col, "", cell_format, value)
             self.table[row][col] = _CellFormula(formula, cell_format, value)
+            return 0
+
+        def _write_array_formula(self, first_row, first_col, last_row, last_col, formula, cell_format=None,
+                                 value=0, atype="static"):
+            # a one-cell CSE formula in final form ({=...}, nothing to prefix): stored as
+            # xlsxwriter stores it after _prepare_formula; anything else goes through it
+            if ((first_row, first_col) != (last_row, last_col) or type(first_row) is not int
+                    or type(first_col) is not int or not isinstance(formula, str) or formula[:2] != "{="
+                    or formula[-1:] != "}" or self.constant_memory or "INGLE(" in formula or _DYNAMIC.search(formula)):
+                return super()._write_array_formula(first_row, first_col, last_row, last_col, formula,
+                                                    cell_format, value, atype)
+            if self._check_dimensions(first_row, first_col):
+                return -1
+            cell = xl_rowcol_to_cell(first_row, first_col)
+            self.table[first_row][first_col] = _CellArrayFormula(formula[2:-1], cell_format, value, cell, atype)
             return 0
 
         # xlsxwriter's _write_rows and _calculate_spans visit every (row, column) of the used
