@@ -367,8 +367,11 @@ def slow_model(tmp_path_factory):
 
 
 def _start_build(model, out: Path, log: Path) -> subprocess.Popen:
+    # SIGINT as a terminal gives it: a test run started in the background (nohup ... &) inherits an
+    # ignored SIGINT, Python then installs no KeyboardInterrupt handler, and the build runs on
     proc = subprocess.Popen([*CLI, "build", "--model", str(model), "--prompt", "the quick brown fox jumps over it",
-                             "-o", str(out)], stdout=subprocess.DEVNULL, stderr=log.open("w"))
+                             "-o", str(out)], stdout=subprocess.DEVNULL, stderr=log.open("w"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while "writing tabs" not in log.read_text() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
