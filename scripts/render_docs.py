@@ -36,7 +36,7 @@ def uno_main(req_path):
     with open(req_path, encoding="utf-8") as f:
         req = json.load(f)
     with lb.soffice_session(req, time.monotonic() + 120, "sheetgpt_docs") as (ctx, desktop, _mode):
-        doc = desktop.loadComponentFromURL(lb.file_url(req["book"]), "_blank", 0, (lb.prop("Hidden", True),))
+        doc = lb.load_document(desktop, req["book"])
         doc.calculateAll()
         doc.enableAutomaticCalculation(False)
         styles = doc.StyleFamilies.getByName("PageStyles")

@@ -99,6 +99,14 @@ def connect(pipe_name, proc, deadline):
             time.sleep(0.1)
 
 
+def load_document(desktop, path):
+    """Open ``path`` hidden and editable, or raise."""
+    doc = desktop.loadComponentFromURL(file_url(path), "_blank", 0, (prop("Hidden", True), prop("ReadOnly", False)))
+    if doc is None:
+        raise RuntimeError("LibreOffice could not open %s" % path)
+    return doc
+
+
 def prop(name, value):
     import uno
 
@@ -206,11 +214,7 @@ def run(req):
     with soffice_session(req, deadline) as (ctx, desktop, mode):
         timings["start"] = time.monotonic() - t0
         t = time.monotonic()
-        doc = desktop.loadComponentFromURL(
-            file_url(req["input"]), "_blank", 0, (prop("Hidden", True), prop("ReadOnly", False))
-        )
-        if doc is None:
-            raise RuntimeError("LibreOffice could not open %s" % req["input"])
+        doc = load_document(desktop, req["input"])
         timings["load"] = time.monotonic() - t
         t = time.monotonic()
         sheets = doc.getSheets()
@@ -284,11 +288,7 @@ def run_batch(req):
     with soffice_session(req, deadline) as (ctx, desktop, _mode):
         timings = {"start": time.monotonic() - t0}
         t = time.monotonic()
-        doc = desktop.loadComponentFromURL(
-            file_url(req["input"]), "_blank", 0, (prop("Hidden", True), prop("ReadOnly", False))
-        )
-        if doc is None:
-            raise RuntimeError("LibreOffice could not open %s" % req["input"])
+        doc = load_document(desktop, req["input"])
         timings["load"] = time.monotonic() - t
         sheets = doc.getSheets()
         batch = req["batch"]
