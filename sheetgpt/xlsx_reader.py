@@ -603,15 +603,7 @@ class _SheetParser:
         numbers = []
         r = self.row
         for attrs, closed in row_tags:
-            a_ = _attrs(attrs) if attrs else {}
-            if b"r" in a_:
-                try:
-                    r = int(a_[b"r"]) - 1
-                except ValueError:
-                    raise WorkbookError(f"{self.where}: bad row number {a_[b'r'][:20]!r}") from None
-            else:
-                r += 1
-            self._limits(r, 0)
+            r = self._row_number(_attrs(attrs) if attrs else {}, r)
             numbers.append(-1 if closed else r)
         numbers = np.array(numbers, np.int64)
         owner = np.searchsorted(ir, ic) - 1  # the <row> each cell sits in
@@ -743,16 +735,24 @@ class _SheetParser:
         for attrs, _ in _ROW_RE.findall(buf):
             a = _attrs(attrs)
             if b"r" in a:
-                try:
-                    r = int(a[b"r"]) - 1
-                except ValueError:
-                    raise WorkbookError(f"{self.where}: bad row number {a[b'r'][:20]!r}") from None
-                self._limits(r, 0)
+                r = self._row_number(a, self.row)
                 if not cells_seen:
                     self.row, self.col = r, -1
                 self.max_r = max(self.max_r, r)
             elif not cells_seen:
                 self.row, self.col = self.row + 1, -1
+
+    def _row_number(self, attrs: dict, previous: int) -> int:
+        """A <row>'s 0-based number: its r attribute, else the row after ``previous``; within Excel's rows."""
+        if b"r" in attrs:
+            try:
+                r = int(attrs[b"r"]) - 1
+            except ValueError:
+                raise WorkbookError(f"{self.where}: bad row number {attrs[b'r'][:20]!r}") from None
+        else:
+            r = previous + 1
+        self._limits(r, 0)
+        return r
 
     def _limits(self, r: int, c: int) -> None:
         if r >= MAX_ROWS or r < 0:
@@ -765,15 +765,7 @@ class _SheetParser:
         pos = 0
         for m in _ROW_RE.finditer(buf):
             self._cells(buf[pos:m.start()])
-            a = _attrs(m.group(1))
-            if b"r" in a:
-                try:
-                    r = int(a[b"r"]) - 1
-                except ValueError:
-                    raise WorkbookError(f"{self.where}: bad row number {a[b'r'][:20]!r}") from None
-            else:
-                r = self.row + 1
-            self._limits(r, 0)
+            r = self._row_number(_attrs(m.group(1)), self.row)
             self.row, self.col = r, -1
             self.max_r = max(self.max_r, r)
             pos = m.end()
