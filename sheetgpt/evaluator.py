@@ -1389,7 +1389,7 @@ class Evaluator:
                 owner[u.sheet][r0:r1 + 1, c0:c1 + 1] = starts[k]
             else:
                 owner[u.sheet][u.rows, u.cols] = np.arange(starts[k], starts[k] + len(u.rows))
-        src, dst = self._edges(comp, starts, owner)  # dst reads src
+        src, dst = self._edges(comp, starts, owner, n)  # dst reads src
         levels = self._levels(comp, starts, n, src, dst)
         unit_of = np.repeat(np.arange(len(comp)), np.diff(starts + [n]))
         index_in_unit = np.arange(n) - np.array(starts)[unit_of]
@@ -1401,8 +1401,8 @@ class Evaluator:
             idx = index_in_unit[sel]
             self._eval_unit(u, u.rows[idx], u.cols[idx])
 
-    def _edges(self, comp, starts, owner) -> tuple[np.ndarray, np.ndarray]:
-        """(src, dst) node pairs, dst reading src, without repeats."""
+    def _edges(self, comp, starts, owner, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(src, dst) node pairs among the component's ``n`` nodes, dst reading src, without repeats."""
         src, dst = [], []
         for k, u in enumerate(comp):
             node = (np.zeros(1, np.int64) if u.array is not None else np.arange(len(u.rows))) + starts[k]
@@ -1432,7 +1432,6 @@ class Evaluator:
                     dst.append(np.full(len(got), node[i]))
         if not src:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        n = int(starts[-1]) + 1 + max(len(u.rows) for u in comp)  # more than any node id
         codes = np.sort(np.concatenate(dst) * n + np.concatenate(src))
         codes = codes[np.r_[True, codes[1:] != codes[:-1]]]  # (np.unique hashes: several times slower here)
         return codes % n, codes // n
