@@ -7,9 +7,13 @@ token ids in four sections, each a block of ordinary formulas:
    (case-sensitive) lookup in the ``bytes`` tab gives its code point, class (letter, digit,
    whitespace, other) and GPT-2 byte symbols; GPT-2's pre-tokenization regex
    ``'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+``
-   is a left-to-right recurrence: each row decides from the row above (the current word's
-   kind and, for contractions, the characters it still needs) and the next row's class
-   whether its character starts a new word;
+   decides for each character from it and its neighbours (up to three rows above, one below)
+   whether it starts a match: a class change; a contraction, which the regex only tries where
+   a match starts (at the start, after a letter, digit or whitespace other than U+0020), or
+   the character after one; U+0020 before a letter, digit or other joins that word; of
+   several whitespace characters before a non-space the last starts a new match. No row
+   reads its own column above except the word's byte symbols so far, so the section is a
+   few vectorized steps, not one step per character;
 2. **words**, one row per pre-token: its text, its UTF-8 byte symbols and their vocab ids;
 3. **merge rounds**, one block per round: every adjacent pair's rank is looked up by a
    numeric key (left id x V + right id) in the ``merges`` tab, the best-ranked pair is
@@ -35,7 +39,7 @@ from xlsxwriter.utility import xl_rowcol_to_cell
 from .tokenizer import ENDOFTEXT, PAT, Tokenizer, _byte_table
 
 # Character classes as the sheet numbers them (0: past the end of the text).
-LETTER, DIGIT, SPACE, OTHER, CONTRACTION, UNKNOWN = 1, 2, 3, 4, 5, 9
+LETTER, DIGIT, SPACE, OTHER, UNKNOWN = 1, 2, 3, 4, 9
 CLASS_NAMES = {LETTER: "letter", DIGIT: "digit", SPACE: "whitespace", OTHER: "other", UNKNOWN: "not supported"}
 BIG = 1_000_000_000  # "no rank": larger than any merge rank
 # Code points the formulas know: newline and Latin-1's printable characters. (CR cannot be stored
@@ -173,7 +177,7 @@ class BpeSheet:
     STATUS, TEXT, N_ROW, W_ROW, L_ROW, T_ROW, CHARS, WORDS, LONGEST, COUNT, OK = range(2, 13)
     CHAR_TOP = 17  # first character row (title 14, explanation 15, headers 16)
     # character section columns
-    K, CH, CODE, CLS, CLEN, START, KIND, REM, WORD, SYM, CUMSYM, NBYTES, CUMTXT = range(13)
+    K, CH, CODE, CLS, CLEN, CSTART, PART, START, WORD, WSTART, SYM, CUMSYM, NBYTES, CUMTXT = range(14)
 
     def __init__(self, limits: TypedLimits, T: int, V: int, M: int, prompt_tab: str, vocab: str):
         self.lim, self.T, self.V, self.M = limits, T, V, M
@@ -293,16 +297,19 @@ class BpeSheet:
     def _characters(self, out) -> None:
         top, N, t = self.CHAR_TOP, self.N, self.text
         self._frame(out, top, "1. Characters and GPT-2's pre-tokenizer",
-                    "Each character's class from the bytes tab; a word starts where GPT-2's regex starts a match "
-                    "(kind: 1 letters, 2 digits, 3 whitespace, 4 other, 5 contraction).",
-                    [(0, "k"), (1, "char"), (2, "code"), (3, "class"), (4, "contraction"), (5, "starts word"),
-                     (6, "kind"), (7, "still needs"), (8, "word"), (9, "byte symbols"), (10, "word so far (symbols)"),
-                     (11, "bytes in word"), (12, "word so far (text)")])
+                    "Each character's class from the bytes tab (1 letter, 2 digit, 3 whitespace, 4 other). A word "
+                    "starts where GPT-2's regex starts a match, decided from this character and its neighbours: "
+                    "a class change, a contraction ('s 't 're 've 'm 'll 'd) or its end, a space that joins the "
+                    "next word, the last of several whitespace characters.",
+                    [(0, "k"), (1, "char"), (2, "code"), (3, "class"), (4, "contraction"), (5, "contraction starts"),
+                     (6, "in contraction"), (7, "starts word"), (8, "word"), (9, "word starts at"),
+                     (10, "byte symbols"), (11, "word so far (symbols)"), (12, "bytes in word"),
+                     (13, "word so far (text)")])
+        ks = self.chars(self.K)
         for i in range(N):
             r = top + i
             a = lambda c, dr=0: _a1(r + dr, c)  # noqa: E731
             k = a(self.K)
-            nxt = a(self.CLS, 1) if i < N - 1 else "0"
             mid2, mid3 = f"MID({t},{k},2)", f"MID({t},{k},3)"
             out.append(Cell(r, self.K, "number", i + 1))
             out.append(Cell(r, self.CH, "formula", f"MID({t},{k},1)"))
@@ -314,32 +321,37 @@ class BpeSheet:
                             f'IF(EXACT(MID({t},{k},{len(ENDOFTEXT)}),"{ENDOFTEXT}"),-1,'
                             f'IF(OR(EXACT({mid3},"\'re"),EXACT({mid3},"\'ve"),EXACT({mid3},"\'ll")),3,'
                             f'IF(OR(EXACT({mid2},"\'s"),EXACT({mid2},"\'t"),EXACT({mid2},"\'m"),EXACT({mid2},"\'d")),2,0)))', "0"))
-            cls = a(self.CLS)
+            cls, clen, part = a(self.CLS), a(self.CLEN), a(self.PART)
+            # A contraction is a match only where a match starts: at the text's start, after a letter
+            # or digit, or after whitespace other than U+0020 (a space before it joins an "other" run,
+            # as an "other" character before it does).
+            pc, pcode = (a(self.CLS, -1), a(self.CODE, -1)) if i else ("", "")
+            after = f"OR({pc}={LETTER},{pc}={DIGIT},AND({pc}={SPACE},{pcode}<>32))" if i else "TRUE"
+            out.append(Cell(r, self.CSTART, "formula", f"IF(AND({clen}>0,{after}),1,0)", "0"))
+            # position in a contraction: 1 at its apostrophe, then 2 (and 3 for 're 've 'll)
+            part_f = f"IF({a(self.CSTART)}=1,1,"
+            if i >= 1:
+                part_f += f"IF({a(self.CSTART, -1)}=1,2,"
+            if i >= 2:
+                part_f += f"IF(AND({a(self.CSTART, -2)}=1,{a(self.CLEN, -2)}=3),3,"
+            part_f += "0" + ")" * (1 + min(i, 2))
+            out.append(Cell(r, self.PART, "formula", part_f, "0"))
             if i == 0:
                 start = f"IF({cls}=0,0,1)"
             else:
-                pk, pr = a(self.KIND, -1), a(self.REM, -1)
-                start = (f"IF({cls}=0,0,IF({pk}={CONTRACTION},IF({pr}>0,0,1),IF({pk}={SPACE},"
-                         f"IF(AND({cls}={SPACE},OR({nxt}={SPACE},{nxt}=0)),0,1),IF({cls}={pk},0,1))))")
+                nxt = a(self.CLS, 1) if i < N - 1 else "0"
+                start = (f"IF({cls}=0,0,IF({part}>1,0,IF(OR({part}=1,{a(self.PART, -1)}>0),1,"
+                         f"IF({pc}={SPACE},IF({cls}={SPACE},IF(OR({nxt}={LETTER},{nxt}={DIGIT},{nxt}={OTHER}),1,0),"
+                         f"IF({pcode}=32,0,1)),IF({cls}={pc},0,1)))))")
             out.append(Cell(r, self.START, "formula", start, "0"))
-            new_kind = (f"IF({a(self.CLEN)}>0,{CONTRACTION},IF(AND({a(self.CODE)}=32,OR({nxt}={LETTER},{nxt}={DIGIT},"
-                        f"{nxt}={OTHER})),{nxt},{cls}))")
-            prev_kind = "0" if i == 0 else a(self.KIND, -1)
-            out.append(Cell(r, self.KIND, "formula", f"IF({cls}=0,0,IF({a(self.START)}=1,{new_kind},{prev_kind}))", "0"))
-            prev_rem = "0" if i == 0 else a(self.REM, -1)
-            out.append(Cell(r, self.REM, "formula",
-                            f"IF({a(self.START)}=1,IF({a(self.KIND)}={CONTRACTION},{a(self.CLEN)}-1,0),MAX({prev_rem}-1,0))", "0"))
-            prev_word = "0" if i == 0 else a(self.WORD, -1)
-            out.append(Cell(r, self.WORD, "formula", f"{prev_word}+{a(self.START)}", "0"))
+            out.append(Cell(r, self.WORD, "formula", f"SUMPRODUCT({self.chars(self.START)}*({ks}<={k}))", "0"))
+            out.append(Cell(r, self.WSTART, "formula", f"MATCH({a(self.WORD)},{self.chars(self.WORD)},0)", "0"))
             out.append(Cell(r, self.SYM, "formula",
                             f'IF({a(self.CODE)}<0,"",INDEX({self.bytes_col(3)},{a(self.CODE)}+1))'))
             prev_sym = '""' if i == 0 else a(self.CUMSYM, -1)
             out.append(Cell(r, self.CUMSYM, "formula", f"IF({a(self.START)}=1,{a(self.SYM)},{prev_sym}&{a(self.SYM)})"))
-            prev_n = "0" if i == 0 else a(self.NBYTES, -1)
-            out.append(Cell(r, self.NBYTES, "formula",
-                            f"IF({a(self.START)}=1,LEN({a(self.SYM)}),{prev_n}+LEN({a(self.SYM)}))", "0"))
-            prev_txt = '""' if i == 0 else a(self.CUMTXT, -1)
-            out.append(Cell(r, self.CUMTXT, "formula", f"IF({a(self.START)}=1,{a(self.CH)},{prev_txt}&{a(self.CH)})"))
+            out.append(Cell(r, self.NBYTES, "formula", f"LEN({a(self.CUMSYM)})", "0"))
+            out.append(Cell(r, self.CUMTXT, "formula", f"MID({t},{a(self.WSTART)},{k}-{a(self.WSTART)}+1)"))
 
     def _words(self, out) -> None:
         top, L = self.word_top, self.L

@@ -55,7 +55,8 @@ def _texts(n: int, seed: int = 0) -> list[str]:
     fixed = ["Hello world", "It's 'S fine", "don't  stop", "I'M here", "they're we've I'll he'd",
              "a  b   c", "  leading", "trailing  ", "tab\tseparated", "new\nline", "x\n\ny", "3.14159",
              "café au lait", "ÀÉÎÕÜ àéîõü", "''s", "?'s", " 's", "Mike's quick. He moves", "!!!", "a",
-             " ", "   ", "x  ", "é", "1 2  3"]
+             " ", "   ", "x  ", "é", "1 2  3", "x\n's", "'s's", "it'lll", "\n\nabc", "a \n b", "x\u00a0'd",
+             "x  'd", "'re'", "é's"]
     out = list(fixed)
     while len(out) < n:
         parts = []
