@@ -1116,8 +1116,8 @@ class Unit:
     cols: np.ndarray
     array: tuple | None = None  # (r0, c0, r1, c1) of a CSE formula over more than one cell
     top_left: bool = False  # one-cell CSE formulas, grouped: each cell shows its array's top-left value
-    reads: list = field(default_factory=list)  # (sheet, r0, c0, r1, c1) bounding boxes
-    box: tuple = ()  # (r0, c0, r1, c1) written
+    reads: list = field(default_factory=list)  # (sheet, r0, c0, r1, c1): what each box's references cover
+    boxes: list = field(default_factory=list)  # (r0, c0, r1, c1) rectangles that hold the unit's cells
 
     @property
     def where(self) -> str:
@@ -1153,6 +1153,26 @@ def _fills_on_grid(key: str, rows: np.ndarray, cols: np.ndarray) -> bool:
                 if not ca and ((cols + c).min() < 0 or (cols + c).max() >= MAX_COLS):
                     return False
     return True
+
+
+def _rects(rows: np.ndarray, cols: np.ndarray, limit: int = 64) -> list[tuple]:
+    """Rectangles (r0, c0, r1, c1) that together hold exactly the cells, when a few do (a unit
+    of cells in two places, e.g. one formula in two sections of a tab, must not seem to write
+    everything between them); else the one bounding box."""
+    order = np.lexsort((rows, cols))
+    r, c = rows[order], cols[order]
+    cut = np.r_[True, (c[1:] != c[:-1]) | (r[1:] != r[:-1] + 1)]  # runs of rows in a column
+    first = np.flatnonzero(cut)
+    last = np.r_[first[1:], len(r)] - 1
+    runs = np.stack([r[first], c[first], r[last]], 1)  # r0, c, r1
+    runs = runs[np.lexsort((runs[:, 1], runs[:, 2], runs[:, 0]))]
+    cut = np.r_[True, (runs[1:, 0] != runs[:-1, 0]) | (runs[1:, 2] != runs[:-1, 2]) | (runs[1:, 1] != runs[:-1, 1] + 1)]
+    if cut.sum() > limit:
+        return [(int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max()))]
+    first = np.flatnonzero(cut)
+    last = np.r_[first[1:], len(runs)] - 1
+    return [(int(a), int(b), int(c_), int(d)) for a, b, c_, d in
+            zip(runs[first, 0], runs[first, 1], runs[last, 2], runs[last, 1])]
 
 
 def _ref_bounds(node, rows, cols):
@@ -1224,6 +1244,7 @@ class Evaluator:
         except WorkbookError as e:
             raise WorkbookError(f"{where}: {e.message}") from None
         u = Unit(sheet, key, ast, rows, cols, rng, top_left)
+        refs = []
         for node in _walk(ast):
             if node[0] == "call" and node[1] not in FUNCS:
                 raise WorkbookError(f"{where}: unsupported function {node[1]}")
@@ -1237,19 +1258,28 @@ class Evaluator:
                 r0, c0, r1, c1 = _ref_bounds(node, rows, cols)
                 if (r0 < 0).any() or (c0 < 0).any():
                     raise WorkbookError(f"{where}: reference off the sheet")
-                u.reads.append((sh, int(r0.min()), int(c0.min()), int(r1.max()), int(c1.max())))
-        u.box = rng if rng else (int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max()))
+                refs.append((sh, node))
+        u.boxes = [rng] if rng else _rects(rows, cols)
+        for sh, node in refs:
+            for br0, bc0, br1, bc1 in u.boxes:
+                # a reference's extent over a rectangle of cells is reached at its corners
+                r0, c0, r1, c1 = _ref_bounds(node, np.array([br0, br1]), np.array([bc0, bc1]))
+                read = (sh, int(r0.min()), int(c0.min()), int(r1.max()), int(c1.max()))
+                if read not in u.reads:
+                    u.reads.append(read)
         return u
 
     # -- ordering
     def order(self, units: list[Unit]):
-        """Strongly connected components of the bounding-box dependency graph, in
-        evaluation order; each item is (units, needs_cell_level)."""
-        by_sheet: dict[str, list[int]] = {}
+        """Strongly connected components of the dependency graph of the units' rectangles,
+        in evaluation order; each item is (units, needs_cell_level)."""
+        boxes: dict[str, list] = {}
+        ids: dict[str, list] = {}
         for i, u in enumerate(units):
-            by_sheet.setdefault(u.sheet, []).append(i)
-        boxes = {s: np.array([units[i].box for i in idx]).reshape(-1, 4) for s, idx in by_sheet.items()}
-        ids = {s: np.array(idx) for s, idx in by_sheet.items()}
+            boxes.setdefault(u.sheet, []).extend(u.boxes)
+            ids.setdefault(u.sheet, []).extend([i] * len(u.boxes))
+        boxes = {s: np.array(b).reshape(-1, 4) for s, b in boxes.items()}
+        ids = {s: np.array(i) for s, i in ids.items()}
         deps: list[list[int]] = []
         self_loop = np.zeros(len(units), bool)
         for i, u in enumerate(units):

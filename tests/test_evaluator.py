@@ -216,6 +216,34 @@ def test_self_referencing_group_goes_row_by_row(tmp_path):
     assert res.values["s"][19, 1] == 2.0 ** 17 - 1
 
 
+def test_one_formula_in_two_places_is_not_a_cycle(tmp_path):
+    """``=LEN(left)`` in column D rows 1-3 and in column B rows 10-12 is one group; the running
+    text in column C (reading its row above) lies between them. The group's cells are two
+    rectangles, not one box that would seem to write column C and make a cycle."""
+    from sheetgpt.evaluator import Evaluator
+
+    def fill(wb):
+        s = wb.add_worksheet("s")
+        for r in range(1, 4):
+            s.write_string(f"B{r}", "ab"[: r % 2 + 1])
+            s.write_formula(f"C{r}", f"=B{r}" if r == 1 else f"=C{r - 1}&B{r}")
+            s.write_formula(f"D{r}", f"=LEN(C{r})")
+        for r in range(10, 13):
+            s.write_formula(f"A{r}", f"=C{r - 9}&\"!\"")
+            s.write_formula(f"B{r}", f"=LEN(A{r})")
+    path = _book(tmp_path / "two.xlsx", fill)
+    book = read_workbook(path)
+    ev = Evaluator(book)
+    units = ev.units()
+    (len_unit,) = [u for u in units if u.key == "LEN(R[0]C[-1])"]
+    assert sorted(len_unit.boxes) == [(0, 3, 2, 3), (9, 1, 11, 1)]
+    cyclic = [[u.key for u in comp] for comp, is_cyclic in ev.order(units) if is_cyclic]
+    assert cyclic == [["R[-1]C[0]&R[0]C[-1]"]]  # only the running text reads itself
+    res = evaluate(book)
+    assert mismatches(book, res, oracle_values(path)) == []
+    assert res.values["s"][2, 3] == 5 and res.values["s"][11, 1] == 6  # len("ab" "a" "ab"), plus "!"
+
+
 def test_circular_reference_names_a_cell(tmp_path):
     def fill(wb):
         s = wb.add_worksheet("Block 1")
