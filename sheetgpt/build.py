@@ -770,11 +770,12 @@ def _bpe_cached(layout: Layout, prompt: Prompt, trace: dict) -> dict:
     return cached
 
 
-def _formula_blocks(cells: dict[tuple[int, int], tuple[str, str, float]], fmt) -> list[fast_xlsx.FormulaBlock]:
-    """Number formulas {(row, col): (text, number format, cached value)} as fast_xlsx blocks: runs
-    of consecutive rows in a column with one format, side by side runs of the same rows joined
-    into rectangles. Every cell is checked to be its rectangle's first cell filled across
-    (verify "all"); where one is not, fast_xlsx splits the rectangle and writes plain formulas."""
+def _formula_blocks(cells: dict[tuple[int, int], tuple[str, str, float | str]], fmt) -> list[fast_xlsx.FormulaBlock]:
+    """Formulas {(row, col): (text, number format, cached value)} as fast_xlsx blocks: runs of
+    consecutive rows in a column with one format, side by side runs of the same rows joined
+    into rectangles. Number format "" means a formula that gives text (a str cached value).
+    Every cell is checked to be its rectangle's first cell filled across (verify "all");
+    where one is not, fast_xlsx splits the rectangle and writes plain formulas."""
     runs: list[list] = []  # [col, first row, last row, number format]
     for r, c in sorted(cells, key=lambda rc: (rc[1], rc[0])):
         f = cells[(r, c)][1]
@@ -784,17 +785,20 @@ def _formula_blocks(cells: dict[tuple[int, int], tuple[str, str, float]], fmt) -
         else:
             runs.append([c, r, r, f])
     rects: list[list] = []  # [first col, last col, first row, last row, number format]
+    ending: dict[tuple, list] = {}  # (last col, first row, last row, format) -> its rect
     for c, r0, r1, f in runs:
-        prev = rects[-1] if rects else None
-        if prev and prev[1] == c - 1 and prev[2:] == [r0, r1, f]:
-            prev[1] = c
-        else:
-            rects.append([c, c, r0, r1, f])
+        prev = ending.pop((c - 1, r0, r1, f), None)
+        if prev is None:
+            prev = [c, c, r0, r1, f]
+            rects.append(prev)
+        prev[1] = c
+        ending[(c, r0, r1, f)] = prev
     blocks = []
     for c0, c1, r0, r1, f in rects:
-        values = np.array([[cells[(r, c)][2] for c in range(c0, c1 + 1)] for r in range(r0, r1 + 1)])
+        values = np.array([[cells[(r, c)][2] for c in range(c0, c1 + 1)] for r in range(r0, r1 + 1)],
+                          dtype=np.float64 if f else object)
         blocks.append(fast_xlsx.FormulaBlock(
-            r0, c0, values, fmt.number(f)._get_xf_index(), [(0, r1 - r0 + 1, 0, c1 - c0 + 1)],
+            r0, c0, values, (fmt.number(f) if f else fmt.text)._get_xf_index(), [(0, r1 - r0 + 1, 0, c1 - c0 + 1)],
             lambda i, j, r0=r0, c0=c0: cells[(r0 + i, c0 + j)][0], verify="all"))
     return blocks
 
@@ -816,10 +820,11 @@ def _write_bpe(sheets, layout: Layout, tokenizer: Tokenizer, prompt: Prompt, tra
         cached[(b.token_top + t, 4)] = prompt.texts[t]
     styles = {"label": fmt.label, "title": fmt.title, "note": fmt.note, "header": fmt.header}
     shared = getattr(ws, "shared", None)
-    numeric: dict[tuple[int, int], tuple[str, str, float]] = {}  # plain number formulas, merged in as shared formulas
+    plain: dict[tuple[int, int], tuple[str, str, float | str]] = {}  # plain formulas, merged in as shared formulas
     for c in b.cells():
-        if c.kind == "formula" and c.fmt and shared is not None:
-            numeric[(c.row, c.col)] = (c.content, c.fmt, float(cached.get((c.row, c.col), 0)))
+        if c.kind == "formula" and shared is not None:
+            value = cached.get((c.row, c.col), 0 if c.fmt else "")
+            plain[(c.row, c.col)] = (c.content, c.fmt, float(value) if c.fmt else str(value))
         elif c.kind in styles:
             ws.write_string(c.row, c.col, c.content, styles[c.kind])
         elif c.kind == "number":
@@ -833,8 +838,8 @@ def _write_bpe(sheets, layout: Layout, tokenizer: Tokenizer, prompt: Prompt, tra
                 ws.write_array_formula(c.row, c.col, c.row, c.col, "{=" + c.content + "}", num, value)
             else:
                 ws.write_formula(c.row, c.col, "=" + c.content, num, value)
-    if numeric:
-        shared.extend(_formula_blocks(numeric, fmt))
+    if plain:
+        shared.extend(_formula_blocks(plain, fmt))
     ws.set_column(0, 0, 12)
     ws.set_column(1, 1, 12)
     ws.freeze_panes(0, 1)

@@ -186,8 +186,8 @@ class FormulaBlock:
     expected to hold one formula up to relative references (a region, or one head of it).
     ``arrays`` are CSE array formulas (r0, c0, r1, c1, text) in sheet coordinates, ends
     inclusive; every cell of an array's range gets its cached value. ``values`` [rows,
-    width] are the cached results (NaN: an empty cached value); ``style`` the cell format's
-    xf index.
+    width] are the cached results: float64 (NaN: an empty cached value), or str objects for
+    formulas that give text; ``style`` the cell format's xf index.
     """
 
     top: int
@@ -224,8 +224,9 @@ def shared_groups(formula: Callable[[int, int], str], rect: tuple[int, int, int,
     """(i0, i1, j0, j1, master text, shared) groups covering rect, each cell's formula proved to be
     its master's filled the way a shared formula is (equal R1C1 forms, ``formula.to_r1c1``).
 
-    A rectangle that does not hold (cells checked per ``verify``: "all" or "sample") is split
-    into rows, a row that does not hold into single cells (plain formulas).
+    A rectangle that does not hold (cells checked per ``verify``: "all" or "sample") is cut
+    into the runs of equal R1C1 forms in each row, runs of the same columns and form in
+    consecutive rows joined (a group of one cell is a plain formula).
     """
     from .formula import to_r1c1
 
@@ -239,9 +240,23 @@ def shared_groups(formula: Callable[[int, int], str], rect: tuple[int, int, int,
     if all(to_r1c1(formula(i, j), top + i, left + j) == key
            for i, j in _checked_cells(i0, i1, j0, j1, verify) if (i, j) != (i0, j0)):
         return [(i0, i1, j0, j1, master, True)]
-    if i1 - i0 > 1:
-        return [g for i in range(i0, i1) for g in shared_groups(formula, (i, i + 1, j0, j1), top, left, verify)]
-    return [(i0, i1, j, j + 1, formula(i0, j), False) for j in range(j0, j1)]
+    groups = []
+    open_runs: dict[tuple[int, int, str], int] = {}  # (first col, end col, R1C1 form) -> first row
+    for i in range(i0, i1 + 1):
+        runs = []
+        if i < i1:
+            keys = [to_r1c1(formula(i, j), top + i, left + j) for j in range(j0, j1)]
+            a = 0
+            for b in range(1, len(keys) + 1):
+                if b == len(keys) or keys[b] != keys[a]:
+                    runs.append((j0 + a, j0 + b, keys[a]))
+                    a = b
+        for run in [r for r in open_runs if r not in runs]:  # runs that end above row i
+            first = open_runs.pop(run)
+            groups.append((first, i, run[0], run[1], formula(first, run[0]), (i - first) * (run[1] - run[0]) > 1))
+        for run in runs:
+            open_runs.setdefault(run, i)
+    return sorted(groups)
 
 
 def _escape(text: str) -> str:
@@ -249,7 +264,10 @@ def _escape(text: str) -> str:
 
 
 def value_texts(values: np.ndarray) -> list[str]:
-    """Cached-value texts of float64 values, row-major: Python's repr (exact), '' for NaN."""
+    """Cached-value texts, row-major: of float64 values Python's repr (exact), '' for NaN;
+    of str values (formulas that give text) the text, escaped."""
+    if values.dtype == object:
+        return [_escape(t) for t in values.ravel().tolist()]
     flat = np.asarray(values, dtype=np.float64).ravel().tolist()
     if not flat:
         return []
@@ -263,25 +281,29 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
     """(sheet row, first column, XML of consecutive cells) runs of a block's cells, and the next si."""
     runs = []
     s = block.style
+    # a text result is typed t="str" (an empty one is not typed, as xlsxwriter writes it)
+    typed = (lambda v: f' s="{s}" t="str"' if v else f' s="{s}"') if block.values.dtype == object else None
     for rect in block.rects if block.formula is not None else ():
         for i0, i1, j0, j1, text, shared in shared_groups(block.formula, rect, block.top, block.left,
                                                            block.verify or verify):
             texts = value_texts(block.values[i0:i1, j0:j1])
+            attrs = [typed(v) for v in texts] if typed else [f' s="{s}"'] * len(texts)
             n = j1 - j0
             c0 = block.left + j0
             if not shared:
                 r = block.top + i0
-                runs.append((r, c0, f'<c r="{col_letters(c0)}{r + 1}" s="{s}"><f>{_escape(text)}</f>'
+                runs.append((r, c0, f'<c r="{col_letters(c0)}{r + 1}"{attrs[0]}><f>{_escape(text)}</f>'
                                     f'<v>{texts[0]}</v></c>'))
                 continue
             letters = [col_letters(c) for c in range(c0, c0 + n)]
             ref = f"{letters[0]}{block.top + i0 + 1}:{letters[-1]}{block.top + i1}"
-            member = f'" s="{s}"><f t="shared" si="{si}"/><v>'
+            member = f'><f t="shared" si="{si}"/><v>'
             for k, i in enumerate(range(i0, i1)):
                 r = block.top + i + 1
-                row = [f'<c r="{c}{r}{member}{v}</v></c>' for c, v in zip(letters, texts[k * n:(k + 1) * n])]
+                row = [f'<c r="{c}{r}"{a}{member}{v}</v></c>'
+                       for c, a, v in zip(letters, attrs[k * n:(k + 1) * n], texts[k * n:(k + 1) * n])]
                 if k == 0:  # the master carries the text and the range
-                    row[0] = (f'<c r="{letters[0]}{r}" s="{s}"><f t="shared" ref="{ref}" si="{si}">'
+                    row[0] = (f'<c r="{letters[0]}{r}"{attrs[0]}><f t="shared" ref="{ref}" si="{si}">'
                               f'{_escape(text)}</f><v>{texts[0]}</v></c>')
                 runs.append((r - 1, c0, "".join(row)))
             si += 1
@@ -290,11 +312,12 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
         texts = value_texts(block.values[r0 - block.top:r1 - block.top + 1, c0 - block.left:c1 - block.left + 1])
         letters = [col_letters(c) for c in range(c0, c1 + 1)]
         ref = f"{letters[0]}{r0 + 1}:{letters[-1]}{r1 + 1}" if (r0, c0) != (r1, c1) else f"{letters[0]}{r0 + 1}"
+        attrs = [typed(v) for v in texts] if typed else [f' s="{s}"'] * len(texts)
         for k, r in enumerate(range(r0 + 1, r1 + 2)):
-            row = [f'<c r="{c}{r}" s="{s}"><v>{v}</v></c>' if v else f'<c r="{c}{r}" s="{s}"/>'
-                   for c, v in zip(letters, texts[k * n:(k + 1) * n])]
+            row = [f'<c r="{c}{r}"{a}><v>{v}</v></c>' if v else f'<c r="{c}{r}" s="{s}"/>'
+                   for c, a, v in zip(letters, attrs[k * n:(k + 1) * n], texts[k * n:(k + 1) * n])]
             if k == 0:
-                row[0] = (f'<c r="{letters[0]}{r}" s="{s}"><f t="array" ref="{ref}">{_escape(text)}</f>'
+                row[0] = (f'<c r="{letters[0]}{r}"{attrs[0]}><f t="array" ref="{ref}">{_escape(text)}</f>'
                           f'<v>{texts[0]}</v></c>')
             runs.append((r - 1, c0, "".join(row)))
     return runs, si

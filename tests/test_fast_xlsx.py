@@ -264,11 +264,19 @@ def test_shared_groups_split_where_shifting_does_not_give_the_cell_its_text():
     groups = fast_xlsx.shared_groups(per_row, (0, 3, 0, 4), 4, 2, "all")
     assert groups == [(i, i + 1, 0, 4, per_row(i, 0), True) for i in range(3)]
 
-    def per_cell(i, j):  # a constant that changes within a row: plain formulas
+    def per_pair(i, j):  # a constant that changes within a row: a group per run of columns
         return f"$C{i + 5}*{j // 2}"
 
-    groups = fast_xlsx.shared_groups(per_cell, (0, 2, 0, 4), 4, 2, "all")
-    assert groups == [(i, i + 1, j, j + 1, per_cell(i, j), False) for i in range(2) for j in range(4)]
+    groups = fast_xlsx.shared_groups(per_pair, (0, 2, 0, 4), 4, 2, "all")
+    assert groups == [(0, 2, 0, 2, per_pair(0, 0), True), (0, 2, 2, 4, per_pair(0, 2), True)]
+
+    def first_row_and_one_cell(i, j):  # a first row of its own, and one odd cell (groups of one cell are plain)
+        return "$A$1" if i == 0 else "$B$1" if (i, j) == (2, 1) else f"$C{i + 4}"
+
+    groups = fast_xlsx.shared_groups(first_row_and_one_cell, (0, 4, 0, 3), 4, 2, "all")
+    f = first_row_and_one_cell
+    assert groups == [(0, 1, 0, 3, f(0, 0), True), (1, 2, 0, 3, f(1, 0), True), (2, 3, 0, 1, f(2, 0), False),
+                      (2, 3, 1, 2, f(2, 1), False), (2, 3, 2, 3, f(2, 2), False), (3, 4, 0, 3, f(3, 0), True)]
 
 
 def test_sampled_verification_sees_a_cell_that_differs_on_an_edge_or_the_diagonal():
