@@ -313,8 +313,11 @@ class BpeSheet:
             mid2, mid3 = f"MID({t},{k},2)", f"MID({t},{k},3)"
             out.append(Cell(r, self.K, "number", i + 1))
             out.append(Cell(r, self.CH, "formula", f"MID({t},{k},1)"))
-            out.append(Cell(r, self.CODE, "array",
-                            f'IF({a(self.CH)}="",-1,IFERROR(MATCH(TRUE,EXACT({self.bytes_col(1)},{a(self.CH)}),0)-1,-2))', "0"))
+            # the code point of the one bytes-tab character EXACTly equal (case-sensitive, unlike
+            # MATCH); none: -2. SUMPRODUCT evaluates EXACT over the range without CSE.
+            out.append(Cell(r, self.CODE, "formula",
+                            f'IF({a(self.CH)}="",-1,SUMPRODUCT(EXACT({self.bytes_col(1)},{a(self.CH)})*'
+                            f'({self.bytes_col(0)}+2))-2)', "0"))
             out.append(Cell(r, self.CLS, "formula",
                             f"IF({a(self.CODE)}=-1,0,IF({a(self.CODE)}=-2,{UNKNOWN},INDEX({self.bytes_col(2)},{a(self.CODE)}+1)))", "0"))
             out.append(Cell(r, self.CLEN, "formula",
@@ -373,9 +376,9 @@ class BpeSheet:
             sym = _a1(r, 4, False, True)
             for j in range(L):
                 n = _a1(top - 1, self.slot0 + j, row_abs=True)  # this column's slot number, in its header
-                out.append(Cell(r, self.slot0 + j, "array",
-                                f"IF({n}<={_a1(r, 5, False, True)},IFERROR(INDEX({self.bytes_col(7)},MATCH(TRUE,"
-                                f"EXACT({self.bytes_col(6)},MID({sym},{n},1)),0)),-1),-1)", "0"))
+                out.append(Cell(r, self.slot0 + j, "formula",
+                                f"IF({n}<={_a1(r, 5, False, True)},SUMPRODUCT(EXACT({self.bytes_col(6)},MID({sym},{n},1))*"
+                                f"({self.bytes_col(7)}+1))-1,-1)", "0"))
                 idc = _a1(r, self.slot0 + j)
                 out.append(Cell(r, self.slot0 + L + 1 + j, "formula",
                                 f'IF({idc}>=0,INDEX({self.vocab_col(2)},{idc}+1),"")'))
@@ -422,9 +425,10 @@ class BpeSheet:
                 # merge: the run of lowest-rank pairs ending here has odd length (the last pair before it that is
                 # not one is the largest slot number < n whose rank is not the best; none: 0)
                 n = slot(self.g_merge + j)
+                # (SUMPRODUCT around MAX evaluates the array inside it without CSE)
                 merge = (f"IF(AND({a(self.g_rank + j)}={best},{best}<{BIG},"
-                         f"MOD({n}-MAX(({ranks}<>{best})*({rank_hdr}<{n})*{rank_hdr}),2)=1),1,0)")
-                out.append(Cell(row, self.g_merge + j, "array", merge, "0"))
+                         f"MOD({n}-SUMPRODUCT(MAX(({ranks}<>{best})*({rank_hdr}<{n})*{rank_hdr})),2)=1),1,0)")
+                out.append(Cell(row, self.g_merge + j, "formula", merge, "0"))
                 n = slot(self.g_pos + j)
                 pos = f"SUMPRODUCT(({prow}>=0)*({id_hdr}<={n}))-SUMPRODUCT({mrow}*({merge_hdr}<{n}))"
                 out.append(Cell(row, self.g_pos + j, "formula", pos, "0"))
