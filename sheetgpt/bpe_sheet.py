@@ -155,11 +155,11 @@ def _span(r0: int, c0: int, r1: int, c1: int) -> str:
 
 @dataclass
 class Cell:
-    """One cell of the BPE tab: a label, a number, a formula or a one-cell CSE array."""
+    """One cell of the BPE tab: a label, a number or a formula."""
 
     row: int
     col: int
-    kind: str  # "label", "title", "note", "header", "slot", "number", "formula", "array"
+    kind: str  # "label", "title", "note", "header", "slot", "number", "formula"
     # ("slot": a header that is a number, shown through its format, e.g. 3 as "rank 3", so that
     # formulas below it can use it: one formula for every column of a group)
     content: object

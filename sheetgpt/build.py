@@ -831,13 +831,9 @@ def _write_bpe(sheets, layout: Layout, tokenizer: Tokenizer, prompt: Prompt, tra
             ws.write_number(c.row, c.col, c.content, fmt.label)
         elif c.kind == "slot":
             ws.write_number(c.row, c.col, c.content, fmt.header_number(c.fmt))
-        else:
+        else:  # a formula, on a sheet without shared formulas
             num = fmt.number(c.fmt) if c.fmt else fmt.text
-            value = cached.get((c.row, c.col), 0 if c.fmt else "")
-            if c.kind == "array":
-                ws.write_array_formula(c.row, c.col, c.row, c.col, "{=" + c.content + "}", num, value)
-            else:
-                ws.write_formula(c.row, c.col, "=" + c.content, num, value)
+            ws.write_formula(c.row, c.col, "=" + c.content, num, cached.get((c.row, c.col), 0 if c.fmt else ""))
     if plain:
         shared.extend(_formula_blocks(plain, fmt))
     ws.set_column(0, 0, 12)
