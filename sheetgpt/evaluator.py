@@ -810,6 +810,14 @@ def f_match(ctx, args):
 
 def _match_numbers(x: V, rng: V) -> V:
     """Exact MATCH of numbers in numbers and empty cells: the first equal one, else #N/A."""
+    n = rng.shape[1] * rng.shape[2]
+    if rng.shape[0] > 1 and x.num[0].size * n <= 4096:
+        # a small range per cell (e.g. one row of slots): compare every element at once
+        nums = np.where(rng.kind == NUM, rng.num, np.nan).reshape(rng.shape[0], 1, n)
+        eq = nums == x.num.reshape(x.shape[0], -1, 1)  # [B, x elements, n]
+        hit = eq.any(axis=2)
+        at = np.where(hit, eq.argmax(axis=2) + 1, 0).reshape(x.shape).astype(float)
+        return V(at, np.where(hit.reshape(x.shape), NUM, E_NA).astype(np.int8))
     out = np.zeros(x.shape)
     found = np.zeros(x.shape, bool)
     for b in range(x.shape[0] if rng.shape[0] > 1 else 1):
