@@ -94,12 +94,13 @@ class Ref:
 
 
 class Store:
-    """Cell values of every sheet: num float64, kind int8, text dict."""
+    """Cell values of every sheet: num float64, kind int8, and the texts of the cells whose
+    kind is TEXT in an object array (made when a sheet first holds a text; None until then)."""
 
     def __init__(self, book: Book):
         self.num: dict[str, np.ndarray] = {}
         self.kind: dict[str, np.ndarray] = {}
-        self.txt: dict[str, dict] = {}
+        self.txt: dict[str, np.ndarray | None] = {}
         self.lower = {n.lower(): n for n in book.sheets}
         self.shared: set[str] = set()
         for name, sh in book.sheets.items():
@@ -107,7 +108,7 @@ class Store:
             if grid is not None and not sh.formulas and not (sh.strings or sh.booleans or sh.errors):
                 # a weight tab: every cell a number, nothing written; use the reader's grid
                 self.num[name], self.kind[name] = grid, np.full(grid.shape, NUM, np.int8)
-                self.txt[name] = {}
+                self.txt[name] = None
                 self.shared.add(name)
                 continue
             R, C = sh.dims
@@ -128,7 +129,11 @@ class Store:
             for (r, c), e in sh.errors.items():
                 kind[r, c] = ERR.get(e.upper(), E_VALUE)
             self.num[name], self.kind[name] = num, kind
-            self.txt[name] = dict(sh.strings)
+            self.txt[name] = None
+            if sh.strings:
+                t = self.txt[name] = np.empty((R, C), object)
+                for (r, c), s in sh.strings.items():
+                    t[r, c] = s
 
     def sheet(self, name: str) -> str | None:
         return self.lower.get(name.lower())
@@ -162,35 +167,30 @@ class Store:
             num[0, :hh, :ww] = N[r0:r0 + hh, c0:c0 + ww]
             kind[0, :hh, :ww] = K[r0:r0 + hh, c0:c0 + ww]
         txt = None
-        if self.txt[sheet] and (kind == TEXT).any():
-            rows = np.arange(r0, r0 + h)[None, :, None] + np.zeros((1, 1, w), int)
-            cols = np.arange(c0, c0 + w)[None, None, :] + np.zeros((1, h, 1), int)
-            txt = self._texts(sheet, kind, rows, cols)
+        T = self.txt[sheet]
+        if T is not None and (kind == TEXT).any():
+            txt = np.empty((1, h, w), object)
+            txt[0, :max(0, min(h, R - r0)), :max(0, min(w, C - c0))] = T[r0:r0 + h, c0:c0 + w]
         return V(num, kind, txt)
 
     def _texts(self, sheet, kind, rows, cols):
-        if not self.txt[sheet]:
+        T = self.txt[sheet]
+        if T is None or not (kind == TEXT).any():
             return None
-        m = kind == TEXT
-        if not m.any():
-            return None
-        t = np.empty(kind.shape, object)
-        d = self.txt[sheet]
-        rr, cc = np.broadcast_to(rows, kind.shape)[m], np.broadcast_to(cols, kind.shape)[m]
-        t[m] = [d.get((int(a), int(b)), "") for a, b in zip(rr, cc)]
-        return t
+        R, C = T.shape
+        inside = (rows >= 0) & (rows < R) & (cols >= 0) & (cols < C)
+        return T[np.where(inside, rows, 0), np.where(inside, cols, 0)]  # (only TEXT cells are read)
 
     def write(self, sheet: str, rows: np.ndarray, cols: np.ndarray, v: V) -> None:
         self.num[sheet][rows, cols] = np.where(v.kind == NUM, v.num, np.where(v.kind == BOOL, v.num, 0.0))
         self.kind[sheet][rows, cols] = v.kind
-        d = self.txt[sheet]
-        if v.txt is not None or d:
+        if v.txt is not None:
             m = v.kind == TEXT
-            for r, c in zip(np.broadcast_to(rows, v.kind.shape).ravel(), np.broadcast_to(cols, v.kind.shape).ravel()):
-                d.pop((int(r), int(c)), None)
-            if v.txt is not None and m.any():
-                for r, c, s in zip(rows[m], cols[m], v.txt[m]):
-                    d[(int(r), int(c))] = s
+            if m.any():
+                if self.txt[sheet] is None:
+                    self.txt[sheet] = np.empty(self.kind[sheet].shape, object)
+                rows, cols = np.broadcast_to(rows, v.kind.shape), np.broadcast_to(cols, v.kind.shape)
+                self.txt[sheet][rows[m], cols[m]] = v.txt[m]
 
 
 # ----------------------------------------------------------------------------- coercions
@@ -1506,7 +1506,8 @@ class Evaluator:
                 continue
             num = np.where((k == NUM) | (k == BOOL), self.store.num[name], np.nan)
             values[name], kinds[name] = num, k
-            text[name] = dict(self.store.txt[name])
+            tr, tc = np.nonzero(k == TEXT)
+            text[name] = dict(zip(zip(tr.tolist(), tc.tolist()), self.store.txt[name][tr, tc].tolist())) if len(tr) else {}
             er = np.nonzero(k >= ERR_BASE)
             errors[name] = {(int(r), int(c)): ERRORS[k[r, c] - ERR_BASE] for r, c in zip(*er)}
         return Result(values, kinds, text, errors, formula_cells=self.total, groups=len(units), seconds=seconds)
