@@ -171,3 +171,38 @@ def test_too_many_rows_and_missing_part(tmp_path):
 
 def test_text_where_number_expected(tmp_path):
     _refused(_xlsx(tmp_path / "t.xlsx", _sheet('<row r="1"><c r="A1"><v>1_000</v></c></row>')), "not a number")
+
+
+def test_sheets_read_in_parallel_equal_those_read_in_turn(tmp_path, monkeypatch):
+    """The same book read by forked workers (every book above PARALLEL_BYTES) and in one process."""
+    from sheetgpt import xlsx_reader
+
+    path = tmp_path / "p.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    for k in range(3):
+        ws = wb.add_worksheet(f"s{k}")
+        ws.write_column(0, 0, [float(i) / 7 + k for i in range(50)])
+        ws.write_string(0, 1, f"text {k}")
+        ws.write_boolean(1, 1, True)
+        for r in range(50):
+            ws.write_formula(r, 2, f"=A{r + 1}*2+{k}")
+        ws.write_array_formula(0, 3, 1, 3, "{=A1:A2*3}")
+    wb.close()
+
+    def flat(book):
+        return {name: (sorted(zip(*[x.tolist() for x in s.numbers])), s.strings, s.booleans, sorted(s.formulas),
+                       s.dims) for name, s in book.sheets.items()}
+
+    monkeypatch.setattr(xlsx_reader, "PARALLEL_BYTES", 1 << 40)
+    alone = read_workbook(path)
+    monkeypatch.setattr(xlsx_reader, "PARALLEL_BYTES", 0)
+    calls, parallel = [], xlsx_reader._read_parallel
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return parallel(*args, **kwargs)
+
+    monkeypatch.setattr(xlsx_reader, "_read_parallel", spy)
+    together = read_workbook(path)
+    assert calls == [1]
+    assert flat(together) == flat(alone) and list(together.sheets) == list(alone.sheets)
