@@ -1183,6 +1183,15 @@ def _rects(rows: np.ndarray, cols: np.ndarray, limit: int = 64) -> list[tuple]:
             zip(runs[first, 0], runs[first, 1], runs[last, 2], runs[last, 1])]
 
 
+def _extent(node, r0: int, c0: int, r1: int, c1: int) -> tuple[int, int, int, int]:
+    """(first row, first col, last row, last col) that a ref/range node reaches from the cells
+    of the rectangle r0..r1 x c0..c1 (relative parts are extreme at its corners)."""
+    ends = [node[2:6]] if node[0] == "ref" else [node[2:6], node[6:10]]
+    rs = [x for r, ra, _, _ in ends for x in ((r,) if ra else (r0 + r, r1 + r))]
+    cs = [x for _, _, c, ca in ends for x in ((c,) if ca else (c0 + c, c1 + c))]
+    return min(rs), min(cs), max(rs), max(cs)
+
+
 def _ref_bounds(node, rows, cols):
     """Per-cell (r0, c0, r1, c1) arrays of a ref/range node."""
     if node[0] == "ref":
@@ -1263,16 +1272,16 @@ class Evaluator:
                 sh = sheet if node[1] is None else self.store.sheet(node[1])
                 if sh is None:
                     raise WorkbookError(f"{where}: reference to a sheet that does not exist: {node[1]!r}")
-                r0, c0, r1, c1 = _ref_bounds(node, rows, cols)
-                if (r0 < 0).any() or (c0 < 0).any():
-                    raise WorkbookError(f"{where}: reference off the sheet")
                 refs.append((sh, node))
         u.boxes = [rng] if rng else _rects(rows, cols)
+        # (a CSE formula's references are relative to its top-left cell alone; its reads are
+        # taken over its whole range, which is more than it reads but never less)
+        cells = u.boxes if rng is None else [(int(rows[0]), int(cols[0]), int(rows[0]), int(cols[0]))]
         for sh, node in refs:
-            for br0, bc0, br1, bc1 in u.boxes:
-                # a reference's extent over a rectangle of cells is reached at its corners
-                r0, c0, r1, c1 = _ref_bounds(node, np.array([br0, br1]), np.array([bc0, bc1]))
-                read = (sh, int(r0.min()), int(c0.min()), int(r1.max()), int(c1.max()))
+            if any(min(_extent(node, *box)[:2]) < 0 for box in cells):
+                raise WorkbookError(f"{where}: reference off the sheet")
+            for box in u.boxes:
+                read = (sh, *_extent(node, *box))
                 if read not in u.reads:
                     u.reads.append(read)
         return u

@@ -244,6 +244,19 @@ def test_one_formula_in_two_places_is_not_a_cycle(tmp_path):
     assert res.values["s"][2, 3] == 5 and res.values["s"][11, 1] == 6  # len("ab" "a" "ab"), plus "!"
 
 
+def test_a_reference_above_the_first_row_is_refused(tmp_path):
+    from sheetgpt.evaluator import Evaluator
+
+    def fill(wb):
+        wb.add_worksheet("s").write_formula("A3", "=A1+1")
+    ev = Evaluator(read_workbook(_book(tmp_path / "o.xlsx", fill)))
+    ev._unit("s", "R[-2]C[0]+1", np.array([2, 3]), np.array([0, 0]), None)  # from A3 and A4: rows 1 and 2
+    with pytest.raises(WorkbookError, match=r"s!A2: reference off the sheet"):
+        ev._unit("s", "R[-2]C[0]+1", np.array([1, 2]), np.array([0, 0]), None)  # from A2: row -1
+    with pytest.raises(WorkbookError, match=r"s!C1: reference off the sheet"):
+        ev._unit("s", "SUM(R1C1:R[0]C[-3])", np.array([0]), np.array([2]), (0, 2, 0, 2))
+
+
 def test_circular_reference_names_a_cell(tmp_path):
     def fill(wb):
         s = wb.add_worksheet("Block 1")
