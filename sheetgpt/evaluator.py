@@ -1126,6 +1126,7 @@ class Unit:
     top_left: bool = False  # one-cell CSE formulas, grouped: each cell shows its array's top-left value
     reads: list = field(default_factory=list)  # (sheet, r0, c0, r1, c1): what each box's references cover
     boxes: list = field(default_factory=list)  # (r0, c0, r1, c1) rectangles that hold the unit's cells
+    refs: list = field(default_factory=list)  # (sheet, ref or range node) of the formula
 
     @property
     def where(self) -> str:
@@ -1190,6 +1191,17 @@ def _extent(node, r0: int, c0: int, r1: int, c1: int) -> tuple[int, int, int, in
     rs = [x for r, ra, _, _ in ends for x in ((r,) if ra else (r0 + r, r1 + r))]
     cs = [x for _, _, c, ca in ends for x in ((c,) if ca else (c0 + c, c1 + c))]
     return min(rs), min(cs), max(rs), max(cs)
+
+
+def _reads(refs: list, boxes: list) -> list[tuple]:
+    """(sheet, r0, c0, r1, c1) that the references reach from the boxes' cells, without repeats."""
+    out = []
+    for sh, node in refs:
+        for box in boxes:
+            read = (sh, *_extent(node, *box))
+            if read not in out:
+                out.append(read)
+    return out
 
 
 def _ref_bounds(node, rows, cols):
@@ -1274,17 +1286,30 @@ class Evaluator:
                     raise WorkbookError(f"{where}: reference to a sheet that does not exist: {node[1]!r}")
                 refs.append((sh, node))
         u.boxes = [rng] if rng else _rects(rows, cols)
+        u.refs = refs
         # (a CSE formula's references are relative to its top-left cell alone; its reads are
         # taken over its whole range, which is more than it reads but never less)
         cells = u.boxes if rng is None else [(int(rows[0]), int(cols[0]), int(rows[0]), int(cols[0]))]
         for sh, node in refs:
             if any(min(_extent(node, *box)[:2]) < 0 for box in cells):
                 raise WorkbookError(f"{where}: reference off the sheet")
-            for box in u.boxes:
-                read = (sh, *_extent(node, *box))
-                if read not in u.reads:
-                    u.reads.append(read)
+        u.reads = _reads(refs, u.boxes)
         return u
+
+    @staticmethod
+    def _split(u: Unit) -> list[Unit]:
+        """A unit of several rectangles as one unit per rectangle (a formula filled over
+        several blocks, e.g. every merge round of the BPE tab, whose blocks read each other
+        in turn); else the unit itself."""
+        if len(u.boxes) == 1 or u.array is not None:
+            return [u]
+        out = []
+        for box in u.boxes:
+            r0, c0, r1, c1 = box
+            m = (u.rows >= r0) & (u.rows <= r1) & (u.cols >= c0) & (u.cols <= c1)
+            out.append(Unit(u.sheet, u.key, u.ast, u.rows[m], u.cols[m], None, u.top_left,
+                            _reads(u.refs, [box]), [box], u.refs))
+        return out
 
     # -- ordering
     def order(self, units: list[Unit]):
@@ -1361,10 +1386,18 @@ class Evaluator:
         units = self.units()
         self.total = sum(len(u.rows) for u in units)
         for comp, cyclic in self.order(units):
-            if cyclic:
-                self._cell_level(comp)
-            else:
+            if not cyclic:
                 self._eval_unit(comp[0], comp[0].rows, comp[0].cols)
+                continue
+            # groups that read each other: first as one group per rectangle, which is often
+            # enough to order them (the BPE tab's merge rounds); what still reads itself is
+            # ordered cell by cell
+            parts = [p for u in comp for p in self._split(u)]
+            for sub, still in (self.order(parts) if len(parts) > len(comp) else [(comp, True)]):
+                if still:
+                    self._cell_level(sub)
+                else:
+                    self._eval_unit(sub[0], sub[0].rows, sub[0].cols)
         return self._result(units, time.perf_counter() - t0)
 
     def _eval_unit(self, u: Unit, rows, cols) -> None:

@@ -244,6 +244,29 @@ def test_one_formula_in_two_places_is_not_a_cycle(tmp_path):
     assert res.values["s"][2, 3] == 5 and res.values["s"][11, 1] == 6  # len("ab" "a" "ab"), plus "!"
 
 
+def test_a_formula_over_blocks_that_read_each_other_in_turn_needs_no_cell_order(tmp_path, monkeypatch):
+    """B1:B3 and B5:B7 hold one formula (A+1); A5:A7 reads B1:B3. As one group, B and A5:A7
+    read each other; as one group per block they are a chain, evaluated a block at a time."""
+    from sheetgpt.evaluator import Evaluator
+
+    def fill(wb):
+        s = wb.add_worksheet("s")
+        for r in range(1, 4):
+            s.write_number(f"A{r}", r / 3)
+            s.write_formula(f"B{r}", f"=A{r}+1")
+            s.write_formula(f"A{r + 4}", f"=B{r}*2")
+            s.write_formula(f"B{r + 4}", f"=A{r + 4}+1")
+    path = _book(tmp_path / "chain.xlsx", fill)
+    book = read_workbook(path)
+    ev = Evaluator(book)
+    assert [cyclic for _, cyclic in ev.order(ev.units())].count(True) == 1  # as whole groups: a cycle
+    by_cell = []
+    monkeypatch.setattr(Evaluator, "_cell_level", lambda self, comp: by_cell.append(comp))
+    res = evaluate(book)
+    assert by_cell == []
+    assert mismatches(book, res, oracle_values(path)) == []
+
+
 def test_a_reference_above_the_first_row_is_refused(tmp_path):
     from sheetgpt.evaluator import Evaluator
 
