@@ -93,14 +93,20 @@ class Ref:
 # ----------------------------------------------------------------------------- store
 
 
+TEXT_ARRAY_CELLS = 1 << 22  # sheets up to this size keep texts in an object array (8 bytes a cell)
+
+
 class Store:
     """Cell values of every sheet: num float64, kind int8, and the texts of the cells whose
-    kind is TEXT in an object array (made when a sheet first holds a text; None until then)."""
+    kind is TEXT (None until a sheet holds one). A sheet's texts are an object array, read by
+    slicing, or a {(row, col): text} dict on sheets larger than TEXT_ARRAY_CELLS (a
+    full-size Embeddings tab is 50,257 x 770). Either may keep a text under a cell that no
+    longer is one; the cell's kind decides."""
 
     def __init__(self, book: Book):
         self.num: dict[str, np.ndarray] = {}
         self.kind: dict[str, np.ndarray] = {}
-        self.txt: dict[str, np.ndarray | None] = {}
+        self.txt: dict[str, np.ndarray | dict | None] = {}
         self.lower = {n.lower(): n for n in book.sheets}
         self.shared: set[str] = set()
         for name, sh in book.sheets.items():
@@ -131,9 +137,14 @@ class Store:
             self.num[name], self.kind[name] = num, kind
             self.txt[name] = None
             if sh.strings:
-                t = self.txt[name] = np.empty((R, C), object)
+                t = self._new_texts(name)
                 for (r, c), s in sh.strings.items():
                     t[r, c] = s
+
+    def _new_texts(self, sheet: str) -> np.ndarray | dict:
+        R, C = self.kind[sheet].shape
+        t = self.txt[sheet] = np.empty((R, C), object) if R * C <= TEXT_ARRAY_CELLS else {}
+        return t
 
     def sheet(self, name: str) -> str | None:
         return self.lower.get(name.lower())
@@ -168,18 +179,29 @@ class Store:
             kind[0, :hh, :ww] = K[r0:r0 + hh, c0:c0 + ww]
         txt = None
         T = self.txt[sheet]
-        if T is not None and (kind == TEXT).any():
+        if isinstance(T, np.ndarray) and (kind == TEXT).any():
             txt = np.empty((1, h, w), object)
             txt[0, :max(0, min(h, R - r0)), :max(0, min(w, C - c0))] = T[r0:r0 + h, c0:c0 + w]
+        elif T is not None and (kind == TEXT).any():
+            rows = np.arange(r0, r0 + h)[None, :, None] + np.zeros((1, 1, w), int)
+            cols = np.arange(c0, c0 + w)[None, None, :] + np.zeros((1, h, 1), int)
+            txt = self._texts(sheet, kind, rows, cols)
         return V(num, kind, txt)
 
     def _texts(self, sheet, kind, rows, cols):
+        """The texts at rows/cols where kind is TEXT (elsewhere anything)."""
         T = self.txt[sheet]
-        if T is None or not (kind == TEXT).any():
+        m = kind == TEXT
+        if T is None or not m.any():
             return None
+        if isinstance(T, dict):
+            t = np.empty(kind.shape, object)
+            rr, cc = np.broadcast_to(rows, kind.shape)[m], np.broadcast_to(cols, kind.shape)[m]
+            t[m] = [T.get(rc, "") for rc in zip(rr.tolist(), cc.tolist())]
+            return t
         R, C = T.shape
         inside = (rows >= 0) & (rows < R) & (cols >= 0) & (cols < C)
-        return T[np.where(inside, rows, 0), np.where(inside, cols, 0)]  # (only TEXT cells are read)
+        return T[np.where(inside, rows, 0), np.where(inside, cols, 0)]
 
     def write(self, sheet: str, rows: np.ndarray, cols: np.ndarray, v: V) -> None:
         self.num[sheet][rows, cols] = np.where(v.kind == NUM, v.num, np.where(v.kind == BOOL, v.num, 0.0))
@@ -187,10 +209,22 @@ class Store:
         if v.txt is not None:
             m = v.kind == TEXT
             if m.any():
-                if self.txt[sheet] is None:
-                    self.txt[sheet] = np.empty(self.kind[sheet].shape, object)
-                rows, cols = np.broadcast_to(rows, v.kind.shape), np.broadcast_to(cols, v.kind.shape)
-                self.txt[sheet][rows[m], cols[m]] = v.txt[m]
+                T = self.txt[sheet] if self.txt[sheet] is not None else self._new_texts(sheet)
+                rows, cols = np.broadcast_to(rows, v.kind.shape)[m], np.broadcast_to(cols, v.kind.shape)[m]
+                if isinstance(T, dict):
+                    T.update(zip(zip(rows.tolist(), cols.tolist()), v.txt[m].tolist()))
+                else:
+                    T[rows, cols] = v.txt[m]
+
+    def texts(self, sheet: str) -> dict:
+        """{(row, col): text} of the sheet's TEXT cells."""
+        T, K = self.txt[sheet], self.kind[sheet]
+        if T is None:
+            return {}
+        if isinstance(T, dict):
+            return {rc: s for rc, s in T.items() if K[rc] == TEXT}
+        tr, tc = np.nonzero(K == TEXT)
+        return dict(zip(zip(tr.tolist(), tc.tolist()), T[tr, tc].tolist()))
 
 
 # ----------------------------------------------------------------------------- coercions
@@ -1548,8 +1582,7 @@ class Evaluator:
                 continue
             num = np.where((k == NUM) | (k == BOOL), self.store.num[name], np.nan)
             values[name], kinds[name] = num, k
-            tr, tc = np.nonzero(k == TEXT)
-            text[name] = dict(zip(zip(tr.tolist(), tc.tolist()), self.store.txt[name][tr, tc].tolist())) if len(tr) else {}
+            text[name] = self.store.texts(name)
             er = np.nonzero(k >= ERR_BASE)
             errors[name] = {(int(r), int(c)): ERRORS[k[r, c] - ERR_BASE] for r, c in zip(*er)}
         return Result(values, kinds, text, errors, formula_cells=self.total, groups=len(units), seconds=seconds)

@@ -145,7 +145,12 @@ def _functions(wb):
     w.write_array_formula("P5:P5", "{=$A$1:$A$5*2}")  # an array in one cell shows its top-left value
 
 
-def test_every_function_matches_formulas(tmp_path):
+@pytest.mark.parametrize("texts", ["array", "dict"])
+def test_every_function_matches_formulas(tmp_path, monkeypatch, texts):
+    from sheetgpt import evaluator
+
+    if texts == "dict":  # the store of texts that sheets larger than TEXT_ARRAY_CELLS get
+        monkeypatch.setattr(evaluator, "TEXT_ARRAY_CELLS", 0)
     path = _book(tmp_path / "f.xlsx", _functions)
     book = read_workbook(path)
     res = evaluate(book)
