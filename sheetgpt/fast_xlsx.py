@@ -228,24 +228,29 @@ def shared_groups(formula: Callable[[int, int], str], rect: tuple[int, int, int,
     into the runs of equal R1C1 forms in each row, runs of the same columns and form in
     consecutive rows joined (a group of one cell is a plain formula).
     """
-    from .formula import to_r1c1
+    from .formula import column_keys, to_r1c1
 
     i0, i1, j0, j1 = rect
     master = formula(i0, j0)
     if (i1 - i0) * (j1 - j0) == 1:
         return [(i0, i1, j0, j1, master, False)]
-    # a cell holds the master filled to it iff both have one R1C1 form (the same offsets and
-    # absolute parts); to_r1c1 parses a formula's skeleton once, shift_formula every time
-    key = to_r1c1(master, top + i0, left + j0)
-    if all(to_r1c1(formula(i, j), top + i, left + j) == key
-           for i, j in _checked_cells(i0, i1, j0, j1, verify) if (i, j) != (i0, j0)):
+    if verify != "all" and (i1 - i0) * (j1 - j0) > 4 * SAMPLE_CELLS:
+        # a cell holds the master filled to it iff both have one R1C1 form (the same offsets
+        # and absolute parts); a sample of the cells is compared first
+        key = to_r1c1(master, top + i0, left + j0)
+        if all(to_r1c1(formula(i, j), top + i, left + j) == key
+               for i, j in _checked_cells(i0, i1, j0, j1, verify) if (i, j) != (i0, j0)):
+            return [(i0, i1, j0, j1, master, True)]
+    # every cell's R1C1 form, a column at a time (column_keys parses a filled column once)
+    by_col = [column_keys([formula(i, j) for i in range(i0, i1)], top + i0, left + j) for j in range(j0, j1)]
+    if all(k == by_col[0][0] for col in by_col for k in col):
         return [(i0, i1, j0, j1, master, True)]
     groups = []
     open_runs: dict[tuple[int, int, str], int] = {}  # (first col, end col, R1C1 form) -> first row
     for i in range(i0, i1 + 1):
         runs = []
         if i < i1:
-            keys = [to_r1c1(formula(i, j), top + i, left + j) for j in range(j0, j1)]
+            keys = [col[i - i0] for col in by_col]
             a = 0
             for b in range(1, len(keys) + 1):
                 if b == len(keys) or keys[b] != keys[a]:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+import numpy as np
+
 from xlsxwriter.utility import xl_col_to_name
 
 from .errors import WorkbookError
@@ -82,7 +84,43 @@ def to_r1c1(text: str, row: int, col: int) -> str:
 
 
 _DIGITS = re.compile(r"[0-9]+")
+_DIGIT_SPLIT = re.compile(r"([0-9]+)")
 _TEMPLATES: dict = {}
+
+
+def column_keys(texts: list[str], top: int, col: int) -> list[str]:
+    """``[to_r1c1(t, top + i, col) for i, t in enumerate(texts)]`` for a column of cells, fast
+    where the cells are one formula filled down: in a run of texts with one skeleton, a
+    cell whose relative row numbers are the run's first cell's plus its distance, and whose
+    other digits are the same characters, has the first cell's key (one to_r1c1 a run)."""
+    n = len(texts)
+    split = [_DIGIT_SPLIT.split(t) for t in texts]  # text, digits, text, digits, ..., text
+    runs = [p[1::2] for p in split]
+    skeletons = [tuple(p[0::2]) for p in split]  # equal iff the texts' to_r1c1 skeletons are
+    keys: list = [None] * n
+    i = 0
+    while i < n:
+        keys[i] = to_r1c1(texts[i], top + i, col)
+        end = i + 1
+        while end < n and skeletons[end] == skeletons[i]:
+            end += 1
+        filled = 1
+        skeleton = _DIGITS.sub("#", texts[i])
+        if max(map(len, runs[i]), default=0) > 7:  # as to_r1c1 keys its cache
+            skeleton = (skeleton, tuple(len(d) > 7 for d in runs[i]))
+        template = _TEMPLATES.get(skeleton)
+        if end - i > 1 and template is not None:
+            digits = np.array(runs[i:end])  # [cells, runs] of str
+            relative = np.array([p is not None and not p[0] for p in template[1]], bool)
+            if (digits.ndim == 2 and digits.shape[1] == len(relative)
+                    and max(map(len, digits[:, relative].ravel().tolist()), default=0) <= 7):
+                rows = digits[:, relative].astype(np.int64)
+                ok = ((digits[:, ~relative] == digits[0, ~relative]).all(axis=1)
+                      & (rows == rows[0] + np.arange(end - i)[:, None]).all(axis=1))
+                filled = len(ok) if ok.all() else int(np.argmin(ok))  # up to the first cell that is not
+                keys[i + 1:i + filled] = [keys[i]] * (filled - 1)
+        i += max(filled, 1)
+    return keys
 
 
 def _template(text: str):

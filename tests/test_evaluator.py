@@ -339,6 +339,36 @@ def test_r1c1_keys_of_one_skeleton(text, row, col, key):
     assert to_r1c1(text, row, col) == key
 
 
+def test_column_keys_equal_to_r1c1_cell_by_cell():
+    """formula.column_keys (one parse per filled run of a column) against to_r1c1 per cell, on
+    columns that are fills (shift_formula), fills with one literal changed (0.05 -> 0.5, a
+    10-digit number shortened) and unrelated texts."""
+    import random
+
+    from sheetgpt.formula import column_keys, shift_formula
+
+    rnd = random.Random(0)
+    parts = ["A1", "$A1", "A$1", "$A$1", "B10", "AA5", "'s 1'!B2", "x!C3", '"A1"', "3", "1E+10", "SUM(A1:B2)",
+             "$C$3:C4", "R1C1", "B99", "0.05", "0.5", "A01", "$B$09", "12345678", "1000000000", "12345678901234567890123"]
+    fills = 0
+    for _ in range(3000):
+        col, top = rnd.randint(0, 30), rnd.randint(0, 50)
+        base = "+".join(rnd.choice(parts) for _ in range(rnd.randint(1, 4)))
+        texts = []
+        for i in range(rnd.randint(1, 8)):
+            r = rnd.random()
+            if r < 0.7:
+                texts.append(shift_formula(base, i, 0))
+            elif r < 0.85:
+                texts.append(base.replace("0.05", "0.5", 1).replace("1000000000", "100000000", 1))
+            else:
+                texts.append("+".join(rnd.choice(parts) for _ in range(rnd.randint(1, 4))))
+        want = [to_r1c1(t, top + i, col) for i, t in enumerate(texts)]
+        assert column_keys(texts, top, col) == want, (texts, top, col)
+        fills += sum(a == b for a, b in zip(want, want[1:]))
+    assert fills > 3000  # most columns were fills
+
+
 def test_grouped_mmult_is_one_matrix_product(tmp_path):
     """50,000 cells of =MMULT($A5:$CV5, w!A$1:A$100) evaluate without N x k x k."""
     from sheetgpt.xlsx_reader import Book, Sheet
