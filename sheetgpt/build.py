@@ -775,7 +775,7 @@ def _formula_blocks(cells: dict[tuple[int, int], tuple[str, str, float | str]], 
     consecutive rows in a column with one format, side by side runs of the same rows joined
     into rectangles. Number format "" means a formula that gives text (a str cached value).
     Every cell is checked to be its rectangle's first cell filled across (verify "all");
-    where one is not, fast_xlsx splits the rectangle and writes plain formulas."""
+    where one is not, fast_xlsx cuts the rectangle into groups of one R1C1 form each."""
     runs: list[list] = []  # [col, first row, last row, number format]
     for r, c in sorted(cells, key=lambda rc: (rc[1], rc[0])):
         f = cells[(r, c)][1]
