@@ -28,6 +28,10 @@ VARIANTS = [
     ("bundled model, --blocks 1 --context 8 --no-typed-prompt", ["--blocks", "1", "--context", "8", "--no-typed-prompt"]),
     ("bundled model, 32 typed-prompt rows (--context 32)", ["--context", "32"]),
     ("random micro model (tests' shape), 8 tokens", ["--model", "{micro}", "--prompt", "Hello world"]),
+    ("random 'wide' model (3 blocks, n_embd 96, vocab 1021), 16 typed-prompt rows",
+     ["--model", "{wide}", "--prompt", "Hello world"]),
+    ("the same, 64 typed-prompt rows (its n_positions; 4x the bundled book's formulas)",
+     ["--model", "{wide}", "--prompt", "Hello world", "--context", "64"]),
 ]
 
 
@@ -45,13 +49,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        micro = Path(tmp) / "micro"
+        micro, wide = Path(tmp) / "micro", Path(tmp) / "wide"
         make_random_model(micro, SHAPES["micro"], 0)
+        make_random_model(wide, SHAPES["wide"], 0)
         print("| book | size MB | build s, median (slowest) | check s, median (slowest) |")
         print("|---|---|---|---|")
         for label, extra in VARIANTS:
             book = Path(tmp) / "book.xlsx"
-            build_args = ["build", *[a.format(micro=micro) for a in extra], "-o", str(book), "--force"]
+            build_args = ["build", *[a.format(micro=micro, wide=wide) for a in extra], "-o", str(book), "--force"]
             builds, checks = [], []
             for _ in range(args.repeat):
                 builds.append(timed(build_args))
