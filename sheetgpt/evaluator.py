@@ -1160,7 +1160,7 @@ class Unit:
     top_left: bool = False  # one-cell CSE formulas, grouped: each cell shows its array's top-left value
     reads: list = field(default_factory=list)  # (sheet, r0, c0, r1, c1): what each box's references cover
     boxes: list = field(default_factory=list)  # (r0, c0, r1, c1) rectangles that hold the unit's cells
-    refs: list = field(default_factory=list)  # (sheet, ref or range node) of the formula
+    refs: list = field(default_factory=list)  # (sheet, ref or range node) of the formula, sheet resolved
 
     @property
     def where(self) -> str:
@@ -1436,7 +1436,7 @@ class Evaluator:
 
     def _eval_unit(self, u: Unit, rows, cols) -> None:
         # ranges whose size differs per cell (e.g. SUM($A$1:A5)): split by size
-        mixed = [n for n in _walk(u.ast) if n[0] == "range" and (n[3] != n[7] or n[5] != n[9])]
+        mixed = [n for _, n in u.refs if n[0] == "range" and (n[3] != n[7] or n[5] != n[9])]
         if mixed and len(rows) > 1:
             keys = np.zeros((len(rows), 0), np.int64)
             for n in mixed:
@@ -1453,7 +1453,7 @@ class Evaluator:
 
     def _eval_batch(self, u: Unit, rows, cols) -> None:
         area = 1
-        for n in _walk(u.ast):
+        for _, n in u.refs:
             if n[0] == "range":
                 r0, c0, r1, c1 = _ref_bounds(n, rows[:1], cols[:1])
                 if n[3] == n[7] and n[5] == n[9] and not (n[3] and n[5]):
@@ -1520,8 +1520,7 @@ class Evaluator:
         src, dst = [], []
         for k, u in enumerate(comp):
             node = (np.zeros(1, np.int64) if u.array is not None else np.arange(len(u.rows))) + starts[k]
-            for ref in (x for x in _walk(u.ast) if x[0] in ("ref", "range")):
-                sh = u.sheet if ref[1] is None else self.store.sheet(ref[1])
+            for sh, ref in u.refs:  # (sheet names resolved when the unit was made)
                 if sh not in owner:
                     continue
                 own = owner[sh]
