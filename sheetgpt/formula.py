@@ -62,9 +62,7 @@ def to_r1c1(text: str, row: int, col: int) -> str:
     one formula) share one parse, cached by the text with every run replaced by ``#``.
     """
     digits = _DIGITS.findall(text)
-    skeleton = _DIGITS.sub("#", text)
-    if any(len(d) > 7 for d in digits):  # too long to be a row: part of the skeleton
-        skeleton = (skeleton, tuple(len(d) > 7 for d in digits))
+    skeleton = _skeleton(text, digits)
     template = _TEMPLATES.get(skeleton)
     if template is None:
         if len(_TEMPLATES) > 100_000:
@@ -88,6 +86,15 @@ _DIGIT_SPLIT = re.compile(r"([0-9]+)")
 _TEMPLATES: dict = {}
 
 
+def _skeleton(text: str, digits: list[str]):
+    """The key of ``_TEMPLATES``: the text with every digit run as ``#``, and which runs are
+    too long (more than 7 digits) to be a row, as those are not rewritten."""
+    skeleton = _DIGITS.sub("#", text)
+    if any(len(d) > 7 for d in digits):
+        return skeleton, tuple(len(d) > 7 for d in digits)
+    return skeleton
+
+
 def column_keys(texts: list[str], top: int, col: int) -> list[str]:
     """``[to_r1c1(t, top + i, col) for i, t in enumerate(texts)]`` for a column of cells, fast
     where the cells are one formula filled down: in a run of texts with one skeleton, a
@@ -105,10 +112,7 @@ def column_keys(texts: list[str], top: int, col: int) -> list[str]:
         while end < n and skeletons[end] == skeletons[i]:
             end += 1
         filled = 1
-        skeleton = _DIGITS.sub("#", texts[i])
-        if max(map(len, runs[i]), default=0) > 7:  # as to_r1c1 keys its cache
-            skeleton = (skeleton, tuple(len(d) > 7 for d in runs[i]))
-        template = _TEMPLATES.get(skeleton)
+        template = _TEMPLATES.get(_skeleton(texts[i], runs[i]))  # to_r1c1 just made it
         if end - i > 1 and template is not None:
             digits = np.array(runs[i:end])  # [cells, runs] of str
             relative = np.array([p is not None and not p[0] for p in template[1]], bool)
