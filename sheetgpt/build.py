@@ -402,6 +402,14 @@ def _write_headers(ws, layout: Layout, region: Region, prompt: Prompt, fmt) -> N
         ws.write_string(head, region.left + j, label, fmt.header)
 
 
+def built_at() -> str:
+    """The build time shown in the Guide; SOURCE_DATE_EPOCH (the reproducible-builds convention) fixes it."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and epoch.isdigit():
+        return _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
 def _write_guide(ws, layout: Layout, prompt: Prompt, fmt, source: str) -> None:
     c = layout.config
     ws.set_column(0, 0, 30)
@@ -447,7 +455,7 @@ def _write_guide(ws, layout: Layout, prompt: Prompt, fmt, source: str) -> None:
         ws.write_string(row + k, 1, f"{what}: {regions}" if regions else what, fmt.label)
     row += len(layout.tabs) + 1
     ws.write_string(row, 0, "Provenance", fmt.title)
-    prov = [("sheetgpt", __version__), ("model", source), ("built", _dt.datetime.now().isoformat(timespec="seconds"))]
+    prov = [("sheetgpt", __version__), ("model", source), ("built", built_at())]
     for k, (key, value) in enumerate(prov, start=1):
         ws.write_string(row + k, 0, key, fmt.label)
         ws.write_string(row + k, 1, value)
