@@ -24,8 +24,11 @@ def run_check(book: Path) -> tuple[float, float, int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.json"
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", "from sheetgpt.cli import main; main()", "check", str(book), "--json", str(out)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", "from sheetgpt.cli import main; main()", "check", str(book), "--json", str(out)],
+            capture_output=True,
+            text=True,
+        )
         seconds = time.perf_counter() - t
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB
         print(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr.strip()[-500:])
@@ -60,9 +63,9 @@ def read_tab_openpyxl(book: Path, tab: str) -> tuple[float, int]:
 
 def formulas_matmul(T: int = 16, K: int = 768, M: int = 768) -> tuple[float, int]:
     """The `formulas` package computing {=MMULT(x, w)} (x [T, K], w [K, M]) as one CSE array."""
+    import formulas
     import numpy as np
     import xlsxwriter
-    import formulas
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,9 +119,13 @@ def main() -> None:
     sheet = read_workbook(args.book, sheets=[args.tab]).sheets[args.tab]
     ours_tab = time.perf_counter() - t
     n_tab = sheet.n_numbers
-    print(f"sheetgpt check: {seconds:.1f} s wall, peak {peak:.2f} GiB (max RSS incl. workers), "
-          f"{fcells:,} formula cells, {xml / 1e9:.2f} GB sheet XML")
-    print(f"reading {args.tab!r} ({n_tab:,} numbers): sheetgpt {ours_tab:.2f} s ({n_tab / ours_tab / 1e6:.2f} M cells/s)")
+    print(
+        f"sheetgpt check: {seconds:.1f} s wall, peak {peak:.2f} GiB (max RSS incl. workers), "
+        f"{fcells:,} formula cells, {xml / 1e9:.2f} GB sheet XML"
+    )
+    print(
+        f"reading {args.tab!r} ({n_tab:,} numbers): sheetgpt {ours_tab:.2f} s ({n_tab / ours_tab / 1e6:.2f} M cells/s)"
+    )
     for name, fn in (("python-calamine", read_tab_calamine), ("openpyxl read-only", read_tab_openpyxl)):
         try:
             dt, n = fn(args.book, args.tab)
@@ -128,8 +135,10 @@ def main() -> None:
     if not args.skip_formulas:
         dt, cells = formulas_matmul()
         total = book_cells(args.book)
-        print(f"formulas package: 16x768 @ 768x768 CSE MMULT book ({cells:,} cells) in {dt:.1f} s; "
-              f"at that rate the whole book (up to {total:,} cells by its <dimension>s) would take up to ~{dt / cells * total / 3600:.1f} h")
+        print(
+            f"formulas package: 16x768 @ 768x768 CSE MMULT book ({cells:,} cells) in {dt:.1f} s; "
+            f"at that rate the whole book (up to {total:,} cells by its <dimension>s) would take up to ~{dt / cells * total / 3600:.1f} h"
+        )
 
 
 if __name__ == "__main__":

@@ -118,7 +118,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--width", type=int, default=768, help="n_embd of the random model (heads of 64)")
     ap.add_argument("--skip-baseline", action="store_true")
-    ap.add_argument("--check", action="store_true", help="then run `sheetgpt check` on the book, in a process of its own")
+    ap.add_argument(
+        "--check", action="store_true", help="then run `sheetgpt check` on the book, in a process of its own"
+    )
     args = ap.parse_args()
     d = model_dir(args.width, 12 if args.width == 768 else args.blocks or 12)
     print(f"nproc {os.cpu_count()}, compressor {fast_xlsx.COMPRESSOR} level {fast_xlsx.LEVEL}", flush=True)
@@ -137,15 +139,19 @@ def main() -> None:
     print(f"parameters: {sum(v.size for v in model.flat.values()):,}")
     print(f"load model: {load_s:.1f} s")
     print(f"build: {result.seconds:.1f} s wall, {result.cells:,} cells, {result.cells / result.seconds:,.0f} cells/s")
-    print(f"peak memory: {mem.peak_pss / 2**30:.2f} GiB summed PSS, {mem.peak / 2**30:.2f} GiB summed RSS (sampled); "
-          f"max RSS self {self_rss:.2f} GiB, largest child {child_rss:.2f} GiB")
+    print(
+        f"peak memory: {mem.peak_pss / 2**30:.2f} GiB summed PSS, {mem.peak / 2**30:.2f} GiB summed RSS (sampled); "
+        f"max RSS self {self_rss:.2f} GiB, largest child {child_rss:.2f} GiB"
+    )
     print(f"file: {size / 1e9:.3f} GB ({out})")
     if not args.skip_baseline:
         values = stored_values(model.flat["h.0.mlp.c_fc.w"])
         secs, n = baseline_one_tab(values, BENCH / "baseline-one-tab.xlsx")
         weight_cells = sum(v.size for v in model.flat.values())
-        print(f"baseline xlsxwriter write_row, one 768x3072 tab: {secs:.1f} s, {n / secs:,.0f} cells/s; "
-              f"whole book's {weight_cells:,} weights at that rate: {weight_cells / (n / secs):.0f} s")
+        print(
+            f"baseline xlsxwriter write_row, one 768x3072 tab: {secs:.1f} s, {n / secs:,.0f} cells/s; "
+            f"whole book's {weight_cells:,} weights at that rate: {weight_cells / (n / secs):.0f} s"
+        )
         print(f"speed-up (book cells/s over baseline cells/s): {(result.cells / result.seconds) / (n / secs):.1f}x")
     if args.check:
         del model, result

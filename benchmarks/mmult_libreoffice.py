@@ -48,8 +48,10 @@ def main() -> None:
             r = recalculate(path, sheets=["out"])
             err = float(np.abs(r.numbers["out"][:T, :N] - x @ w).max())
             t = r.timings
-            print(f"{form:>9}: load {t['load']:.1f} s, calculate {t['calc']:.1f} s, total {t['total']:.1f} s, "
-                  f"file {os.path.getsize(path) / 1e6:.1f} MB, max abs error {err:.1e}")
+            print(
+                f"{form:>9}: load {t['load']:.1f} s, calculate {t['calc']:.1f} s, total {t['total']:.1f} s, "
+                f"file {os.path.getsize(path) / 1e6:.1f} MB, max abs error {err:.1e}"
+            )
 
 
 if __name__ == "__main__":

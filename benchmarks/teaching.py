@@ -25,13 +25,20 @@ from sheetgpt.random_model import SHAPES, make_random_model
 VARIANTS = [
     ("bundled model, defaults (typed prompt, 16 rows, 2 blocks)", []),
     ("bundled model, token rows (--no-typed-prompt)", ["--no-typed-prompt"]),
-    ("bundled model, --blocks 1 --context 8 --no-typed-prompt", ["--blocks", "1", "--context", "8", "--no-typed-prompt"]),
+    (
+        "bundled model, --blocks 1 --context 8 --no-typed-prompt",
+        ["--blocks", "1", "--context", "8", "--no-typed-prompt"],
+    ),
     ("bundled model, 32 typed-prompt rows (--context 32)", ["--context", "32"]),
     ("random micro model (tests' shape), 8 tokens", ["--model", "{micro}", "--prompt", "Hello world"]),
-    ("random 'wide' model (3 blocks, n_embd 96, vocab 1021), 16 typed-prompt rows",
-     ["--model", "{wide}", "--prompt", "Hello world"]),
-    ("the same, 64 typed-prompt rows (its n_positions; 4x the bundled book's formulas)",
-     ["--model", "{wide}", "--prompt", "Hello world", "--context", "64"]),
+    (
+        "random 'wide' model (3 blocks, n_embd 96, vocab 1021), 16 typed-prompt rows",
+        ["--model", "{wide}", "--prompt", "Hello world"],
+    ),
+    (
+        "the same, 64 typed-prompt rows (its n_positions; 4x the bundled book's formulas)",
+        ["--model", "{wide}", "--prompt", "Hello world", "--context", "64"],
+    ),
 ]
 
 
@@ -61,8 +68,11 @@ def main() -> None:
             for _ in range(args.repeat):
                 builds.append(timed(build_args))
                 checks.append(timed(["check", str(book)]))
-            print(f"| {label} | {book.stat().st_size / 1e6:.2f} | {statistics.median(builds):.2f} ({max(builds):.2f}) | "
-                  f"{statistics.median(checks):.2f} ({max(checks):.2f}) |", flush=True)
+            print(
+                f"| {label} | {book.stat().st_size / 1e6:.2f} | {statistics.median(builds):.2f} ({max(builds):.2f}) | "
+                f"{statistics.median(checks):.2f} ({max(checks):.2f}) |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -87,8 +87,10 @@ def load_hf(model_dir: Path) -> GPT2LMHeadModel:
     # lm_head.weight is tied to wte and never stored; anything else missing would be newly initialized
     missing = [k for k in missing if k != "lm_head.weight"]
     if missing or mismatched or unexpected or errors:
-        sys.exit(f"{model_dir}: HF did not load every weight: missing={missing} mismatched={mismatched} "
-                 f"unexpected={unexpected} errors={errors}")
+        sys.exit(
+            f"{model_dir}: HF did not load every weight: missing={missing} mismatched={mismatched} "
+            f"unexpected={unexpected} errors={errors}"
+        )
     if model.lm_head.weight.data_ptr() != model.transformer.wte.weight.data_ptr() and not torch.equal(
         model.lm_head.weight, model.transformer.wte.weight
     ):
@@ -125,6 +127,7 @@ def run(model: GPT2LMHeadModel, ids: np.ndarray) -> dict[str, np.ndarray]:
     def keep(name):
         def hook(_module, _inputs, output):
             captured[name] = output[0] if isinstance(output, tuple) else output
+
         return hook
 
     for i, block in enumerate(model.transformer.h):
@@ -196,13 +199,16 @@ def main() -> None:
             f"{config.vocab_size} | {seed} | `{prefix or '(none)'}` | {'yes' if buffers else 'no'} | "
             f"{', '.join(str(len(s)) for s in seqs)} |"
         )
-        print(f"{shape}: {len(seqs)} sequences, model {size / 1e6:.2f} MB, "
-              f"golden {(GOLDENS / f'{shape}.npz').stat().st_size / 1e6:.2f} MB")
+        print(
+            f"{shape}: {len(seqs)} sequences, model {size / 1e6:.2f} MB, "
+            f"golden {(GOLDENS / f'{shape}.npz').stat().st_size / 1e6:.2f} MB"
+        )
     write_readme(lines, date)
 
 
 def write_readme(rows: list[str], date: str) -> None:
-    text = f"""# Golden outputs from Hugging Face GPT-2 (float64)
+    text = (
+        f"""# Golden outputs from Hugging Face GPT-2 (float64)
 
 Made by `scripts/make_goldens.py` on {date} with torch {torch.__version__},
 transformers {transformers.__version__}, numpy {np.__version__}, Python {sys.version.split()[0]}.
@@ -229,7 +235,10 @@ Prompt text: the longest word prefix of `{PROMPT_TEXT!r}` whose ids fit in n_pos
 
 | shape | n_layer | n_head | n_embd | n_positions | vocab | seed | key prefix | attn.bias buffers | sequence lengths |
 |---|---|---|---|---|---|---|---|---|---|
-""" + "\n".join(rows) + "\n\nArray names are listed in the docstring of `scripts/make_goldens.py`.\n"
+"""
+        + "\n".join(rows)
+        + "\n\nArray names are listed in the docstring of `scripts/make_goldens.py`.\n"
+    )
     (GOLDENS / "README.md").write_text(text, encoding="utf-8")
 
 

@@ -33,22 +33,103 @@ WORDS = (
     "running jumped happily unbelievable antidisestablishmentarianism internationalization "
     "naïve café résumé coöperate façade jalapeño Zürich Ångström"
 ).split()
-CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'VE", "'M", "'LL", "'D", "’s", "'x", "''", "'"]
+CONTRACTIONS = [
+    "'s",
+    "'t",
+    "'re",
+    "'ve",
+    "'m",
+    "'ll",
+    "'d",
+    "'S",
+    "'T",
+    "'RE",
+    "'VE",
+    "'M",
+    "'LL",
+    "'D",
+    "’s",
+    "'x",
+    "''",
+    "'",
+]
 PUNCT = list(".,;:!?-—–()[]{}<>\"'`~@#$%^&*_+=|\\/…«»„“”‘’¡¿")
-SPACES = [" ", "  ", "   ", "\t", "\n", "\n\n", "\r\n", " \n", "\n ", "\t\t", " \t ", "\u00a0", "\u2003", "\u3000", "\u0085", "\u2028", "\u200b", "\x0b", "\x0c"]
+SPACES = [
+    " ",
+    "  ",
+    "   ",
+    "\t",
+    "\n",
+    "\n\n",
+    "\r\n",
+    " \n",
+    "\n ",
+    "\t\t",
+    " \t ",
+    "\u00a0",
+    "\u2003",
+    "\u3000",
+    "\u0085",
+    "\u2028",
+    "\u200b",
+    "\x0b",
+    "\x0c",
+]
 SCRIPTS = [
-    "Привет мир, как дела?", "Γειά σου Κόσμε", "مرحبا بالعالم", "שלום עולם", "नमस्ते दुनिया", "你好，世界！",
-    "こんにちは世界", "カタカナとひらがな", "안녕하세요 세계", "สวัสดีชาวโลก", "ሰላም ልዑል", "Բարեւ աշխարհ",
-    "გამარჯობა", "ᚠᚢᚦᚨᚱᚲ", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "Tiếng Việt có dấu", "İstanbul'da ılık", "Straße ß ẞ", "ﷺ ﷽", "١٢٣ ٤٥٦ ۷۸۹", "१२३", "①②③ Ⅻ ½ ¾ ²",
+    "Привет мир, как дела?",
+    "Γειά σου Κόσμε",
+    "مرحبا بالعالم",
+    "שלום עולם",
+    "नमस्ते दुनिया",
+    "你好，世界！",
+    "こんにちは世界",
+    "カタカナとひらがな",
+    "안녕하세요 세계",
+    "สวัสดีชาวโลก",
+    "ሰላም ልዑል",
+    "Բարեւ աշխարհ",
+    "გამარჯობა",
+    "ᚠᚢᚦᚨᚱᚲ",
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    "Tiếng Việt có dấu",
+    "İstanbul'da ılık",
+    "Straße ß ẞ",
+    "ﷺ ﷽",
+    "١٢٣ ٤٥٦ ۷۸۹",
+    "१२३",
+    "①②③ Ⅻ ½ ¾ ²",
 ]
 EMOJI = ["😀", "👍🏽", "👨‍👩‍👧‍👦", "🇫🇷", "🏳️‍🌈", "❤️", "🤖", "🧑🏿‍💻", "☕", "✨", "🔥🔥🔥", "🙂🙃", "𓀀", "🀄"]
-COMBINING = ["e\u0301", "a\u0308", "n\u0303", "Z\u0351\u0352\u0353\u0354", "o\u0336\u0336", "\u0301", "\u20dd", "क\u093f", "ก\u0e34"]
+COMBINING = [
+    "e\u0301",
+    "a\u0308",
+    "n\u0303",
+    "Z\u0351\u0352\u0353\u0354",
+    "o\u0336\u0336",
+    "\u0301",
+    "\u20dd",
+    "क\u093f",
+    "ก\u0e34",
+]
 CODE = [
-    "def f(x):\n    return x * 2\n", "for (int i = 0; i < n; ++i) { a[i] += b[i]; }", "if x != None and y == 3:",
-    "const add = (a, b) => a + b;", "SELECT * FROM users WHERE id = 42;", "<div class=\"x\">Hi</div>",
-    "=SUMPRODUCT(A1:A10, B1:B10)/COUNT(C:C)", "x = {'a': [1, 2.5e-3], \"b\": None}", "#include <stdio.h>\nint main(){}",
-    "    indented\n\tand tabbed\n", "// comment\n/* block */", "$ ls -la | grep '.py$'", "λx. x x", "a_b_c__d", "CamelCaseWordsHere",
-    "https://example.com/path?q=1&r=two#frag", "user@example.org", "C:\\Users\\name\\file.txt",
+    "def f(x):\n    return x * 2\n",
+    "for (int i = 0; i < n; ++i) { a[i] += b[i]; }",
+    "if x != None and y == 3:",
+    "const add = (a, b) => a + b;",
+    "SELECT * FROM users WHERE id = 42;",
+    '<div class="x">Hi</div>',
+    "=SUMPRODUCT(A1:A10, B1:B10)/COUNT(C:C)",
+    "x = {'a': [1, 2.5e-3], \"b\": None}",
+    "#include <stdio.h>\nint main(){}",
+    "    indented\n\tand tabbed\n",
+    "// comment\n/* block */",
+    "$ ls -la | grep '.py$'",
+    "λx. x x",
+    "a_b_c__d",
+    "CamelCaseWordsHere",
+    "https://example.com/path?q=1&r=two#frag",
+    "user@example.org",
+    "C:\\Users\\name\\file.txt",
 ]
 
 
@@ -127,10 +208,31 @@ def prose(rng: random.Random) -> str:
 def make_cases(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     fixed = [
-        "", " ", "Hello world", " Hello world", "Hello <|endoftext|> world", "<|endoftext|>", "a<|endoftext|>b  <|endoftext|> x",
-        "<|endoftext|><|endoftext|>", "<|endoftext", "I'M HERE, IT'S FINE, WE'LL SEE", "don't won't can't I'd you've",
-        "x" * 5000, "1" * 3000, "!" * 2000, " " * 100, "\n" * 50, "\t \t \n " * 20, "a\r\nb\rc\n", "ab" * 1500,
-        "\x1c\x1d\x1e\x1f", "\x1c \x1d  x", "a \x0b b \x0c c \x85 d \u00a0 e", "\u2028\u2029", "  hello  ", "hello   world",
+        "",
+        " ",
+        "Hello world",
+        " Hello world",
+        "Hello <|endoftext|> world",
+        "<|endoftext|>",
+        "a<|endoftext|>b  <|endoftext|> x",
+        "<|endoftext|><|endoftext|>",
+        "<|endoftext",
+        "I'M HERE, IT'S FINE, WE'LL SEE",
+        "don't won't can't I'd you've",
+        "x" * 5000,
+        "1" * 3000,
+        "!" * 2000,
+        " " * 100,
+        "\n" * 50,
+        "\t \t \n " * 20,
+        "a\r\nb\rc\n",
+        "ab" * 1500,
+        "\x1c\x1d\x1e\x1f",
+        "\x1c \x1d  x",
+        "a \x0b b \x0c c \x85 d \u00a0 e",
+        "\u2028\u2029",
+        "  hello  ",
+        "hello   world",
     ]
     fixed += [chr(c) for c in range(0, 0x180)]  # every single character of the first 384 code points
     fixed += [" " + chr(c) for c in range(0, 0x180, 7)]
@@ -170,7 +272,10 @@ def oracle():
     assert encode("Hello world") == [15496, 995], encode("Hello world")
     assert encode(" Hello world") == [18435, 995]
     assert encode("<|endoftext|>") == [50256]
-    return encode, f"transformers {transformers.__version__} GPT2Tokenizer (tokenizers {__import__('tokenizers').__version__})"
+    return (
+        encode,
+        f"transformers {transformers.__version__} GPT2Tokenizer (tokenizers {__import__('tokenizers').__version__})",
+    )
 
 
 def hf_bpe_learn(text: str, n_merges: int) -> list[list[str]]:
@@ -205,10 +310,20 @@ def main() -> None:
     )
     # bpe_learn's oracle: the text is the concatenation of cases[first:last]
     first, last, n_merges = 400, 1400, 400
-    learned = {"cases": [first, last], "n_merges": n_merges, "merges": hf_bpe_learn("".join(texts[first:last]), n_merges)}
+    learned = {
+        "cases": [first, last],
+        "n_merges": n_merges,
+        "merges": hf_bpe_learn("".join(texts[first:last]), n_merges),
+    }
     lines = ",\n".join(json.dumps(c) for c in cases)
     args.out.write_text(
-        '{"made_by": ' + json.dumps(made_by) + ',\n"bpe_learn": ' + json.dumps(learned) + ',\n"cases": [\n' + lines + "\n]}\n",
+        '{"made_by": '
+        + json.dumps(made_by)
+        + ',\n"bpe_learn": '
+        + json.dumps(learned)
+        + ',\n"cases": [\n'
+        + lines
+        + "\n]}\n",
         encoding="ascii",
     )
 

@@ -59,10 +59,13 @@ def uno_main(req_path):
                 setattr(style, side, MARGIN)
             style.Width = width + 2 * MARGIN + 1200  # + the row-number column
             style.Height = height + 2 * MARGIN + 800  # + the column-letter row
-            filter_data = uno.Any("[]com.sun.star.beans.PropertyValue", (lb.prop("Selection", area), lb.prop("ExportNotes", False),
-                                                                         lb.prop("ExportNotesInMargin", False)))
-            doc.storeToURL(lb.file_url(job["pdf"]), (lb.prop("FilterName", "calc_pdf_Export"),
-                                                     lb.prop("FilterData", filter_data)))
+            filter_data = uno.Any(
+                "[]com.sun.star.beans.PropertyValue",
+                (lb.prop("Selection", area), lb.prop("ExportNotes", False), lb.prop("ExportNotesInMargin", False)),
+            )
+            doc.storeToURL(
+                lb.file_url(job["pdf"]), (lb.prop("FilterName", "calc_pdf_Export"), lb.prop("FilterData", filter_data))
+            )
         doc.close(True)
         return 0
 
@@ -91,8 +94,9 @@ def build_book(model_dir, prompt, out):
     model = load_model(model_dir)
     prompt = prompt or DEFAULT_PROMPT
     # as `sheetgpt build` does: a typed-prompt book when the prompt fits the formulas
-    return build_workbook(model, Tokenizer.from_dir(model_dir), prompt, out, force=True, source=str(model_dir),
-                          typed_prompt=None)
+    return build_workbook(
+        model, Tokenizer.from_dir(model_dir), prompt, out, force=True, source=str(model_dir), typed_prompt=None
+    )
 
 
 def jobs_for(result, outdir, workdir):
@@ -110,14 +114,24 @@ def jobs_for(result, outdir, workdir):
     jobs = [
         (layout.GUIDE, "A1:" + a1(22 + n_tabs, 1), "guide"),
         (layout.block_tab(0), "A1:" + a1(norm.bottom, min(norm.right, 11)), "block0"),
-        (layout.block_tab(last), a1(weights.top - 5, 0) + ":" + a1(weights.bottom, min(weights.right, 2 + 2 * (T + 1) - 2)),
-         "attention"),
+        (
+            layout.block_tab(last),
+            a1(weights.top - 5, 0) + ":" + a1(weights.bottom, min(weights.right, 2 + 2 * (T + 1) - 2)),
+            "attention",
+        ),
         (layout.PREDICT, "A1:" + a1(layout.regions["predict.probs"].top + 30, 13), "predict"),
         (layout.LENS, "A1:" + a1(lens_out.bottom, min(lens_out.right, 9)), "logit_lens"),
         (layout.EMBEDDINGS, "A1:" + a1(R["emb.near.query"].bottom, 11), "embeddings"),
     ]
-    return [{"sheet": s, "range": r, "pdf": os.path.join(workdir, name + ".pdf"),
-             "png": os.path.join(outdir, name + ".png")} for s, r, name in jobs]
+    return [
+        {
+            "sheet": s,
+            "range": r,
+            "pdf": os.path.join(workdir, name + ".pdf"),
+            "png": os.path.join(outdir, name + ".png"),
+        }
+        for s, r, name in jobs
+    ]
 
 
 def main(argv):
@@ -140,12 +154,14 @@ def main(argv):
     req_path = os.path.join(workdir, "request.json")
     with open(req_path, "w", encoding="utf-8") as f:
         json.dump(req, f)
-    subprocess.run([SYSTEM_PYTHON, os.path.abspath(__file__), "--uno", req_path], check=True, timeout=600,
-                   start_new_session=True)
+    subprocess.run(
+        [SYSTEM_PYTHON, os.path.abspath(__file__), "--uno", req_path], check=True, timeout=600, start_new_session=True
+    )
     for job in jobs:
         stem = job["png"][: -len(".png")]
-        subprocess.run(["pdftoppm", "-png", "-r", str(args.dpi), "-singlefile", "-f", "1", "-l", "1", job["pdf"], stem],
-                       check=True)
+        subprocess.run(
+            ["pdftoppm", "-png", "-r", str(args.dpi), "-singlefile", "-f", "1", "-l", "1", job["pdf"], stem], check=True
+        )
         print(f"{job['png']}: {job['sheet']}!{job['range']} ({os.path.getsize(job['png']) // 1024} kB)")
     return 0
 

@@ -42,7 +42,9 @@ DEMO_PROMPT, DEMO_ADJ, DEMO_VERB, DEMO_ADVERB = "Mike is quick. He moves", " qui
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--out", type=Path, default=ROOT / "sheetgpt" / "data" / "tiny", help="model directory to write")
     p.add_argument("--seed", type=int, default=0, help="seed of the corpus, the initialisation and the batches")
     p.add_argument("--stories", type=int, default=100000, help="training stories")
@@ -52,14 +54,24 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=48)
     p.add_argument("--n-positions", type=int, default=32)
-    p.add_argument("--steps", type=int, default=20000,
-                   help="with 6,000 the same run stalls at choosing either person's adverb (64%% held-out)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=20000,
+        help="with 6,000 the same run stalls at choosing either person's adverb (64%% held-out)",
+    )
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--adverb-weight", type=float, default=20.0,
-                   help="loss weight of the adverb targets (the only tokens that need attention to the right person)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads; 1 is fastest for this tiny model on a shared CPU")
+    p.add_argument(
+        "--adverb-weight",
+        type=float,
+        default=20.0,
+        help="loss weight of the adverb targets (the only tokens that need attention to the right person)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads; 1 is fastest for this tiny model on a shared CPU"
+    )
     return p.parse_args()
 
 
@@ -82,7 +94,9 @@ def encode_stories(stories: list[corpus.Story], tok: Tokenizer, n_positions: int
     mask = np.zeros((len(stories), n_positions), dtype=bool)  # mask[t]: the target ids[t + 1] counts
     for k, s in enumerate(stories):
         seq = tok.encode(s.text) + [eot]
-        assert len(seq) <= n_positions, f"story {k} is {len(seq)} tokens, more than n_positions {n_positions}: {s.text!r}"
+        assert len(seq) <= n_positions, (
+            f"story {k} is {len(seq)} tokens, more than n_positions {n_positions}: {s.text!r}"
+        )
         ids[k, : len(seq)] = seq
         mask[k, : len(seq) - 1] = True
     return ids, mask
@@ -103,9 +117,18 @@ def adverb_positions(stories: list[corpus.Story], tok: Tokenizer):
 
 def make_model(args, vocab_size: int, eot: int) -> GPT2LMHeadModel:
     config = GPT2Config(
-        vocab_size=vocab_size, n_positions=args.n_positions, n_embd=args.n_embd, n_layer=args.n_layer,
-        n_head=args.n_head, activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        tie_word_embeddings=True, bos_token_id=eot, eos_token_id=eot,
+        vocab_size=vocab_size,
+        n_positions=args.n_positions,
+        n_embd=args.n_embd,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        activation_function="gelu_new",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        tie_word_embeddings=True,
+        bos_token_id=eot,
+        eos_token_id=eot,
     )
     config._attn_implementation = "eager"  # plain softmax(QK^T/sqrt(d))V, and attention weights to inspect
     return GPT2LMHeadModel(config)
@@ -116,11 +139,15 @@ def train(model, ids, weights, args, evaluate=None) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.98),
+    )
     warmup = max(1, args.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))
+    )
     ids_t, w_t = torch.from_numpy(ids), torch.from_numpy(weights.astype(np.float32))
     model.train()
     losses, started = [], time.perf_counter()
@@ -130,7 +157,9 @@ def train(model, ids, weights, args, evaluate=None) -> dict:
         keep = int((w > 0).sum(1).max()) + 1  # trim the padding every row shares
         x, w = x[:, :keep], w[:, : keep - 1]
         logits = model(input_ids=x).logits[:, :-1]
-        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
+        ce = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
+        )
         loss = (ce * w.reshape(-1)).sum() / w.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -144,8 +173,11 @@ def train(model, ids, weights, args, evaluate=None) -> dict:
                 model.eval()
                 extra = f"  held-out adverb accuracy {evaluate():.2%}"
                 model.train()
-            print(f"step {step:5d}  loss {np.mean(losses[-250:]):.4f}  lr {sched.get_last_lr()[0]:.2e}  "
-                  f"{time.perf_counter() - started:6.1f} s{extra}", flush=True)
+            print(
+                f"step {step:5d}  loss {np.mean(losses[-250:]):.4f}  lr {sched.get_last_lr()[0]:.2e}  "
+                f"{time.perf_counter() - started:6.1f} s{extra}",
+                flush=True,
+            )
     model.eval()
     return {"seconds": time.perf_counter() - started, "final_loss": float(np.mean(losses[-100:])), "losses": losses}
 
@@ -208,16 +240,34 @@ def distractor_prompts(lex: corpus.Lexicon) -> list[tuple[str, str]]:
 def export(model, tok: Tokenizer, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     state = model.transformer.state_dict()
-    tensors = {k: v.detach().to(torch.float32).contiguous().numpy() for k, v in state.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+    tensors = {
+        k: v.detach().to(torch.float32).contiguous().numpy()
+        for k, v in state.items()
+        if not k.endswith((".attn.bias", ".attn.masked_bias"))
+    }
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     c = model.config
     config = {
-        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
-        "vocab_size": c.vocab_size, "n_positions": c.n_positions, "n_ctx": c.n_positions, "n_embd": c.n_embd,
-        "n_layer": c.n_layer, "n_head": c.n_head, "n_inner": None, "activation_function": "gelu_new",
-        "layer_norm_epsilon": c.layer_norm_epsilon, "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
-        "initializer_range": c.initializer_range, "scale_attn_weights": True, "tie_word_embeddings": True,
-        "bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id, "torch_dtype": "float32",
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": c.vocab_size,
+        "n_positions": c.n_positions,
+        "n_ctx": c.n_positions,
+        "n_embd": c.n_embd,
+        "n_layer": c.n_layer,
+        "n_head": c.n_head,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": c.layer_norm_epsilon,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+        "initializer_range": c.initializer_range,
+        "scale_attn_weights": True,
+        "tie_word_embeddings": True,
+        "bos_token_id": c.bos_token_id,
+        "eos_token_id": c.eos_token_id,
+        "torch_dtype": "float32",
     }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     tok.save(out)
@@ -254,15 +304,20 @@ def limits(prompt_results) -> str:
     single = [r for r in prompt_results[1:] if r[0].count(".") == 1]
     multi = [r for r in prompt_results if r[0].count(".") == 2]
     ok = lambda rs: sum(r[1] == r[2] for r in rs)  # noqa: E731
-    said = (f"With one person the adverb is right in {ok(single)} of {len(single)} held-out prompts; with two people, "
-            f"where only the pronoun says whose adjective counts, in {ok(multi)} of {len(multi)} distractor prompts.")
+    said = (
+        f"With one person the adverb is right in {ok(single)} of {len(single)} held-out prompts; with two people, "
+        f"where only the pronoun says whose adjective counts, in {ok(multi)} of {len(multi)} distractor prompts."
+    )
     if ok(multi) < len(multi):
-        said += (" Where it is wrong, the verb position has not learned to look up its subject: p is near 0.5, i.e. it "
-                 "picks one of the two adjectives.")
+        said += (
+            " Where it is wrong, the verb position has not learned to look up its subject: p is near 0.5, i.e. it "
+            "picks one of the two adjectives."
+        )
     return said + (
         " The model knows only its corpus: the names, adjectives and verbs of `templates/corpus.ini`, its four sentence "
         "forms, stories of at most three people. A new name, an adverb asked for after any other sentence, or a "
-        "position past the longest story is outside anything it has seen, and its prediction there means nothing.")
+        "position past the longest story is outside anything it has seen, and its prediction there means nothing."
+    )
 
 
 # ---- the model card ------------------------------------------------------------------------
@@ -275,11 +330,12 @@ def write_card(out: Path, r: dict) -> None:
         "",
         "A 2-block GPT-2 trained from scratch on a synthetic corpus of tiny stories, small enough that its",
         "whole workbook opens at once in LibreOffice, and trained so that its attention and prediction make",
-        f"sense: after **\"{DEMO_PROMPT}\"** it predicts **\"{r['demo'][0]}\"** (p = {r['demo'][1]:.3f}).",
+        f'sense: after **"{DEMO_PROMPT}"** it predicts **"{r["demo"][0]}"** (p = {r["demo"][1]:.3f}).',
         "",
         "## Sizes",
         "",
-        "| | |", "|---|---|",
+        "| | |",
+        "|---|---|",
         f"| blocks (n_layer) | {c['n_layer']} |",
         f"| heads (n_head) | {c['n_head']} (head size {c['n_embd'] // c['n_head']}) |",
         f"| n_embd | {c['n_embd']} (MLP {4 * c['n_embd']}) |",
@@ -315,7 +371,7 @@ def write_card(out: Path, r: dict) -> None:
         "starting at position 0 with no BOS token (as the workbook's prompt does) and ending with `<|endoftext|>`.",
         "",
         f"- final training loss (every token of the training corpus, after training): **{r['final_loss']:.4f}** nats/token",
-        f"  (most tokens are random choices of name, adjective and verb, so the loss cannot go near 0);",
+        "  (most tokens are random choices of name, adjective and verb, so the loss cannot go near 0);",
         f"  the objective, which weighs adverb targets {r['adverb_weight']:g}x, averaged {r['objective']:.4f} over the last 100 steps",
         f"- held-out stories' loss: {r['heldout_loss']:.4f}",
         f"- adverb accuracy, training stories: {r['train_acc']:.2%}",
@@ -323,12 +379,13 @@ def write_card(out: Path, r: dict) -> None:
         "",
         "Held-out prompts (top token and its probability):",
         "",
-        "| prompt | expected | predicted | p |", "|---|---|---|---|",
+        "| prompt | expected | predicted | p |",
+        "|---|---|---|---|",
         *[f"| {p} | `{e}` | `{t}` | {q:.3f} |" for p, e, t, q in r["prompt_results"]],
         "",
         "## Attention",
         "",
-        f"In \"{DEMO_PROMPT}\", the attention row of `{DEMO_VERB.strip()}` (the position that predicts the",
+        f'In "{DEMO_PROMPT}", the attention row of `{DEMO_VERB.strip()}` (the position that predicts the',
         f"next token) puts its largest weight on `{DEMO_ADJ.strip()}` in: {r['attn_heads_text']}.",
         f"Block {r['attn_block']}, head {r['attn_head']} (counting from 0) is the clearest: weights",
         "",
@@ -336,7 +393,7 @@ def write_card(out: Path, r: dict) -> None:
         "|" + "---|" * len(r["attn_tokens"]),
         "| " + " | ".join(f"{w:.3f}" for w in r["attn_row"]) + " |",
         "",
-        f"Over the held-out prompts (alone, then with a person of the other gender introduced after and before),",
+        "Over the held-out prompts (alone, then with a person of the other gender introduced after and before),",
         f"the same head's row of the verb peaks on the right person's adjective in {r['attn_general']}.",
         "",
         "## Limits",
@@ -373,12 +430,17 @@ def main() -> None:
     eot = tok.encoder[ENDOFTEXT]
     ids, mask = encode_stories(stories, tok, args.n_positions)
     h_ids, h_mask = encode_stories(heldout, tok, args.n_positions)
-    print(f"corpus: {len(stories)} stories, {int(mask.sum()) + len(stories)} tokens; vocab {tok.vocab_size}; "
-          f"longest story {int(mask.sum(1).max()) + 1} tokens", flush=True)
+    print(
+        f"corpus: {len(stories)} stories, {int(mask.sum()) + len(stories)} tokens; vocab {tok.vocab_size}; "
+        f"longest story {int(mask.sum(1).max()) + 1} tokens",
+        flush=True,
+    )
 
     model = make_model(args, tok.vocab_size, eot)
     n_params = sum(p.numel() for p in model.transformer.parameters())
-    print(f"model: {args.n_layer} blocks, {args.n_head} heads, n_embd {args.n_embd}, {n_params:,} parameters", flush=True)
+    print(
+        f"model: {args.n_layer} blocks, {args.n_head} heads, n_embd {args.n_embd}, {n_params:,} parameters", flush=True
+    )
     train_pos, held_pos = adverb_positions(stories[:2000], tok), adverb_positions(heldout, tok)
     weights = mask.astype(np.float64)
     for k, t, _ in adverb_positions(stories, tok):
@@ -413,38 +475,74 @@ def main() -> None:
             hits[bh] += int(t2[int(r2[bh].argmax())] == adjective)
     attn_block, attn_head = max(heads, key=lambda bh: (hits[bh], rows[bh][adj_at])) if heads else (None, None)
     general = f"{hits[attn_block, attn_head]} of {len(prompts)} prompts" if heads else "no head (none found)"
-    print(f"attention: heads whose {DEMO_VERB!r} row peaks on {DEMO_ADJ!r} (right adjective in how many of "
-          f"{len(prompts)} prompts): {hits}; chosen: block {attn_block} head {attn_head}")
+    print(
+        f"attention: heads whose {DEMO_VERB!r} row peaks on {DEMO_ADJ!r} (right adjective in how many of "
+        f"{len(prompts)} prompts): {hits}; chosen: block {attn_block} head {attn_head}"
+    )
 
-    tensors = export(model, tok, args.out)
+    export(model, tok, args.out)
     proof = prove_export(model, args.out, [p for p, _ in prompts], tok)
     print(f"export proven: {proof}")
 
     examples = [s.text for s in stories[:6]]
     record = {
-        "config": {"n_layer": args.n_layer, "n_head": args.n_head, "n_embd": args.n_embd, "n_positions": args.n_positions,
-                   "vocab_size": tok.vocab_size},
-        "demo": prompt_results[0][2:], "n_params": n_params, "file_bytes": (args.out / "model.safetensors").stat().st_size,
-        "max_story_tokens": int(mask.sum(1).max()) + 1, "stories": len(stories),
-        "corpus_chars": sum(len(s.text) + 1 for s in stories), "corpus_tokens": int(mask.sum()) + len(stories),
-        "adverb_positions": sum(len(s.targets) for s in stories), "seed": args.seed, "lex": lex, "examples": examples,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__}, "threads": args.threads,
-        "adverb_weight": args.adverb_weight, "lr": args.lr, "weight_decay": args.weight_decay, "batch": args.batch, "steps": args.steps,
-        "train_seconds": result["seconds"], "final_loss": final_loss, "objective": result["final_loss"], "heldout_loss": heldout_loss,
-        "train_acc": train_acc, "heldout_acc": heldout_acc, "heldout_stories": len(heldout), "heldout_positions": len(held_pos),
-        "prompt_results": prompt_results, "attn_block": attn_block, "attn_head": attn_head,
+        "config": {
+            "n_layer": args.n_layer,
+            "n_head": args.n_head,
+            "n_embd": args.n_embd,
+            "n_positions": args.n_positions,
+            "vocab_size": tok.vocab_size,
+        },
+        "demo": prompt_results[0][2:],
+        "n_params": n_params,
+        "file_bytes": (args.out / "model.safetensors").stat().st_size,
+        "max_story_tokens": int(mask.sum(1).max()) + 1,
+        "stories": len(stories),
+        "corpus_chars": sum(len(s.text) + 1 for s in stories),
+        "corpus_tokens": int(mask.sum()) + len(stories),
+        "adverb_positions": sum(len(s.targets) for s in stories),
+        "seed": args.seed,
+        "lex": lex,
+        "examples": examples,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "threads": args.threads,
+        "adverb_weight": args.adverb_weight,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "batch": args.batch,
+        "steps": args.steps,
+        "train_seconds": result["seconds"],
+        "final_loss": final_loss,
+        "objective": result["final_loss"],
+        "heldout_loss": heldout_loss,
+        "train_acc": train_acc,
+        "heldout_acc": heldout_acc,
+        "heldout_stories": len(heldout),
+        "heldout_positions": len(held_pos),
+        "prompt_results": prompt_results,
+        "attn_block": attn_block,
+        "attn_head": attn_head,
         "attn_heads_text": ", ".join(f"block {b} head {h}" for b, h in heads) or "no head",
-        "attn_tokens": texts, "attn_row": rows[attn_block, attn_head] if heads else rows[0, 0], "attn_general": general,
-        "limits": limits(prompt_results), "proof": proof, "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()} {platform.system()}",
+        "attn_tokens": texts,
+        "attn_row": rows[attn_block, attn_head] if heads else rows[0, 0],
+        "attn_general": general,
+        "limits": limits(prompt_results),
+        "proof": proof,
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()} {platform.system()}",
     }
     write_card(args.out, record)
     size = sum(f.stat().st_size for f in args.out.iterdir())
     print(f"\nwrote {args.out} ({size / 1e3:.0f} kB)")
-    print(f"training: {result['seconds']:.0f} s, final loss {final_loss:.4f} (weighted objective {result['final_loss']:.4f}); "
-          f"held-out loss {heldout_loss:.4f}")
+    print(
+        f"training: {result['seconds']:.0f} s, final loss {final_loss:.4f} (weighted objective {result['final_loss']:.4f}); "
+        f"held-out loss {heldout_loss:.4f}"
+    )
     print(f"adverb accuracy: train {train_acc:.2%}, held-out {heldout_acc:.2%} ({len(held_pos)} adverbs)")
     bad = [p for p, e, t, _ in prompt_results if t != e]
-    print(f"prompts right: {len(prompt_results) - len(bad)} of {len(prompt_results)}" + (f"; wrong: {bad}" if bad else ""))
+    print(
+        f"prompts right: {len(prompt_results) - len(bad)} of {len(prompt_results)}" + (f"; wrong: {bad}" if bad else "")
+    )
     print(f"attention head: block {attn_block} head {attn_head}")
 
 

@@ -75,7 +75,7 @@ def start_soffice(soffice, profile, pipe_name):
         "--nodefault",
         "--nolockcheck",
         "-env:UserInstallation=" + profile_url(profile),
-        "--accept=pipe,name=%s;urp;StarOffice.ComponentContext" % pipe_name,
+        f"--accept=pipe,name={pipe_name};urp;StarOffice.ComponentContext",
     ]
     # Same process group as this bridge: the caller kills the whole group on timeout.
     return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -87,13 +87,13 @@ def connect(pipe_name, proc, deadline):
 
     local = uno.getComponentContext()
     resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
-    url = "uno:pipe,name=%s;urp;StarOffice.ComponentContext" % pipe_name
+    url = f"uno:pipe,name={pipe_name};urp;StarOffice.ComponentContext"
     while True:
         try:
             return resolver.resolve(url)
         except NoConnectException:
             if proc.poll() is not None:
-                raise RuntimeError("soffice exited with code %s before accepting a connection" % proc.returncode)
+                raise RuntimeError(f"soffice exited with code {proc.returncode} before accepting a connection")
             if time.monotonic() > deadline:
                 raise TimeoutError("soffice did not accept a connection in time")
             time.sleep(0.1)
@@ -103,7 +103,7 @@ def load_document(desktop, path):
     """Open ``path`` hidden and editable, or raise."""
     doc = desktop.loadComponentFromURL(file_url(path), "_blank", 0, (prop("Hidden", True), prop("ReadOnly", False)))
     if doc is None:
-        raise RuntimeError("LibreOffice could not open %s" % path)
+        raise RuntimeError(f"LibreOffice could not open {path}")
     return doc
 
 
@@ -137,8 +137,8 @@ def cell_error_text(sheet, c, r):
 
 
 def read_sheet(sheet, index, outdir):
-    from com.sun.star.sheet.FormulaResult import ERROR as FR_ERROR
     from com.sun.star.sheet.CellFlags import FORMULA as CF_FORMULA
+    from com.sun.star.sheet.FormulaResult import ERROR as FR_ERROR
 
     cur = sheet.createCursor()
     cur.gotoEndOfUsedArea(False)
@@ -225,7 +225,7 @@ def run(req):
             on_load = sheets.getByName(sent[0]).getCellRangeByName(sent[1]).getValue()
         for sname, addr, value in req.get("edits") or []:
             if not sheets.hasByName(sname):
-                raise KeyError("edit: no sheet named %r" % sname)
+                raise KeyError(f"edit: no sheet named {sname!r}")
             cell = sheets.getByName(sname).getCellRangeByName(addr)
             if value is None:
                 cell.setString("")
@@ -245,7 +245,7 @@ def run(req):
             result["sentinel"] = sv
             if sv != expected:
                 raise RuntimeError(
-                    "recalculation not proven: sentinel %s!%s reads %r, expected %r" % (sname, addr, sv, expected)
+                    f"recalculation not proven: sentinel {sname}!{addr} reads {sv!r}, expected {expected!r}"
                 )
         wanted = req.get("sheets")
         names = list(sheets.getElementNames())
@@ -254,7 +254,7 @@ def run(req):
             wanted = [n for n in names if n not in skip]
         for n in wanted:
             if n not in names:
-                raise KeyError("no sheet named %r (sheets: %s)" % (n, ", ".join(x for x in names if x not in skip)))
+                raise KeyError("no sheet named {!r} (sheets: {})".format(n, ", ".join(x for x in names if x not in skip)))
         out = []
         for i, n in enumerate(wanted):
             out.append(read_sheet(sheets.getByName(n), i, req["outdir"]))
@@ -304,7 +304,7 @@ def run_batch(req):
                 sname, addr, expected = req["sentinel"]
                 sentinel = sheets.getByName(sname).getCellRangeByName(addr).getValue()
                 if sentinel != expected:
-                    raise RuntimeError("recalculation not proven: sentinel reads %r" % sentinel)
+                    raise RuntimeError(f"recalculation not proven: sentinel reads {sentinel!r}")
             one = []
             for sname, addr in batch["ranges"]:
                 sheet = sheets.getByName(sname)
@@ -348,7 +348,7 @@ def main(argv):
         code = 0
     except Exception as e:  # report one line to the caller
         msg = str(e).strip().splitlines()
-        result = {"ok": False, "error": "%s: %s" % (type(e).__name__, msg[0] if msg else "")}
+        result = {"ok": False, "error": "{}: {}".format(type(e).__name__, msg[0] if msg else "")}
         code = 1
     with open(out, "w", encoding="utf-8") as f:
         json.dump(result, f)

@@ -31,7 +31,7 @@ Python from :class:`sheetgpt.tokenizer.Tokenizer`, for ``sheetgpt check``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import regex
@@ -54,8 +54,12 @@ TAB = "BPE"
 MERGES = "merges"
 BYTES = "bytes"
 # The Guide's configuration rows that record the limits (in TypedLimits' field order).
-GUIDE_LABELS = ("typed prompt: max characters", "typed prompt: max words", "typed prompt: max bytes per word",
-                "typed prompt: merges")
+GUIDE_LABELS = (
+    "typed prompt: max characters",
+    "typed prompt: max words",
+    "typed prompt: max bytes per word",
+    "typed prompt: merges",
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,7 @@ def reference(text: str, tokenizer: Tokenizer, limits: TypedLimits, T: int) -> d
 # ----------------------------------------------------------------------------- the sheet
 
 
-@lru_cache(maxsize=None)
+@cache
 def _letters(c: int) -> str:
     return xl_col_to_name(c)
 
@@ -261,8 +265,15 @@ class BpeSheet:
     def _summary(self, out) -> None:
         N, W, L, T = self.N, self.W, self.L, self.T
         out.append(Cell(0, 0, "title", "BPE: the typed text becomes GPT-2 tokens, in formulas"))
-        out.append(Cell(1, 0, "note", "Characters -> words (GPT-2's pre-tokenizer) -> UTF-8 byte symbols -> merge "
-                                      "rounds (lowest-ranked pair of the merges tab first) -> token ids."))
+        out.append(
+            Cell(
+                1,
+                0,
+                "note",
+                "Characters -> words (GPT-2's pre-tokenizer) -> UTF-8 byte symbols -> merge "
+                "rounds (lowest-ranked pair of the merges tab first) -> token ids.",
+            )
+        )
         t = self.text
         REBUILD = REBUILD_MESSAGE.replace('"', '""')  # a quote inside a formula's string is doubled
         cls, code = self.chars(self.CLS), self.chars(self.CODE)
@@ -291,27 +302,48 @@ class BpeSheet:
             (self.CHARS, "characters", "formula", f"LEN({t})"),
             (self.WORDS, "words", "formula", f"MAX({self.chars(self.WORD)})"),
             (self.LONGEST, "longest word (bytes)", "formula", f"MAX({self.chars(self.NBYTES)})"),
-            (self.COUNT, "tokens", "formula",
-             "+".join(self.final_count(w) for w in range(self.W)) if self.W else "0"),
-            (self.OK, "ok (1) or not (0)", "formula",
-             f"IF(AND(LEN({t})>=1,LEN({t})<={N},MAX({cls})<{UNKNOWN},MIN({self.chars(self.CLEN)})>=0,"
-             f"{self.v(self.WORDS)}<={W},{self.v(self.LONGEST)}<={L},{self.v(self.COUNT)}<={T}),1,0)"),
+            (self.COUNT, "tokens", "formula", "+".join(self.final_count(w) for w in range(self.W)) if self.W else "0"),
+            (
+                self.OK,
+                "ok (1) or not (0)",
+                "formula",
+                f"IF(AND(LEN({t})>=1,LEN({t})<={N},MAX({cls})<{UNKNOWN},MIN({self.chars(self.CLEN)})>=0,"
+                f"{self.v(self.WORDS)}<={W},{self.v(self.LONGEST)}<={L},{self.v(self.COUNT)}<={T}),1,0)",
+            ),
         ]
         for r, label, kind, content in rows:
             out.append(Cell(r, 0, "label", label))
-            out.append(Cell(r, 1, kind, content, "0" if kind == "formula" and r != self.STATUS and r != self.TEXT else ""))
+            out.append(
+                Cell(r, 1, kind, content, "0" if kind == "formula" and r != self.STATUS and r != self.TEXT else "")
+            )
 
     def _characters(self, out) -> None:
         top, N, t = self.CHAR_TOP, self.N, self.text
-        self._frame(out, top, "1. Characters and GPT-2's pre-tokenizer",
-                    "Each character's class from the bytes tab (1 letter, 2 digit, 3 whitespace, 4 other). A word "
-                    "starts where GPT-2's regex starts a match, decided from this character and its neighbours: "
-                    "a class change, a contraction ('s 't 're 've 'm 'll 'd) or its end, a space that joins the "
-                    "next word, the last of several whitespace characters.",
-                    [(0, "k"), (1, "char"), (2, "code"), (3, "class"), (4, "contraction"), (5, "contraction starts"),
-                     (6, "in contraction"), (7, "starts word"), (8, "word"), (9, "word starts at"),
-                     (10, "byte symbols"), (11, "word so far (symbols)"), (12, "bytes in word"),
-                     (13, "word so far (text)")])
+        self._frame(
+            out,
+            top,
+            "1. Characters and GPT-2's pre-tokenizer",
+            "Each character's class from the bytes tab (1 letter, 2 digit, 3 whitespace, 4 other). A word "
+            "starts where GPT-2's regex starts a match, decided from this character and its neighbours: "
+            "a class change, a contraction ('s 't 're 've 'm 'll 'd) or its end, a space that joins the "
+            "next word, the last of several whitespace characters.",
+            [
+                (0, "k"),
+                (1, "char"),
+                (2, "code"),
+                (3, "class"),
+                (4, "contraction"),
+                (5, "contraction starts"),
+                (6, "in contraction"),
+                (7, "starts word"),
+                (8, "word"),
+                (9, "word starts at"),
+                (10, "byte symbols"),
+                (11, "word so far (symbols)"),
+                (12, "bytes in word"),
+                (13, "word so far (text)"),
+            ],
+        )
         ks = self.chars(self.K)
         for i in range(N):
             r = top + i
@@ -322,15 +354,36 @@ class BpeSheet:
             out.append(Cell(r, self.CH, "formula", f"MID({t},{k},1)"))
             # the code point of the one bytes-tab character EXACTly equal (case-sensitive, unlike
             # MATCH); none: -2. SUMPRODUCT evaluates EXACT over the range without CSE.
-            out.append(Cell(r, self.CODE, "formula",
-                            f'IF({a(self.CH)}="",-1,SUMPRODUCT(EXACT({self.bytes_col(1)},{a(self.CH)})*'
-                            f'({self.bytes_col(0)}+2))-2)', "0"))
-            out.append(Cell(r, self.CLS, "formula",
-                            f"IF({a(self.CODE)}=-1,0,IF({a(self.CODE)}=-2,{UNKNOWN},INDEX({self.bytes_col(2)},{a(self.CODE)}+1)))", "0"))
-            out.append(Cell(r, self.CLEN, "formula",
-                            f'IF(EXACT(MID({t},{k},{len(ENDOFTEXT)}),"{ENDOFTEXT}"),-1,'
-                            f'IF(OR(EXACT({mid3},"\'re"),EXACT({mid3},"\'ve"),EXACT({mid3},"\'ll")),3,'
-                            f'IF(OR(EXACT({mid2},"\'s"),EXACT({mid2},"\'t"),EXACT({mid2},"\'m"),EXACT({mid2},"\'d")),2,0)))', "0"))
+            out.append(
+                Cell(
+                    r,
+                    self.CODE,
+                    "formula",
+                    f'IF({a(self.CH)}="",-1,SUMPRODUCT(EXACT({self.bytes_col(1)},{a(self.CH)})*'
+                    f"({self.bytes_col(0)}+2))-2)",
+                    "0",
+                )
+            )
+            out.append(
+                Cell(
+                    r,
+                    self.CLS,
+                    "formula",
+                    f"IF({a(self.CODE)}=-1,0,IF({a(self.CODE)}=-2,{UNKNOWN},INDEX({self.bytes_col(2)},{a(self.CODE)}+1)))",
+                    "0",
+                )
+            )
+            out.append(
+                Cell(
+                    r,
+                    self.CLEN,
+                    "formula",
+                    f'IF(EXACT(MID({t},{k},{len(ENDOFTEXT)}),"{ENDOFTEXT}"),-1,'
+                    f'IF(OR(EXACT({mid3},"\'re"),EXACT({mid3},"\'ve"),EXACT({mid3},"\'ll")),3,'
+                    f'IF(OR(EXACT({mid2},"\'s"),EXACT({mid2},"\'t"),EXACT({mid2},"\'m"),EXACT({mid2},"\'d")),2,0)))',
+                    "0",
+                )
+            )
             cls, clen, part = a(self.CLS), a(self.CLEN), a(self.PART)
             # A contraction is a match only where a match starts: at the text's start, after a letter
             # or digit, or after whitespace other than U+0020 (a space before it joins an "other" run,
@@ -350,14 +403,17 @@ class BpeSheet:
                 start = f"IF({cls}=0,0,1)"
             else:
                 nxt = a(self.CLS, 1) if i < N - 1 else "0"
-                start = (f"IF({cls}=0,0,IF({part}>1,0,IF(OR({part}=1,{a(self.PART, -1)}>0),1,"
-                         f"IF({pc}={SPACE},IF({cls}={SPACE},IF(OR({nxt}={LETTER},{nxt}={DIGIT},{nxt}={OTHER}),1,0),"
-                         f"IF({pcode}=32,0,1)),IF({cls}={pc},0,1)))))")
+                start = (
+                    f"IF({cls}=0,0,IF({part}>1,0,IF(OR({part}=1,{a(self.PART, -1)}>0),1,"
+                    f"IF({pc}={SPACE},IF({cls}={SPACE},IF(OR({nxt}={LETTER},{nxt}={DIGIT},{nxt}={OTHER}),1,0),"
+                    f"IF({pcode}=32,0,1)),IF({cls}={pc},0,1)))))"
+                )
             out.append(Cell(r, self.START, "formula", start, "0"))
             out.append(Cell(r, self.WORD, "formula", f"SUMPRODUCT({self.chars(self.START)}*({ks}<={k}))", "0"))
             out.append(Cell(r, self.WSTART, "formula", f"MATCH({a(self.WORD)},{self.chars(self.WORD)},0)", "0"))
-            out.append(Cell(r, self.SYM, "formula",
-                            f'IF({a(self.CODE)}<0,"",INDEX({self.bytes_col(3)},{a(self.CODE)}+1))'))
+            out.append(
+                Cell(r, self.SYM, "formula", f'IF({a(self.CODE)}<0,"",INDEX({self.bytes_col(3)},{a(self.CODE)}+1))')
+            )
             prev_sym = '""' if i == 0 else a(self.CUMSYM, -1)
             out.append(Cell(r, self.CUMSYM, "formula", f"IF({a(self.START)}=1,{a(self.SYM)},{prev_sym}&{a(self.SYM)})"))
             out.append(Cell(r, self.NBYTES, "formula", f"LEN({a(self.CUMSYM)})", "0"))
@@ -365,17 +421,29 @@ class BpeSheet:
 
     def _words(self, out) -> None:
         top, L = self.word_top, self.L
-        self._frame(out, top, "2. Words: UTF-8 byte symbols and their vocab ids (merge round 0)",
-                    "A word's text and byte symbols are the last 'so far' cells of its characters; each byte symbol "
-                    "is looked up in the bytes tab (exact match) for its token id; -1 = empty slot.",
-                    [(0, "word"), (1, "last char"), (2, "in text"), (3, "text"), (4, "byte symbols"), (5, "bytes")])
+        self._frame(
+            out,
+            top,
+            "2. Words: UTF-8 byte symbols and their vocab ids (merge round 0)",
+            "A word's text and byte symbols are the last 'so far' cells of its characters; each byte symbol "
+            "is looked up in the bytes tab (exact match) for its token id; -1 = empty slot.",
+            [(0, "word"), (1, "last char"), (2, "in text"), (3, "text"), (4, "byte symbols"), (5, "bytes")],
+        )
         self._slots(out, top, self.slot0, "id")
         self._slots(out, top, self.slot0 + L + 1, "token")
         for w in range(self.W):
             r = top + w
             a = lambda c: _a1(r, c)  # noqa: E731
             out.append(Cell(r, 0, "number", w + 1))
-            out.append(Cell(r, 1, "formula", f"IF({a(0)}<={self.v(self.WORDS)},SUMPRODUCT(({self.chars(self.WORD)}<={a(0)})*1),0)", "0"))
+            out.append(
+                Cell(
+                    r,
+                    1,
+                    "formula",
+                    f"IF({a(0)}<={self.v(self.WORDS)},SUMPRODUCT(({self.chars(self.WORD)}<={a(0)})*1),0)",
+                    "0",
+                )
+            )
             out.append(Cell(r, 2, "formula", f"IF({a(0)}<={self.v(self.WORDS)},1,0)", "0"))
             out.append(Cell(r, 3, "formula", f'IF({a(2)}=1,INDEX({self.chars(self.CUMTXT)},{a(1)}),"")'))
             out.append(Cell(r, 4, "formula", f'IF({a(2)}=1,INDEX({self.chars(self.CUMSYM)},{a(1)}),"")'))
@@ -383,12 +451,20 @@ class BpeSheet:
             sym = _a1(r, 4, False, True)
             for j in range(L):
                 n = _a1(top - 1, self.slot0 + j, row_abs=True)  # this column's slot number, in its header
-                out.append(Cell(r, self.slot0 + j, "formula",
-                                f"IF({n}<={_a1(r, 5, False, True)},SUMPRODUCT(EXACT({self.bytes_col(6)},MID({sym},{n},1))*"
-                                f"({self.bytes_col(7)}+1))-1,-1)", "0"))
+                out.append(
+                    Cell(
+                        r,
+                        self.slot0 + j,
+                        "formula",
+                        f"IF({n}<={_a1(r, 5, False, True)},SUMPRODUCT(EXACT({self.bytes_col(6)},MID({sym},{n},1))*"
+                        f"({self.bytes_col(7)}+1))-1,-1)",
+                        "0",
+                    )
+                )
                 idc = _a1(r, self.slot0 + j)
-                out.append(Cell(r, self.slot0 + L + 1 + j, "formula",
-                                f'IF({idc}>=0,INDEX({self.vocab_col(2)},{idc}+1),"")'))
+                out.append(
+                    Cell(r, self.slot0 + L + 1 + j, "formula", f'IF({idc}>=0,INDEX({self.vocab_col(2)},{idc}+1),"")')
+                )
 
     def _prev_slots(self, r: int) -> tuple[int, int]:
         """(top row, first column) of the ids that round r starts from."""
@@ -398,11 +474,15 @@ class BpeSheet:
         top, L, V = self.round_tops[r - 1], self.L, self.V
         ptop, pcol = self._prev_slots(r)
         keys = self.merges_col(7)
-        self._frame(out, top, f"3.{r} Merge round {r}",
-                    f"rank j: the merges-tab rank of the pair (slot j, slot j+1), found by its key left id x {V} + right "
-                    "id. merge j: 1 where the pair has the lowest rank, but in a run of such pairs (a a a) only every "
-                    "other one, from the left. position j: slots up to j minus merges before j. Then the slots close up.",
-                    [(0, "word"), (1, "best rank"), (2, "merged id"), (3, "merged token")])
+        self._frame(
+            out,
+            top,
+            f"3.{r} Merge round {r}",
+            f"rank j: the merges-tab rank of the pair (slot j, slot j+1), found by its key left id x {V} + right "
+            "id. merge j: 1 where the pair has the lowest rank, but in a run of such pairs (a a a) only every "
+            "other one, from the left. position j: slots up to j minus merges before j. Then the slots close up.",
+            [(0, "word"), (1, "best rank"), (2, "merged id"), (3, "merged token")],
+        )
         rank_hdr = self._slots(out, top, self.g_rank, "rank")
         merge_hdr = self._slots(out, top, self.g_merge, "merge")
         self._slots(out, top, self.g_pos, "position")
@@ -425,7 +505,9 @@ class BpeSheet:
             posrow = self.slots(row, self.g_pos)
             for j in range(L):
                 if j < L - 1:
-                    rank = (f"IF(AND({P(j)}>=0,{P(j + 1)}>=0),IFERROR(MATCH({P(j)}*{V}+{P(j + 1)},{keys},0)-1,{BIG}),{BIG})")
+                    rank = (
+                        f"IF(AND({P(j)}>=0,{P(j + 1)}>=0),IFERROR(MATCH({P(j)}*{V}+{P(j + 1)},{keys},0)-1,{BIG}),{BIG})"
+                    )
                 else:
                     rank = f"{BIG}"
                 out.append(Cell(row, self.g_rank + j, "formula", rank, f'[>={BIG}]"-";0'))
@@ -433,8 +515,10 @@ class BpeSheet:
                 # not one is the largest slot number < n whose rank is not the best; none: 0)
                 n = slot(self.g_merge + j)
                 # (SUMPRODUCT around MAX evaluates the array inside it without CSE)
-                merge = (f"IF(AND({a(self.g_rank + j)}={best},{best}<{BIG},"
-                         f"MOD({n}-SUMPRODUCT(MAX(({ranks}<>{best})*({rank_hdr}<{n})*{rank_hdr})),2)=1),1,0)")
+                merge = (
+                    f"IF(AND({a(self.g_rank + j)}={best},{best}<{BIG},"
+                    f"MOD({n}-SUMPRODUCT(MAX(({ranks}<>{best})*({rank_hdr}<{n})*{rank_hdr})),2)=1),1,0)"
+                )
                 out.append(Cell(row, self.g_merge + j, "formula", merge, "0"))
                 n = slot(self.g_pos + j)
                 pos = f"SUMPRODUCT(({prow}>=0)*({id_hdr}<={n}))-SUMPRODUCT({mrow}*({merge_hdr}<{n}))"
@@ -448,9 +532,13 @@ class BpeSheet:
 
     def _tokens(self, out) -> None:
         top, W = self.tokword_top, self.W
-        self._frame(out, top, "4. Tokens of each word",
-                    "How many tokens each word ends with, and the position of its first token.",
-                    [(0, "word"), (1, "tokens"), (2, "first token")])
+        self._frame(
+            out,
+            top,
+            "4. Tokens of each word",
+            "How many tokens each word ends with, and the position of its first token.",
+            [(0, "word"), (1, "tokens"), (2, "first token")],
+        )
         for w in range(W):
             r = top + w
             out.append(Cell(r, 0, "number", w + 1))
@@ -459,10 +547,14 @@ class BpeSheet:
             first = "0" if w == 0 else f"SUM({_span(top, 1, r - 1, 1)})"
             out.append(Cell(r, 2, "formula", f"IF({in_text}=1,{first},{BIG})", f'[>={BIG}]"-";0'))
         ttop = self.token_top
-        self._frame(out, ttop, "5. Token ids",
-                    f"Token t comes from the word whose first token is the largest <= t; rows after the last token "
-                    f"hold <|endoftext|> (id {self.V - 1}). These ids feed the Prompt tab.",
-                    [(0, "pos"), (1, "word"), (2, "token id"), (3, "GPT-2 form"), (4, "token")])
+        self._frame(
+            out,
+            ttop,
+            "5. Token ids",
+            f"Token t comes from the word whose first token is the largest <= t; rows after the last token "
+            f"hold <|endoftext|> (id {self.V - 1}). These ids feed the Prompt tab.",
+            [(0, "pos"), (1, "word"), (2, "token id"), (3, "GPT-2 form"), (4, "token")],
+        )
         starts = _span(top, 2, top + W - 1, 2)
         count, ok = self.v(self.COUNT), self.v(self.OK)
         for t in range(self.T):
@@ -479,8 +571,10 @@ class BpeSheet:
         r = self.token_top + t
         word = _a1(r, 1)
         starts = _span(self.tokword_top, 2, self.tokword_top + self.W - 1, 2)
-        return (f"IF({self.v(self.OK)}=1,IF({_a1(r, 0)}<{self.v(self.COUNT)},INDEX({self.final_block()},{word},"
-                f"{_a1(r, 0)}-INDEX({starts},{word})+1),{self.V - 1}),#N/A)")
+        return (
+            f"IF({self.v(self.OK)}=1,IF({_a1(r, 0)}<{self.v(self.COUNT)},INDEX({self.final_block()},{word},"
+            f"{_a1(r, 0)}-INDEX({starts},{word})+1),{self.V - 1}),#N/A)"
+        )
 
     # ---- the regions sheetgpt check compares -----------------------------------------------
     def id_cell(self, t: int, from_tab: str = "") -> str:

@@ -12,16 +12,15 @@ import datetime as _dt
 import glob
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import xlsxwriter
 from xlsxwriter.utility import xl_rowcol_to_cell
 
-from . import __version__, bpe_sheet
-from . import fast_xlsx
+from . import __version__, bpe_sheet, fast_xlsx
 from .checkpoint import Model
 from .errors import SheetGPTError
 from .reference import gpt2, with_selected_position, with_teaching_stages
@@ -73,8 +72,12 @@ def make_prompt(text: str, tokenizer: Tokenizer, context: int | None, n_position
     limit = min(context or n_positions, n_positions)
     if len(ids) > limit:
         if context and context < n_positions:
-            raise SheetGPTError(f"the prompt is {len(ids)} tokens, more than --context {context}; shorten it or raise --context")
-        raise SheetGPTError(f"the prompt is {len(ids)} tokens, more than the model's n_positions ({n_positions}); shorten it")
+            raise SheetGPTError(
+                f"the prompt is {len(ids)} tokens, more than --context {context}; shorten it or raise --context"
+            )
+        raise SheetGPTError(
+            f"the prompt is {len(ids)} tokens, more than the model's n_positions ({n_positions}); shorten it"
+        )
     rows = context or len(ids)
     pad = tokenizer.vocab_size - 1  # <|endoftext|> fills rows after the prompt; causal attention ignores them
     all_ids = ids + [pad] * (rows - len(ids))
@@ -106,8 +109,9 @@ class Formats:
         """A header that is a number shown through ``num_format`` (3 as "rank 3")."""
         key = "header " + num_format
         if key not in self.cache:
-            self.cache[key] = self.wb.add_format({"bold": True, "font_color": "#595959", "align": "center", "bottom": 1,
-                                                  "num_format": num_format})
+            self.cache[key] = self.wb.add_format(
+                {"bold": True, "font_color": "#595959", "align": "center", "bottom": 1, "num_format": num_format}
+            )
         return self.cache[key]
 
 
@@ -195,9 +199,14 @@ def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, t
     skeleton = path.with_name(path.name + ".skeleton")
     try:
         cells, weights, formulas = _write_skeleton(skeleton, layout, prompt, tokenizer, stored, trace, source, progress)
-        cells += fast_xlsx.assemble(str(skeleton), str(path), weights,
-                                    progress=(lambda tab: progress(1, tab)) if progress else None,
-                                    formulas=formulas, verify=SHARED_VERIFY)
+        cells += fast_xlsx.assemble(
+            str(skeleton),
+            str(path),
+            weights,
+            progress=(lambda tab: progress(1, tab)) if progress else None,
+            formulas=formulas,
+            verify=SHARED_VERIFY,
+        )
     finally:
         skeleton.unlink(missing_ok=True)
     return cells
@@ -206,9 +215,16 @@ def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, t
 def _write_skeleton(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress):
     """The book with empty weight tabs and without the compute tabs' per-cell formulas; returns
     (cells written, {worksheet member: (tab, values)}, {worksheet member: (tab, formula blocks)})."""
-    wb = xlsxwriter.Workbook(str(path), {"use_future_functions": False, "strings_to_formulas": False,
-                                         "strings_to_numbers": False, "strings_to_urls": False,
-                                         "constant_memory": False})
+    wb = xlsxwriter.Workbook(
+        str(path),
+        {
+            "use_future_functions": False,
+            "strings_to_formulas": False,
+            "strings_to_numbers": False,
+            "strings_to_urls": False,
+            "constant_memory": False,
+        },
+    )
     fmt = Formats(wb)
     sheets = {}
     sheet_class = fast_xlsx.FormulaSheet if SHARED_FORMULAS else None
@@ -248,17 +264,25 @@ def _write_skeleton(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, 
     _write_vocab(sheets[layout.VOCAB], tokenizer, fmt)
     _write_notes(sheets, layout)
     # Weight tabs stay empty here; xlsxwriter names worksheet parts sheet1.xml, sheet2.xml, ... in order.
-    weights = {f"xl/worksheets/sheet{sheets[tab.name].index + 1}.xml": (tab.name, stored[tab.name].reshape(tab.shape))
-               for tab in layout.weight_tabs()}
-    formulas = {f"xl/worksheets/sheet{ws.index + 1}.xml": (name, ws.shared)
-                for name, ws in sheets.items() if getattr(ws, "shared", None)}
+    weights = {
+        f"xl/worksheets/sheet{sheets[tab.name].index + 1}.xml": (tab.name, stored[tab.name].reshape(tab.shape))
+        for tab in layout.weight_tabs()
+    }
+    formulas = {
+        f"xl/worksheets/sheet{ws.index + 1}.xml": (name, ws.shared)
+        for name, ws in sheets.items()
+        if getattr(ws, "shared", None)
+    }
     wb.close()
     return cells, weights, formulas
 
 
 def _abs(region: Region) -> str:
-    return (xl_rowcol_to_cell(region.top, region.left, True, True) + ":"
-            + xl_rowcol_to_cell(region.bottom, region.right, True, True))
+    return (
+        xl_rowcol_to_cell(region.top, region.left, True, True)
+        + ":"
+        + xl_rowcol_to_cell(region.bottom, region.right, True, True)
+    )
 
 
 def _write_region(ws, layout: Layout, region: Region, trace, prompt: Prompt, tokenizer, fmt) -> int:
@@ -279,14 +303,27 @@ def _write_region(ws, layout: Layout, region: Region, trace, prompt: Prompt, tok
         ws.write_string(head, 1, "token", fmt.header)
         for i in range(region.rows):
             ws.write_number(region.top + i, 0, i, fmt.label)
-            ws.write_formula(region.top + i, 1, "=" + layout.prompt_text(i, region.tab, True), fmt.token, prompt.texts[i])
+            ws.write_formula(
+                region.top + i, 1, "=" + layout.prompt_text(i, region.tab, True), fmt.token, prompt.texts[i]
+            )
     _write_headers(ws, layout, region, prompt, fmt)
     grid = region.grid(trace[region.name])
     num = fmt.number(region.number_format)
     shared = getattr(ws, "shared", None)
     if region.formula is not None and shared is not None:  # merged in later by fast_xlsx.assemble
-        rects = ([(0, region.rows, region.head_left(h) - region.left, region.head_left(h) - region.left + region.block_cols)
-                  for h in range(region.heads)] if region.heads else [(0, region.rows, 0, region.cols)])
+        rects = (
+            [
+                (
+                    0,
+                    region.rows,
+                    region.head_left(h) - region.left,
+                    region.head_left(h) - region.left + region.block_cols,
+                )
+                for h in range(region.heads)
+            ]
+            if region.heads
+            else [(0, region.rows, 0, region.cols)]
+        )
         shared.append(fast_xlsx.FormulaBlock(region.top, region.left, grid, num._get_xf_index(), rects, region.formula))
     elif region.formula is not None:
         for i in range(region.rows):
@@ -298,13 +335,27 @@ def _write_region(ws, layout: Layout, region: Region, trace, prompt: Prompt, tok
         shared.append(fast_xlsx.FormulaBlock(region.top, region.left, grid, num._get_xf_index(), arrays=region.arrays))
     else:
         for r0, c0, r1, c1, text in region.arrays:
-            ws.write_array_formula(r0, c0, r1, c1, "{=" + text + "}", num, float(grid[r0 - region.top, c0 - region.left]))
+            ws.write_array_formula(
+                r0, c0, r1, c1, "{=" + text + "}", num, float(grid[r0 - region.top, c0 - region.left])
+            )
     if region.name.endswith(".weights"):  # attention heatmap, one colour scale per head
         for h in range(region.heads):
             c0 = region.head_left(h)
-            ws.conditional_format(region.top, c0, region.bottom, c0 + region.block_cols - 1,
-                                  {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#C00000",
-                                   "min_type": "num", "min_value": 0, "max_type": "num", "max_value": 1})
+            ws.conditional_format(
+                region.top,
+                c0,
+                region.bottom,
+                c0 + region.block_cols - 1,
+                {
+                    "type": "2_color_scale",
+                    "min_color": "#FFFFFF",
+                    "max_color": "#C00000",
+                    "min_type": "num",
+                    "min_value": 0,
+                    "max_type": "num",
+                    "max_value": 1,
+                },
+            )
     return region.rows * len(region.columns())
 
 
@@ -357,13 +408,15 @@ def _write_top_k(wb, ws, layout: Layout, trace, tokenizer, fmt) -> None:
     ws.set_column(c0 + 3, c0 + 3, 16)
     n = min(layout.TOP_K, V)
     chart = wb.add_chart({"type": "bar"})
-    chart.add_series({
-        "name": "probability",
-        "categories": [layout.PREDICT, top, c0 + 3, top + n - 1, c0 + 3],
-        "values": [layout.PREDICT, top, c0 + 1, top + n - 1, c0 + 1],
-        "fill": {"color": "#C55A11"},
-        "data_labels": {"value": True, "num_format": "0.0%"},
-    })
+    chart.add_series(
+        {
+            "name": "probability",
+            "categories": [layout.PREDICT, top, c0 + 3, top + n - 1, c0 + 3],
+            "values": [layout.PREDICT, top, c0 + 1, top + n - 1, c0 + 1],
+            "fill": {"color": "#C55A11"},
+            "data_labels": {"value": True, "num_format": "0.0%"},
+        }
+    )
     chart.set_title({"name": "Next token: top probabilities"})
     chart.set_y_axis({"reverse": True})
     chart.set_x_axis({"num_format": "0%", "min": 0})
@@ -379,7 +432,9 @@ def _write_headers(ws, layout: Layout, region: Region, prompt: Prompt, fmt) -> N
             c0 = region.head_left(h)
             ws.write_string(head - 2, c0, f"head {h}", fmt.title)
             for k in range(region.block_cols):
-                ws.write_formula(head - 1, c0 + k, "=" + layout.prompt_text(k, region.tab, True), fmt.header, prompt.texts[k])
+                ws.write_formula(
+                    head - 1, c0 + k, "=" + layout.prompt_text(k, region.tab, True), fmt.header, prompt.texts[k]
+                )
                 ws.write_number(head, c0 + k, k, fmt.header)
         return
     d, hd = layout.config.n_embd, layout.config.head_dim
@@ -406,7 +461,9 @@ def built_at() -> str:
     """The build time shown in the Guide; SOURCE_DATE_EPOCH (the reproducible-builds convention) fixes it."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is not None and epoch.isdigit():
-        return _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+        return (
+            _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+        )
     return _dt.datetime.now().isoformat(timespec="seconds")
 
 
@@ -427,17 +484,28 @@ def _write_guide(ws, layout: Layout, prompt: Prompt, fmt, source: str) -> None:
         ws.write_string(1 + k, 0, line, fmt.note)
     row = 6
     ws.write_string(row, 0, "Predicted next token", fmt.title)
-    ws.write_formula(row, 1, f"={quote(layout.PREDICT)}{xl_rowcol_to_cell(layout.regions['predict.probs'].top, 8, True, True)}", fmt.edit)
+    ws.write_formula(
+        row,
+        1,
+        f"={quote(layout.PREDICT)}{xl_rowcol_to_cell(layout.regions['predict.probs'].top, 8, True, True)}",
+        fmt.edit,
+    )
     ws.write_string(row + 1, 0, "Recalculated?", fmt.label)
     # Sentinel: its cached value is deliberately wrong (0); any recalculation shows 2.
     ws.write_formula(row + 1, 1, "=1+1", fmt.text, 0)
     ws.write_string(row + 1, 2, "shows 2 once the book has been recalculated", fmt.note)
     row += 3
     ws.write_string(row, 0, "Model configuration", fmt.title)
-    config_rows = [("n_layer", c.n_layer), ("n_head", c.n_head), ("n_embd", c.n_embd),
-                   ("n_positions", c.n_positions), ("vocab_size", c.vocab_size),
-                   ("layer_norm_epsilon", c.layer_norm_epsilon), ("token rows", layout.T),
-                   ("logits for every position", 1 if layout.logits_all else 0)]
+    config_rows = [
+        ("n_layer", c.n_layer),
+        ("n_head", c.n_head),
+        ("n_embd", c.n_embd),
+        ("n_positions", c.n_positions),
+        ("vocab_size", c.vocab_size),
+        ("layer_norm_epsilon", c.layer_norm_epsilon),
+        ("token rows", layout.T),
+        ("logits for every position", 1 if layout.logits_all else 0),
+    ]
     if layout.typed:  # the BPE tab's limits (check reads them back)
         config_rows += list(zip(bpe_sheet.GUIDE_LABELS, dataclasses.astuple(layout.typed)))
     for k, (key, value) in enumerate(config_rows, start=1):
@@ -468,7 +536,9 @@ def _write_prompt(ws, layout: Layout, prompt: Prompt, fmt) -> None:
     ws.set_column(2, 2, 10)
     ws.set_column(3, 3, 60)
     ws.write_string(0, 0, "Prompt: one token per row", fmt.big)
-    ws.write_string(1, 0, "Edit a token text (yellow), then recalculate: its id is looked up in the vocab tab.", fmt.note)
+    ws.write_string(
+        1, 0, "Edit a token text (yellow), then recalculate: its id is looked up in the vocab tab.", fmt.note
+    )
     ws.write_string(layout.PREDICT_AFTER[0], 0, "Predict the token after position", fmt.label)
     ws.write_number(*layout.PREDICT_AFTER, prompt.predict_after, fmt.edit)
     head = PROMPT_TOP - 1
@@ -487,9 +557,14 @@ def _write_token_rows(ws, layout: Layout, prompt: Prompt, fmt, write_text) -> No
         write_text(r, t)
         ws.write_array_formula(r, 2, r, 2, "{=" + layout.regions["prompt.ids"].arrays[t][4] + "}", None, prompt.ids[t])
         idcell = xl_rowcol_to_cell(r, 2)
-        ws.write_formula(r, 3, f'=IF({idcell}<0,"not in the vocabulary: this row uses token 0; copy a token text from the vocab tab",'
-                               f'IF({xl_rowcol_to_cell(r, 0)}>$C${layout.PREDICT_AFTER[0] + 1},"{after}",""))',
-                         fmt.note, "" if t <= prompt.predict_after else after)
+        ws.write_formula(
+            r,
+            3,
+            f'=IF({idcell}<0,"not in the vocabulary: this row uses token 0; copy a token text from the vocab tab",'
+            f'IF({xl_rowcol_to_cell(r, 0)}>$C${layout.PREDICT_AFTER[0] + 1},"{after}",""))',
+            fmt.note,
+            "" if t <= prompt.predict_after else after,
+        )
     ws.freeze_panes(PROMPT_TOP, 0)
 
 
@@ -505,22 +580,38 @@ def _write_vocab(ws, tokenizer: Tokenizer, fmt) -> None:
 # ---------------------------------------------------------------- teaching tabs: Tokenize, Logit lens, Embeddings
 
 # Default tokens of the Embeddings tab: the first of each list whose words are all single tokens.
-EMBEDDING_PAIRS = [(" king", " queen"), (" man", " woman"), (" He", " She"), (" quick", " quickly"),
-                   (" slow", " slowly"), (" cat", " dog"), (" Paris", " France"), (" Mike", " Sally"),
-                   (" the", " a"), (" big", " small")]
-EMBEDDING_ANALOGIES = [(" king", " man", " woman"), (" quickly", " quick", " slow"), (" He", " Mike", " Sally"),
-                       (" Paris", " France", " Italy")]
+EMBEDDING_PAIRS = [
+    (" king", " queen"),
+    (" man", " woman"),
+    (" He", " She"),
+    (" quick", " quickly"),
+    (" slow", " slowly"),
+    (" cat", " dog"),
+    (" Paris", " France"),
+    (" Mike", " Sally"),
+    (" the", " a"),
+    (" big", " small"),
+]
+EMBEDDING_ANALOGIES = [
+    (" king", " man", " woman"),
+    (" quickly", " quick", " slow"),
+    (" He", " Mike", " Sally"),
+    (" Paris", " France", " Italy"),
+]
 
 
 def embedding_tokens(tokenizer: Tokenizer, prompt: Prompt, n_pairs: int = 4) -> list[int]:
     """Token ids for the Embeddings tab: pairs, a query and an analogy (a, b, c) that the vocabulary has."""
+
     def known(words):
         ids = [tokenizer.id_for_display(w) for w in words]
         return None if None in ids else ids
 
     pairs = [ids for ids in map(known, EMBEDDING_PAIRS) if ids]
     analogy = next((ids for ids in map(known, EMBEDDING_ANALOGIES) if ids), None)
-    spare = list(dict.fromkeys(prompt.ids[: prompt.n_prompt])) + list(range(tokenizer.vocab_size - 2, -1, -1))  # not <|endoftext|>
+    spare = list(dict.fromkeys(prompt.ids[: prompt.n_prompt])) + list(
+        range(tokenizer.vocab_size - 2, -1, -1)
+    )  # not <|endoftext|>
     while len(pairs) < n_pairs:  # a model without these words: pair up the prompt's tokens, then any
         pairs.append([spare[(2 * len(pairs)) % len(spare)], spare[(2 * len(pairs) + 1) % len(spare)]])
     if analogy is None:
@@ -585,9 +676,20 @@ def _write_lens(ws, layout: Layout, tab, trace, prompt: Prompt, tokenizer, fmt) 
         ws.write_formula(r, 1, f"=INDEX({vocab},{ids.at(i, 0, tab.name)}+1)", fmt.token, tokenizer.display(tid))
         ws.write_formula(r, 2, f"={prob.at(i, 0, tab.name)}", fmt.number("0.0%"), float(trace["lens.prob"][i, 0]))
         ws.write_formula(r, 3, f"={ids.at(i, 0, tab.name)}", fmt.number("0"), tid)
-    ws.conditional_format(layout.LENS_SUMMARY_TOP, 2, layout.LENS_SUMMARY_TOP + L - 1, 2,
-                          {"type": "data_bar", "bar_color": "#F4B183", "min_type": "num", "min_value": 0,
-                           "max_type": "num", "max_value": 1})
+    ws.conditional_format(
+        layout.LENS_SUMMARY_TOP,
+        2,
+        layout.LENS_SUMMARY_TOP + L - 1,
+        2,
+        {
+            "type": "data_bar",
+            "bar_color": "#F4B183",
+            "min_type": "num",
+            "min_value": 0,
+            "max_type": "num",
+            "max_value": 1,
+        },
+    )
     ws.freeze_panes(0, 2)
     ws.set_column(0, 0, 12)
     ws.set_column(1, 1, 16)
@@ -638,19 +740,40 @@ def _write_embeddings(ws, layout: Layout, tab, trace, tokenizer, fmt) -> int:
         r = pairs.top + k
         ws.write_number(r, 0, k + 1, fmt.label)
         for side in range(2):
-            ws.write_formula(r, 1 + side, "=" + token_text(top + 2 * k + side), fmt.token,
-                             tokenizer.display(max(ids[2 * k + side], 0)))
-    ws.conditional_format(pairs.top, pairs.left, pairs.bottom, pairs.left,
-                          {"type": "3_color_scale", "min_color": "#5B9BD5", "mid_color": "#FFFFFF", "max_color": "#C00000",
-                           "min_type": "num", "min_value": -1, "mid_type": "num", "mid_value": 0,
-                           "max_type": "num", "max_value": 1})
+            ws.write_formula(
+                r,
+                1 + side,
+                "=" + token_text(top + 2 * k + side),
+                fmt.token,
+                tokenizer.display(max(ids[2 * k + side], 0)),
+            )
+    ws.conditional_format(
+        pairs.top,
+        pairs.left,
+        pairs.bottom,
+        pairs.left,
+        {
+            "type": "3_color_scale",
+            "min_color": "#5B9BD5",
+            "mid_color": "#FFFFFF",
+            "max_color": "#C00000",
+            "min_type": "num",
+            "min_value": -1,
+            "mid_type": "num",
+            "mid_value": 0,
+            "max_type": "num",
+            "max_value": 1,
+        },
+    )
 
     # Section 3: the nearest tokens (LARGE / MATCH / INDEX) to the query token and to a - b + c.
     vocab = quote(layout.VOCAB) + f"$B$1:$B${V}"
     q_row = top + layout.emb_query
     abc = [R["emb.ids"].at(len(ids) - 3 + n, 0, name, True, True) for n in range(3)]
-    for which, col, note in (("query", 0, f'IF({{id}}={R["emb.ids"].at(layout.emb_query, 0, name, True, True)},"(the token itself)","")'),
-                             ("analogy", 6, f'IF(OR({{id}}={abc[0]},{{id}}={abc[1]},{{id}}={abc[2]}),"(a, b or c)","")')):
+    for which, col, note in (
+        ("query", 0, f'IF({{id}}={R["emb.ids"].at(layout.emb_query, 0, name, True, True)},"(the token itself)","")'),
+        ("analogy", 6, f'IF(OR({{id}}={abc[0]},{{id}}={abc[1]},{{id}}={abc[2]}),"(a, b or c)","")'),
+    ):
         region, id_region = R[f"emb.near.{which}"], R[f"emb.near.{which}.id"]
         frame(region, col, ["rank", "token", "id", "cosine", ""])
         for k in range(layout.EMB_NEAREST):
@@ -660,17 +783,38 @@ def _write_embeddings(ws, layout: Layout, tab, trace, tokenizer, fmt) -> int:
             ws.write_number(r, col, k + 1, fmt.label)
             ws.write_formula(r, col + 1, f"=INDEX({vocab},{idc}+1)", fmt.token, tokenizer.display(tid))
             ws.write_formula(r, col + 4, "=" + note.format(id=idc), fmt.note, "")
-        ws.conditional_format(region.top, region.left, region.bottom, region.left,
-                              {"type": "data_bar", "bar_color": "#9DC3E6", "min_type": "num", "min_value": 0,
-                               "max_type": "num", "max_value": 1})
-    ws.write_formula(R["emb.near.query"].top - 3, 0, f'="Nearest tokens to "&{token_text(q_row)}', fmt.title,
-                     "Nearest tokens to " + tokenizer.display(max(ids[layout.emb_query], 0)))
+        ws.conditional_format(
+            region.top,
+            region.left,
+            region.bottom,
+            region.left,
+            {
+                "type": "data_bar",
+                "bar_color": "#9DC3E6",
+                "min_type": "num",
+                "min_value": 0,
+                "max_type": "num",
+                "max_value": 1,
+            },
+        )
+    ws.write_formula(
+        R["emb.near.query"].top - 3,
+        0,
+        f'="Nearest tokens to "&{token_text(q_row)}',
+        fmt.title,
+        "Nearest tokens to " + tokenizer.display(max(ids[layout.emb_query], 0)),
+    )
 
     # Section 4: every vocabulary row: its length and its cosine with the query and with a - b + c.
     norms, cos = R["emb.norms"], R["emb.cos"]
     frame(norms, 0, ["id", "token", "length"])
-    ws.write_formula(cos.top - 1, cos.left, f'="cosine with "&{token_text(q_row)}', fmt.header,
-                     "cosine with " + tokenizer.display(max(ids[layout.emb_query], 0)))
+    ws.write_formula(
+        cos.top - 1,
+        cos.left,
+        f'="cosine with "&{token_text(q_row)}',
+        fmt.header,
+        "cosine with " + tokenizer.display(max(ids[layout.emb_query], 0)),
+    )
     ws.write_string(cos.top - 1, cos.left + 1, "cosine with a - b + c", fmt.header)
     _note(ws, cos.top - 1, cos.left, cos.text["explain"])
     for i in range(V):
@@ -700,10 +844,20 @@ def _write_tokenize(ws, tokenizer: Tokenizer, prompt: Prompt, fmt) -> None:
     ws.set_column(1, 1, 16)
     ws.set_column(2, 40, 9)
     ws.write_string(0, 0, "Tokenize: how the prompt became token ids", fmt.big)
-    ws.write_string(1, 0, "Byte-level BPE: each word is split into bytes, then the adjacent pair with the lowest rank in "
-                          "merges.txt is merged, again and again, until no pair of the word is in the list.", fmt.note)
-    ws.write_string(2, 0, "Computed in Python when the book was built (sheetgpt tokenize shows the same); editing the "
-                          "Prompt tab does not change this tab.", fmt.note)
+    ws.write_string(
+        1,
+        0,
+        "Byte-level BPE: each word is split into bytes, then the adjacent pair with the lowest rank in "
+        "merges.txt is merged, again and again, until no pair of the word is in the list.",
+        fmt.note,
+    )
+    ws.write_string(
+        2,
+        0,
+        "Computed in Python when the book was built (sheetgpt tokenize shows the same); editing the "
+        "Prompt tab does not change this tab.",
+        fmt.note,
+    )
     text = tokenizer.decode(prompt.ids[: prompt.n_prompt])
     row = 4
     for k, word in enumerate(tokenizer.trace(text)):
@@ -742,8 +896,9 @@ def _write_notes(sheets, layout: Layout) -> None:
 TYPED_CONTEXT = 16  # token rows of a typed-prompt book when --context is not given (or the prompt's length)
 
 
-def plan_typed_prompt(text: str, tokenizer: Tokenizer, context: int | None, n_positions: int,
-                      wanted: bool | None) -> tuple[bpe_sheet.TypedLimits | None, int | None]:
+def plan_typed_prompt(
+    text: str, tokenizer: Tokenizer, context: int | None, n_positions: int, wanted: bool | None
+) -> tuple[bpe_sheet.TypedLimits | None, int | None]:
     """(limits, token rows) of a typed-prompt book, or (None, context) for a token-row book.
 
     ``wanted`` None: typed when the prompt fits the formulas (Latin-1 text, no <|endoftext|>).
@@ -758,8 +913,9 @@ def plan_typed_prompt(text: str, tokenizer: Tokenizer, context: int | None, n_po
         return None, context  # make_prompt reports the prompt that is longer than the context
     if why is not None:
         if wanted:
-            raise SheetGPTError(f"--typed-prompt: the BPE formulas cannot tokenize this prompt ({why}); "
-                                "use --no-typed-prompt")
+            raise SheetGPTError(
+                f"--typed-prompt: the BPE formulas cannot tokenize this prompt ({why}); use --no-typed-prompt"
+            )
         return None, context
     return limits, rows
 
@@ -769,9 +925,14 @@ def _bpe_cached(layout: Layout, prompt: Prompt, trace: dict) -> dict:
     b = layout.bpe
     words = int(trace["bpe.word"].max())
     longest = max(len(w.encode("utf-8")) for w in bpe_sheet.PAT.findall(prompt.text))
-    cached = {(b.TEXT, 1): prompt.text, (b.CHARS, 1): len(prompt.text), (b.WORDS, 1): words,
-              (b.LONGEST, 1): longest, (b.OK, 1): 1,
-              (b.STATUS, 1): _bpe_status(prompt)}
+    cached = {
+        (b.TEXT, 1): prompt.text,
+        (b.CHARS, 1): len(prompt.text),
+        (b.WORDS, 1): words,
+        (b.LONGEST, 1): longest,
+        (b.OK, 1): 1,
+        (b.STATUS, 1): _bpe_status(prompt),
+    }
     for region in layout.tab(bpe_sheet.TAB).regions:
         for i in range(region.rows):
             cached[(region.top + i, region.left)] = float(trace[region.name][i, 0])
@@ -803,19 +964,31 @@ def _formula_blocks(cells: dict[tuple[int, int], tuple[str, str, float | str]], 
         ending[(c, r0, r1, f)] = prev
     blocks = []
     for c0, c1, r0, r1, f in rects:
-        values = np.array([[cells[(r, c)][2] for c in range(c0, c1 + 1)] for r in range(r0, r1 + 1)],
-                          dtype=np.float64 if f else object)
-        blocks.append(fast_xlsx.FormulaBlock(
-            r0, c0, values, (fmt.number(f) if f else fmt.text)._get_xf_index(), [(0, r1 - r0 + 1, 0, c1 - c0 + 1)],
-            lambda i, j, r0=r0, c0=c0: cells[(r0 + i, c0 + j)][0], verify="all"))
+        values = np.array(
+            [[cells[(r, c)][2] for c in range(c0, c1 + 1)] for r in range(r0, r1 + 1)],
+            dtype=np.float64 if f else object,
+        )
+        blocks.append(
+            fast_xlsx.FormulaBlock(
+                r0,
+                c0,
+                values,
+                (fmt.number(f) if f else fmt.text)._get_xf_index(),
+                [(0, r1 - r0 + 1, 0, c1 - c0 + 1)],
+                lambda i, j, r0=r0, c0=c0: cells[(r0 + i, c0 + j)][0],
+                verify="all",
+            )
+        )
     return blocks
 
 
 def _bpe_status(prompt: Prompt) -> str:
     """The BPE tab's status message for the prompt the book was built with (its formula gives the same)."""
     n, words = prompt.n_prompt, len(bpe_sheet.PAT.findall(prompt.text))
-    return (f"OK: {len(prompt.text)} characters, {words} words, {n} tokens; "
-            f"the model predicts the token after position {n - 1}.")
+    return (
+        f"OK: {len(prompt.text)} characters, {words} words, {n} tokens; "
+        f"the model predicts the token after position {n - 1}."
+    )
 
 
 def _write_bpe(sheets, layout: Layout, tokenizer: Tokenizer, prompt: Prompt, trace, fmt) -> None:
@@ -850,8 +1023,9 @@ def _write_bpe(sheets, layout: Layout, tokenizer: Tokenizer, prompt: Prompt, tra
 
     ws = sheets[bpe_sheet.MERGES]
     V = tokenizer.vocab_size
-    for k, label in enumerate(["rank", "left", "right", "left right", "left id", "right id", "merged id",
-                               f"key = left id x {V} + right id"]):
+    for k, label in enumerate(
+        ["rank", "left", "right", "left right", "left id", "right id", "merged id", f"key = left id x {V} + right id"]
+    ):
         ws.write_string(0, k, label, fmt.header)
     enc = tokenizer.encoder
     for r, (a, c) in enumerate(tokenizer.merges, start=1):
@@ -867,8 +1041,9 @@ def _write_bpe(sheets, layout: Layout, tokenizer: Tokenizer, prompt: Prompt, tra
     ws.freeze_panes(1, 0)
 
     ws = sheets[bpe_sheet.BYTES]
-    for k, label in enumerate(["code point", "character", "class", "UTF-8 byte symbols", "class name",
-                               "byte", "GPT-2 symbol", "token id"]):
+    for k, label in enumerate(
+        ["code point", "character", "class", "UTF-8 byte symbols", "class name", "byte", "GPT-2 symbol", "token id"]
+    ):
         ws.write_string(0, k, label, fmt.header)
     table = bpe_sheet._byte_table()
     for code, ch, cls, symbols in bpe_sheet.char_table():
@@ -895,19 +1070,29 @@ def _write_typed_prompt(ws, layout: Layout, prompt: Prompt, fmt) -> None:
     ws.set_column(2, 2, 10)
     ws.set_column(3, 3, 60)
     ws.write_string(0, 0, "Prompt: type any text into the yellow cell B4, then recalculate", fmt.big)
-    ws.write_formula(1, 0, f"={bpe_sheet.TAB}!{bpe_sheet._a1(b.STATUS, 1, True, True)}", fmt.note,
-                     _bpe_status(prompt))
+    ws.write_formula(1, 0, f"={bpe_sheet.TAB}!{bpe_sheet._a1(b.STATUS, 1, True, True)}", fmt.note, _bpe_status(prompt))
     ws.write_string(layout.PREDICT_AFTER[0], 0, "Predict the token after position", fmt.label)
-    ws.write_formula(*layout.PREDICT_AFTER, f"=IF({b.ok_cell()}=1,{b.count_cell()}-1,#N/A)", fmt.token,
-                     prompt.predict_after)
+    ws.write_formula(
+        *layout.PREDICT_AFTER, f"=IF({b.ok_cell()}=1,{b.count_cell()}-1,#N/A)", fmt.token, prompt.predict_after
+    )
     ws.write_string(3, 0, "Text:", fmt.label)
     ws.write_string(*layout.TYPED_TEXT, prompt.text, fmt.edit)
     head = PROMPT_TOP - 1
     for col, label in enumerate(["pos", "token", "token id", "note"]):
         ws.write_string(head, col, label, fmt.header)
-    ws.write_string(head, 4, "Column B shows the BPE tab's tokens of the text. You may type over one: column C "
-                             "looks up whatever column B holds in the vocab tab (exact match), so a typed token "
-                             "wins. Undo (or copy column B's formula from another row) to go back.", fmt.note)
+    ws.write_string(
+        head,
+        4,
+        "Column B shows the BPE tab's tokens of the text. You may type over one: column C "
+        "looks up whatever column B holds in the vocab tab (exact match), so a typed token "
+        "wins. Undo (or copy column B's formula from another row) to go back.",
+        fmt.note,
+    )
     vocab = quote(layout.VOCAB) + f"$B$1:$B${V}"
-    _write_token_rows(ws, layout, prompt, fmt,
-                      lambda r, t: ws.write_formula(r, 1, f"=INDEX({vocab},{b.id_cell(t)}+1)", fmt.edit, prompt.texts[t]))
+    _write_token_rows(
+        ws,
+        layout,
+        prompt,
+        fmt,
+        lambda r, t: ws.write_formula(r, 1, f"=INDEX({vocab},{b.id_cell(t)}+1)", fmt.edit, prompt.texts[t]),
+    )

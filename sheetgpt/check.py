@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
@@ -68,13 +68,19 @@ class CheckReport:
             if not s.passed:
                 msg = _failure_text(s)
                 body = f"<failure message={quoteattr(msg)}>{escape(msg)}</failure>"
-            cases.append(f'  <testcase classname={quoteattr(s.tab)} name={quoteattr(s.stage)} time="0">{body}</testcase>')
+            cases.append(
+                f'  <testcase classname={quoteattr(s.tab)} name={quoteattr(s.stage)} time="0">{body}</testcase>'
+            )
         for w in self.weights:
             body = "" if w["passed"] else f"<failure message={quoteattr(w['message'])}/>"
             cases.append(f'  <testcase classname="weights" name={quoteattr(w["param"])} time="0">{body}</testcase>')
         failures = sum(not s.passed for s in self.stages) + sum(not w["passed"] for w in self.weights)
-        return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name={quoteattr("sheetgpt check " + self.path)} '
-                f'tests="{len(cases)}" failures="{failures}" time="{self.seconds:.3f}">\n' + "\n".join(cases) + "\n</testsuite>\n")
+        return (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name={quoteattr("sheetgpt check " + self.path)} '
+            f'tests="{len(cases)}" failures="{failures}" time="{self.seconds:.3f}">\n'
+            + "\n".join(cases)
+            + "\n</testsuite>\n"
+        )
 
 
 def _jsonable(x):
@@ -85,8 +91,10 @@ def _jsonable(x):
 
 def _failure_text(s: StageResult) -> str:
     b = s.first_bad or {}
-    return (f"{s.stage}: first wrong cell {b.get('cell')} = {b.get('formula')!s}: recomputed {b.get('got')!r}, "
-            f"expected {b.get('expected')!r} (max relative error {s.max_rel:.3g})")
+    return (
+        f"{s.stage}: first wrong cell {b.get('cell')} = {b.get('formula')!s}: recomputed {b.get('got')!r}, "
+        f"expected {b.get('expected')!r} (max relative error {s.max_rel:.3g})"
+    )
 
 
 # ------------------------------------------------------------------ reading the book's inputs
@@ -121,12 +129,21 @@ def _guide_config(book: Book) -> tuple[GPT2Config, int, bool]:
         if v != int(v) or v < 1:
             raise WorkbookError(f"Guide tab: {k} must be a positive whole number, got {v!r}")
     if ints["n_layer"] > len(book.sheet_names):  # before laying out n_layer block tabs
-        raise WorkbookError(f"Guide tab: n_layer {ints['n_layer']:g} but the book has only {len(book.sheet_names)} tabs")
+        raise WorkbookError(
+            f"Guide tab: n_layer {ints['n_layer']:g} but the book has only {len(book.sheet_names)} tabs"
+        )
     if ints["token rows"] > ints["n_positions"]:
-        raise WorkbookError(f"Guide tab: token rows {ints['token rows']:g} is more than n_positions {ints['n_positions']:g}")
-    config = GPT2Config(n_layer=int(ints["n_layer"]), n_head=int(ints["n_head"]), n_embd=int(ints["n_embd"]),
-                        n_positions=int(ints["n_positions"]), vocab_size=int(ints["vocab_size"]),
-                        layer_norm_epsilon=float(get("layer_norm_epsilon")))
+        raise WorkbookError(
+            f"Guide tab: token rows {ints['token rows']:g} is more than n_positions {ints['n_positions']:g}"
+        )
+    config = GPT2Config(
+        n_layer=int(ints["n_layer"]),
+        n_head=int(ints["n_head"]),
+        n_embd=int(ints["n_embd"]),
+        n_positions=int(ints["n_positions"]),
+        vocab_size=int(ints["vocab_size"]),
+        layer_norm_epsilon=float(get("layer_norm_epsilon")),
+    )
     try:
         config.validate("Guide tab")
     except Exception as exc:
@@ -162,8 +179,10 @@ def _check_extent(book: Book, layout: Layout) -> None:
             sheet = book.sheets[tab.name]
             held = sheet.n_numbers + len(sheet.strings) + len(sheet.booleans) + len(sheet.errors) + len(sheet.formulas)
             if held < rows * cols:
-                raise WorkbookError(f"weight tab {tab.name!r} holds {held:,} cells, expected {rows}x{cols} "
-                                    f"(the Guide says n_embd={layout.config.n_embd}, vocab_size={layout.config.vocab_size})")
+                raise WorkbookError(
+                    f"weight tab {tab.name!r} holds {held:,} cells, expected {rows}x{cols} "
+                    f"(the Guide says n_embd={layout.config.n_embd}, vocab_size={layout.config.vocab_size})"
+                )
             expected += rows * cols
         elif tab.regions:
             expected += (max(r.bottom for r in tab.regions) + 2) * max(max(r.right for r in tab.regions) + 1, 10)
@@ -173,8 +192,10 @@ def _check_extent(book: Book, layout: Layout) -> None:
     if sum(used.values()) > 2 * expected + SPARE_CELLS:
         name = max(used, key=used.get)
         s = book.sheets[name]
-        raise WorkbookError(f"sheet {name!r} spans {s.dims[0]:,} rows x {s.dims[1]:,} columns, far more than a "
-                            f"sheetgpt book of this size uses; is there a stray cell at {cell_name(s.dims[0] - 1, s.dims[1] - 1)}?")
+        raise WorkbookError(
+            f"sheet {name!r} spans {s.dims[0]:,} rows x {s.dims[1]:,} columns, far more than a "
+            f"sheetgpt book of this size uses; is there a stray cell at {cell_name(s.dims[0] - 1, s.dims[1] - 1)}?"
+        )
 
 
 def read_inputs(book: Book) -> BookInputs:
@@ -182,8 +203,10 @@ def read_inputs(book: Book) -> BookInputs:
     layout = Layout(config, T, logits_all, _guide_typed(book))
     missing = [t.name for t in layout.tabs if t.name not in book.sheets]
     if missing:
-        raise WorkbookError(f"the book has no tab {missing[0]!r} (its Guide says n_layer={config.n_layer}); "
-                            "was a tab deleted or renamed?")
+        raise WorkbookError(
+            f"the book has no tab {missing[0]!r} (its Guide says n_layer={config.n_layer}); "
+            "was a tab deleted or renamed?"
+        )
     _check_extent(book, layout)
     vocab = book.sheets[layout.VOCAB]
     display = [vocab.strings.get((i, 1)) for i in range(config.vocab_size)]
@@ -200,10 +223,15 @@ def read_inputs(book: Book) -> BookInputs:
     typed = _typed_inputs(book, layout, lookup) if layout.typed else None
     if typed:
         texts, ids = typed["texts"], typed["ids"]
-    predict_after = (typed["predict_after"] if typed else
-                     _number(book, layout.PROMPT, *layout.PREDICT_AFTER, "predict after position"))
+    predict_after = (
+        typed["predict_after"]
+        if typed
+        else _number(book, layout.PROMPT, *layout.PREDICT_AFTER, "predict after position")
+    )
     if predict_after != int(predict_after) or not 0 <= predict_after < T:
-        raise WorkbookError(f"Prompt!C3 (predict after position) must be a whole number from 0 to {T - 1}, got {predict_after!r}")
+        raise WorkbookError(
+            f"Prompt!C3 (predict after position) must be a whole number from 0 to {T - 1}, got {predict_after!r}"
+        )
     temperature = _number(book, layout.PREDICT, *layout.TEMPERATURE, "temperature")
     if not temperature > 0:
         raise WorkbookError(f"Predict!C3 (temperature) must be above 0, got {temperature!r}")
@@ -213,13 +241,17 @@ def read_inputs(book: Book) -> BookInputs:
         rows, cols = weight_tab_shape(shape)
         dense = sheet.dense()
         if dense.shape[0] < rows or dense.shape[1] < cols:
-            raise WorkbookError(f"weight tab {name!r} is {dense.shape[0]}x{dense.shape[1]} cells, expected {rows}x{cols}")
+            raise WorkbookError(
+                f"weight tab {name!r} is {dense.shape[0]}x{dense.shape[1]} cells, expected {rows}x{cols}"
+            )
         block = dense[:rows, :cols]
         if np.isnan(block).any():
             r, c = np.argwhere(np.isnan(block))[0]
             found = sheet.strings.get((int(r), int(c)))
             what = f"text {found!r}" if found is not None else "no number"
-            raise WorkbookError(f"weight tab {name!r}: cell {cell_name(int(r), int(c))} holds {what}; weights must be numbers")
+            raise WorkbookError(
+                f"weight tab {name!r}: cell {cell_name(int(r), int(c))} holds {what}; weights must be numbers"
+            )
         weights[name] = block.reshape(shape)
     emb = book.sheets[layout.EMBEDDINGS].strings
     emb_ids = [lookup.get(emb.get(rc, ""), -1) for rc in layout.emb_input_cells()]
@@ -291,8 +323,10 @@ def run_engine(engine: str, path: Path, book: Book, progress=None, timeout: floa
 def _run_formulas(path: Path, book: Book) -> Values:
     n = sum(len(s.formulas) for s in book.sheets.values()) + sum(s.n_numbers for s in book.sheets.values())
     if n > FORMULAS_MAX_CELLS:
-        raise WorkbookError(f"{path}: {n:,} cells is too many for --engine formulas (it would take many minutes "
-                            f"and gigabytes; limit {FORMULAS_MAX_CELLS:,}); use --engine fast or libreoffice")
+        raise WorkbookError(
+            f"{path}: {n:,} cells is too many for --engine formulas (it would take many minutes "
+            f"and gigabytes; limit {FORMULAS_MAX_CELLS:,}); use --engine fast or libreoffice"
+        )
     import re
 
     import formulas
@@ -331,7 +365,9 @@ def _run_formulas(path: Path, book: Book) -> Values:
 # ------------------------------------------------------------------ comparison
 
 
-def compare_region(region: Region, values: Values, expected: np.ndarray, formulas_at: Callable, rtol: float) -> StageResult:
+def compare_region(
+    region: Region, values: Values, expected: np.ndarray, formulas_at: Callable, rtol: float
+) -> StageResult:
     want = region.grid(expected)
     got = values.number_grid(region)
     cols = region.columns()
@@ -345,8 +381,9 @@ def compare_region(region: Region, values: Values, expected: np.ndarray, formula
     rel = err / scale
     failed = (rel > rtol) | bad_blank
     max_abs = float(np.max(err)) if err.size else 0.0
-    result = StageResult(region.name, region.tab, int(want.size), max_abs, float(np.max(rel)) if rel.size else 0.0,
-                         not failed.any())
+    result = StageResult(
+        region.name, region.tab, int(want.size), max_abs, float(np.max(rel)) if rel.size else 0.0, not failed.any()
+    )
     if failed.any():
         i, k = (int(x) for x in np.argwhere(failed)[0])
         r, c = region.top + i, region.left + cols[k]
@@ -384,30 +421,47 @@ def check_weights(inputs: BookInputs, model: Model) -> list[dict]:
     """Each weight tab must hold exactly the checkpoint's float32 numbers."""
     out = []
     config = inputs.layout.config
-    for name, shape in param_shapes(config).items():
+    for name, _shape in param_shapes(config).items():
         if name not in model.flat:
             out.append({"param": name, "passed": False, "message": f"{name}: not in the checkpoint {model.path}"})
             continue
         want = model.flat[name]
         got = inputs.weights[name]
         if want.shape != got.shape:
-            out.append({"param": name, "passed": False,
-                        "message": f"{name}: the book has shape {list(got.shape)}, the checkpoint {list(want.shape)}"})
+            out.append(
+                {
+                    "param": name,
+                    "passed": False,
+                    "message": f"{name}: the book has shape {list(got.shape)}, the checkpoint {list(want.shape)}",
+                }
+            )
             continue
         diff = got.astype(want.dtype) != want
         if diff.any():
             idx = tuple(int(x) for x in np.argwhere(diff)[0])
             r, c = (0, idx[0]) if len(idx) == 1 else idx
-            out.append({"param": name, "passed": False,
-                        "message": f"{name}: '{name}'!{cell_name(r, c)} holds {float(got[idx])!r}, the checkpoint "
-                                   f"{float(want[idx])!r} ({int(diff.sum())} cells differ)"})
+            out.append(
+                {
+                    "param": name,
+                    "passed": False,
+                    "message": f"{name}: '{name}'!{cell_name(r, c)} holds {float(got[idx])!r}, the checkpoint "
+                    f"{float(want[idx])!r} ({int(diff.sum())} cells differ)",
+                }
+            )
         else:
             out.append({"param": name, "passed": True, "message": f"{name}: {want.size} numbers equal"})
     return out
 
 
-def check_book(path: str | Path, *, engine: str = "fast", rtol: float = 1e-9, model: Model | None = None,
-               progress=None, timeout: float = 1800) -> CheckReport:
+def check_book(
+    path: str | Path,
+    *,
+    engine: str = "fast",
+    rtol: float = 1e-9,
+    model: Model | None = None,
+    progress=None,
+    timeout: float = 1800,
+) -> CheckReport:
     started = time.perf_counter()
     path = Path(path)
     if engine not in ENGINES:
@@ -435,8 +489,10 @@ def check_book(path: str | Path, *, engine: str = "fast", rtol: float = 1e-9, mo
 def format_table(report: CheckReport) -> str:
     lines = [f"{'stage':<24} {'tab':<12} {'cells':>9} {'max abs err':>12} {'max rel err':>12}  result"]
     for s in report.stages:
-        lines.append(f"{s.stage:<24} {s.tab:<12} {s.cells:>9,} {s.max_abs:>12.3g} {s.max_rel:>12.3g}  "
-                     f"{'pass' if s.passed else 'FAIL'}")
+        lines.append(
+            f"{s.stage:<24} {s.tab:<12} {s.cells:>9,} {s.max_abs:>12.3g} {s.max_rel:>12.3g}  "
+            f"{'pass' if s.passed else 'FAIL'}"
+        )
         if not s.passed:
             lines.append("    " + _failure_text(s))
     for w in report.weights:
@@ -454,10 +510,14 @@ def verdict(report: CheckReport) -> str:
         bad = sum(not x["passed"] for x in report.weights)
         w = f"; weights: {len(report.weights) - bad}/{len(report.weights)} tabs equal the checkpoint"
     if report.passed:
-        return (f"PASS: {len(report.stages)} stages, {n_cells:,} cells match the float64 reference "
-                f"(worst relative error {worst:.2g} <= {report.rtol:g}, engine {report.engine}){w}")
-    return (f"FAIL: {n_fail} of {len(report.stages)} stages differ from the float64 reference "
-            f"(rtol {report.rtol:g}, engine {report.engine}){w}")
+        return (
+            f"PASS: {len(report.stages)} stages, {n_cells:,} cells match the float64 reference "
+            f"(worst relative error {worst:.2g} <= {report.rtol:g}, engine {report.engine}){w}"
+        )
+    return (
+        f"FAIL: {n_fail} of {len(report.stages)} stages differ from the float64 reference "
+        f"(rtol {report.rtol:g}, engine {report.engine}){w}"
+    )
 
 
 # ------------------------------------------------------------------ typed-prompt books
@@ -473,7 +533,9 @@ def _guide_typed(book: Book):
         return None
     values = [_number(book, Layout.GUIDE, labels[k], 1, k) if k in labels else None for k in GUIDE_LABELS]
     if None in values or any(v != int(v) or v < 1 for v in values):
-        raise WorkbookError(f"Guide tab: the typed-prompt limits ({', '.join(GUIDE_LABELS)}) must be whole numbers above 0")
+        raise WorkbookError(
+            f"Guide tab: the typed-prompt limits ({', '.join(GUIDE_LABELS)}) must be whole numbers above 0"
+        )
     limits = TypedLimits(*(int(v) for v in values))
     if limits.max_word_bytes < 2:
         raise WorkbookError("Guide tab: typed prompt: max bytes per word must be at least 2")
@@ -501,13 +563,17 @@ def _typed_inputs(book: Book, layout: Layout, lookup: dict) -> dict:
     merges_tab = book.sheets[MERGES].strings
     merges = [(merges_tab.get((k, 1)), merges_tab.get((k, 2))) for k in range(1, M + 1)]
     if None in encoder or any(None in m for m in merges):
-        raise WorkbookError("the vocab tab (column C) or the merges tab (columns B, C) has an empty cell; "
-                            "the typed prompt cannot be checked")
+        raise WorkbookError(
+            "the vocab tab (column C) or the merges tab (columns B, C) has an empty cell; "
+            "the typed prompt cannot be checked"
+        )
     tokenizer = Tokenizer(encoder, merges)
     why = problem(text, tokenizer, layout.typed, T)
     if why:
-        raise WorkbookError(f"Prompt!{cell_name(r, c)}: the BPE tab cannot tokenize this text ({why}); it shows a "
-                            "message instead of tokens: type a shorter text or rebuild with sheetgpt build --prompt")
+        raise WorkbookError(
+            f"Prompt!{cell_name(r, c)}: the BPE tab cannot tokenize this text ({why}); it shows a "
+            "message instead of tokens: type a shorter text or rebuild with sheetgpt build --prompt"
+        )
     trace = reference(text, tokenizer, layout.typed, T)
     ids = [int(x) for x in trace["bpe.ids"][:, 0]]
     texts = []
@@ -521,7 +587,9 @@ def _typed_inputs(book: Book, layout: Layout, lookup: dict) -> dict:
     held = np.nonzero((prompt.numbers[0] == pr) & (prompt.numbers[1] == pc))[0]
     predict_after = float(prompt.numbers[2][held[0]]) if len(held) else n - 1
     if predict_after != int(predict_after) or not 0 <= predict_after < T:
-        raise WorkbookError(f"Prompt!C3 (predict after position) must be a whole number from 0 to {T - 1}, got {predict_after!r}")
+        raise WorkbookError(
+            f"Prompt!C3 (predict after position) must be a whole number from 0 to {T - 1}, got {predict_after!r}"
+        )
     return {"texts": texts, "ids": ids, "predict_after": int(predict_after), "trace": trace}
 
 

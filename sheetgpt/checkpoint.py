@@ -92,10 +92,12 @@ class Model:
     def params(self) -> dict:
         return nest(self.flat, self.config.n_layer)
 
-    def truncated(self, n_layer: int) -> "Model":
+    def truncated(self, n_layer: int) -> Model:
         """The same model keeping only its first n_layer blocks (for reduced teaching sheets)."""
         if not 1 <= n_layer <= self.config.n_layer:
-            raise CheckpointError(f"--blocks must be between 1 and {self.config.n_layer} for {self.path}, got {n_layer}")
+            raise CheckpointError(
+                f"--blocks must be between 1 and {self.config.n_layer} for {self.path}, got {n_layer}"
+            )
         config = GPT2Config(**{**self.config.to_dict(), "n_layer": n_layer})
         keep = param_shapes(config)
         return Model(config, {k: v for k, v in self.flat.items() if k in keep}, self.path)
@@ -115,7 +117,9 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: {len(data)} bytes, too short to be a safetensors file (truncated download?)")
     (header_len,) = struct.unpack("<Q", data[:8])
     if header_len > len(data) - 8 or header_len > 100_000_000:
-        raise CheckpointError(f"{path}: header length {header_len} exceeds the file size; the file is truncated or not safetensors")
+        raise CheckpointError(
+            f"{path}: header length {header_len} exceeds the file size; the file is truncated or not safetensors"
+        )
     try:
         header = json.loads(data[8 : 8 + header_len])
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -132,7 +136,9 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: tensor {key!r} has a malformed header entry") from None
         if not all(_is_count(n) for n in (*shape, start, end)):
-            raise CheckpointError(f"{path}: tensor {key!r} has a malformed header entry (shape and offsets must be whole numbers >= 0)")
+            raise CheckpointError(
+                f"{path}: tensor {key!r} has a malformed header entry (shape and offsets must be whole numbers >= 0)"
+            )
         if dtype not in _DTYPES:
             raise CheckpointError(
                 f"{path}: tensor {key!r} has dtype {dtype}; sheetgpt reads F32, F16, BF16 and F64 weights"
@@ -165,7 +171,9 @@ def load_model(model_dir: str | Path | None = None) -> Model:
     path = Path(model_dir) if model_dir is not None else default_model_dir()
     if not path.exists():
         if path.is_symlink():
-            raise CheckpointError(f"{path}: a symbolic link that leads nowhere (or in a loop); pass --model DIR with a real directory")
+            raise CheckpointError(
+                f"{path}: a symbolic link that leads nowhere (or in a loop); pass --model DIR with a real directory"
+            )
         raise CheckpointError(f"{path}: no such directory; pass --model DIR with a Hugging Face GPT-2 directory")
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a directory; pass --model DIR with config.json and model.safetensors")
@@ -200,7 +208,9 @@ def load_model(model_dir: str | Path | None = None) -> Model:
         flat[name] = value
     lm_head = raw.pop("lm_head.weight", None)
     if lm_head is not None and not np.array_equal(lm_head, flat["wte"]):
-        raise CheckpointError(f"{weights}: lm_head.weight differs from wte.weight; sheetgpt needs GPT-2's tied unembedding")
+        raise CheckpointError(
+            f"{weights}: lm_head.weight differs from wte.weight; sheetgpt needs GPT-2's tied unembedding"
+        )
     extra = [k for k in raw if not k.endswith(_SKIPPED_SUFFIXES)]
     if extra:
         blocks = sorted({int(k.split(".")[1]) for k in extra if k.startswith("h.") and k.split(".")[1].isdigit()})

@@ -11,7 +11,6 @@ import click
 
 from . import __version__
 
-
 INTERNAL_ERROR = 3  # exit code of a bug in sheetgpt: 0 pass, 1 mismatch, 2 bad input, 3 internal error
 INTERRUPTED = 130  # Ctrl+C, as shells report SIGINT
 
@@ -38,8 +37,11 @@ class _Group(click.Group):
             if os.environ.get("SHEETGPT_DEBUG"):
                 raise
             what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            click.echo(f"internal error: {what} (a bug in sheetgpt; please report it with the command you ran; "
-                       "SHEETGPT_DEBUG=1 shows the traceback)", err=True)
+            click.echo(
+                f"internal error: {what} (a bug in sheetgpt; please report it with the command you ran; "
+                "SHEETGPT_DEBUG=1 shows the traceback)",
+                err=True,
+            )
             raise SystemExit(INTERNAL_ERROR) from None
 
 

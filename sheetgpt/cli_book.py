@@ -55,21 +55,43 @@ def _atomic_write_text(path: Path, text: str, force: bool) -> None:
 
 
 @click.command("build")
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
-              help="Hugging Face GPT-2 directory (config.json, model.safetensors, vocab.json, merges.txt). "
-                   "Default: the bundled tiny teaching model.")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Hugging Face GPT-2 directory (config.json, model.safetensors, vocab.json, merges.txt). "
+    "Default: the bundled tiny teaching model.",
+)
 @click.option("--prompt", default=DEFAULT_PROMPT, show_default=True, help="Text whose next token the book predicts.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Where to write the .xlsx. Default: output/<model name>.xlsx")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the .xlsx. Default: output/<model name>.xlsx",
+)
 @click.option("--blocks", type=int, default=None, help="Keep only the first N transformer blocks (teaching sheets).")
-@click.option("--context", type=int, default=None,
-              help="Token rows in the book (default: the prompt's length; typed-prompt books at least 16, "
-                   "room to type a longer text); rows after the prompt are padding.")
-@click.option("--logits", type=click.Choice(["last", "all"]), default="last", show_default=True,
-              help="Logits for the predicting position only, or for every position.")
-@click.option("--typed-prompt/--no-typed-prompt", default=None,
-              help="Tokenize a typed text inside the book (a BPE tab of formulas; type into Prompt!B4). "
-                   "Default: on when the BPE formulas can tokenize the prompt (Latin-1 text).")
+@click.option(
+    "--context",
+    type=int,
+    default=None,
+    help="Token rows in the book (default: the prompt's length; typed-prompt books at least 16, "
+    "room to type a longer text); rows after the prompt are padding.",
+)
+@click.option(
+    "--logits",
+    type=click.Choice(["last", "all"]),
+    default="last",
+    show_default=True,
+    help="Logits for the predicting position only, or for every position.",
+)
+@click.option(
+    "--typed-prompt/--no-typed-prompt",
+    default=None,
+    help="Tokenize a typed text inside the book (a BPE tab of formulas; type into Prompt!B4). "
+    "Default: on when the BPE formulas can tokenize the prompt (Latin-1 text).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
@@ -82,38 +104,75 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
     if blocks is not None:
         model = model.truncated(blocks)
     if context is not None and not 1 <= context <= model.config.n_positions:
-        raise SheetGPTError(f"--context must be between 1 and the model's n_positions ({model.config.n_positions}), got {context}")
+        raise SheetGPTError(
+            f"--context must be between 1 and the model's n_positions ({model.config.n_positions}), got {context}"
+        )
     tokenizer = Tokenizer.from_dir(model.path)
     name = model.path.resolve().name or "model"
     output = output or Path("output") / f"{name}.xlsx"
-    steps = model.config.n_layer + 4 + len(model.flat)  # compute tabs (Embed, blocks, Final norm, Logits, Predict) + weight tabs
+    steps = (
+        model.config.n_layer + 4 + len(model.flat)
+    )  # compute tabs (Embed, blocks, Final norm, Logits, Predict) + weight tabs
     with LazyProgressBar(length=steps, label="writing tabs") as bar:
-        result = build_workbook(model, tokenizer, prompt, output, context=context, logits_all=logits == "all",
-                                force=force, source=str(model.path), progress=lambda n, _tab: bar.update(n),
-                                typed_prompt=typed_prompt)
+        result = build_workbook(
+            model,
+            tokenizer,
+            prompt,
+            output,
+            context=context,
+            logits_all=logits == "all",
+            force=force,
+            source=str(model.path),
+            progress=lambda n, _tab: bar.update(n),
+            typed_prompt=typed_prompt,
+        )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])
-    click.echo(f"wrote {result.path} ({_size(result.path)}): {len(result.layout.tabs)} tabs, "
-               f"{result.cells:,} cells, {len(result.ids)} token rows, {model.config.n_layer} blocks, "
-               f"in {time.perf_counter() - started:.1f} s")
-    click.echo(f"predicted next token: {tokenizer.display(top)!r} (p = {prob:.3f}); prove it with: sheetgpt check {result.path}")
+    click.echo(
+        f"wrote {result.path} ({_size(result.path)}): {len(result.layout.tabs)} tabs, "
+        f"{result.cells:,} cells, {len(result.ids)} token rows, {model.config.n_layer} blocks, "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    click.echo(
+        f"predicted next token: {tokenizer.display(top)!r} (p = {prob:.3f}); prove it with: sheetgpt check {result.path}"
+    )
 
 
 @click.command("check")
 @click.argument("book", type=click.Path(path_type=Path))
-@click.option("--engine", type=click.Choice(["fast", "formulas", "libreoffice"]), default="fast", show_default=True,
-              help="fast: our vectorized evaluator; formulas: the formulas package (small books); "
-                   "libreoffice: LibreOffice headless, recalculation forced and proven.")
-@click.option("--rtol", type=float, default=1e-9, show_default=True,
-              help="Allowed error relative to each stage's largest magnitude.")
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
-              help="Also prove that the weight tabs equal this checkpoint.")
+@click.option(
+    "--engine",
+    type=click.Choice(["fast", "formulas", "libreoffice"]),
+    default="fast",
+    show_default=True,
+    help="fast: our vectorized evaluator; formulas: the formulas package (small books); "
+    "libreoffice: LibreOffice headless, recalculation forced and proven.",
+)
+@click.option(
+    "--rtol",
+    type=float,
+    default=1e-9,
+    show_default=True,
+    help="Allowed error relative to each stage's largest magnitude.",
+)
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also prove that the weight tabs equal this checkpoint.",
+)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
 @click.option("--junit", "junit_out", type=click.Path(path_type=Path), default=None, help="Write a JUnit XML report.")
 @click.option("--force", is_flag=True, help="Overwrite existing --json/--junit files.")
-@click.option("--timeout", type=float, default=1800, show_default=True,
-              help="Seconds LibreOffice may take (--engine libreoffice); a GPT-2-small-shaped book "
-                   "with --blocks 2 takes about 5 minutes on 2 cores.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=1800,
+    show_default=True,
+    help="Seconds LibreOffice may take (--engine libreoffice); a GPT-2-small-shaped book "
+    "with --blocks 2 takes about 5 minutes on 2 cores.",
+)
 def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force, timeout):
     """Recompute every formula of BOOK and compare each stage with the float64 reference.
 

@@ -41,7 +41,9 @@ def _load(model_dir: str | None) -> tuple[Model, Tokenizer]:
     if model_dir is None:
         path = default_model_dir()
         if not (path / "config.json").exists():
-            raise SheetGPTError(f"the bundled teaching model is missing ({path}); pass --model DIR with a GPT-2 directory")
+            raise SheetGPTError(
+                f"the bundled teaching model is missing ({path}); pass --model DIR with a GPT-2 directory"
+            )
     else:
         path = Path(model_dir)
     model = load_model(path)
@@ -54,9 +56,13 @@ def _encode(tok: Tokenizer, model: Model, prompt: str) -> list[int]:
     ids = tok.encode(prompt)
     P, V = model.config.n_positions, model.config.vocab_size
     if len(ids) > P:
-        raise SheetGPTError(f"the prompt is {len(ids)} tokens but {model.path} takes at most n_positions={P}; shorten it")
+        raise SheetGPTError(
+            f"the prompt is {len(ids)} tokens but {model.path} takes at most n_positions={P}; shorten it"
+        )
     if max(ids) >= V:
-        raise SheetGPTError(f"the prompt has token id {max(ids)} but {model.path} has vocab_size={V}; the tokenizer does not match the model")
+        raise SheetGPTError(
+            f"the prompt has token id {max(ids)} but {model.path} has vocab_size={V}; the tokenizer does not match the model"
+        )
     return ids
 
 
@@ -75,15 +81,30 @@ def continue_ids(ids: list[int], model: Model, logits, n: int, temperature: floa
 
 
 @click.command("predict")
-@click.option("--model", "model_dir", type=click.Path(), default=None,
-              help="Model directory (config.json, model.safetensors, vocab.json + merges.txt).  [default: the bundled teaching model]")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(),
+    default=None,
+    help="Model directory (config.json, model.safetensors, vocab.json + merges.txt).  [default: the bundled teaching model]",
+)
 @click.option("--prompt", required=True, help="The text to continue.")
-@click.option("-n", "n_tokens", type=click.IntRange(min=0), default=10, help="How many tokens to add (stops at n_positions).")
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.0,
-              help="0 is greedy (argmax); above 0 samples from softmax(logits / T) over the top k.")
-@click.option("--top-k", "top_k", type=click.IntRange(min=1), default=5, help="How many next tokens to show, and to sample from.")
+@click.option(
+    "-n", "n_tokens", type=click.IntRange(min=0), default=10, help="How many tokens to add (stops at n_positions)."
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="0 is greedy (argmax); above 0 samples from softmax(logits / T) over the top k.",
+)
+@click.option(
+    "--top-k", "top_k", type=click.IntRange(min=1), default=5, help="How many next tokens to show, and to sample from."
+)
 @click.option("--seed", type=int, default=0, help="Seed of numpy's default_rng for sampling.")
-@click.option("--json", "as_json", is_flag=True, default=False, help="Print the result as JSON (with the last position's logits).")
+@click.option(
+    "--json", "as_json", is_flag=True, default=False, help="Print the result as JSON (with the last position's logits)."
+)
 def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, as_json) -> None:
     """Predict the next token after --prompt with the float64 reference, and continue the text."""
     start = time.perf_counter()
@@ -96,18 +117,25 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, as_json) 
     new = continue_ids(ids, model, logits, n_tokens, temperature, k, seed)
     seconds = time.perf_counter() - start
     if as_json:
-        click.echo(json.dumps({
-            "prompt_ids": ids,
-            "tokens": [tok.display(i) for i in ids],
-            "top_k": top,
-            "continuation_ids": new,
-            "continuation_text": tok.decode(new),
-            "logits": logits.tolist(),
-        }, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {
+                    "prompt_ids": ids,
+                    "tokens": [tok.display(i) for i in ids],
+                    "top_k": top,
+                    "continuation_ids": new,
+                    "continuation_text": tok.decode(new),
+                    "logits": logits.tolist(),
+                },
+                ensure_ascii=False,
+            )
+        )
         return
     c = model.config
-    click.echo(f"model {model.path}: n_layer={c.n_layer} n_head={c.n_head} n_embd={c.n_embd} "
-               f"n_positions={c.n_positions} vocab_size={c.vocab_size}")
+    click.echo(
+        f"model {model.path}: n_layer={c.n_layer} n_head={c.n_head} n_embd={c.n_embd} "
+        f"n_positions={c.n_positions} vocab_size={c.vocab_size}"
+    )
     click.echo(f"prompt: {len(ids)} tokens")
     for i in ids:
         click.echo(f"  {i:>6}  {tok.display(i)!r}")

@@ -41,9 +41,16 @@ def _read_text(text: str | None, file: str | None) -> str:
 
 @click.command("tokenize")
 @click.argument("text", required=False)
-@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
-              help="Model directory with vocab.json + merges.txt (or encoder.json + vocab.bpe).  [default: the bundled teaching model]")
-@click.option("--file", "-f", "file", type=str, default=None, help="Read the text from this file ('-' for standard input).")
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Model directory with vocab.json + merges.txt (or encoder.json + vocab.bpe).  [default: the bundled teaching model]",
+)
+@click.option(
+    "--file", "-f", "file", type=str, default=None, help="Read the text from this file ('-' for standard input)."
+)
 @click.option("--json", "as_json", is_flag=True, default=False, help="Print ids, tokens and the merge trace as JSON.")
 def tokenize_cmd(text: str | None, model_dir: str | None, file: str | None, as_json: bool) -> None:
     """Show how GPT-2 tokenizes TEXT: each token and the merges that built it ('-' reads standard input)."""
@@ -84,18 +91,34 @@ def tokenize_cmd(text: str | None, model_dir: str | None, file: str | None, as_j
 
 @click.command("bpe-learn")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--vocab-size", type=int, required=True, help="Final vocabulary size: 256 bytes + merges + <|endoftext|> (GPT-2: 50257).")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=".", help="Directory for vocab.json and merges.txt.")
+@click.option(
+    "--vocab-size",
+    type=int,
+    required=True,
+    help="Final vocabulary size: 256 bytes + merges + <|endoftext|> (GPT-2: 50257).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    help="Directory for vocab.json and merges.txt.",
+)
 @click.option("--force", is_flag=True, default=False, help="Overwrite existing vocab.json / merges.txt.")
 def bpe_learn_cmd(file: str, vocab_size: int, out_dir: str, force: bool) -> None:
     """Learn byte-level BPE merges from FILE with GPT-2's pre-tokenization."""
     text = _read_text(None, file)
     if vocab_size < 257:
-        raise SheetGPTError(f"--vocab-size {vocab_size} is too small; it must be at least 257 (256 bytes + <|endoftext|>)")
+        raise SheetGPTError(
+            f"--vocab-size {vocab_size} is too small; it must be at least 257 (256 bytes + <|endoftext|>)"
+        )
     out = Path(out_dir)
     existing = [p.name for p in (out / "vocab.json", out / "merges.txt") if p.exists()]
     if existing and not force:
-        raise SheetGPTError(f"{out}: {' and '.join(existing)} already exist; use --force to overwrite or -o to choose another directory")
+        raise SheetGPTError(
+            f"{out}: {' and '.join(existing)} already exist; use --force to overwrite or -o to choose another directory"
+        )
 
     def on_merge(rank: int, pair: tuple[str, str], new: str, count: int) -> None:
         click.echo(f"{rank:>6}  {pair[0]!r} + {pair[1]!r} -> {new!r}  (count {count})")
@@ -108,4 +131,6 @@ def bpe_learn_cmd(file: str, vocab_size: int, out_dir: str, force: bool) -> None
     except OSError as e:
         raise SheetGPTError(f"{out}: cannot write ({e.strerror})") from None
     short = "" if tok.vocab_size == vocab_size else f" (asked {vocab_size}: the text has no more pairs)"
-    click.echo(f"learned {len(tok.merges)} merges, vocab size {tok.vocab_size}{short}, in {seconds:.2f} s; wrote {out / 'vocab.json'} and {out / 'merges.txt'}")
+    click.echo(
+        f"learned {len(tok.merges)} merges, vocab size {tok.vocab_size}{short}, in {seconds:.2f} s; wrote {out / 'vocab.json'} and {out / 'merges.txt'}"
+    )

@@ -29,7 +29,7 @@ class GPT2Config:
         per_block = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * 4 * d + 4 * d) + (4 * d * d + d)
         return self.vocab_size * d + self.n_positions * d + L * per_block + 2 * d
 
-    def validate(self, where: str = "config.json") -> "GPT2Config":
+    def validate(self, where: str = "config.json") -> GPT2Config:
         for name in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -41,14 +41,16 @@ class GPT2Config:
             )
         eps = self.layer_norm_epsilon
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (0 < eps < 1):
-            raise CheckpointError(f"{where}: layer_norm_epsilon must be between 0 and 1, got {self.layer_norm_epsilon!r}")
+            raise CheckpointError(
+                f"{where}: layer_norm_epsilon must be between 0 and 1, got {self.layer_norm_epsilon!r}"
+            )
         return self
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict, where: str = "config.json") -> "GPT2Config":
+    def from_dict(cls, raw: dict, where: str = "config.json") -> GPT2Config:
         """Read a Hugging Face GPT-2 config (also accepts the n_ctx / hidden_size style aliases)."""
         aliases = {
             "n_layer": ("n_layer", "num_hidden_layers"),
@@ -70,7 +72,7 @@ class GPT2Config:
         return cls(**values).validate(where)
 
     @classmethod
-    def from_json(cls, path: Path) -> "GPT2Config":
+    def from_json(cls, path: Path) -> GPT2Config:
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -66,8 +66,15 @@ def load_lexicon(path: str | Path = TEMPLATE) -> Lexicon:
         if name not in names or adj not in adverbs or verb not in ini["verbs"]:
             raise ValueError(f"{path}: [heldout] {key} = {line}: unknown name, adjective or verb")
         heldout.append((name, adj, verb))
-    return Lexicon(names, dict(ini["pronouns"]), adverbs, dict(ini["verbs"]), dict(ini["nouns"]), dict(ini["sentences"]),
-                   tuple(heldout))
+    return Lexicon(
+        names,
+        dict(ini["pronouns"]),
+        adverbs,
+        dict(ini["verbs"]),
+        dict(ini["nouns"]),
+        dict(ini["sentences"]),
+        tuple(heldout),
+    )
 
 
 @dataclass
@@ -154,7 +161,9 @@ def _story(rng: random.Random, lex: Lexicon, focus: tuple[str, str, str] | None,
     for p in order:
         intro(w, p)
     if focus is not None:
-        actors = [focus[0]] + ([rng.choice([p for p in people if p != focus[0]])] if n_people > 1 and rng.random() < 0.3 else [])
+        actors = [focus[0]] + (
+            [rng.choice([p for p in people if p != focus[0]])] if n_people > 1 and rng.random() < 0.3 else []
+        )
     else:
         actors = rng.sample(people, 2 if n_people > 1 and rng.random() < 0.4 else 1)
     for p in actors:
@@ -175,7 +184,10 @@ def generate(n: int, seed: int, split: str = "train", lex: Lexicon | None = None
         return [_story(rng, lex, None, lex.heldout_pairs) for _ in range(n)]
     if split == "heldout":
         others = lex.heldout_pairs
-        return [_story(rng, lex, lex.heldout[i % len(lex.heldout)], others - {lex.heldout[i % len(lex.heldout)][:2]}) for i in range(n)]
+        return [
+            _story(rng, lex, lex.heldout[i % len(lex.heldout)], others - {lex.heldout[i % len(lex.heldout)][:2]})
+            for i in range(n)
+        ]
     raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
 
 
@@ -191,8 +203,13 @@ def heldout_prompts(lex: Lexicon | None = None) -> list[tuple[str, str]]:
 @click.command()
 @click.option("--stories", default=20000, show_default=True, help="How many stories to write.")
 @click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same corpus.")
-@click.option("--split", type=click.Choice(["train", "heldout"]), default="train", show_default=True,
-              help="train: without the held-out pairs; heldout: stories about the held-out triples.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "heldout"]),
+    default="train",
+    show_default=True,
+    help="train: without the held-out pairs; heldout: stories about the held-out triples.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
 def main(stories: int, seed: int, split: str, output: str | None) -> None:
     """Write the synthetic corpus, one story per line."""

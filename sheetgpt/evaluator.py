@@ -169,19 +169,19 @@ class Store:
         N, K = self.num[sheet], self.kind[sheet]
         R, C = K.shape
         if r0 + h <= R and c0 + w <= C:
-            num = N[r0:r0 + h, c0:c0 + w][None]
-            kind = K[r0:r0 + h, c0:c0 + w][None]
+            num = N[r0 : r0 + h, c0 : c0 + w][None]
+            kind = K[r0 : r0 + h, c0 : c0 + w][None]
         else:
             num = np.zeros((1, h, w))
             kind = np.zeros((1, h, w), np.int8)
             hh, ww = max(0, min(h, R - r0)), max(0, min(w, C - c0))
-            num[0, :hh, :ww] = N[r0:r0 + hh, c0:c0 + ww]
-            kind[0, :hh, :ww] = K[r0:r0 + hh, c0:c0 + ww]
+            num[0, :hh, :ww] = N[r0 : r0 + hh, c0 : c0 + ww]
+            kind[0, :hh, :ww] = K[r0 : r0 + hh, c0 : c0 + ww]
         txt = None
         T = self.txt[sheet]
         if isinstance(T, np.ndarray) and (kind == TEXT).any():
             txt = np.empty((1, h, w), object)
-            txt[0, :max(0, min(h, R - r0)), :max(0, min(w, C - c0))] = T[r0:r0 + h, c0:c0 + w]
+            txt[0, : max(0, min(h, R - r0)), : max(0, min(w, C - c0))] = T[r0 : r0 + h, c0 : c0 + w]
         elif T is not None and (kind == TEXT).any():
             rows = np.arange(r0, r0 + h)[None, :, None] + np.zeros((1, 1, w), int)
             cols = np.arange(c0, c0 + w)[None, None, :] + np.zeros((1, h, 1), int)
@@ -256,8 +256,11 @@ def _bcast(*vs: V) -> list[V]:
     res = []
     for v in vs:
         if v.shape != shape:
-            v = V(np.broadcast_to(v.num, shape), np.broadcast_to(v.kind, shape),
-                  None if v.txt is None else np.broadcast_to(v.txt, shape))
+            v = V(
+                np.broadcast_to(v.num, shape),
+                np.broadcast_to(v.kind, shape),
+                None if v.txt is None else np.broadcast_to(v.txt, shape),
+            )
         res.append(v)
     return res
 
@@ -295,7 +298,7 @@ def _num_text(x: float) -> str:
     """A number as Excel's General format turns it into text (15 significant digits)."""
     if x == 0:
         return "0"
-    s = "%.15g" % x
+    s = f"{x:.15g}"
     if "e" in s:
         mant, exp = s.split("e")
         if "." in mant:
@@ -335,7 +338,7 @@ def _result(num, err, shape=None) -> V:
 
 
 class Ctx:
-    def __init__(self, ev: "Evaluator", sheet: str, rows: np.ndarray, cols: np.ndarray, where: str):
+    def __init__(self, ev: Evaluator, sheet: str, rows: np.ndarray, cols: np.ndarray, where: str):
         self.ev = ev
         self.store = ev.store
         self.sheet = sheet
@@ -449,8 +452,12 @@ def _binary(op: str, a: V, b: V) -> V:
 
 
 _CMP = {
-    "=": np.equal, "<>": np.not_equal, "<": np.less, ">": np.greater,
-    "<=": np.less_equal, ">=": np.greater_equal,
+    "=": np.equal,
+    "<>": np.not_equal,
+    "<": np.less,
+    ">": np.greater,
+    "<=": np.less_equal,
+    ">=": np.greater_equal,
 }
 
 
@@ -588,7 +595,11 @@ def _kth(largest: bool):
         bad = (kk < 1) | (kk > nb)
         idx = np.where(bad, 0, np.where(True, kk - 1, 0)) if not largest else np.where(bad, 0, nb - kk)
         flat = idx.reshape(B, -1)
-        val = np.take_along_axis(s, np.clip(flat, 0, max(s.shape[1] - 1, 0)), axis=1).reshape(kk.shape) if s.shape[1] else np.zeros(kk.shape)
+        val = (
+            np.take_along_axis(s, np.clip(flat, 0, max(s.shape[1] - 1, 0)), axis=1).reshape(kk.shape)
+            if s.shape[1]
+            else np.zeros(kk.shape)
+        )
         e = np.broadcast_to(err.reshape((B,) + (1,) * (kk.ndim - 1)), kk.shape)
         e = np.where(e != 0, e, np.where(np.broadcast_to(ek, kk.shape) != 0, ek, np.where(bad, E_NUM, 0)))
         return _result(np.where(e != 0, 0.0, val), e.astype(np.int8))
@@ -657,7 +668,7 @@ def _dot_refs(ctx, a: Ref, b: Ref, mmult: bool):
     out = np.empty(B)
     step = max(1, MAX_BATCH_ELEMENTS // max(ka, 1))
     for s in range(0, B, step):
-        out[s:s + step] = np.einsum("ij,ij->i", xa[ia[s:s + step]], xb[ib[s:s + step]])
+        out[s : s + step] = np.einsum("ij,ij->i", xa[ia[s : s + step]], xb[ib[s : s + step]])
     return out
 
 
@@ -737,10 +748,14 @@ def f_index(ctx, args):
     else:
         sv = ctx.val(src)
         B = max(sv.shape[0], ri.shape[0])
-        flat = ((ri - 1) * w + (ci - 1))
+        flat = (ri - 1) * w + (ci - 1)
         flat = np.broadcast_to(flat, (B,) + flat.shape[1:]).reshape(B, -1)
+
         def take(a):
-            return np.take_along_axis(np.broadcast_to(a.reshape(a.shape[0], -1), (B, h * w)), flat, 1).reshape((B,) + ri.shape[1:])
+            return np.take_along_axis(np.broadcast_to(a.reshape(a.shape[0], -1), (B, h * w)), flat, 1).reshape(
+                (B,) + ri.shape[1:]
+            )
+
         v = V(take(sv.num), take(sv.kind), None if sv.txt is None else take(sv.txt))
     err = np.broadcast_to(err, v.shape)
     kind = np.where(err != 0, err, v.kind).astype(np.int8)
@@ -827,7 +842,10 @@ def f_match(ctx, args):
                     kp = kinds[p]
                     if kp in (EMPTY,) or kp >= ERR_BASE:
                         continue
-                    kkey = (0 if kp == NUM else 1 if kp == TEXT else 2, float(nums[p]) if kp != TEXT else txts[p].lower())
+                    kkey = (
+                        0 if kp == NUM else 1 if kp == TEXT else 2,
+                        float(nums[p]) if kp != TEXT else txts[p].lower(),
+                    )
                     if kkey[0] != key[0]:
                         continue
                     if (mt == 1 and kkey[1] <= key[1]) or (mt == -1 and kkey[1] >= key[1]):
@@ -953,7 +971,9 @@ def _logic(any_: bool):
         r = x.any(1) if any_ else x.all(1)
         err = e[np.arange(B), np.argmax(e != 0, axis=1)]
         err = np.where((err == 0) & (n == 0), E_VALUE, err).reshape(B, 1, 1)
-        return V(np.where(err != 0, 0.0, r.reshape(B, 1, 1).astype(float)), np.where(err != 0, err, BOOL).astype(np.int8))
+        return V(
+            np.where(err != 0, 0.0, r.reshape(B, 1, 1).astype(float)), np.where(err != 0, err, BOOL).astype(np.int8)
+        )
 
     return f
 
@@ -1008,8 +1028,12 @@ def f_mid(ctx, args):
     t = ctx.val(args[0])
     s, es = _to_num(ctx.val(args[1]))
     n, en = _to_num(ctx.val(args[2]))
-    t, sv, nv = _bcast(t, V(s, np.where(es != 0, es, NUM).astype(np.int8)), V(n, np.where(en != 0, en, NUM).astype(np.int8)))
-    err = np.where(t.kind >= ERR_BASE, t.kind, np.where(sv.kind >= ERR_BASE, sv.kind, np.where(nv.kind >= ERR_BASE, nv.kind, 0)))
+    t, sv, nv = _bcast(
+        t, V(s, np.where(es != 0, es, NUM).astype(np.int8)), V(n, np.where(en != 0, en, NUM).astype(np.int8))
+    )
+    err = np.where(
+        t.kind >= ERR_BASE, t.kind, np.where(sv.kind >= ERR_BASE, sv.kind, np.where(nv.kind >= ERR_BASE, nv.kind, 0))
+    )
     txt, texts = np.empty(t.shape, object), _text_array(t)
     for i in np.ndindex(t.shape):
         if err[i]:
@@ -1052,7 +1076,7 @@ def f_choose(ctx, args):
 def _round_one(x: float, d: int) -> float:
     if not math.isfinite(x):
         return x
-    q = Decimal(repr(float("%.15g" % x)))
+    q = Decimal(repr(float(f"{x:.15g}")))
     return float(q.quantize(Decimal(1).scaleb(-d), rounding=ROUND_HALF_UP)) if d >= -300 else 0.0
 
 
@@ -1123,11 +1147,43 @@ FUNCS = {
 }
 
 # (fewest, most) arguments, as Excel allows; a call outside them is refused before evaluation
-ARITY = {"PI": (0, 0), "ROW": (0, 1), "COLUMN": (0, 1), "IF": (2, 3), "INDEX": (2, 3), "MATCH": (2, 3),
-         "LARGE": (2, 2), "SMALL": (2, 2), "POWER": (2, 2), "MMULT": (2, 2), "EXACT": (2, 2), "IFERROR": (2, 2),
-         "ROUND": (2, 2), "MOD": (2, 2), "CHOOSE": (2, 255), "MID": (3, 3)}
-ARITY |= {f: (1, 1) for f in ("ABS", "EXP", "LN", "SQRT", "TANH", "TRANSPOSE", "ISNUMBER", "ISERROR", "ISTEXT",
-                              "NOT", "ROWS", "COLUMNS", "LEN", "N")}
+ARITY = {
+    "PI": (0, 0),
+    "ROW": (0, 1),
+    "COLUMN": (0, 1),
+    "IF": (2, 3),
+    "INDEX": (2, 3),
+    "MATCH": (2, 3),
+    "LARGE": (2, 2),
+    "SMALL": (2, 2),
+    "POWER": (2, 2),
+    "MMULT": (2, 2),
+    "EXACT": (2, 2),
+    "IFERROR": (2, 2),
+    "ROUND": (2, 2),
+    "MOD": (2, 2),
+    "CHOOSE": (2, 255),
+    "MID": (3, 3),
+}
+ARITY |= {
+    f: (1, 1)
+    for f in (
+        "ABS",
+        "EXP",
+        "LN",
+        "SQRT",
+        "TANH",
+        "TRANSPOSE",
+        "ISNUMBER",
+        "ISERROR",
+        "ISTEXT",
+        "NOT",
+        "ROWS",
+        "COLUMNS",
+        "LEN",
+        "N",
+    )
+}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -1214,8 +1270,10 @@ def _rects(rows: np.ndarray, cols: np.ndarray, limit: int = 64) -> list[tuple]:
         return [(int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max()))]
     first = np.flatnonzero(cut)
     last = np.r_[first[1:], len(runs)] - 1
-    return [(int(a), int(b), int(c_), int(d)) for a, b, c_, d in
-            zip(runs[first, 0], runs[first, 1], runs[last, 2], runs[last, 1])]
+    return [
+        (int(a), int(b), int(c_), int(d))
+        for a, b, c_, d in zip(runs[first, 0], runs[first, 1], runs[last, 2], runs[last, 1])
+    ]
 
 
 def _extent(node, r0: int, c0: int, r1: int, c1: int) -> tuple[int, int, int, int]:
@@ -1269,7 +1327,9 @@ class Evaluator:
             if shared is None:
                 cells, shared = f, []
             else:
-                cells = itertools.chain(zip(f.rows.tolist(), f.cols.tolist(), f.texts, itertools.repeat(None)), f.arrays)
+                cells = itertools.chain(
+                    zip(f.rows.tolist(), f.cols.tolist(), f.texts, itertools.repeat(None)), f.arrays
+                )
             cse: dict[str, list] = {}  # one-cell CSE formulas, grouped like plain cells
             for r, c, text, rng in cells:
                 try:
@@ -1313,7 +1373,9 @@ class Evaluator:
                 raise WorkbookError(f"{where}: unsupported function {node[1]}")
             lo, hi = ARITY.get(node[1], (1, 255)) if node[0] == "call" else (0, 0)
             if node[0] == "call" and not lo <= len(node[2]) <= hi:
-                raise WorkbookError(f"{where}: {node[1]} takes {lo if lo == hi else f'{lo} to {hi}'} arguments, got {len(node[2])}")
+                raise WorkbookError(
+                    f"{where}: {node[1]} takes {lo if lo == hi else f'{lo} to {hi}'} arguments, got {len(node[2])}"
+                )
             if node[0] in ("ref", "range"):
                 sh = sheet if node[1] is None else self.store.sheet(node[1])
                 if sh is None:
@@ -1341,8 +1403,11 @@ class Evaluator:
         for box in u.boxes:
             r0, c0, r1, c1 = box
             m = (u.rows >= r0) & (u.rows <= r1) & (u.cols >= c0) & (u.cols <= c1)
-            out.append(Unit(u.sheet, u.key, u.ast, u.rows[m], u.cols[m], None, u.top_left,
-                            _reads(u.refs, [box]), [box], u.refs))
+            out.append(
+                Unit(
+                    u.sheet, u.key, u.ast, u.rows[m], u.cols[m], None, u.top_left, _reads(u.refs, [box]), [box], u.refs
+                )
+            )
         return out
 
     # -- ordering
@@ -1427,7 +1492,7 @@ class Evaluator:
             # enough to order them (the BPE tab's merge rounds); what still reads itself is
             # ordered cell by cell
             parts = [p for u in comp for p in self._split(u)]
-            for sub, still in (self.order(parts) if len(parts) > len(comp) else [(comp, True)]):
+            for sub, still in self.order(parts) if len(parts) > len(comp) else [(comp, True)]:
                 if still:
                     self._cell_level(sub)
                 else:
@@ -1460,7 +1525,7 @@ class Evaluator:
                     area = max(area, int((r1[0] - r0[0] + 1) * (c1[0] - c0[0] + 1)))
         step = max(1, MAX_BATCH_ELEMENTS // area)
         for s in range(0, len(rows), step):
-            self._eval_chunk(u, rows[s:s + step], cols[s:s + step])
+            self._eval_chunk(u, rows[s : s + step], cols[s : s + step])
 
     def _eval_chunk(self, u: Unit, rows, cols) -> None:
         ctx = Ctx(self, u.sheet, rows, cols, where_name(u.sheet, int(rows[0]), int(cols[0])))
@@ -1477,10 +1542,14 @@ class Evaluator:
         else:
             if v.shape[1:] != (1, 1) and not u.top_left:
                 raise WorkbookError(
-                    f"{ctx.where}: formula gives a {v.shape[1]}x{v.shape[2]} array in a plain cell; enter it as an array formula")
+                    f"{ctx.where}: formula gives a {v.shape[1]}x{v.shape[2]} array in a plain cell; enter it as an array formula"
+                )
             B = len(rows)
-            flat = V(np.broadcast_to(v.num[:, 0, 0], (B,)), np.broadcast_to(v.kind[:, 0, 0], (B,)),
-                     None if v.txt is None else np.broadcast_to(v.txt[:, 0, 0], (B,)))
+            flat = V(
+                np.broadcast_to(v.num[:, 0, 0], (B,)),
+                np.broadcast_to(v.kind[:, 0, 0], (B,)),
+                None if v.txt is None else np.broadcast_to(v.txt[:, 0, 0], (B,)),
+            )
             self.store.write(u.sheet, rows, cols, flat)
             self.done += B
         if self.progress:
@@ -1500,7 +1569,7 @@ class Evaluator:
                 owner[u.sheet] = np.full(self.store.kind[u.sheet].shape, -1, np.int64)
             if u.array is not None:
                 r0, c0, r1, c1 = u.array
-                owner[u.sheet][r0:r1 + 1, c0:c1 + 1] = starts[k]
+                owner[u.sheet][r0 : r1 + 1, c0 : c1 + 1] = starts[k]
             else:
                 owner[u.sheet][u.rows, u.cols] = np.arange(starts[k], starts[k] + len(u.rows))
         src, dst = self._edges(comp, starts, owner, n)  # dst reads src
@@ -1539,7 +1608,7 @@ class Evaluator:
                     dst.append(np.broadcast_to(node[live, None], got.shape)[hit])
                     continue
                 for i in np.flatnonzero(live):  # ranges that grow from cell to cell
-                    got = own[r0[i]:r1[i] + 1, c0[i]:c1[i] + 1]
+                    got = own[r0[i] : r1[i] + 1, c0[i] : c1[i] + 1]
                     got = got[got >= 0]
                     src.append(got)
                     dst.append(np.full(len(got), node[i]))
@@ -1558,7 +1627,9 @@ class Evaluator:
         frontier, lv = np.flatnonzero(waiting == 0), 0
         while len(frontier):
             levels[frontier] = lv
-            nxt = np.concatenate([readers[first[j]:first[j + 1]] for j in frontier.tolist()] or [np.zeros(0, np.int64)])
+            nxt = np.concatenate(
+                [readers[first[j] : first[j + 1]] for j in frontier.tolist()] or [np.zeros(0, np.int64)]
+            )
             np.subtract.at(waiting, nxt, 1)
             frontier, lv = np.unique(nxt[waiting[nxt] == 0]), lv + 1
         if (levels < 0).any():

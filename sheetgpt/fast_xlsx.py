@@ -32,8 +32,8 @@ import signal
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -145,13 +145,16 @@ def rows_xml(values: np.ndarray, row0: int) -> bytes:
     rows, cols = values.shape
     cells = number_cells(values)
     if cells is None:  # a value whose shortest text is longer than NUMBER_WIDTH: variable width
-        return b"".join(b'<row r="%d">' % (row0 + i + 1)
-                        + b"".join(b"<c><v>" + number_text(v) + b"</v></c>" for v in values[i].tolist())
-                        + b"</row>" for i in range(rows))
+        return b"".join(
+            b'<row r="%d">' % (row0 + i + 1)
+            + b"".join(b"<c><v>" + number_text(v) + b"</v></c>" for v in values[i].tolist())
+            + b"</row>"
+            for i in range(rows)
+        )
     view, width = memoryview(cells), cols * CELL_BYTES
     parts = []
     for i in range(rows):
-        parts += (b'<row r="%d">' % (row0 + i + 1), view[i * width:(i + 1) * width], b"</row>")
+        parts += (b'<row r="%d">' % (row0 + i + 1), view[i * width : (i + 1) * width], b"</row>")
     return b"".join(parts)
 
 
@@ -176,6 +179,7 @@ def sheet_parts(empty_sheet_xml: bytes, rows: int, cols: int) -> tuple[bytes, by
 
 
 # ---- compute tabs: shared formulas merged into xlsxwriter's sheets ----------------------------
+
 
 @dataclass
 class FormulaBlock:
@@ -219,8 +223,9 @@ def _checked_cells(i0: int, i1: int, j0: int, j1: int, verify: str) -> Iterator[
     yield from zip(rng.integers(i0, i1, SAMPLE_CELLS).tolist(), rng.integers(j0, j1, SAMPLE_CELLS).tolist())
 
 
-def shared_groups(formula: Callable[[int, int], str], rect: tuple[int, int, int, int], top: int, left: int,
-                  verify: str = "sample") -> list[tuple[int, int, int, int, str, bool]]:
+def shared_groups(
+    formula: Callable[[int, int], str], rect: tuple[int, int, int, int], top: int, left: int, verify: str = "sample"
+) -> list[tuple[int, int, int, int, str, bool]]:
     """(i0, i1, j0, j1, master text, shared) groups covering rect, each cell's formula proved to be
     its master's filled the way a shared formula is (equal R1C1 forms, ``formula.to_r1c1``).
 
@@ -238,8 +243,11 @@ def shared_groups(formula: Callable[[int, int], str], rect: tuple[int, int, int,
         # a cell holds the master filled to it iff both have one R1C1 form (the same offsets
         # and absolute parts); a sample of the cells is compared first
         key = to_r1c1(master, top + i0, left + j0)
-        if all(to_r1c1(formula(i, j), top + i, left + j) == key
-               for i, j in _checked_cells(i0, i1, j0, j1, verify) if (i, j) != (i0, j0)):
+        if all(
+            to_r1c1(formula(i, j), top + i, left + j) == key
+            for i, j in _checked_cells(i0, i1, j0, j1, verify)
+            if (i, j) != (i0, j0)
+        ):
             return [(i0, i1, j0, j1, master, True)]
     # every cell's R1C1 form, a column at a time (column_keys parses a filled column once)
     by_col = [column_keys([formula(i, j) for i in range(i0, i1)], top + i0, left + j) for j in range(j0, j1)]
@@ -289,41 +297,51 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
     # a text result is typed t="str" (an empty one is not typed, as xlsxwriter writes it)
     typed = (lambda v: f' s="{s}" t="str"' if v else f' s="{s}"') if block.values.dtype == object else None
     for rect in block.rects if block.formula is not None else ():
-        for i0, i1, j0, j1, text, shared in shared_groups(block.formula, rect, block.top, block.left,
-                                                           block.verify or verify):
+        for i0, i1, j0, j1, text, shared in shared_groups(
+            block.formula, rect, block.top, block.left, block.verify or verify
+        ):
             texts = value_texts(block.values[i0:i1, j0:j1])
             attrs = [typed(v) for v in texts] if typed else [f' s="{s}"'] * len(texts)
             n = j1 - j0
             c0 = block.left + j0
             if not shared:
                 r = block.top + i0
-                runs.append((r, c0, f'<c r="{col_letters(c0)}{r + 1}"{attrs[0]}><f>{_escape(text)}</f>'
-                                    f'<v>{texts[0]}</v></c>'))
+                runs.append(
+                    (r, c0, f'<c r="{col_letters(c0)}{r + 1}"{attrs[0]}><f>{_escape(text)}</f><v>{texts[0]}</v></c>')
+                )
                 continue
             letters = [col_letters(c) for c in range(c0, c0 + n)]
             ref = f"{letters[0]}{block.top + i0 + 1}:{letters[-1]}{block.top + i1}"
             member = f'><f t="shared" si="{si}"/><v>'
             for k, i in enumerate(range(i0, i1)):
                 r = block.top + i + 1
-                row = [f'<c r="{c}{r}"{a}{member}{v}</v></c>'
-                       for c, a, v in zip(letters, attrs[k * n:(k + 1) * n], texts[k * n:(k + 1) * n])]
+                row = [
+                    f'<c r="{c}{r}"{a}{member}{v}</v></c>'
+                    for c, a, v in zip(letters, attrs[k * n : (k + 1) * n], texts[k * n : (k + 1) * n])
+                ]
                 if k == 0:  # the master carries the text and the range
-                    row[0] = (f'<c r="{letters[0]}{r}"{attrs[0]}><f t="shared" ref="{ref}" si="{si}">'
-                              f'{_escape(text)}</f><v>{texts[0]}</v></c>')
+                    row[0] = (
+                        f'<c r="{letters[0]}{r}"{attrs[0]}><f t="shared" ref="{ref}" si="{si}">'
+                        f"{_escape(text)}</f><v>{texts[0]}</v></c>"
+                    )
                 runs.append((r - 1, c0, "".join(row)))
             si += 1
     for r0, c0, r1, c1, text in block.arrays:
         n = c1 - c0 + 1
-        texts = value_texts(block.values[r0 - block.top:r1 - block.top + 1, c0 - block.left:c1 - block.left + 1])
+        texts = value_texts(block.values[r0 - block.top : r1 - block.top + 1, c0 - block.left : c1 - block.left + 1])
         letters = [col_letters(c) for c in range(c0, c1 + 1)]
         ref = f"{letters[0]}{r0 + 1}:{letters[-1]}{r1 + 1}" if (r0, c0) != (r1, c1) else f"{letters[0]}{r0 + 1}"
         attrs = [typed(v) for v in texts] if typed else [f' s="{s}"'] * len(texts)
         for k, r in enumerate(range(r0 + 1, r1 + 2)):
-            row = [f'<c r="{c}{r}"{a}><v>{v}</v></c>' if v else f'<c r="{c}{r}" s="{s}"/>'
-                   for c, a, v in zip(letters, attrs[k * n:(k + 1) * n], texts[k * n:(k + 1) * n])]
+            row = [
+                f'<c r="{c}{r}"{a}><v>{v}</v></c>' if v else f'<c r="{c}{r}" s="{s}"/>'
+                for c, a, v in zip(letters, attrs[k * n : (k + 1) * n], texts[k * n : (k + 1) * n])
+            ]
             if k == 0:
-                row[0] = (f'<c r="{letters[0]}{r}"{attrs[0]}><f t="array" ref="{ref}">{_escape(text)}</f>'
-                          f'<v>{texts[0]}</v></c>')
+                row[0] = (
+                    f'<c r="{letters[0]}{r}"{attrs[0]}><f t="array" ref="{ref}">{_escape(text)}</f>'
+                    f"<v>{texts[0]}</v></c>"
+                )
             runs.append((r - 1, c0, "".join(row)))
     return runs, si
 
@@ -378,17 +396,24 @@ def formula_sheet_xml(skeleton_xml: bytes, blocks: list[FormulaBlock], verify: s
     for m in _ROW_RE.finditer(body):
         r = int(m.group(1)) - 1
         add_only_ours(r)
-        out.append(body[pos:m.start()])
+        out.append(body[pos : m.start()])
         pos = m.end()
         if k < len(pending) and pending[k] == r:
             k += 1
             content = m.group(3) or b""
             starts = [(_col_index(c.group(1)), c.start()) for c in _CELL_COL_RE.finditer(content)]
-            cells = [(c, content[a:(starts[n + 1][1] if n + 1 < len(starts) else len(content))])
-                     for n, (c, a) in enumerate(starts)]
+            cells = [
+                (c, content[a : (starts[n + 1][1] if n + 1 < len(starts) else len(content))])
+                for n, (c, a) in enumerate(starts)
+            ]
             merged = sorted(cells + [(c, x.encode()) for c, x in ours[r]], key=lambda cx: cx[0])
-            out.append(b'<row r="%d"' % (r + 1) + _SPANS_RE.sub(b"", m.group(2)) + b">"
-                       + b"".join(x for _, x in merged) + b"</row>")
+            out.append(
+                b'<row r="%d"' % (r + 1)
+                + _SPANS_RE.sub(b"", m.group(2))
+                + b">"
+                + b"".join(x for _, x in merged)
+                + b"</row>"
+            )
         else:
             out.append(m.group(0))
     add_only_ours(None)
@@ -407,22 +432,25 @@ def _grow_dimension(head: bytes, max_r: int, max_c: int) -> bytes:
     r0, c0 = int(m.group(2)) - 1, _col_index(m.group(1))
     r1, c1 = (int(m.group(4)) - 1, _col_index(m.group(3))) if m.group(3) else (r0, c0)
     r1, c1 = max(r1, max_r), max(c1, max_c)
-    ref = f"{col_letters(c0)}{r0 + 1}:{col_letters(c1)}{r1 + 1}" if (r0, c0) != (r1, c1) else f"{col_letters(c0)}{r0 + 1}"
-    return head[:m.start()] + f'<dimension ref="{ref}"/>'.encode() + head[m.end():]
+    ref = (
+        f"{col_letters(c0)}{r0 + 1}:{col_letters(c1)}{r1 + 1}" if (r0, c0) != (r1, c1) else f"{col_letters(c0)}{r0 + 1}"
+    )
+    return head[: m.start()] + f'<dimension ref="{ref}"/>'.encode() + head[m.end() :]
 
 
 try:  # a worksheet whose write_formula skips xlsxwriter's _prepare_formula (30 regexes a call)
+    from xlsxwriter.utility import xl_rowcol_to_cell
     from xlsxwriter.worksheet import CellArrayFormulaTuple as _CellArrayFormula
     from xlsxwriter.worksheet import CellFormulaTuple as _CellFormula
     from xlsxwriter.worksheet import Worksheet as _Worksheet
     from xlsxwriter.worksheet import convert_cell_args as _cell_args
     from xlsxwriter.worksheet import re_dynamic_function as _DYNAMIC
-    from xlsxwriter.utility import xl_rowcol_to_cell
 except ImportError:  # pragma: no cover - another xlsxwriter layout
     _Worksheet = None
 
 
 if _Worksheet is not None:
+
     class FormulaSheet(_Worksheet):
         """xlsxwriter's worksheet with two additions for sheetgpt's compute tabs.
 
@@ -440,9 +468,16 @@ if _Worksheet is not None:
 
         @_cell_args
         def write_formula(self, row, col, formula, cell_format=None, value=0):
-            if (type(row) is not int or type(col) is not int or not isinstance(formula, str)
-                    or formula[:1] == "{" or formula[-1:] == "}" or self.constant_memory
-                    or "INGLE(" in formula or _DYNAMIC.search(formula)):
+            if (
+                type(row) is not int
+                or type(col) is not int
+                or not isinstance(formula, str)
+                or formula[:1] == "{"
+                or formula[-1:] == "}"
+                or self.constant_memory
+                or "INGLE(" in formula
+                or _DYNAMIC.search(formula)
+            ):
                 return super().write_formula(row, col, formula, cell_format, value)
             if self._check_dimensions(row, col):
                 return -1
@@ -453,15 +488,25 @@ if _Worksheet is not None:
             self.table[row][col] = _CellFormula(formula, cell_format, value)
             return 0
 
-        def _write_array_formula(self, first_row, first_col, last_row, last_col, formula, cell_format=None,
-                                 value=0, atype="static"):
+        def _write_array_formula(
+            self, first_row, first_col, last_row, last_col, formula, cell_format=None, value=0, atype="static"
+        ):
             # a one-cell CSE formula in final form ({=...}, nothing to prefix): stored as
             # xlsxwriter stores it after _prepare_formula; anything else goes through it
-            if ((first_row, first_col) != (last_row, last_col) or type(first_row) is not int
-                    or type(first_col) is not int or not isinstance(formula, str) or formula[:2] != "{="
-                    or formula[-1:] != "}" or self.constant_memory or "INGLE(" in formula or _DYNAMIC.search(formula)):
-                return super()._write_array_formula(first_row, first_col, last_row, last_col, formula,
-                                                    cell_format, value, atype)
+            if (
+                (first_row, first_col) != (last_row, last_col)
+                or type(first_row) is not int
+                or type(first_col) is not int
+                or not isinstance(formula, str)
+                or formula[:2] != "{="
+                or formula[-1:] != "}"
+                or self.constant_memory
+                or "INGLE(" in formula
+                or _DYNAMIC.search(formula)
+            ):
+                return super()._write_array_formula(
+                    first_row, first_col, last_row, last_col, formula, cell_format, value, atype
+                )
             if self._check_dimensions(first_row, first_col):
                 return -1
             cell = xl_rowcol_to_cell(first_row, first_col)
@@ -503,6 +548,7 @@ if _Worksheet is not None:
 
 
 # ---- CRC and parallel deflate --------------------------------------------------------------
+
 
 def _gf2_times(mat: list[int], vec: int) -> int:
     out, i = 0, 0
@@ -573,7 +619,7 @@ def deflate_piece(task: Task) -> Piece:
         xml = formula_sheet_xml(*_SHEETS[task.member])
     else:
         values = _ARRAYS[task.tab]
-        xml = task.prefix + rows_xml(values[task.r0:task.r1], task.r0) + task.suffix
+        xml = task.prefix + rows_xml(values[task.r0 : task.r1], task.r0) + task.suffix
     c = _deflate.compressobj(LEVEL, _deflate.DEFLATED, -15, 9)
     data = c.compress(xml) + c.flush(_deflate.Z_FINISH if task.last else _deflate.Z_SYNC_FLUSH)
     return Piece(task.member, data, zlib.crc32(xml), len(xml), task.last)
@@ -591,17 +637,32 @@ def _worker_init() -> None:
         os._exit(1)
 
 
-def plan(member: str, tab: str, shape: tuple[int, int], prefix: bytes, suffix: bytes,
-         cells_per_piece: int = 1 << 19) -> list[Task]:
+def plan(
+    member: str, tab: str, shape: tuple[int, int], prefix: bytes, suffix: bytes, cells_per_piece: int = 1 << 19
+) -> list[Task]:
     rows, cols = shape
     step = max(1, cells_per_piece // max(cols, 1))
     starts = list(range(0, rows, step))
-    return [Task(member, tab, r0, min(r0 + step, rows), prefix if r0 == 0 else b"",
-                 suffix if r0 == starts[-1] else b"", r0 == starts[-1]) for r0 in starts]
+    return [
+        Task(
+            member,
+            tab,
+            r0,
+            min(r0 + step, rows),
+            prefix if r0 == 0 else b"",
+            suffix if r0 == starts[-1] else b"",
+            r0 == starts[-1],
+        )
+        for r0 in starts
+    ]
 
 
-def deflate_all(tasks: list[Task], arrays: dict[str, np.ndarray], processes: int | None = None,
-                sheets: dict[str, tuple] | None = None) -> Iterator[Piece]:
+def deflate_all(
+    tasks: list[Task],
+    arrays: dict[str, np.ndarray],
+    processes: int | None = None,
+    sheets: dict[str, tuple] | None = None,
+) -> Iterator[Piece]:
     """Deflated pieces of every task, in order; worker processes share ``arrays`` and ``sheets`` by fork."""
     import multiprocessing as mp
 
@@ -662,8 +723,13 @@ class ZipOut:
             extra = struct.pack("<HHQQ", 1, 16, e.usize, e.csize)
             csize = usize = _U32
         version = 45 if e.zip64_local else 20
-        self.fp.write(_LOCAL.pack(b"PK\x03\x04", version, 0, e.method, e.dostime, e.dosdate,
-                                  e.crc, csize, usize, len(e.name), len(extra)) + e.name + extra)
+        self.fp.write(
+            _LOCAL.pack(
+                b"PK\x03\x04", version, 0, e.method, e.dostime, e.dosdate, e.crc, csize, usize, len(e.name), len(extra)
+            )
+            + e.name
+            + extra
+        )
 
     def copy(self, src: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
         """Copy a member of src as it is stored (no recompression)."""
@@ -672,8 +738,17 @@ class ZipOut:
         name_len, extra_len = struct.unpack("<HH", head[26:30])
         src.fp.seek(info.header_offset + 30 + name_len + extra_len)
         dostime, dosdate = _dos(info.date_time)
-        e = _Entry(info.filename.encode(), info.compress_type, dostime, dosdate, info.CRC,
-                   info.compress_size, info.file_size, self.fp.tell(), False)
+        e = _Entry(
+            info.filename.encode(),
+            info.compress_type,
+            dostime,
+            dosdate,
+            info.CRC,
+            info.compress_size,
+            info.file_size,
+            self.fp.tell(),
+            False,
+        )
         e.zip64_local = max(e.csize, e.usize) >= _U32
         self._local(e)
         left = info.compress_size
@@ -688,8 +763,9 @@ class ZipOut:
     def stream(self, name: str, pieces: Iterable[Piece], date_time, size_hint: int) -> None:
         """Write a deflated member from pieces (raw deflate, the last one finishing the stream)."""
         dostime, dosdate = _dos(date_time)
-        e = _Entry(name.encode(), zipfile.ZIP_DEFLATED, dostime, dosdate, 0, 0, 0, self.fp.tell(),
-                   size_hint >= _U32 // 2)
+        e = _Entry(
+            name.encode(), zipfile.ZIP_DEFLATED, dostime, dosdate, 0, 0, 0, self.fp.tell(), size_hint >= _U32 // 2
+        )
         self._local(e)
         for p in pieces:
             self.fp.write(p.data)
@@ -720,16 +796,37 @@ class ZipOut:
                 offset = _U32
             extra = struct.pack(f"<HH{len(extra_vals)}Q", 1, 8 * len(extra_vals), *extra_vals) if extra_vals else b""
             version = 45 if extra_vals or e.zip64_local else 20
-            self.fp.write(_CENTRAL.pack(b"PK\x01\x02", version, version, 0, e.method, e.dostime, e.dosdate,
-                                        e.crc, csize, usize, len(e.name), len(extra), 0, 0, 0, 0, offset)
-                          + e.name + extra)
+            self.fp.write(
+                _CENTRAL.pack(
+                    b"PK\x01\x02",
+                    version,
+                    version,
+                    0,
+                    e.method,
+                    e.dostime,
+                    e.dosdate,
+                    e.crc,
+                    csize,
+                    usize,
+                    len(e.name),
+                    len(extra),
+                    0,
+                    0,
+                    0,
+                    0,
+                    offset,
+                )
+                + e.name
+                + extra
+            )
         end = self.fp.tell()
         size, n = end - start, len(self.entries)
         if start >= _U32 or size >= _U32 or n >= 0xFFFF:
             self.fp.write(_ZIP64_EOCD.pack(b"PK\x06\x06", 44, 45, 45, 0, 0, n, n, size, start))
             self.fp.write(_ZIP64_LOC.pack(b"PK\x06\x07", 0, end, 1))
-        self.fp.write(_EOCD.pack(b"PK\x05\x06", 0, 0, min(n, 0xFFFF), min(n, 0xFFFF),
-                                 min(size, _U32), min(start, _U32), 0))
+        self.fp.write(
+            _EOCD.pack(b"PK\x05\x06", 0, 0, min(n, 0xFFFF), min(n, 0xFFFF), min(size, _U32), min(start, _U32), 0)
+        )
 
 
 def _dos(date_time) -> tuple[int, int]:
@@ -737,9 +834,15 @@ def _dos(date_time) -> tuple[int, int]:
     return (h << 11) | (mi << 5) | (s // 2), ((max(y, 1980) - 1980) << 9) | (mo << 5) | d
 
 
-def assemble(skeleton: str, out_path: str, weights: dict[str, tuple[str, np.ndarray]],
-             progress: Callable[[str], None] | None = None, processes: int | None = None,
-             formulas: dict[str, tuple[str, list[FormulaBlock]]] | None = None, verify: str = "sample") -> int:
+def assemble(
+    skeleton: str,
+    out_path: str,
+    weights: dict[str, tuple[str, np.ndarray]],
+    progress: Callable[[str], None] | None = None,
+    processes: int | None = None,
+    formulas: dict[str, tuple[str, list[FormulaBlock]]] | None = None,
+    verify: str = "sample",
+) -> int:
     """Write out_path: skeleton's members, the worksheets in ``weights`` filled from numpy.
 
     ``weights`` maps a member name (xl/worksheets/sheetN.xml, empty in the skeleton) to

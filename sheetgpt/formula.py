@@ -22,7 +22,6 @@ import re
 from functools import lru_cache
 
 import numpy as np
-
 from xlsxwriter.utility import xl_col_to_name
 
 from .errors import WorkbookError
@@ -116,13 +115,17 @@ def column_keys(texts: list[str], top: int, col: int) -> list[str]:
         if end - i > 1 and template is not None:
             digits = np.array(runs[i:end])  # [cells, runs] of str
             relative = np.array([p is not None and not p[0] for p in template[1]], bool)
-            if (digits.ndim == 2 and digits.shape[1] == len(relative)
-                    and max(map(len, digits[:, relative].ravel().tolist()), default=0) <= 7):
+            if (
+                digits.ndim == 2
+                and digits.shape[1] == len(relative)
+                and max(map(len, digits[:, relative].ravel().tolist()), default=0) <= 7
+            ):
                 rows = digits[:, relative].astype(np.int64)
-                ok = ((digits[:, ~relative] == digits[0, ~relative]).all(axis=1)
-                      & (rows == rows[0] + np.arange(end - i)[:, None]).all(axis=1))
+                ok = (digits[:, ~relative] == digits[0, ~relative]).all(axis=1) & (
+                    rows == rows[0] + np.arange(end - i)[:, None]
+                ).all(axis=1)
                 filled = len(ok) if ok.all() else int(np.argmin(ok))  # up to the first cell that is not
-                keys[i + 1:i + filled] = [keys[i]] * (filled - 1)
+                keys[i + 1 : i + filled] = [keys[i]] * (filled - 1)
         i += max(filled, 1)
     return keys
 
@@ -195,10 +198,17 @@ _TOKEN_RE = re.compile(
 )
 
 _BIN = {
-    "=": 1, "<>": 1, "<": 1, ">": 1, "<=": 1, ">=": 1,
+    "=": 1,
+    "<>": 1,
+    "<": 1,
+    ">": 1,
+    "<=": 1,
+    ">=": 1,
     "&": 2,
-    "+": 3, "-": 3,
-    "*": 4, "/": 4,
+    "+": 3,
+    "-": 3,
+    "*": 4,
+    "/": 4,
     "^": 5,
 }
 _PCT_BP = 6
@@ -214,7 +224,7 @@ def _tokens(text: str) -> list[tuple[str, object]]:
         if not m or m.end() == pos:
             if text[pos:].strip() == "":
                 break
-            raise WorkbookError(f"cannot parse formula near {text[pos:pos + 20]!r}")
+            raise WorkbookError(f"cannot parse formula near {text[pos : pos + 20]!r}")
         pos = m.end()
         kind = m.lastgroup
         if kind in ("r0", "c0", "r1", "c1", "sheet"):
@@ -231,7 +241,7 @@ def _tokens(text: str) -> list[tuple[str, object]]:
             name = m.group("func").upper()
             for pre in ("_XLFN.", "_XLWS."):
                 if name.startswith(pre):
-                    name = name[len(pre):]
+                    name = name[len(pre) :]
             out.append(("func", name))
         elif kind == "bool":
             out.append(("bool", m.group("bool").upper() == "TRUE"))

@@ -85,9 +85,7 @@ def available() -> bool:
         ok = find_soffice() is not None and os.access(SYSTEM_PYTHON, os.X_OK)
         if ok:
             try:
-                r = subprocess.run(
-                    [SYSTEM_PYTHON, "-c", "import uno"], capture_output=True, timeout=60
-                )
+                r = subprocess.run([SYSTEM_PYTHON, "-c", "import uno"], capture_output=True, timeout=60)
                 ok = r.returncode == 0
             except (OSError, subprocess.TimeoutExpired):
                 ok = False
@@ -135,7 +133,7 @@ def inject_sentinel(src: str | os.PathLike, dst: str | os.PathLike, name: str = 
         wb = zin.read(wb_path).decode("utf-8")
         rels = zin.read(rels_path).decode("utf-8")
         ct = zin.read("[Content_Types].xml").decode("utf-8")
-        if re.search(r'name="%s"' % re.escape(name), wb):
+        if re.search(rf'name="{re.escape(name)}"', wb):
             raise WorkbookError(f"{src}: already has a sheet named {name}")
         m = re.search(r"<(\w+:)?sheet\s[^>]*?(\w+):id=\"[^\"]*\"[^>]*/>", wb)
         close = re.search(r"</(\w+:)?sheets>", wb)
@@ -149,7 +147,7 @@ def inject_sentinel(src: str | os.PathLike, dst: str | os.PathLike, name: str = 
         wb = (
             wb[: close.start()]
             + f'<{pfx}sheet name="{name}" sheetId="{sheet_id}" state="hidden" {rpfx}:id="{rid}"/>'
-            + wb[close.start():]
+            + wb[close.start() :]
         )
         rels = rels.replace(
             "</Relationships>",
@@ -205,7 +203,7 @@ class Recalc:
         return list(self.numbers)
 
     @property
-    def values(self) -> "_LazyValues":
+    def values(self) -> _LazyValues:
         return _LazyValues(self)
 
     def object_array(self, sheet: str) -> np.ndarray:
@@ -356,8 +354,12 @@ def recalculate(
         timings = dict(res.get("timings", {}))
         timings["total"] = time.monotonic() - t0
         return Recalc(
-            numbers, text, errors, sentinel=res.get("sentinel"),
-            sentinel_on_load=res.get("sentinel_on_load"), timings=timings,
+            numbers,
+            text,
+            errors,
+            sentinel=res.get("sentinel"),
+            sentinel_on_load=res.get("sentinel_on_load"),
+            timings=timings,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -402,9 +404,7 @@ def recalculate_texts(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def convert_with_recalc(
-    path: str | os.PathLike, out_path: str | os.PathLike, *, timeout: float = 600
-) -> Path:
+def convert_with_recalc(path: str | os.PathLike, out_path: str | os.PathLike, *, timeout: float = 600) -> Path:
     """``soffice --headless --convert-to xlsx`` with the forced-recalc profile.
 
     The output's cached values are LibreOffice's recomputed ones, but the xlsx export writes
@@ -431,12 +431,23 @@ def convert_with_recalc(
         sent_src = os.path.join(indir, "sentinel.xlsx")
         _write_sentinel_book(sent_src)
         cmd = [
-            soffice, "--headless", "--invisible", "--norestore", "--nologo", "--nolockcheck",
+            soffice,
+            "--headless",
+            "--invisible",
+            "--norestore",
+            "--nologo",
+            "--nolockcheck",
             "-env:UserInstallation=" + profile_url(profile),
-            "--convert-to", "xlsx:Calc MS Excel 2007 XML", "--outdir", outdir, src, sent_src,
+            "--convert-to",
+            "xlsx:Calc MS Excel 2007 XML",
+            "--outdir",
+            outdir,
+            src,
+            sent_src,
         ]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
         try:
             proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

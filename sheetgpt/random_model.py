@@ -74,7 +74,9 @@ def write_tokenizer(out_dir: Path, vocab_size: int) -> None:
     symbols = byte_symbol_order()  # GPT-2's order: '!' is id 0, 'Ġ' (space) is 220
     merges = synthetic_merges(vocab_size - 257)
     tokens = symbols + [a + b for a, b in merges] + ["<|endoftext|>"]
-    (out_dir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False), encoding="utf-8")
+    (out_dir / "vocab.json").write_text(
+        json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False), encoding="utf-8"
+    )
     (out_dir / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
 
 

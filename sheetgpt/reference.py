@@ -44,7 +44,9 @@ def mha(x, c_attn, c_proj, n_head, trace, name):  # [T, d] -> [T, d]
     T, d = x.shape
     hd = d // n_head
     qkv = linear(x, c_attn["w"], c_attn["b"])  # [T, d] -> [T, 3d]
-    q, k, v = (qkv[:, i * d : (i + 1) * d].reshape(T, n_head, hd).transpose(1, 0, 2) for i in range(3))  # 3 x [H, T, hd]
+    q, k, v = (
+        qkv[:, i * d : (i + 1) * d].reshape(T, n_head, hd).transpose(1, 0, 2) for i in range(3)
+    )  # 3 x [H, T, hd]
     scores = q @ k.transpose(0, 2, 1) / np.sqrt(hd)  # [H, T, T]
     causal = np.triu(np.ones((T, T), dtype=bool), k=1)  # key position > query position
     masked = np.where(causal, np.nan, scores)  # [H, T, T]
@@ -124,8 +126,13 @@ def logit_lens(outputs, t, g, b, eps, wte) -> Trace:  # L x [T, d] -> the Logit 
     logits = out @ wte.T  # [L, V]
     top = logits.max(axis=-1, keepdims=True)  # [L, 1]
     total = np.exp(logits - top).sum(axis=-1, keepdims=True)  # [L, 1]
-    trace |= {"lens.logits": logits.T, "lens.max": top, "lens.sum": total, "lens.prob": 1 / total,
-              "lens.id": logits.argmax(axis=-1)[:, None].astype(np.float64)}  # argmax: the first maximum, like MATCH
+    trace |= {
+        "lens.logits": logits.T,
+        "lens.max": top,
+        "lens.sum": total,
+        "lens.prob": 1 / total,
+        "lens.id": logits.argmax(axis=-1)[:, None].astype(np.float64),
+    }  # argmax: the first maximum, like MATCH
     return trace
 
 
@@ -146,10 +153,15 @@ def embedding_similarity(wte, ids, n_pairs, k) -> Trace:  # wte [V, d], ids [2 n
     norms = np.linalg.norm(wte, axis=-1)  # [V]
     q = 2 * n_pairs
     cos = np.stack([cosine(wte, rows[q]), cosine(wte, analogy)], axis=1)  # [V, 2]
-    trace: Trace = {"emb.ids": ids[:, None].astype(np.float64), "emb.vectors": v, "emb.analogy": analogy[None],
-                    "emb.lengths": np.linalg.norm(rows, axis=-1)[:, None],
-                    "emb.pairs": cosine(v[0 : 2 * n_pairs : 2], v[1 : 2 * n_pairs : 2])[:, None],
-                    "emb.norms": norms[:, None], "emb.cos": cos}
+    trace: Trace = {
+        "emb.ids": ids[:, None].astype(np.float64),
+        "emb.vectors": v,
+        "emb.analogy": analogy[None],
+        "emb.lengths": np.linalg.norm(rows, axis=-1)[:, None],
+        "emb.pairs": cosine(v[0 : 2 * n_pairs : 2], v[1 : 2 * n_pairs : 2])[:, None],
+        "emb.norms": norms[:, None],
+        "emb.cos": cos,
+    }
     for j, name in enumerate(("query", "analogy")):
         top = np.sort(cos[:, j])[::-1][:k]  # LARGE(column, 1..k)
         first = [int(np.flatnonzero(cos[:, j] == x)[0]) for x in top]  # MATCH(value, column, 0): the first equal row

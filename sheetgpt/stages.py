@@ -14,10 +14,11 @@ the numbers start in column C.
 from __future__ import annotations
 
 import configparser
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from xlsxwriter.utility import xl_col_to_name, xl_rowcol_to_cell
@@ -104,7 +105,9 @@ class Region:
     def row(self, i: int, from_tab: str, j0: int = 0, j1: int | None = None) -> str:
         """Row i of the data (columns j0..j1), columns absolute, row relative: $C5:$AN5."""
         j1 = self.cols - 1 if j1 is None else j1
-        return self.ref(from_tab) + rng(self.top + i, self.left + j0, self.top + i, self.left + j1, (False, False), (True, True))
+        return self.ref(from_tab) + rng(
+            self.top + i, self.left + j0, self.top + i, self.left + j1, (False, False), (True, True)
+        )
 
     def at(self, i: int, j: int, from_tab: str, row_abs=False, col_abs=False) -> str:
         return self.ref(from_tab) + cell(self.top + i, self.left + j, row_abs, col_abs)
@@ -210,8 +213,12 @@ class Layout:
     @cached_property
     def tabs(self) -> list[Tab]:
         c = self.config
-        tabs = [Tab(self.GUIDE, GUIDE), Tab(self.PROMPT, INPUT, [self._prompt_region()]), Tab(self.TOKENIZE, INPUT),
-                self._embed_tab()]
+        tabs = [
+            Tab(self.GUIDE, GUIDE),
+            Tab(self.PROMPT, INPUT, [self._prompt_region()]),
+            Tab(self.TOKENIZE, INPUT),
+            self._embed_tab(),
+        ]
         x = tabs[-1].regions[-1]  # the residual stream so far
         for i in range(c.n_layer):
             tab = self._block_tab(i, x)
@@ -219,8 +226,10 @@ class Layout:
             x = tab.regions[-1]
         final = self._final_tab(x)
         tabs += [final, self._logits_tab(final), self._predict_tab()]
-        tabs += [self._lens_tab(final, [t.regions[-1] for t in tabs if t.name.startswith("Block ")]),
-                 self._embeddings_tab()]
+        tabs += [
+            self._lens_tab(final, [t.regions[-1] for t in tabs if t.name.startswith("Block ")]),
+            self._embeddings_tab(),
+        ]
         tabs.append(Tab(self.VOCAB, INPUT, shape=(c.vocab_size, 3)))
         for name, shape in param_shapes(c).items():
             tabs.append(Tab(name, WEIGHTS, shape=weight_tab_shape(shape)))
@@ -242,9 +251,16 @@ class Layout:
         return quote(name) + rng(0, 0, rows - 1, cols - 1)
 
     def _number_steps(self, tabs: list[Tab]) -> None:
-        fill = dict(d=self.config.n_embd, d3=3 * self.config.n_embd, d4=4 * self.config.n_embd, T=self.T,
-                    H=self.config.n_head, hd=self.config.head_dim, V=self.config.vocab_size,
-                    eps=f"{self.config.layer_norm_epsilon:g}")
+        fill = dict(
+            d=self.config.n_embd,
+            d3=3 * self.config.n_embd,
+            d4=4 * self.config.n_embd,
+            T=self.T,
+            H=self.config.n_head,
+            hd=self.config.head_dim,
+            V=self.config.vocab_size,
+            eps=f"{self.config.layer_norm_epsilon:g}",
+        )
         for tab in tabs:
             for k, region in enumerate(tab.regions, start=1):
                 key = region.name.split(".", 2)[2] if region.name.startswith("h.") else region.name
@@ -269,7 +285,10 @@ class Layout:
             return f"IFERROR(MATCH(TRUE,EXACT({vocab},{text}),0)-1,-1)"
 
         region = Region("prompt.ids", self.PROMPT, PROMPT_TOP, self.T, 1, left=self.PROMPT_ID_COL, number_format="0")
-        region.array_fn = lambda: [(PROMPT_TOP + i, self.PROMPT_ID_COL, PROMPT_TOP + i, self.PROMPT_ID_COL, formula(i, 0)) for i in range(self.T)]
+        region.array_fn = lambda: [
+            (PROMPT_TOP + i, self.PROMPT_ID_COL, PROMPT_TOP + i, self.PROMPT_ID_COL, formula(i, 0))
+            for i in range(self.T)
+        ]
         return region
 
     def _embed_tab(self) -> Tab:
@@ -342,8 +361,13 @@ class Layout:
 
         # Each head is its own CSE array: {=MMULT(q_h, TRANSPOSE(k_h))/SQRT(hd)}
         scores.array_fn = lambda: [
-            (scores.top, scores.head_left(h), scores.bottom, scores.head_left(h) + T - 1,
-             f"MMULT({qkv_block(0, h)},TRANSPOSE({qkv_block(1, h)}))/SQRT({hd})")
+            (
+                scores.top,
+                scores.head_left(h),
+                scores.bottom,
+                scores.head_left(h) + T - 1,
+                f"MMULT({qkv_block(0, h)},TRANSPOSE({qkv_block(1, h)}))/SQRT({hd})",
+            )
             for h in range(H)
         ]
         key_pos = masked.top - 1  # header row of key positions
@@ -357,8 +381,13 @@ class Layout:
         )
         weights.formula = lambda i, j: f"{cell(exp.top + i, col(j))}/SUM({head_cols(exp, j // (T + 1), i)})"
         merged.array_fn = lambda: [
-            (merged.top, merged.left + h * hd, merged.bottom, merged.left + (h + 1) * hd - 1,
-             f"MMULT({weights.block(tab, j0=h * (T + 1), j1=h * (T + 1) + T - 1)},{qkv_block(2, h)})")
+            (
+                merged.top,
+                merged.left + h * hd,
+                merged.bottom,
+                merged.left + (h + 1) * hd - 1,
+                f"MMULT({weights.block(tab, j0=h * (T + 1), j1=h * (T + 1) + T - 1)},{qkv_block(2, h)})",
+            )
             for h in range(H)
         ]
         res_1.formula = lambda i, j: f"{x.at(i, j, tab)}+{proj.at(i, j, tab)}"
@@ -376,7 +405,9 @@ class Layout:
         last = Region("ln_f.last", tab, 0, 1, self.config.n_embd)
         self._stack([*ln_f, select, last])
         select.formula = lambda i, j: f"IF({cell(select.top - 1, select.left + j, True)}={self.predict_after_cell},1,0)"
-        last.array_fn = lambda: [(last.top, last.left, last.top, last.right, f"MMULT({select.block(tab)},{ln_f[-1].block(tab)})")]
+        last.array_fn = lambda: [
+            (last.top, last.left, last.top, last.right, f"MMULT({select.block(tab)},{ln_f[-1].block(tab)})")
+        ]
         return Tab(tab, COMPUTE, [*ln_f, select, last])
 
     def _logits_tab(self, final: Tab) -> Tab:
@@ -385,8 +416,9 @@ class Layout:
         ln_f = {r.name: r for r in final.regions}
 
         def unembed(region: Region, h: Region) -> Region:
-            region.array_fn = lambda: [(region.top, region.left, region.bottom, region.right,
-                                        f"MMULT({wte},TRANSPOSE({h.block(tab)}))")]
+            region.array_fn = lambda: [
+                (region.top, region.left, region.bottom, region.right, f"MMULT({wte},TRANSPOSE({h.block(tab)}))")
+            ]
             return region
 
         regions = [unembed(Region("logits", tab, FRAME_ROWS + 1, V, 1, number_format="0.000"), ln_f["ln_f.last"])]
@@ -432,10 +464,19 @@ class Layout:
         regions = [x, *ln, top, total, prob, ids, logits]
         self._stack(regions, self.lens_first_top())
         # Row i: {=MMULT(ln_f.select, block i's output)}: the one-hot row picks the predicting position.
-        x.array_fn = lambda: [(x.top + i, x.left, x.top + i, x.right,
-                               f"MMULT({select.block(tab)},{outputs[i].block(tab)})") for i in range(L)]
-        logits.array_fn = lambda: [(logits.top, logits.left, logits.bottom, logits.right,
-                                    f"MMULT({self.weight('wte')},TRANSPOSE({ln[-1].block(tab)}))")]
+        x.array_fn = lambda: [
+            (x.top + i, x.left, x.top + i, x.right, f"MMULT({select.block(tab)},{outputs[i].block(tab)})")
+            for i in range(L)
+        ]
+        logits.array_fn = lambda: [
+            (
+                logits.top,
+                logits.left,
+                logits.bottom,
+                logits.right,
+                f"MMULT({self.weight('wte')},TRANSPOSE({ln[-1].block(tab)}))",
+            )
+        ]
         column = lambda i: logits.block(tab, j0=i, j1=i)  # noqa: E731  block i's logits, all V rows
         top.formula = lambda i, j: f"MAX({column(i)})"
         total.formula = lambda i, j: f"SUMPRODUCT(EXP({column(i)}-{top.at(i, 0, tab, col_abs=True)}))"
@@ -488,20 +529,25 @@ class Layout:
         def text(k):
             return cell(top + k, self.EMB_TEXT_COL, False, True)
 
-        ids.array_fn = lambda: [(top + k, ids.left, top + k, ids.left,
-                                 f"IFERROR(MATCH(TRUE,EXACT({vocab},{text(k)}),0)-1,-1)") for k in range(N)]
+        ids.array_fn = lambda: [
+            (top + k, ids.left, top + k, ids.left, f"IFERROR(MATCH(TRUE,EXACT({vocab},{text(k)}),0)-1,-1)")
+            for k in range(N)
+        ]
 
         def wte_col(j):  # one column of wte, rows absolute: wte!B$1:B$300
             return quote("wte") + rng(0, j, V - 1, j, (True, True), (False, False))
 
         vectors.formula = lambda i, j: f"INDEX({wte_col(j)},MAX({ids.at(i, 0, tab, col_abs=True)},0)+1)"
         a, b, cc = (vectors.top + N - 3 + n for n in range(3))  # rows of the analogy's a, b, c
-        analogy.formula = lambda i, j: (f"{cell(a, vectors.left + j)}-{cell(b, vectors.left + j)}"
-                                        f"+{cell(cc, vectors.left + j)}")
+        analogy.formula = lambda i, j: (
+            f"{cell(a, vectors.left + j)}-{cell(b, vectors.left + j)}+{cell(cc, vectors.left + j)}"
+        )
         # The analogy row sits right below the token rows, in the same columns: row N of `vectors`.
         lengths.formula = lambda i, j: f"SQRT(SUMPRODUCT({vectors.row(i, tab)},{vectors.row(i, tab)}))"
-        pairs.formula = lambda i, j: (f"SUMPRODUCT({vectors.row(2 * i, tab)},{vectors.row(2 * i + 1, tab)})"
-                                      f"/({lengths.at(2 * i, 0, tab, True, True)}*{lengths.at(2 * i + 1, 0, tab, True, True)})")
+        pairs.formula = lambda i, j: (
+            f"SUMPRODUCT({vectors.row(2 * i, tab)},{vectors.row(2 * i + 1, tab)})"
+            f"/({lengths.at(2 * i, 0, tab, True, True)}*{lengths.at(2 * i + 1, 0, tab, True, True)})"
+        )
         # Every vocabulary row's length, then cosine with the query token and with the analogy vector:
         # {=MMULT(wte, TRANSPOSE(v)) / (lengths * |v|)}, one CSE array per column.
         wte_row = lambda i: quote("wte") + rng(i, 0, i, d - 1, (False, False))  # noqa: E731
@@ -509,8 +555,13 @@ class Layout:
 
         def cosine(j, row):
             v = rng(row, vectors.left, row, vectors.right)
-            return (cos.top, cos.left + j, cos.bottom, cos.left + j,
-                    f"MMULT({wte},TRANSPOSE({v}))/({norms.block(tab)}*{cell(row, lengths.left, True, True)})")
+            return (
+                cos.top,
+                cos.left + j,
+                cos.bottom,
+                cos.left + j,
+                f"MMULT({wte},TRANSPOSE({v}))/({norms.block(tab)}*{cell(row, lengths.left, True, True)})",
+            )
 
         cos.array_fn = lambda: [cosine(0, top + self.emb_query), cosine(1, analogy.top)]
 
@@ -534,7 +585,7 @@ class Layout:
     TYPED_TEXT = (3, 1)  # Prompt!B4: the text a learner types, in typed-prompt books
 
     @cached_property
-    def bpe(self) -> "BpeSheet | None":
+    def bpe(self) -> BpeSheet | None:
         from .bpe_sheet import BpeSheet
 
         if not self.typed:

@@ -25,10 +25,10 @@ import os
 import re
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Callable, Iterable
 
 import regex
 
@@ -40,7 +40,7 @@ MERGES_HEADER = "#version: 0.2"
 _HEX_FORM = re.compile(r"<[0-9A-F]{2}( [0-9A-F]{2})*>")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _byte_table() -> tuple[str, ...]:
     # printable bytes map to themselves; the other 68 (controls, space, DEL, NBSP, SHY)
     # map to chr(256), chr(257), ... in byte order, so every symbol is a visible character
@@ -106,7 +106,9 @@ class Tokenizer:
         self.bpe_ranks = {m: r for r, m in enumerate(self.merges)}
         self.byte_decoder = {c: b for b, c in enumerate(_byte_table())}
         self.special = {t: i for t, i in self.encoder.items() if t == ENDOFTEXT}
-        self._special_re = regex.compile("(" + "|".join(regex.escape(t) for t in self.special) + ")") if self.special else None
+        self._special_re = (
+            regex.compile("(" + "|".join(regex.escape(t) for t in self.special) + ")") if self.special else None
+        )
         self.cache: dict[str, list[str]] = {}
         self._display: list[str] | None = None
         self._display_ids: dict[str, int] | None = None
@@ -114,7 +116,7 @@ class Tokenizer:
     # ---- loading and saving ------------------------------------------------------------
 
     @classmethod
-    def from_dir(cls, path: str | os.PathLike) -> "Tokenizer":
+    def from_dir(cls, path: str | os.PathLike) -> Tokenizer:
         """Load ``vocab.json`` + ``merges.txt`` (Hugging Face) or ``encoder.json`` + ``vocab.bpe`` (OpenAI)."""
         d = Path(path)
         if not d.is_dir():
@@ -123,7 +125,9 @@ class Tokenizer:
             if (d / vocab_name).exists() or (d / merges_name).exists():
                 break
         else:
-            raise TokenizerError(f"{d}: no tokenizer files (neither vocab.json + merges.txt nor encoder.json + vocab.bpe)")
+            raise TokenizerError(
+                f"{d}: no tokenizer files (neither vocab.json + merges.txt nor encoder.json + vocab.bpe)"
+            )
         encoder = load_vocab(d / vocab_name)
         merges = load_merges(d / merges_name)
         check(encoder, merges, d / vocab_name, d / merges_name)
@@ -164,7 +168,10 @@ class Tokenizer:
     def display_table(self) -> list[str]:
         """``display(i)`` for every id, computed once."""
         if self._display is None:
-            self._display = [_display_text(self.token_bytes(i)) if i in self.decoder else f"<unused {i}>" for i in range(self.vocab_size)]
+            self._display = [
+                _display_text(self.token_bytes(i)) if i in self.decoder else f"<unused {i}>"
+                for i in range(self.vocab_size)
+            ]
             self._display_ids = {s: i for i, s in enumerate(self._display)}
         return self._display
 
@@ -230,7 +237,9 @@ class Tokenizer:
         try:
             return [self.encoder[t] for t in tokens]
         except KeyError as e:
-            raise TokenizerError(f"token {e.args[0]!r} of word {word!r} is not in the vocabulary; the tokenizer files are inconsistent") from None
+            raise TokenizerError(
+                f"token {e.args[0]!r} of word {word!r} is not in the vocabulary; the tokenizer files are inconsistent"
+            ) from None
 
     def trace(self, text: str) -> list[WordTrace]:
         """Each pre-token with its byte symbols, every merge step (pair, rank, symbols after) and ids."""
@@ -322,7 +331,9 @@ def check(encoder: dict[str, int], merges: list[tuple[str, str]], vocab_path: Pa
         seen[i] = t
     for b, c in enumerate(_byte_table()):
         if c not in encoder:
-            raise TokenizerError(f"{vocab_path}: byte symbol {c!r} (byte 0x{b:02X}) is missing; byte-level BPE needs all 256")
+            raise TokenizerError(
+                f"{vocab_path}: byte symbol {c!r} (byte 0x{b:02X}) is missing; byte-level BPE needs all 256"
+            )
     ranks: dict[tuple[str, str], int] = {}
     byte_chars = set(_byte_table())
     for r, (a, b) in enumerate(merges):
@@ -336,7 +347,9 @@ def check(encoder: dict[str, int], merges: list[tuple[str, str]], vocab_path: Pa
             if not set(part) <= byte_chars:
                 raise TokenizerError(f"{merges_path}, line {n}: {part!r} is not made of byte-level symbols")
         if a + b not in encoder:
-            raise TokenizerError(f"{merges_path}, line {n}: the merge result {a + b!r} is not in the vocabulary {vocab_path.name}")
+            raise TokenizerError(
+                f"{merges_path}, line {n}: the merge result {a + b!r} is not in the vocabulary {vocab_path.name}"
+            )
 
 
 def _write_atomic(path: Path, text: str) -> Path:
@@ -376,7 +389,9 @@ def bpe_learn(
     pair, and a heap with lazy deletion finds the next best pair.
     """
     if vocab_size < 257:
-        raise TokenizerError(f"vocab_size {vocab_size} is too small: it must be at least 257 (256 bytes + <|endoftext|>)")
+        raise TokenizerError(
+            f"vocab_size {vocab_size} is too small: it must be at least 257 (256 bytes + <|endoftext|>)"
+        )
     _check_utf8(text)
     symbols = byte_symbol_order()
     sym_id = {s: i for i, s in enumerate(symbols)}

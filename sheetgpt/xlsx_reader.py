@@ -105,8 +105,18 @@ class Sheet:
     ``numbers`` is then derived on first use and ``dense()`` returns the grid read-only.
     """
 
-    def __init__(self, name: str, numbers=None, strings=None, booleans=None, errors=None, formulas=None,
-                 cached=None, dims: tuple[int, int] = (0, 0), grid: np.ndarray | None = None):
+    def __init__(
+        self,
+        name: str,
+        numbers=None,
+        strings=None,
+        booleans=None,
+        errors=None,
+        formulas=None,
+        cached=None,
+        dims: tuple[int, int] = (0, 0),
+        grid: np.ndarray | None = None,
+    ):
         self.name = name
         self._numbers = numbers
         self._grid = grid
@@ -154,7 +164,11 @@ class Sheet:
     @property
     def n_numbers(self) -> int:
         if self._numbers is None and self._grid is not None:
-            return int(self._grid.size - np.isnan(self._grid).sum()) if getattr(self, "_has_gaps", True) else self._grid.size
+            return (
+                int(self._grid.size - np.isnan(self._grid).sum())
+                if getattr(self, "_has_gaps", True)
+                else self._grid.size
+            )
         return len(self.numbers[2])
 
     def __repr__(self) -> str:
@@ -180,9 +194,13 @@ def _open_zip(path) -> zipfile.ZipFile:
         raise WorkbookError(f"{path}: not an .xlsx file (not a readable zip: {e})") from None
     for info in zf.infolist():
         if info.file_size > MAX_MEMBER_BYTES:
-            raise WorkbookError(f"{path}: zip member {info.filename} declares {info.file_size} bytes (limit {MAX_MEMBER_BYTES}); refusing a possible zip bomb")
+            raise WorkbookError(
+                f"{path}: zip member {info.filename} declares {info.file_size} bytes (limit {MAX_MEMBER_BYTES}); refusing a possible zip bomb"
+            )
         if info.file_size > RATIO_FREE_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise WorkbookError(f"{path}: zip member {info.filename} has compression ratio > {MAX_RATIO}:1; refusing a possible zip bomb")
+            raise WorkbookError(
+                f"{path}: zip member {info.filename} has compression ratio > {MAX_RATIO}:1; refusing a possible zip bomb"
+            )
     return zf
 
 
@@ -201,8 +219,12 @@ def _stream(zf: zipfile.ZipFile, name: str, chunk: int = CHUNK):
                 if not data:
                     break
                 total += len(data)
-                if total > MAX_MEMBER_BYTES or (total > RATIO_FREE_BYTES and total > MAX_RATIO * max(info.compress_size, 1)):
-                    raise WorkbookError(f"{zf.filename}: {name} decompresses beyond its limits; refusing a possible zip bomb")
+                if total > MAX_MEMBER_BYTES or (
+                    total > RATIO_FREE_BYTES and total > MAX_RATIO * max(info.compress_size, 1)
+                ):
+                    raise WorkbookError(
+                        f"{zf.filename}: {name} decompresses beyond its limits; refusing a possible zip bomb"
+                    )
                 if total == len(data) and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
                     raise WorkbookError(f"{zf.filename}: {name} is UTF-16 XML, which is not supported")
                 probe = tail + data[:16]
@@ -487,10 +509,24 @@ class _LazyDict(dict):
             if self._parts:
                 self._fill()
             return getattr(dict, name)(self, *a, **k)
+
         return method
 
-    for _m in ("__getitem__", "__contains__", "__iter__", "__len__", "get", "items", "keys", "values", "__eq__",
-               "__repr__", "copy", "pop", "setdefault"):
+    for _m in (
+        "__getitem__",
+        "__contains__",
+        "__iter__",
+        "__len__",
+        "get",
+        "items",
+        "keys",
+        "values",
+        "__eq__",
+        "__repr__",
+        "copy",
+        "pop",
+        "setdefault",
+    ):
         locals()[_m] = _filled(_m)
     del _m, _filled
 
@@ -565,9 +601,11 @@ class _SheetParser:
         if len(lt) - int(row_tag.sum()) != 4 * n or ic[-1] + 3 >= len(lt):
             return False
         # each cell is exactly the tags <c ...> <v> </v> </c>, in this order
-        if not (((b1[ic + 1] == 118) & (b2[ic + 1] == 62)).all()
-                and ((b1[ic + 2] == 47) & (b2[ic + 2] == 118) & (b3[ic + 2] == 62)).all()
-                and ((b1[ic + 3] == 47) & (b2[ic + 3] == 99) & (b3[ic + 3] == 62)).all()):
+        if not (
+            ((b1[ic + 1] == 118) & (b2[ic + 1] == 62)).all()
+            and ((b1[ic + 2] == 47) & (b2[ic + 2] == 118) & (b3[ic + 2] == 62)).all()
+            and ((b1[ic + 3] == 47) & (b2[ic + 3] == 99) & (b3[ic + 3] == 62)).all()
+        ):
             return False
         p = lt[ic]
         vs = lt[ic + 1]  # '<v>' (so the <c> tag ends at vs - 1)
@@ -594,10 +632,12 @@ class _SheetParser:
         n = len(ic)
         if len(lt) - int(row_open.sum()) - int(row_close.sum()) != 4 * n or ic[-1] + 3 >= len(lt):
             return False
-        if not (((b1[ic + 1] == 118) & (b2[ic + 1] == 62)).all()
-                and ((b1[ic + 2] == 47) & (b2[ic + 2] == 118) & (b3[ic + 2] == 62)).all()
-                and ((b1[ic + 3] == 47) & (b2[ic + 3] == 99) & (b3[ic + 3] == 62)).all()
-                and (lt[ic + 1] - lt[ic] == 3).all()):
+        if not (
+            ((b1[ic + 1] == 118) & (b2[ic + 1] == 62)).all()
+            and ((b1[ic + 2] == 47) & (b2[ic + 2] == 118) & (b3[ic + 2] == 62)).all()
+            and ((b1[ic + 3] == 47) & (b2[ic + 3] == 99) & (b3[ic + 3] == 62)).all()
+            and (lt[ic + 1] - lt[ic] == 3).all()
+        ):
             return False
         row_tags = _ROW_RE.findall(buf)
         ir = np.flatnonzero(row_open)
@@ -688,7 +728,9 @@ class _SheetParser:
                 r, c = int(rows[i]), int(cols[i])
                 self._typed(r, c, t, v or None, b"", f"{self.where} cell {cell_name(r, c)}")
             else:
-                raise WorkbookError(f"{self.where} cell {cell_name(int(rows[i]), int(cols[i]))}: unknown cell type {t[:20]!r}")
+                raise WorkbookError(
+                    f"{self.where} cell {cell_name(int(rows[i]), int(cols[i]))}: unknown cell type {t[:20]!r}"
+                )
         self._add_members(members, rows, cols, cells)
         if f_i:
             idx = np.array(f_i)
@@ -767,7 +809,7 @@ class _SheetParser:
     def slow(self, buf: bytes) -> None:
         pos = 0
         for m in _ROW_RE.finditer(buf):
-            self._cells(buf[pos:m.start()])
+            self._cells(buf[pos : m.start()])
             r = self._row_number(_attrs(m.group(1)), self.row)
             self.row, self.col = r, -1
             self.max_r = max(self.max_r, r)
@@ -834,7 +876,7 @@ class _SheetParser:
             # cached formula text without a formula: not a constant we trust
             self.cached[(r, c)] = unescape(v or b"")
         elif t == b"d":
-            raise WorkbookError(f"{where}: ISO date cells (t=\"d\") are not supported")
+            raise WorkbookError(f'{where}: ISO date cells (t="d") are not supported')
         else:
             raise WorkbookError(f"{where}: unknown cell type {t[:20]!r}")
 
@@ -910,8 +952,15 @@ class _SheetParser:
             for r, c in self.cached:
                 self.max_r, self.max_c = max(self.max_r, r), max(self.max_c, c)
         dims = (self.max_r + 1, self.max_c + 1)
-        sheet = Sheet(self.name, strings=self.strings, booleans=self.booleans, errors=self.errors,
-                      formulas=self.formulas, cached=self.cached, dims=dims)
+        sheet = Sheet(
+            self.name,
+            strings=self.strings,
+            booleans=self.booleans,
+            errors=self.errors,
+            formulas=self.formulas,
+            cached=self.cached,
+            dims=dims,
+        )
         if len(vals) >= (dims[0] * dims[1]) // 2 and len(vals) > 0:
             grid = np.full(dims, np.nan)
             grid[rows, cols] = vals
@@ -933,7 +982,9 @@ def _read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sh
             i = buf.find(b"sheetData")
             if i < 0:
                 if len(buf) > MAX_ROW_XML_BYTES:
-                    raise WorkbookError(f"{zf.filename}: {part} has no <sheetData> in its first {MAX_ROW_XML_BYTES} bytes")
+                    raise WorkbookError(
+                        f"{zf.filename}: {part} has no <sheetData> in its first {MAX_ROW_XML_BYTES} bytes"
+                    )
                 continue
             dm = _DIM_RE.search(buf, 0, i)
             if dm:
@@ -983,7 +1034,10 @@ def read_workbook(path, sheets=None, progress=None) -> Book:
         wb_part = "xl/workbook.xml"
         if "[Content_Types].xml" in names:
             ct = _read_small(zf, "[Content_Types].xml", 16 << 20)
-            m = re.search(rb'PartName="/?([^"]+)"\s+ContentType="application/vnd\.(?:ms-excel\.sheet\.macroEnabled\.main\+xml|openxmlformats-officedocument\.spreadsheetml\.sheet\.main\+xml)"', ct)
+            m = re.search(
+                rb'PartName="/?([^"]+)"\s+ContentType="application/vnd\.(?:ms-excel\.sheet\.macroEnabled\.main\+xml|openxmlformats-officedocument\.spreadsheetml\.sheet\.main\+xml)"',
+                ct,
+            )
             if m:
                 wb_part = m.group(1).decode()
         if wb_part not in names:
@@ -1074,8 +1128,9 @@ def _read_parallel(path, todo, sst, workers: int, progress) -> dict[str, Sheet]:
     try:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_read_one, str(path), part, nm)
-                       for nm, part in sorted(todo, key=lambda t: -sizes[t[1]])]
+            futures = [
+                pool.submit(_read_one, str(path), part, nm) for nm, part in sorted(todo, key=lambda t: -sizes[t[1]])
+            ]
             try:
                 for fut in as_completed(futures):
                     nm, sheet, n = fut.result()

@@ -50,4 +50,6 @@ def pytest_collection_modifyitems(config, items):
     from sheetgpt import libreoffice
 
     if os.environ.get("SHEETGPT_REQUIRE_LIBREOFFICE") == "1" and not libreoffice.available():
-        raise pytest.UsageError("SHEETGPT_REQUIRE_LIBREOFFICE=1 but LibreOffice headless + python3-uno are not installed")
+        raise pytest.UsageError(
+            "SHEETGPT_REQUIRE_LIBREOFFICE=1 but LibreOffice headless + python3-uno are not installed"
+        )

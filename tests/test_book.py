@@ -30,7 +30,14 @@ def test_formulas_engine_reproduces_every_stage_of_a_micro_book(book):
     report = check_book(result.path, engine="formulas", rtol=1e-9)
     _assert_all_pass(report)
     # every stage of the reference is in the book, not just a few
-    assert {s.stage for s in report.stages} >= {"embed.h", "h.0.attn.weights", "h.0.res_2", "ln_f.out", "logits", "predict.probs"}
+    assert {s.stage for s in report.stages} >= {
+        "embed.h",
+        "h.0.attn.weights",
+        "h.0.res_2",
+        "ln_f.out",
+        "logits",
+        "predict.probs",
+    }
 
 
 @needs_lo

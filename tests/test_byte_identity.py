@@ -59,8 +59,14 @@ def test_every_part_of_the_book_hashes_as_recorded(name, tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     d = _model_dir(spec, tmp_path)
     model = load_model(d)
-    result = build_workbook(model, Tokenizer.from_dir(model.path), prompt, tmp_path / f"{name}.xlsx",
-                            source=f"fixed source for {name}", **options)
+    result = build_workbook(
+        model,
+        Tokenizer.from_dir(model.path),
+        prompt,
+        tmp_path / f"{name}.xlsx",
+        source=f"fixed source for {name}",
+        **options,
+    )
     got = part_hashes(result.path)
     recorded = json.loads(HASHES.read_text()) if HASHES.exists() else {}
     if os.environ.get("SHEETGPT_UPDATE_HASHES") == "1":

@@ -21,6 +21,7 @@ import numpy as np
 import openpyxl
 import pytest
 from click.testing import CliRunner
+from xlsx_edit import unshare_formulas
 
 from sheetgpt import libreoffice
 from sheetgpt.check import FORMULAS_MAX_CELLS, check_book, read_inputs, reference_trace, run_engine
@@ -29,7 +30,6 @@ from sheetgpt.cli import main
 from sheetgpt.random_model import random_params, write_checkpoint, write_tokenizer
 from sheetgpt.stages import PROMPT_TOP, Layout
 from sheetgpt.xlsx_reader import cell_name, read_workbook
-from xlsx_edit import unshare_formulas
 
 needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
 RTOL = 1e-9
@@ -102,7 +102,7 @@ def formula_cells(path: Path) -> set[tuple[str, int, int]]:
     return cells
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def recomputed(path: Path, engine: str) -> dict[tuple[str, int, int], object]:
     """Every formula cell's value from one engine: float, text, error text, or None (empty)."""
     values = run_engine(engine, path, read_workbook(path))
@@ -261,8 +261,11 @@ def test_a_shifted_average_range_fails_the_layer_norm_mean(good, tmp_path):
         assert xml.count(f"<f>{src}</f>") == 1
         return xml.replace(f"<f>{src}</f>", f"<f>{dst}</f>")
 
-    bad = assert_caught(edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 0", edit), "h.0.ln_1.mean",
-                        where(layout, "h.0.ln_1.mean", 3, 0))
+    bad = assert_caught(
+        edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 0", edit),
+        "h.0.ln_1.mean",
+        where(layout, "h.0.ln_1.mean", 3, 0),
+    )
     assert bad["formula"] == "=" + dst
 
 
@@ -275,8 +278,12 @@ def test_sum_instead_of_average_fails_the_second_layer_norm_mean(good, tmp_path)
         assert cell.value.startswith("=AVERAGE(")
         cell.value = cell.value.replace("AVERAGE", "SUM")
 
-    assert_caught(edit_with_openpyxl(path, tmp_path / "b.xlsx", edit), "h.1.ln_2.mean",
-                  where(layout, "h.1.ln_2.mean", 5, 0), formula_has="=SUM(")
+    assert_caught(
+        edit_with_openpyxl(path, tmp_path / "b.xlsx", edit),
+        "h.1.ln_2.mean",
+        where(layout, "h.1.ln_2.mean", 5, 0),
+        formula_has="=SUM(",
+    )
 
 
 def test_a_dropped_bias_fails_the_attention_projection(good, tmp_path):
@@ -287,8 +294,12 @@ def test_a_dropped_bias_fails_the_attention_projection(good, tmp_path):
         assert xml.count(bias) == 1
         return xml.replace(bias, "")
 
-    assert_caught(edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 0", edit), "h.0.attn.c_attn",
-                  where(layout, "h.0.attn.c_attn", 0, 0), formula_has="{=MMULT(")
+    assert_caught(
+        edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 0", edit),
+        "h.0.attn.c_attn",
+        where(layout, "h.0.attn.c_attn", 0, 0),
+        formula_has="{=MMULT(",
+    )
 
 
 def test_a_mask_that_hides_the_diagonal_fails_at_the_first_token(good, tmp_path):
@@ -299,8 +310,12 @@ def test_a_mask_that_hides_the_diagonal_fails_at_the_first_token(good, tmp_path)
         assert n == layout.T * layout.T
         return new
 
-    bad = assert_caught(edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 1", edit), "h.1.attn.masked",
-                        where(layout, "h.1.attn.masked", 0, 0), formula_has=">=")
+    bad = assert_caught(
+        edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 1", edit),
+        "h.1.attn.masked",
+        where(layout, "h.1.attn.masked", 0, 0),
+        formula_has=">=",
+    )
     assert bad["got"] == "" and isinstance(bad["expected"], float)
 
 
@@ -312,8 +327,11 @@ def test_a_removed_mask_lets_a_token_see_the_future(good, tmp_path):
         assert n == layout.T * layout.T
         return new
 
-    bad = assert_caught(edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 0", edit), "h.0.attn.masked",
-                        where(layout, "h.0.attn.masked", 0, 1))
+    bad = assert_caught(
+        edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 0", edit),
+        "h.0.attn.masked",
+        where(layout, "h.0.attn.masked", 0, 1),
+    )
     assert bad["expected"] == "blank (masked)" and isinstance(bad["got"], float)
 
 
@@ -370,8 +388,15 @@ def test_a_checkpoint_with_one_weight_changed_is_named_with_its_cell(good, model
 
 def test_json_and_junit_reports_parse_and_agree_with_the_verdict(good, tmp_path):
     path, layout = good
-    for book, code in ((path, 0), (edit_sheet_xml(path, tmp_path / "bad.xlsx", "Block 0",
-                                                   lambda x: x.replace("+'h.0.attn.c_attn.b'!$A$1:$AJ$1", "")), 1)):
+    for book, code in (
+        (path, 0),
+        (
+            edit_sheet_xml(
+                path, tmp_path / "bad.xlsx", "Block 0", lambda x: x.replace("+'h.0.attn.c_attn.b'!$A$1:$AJ$1", "")
+            ),
+            1,
+        ),
+    ):
         j, x = tmp_path / f"r{code}.json", tmp_path / f"r{code}.xml"
         got, out, err = run_check(book, "--json", j, "--junit", x)
         assert got == code, (out, err)
@@ -384,7 +409,9 @@ def test_json_and_junit_reports_parse_and_agree_with_the_verdict(good, tmp_path)
         assert int(suite.get("tests")) == len(suite.findall("testcase")) == len(data["stages"])
         if code:
             first = next(s for s in data["stages"] if not s["passed"])
-            assert first["stage"] == "h.0.attn.c_attn" and first["first_bad"]["cell"] == where(layout, "h.0.attn.c_attn", 0, 0)
+            assert first["stage"] == "h.0.attn.c_attn" and first["first_bad"]["cell"] == where(
+                layout, "h.0.attn.c_attn", 0, 0
+            )
             assert failures[0].get("message").startswith("h.0.attn.c_attn: first wrong cell")
 
 

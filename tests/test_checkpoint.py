@@ -149,7 +149,11 @@ def test_n_embd_not_divisible_by_n_head(model_dir):
 
 def test_config_hf_aliases_accepted(model_dir):
     cfg = config_of(model_dir)
-    for ours, theirs in [("n_layer", "num_hidden_layers"), ("n_embd", "hidden_size"), ("n_head", "num_attention_heads")]:
+    for ours, theirs in [
+        ("n_layer", "num_hidden_layers"),
+        ("n_embd", "hidden_size"),
+        ("n_head", "num_attention_heads"),
+    ]:
         cfg[theirs] = cfg.pop(ours)
     (model_dir / "config.json").write_text(json.dumps(cfg))
     assert load_model(model_dir).config.n_embd == 12
@@ -310,7 +314,9 @@ def test_lm_head_equal_to_wte_loads(model_dir):
 # ---- what loads --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape,prefix", [("micro", "transformer."), ("one-head", ""), ("odd", "transformer."), ("wide", "")])
+@pytest.mark.parametrize(
+    "shape,prefix", [("micro", "transformer."), ("one-head", ""), ("odd", "transformer."), ("wide", "")]
+)
 def test_both_key_layouts_load(shape, prefix):
     d = MODELS / shape
     keys = tensors_of(d).keys()
@@ -319,7 +325,10 @@ def test_both_key_layouts_load(shape, prefix):
     assert set(model.flat) >= {"wte", "wpe", "ln_f.g", "h.0.attn.c_attn.w"}
     raw = {k.removeprefix("transformer."): v for k, v in tensors_of(d).items()}
     assert np.array_equal(model.flat["h.0.attn.c_attn.w"], raw["h.0.attn.c_attn.weight"])
-    assert model.params["blocks"][model.config.n_layer - 1]["mlp"]["c_proj"]["w"].shape == (4 * model.config.n_embd, model.config.n_embd)
+    assert model.params["blocks"][model.config.n_layer - 1]["mlp"]["c_proj"]["w"].shape == (
+        4 * model.config.n_embd,
+        model.config.n_embd,
+    )
 
 
 def test_same_weights_under_either_prefix(model_dir):

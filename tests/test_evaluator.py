@@ -111,7 +111,7 @@ def _functions(wb):
         "C17": "=MATCH(3.25,A1:A5,0)",
         "C18": '="a"="A"',
         "C19": "=SQRT(-1)",
-        "C20": '=B2+1',
+        "C20": "=B2+1",
         "C21": "=2^3^2-1E-05*.5",
         "C22": "=MATCH(2.5,D7:D11,1)+MATCH(10,D7:D11,1)+MATCH(2.5,D1:D5,-1)",
         "C23": "=A1<>A2",
@@ -179,14 +179,26 @@ def _transformerish(wb):
     for t in range(4):
         for c in range(6):
             b.write_formula(1 + t, 1 + c, f"=INDEX(wte!$A$1:$F$8,$A{t + 2}+1,{c + 1})")  # embedding
-            b.write_formula(1 + t, 8 + c, f"=(B{t + 2}-AVERAGE($B{t + 2}:$G{t + 2}))/SQRT(_xlfn.VAR.P($B{t + 2}:$G{t + 2})+1E-05)")
+            b.write_formula(
+                1 + t, 8 + c, f"=(B{t + 2}-AVERAGE($B{t + 2}:$G{t + 2}))/SQRT(_xlfn.VAR.P($B{t + 2}:$G{t + 2})+1E-05)"
+            )
         for j in range(8):
             col = xlsxwriter.utility.xl_col_to_name(j)
-            b.write_formula(1 + t, 15 + j, f"=MMULT($I{t + 2}:$N{t + 2},TRANSPOSE(wte!{col}$1:{col}$1))" if False else
-                            f"=SUMPRODUCT($I{t + 2}:$N{t + 2},wte!$A{j + 1}:$F{j + 1})")
+            b.write_formula(
+                1 + t,
+                15 + j,
+                f"=MMULT($I{t + 2}:$N{t + 2},TRANSPOSE(wte!{col}$1:{col}$1))"
+                if False
+                else f"=SUMPRODUCT($I{t + 2}:$N{t + 2},wte!$A{j + 1}:$F{j + 1})",
+            )
         b.write_formula(1 + t, 24, f"=MATCH(MAX($P{t + 2}:$W{t + 2}),$P{t + 2}:$W{t + 2},0)-1")
-        b.write_formula(1 + t, 25, f"=EXP(P{t + 2}-MAX($P{t + 2}:$W{t + 2}))/SUM(_xlfn.EXP($P{t + 2}:$W{t + 2}-MAX($P{t + 2}:$W{t + 2})))" if False else
-                        f"=EXP(P{t + 2}-MAX($P{t + 2}:$W{t + 2}))")
+        b.write_formula(
+            1 + t,
+            25,
+            f"=EXP(P{t + 2}-MAX($P{t + 2}:$W{t + 2}))/SUM(_xlfn.EXP($P{t + 2}:$W{t + 2}-MAX($P{t + 2}:$W{t + 2})))"
+            if False
+            else f"=EXP(P{t + 2}-MAX($P{t + 2}:$W{t + 2}))",
+        )
     b.write_formula("Y7", "=SUM(Y2:Y5)")
     b.write_formula("B7", "=SUM($B$2:B2)")  # running sums: range size varies per cell
     b.write_formula("C7", "=SUM($B$2:C3)")
@@ -198,6 +210,7 @@ def test_quoted_sheet_with_doubled_quote(tmp_path):
     def fill(wb):
         wb.add_worksheet("it's").write_number("A1", 0.25)
         wb.add_worksheet("s").write_formula("A1", "='it''s'!A1*2")
+
     res = evaluate(read_workbook(_book(tmp_path / "q.xlsx", fill)))
     assert res.values["s"][0, 0] == 0.5
 
@@ -216,9 +229,10 @@ def test_self_referencing_group_goes_row_by_row(tmp_path):
         s.write_number("B4", 1)
         for r in range(5, 21):
             s.write_formula(f"B{r}", f"=B{r - 1}*2+1")
+
     path = _book(tmp_path / "c.xlsx", fill)
     res = evaluate(read_workbook(path))
-    assert res.values["s"][19, 1] == 2.0 ** 17 - 1
+    assert res.values["s"][19, 1] == 2.0**17 - 1
 
 
 def test_one_formula_in_two_places_is_not_a_cycle(tmp_path):
@@ -234,8 +248,9 @@ def test_one_formula_in_two_places_is_not_a_cycle(tmp_path):
             s.write_formula(f"C{r}", f"=B{r}" if r == 1 else f"=C{r - 1}&B{r}")
             s.write_formula(f"D{r}", f"=LEN(C{r})")
         for r in range(10, 13):
-            s.write_formula(f"A{r}", f"=C{r - 9}&\"!\"")
+            s.write_formula(f"A{r}", f'=C{r - 9}&"!"')
             s.write_formula(f"B{r}", f"=LEN(A{r})")
+
     path = _book(tmp_path / "two.xlsx", fill)
     book = read_workbook(path)
     ev = Evaluator(book)
@@ -261,6 +276,7 @@ def test_a_formula_over_blocks_that_read_each_other_in_turn_needs_no_cell_order(
             s.write_formula(f"B{r}", f"=A{r}+1")
             s.write_formula(f"A{r + 4}", f"=B{r}*2")
             s.write_formula(f"B{r + 4}", f"=A{r + 4}+1")
+
     path = _book(tmp_path / "chain.xlsx", fill)
     book = read_workbook(path)
     ev = Evaluator(book)
@@ -277,6 +293,7 @@ def test_a_reference_above_the_first_row_is_refused(tmp_path):
 
     def fill(wb):
         wb.add_worksheet("s").write_formula("A3", "=A1+1")
+
     ev = Evaluator(read_workbook(_book(tmp_path / "o.xlsx", fill)))
     ev._unit("s", "R[-2]C[0]+1", np.array([2, 3]), np.array([0, 0]), None)  # from A3 and A4: rows 1 and 2
     with pytest.raises(WorkbookError, match=r"s!A2: reference off the sheet"):
@@ -292,6 +309,7 @@ def test_circular_reference_names_a_cell(tmp_path):
         s.write_formula("B1", "=C1+1")
         s.write_formula("C1", "=A1+1")
         s.write_formula("D1", "=1")
+
     with pytest.raises(WorkbookError, match=r"'Block 1'!(A1|B1|C1): circular reference"):
         evaluate(read_workbook(_book(tmp_path / "c.xlsx", fill)))
 
@@ -300,6 +318,7 @@ def test_unsupported_function_names_cell(tmp_path):
     def fill(wb):
         s = wb.add_worksheet("Block 3")
         s.write_formula("F27", "=VLOOKUP(1,A1:B2,2,0)")
+
     with pytest.raises(WorkbookError, match=r"'Block 3'!F27: unsupported function VLOOKUP"):
         evaluate(read_workbook(_book(tmp_path / "u.xlsx", fill)))
 
@@ -308,6 +327,7 @@ def test_missing_sheet_names_cell(tmp_path):
     def fill(wb):
         s = wb.add_worksheet("a")
         s.write_formula("B2", "=nosuch!A1+1")
+
     with pytest.raises(WorkbookError, match=r"a!B2: .*'nosuch'"):
         evaluate(read_workbook(_book(tmp_path / "m.xlsx", fill)))
 
@@ -322,19 +342,22 @@ def test_r1c1_key_groups_relative_copies():
     assert node[2][1] == "Block 0" and node[3][1] == "wte"
 
 
-@pytest.mark.parametrize("text,row,col,key", [
-    # each pair has one skeleton (the text with its digit runs as #), so the second reuses the first's parse
-    ("A1+B2", 0, 0, "R[0]C[0]+R[1]C[1]"),
-    ("A5+B9", 2, 1, "R[2]C[-1]+R[6]C[0]"),
-    ("'Block 0'!C5*2", 0, 0, "'Block 0'!R[4]C[2]*2"),
-    ("'Block 1'!C7*3", 1, 0, "'Block 1'!R[5]C[2]*3"),
-    ('"x1"&A2', 0, 0, '"x1"&R[1]C[0]'),
-    ('"x2"&A3', 0, 0, '"x2"&R[2]C[0]'),
-    ("$A$1:B2+1.5", 0, 0, "R1C1:R[1]C[1]+1.5"),
-    ("$A$3:B4+2.25", 1, 1, "R3C1:R[2]C[0]+2.25"),
-    ("A1234567", 0, 0, "R[1234566]C[0]"),
-    ("A12345678", 0, 0, "A12345678"),  # 8 digits: not a row, so not a reference
-])
+@pytest.mark.parametrize(
+    "text,row,col,key",
+    [
+        # each pair has one skeleton (the text with its digit runs as #), so the second reuses the first's parse
+        ("A1+B2", 0, 0, "R[0]C[0]+R[1]C[1]"),
+        ("A5+B9", 2, 1, "R[2]C[-1]+R[6]C[0]"),
+        ("'Block 0'!C5*2", 0, 0, "'Block 0'!R[4]C[2]*2"),
+        ("'Block 1'!C7*3", 1, 0, "'Block 1'!R[5]C[2]*3"),
+        ('"x1"&A2', 0, 0, '"x1"&R[1]C[0]'),
+        ('"x2"&A3', 0, 0, '"x2"&R[2]C[0]'),
+        ("$A$1:B2+1.5", 0, 0, "R1C1:R[1]C[1]+1.5"),
+        ("$A$3:B4+2.25", 1, 1, "R3C1:R[2]C[0]+2.25"),
+        ("A1234567", 0, 0, "R[1234566]C[0]"),
+        ("A12345678", 0, 0, "A12345678"),  # 8 digits: not a row, so not a reference
+    ],
+)
 def test_r1c1_keys_of_one_skeleton(text, row, col, key):
     assert to_r1c1(text, row, col) == key
 
@@ -348,8 +371,30 @@ def test_column_keys_equal_to_r1c1_cell_by_cell():
     from sheetgpt.formula import column_keys, shift_formula
 
     rnd = random.Random(0)
-    parts = ["A1", "$A1", "A$1", "$A$1", "B10", "AA5", "'s 1'!B2", "x!C3", '"A1"', "3", "1E+10", "SUM(A1:B2)",
-             "$C$3:C4", "R1C1", "B99", "0.05", "0.5", "A01", "$B$09", "12345678", "1000000000", "12345678901234567890123"]
+    parts = [
+        "A1",
+        "$A1",
+        "A$1",
+        "$A$1",
+        "B10",
+        "AA5",
+        "'s 1'!B2",
+        "x!C3",
+        '"A1"',
+        "3",
+        "1E+10",
+        "SUM(A1:B2)",
+        "$C$3:C4",
+        "R1C1",
+        "B99",
+        "0.05",
+        "0.5",
+        "A01",
+        "$B$09",
+        "12345678",
+        "1000000000",
+        "12345678901234567890123",
+    ]
     fills = 0
     for _ in range(3000):
         col, top = rnd.randint(0, 30), rnd.randint(0, 50)
@@ -385,8 +430,11 @@ def test_grouped_mmult_is_one_matrix_product(tmp_path):
 
     last = col_letter(K - 1)
     out = Sheet("o", (np.zeros(0, np.int32),) * 2 + (np.zeros(0),), dims=(T, M))
-    out.formulas = [(t, j, f"MMULT(x!$A{t + 1}:${last}{t + 1},w!{col_letter(j)}$1:{col_letter(j)}${K})", None)
-                    for t in range(T) for j in range(M)]
+    out.formulas = [
+        (t, j, f"MMULT(x!$A{t + 1}:${last}{t + 1},w!{col_letter(j)}$1:{col_letter(j)}${K})", None)
+        for t in range(T)
+        for j in range(M)
+    ]
     book = Book(["x", "w", "o"], {"x": xs, "w": ws, "o": out}, {})
     t0 = time.perf_counter()
     res = evaluate(book)

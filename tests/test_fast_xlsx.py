@@ -19,10 +19,33 @@ from sheetgpt.weight_text import compose, decompose, stored_values
 def _awkward_weights(n: int = 20000, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     w = rng.standard_normal(n).astype(np.float32) * np.float32(0.15)
-    special = [0, -0.0, 1, -1, 10, 100, 1e-9, -1e-9, 1e20, -3e-38, 3.4e38, 1e-45, 0.001, 123456789, 1e8, 1e9,
-               0.1, 0.5, 9.99999e-5, 1e-14, 1e-15, 2.5e-16, 7e-30]
+    special = [
+        0,
+        -0.0,
+        1,
+        -1,
+        10,
+        100,
+        1e-9,
+        -1e-9,
+        1e20,
+        -3e-38,
+        3.4e38,
+        1e-45,
+        0.001,
+        123456789,
+        1e8,
+        1e9,
+        0.1,
+        0.5,
+        9.99999e-5,
+        1e-14,
+        1e-15,
+        2.5e-16,
+        7e-30,
+    ]
     w[: len(special)] = np.array(special, dtype=np.float32)
-    w[len(special):2000] *= np.float32(10.0) ** rng.integers(-30, 30, 2000 - len(special)).astype(np.float32)
+    w[len(special) : 2000] *= np.float32(10.0) ** rng.integers(-30, 30, 2000 - len(special)).astype(np.float32)
     return w
 
 
@@ -107,7 +130,7 @@ def test_pieces_join_into_one_stream_across_many_chunks():
     assert len(tasks) == 30
     pieces = list(fast_xlsx.deflate_all(tasks, {"w": values}, processes=2))
     xml = zlib.decompress(b"".join(p.data for p in pieces), -15)
-    assert xml == prefix + b"".join(fast_xlsx.rows_xml(values[t.r0:t.r1], t.r0) for t in tasks) + suffix
+    assert xml == prefix + b"".join(fast_xlsx.rows_xml(values[t.r0 : t.r1], t.r0) for t in tasks) + suffix
     assert b'<dimension ref="A1:CV300"/>' in xml
 
 
@@ -145,12 +168,13 @@ def test_a_built_book_is_xlsxwriters_book_plus_exact_weight_tabs(tmp_path, model
     assert len(seen) == len(model.flat)
     assert {tab for tab, _ in merged.values()} >= {"Embed", "Block 0", "Block 1", "Final norm", "Logits", "Logit lens"}
     book = openpyxl.load_workbook(path, read_only=True)
-    for tab, values in seen.values():
+    for tab, _values in seen.values():
         got = np.array([list(r) for r in book[tab].iter_rows(values_only=True)], dtype=float)
         assert np.array_equal(got, stored_values(model.flat[tab]).reshape(got.shape)), tab
 
 
 # ---- compute tabs: shared formulas ---------------------------------------------------------------
+
 
 def _cells(path) -> dict:
     """(tab, cell) -> (formula text or value, number format, resolved style) of every cell (openpyxl
@@ -172,7 +196,7 @@ def _cells(path) -> dict:
 
 def _array_cells(path) -> set:
     """(tab, cell) of every cell inside a CSE array's range but its top-left one."""
-    from openpyxl.utils.cell import range_boundaries, get_column_letter
+    from openpyxl.utils.cell import get_column_letter, range_boundaries
 
     book = openpyxl.load_workbook(path)
     out = set()
@@ -181,8 +205,11 @@ def _array_cells(path) -> set:
             for c in row:
                 if hasattr(c.value, "ref"):
                     c0, r0, c1, r1 = range_boundaries(c.value.ref)
-                    out |= {(ws.title, f"{get_column_letter(cc)}{rr}") for rr in range(r0, r1 + 1)
-                            for cc in range(c0, c1 + 1)} - {(ws.title, c.coordinate)}
+                    out |= {
+                        (ws.title, f"{get_column_letter(cc)}{rr}")
+                        for rr in range(r0, r1 + 1)
+                        for cc in range(c0, c1 + 1)
+                    } - {(ws.title, c.coordinate)}
     return out
 
 
@@ -202,8 +229,9 @@ def test_shared_formula_book_has_the_old_paths_formulas_and_formats(tmp_path, mo
     books = {}
     for shared in (False, True):
         monkeypatch.setattr(build, "SHARED_FORMULAS", shared)
-        books[shared] = build.build_workbook(model, tok, "the cat sat on", tmp_path / f"{shared}.xlsx",
-                                             typed_prompt=shape == "micro").path  # micro: with the BPE tab
+        books[shared] = build.build_workbook(
+            model, tok, "the cat sat on", tmp_path / f"{shared}.xlsx", typed_prompt=shape == "micro"
+        ).path  # micro: with the BPE tab
     old, new = _cells(books[False]), _cells(books[True])
     assert old.keys() == new.keys()
     padded = _array_cells(books[False])
@@ -275,20 +303,32 @@ def test_shared_groups_split_where_shifting_does_not_give_the_cell_its_text():
 
     groups = fast_xlsx.shared_groups(first_row_and_one_cell, (0, 4, 0, 3), 4, 2, "all")
     f = first_row_and_one_cell
-    assert groups == [(0, 1, 0, 3, f(0, 0), True), (1, 2, 0, 3, f(1, 0), True), (2, 3, 0, 1, f(2, 0), False),
-                      (2, 3, 1, 2, f(2, 1), False), (2, 3, 2, 3, f(2, 2), False), (3, 4, 0, 3, f(3, 0), True)]
+    assert groups == [
+        (0, 1, 0, 3, f(0, 0), True),
+        (1, 2, 0, 3, f(1, 0), True),
+        (2, 3, 0, 1, f(2, 0), False),
+        (2, 3, 1, 2, f(2, 1), False),
+        (2, 3, 2, 3, f(2, 2), False),
+        (3, 4, 0, 3, f(3, 0), True),
+    ]
 
 
 def test_sampled_verification_sees_a_cell_that_differs_on_an_edge_or_the_diagonal():
     rows, cols = 40, 50
     for odd in [(0, 7), (39, 3), (12, 0), (5, 49), (20, 25)]:
+
         def formula(i, j, odd=odd):
             return "$A$1" if (i, j) == odd else f"C{i + 1}"
 
         groups = fast_xlsx.shared_groups(formula, (0, rows, 0, cols), 0, 2, "sample")
         assert len(groups) > 1, odd
-        assert all(formula(i, j) == fast_xlsx_shift(g, i, j) for g in groups
-                   for i in range(g[0], g[1]) for j in range(g[2], g[3]) if g[5]), odd
+        assert all(
+            formula(i, j) == fast_xlsx_shift(g, i, j)
+            for g in groups
+            for i in range(g[0], g[1])
+            for j in range(g[2], g[3])
+            if g[5]
+        ), odd
 
 
 def fast_xlsx_shift(group, i, j):
@@ -328,6 +368,7 @@ def test_cells_merge_into_the_skeletons_rows_in_column_order():
 
 def test_formula_sheet_writes_what_xlsxwriters_worksheet_writes():
     """FormulaSheet's write_formula and sparse row writer give byte-identical sheets."""
+
     def sheet_xml(worksheet_class):
         buf = io.BytesIO()
         wb = xlsxwriter.Workbook(buf, {"in_memory": True})

@@ -21,12 +21,12 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from xlsx_edit import unshare_formulas
 
 from sheetgpt.cli import main
 from sheetgpt.config import GPT2Config
 from sheetgpt.random_model import make_random_model
 from sheetgpt.xlsx_reader import read_workbook
-from xlsx_edit import unshare_formulas
 
 CLI = [sys.executable, "-c", "from sheetgpt.cli import main; main()"]
 PROGRESS = re.compile(r"^(writing tabs|recomputing formulas)\b")  # click's progress label, not a message
@@ -93,9 +93,11 @@ def small(book):
     return Path(book("micro", "ab").path)
 
 
-ENTITY_BOMB = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-               + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
-               + b"]>")
+ENTITY_BOMB = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
+    + b"]>"
+)
 EXTERNAL_ENTITY = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
 
 
@@ -159,14 +161,18 @@ def _drop_member(sheet):
         parts = members(small)
         del parts[sheet_part(parts, sheet)]
         return write_zip(tmp / "nopart.xlsx", parts)
+
     return make
 
 
 def _drop_sheet(sheet):
     def make(small, tmp):
         parts = members(small)
-        parts["xl/workbook.xml"] = re.sub(rb'<sheet name="%s"[^>]*/>' % re.escape(sheet.encode()), b"", parts["xl/workbook.xml"])
+        parts["xl/workbook.xml"] = re.sub(
+            rb'<sheet name="%s"[^>]*/>' % re.escape(sheet.encode()), b"", parts["xl/workbook.xml"]
+        )
         return write_zip(tmp / "nosheet.xlsx", parts)
+
     return make
 
 
@@ -182,40 +188,79 @@ def _first_formula(old: bytes, new: bytes):
     def edit(xml):
         assert old in xml
         return xml.replace(old, new, 1)
+
     return edit
 
 
 def _guide_number(label_row: int, value: bytes):
-    return _sheet_edit("Guide", lambda x: re.sub(rb'(<c r="B%d"[^>]*><v>)[^<]*' % label_row, rb"\g<1>" + value, x, count=1))
+    return _sheet_edit(
+        "Guide", lambda x: re.sub(rb'(<c r="B%d"[^>]*><v>)[^<]*' % label_row, rb"\g<1>" + value, x, count=1)
+    )
 
 
 MALFORMED = {
     # id: (maker(small, tmp) -> path, regex the one line must match)
     "not a zip (text)": (lambda s, t: _put(t / "a.xlsx", b"hello, I am text\n"), r"not an \.xlsx file"),
-    "truncated zip": (lambda s, t: _put(t / "a.xlsx", s.read_bytes()[: len(s.read_bytes()) // 2]), r"not an \.xlsx file"),
-    "zip with a corrupt member": (lambda s, t: _put(t / "a.xlsx", _flip_in_member(s)), r"corrupt zip member|not an \.xlsx|Bad CRC"),
-    "a zip that is not a workbook": (lambda s, t: write_zip(t / "a.xlsx", {"hello.txt": b"hi"}), r"no xl/workbook\.xml"),
-    "entity-expansion bomb in a sheet": (_sheet_edit("Block 0", lambda x: ENTITY_BOMB + x[x.index(b"<worksheet"):]), "DOCTYPE/ENTITY"),
+    "truncated zip": (
+        lambda s, t: _put(t / "a.xlsx", s.read_bytes()[: len(s.read_bytes()) // 2]),
+        r"not an \.xlsx file",
+    ),
+    "zip with a corrupt member": (
+        lambda s, t: _put(t / "a.xlsx", _flip_in_member(s)),
+        r"corrupt zip member|not an \.xlsx|Bad CRC",
+    ),
+    "a zip that is not a workbook": (
+        lambda s, t: write_zip(t / "a.xlsx", {"hello.txt": b"hi"}),
+        r"no xl/workbook\.xml",
+    ),
+    "entity-expansion bomb in a sheet": (
+        _sheet_edit("Block 0", lambda x: ENTITY_BOMB + x[x.index(b"<worksheet") :]),
+        "DOCTYPE/ENTITY",
+    ),
     "external entity in sharedStrings": (lambda s, t: _external_entity(s, t), "DOCTYPE/ENTITY"),
     "zip bomb: declared size 4 GB": (_declared_huge, "zip bomb"),
     "zip bomb: 1000:1 member": (_real_ratio_bomb, "zip bomb"),
     "zip bomb: lying sizes": (_lying_sizes, "zip bomb|corrupt zip member"),
     "missing sheet (tab removed)": (_drop_sheet("Block 0"), "no tab 'Block 0'"),
     "missing sheet part (zip member removed)": (_drop_member("Block 0"), "missing part"),
-    "formula referencing a missing sheet": (_sheet_edit("Block 0", _first_formula(b"<f>AVERAGE(Embed!", b"<f>AVERAGE(Nowhere!")),
-                                            "sheet that does not exist: 'Nowhere'"),
-    "circular reference": (_sheet_edit("Embed", lambda x: re.sub(rb"<f>INDEX\(wte", b"<f>'Block 0'!C5+INDEX(wte", x, count=1)),
-                           "circular reference"),
-    "unsupported function": (_sheet_edit("Block 0", _first_formula(b"<f>AVERAGE(", b"<f>WEBSERVICE(")), "unsupported function WEBSERVICE"),
-    "wrong number of arguments": (_sheet_edit("Block 0", _first_formula(b"<f>AVERAGE(Embed!", b"<f>N()+AVERAGE(Embed!")), "N takes 1 arguments"),
-    "more than a million rows": (_sheet_edit("Block 0", lambda x: x.replace(b"</sheetData>", b'<row r="1048577"><c r="A1048577"><v>1</v></c></row></sheetData>')),
-                                 "beyond Excel's 1048576 rows"),
-    "one cell at XFD1048576": (_sheet_edit("Block 0", lambda x: x.replace(b"</sheetData>", b'<row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData>')),
-                               "spans 1,048,576 rows x 16,384 columns"),
-    "text in a weight cell": (_sheet_edit("wte", lambda x: _cell(x, 2, 1, b'<c r="B2" t="inlineStr"><is><t>abc</t></is></c>')),
-                              "weight tab 'wte': cell B2 holds text 'abc'"),
-    "non-numeric value in a number cell": (_sheet_edit("wpe", lambda x: _cell(x, 1, 2, b'<c r="C1"><v>1.2.3</v></c>')),
-                                           "is not a number"),
+    "formula referencing a missing sheet": (
+        _sheet_edit("Block 0", _first_formula(b"<f>AVERAGE(Embed!", b"<f>AVERAGE(Nowhere!")),
+        "sheet that does not exist: 'Nowhere'",
+    ),
+    "circular reference": (
+        _sheet_edit("Embed", lambda x: re.sub(rb"<f>INDEX\(wte", b"<f>'Block 0'!C5+INDEX(wte", x, count=1)),
+        "circular reference",
+    ),
+    "unsupported function": (
+        _sheet_edit("Block 0", _first_formula(b"<f>AVERAGE(", b"<f>WEBSERVICE(")),
+        "unsupported function WEBSERVICE",
+    ),
+    "wrong number of arguments": (
+        _sheet_edit("Block 0", _first_formula(b"<f>AVERAGE(Embed!", b"<f>N()+AVERAGE(Embed!")),
+        "N takes 1 arguments",
+    ),
+    "more than a million rows": (
+        _sheet_edit(
+            "Block 0",
+            lambda x: x.replace(b"</sheetData>", b'<row r="1048577"><c r="A1048577"><v>1</v></c></row></sheetData>'),
+        ),
+        "beyond Excel's 1048576 rows",
+    ),
+    "one cell at XFD1048576": (
+        _sheet_edit(
+            "Block 0",
+            lambda x: x.replace(b"</sheetData>", b'<row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData>'),
+        ),
+        "spans 1,048,576 rows x 16,384 columns",
+    ),
+    "text in a weight cell": (
+        _sheet_edit("wte", lambda x: _cell(x, 2, 1, b'<c r="B2" t="inlineStr"><is><t>abc</t></is></c>')),
+        "weight tab 'wte': cell B2 holds text 'abc'",
+    ),
+    "non-numeric value in a number cell": (
+        _sheet_edit("wpe", lambda x: _cell(x, 1, 2, b'<c r="C1"><v>1.2.3</v></c>')),
+        "is not a number",
+    ),
     "Guide claims a billion layers": (_guide_number(11, b"1000000000"), "n_layer"),
     "random bytes": (lambda s, t: _put(t / "a.bin", os.urandom(4096)), r"not an \.xlsx file"),
     "empty file": (lambda s, t: _put(t / "a.xlsx", b""), r"not an \.xlsx file"),
@@ -237,7 +282,7 @@ def _flip_in_member(small: Path) -> bytes:
 def _external_entity(small: Path, tmp: Path) -> Path:
     parts = members(small)
     sst = parts["xl/sharedStrings.xml"]
-    parts["xl/sharedStrings.xml"] = EXTERNAL_ENTITY + sst[sst.index(b"<sst"):].replace(b"<t>", b"<t>&e;", 1)
+    parts["xl/sharedStrings.xml"] = EXTERNAL_ENTITY + sst[sst.index(b"<sst") :].replace(b"<t>", b"<t>&e;", 1)
     return write_zip(tmp / "xxe.xlsx", parts)
 
 
@@ -249,16 +294,28 @@ def test_a_malformed_workbook_is_one_line_and_exit_2(small, tmp_path, case):
 
 def _peak_rss_mb(args) -> tuple[int, str, float]:
     """Run the CLI in a grandchild; its peak resident memory, measured by the child that waited for it."""
-    probe = ("import json, resource, subprocess, sys\n"
-             "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-             "print(json.dumps([r.returncode, r.stderr, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]))")
-    out = subprocess.run([sys.executable, "-c", probe, *CLI, *map(str, args)], capture_output=True, text=True, timeout=120)
+    probe = (
+        "import json, resource, subprocess, sys\n"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "print(json.dumps([r.returncode, r.stderr, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *CLI, *map(str, args)], capture_output=True, text=True, timeout=120
+    )
     return tuple(json.loads(out.stdout))
 
 
-@pytest.mark.parametrize("case", ["entity-expansion bomb in a sheet", "external entity in sharedStrings",
-                                  "zip bomb: declared size 4 GB", "zip bomb: 1000:1 member", "zip bomb: lying sizes",
-                                  "one cell at XFD1048576"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "entity-expansion bomb in a sheet",
+        "external entity in sharedStrings",
+        "zip bomb: declared size 4 GB",
+        "zip bomb: 1000:1 member",
+        "zip bomb: lying sizes",
+        "one cell at XFD1048576",
+    ],
+)
 def test_bombs_are_refused_in_a_subprocess_under_500_mb(small, tmp_path, case):
     make, match = MALFORMED[case]
     code, err, peak_mb = _peak_rss_mb(["check", make(small, tmp_path)])
@@ -278,13 +335,17 @@ def build(micro, out, prompt, *more):
     return cli("build", "--model", micro, "--prompt", prompt, "-o", out, *more)
 
 
-@pytest.mark.parametrize("prompt, match", [
-    ("", "the prompt is empty"),
-    (" \t\n  ", "the prompt is empty"),
-    ("x" * 40, r"more than the model's n_positions \(16\)"),
-    ("w" * 5000, r"more than the model's n_positions \(16\)"),  # a very long single word
-    ("\ud800", "lone surrogate U\\+D800"),
-], ids=["empty", "whitespace", "longer than the context", "very long word", "lone surrogate"])
+@pytest.mark.parametrize(
+    "prompt, match",
+    [
+        ("", "the prompt is empty"),
+        (" \t\n  ", "the prompt is empty"),
+        ("x" * 40, r"more than the model's n_positions \(16\)"),
+        ("w" * 5000, r"more than the model's n_positions \(16\)"),  # a very long single word
+        ("\ud800", "lone surrogate U\\+D800"),
+    ],
+    ids=["empty", "whitespace", "longer than the context", "very long word", "lone surrogate"],
+)
 def test_a_bad_prompt_is_one_line_and_exit_2_and_writes_nothing(micro, tmp_path, prompt, match):
     out = tmp_path / "b.xlsx"
     refused("build", "--model", micro, "--prompt", prompt, "-o", out, match=match, seconds=30)
@@ -292,18 +353,36 @@ def test_a_bad_prompt_is_one_line_and_exit_2_and_writes_nothing(micro, tmp_path,
 
 
 def test_a_prompt_longer_than_context_is_one_line(micro, tmp_path):
-    refused("build", "--model", micro, "--prompt", "one two three", "--context", "3", "-o", tmp_path / "b.xlsx",
-            match="more than --context 3", seconds=30)
+    refused(
+        "build",
+        "--model",
+        micro,
+        "--prompt",
+        "one two three",
+        "--context",
+        "3",
+        "-o",
+        tmp_path / "b.xlsx",
+        match="more than --context 3",
+        seconds=30,
+    )
 
 
 def test_invalid_utf8_in_argv_is_one_line(micro, tmp_path):
-    r = subprocess.run([*CLI, "build", "--model", str(micro), "--prompt", os.fsdecode(b"ab\xff\xfe"), "-o",
-                        str(tmp_path / "b.xlsx")], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*CLI, "build", "--model", str(micro), "--prompt", os.fsdecode(b"ab\xff\xfe"), "-o", str(tmp_path / "b.xlsx")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "lone surrogate" in one_line_error(r.stderr)
 
 
-@pytest.mark.parametrize("prompt", ["=1+2*3", "+SUM(A1)", "-2+7", "@foo", "a\x00b\x07c\x1b\x7f d", "é ü 中"],
-                         ids=["equals", "plus", "minus", "at", "control characters", "non-ASCII"])
+@pytest.mark.parametrize(
+    "prompt",
+    ["=1+2*3", "+SUM(A1)", "-2+7", "@foo", "a\x00b\x07c\x1b\x7f d", "é ü 中"],
+    ids=["equals", "plus", "minus", "at", "control characters", "non-ASCII"],
+)
 def test_odd_prompts_work_as_text_never_as_formulas(micro, tmp_path, prompt):
     out = tmp_path / "b.xlsx"
     result = build(micro, out, prompt)
@@ -336,8 +415,17 @@ def test_an_output_in_a_missing_directory_is_created(micro, tmp_path):
 
 def test_an_output_whose_directory_cannot_be_made_is_one_line(micro, tmp_path):
     (tmp_path / "file").write_text("not a directory")
-    refused("build", "--model", micro, "--prompt", "hi", "-o", tmp_path / "file" / "b.xlsx",
-            match="cannot create its directory", seconds=30)
+    refused(
+        "build",
+        "--model",
+        micro,
+        "--prompt",
+        "hi",
+        "-o",
+        tmp_path / "file" / "b.xlsx",
+        match="cannot create its directory",
+        seconds=30,
+    )
 
 
 def test_an_output_in_an_unwritable_place_is_one_line(micro, tmp_path):
@@ -350,7 +438,18 @@ def test_an_output_in_an_unwritable_place_is_one_line(micro, tmp_path):
 def test_an_output_that_is_not_xlsx_or_is_a_directory_is_one_line(micro, tmp_path):
     refused("build", "--model", micro, "--prompt", "hi", "-o", tmp_path / "b.csv", match="must be an .xlsx", seconds=30)
     (tmp_path / "d.xlsx").mkdir()
-    refused("build", "--model", micro, "--prompt", "hi", "-o", tmp_path / "d.xlsx", "--force", match="is a directory", seconds=30)
+    refused(
+        "build",
+        "--model",
+        micro,
+        "--prompt",
+        "hi",
+        "-o",
+        tmp_path / "d.xlsx",
+        "--force",
+        match="is a directory",
+        seconds=30,
+    )
 
 
 def test_json_report_into_a_missing_directory_is_one_line(small, tmp_path):
@@ -369,9 +468,12 @@ def slow_model(tmp_path_factory):
 def _start_build(model, out: Path, log: Path) -> subprocess.Popen:
     # SIGINT as a terminal gives it: a test run started in the background (nohup ... &) inherits an
     # ignored SIGINT, Python then installs no KeyboardInterrupt handler, and the build runs on
-    proc = subprocess.Popen([*CLI, "build", "--model", str(model), "--prompt", "the quick brown fox jumps over it",
-                             "-o", str(out)], stdout=subprocess.DEVNULL, stderr=log.open("w"),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [*CLI, "build", "--model", str(model), "--prompt", "the quick brown fox jumps over it", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 60
     while "writing tabs" not in log.read_text() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -415,7 +517,16 @@ def test_a_directory_that_is_not_a_model_is_one_line(tmp_path, small):
 
 def test_a_symlink_loop_as_model_is_one_line(tmp_path):
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
-    refused("build", "--model", tmp_path / "loop", "--prompt", "hi", "-o", tmp_path / "b.xlsx", match="loop|symlink|not a directory|config.json")
+    refused(
+        "build",
+        "--model",
+        tmp_path / "loop",
+        "--prompt",
+        "hi",
+        "-o",
+        tmp_path / "b.xlsx",
+        match="loop|symlink|not a directory|config.json",
+    )
 
 
 def test_a_zero_byte_checkpoint_is_one_line(tmp_path, micro):
@@ -471,12 +582,63 @@ def _corrupt_bytes(good: bytes, ops) -> bytes:
     return bytes(data)
 
 
-_OPS = st.lists(st.tuples(st.sampled_from(["flip", "trim", "insert"]), st.integers(0, 1 << 20), st.integers(0, 255)),
-                min_size=1, max_size=4)
-_FORMULA_BITS = ["A1", "$B$2", "C5:D9", "Embed!C5", "'Block 0'!C5:C6", "wte!A1:H263", "XFD1048576", "A1:XFD1048576",
-                 "SUM(", "AVERAGE(", "MMULT(", "TRANSPOSE(", "INDEX(", "MATCH(", "IF(", "EXP(", "SQRT(", "MAX(", "LARGE(",
-                 "IFERROR(", "N(", "FOO(", ")", ",", "+", "-", "*", "/", "^", "&", "=", "<>", ">", '"x"', '""', "1",
-                 "-1", "1E308", "TRUE", "#N/A", "#REF!", "%", " ", ":", "!", "(", "{1,2;3,4}", "ROW(", "A0", "Nowhere!A1"]
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["flip", "trim", "insert"]), st.integers(0, 1 << 20), st.integers(0, 255)),
+    min_size=1,
+    max_size=4,
+)
+_FORMULA_BITS = [
+    "A1",
+    "$B$2",
+    "C5:D9",
+    "Embed!C5",
+    "'Block 0'!C5:C6",
+    "wte!A1:H263",
+    "XFD1048576",
+    "A1:XFD1048576",
+    "SUM(",
+    "AVERAGE(",
+    "MMULT(",
+    "TRANSPOSE(",
+    "INDEX(",
+    "MATCH(",
+    "IF(",
+    "EXP(",
+    "SQRT(",
+    "MAX(",
+    "LARGE(",
+    "IFERROR(",
+    "N(",
+    "FOO(",
+    ")",
+    ",",
+    "+",
+    "-",
+    "*",
+    "/",
+    "^",
+    "&",
+    "=",
+    "<>",
+    ">",
+    '"x"',
+    '""',
+    "1",
+    "-1",
+    "1E308",
+    "TRUE",
+    "#N/A",
+    "#REF!",
+    "%",
+    " ",
+    ":",
+    "!",
+    "(",
+    "{1,2;3,4}",
+    "ROW(",
+    "A0",
+    "Nowhere!A1",
+]
 
 
 def _assert_only_reports(path: Path) -> None:
@@ -487,8 +649,12 @@ def _assert_only_reports(path: Path) -> None:
         assert one_line_error(result).startswith("Error: ")
 
 
-_FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @_FUZZ

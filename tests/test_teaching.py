@@ -16,10 +16,31 @@ from sheetgpt.weight_text import stored_values
 needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
 
 TEACHING = ("Logit lens", "Embeddings")
-LENS = ["lens.x", "lens.mean", "lens.var", "lens.norm", "lens.out", "lens.max", "lens.sum", "lens.prob", "lens.id",
-        "lens.logits"]
-EMB = ["emb.ids", "emb.vectors", "emb.analogy", "emb.lengths", "emb.pairs", "emb.near.query", "emb.near.query.id",
-       "emb.near.analogy", "emb.near.analogy.id", "emb.norms", "emb.cos"]
+LENS = [
+    "lens.x",
+    "lens.mean",
+    "lens.var",
+    "lens.norm",
+    "lens.out",
+    "lens.max",
+    "lens.sum",
+    "lens.prob",
+    "lens.id",
+    "lens.logits",
+]
+EMB = [
+    "emb.ids",
+    "emb.vectors",
+    "emb.analogy",
+    "emb.lengths",
+    "emb.pairs",
+    "emb.near.query",
+    "emb.near.query.id",
+    "emb.near.analogy",
+    "emb.near.analogy.id",
+    "emb.norms",
+    "emb.cos",
+]
 
 
 def _teaching_stages_pass(report):
@@ -29,7 +50,9 @@ def _teaching_stages_pass(report):
     assert not failed, failed
 
 
-@pytest.mark.parametrize("engine", ["fast", "formulas", pytest.param("libreoffice", marks=[needs_lo, pytest.mark.libreoffice])])
+@pytest.mark.parametrize(
+    "engine", ["fast", "formulas", pytest.param("libreoffice", marks=[needs_lo, pytest.mark.libreoffice])]
+)
 def test_logit_lens_and_embeddings_pass_check(book, engine):
     result = book("micro", "the cat sat on")
     _teaching_stages_pass(check_book(result.path, engine=engine, rtol=1e-9))
@@ -106,8 +129,10 @@ def test_editing_an_embeddings_token_gives_numpys_cosine(book, model_dir):
     ids = [int(i) for i in result.trace["emb.ids"][:, 0]]
     new_a, new_q = 42, 137  # pair 1's first token, and the query of the nearest-tokens table
     (ra, ca), (rq, cq) = layout.emb_input_cells()[0], layout.emb_input_cells()[layout.emb_query]
-    edits = {("Embeddings", f"{chr(65 + ca)}{ra + 1}"): tok.display(new_a),
-             ("Embeddings", f"{chr(65 + cq)}{rq + 1}"): tok.display(new_q)}
+    edits = {
+        ("Embeddings", f"{chr(65 + ca)}{ra + 1}"): tok.display(new_a),
+        ("Embeddings", f"{chr(65 + cq)}{rq + 1}"): tok.display(new_q),
+    }
     rc = libreoffice.recalculate(result.path, edits=edits, sheets=["Embeddings"])
     sheet = rc.numbers["Embeddings"]
     pairs, near = layout.regions["emb.pairs"], layout.regions["emb.near.query.id"]

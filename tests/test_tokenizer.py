@@ -44,7 +44,18 @@ def test_bytes_to_unicode_is_gpt2s():
 
 
 def test_pat_splits_like_gpt2():
-    assert PAT.findall("Hello world, it's 2019!!  ok\n\n") == ["Hello", " world", ",", " it", "'s", " 2019", "!!", " ", " ok", "\n\n"]
+    assert PAT.findall("Hello world, it's 2019!!  ok\n\n") == [
+        "Hello",
+        " world",
+        ",",
+        " it",
+        "'s",
+        " 2019",
+        "!!",
+        " ",
+        " ok",
+        "\n\n",
+    ]
     assert PAT.findall("IT'S") == ["IT", "'", "S"]  # the contractions are lower case only
 
 
@@ -66,7 +77,11 @@ def test_fixture_is_big_and_varied(cases):
 
 
 def test_encode_equals_hugging_face_on_every_case(gpt2, cases):
-    bad = [(c["text"][:60], c["ids"][:10], gpt2.encode(c["text"])[:10]) for c in cases if gpt2.encode(c["text"]) != c["ids"]]
+    bad = [
+        (c["text"][:60], c["ids"][:10], gpt2.encode(c["text"])[:10])
+        for c in cases
+        if gpt2.encode(c["text"]) != c["ids"]
+    ]
     assert not bad, f"{len(bad)} cases differ, first: {bad[:3]}"
 
 
@@ -128,7 +143,9 @@ def test_display_is_unique_printable_and_invertible(gpt2):
 
 def test_display_forms(gpt2):
     quick = gpt2.encoder["Ġquick"]
-    assert gpt2.token_str(quick) == "Ġquick" and gpt2.token_bytes(quick) == b" quick" and gpt2.display(quick) == " quick"
+    assert (
+        gpt2.token_str(quick) == "Ġquick" and gpt2.token_bytes(quick) == b" quick" and gpt2.display(quick) == " quick"
+    )
     assert gpt2.display(gpt2.encoder["Ċ"]) == "<0A>"  # a control character
     assert gpt2.display(gpt2.encoder["âĢ"]) == "<E2 80>"  # half a UTF-8 character
     assert gpt2.display(50256) == "<|endoftext|>"
@@ -168,7 +185,12 @@ def test_trace_reproduces_encode(gpt2, cases):
 def test_trace_of_hello(gpt2):
     (w,) = gpt2.trace("Hello")
     assert w.symbols == list("Hello")
-    assert [(s.pair, s.rank) for s in w.steps] == [(("l", "l"), 41), (("e", "ll"), 439), (("ell", "o"), 10853), (("H", "ello"), 15240)]
+    assert [(s.pair, s.rank) for s in w.steps] == [
+        (("l", "l"), 41),
+        (("e", "ll"), 439),
+        (("ell", "o"), 10853),
+        (("H", "ello"), 15240),
+    ]
     assert w.ids == [15496]
 
 
@@ -265,7 +287,12 @@ def test_bpe_learn_textbook_example():
     assert [r for r, *_ in seen] == list(range(15)) and all(new == a + b for _, (a, b), new, _ in seen)
     assert tok.merges == [(a, b) for a, b, _ in expected]
     assert tok.vocab_size == 256 + 15 + 1 and tok.token_str(tok.vocab_size - 1) == "<|endoftext|>"
-    assert tok.encode(" lowest newer") == [tok.encoder["Ġlow"], tok.encoder["est"], tok.encoder["Ġnew"], tok.encoder["er"]]
+    assert tok.encode(" lowest newer") == [
+        tok.encoder["Ġlow"],
+        tok.encoder["est"],
+        tok.encoder["Ġnew"],
+        tok.encoder["er"],
+    ]
 
 
 def test_bpe_learn_equals_hugging_faces_trainer():

@@ -35,15 +35,87 @@ def small_model():
 @pytest.fixture(scope="module")
 def typed_book(small_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("typed-book") / "typed.xlsx"
-    return build_workbook(load_model(small_model), Tokenizer.from_dir(small_model), "Mike's quick. He moves", out,
-                          typed_prompt=True, context=CONTEXT)
+    return build_workbook(
+        load_model(small_model),
+        Tokenizer.from_dir(small_model),
+        "Mike's quick. He moves",
+        out,
+        typed_prompt=True,
+        context=CONTEXT,
+    )
 
 
-WORDS = ["the", "The", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "Mike", "moves", "spreadsheet",
-         "formula", "GPT", "token", "café", "naïve", "Zürich", "façade", "ÀÉÎÕÜ", "déjà", "vu", "über", "señor",
-         "œuvre", "Ærø", "ß", "µ", "x", "a", "I", "it", "is", "cells", "LibreOffice", "hello", "WORLD"]
-PUNCT = [".", ",", "!", "?", ";", ":", "-", "--", "...", "(", ")", '"', "'", "''", "%", "$", "&", "#", "@", "/",
-         "«", "»", "¿", "¡", "©", "°", "±", "×", "÷", "§"]
+WORDS = [
+    "the",
+    "The",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "Mike",
+    "moves",
+    "spreadsheet",
+    "formula",
+    "GPT",
+    "token",
+    "café",
+    "naïve",
+    "Zürich",
+    "façade",
+    "ÀÉÎÕÜ",
+    "déjà",
+    "vu",
+    "über",
+    "señor",
+    "œuvre",
+    "Ærø",
+    "ß",
+    "µ",
+    "x",
+    "a",
+    "I",
+    "it",
+    "is",
+    "cells",
+    "LibreOffice",
+    "hello",
+    "WORLD",
+]
+PUNCT = [
+    ".",
+    ",",
+    "!",
+    "?",
+    ";",
+    ":",
+    "-",
+    "--",
+    "...",
+    "(",
+    ")",
+    '"',
+    "'",
+    "''",
+    "%",
+    "$",
+    "&",
+    "#",
+    "@",
+    "/",
+    "«",
+    "»",
+    "¿",
+    "¡",
+    "©",
+    "°",
+    "±",
+    "×",
+    "÷",
+    "§",
+]
 CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'Ll", "'x"]
 SPACES = [" ", " ", " ", "  ", "   ", "\t", "\n", " \n", "\n\n", " \t ", "\u00a0"]
 DIGITS = ["0", "7", "42", "2024", "3.14", "1,000", "½", "²", "¹", "10%"]
@@ -52,11 +124,42 @@ DIGITS = ["0", "7", "42", "2024", "3.14", "1,000", "½", "²", "¹", "10%"]
 def _texts(n: int, seed: int = 0) -> list[str]:
     """Varied short texts: prose, punctuation, digits, contractions (any case), runs of spaces, Latin-1."""
     rnd = random.Random(seed)
-    fixed = ["Hello world", "It's 'S fine", "don't  stop", "I'M here", "they're we've I'll he'd",
-             "a  b   c", "  leading", "trailing  ", "tab\tseparated", "new\nline", "x\n\ny", "3.14159",
-             "café au lait", "ÀÉÎÕÜ àéîõü", "''s", "?'s", " 's", "Mike's quick. He moves", "!!!", "a",
-             " ", "   ", "x  ", "é", "1 2  3", "x\n's", "'s's", "it'lll", "\n\nabc", "a \n b", "x\u00a0'd",
-             "x  'd", "'re'", "é's"]
+    fixed = [
+        "Hello world",
+        "It's 'S fine",
+        "don't  stop",
+        "I'M here",
+        "they're we've I'll he'd",
+        "a  b   c",
+        "  leading",
+        "trailing  ",
+        "tab\tseparated",
+        "new\nline",
+        "x\n\ny",
+        "3.14159",
+        "café au lait",
+        "ÀÉÎÕÜ àéîõü",
+        "''s",
+        "?'s",
+        " 's",
+        "Mike's quick. He moves",
+        "!!!",
+        "a",
+        " ",
+        "   ",
+        "x  ",
+        "é",
+        "1 2  3",
+        "x\n's",
+        "'s's",
+        "it'lll",
+        "\n\nabc",
+        "a \n b",
+        "x\u00a0'd",
+        "x  'd",
+        "'re'",
+        "é's",
+    ]
     out = list(fixed)
     while len(out) < n:
         parts = []
@@ -83,8 +186,12 @@ def _ranges(layout):
     b = layout.bpe
     ids = f"{a1(b.token_top, 2)}:{a1(b.token_top + layout.T - 1, 2)}"
     top = layout.regions["predict.probs"].top
-    return [(bpe_sheet.TAB, ids), (bpe_sheet.TAB, f"B{b.STATUS + 1}:B{b.STATUS + 1}"),
-            (layout.PREDICT, f"{a1(top, 7)}:{a1(top, 7)}"), (layout.PROMPT, "C3:C3")]
+    return [
+        (bpe_sheet.TAB, ids),
+        (bpe_sheet.TAB, f"B{b.STATUS + 1}:B{b.STATUS + 1}"),
+        (layout.PREDICT, f"{a1(top, 7)}:{a1(top, 7)}"),
+        (layout.PROMPT, "C3:C3"),
+    ]
 
 
 @needs_lo
@@ -162,8 +269,9 @@ def test_plan_typed_prompt_limits_and_refusals(small_model):
 def test_check_passes_on_a_typed_micro_book_with_the_formulas_engine(model_dir, tmp_path):
     """The third engine: the BPE tab's formulas also compute GPT-2's tokenization in `formulas`."""
     d = model_dir("micro", 3)
-    result = build_workbook(load_model(d), Tokenizer.from_dir(d), "a cab", tmp_path / "typed-micro.xlsx",
-                            typed_prompt=True, context=5)
+    result = build_workbook(
+        load_model(d), Tokenizer.from_dir(d), "a cab", tmp_path / "typed-micro.xlsx", typed_prompt=True, context=5
+    )
     assert result.layout.typed is not None
     report = check_book(result.path, engine="formulas")
     assert report.passed, [(s.stage, s.first_bad) for s in report.stages if not s.passed]

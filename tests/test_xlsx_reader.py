@@ -20,8 +20,13 @@ SST = b'<?xml version="1.0"?><sst xmlns="http://schemas.openxmlformats.org/sprea
 
 
 def _xlsx(path, sheet_xml: bytes, *, wb=WB, extra=None, drop=()):
-    parts = {"[Content_Types].xml": CT, "xl/workbook.xml": wb, "xl/_rels/workbook.xml.rels": RELS,
-             "xl/sharedStrings.xml": SST, "xl/worksheets/sheet1.xml": sheet_xml}
+    parts = {
+        "[Content_Types].xml": CT,
+        "xl/workbook.xml": wb,
+        "xl/_rels/workbook.xml.rels": RELS,
+        "xl/sharedStrings.xml": SST,
+        "xl/worksheets/sheet1.xml": sheet_xml,
+    }
     parts.update(extra or {})
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for k, v in parts.items():
@@ -31,8 +36,11 @@ def _xlsx(path, sheet_xml: bytes, *, wb=WB, extra=None, drop=()):
 
 
 def _sheet(rows: str) -> bytes:
-    return (b'<?xml version="1.0"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
-            + rows.encode() + b"</sheetData></worksheet>")
+    return (
+        b'<?xml version="1.0"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+        + rows.encode()
+        + b"</sheetData></worksheet>"
+    )
 
 
 def test_refs():
@@ -111,8 +119,10 @@ def test_shared_members_on_the_fast_path(tmp_path):
 
 
 def test_shared_member_before_its_master(tmp_path):
-    rows = ('<row r="1"><c r="A1"><v>1</v></c><c r="B1"><f t="shared" si="4"/><v>2</v></c></row>'
-            '<row r="2"><c r="B2"><f t="shared" ref="B1:B2" si="4">A1*2</f><v>2</v></c></row>')
+    rows = (
+        '<row r="1"><c r="A1"><v>1</v></c><c r="B1"><f t="shared" si="4"/><v>2</v></c></row>'
+        '<row r="2"><c r="B2"><f t="shared" ref="B1:B2" si="4">A1*2</f><v>2</v></c></row>'
+    )
     _refused(_xlsx(tmp_path / "m.xlsx", _sheet(rows)), r"B1: shared formula si=b?'4'? has no master")
 
 
@@ -135,10 +145,12 @@ def test_not_a_zip_and_truncated(tmp_path):
 
 
 def test_doctype_and_external_entity(tmp_path):
-    bomb = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
-            b'<worksheet><sheetData><row><c t="inlineStr"><is><t>&lol2;</t></is></c></row></sheetData></worksheet>')
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+        b'<worksheet><sheetData><row><c t="inlineStr"><is><t>&lol2;</t></is></c></row></sheetData></worksheet>'
+    )
     _refused(_xlsx(tmp_path / "b.xlsx", bomb), "DOCTYPE")
-    xxe = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>' + WB[WB.index(b"<workbook"):])
+    xxe = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>' + WB[WB.index(b"<workbook") :]
     _refused(_xlsx(tmp_path / "x.xlsx", _sheet(""), wb=xxe), "DOCTYPE")
 
 
@@ -148,22 +160,25 @@ def test_zip_bomb_declared_and_ratio(tmp_path, monkeypatch):
     data = bytearray(p.read_bytes())
     name = b"xl/worksheets/sheet1.xml"
     cd = data.rfind(b"PK\x01\x02", 0, data.rfind(name) + 1)
-    while data[cd + 46: cd + 46 + len(name)] != name:
+    while data[cd + 46 : cd + 46 + len(name)] != name:
         cd = data.rfind(b"PK\x01\x02", 0, cd)
-    data[cd + 24: cd + 28] = (5 << 30 & 0xFFFFFFFF | 0xF0000000).to_bytes(4, "little")
+    data[cd + 24 : cd + 28] = (5 << 30 & 0xFFFFFFFF | 0xF0000000).to_bytes(4, "little")
     p.write_bytes(bytes(data))
     _refused(p)
     # a real high-ratio member (deflate tops out near 1030:1, so the test lowers the limit)
     from sheetgpt import xlsx_reader
 
     monkeypatch.setattr(xlsx_reader, "MAX_RATIO", 100)
-    row = b'<row><c><v>0</v></c></row>' * ((32 << 20) // 26)
-    _refused(_xlsx(tmp_path / "r.xlsx", _sheet("") .replace(b"<sheetData>", b"<sheetData>" + row)), "zip bomb")
+    row = b"<row><c><v>0</v></c></row>" * ((32 << 20) // 26)
+    _refused(_xlsx(tmp_path / "r.xlsx", _sheet("").replace(b"<sheetData>", b"<sheetData>" + row)), "zip bomb")
 
 
 def test_too_many_rows_and_missing_part(tmp_path):
     _refused(_xlsx(tmp_path / "r.xlsx", _sheet('<row r="1048577"><c><v>1</v></c></row>')), "beyond")
-    _refused(_xlsx(tmp_path / "d.xlsx", _sheet("").replace(b"<sheetData>", b'<dimension ref="A1:A2000000"/><sheetData>')), "beyond")
+    _refused(
+        _xlsx(tmp_path / "d.xlsx", _sheet("").replace(b"<sheetData>", b'<dimension ref="A1:A2000000"/><sheetData>')),
+        "beyond",
+    )
     _refused(_xlsx(tmp_path / "c.xlsx", _sheet('<row r="1"><c r="XFE1"><v>1</v></c></row>')), "beyond")
     _refused(_xlsx(tmp_path / "m.xlsx", b"", drop=("xl/worksheets/sheet1.xml",)), "missing part")
     _refused(_xlsx(tmp_path / "w.xlsx", b"", drop=("xl/workbook.xml",)), "no xl/workbook.xml")
@@ -190,8 +205,10 @@ def test_sheets_read_in_parallel_equal_those_read_in_turn(tmp_path, monkeypatch)
     wb.close()
 
     def flat(book):
-        return {name: (sorted(zip(*[x.tolist() for x in s.numbers])), s.strings, s.booleans, sorted(s.formulas),
-                       s.dims) for name, s in book.sheets.items()}
+        return {
+            name: (sorted(zip(*[x.tolist() for x in s.numbers])), s.strings, s.booleans, sorted(s.formulas), s.dims)
+            for name, s in book.sheets.items()
+        }
 
     monkeypatch.setattr(xlsx_reader, "PARALLEL_BYTES", 1 << 40)
     alone = read_workbook(path)
