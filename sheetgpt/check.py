@@ -4,7 +4,8 @@ The check trusts neither the cached values in the file nor the generator's inten
 inputs are the book's constants: the weight tabs, the vocab tab, the token texts on the
 Prompt tab, the predicting position and the temperature. From those it computes the
 reference (``reference.gpt2``); from the formula text it recomputes every cell with an
-engine; then, region by region of ``stages.Layout``, it compares the two.
+engine; then, region by region of the book's layout (``sheetgpt.book``), it compares the two.
+Each tab module reads back what it holds (``read_back``).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from .book.layout import WEIGHTS, Layout, Region
+from .book.tabs import embeddings, guide, predict, prompt, vocab, weights
 from .checkpoint import Model, param_shapes
-from .config import GPT2Config
 from .errors import WorkbookError
 from .reference import gpt2, with_selected_position, with_teaching_stages
-from .stages import PROMPT_TOP, WEIGHTS, Layout, Region, weight_tab_shape
 from .weight_text import stored_values
 from .xlsx_reader import Book, cell_name, read_workbook
 
@@ -112,55 +113,6 @@ class BookInputs:
     typed_trace: dict = field(default_factory=dict)  # typed-prompt books: the BPE tab's checked regions
 
 
-def _guide_config(book: Book) -> tuple[GPT2Config, int, bool]:
-    guide = book.sheets.get(Layout.GUIDE)
-    if guide is None:
-        raise WorkbookError("the book has no Guide tab; it was not made by sheetgpt build")
-    labels = {text: (r, c) for (r, c), text in guide.strings.items() if c == 0}
-    values = dict(zip(zip(guide.numbers[0].tolist(), guide.numbers[1].tolist()), guide.numbers[2].tolist()))
-
-    def get(label):
-        if label not in labels or (labels[label][0], 1) not in values:
-            raise WorkbookError(f"Guide tab: missing the number beside {label!r}; the configuration table is damaged")
-        return values[(labels[label][0], 1)]
-
-    ints = {k: get(k) for k in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "token rows")}
-    for k, v in ints.items():
-        if v != int(v) or v < 1:
-            raise WorkbookError(f"Guide tab: {k} must be a positive whole number, got {v!r}")
-    if ints["n_layer"] > len(book.sheet_names):  # before laying out n_layer block tabs
-        raise WorkbookError(
-            f"Guide tab: n_layer {ints['n_layer']:g} but the book has only {len(book.sheet_names)} tabs"
-        )
-    if ints["token rows"] > ints["n_positions"]:
-        raise WorkbookError(
-            f"Guide tab: token rows {ints['token rows']:g} is more than n_positions {ints['n_positions']:g}"
-        )
-    config = GPT2Config(
-        n_layer=int(ints["n_layer"]),
-        n_head=int(ints["n_head"]),
-        n_embd=int(ints["n_embd"]),
-        n_positions=int(ints["n_positions"]),
-        vocab_size=int(ints["vocab_size"]),
-        layer_norm_epsilon=float(get("layer_norm_epsilon")),
-    )
-    try:
-        config.validate("Guide tab")
-    except Exception as exc:
-        raise WorkbookError(str(getattr(exc, "message", exc))) from None
-    return config, int(ints["token rows"]), bool(get("logits for every position"))
-
-
-def _number(book: Book, sheet: str, r: int, c: int, what: str) -> float:
-    s = book.sheets[sheet]
-    hit = np.nonzero((s.numbers[0] == r) & (s.numbers[1] == c))[0]
-    if not len(hit):
-        found = s.strings.get((r, c))
-        detail = f"text {found!r}" if found is not None else "nothing (or a formula)"
-        raise WorkbookError(f"{sheet}!{cell_name(r, c)} ({what}) must hold a number, found {detail}")
-    return float(s.numbers[2][hit[0]])
-
-
 SPARE_CELLS = 4_000_000  # cells a book may use beyond twice what sheetgpt writes (notes, a scratch tab)
 
 
@@ -199,8 +151,8 @@ def _check_extent(book: Book, layout: Layout) -> None:
 
 
 def read_inputs(book: Book) -> BookInputs:
-    config, T, logits_all = _guide_config(book)
-    layout = Layout(config, T, logits_all, _guide_typed(book))
+    config, T, logits_all, typed = guide.read_back(book)
+    layout = Layout(config, T, logits_all, typed)
     missing = [t.name for t in layout.tabs if t.name not in book.sheets]
     if missing:
         raise WorkbookError(
@@ -208,57 +160,12 @@ def read_inputs(book: Book) -> BookInputs:
             "was a tab deleted or renamed?"
         )
     _check_extent(book, layout)
-    vocab = book.sheets[layout.VOCAB]
-    display = [vocab.strings.get((i, 1)) for i in range(config.vocab_size)]
-    lookup = {}
-    for i, text in enumerate(display):
-        if text is not None:
-            lookup.setdefault(text, i)
-    prompt = book.sheets[layout.PROMPT]
-    texts = []
-    for t in range(T):
-        text = prompt.strings.get((PROMPT_TOP + t, layout.PROMPT_TEXT_COL))
-        texts.append("" if text is None else text)
-    ids = [lookup.get(text, -1) for text in texts]
-    typed = _typed_inputs(book, layout, lookup) if layout.typed else None
-    if typed:
-        texts, ids = typed["texts"], typed["ids"]
-    predict_after = (
-        typed["predict_after"]
-        if typed
-        else _number(book, layout.PROMPT, *layout.PREDICT_AFTER, "predict after position")
-    )
-    if predict_after != int(predict_after) or not 0 <= predict_after < T:
-        raise WorkbookError(
-            f"Prompt!C3 (predict after position) must be a whole number from 0 to {T - 1}, got {predict_after!r}"
-        )
-    temperature = _number(book, layout.PREDICT, *layout.TEMPERATURE, "temperature")
-    if not temperature > 0:
-        raise WorkbookError(f"Predict!C3 (temperature) must be above 0, got {temperature!r}")
-    weights = {}
-    for name, shape in param_shapes(config).items():
-        sheet = book.sheets[name]
-        rows, cols = weight_tab_shape(shape)
-        dense = sheet.dense()
-        if dense.shape[0] < rows or dense.shape[1] < cols:
-            raise WorkbookError(
-                f"weight tab {name!r} is {dense.shape[0]}x{dense.shape[1]} cells, expected {rows}x{cols}"
-            )
-        block = dense[:rows, :cols]
-        if np.isnan(block).any():
-            r, c = np.argwhere(np.isnan(block))[0]
-            found = sheet.strings.get((int(r), int(c)))
-            what = f"text {found!r}" if found is not None else "no number"
-            raise WorkbookError(
-                f"weight tab {name!r}: cell {cell_name(int(r), int(c))} holds {what}; weights must be numbers"
-            )
-        weights[name] = block.reshape(shape)
-    emb = book.sheets[layout.EMBEDDINGS].strings
-    emb_ids = [lookup.get(emb.get(rc, ""), -1) for rc in layout.emb_input_cells()]
-    inputs = BookInputs(layout, texts, ids, int(predict_after), temperature, weights, emb_ids)
-    if typed:
-        inputs.typed_trace = typed["trace"]
-    return inputs
+    words = vocab.read_back(book, layout)
+    texts, ids, predict_after, typed_trace = prompt.read_back(book, layout, words)
+    temperature = predict.read_back(book, layout)
+    params = weights.read_back(book, layout)
+    emb_ids = embeddings.read_back(book, words)
+    return BookInputs(layout, texts, ids, predict_after, temperature, params, emb_ids, typed_trace)
 
 
 def reference_trace(inputs: BookInputs) -> dict:
@@ -267,7 +174,9 @@ def reference_trace(inputs: BookInputs) -> dict:
     model = Model(config, inputs.weights, Path("."))
     trace = gpt2(used, model.params, config)
     trace = with_selected_position(trace, inputs.predict_after, inputs.temperature)
-    trace = with_teaching_stages(trace, inputs.weights, inputs.layout, inputs.predict_after, inputs.emb_ids)
+    trace = with_teaching_stages(
+        trace, inputs.weights, config, inputs.predict_after, inputs.emb_ids, embeddings.PAIRS, embeddings.NEAREST
+    )
     trace |= inputs.typed_trace
     trace["prompt.ids"] = np.asarray(inputs.ids, dtype=np.float64)[:, None]
     return trace
@@ -518,81 +427,3 @@ def verdict(report: CheckReport) -> str:
         f"FAIL: {n_fail} of {len(report.stages)} stages differ from the float64 reference "
         f"(rtol {report.rtol:g}, engine {report.engine}){w}"
     )
-
-
-# ------------------------------------------------------------------ typed-prompt books
-
-
-def _guide_typed(book: Book):
-    """The BPE tab's limits from the Guide's configuration table, or None for a token-row book."""
-    from .bpe_sheet import GUIDE_LABELS, TypedLimits
-
-    guide = book.sheets[Layout.GUIDE]
-    labels = {text: r for (r, c), text in guide.strings.items() if c == 0}
-    if GUIDE_LABELS[0] not in labels:
-        return None
-    values = [_number(book, Layout.GUIDE, labels[k], 1, k) if k in labels else None for k in GUIDE_LABELS]
-    if None in values or any(v != int(v) or v < 1 for v in values):
-        raise WorkbookError(
-            f"Guide tab: the typed-prompt limits ({', '.join(GUIDE_LABELS)}) must be whole numbers above 0"
-        )
-    limits = TypedLimits(*(int(v) for v in values))
-    if limits.max_word_bytes < 2:
-        raise WorkbookError("Guide tab: typed prompt: max bytes per word must be at least 2")
-    return limits
-
-
-def _typed_inputs(book: Book, layout: Layout, lookup: dict) -> dict:
-    """Token ids of a typed-prompt book: our tokenizer on Prompt!B4's text (vocab and merges tabs), padded.
-
-    A token row whose text (column B) is a constant typed over the BPE's formula uses that text's id,
-    as the sheet does. The predicting position is the last token's unless Prompt!C3 holds a number.
-    """
-    from .bpe_sheet import MERGES, problem, reference
-    from .tokenizer import Tokenizer
-
-    T, V, M = layout.T, layout.config.vocab_size, layout.typed.n_merges
-    prompt = book.sheets[layout.PROMPT]
-    r, c = layout.TYPED_TEXT
-    text = prompt.strings.get((r, c))
-    if text is None:
-        hit = np.nonzero((prompt.numbers[0] == r) & (prompt.numbers[1] == c))[0]
-        text = "" if not len(hit) else _number_text(float(prompt.numbers[2][hit[0]]))
-    vocab = book.sheets[layout.VOCAB].strings
-    encoder = {vocab.get((i, 2)): i for i in range(V)}
-    merges_tab = book.sheets[MERGES].strings
-    merges = [(merges_tab.get((k, 1)), merges_tab.get((k, 2))) for k in range(1, M + 1)]
-    if None in encoder or any(None in m for m in merges):
-        raise WorkbookError(
-            "the vocab tab (column C) or the merges tab (columns B, C) has an empty cell; "
-            "the typed prompt cannot be checked"
-        )
-    tokenizer = Tokenizer(encoder, merges)
-    why = problem(text, tokenizer, layout.typed, T)
-    if why:
-        raise WorkbookError(
-            f"Prompt!{cell_name(r, c)}: the BPE tab cannot tokenize this text ({why}); it shows a "
-            "message instead of tokens: type a shorter text or rebuild with sheetgpt build --prompt"
-        )
-    trace = reference(text, tokenizer, layout.typed, T)
-    ids = [int(x) for x in trace["bpe.ids"][:, 0]]
-    texts = []
-    for t in range(T):
-        typed_over = prompt.strings.get((PROMPT_TOP + t, layout.PROMPT_TEXT_COL))
-        if typed_over is not None:
-            ids[t] = lookup.get(typed_over, -1)
-        texts.append(typed_over if typed_over is not None else vocab.get((ids[t], 1), ""))
-    n = int(trace["bpe.count"][0, 0])
-    pr, pc = layout.PREDICT_AFTER
-    held = np.nonzero((prompt.numbers[0] == pr) & (prompt.numbers[1] == pc))[0]
-    predict_after = float(prompt.numbers[2][held[0]]) if len(held) else n - 1
-    if predict_after != int(predict_after) or not 0 <= predict_after < T:
-        raise WorkbookError(
-            f"Prompt!C3 (predict after position) must be a whole number from 0 to {T - 1}, got {predict_after!r}"
-        )
-    return {"texts": texts, "ids": ids, "predict_after": int(predict_after), "trace": trace}
-
-
-def _number_text(x: float) -> str:
-    """A number typed into the text cell, as the sheet's ""&B4 shows it."""
-    return str(int(x)) if x == int(x) else repr(x)

@@ -95,7 +95,7 @@ def _atomic_write_text(path: Path, text: str, force: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
-    from .build import build_workbook
+    from .book.writer import build_workbook
     from .checkpoint import load_model
     from .tokenizer import Tokenizer
 

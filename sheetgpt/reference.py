@@ -6,7 +6,7 @@ softmax subtracts the row maximum and exponentiates before normalising, because 
 sheet shows those steps; masked attention scores are NaN (the sheet leaves them blank).
 
 ``gpt2(ids, params, ...)`` returns a ``Trace``: a dict from stage name (``"h.0.attn.c_attn"``,
-``"ln_f.out"``, ``"logits"``, ...) to its value. Stage names are those of ``stages.py``.
+``"ln_f.out"``, ``"logits"``, ...) to its value. Stage names are the regions' names (sheetgpt/book/tabs/).
 """
 
 from __future__ import annotations
@@ -119,13 +119,13 @@ def _to_f64(tree):
 # ---- teaching tabs: the logit lens and embedding similarity (checked like every stage) -------------
 
 
-def logit_lens(outputs, t, g, b, eps, wte) -> Trace:  # L x [T, d] -> the Logit lens tab's stages
+def logit_lens(outputs, t, g, b, eps, wte) -> Trace:  # n_layer x [T, d] -> the Logit lens tab's stages
     """What the model would predict after position t if it stopped after each block: ln_f, then wte."""
-    trace: Trace = {"lens.x": np.stack([h[t] for h in outputs])}  # [L, d], one row per block
-    out = layer_norm(trace["lens.x"], g, b, eps, trace, "lens")  # [L, d]
-    logits = out @ wte.T  # [L, V]
-    top = logits.max(axis=-1, keepdims=True)  # [L, 1]
-    total = np.exp(logits - top).sum(axis=-1, keepdims=True)  # [L, 1]
+    trace: Trace = {"lens.x": np.stack([h[t] for h in outputs])}  # [n_layer, d], one row per block
+    out = layer_norm(trace["lens.x"], g, b, eps, trace, "lens")  # [n_layer, d]
+    logits = out @ wte.T  # [n_layer, V]
+    top = logits.max(axis=-1, keepdims=True)  # [n_layer, 1]
+    total = np.exp(logits - top).sum(axis=-1, keepdims=True)  # [n_layer, 1]
     trace |= {
         "lens.logits": logits.T,
         "lens.max": top,
@@ -169,7 +169,7 @@ def embedding_similarity(wte, ids, n_pairs, k) -> Trace:  # wte [V, d], ids [2 n
     return trace
 
 
-# ---- the stages a book adds to the forward pass (sheetgpt.build writes them, sheetgpt.check compares them)
+# ---- the stages a book adds to the forward pass (the book writer writes them, sheetgpt.check compares them)
 
 
 def with_selected_position(trace: dict, t: int, temperature: float = 1.0) -> dict:
@@ -186,15 +186,15 @@ def with_selected_position(trace: dict, t: int, temperature: float = 1.0) -> dic
     return out
 
 
-def with_teaching_stages(trace: dict, weights: dict, layout, t: int, emb_ids: list[int]) -> dict:
-    """Add the Logit lens stages (predicting position t) and the Embeddings stages (token ids emb_ids).
+def with_teaching_stages(trace: dict, weights: dict, config: GPT2Config, t: int, emb_ids, n_pairs: int, k: int) -> dict:
+    """Add the Logit lens stages (predicting position t) and the Embeddings stages (token ids emb_ids:
+    n_pairs pairs, a query, an analogy's a, b, c; the k nearest tokens).
 
     ``weights``: the book's parameters by name (``wte``, ``ln_f.g``, ...), as floats.
     """
-    c = layout.config
-    f64 = {k: np.asarray(weights[k], dtype=np.float64) for k in ("wte", "ln_f.g", "ln_f.b")}
-    outputs = [trace[f"h.{i}.res_2"] for i in range(c.n_layer)]
+    f64 = {name: np.asarray(weights[name], dtype=np.float64) for name in ("wte", "ln_f.g", "ln_f.b")}
+    outputs = [trace[f"h.{i}.res_2"] for i in range(config.n_layer)]
     out = dict(trace)
-    out |= logit_lens(outputs, t, f64["ln_f.g"], f64["ln_f.b"], c.layer_norm_epsilon, f64["wte"])
-    out |= embedding_similarity(f64["wte"], emb_ids, layout.EMB_PAIRS, layout.EMB_NEAREST)
+    out |= logit_lens(outputs, t, f64["ln_f.g"], f64["ln_f.b"], config.layer_norm_epsilon, f64["wte"])
+    out |= embedding_similarity(f64["wte"], emb_ids, n_pairs, k)
     return out

@@ -169,7 +169,7 @@ class Tokenizer:
         """``display(i)`` for every id, computed once."""
         if self._display is None:
             self._display = [
-                _display_text(self.token_bytes(i)) if i in self.decoder else f"<unused {i}>"
+                display_text(self.token_bytes(i)) if i in self.decoder else f"<unused {i}>"
                 for i in range(self.vocab_size)
             ]
             self._display_ids = {s: i for i, s in enumerate(self._display)}
@@ -273,7 +273,8 @@ def _check_utf8(text: str) -> None:
         ) from None
 
 
-def _display_text(b: bytes) -> str:
+def display_text(b: bytes) -> str:
+    """Bytes as the book and the CLI show them: the text if it is printable UTF-8, else '<E2 80>'."""
     try:
         text = b.decode("utf-8")
     except UnicodeDecodeError:

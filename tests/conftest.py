@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sheetgpt.build import build_workbook
+from sheetgpt.book.writer import build_workbook
 from sheetgpt.checkpoint import load_model
 from sheetgpt.random_model import SHAPES, make_random_model
 from sheetgpt.tokenizer import Tokenizer

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from sheetgpt.build import build_workbook
+from sheetgpt.book.writer import build_workbook
 from sheetgpt.checkpoint import load_model
 from sheetgpt.random_model import SHAPES, make_random_model
 from sheetgpt.tokenizer import Tokenizer

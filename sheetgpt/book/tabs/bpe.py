@@ -20,148 +20,37 @@ token ids in four sections, each a block of ordinary formulas:
    merged everywhere in the word (left to right, no overlaps) and the word is compacted;
 4. **tokens**: the final ids of all words, in order, padded with ``<|endoftext|>``.
 
-The sizes are fixed when the book is built (:class:`TypedLimits`), shown on the tab, and a
+The sizes are fixed when the book is built (``prompt.TypedLimits``), shown on the tab, and a
 text outside them (or with a character the formulas do not classify: only Latin-1 is known)
 shows a message asking to rebuild with ``sheetgpt build --prompt`` instead of wrong tokens.
 
-:func:`reference` computes the checked regions (character classes, word numbers, ids) in
-Python from :class:`sheetgpt.tokenizer.Tokenizer`, for ``sheetgpt check``.
+``Prompt.bpe_reference`` (sheetgpt/prompt.py) computes the checked regions (character classes,
+word numbers, the count and ids) from the tokenizer, for ``sheetgpt check``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import regex
-from xlsxwriter.utility import xl_col_to_name
 
-from .tokenizer import ENDOFTEXT, PAT, Tokenizer, _byte_table
+from ... import a1
+from ...prompt import DIGIT, LETTER, OTHER, SPACE, UNKNOWN
+from ...tokenizer import ENDOFTEXT
+from .. import cells
+from ..layout import INPUT, Layout, Region, Tab
+from ..xlsx.shared import FormulaBlock
+from ..xlsx.worksheet import style_index
+from . import bytes_table, merges, prompt, vocab
 
-# Character classes as the sheet numbers them (0: past the end of the text).
-LETTER, DIGIT, SPACE, OTHER, UNKNOWN = 1, 2, 3, 4, 9
-CLASS_NAMES = {LETTER: "letter", DIGIT: "digit", SPACE: "whitespace", OTHER: "other", UNKNOWN: "not supported"}
+if TYPE_CHECKING:
+    from ...prompt import Prompt
+    from ..writer import BookWriter
+
+NAME = "BPE"
 BIG = 1_000_000_000  # "no rank": larger than any merge rank
-# Code points the formulas know: newline and Latin-1's printable characters. (CR cannot be stored
-# in a cell's XML text; a TAB written into the bytes tab does not read back equal to a typed TAB in
-# LibreOffice 7.4 (measured: every text with a TAB missed), so TAB is refused with the message; the
-# other controls cannot be typed.)
-SUPPORTED = [10] + list(range(32, 127)) + list(range(160, 256))
 REBUILD_MESSAGE = 'Rebuild the book with: sheetgpt build --prompt "your text"'
-
-TAB = "BPE"
-MERGES = "merges"
-BYTES = "bytes"
-# The Guide's configuration rows that record the limits (in TypedLimits' field order).
-GUIDE_LABELS = (
-    "typed prompt: max characters",
-    "typed prompt: max words",
-    "typed prompt: max bytes per word",
-    "typed prompt: merges",
-)
-
-
-@dataclass(frozen=True)
-class TypedLimits:
-    """Sizes of the BPE tab, fixed at build time."""
-
-    max_chars: int
-    max_words: int
-    max_word_bytes: int
-    n_merges: int = 0  # the merges tab's rows (the tokenizer's merges)
-
-    @property
-    def rounds(self) -> int:
-        return max(self.max_word_bytes - 1, 0)
-
-
-def char_class(code: int) -> int:
-    ch = chr(code)
-    if code not in SUPPORTED:
-        return UNKNOWN
-    if regex.fullmatch(r"\p{L}", ch):
-        return LETTER
-    if regex.fullmatch(r"\p{N}", ch):
-        return DIGIT
-    if regex.fullmatch(r"\s", ch):
-        return SPACE
-    return OTHER
-
-
-def char_table() -> list[tuple[int, str, int, str]]:
-    """Per code point 0..255: (code, the character or '' if not supported, class, GPT-2 byte symbols)."""
-    table = _byte_table()
-    rows = []
-    for code in range(256):
-        ok = code in SUPPORTED
-        symbols = "".join(table[b] for b in chr(code).encode("utf-8"))
-        rows.append((code, chr(code) if ok else "", char_class(code), symbols if ok else ""))
-    return rows
-
-
-def default_limits(T: int, n_merges: int, text: str = "") -> TypedLimits:
-    """Room for the book's T token rows: 4 characters a token, T words, 16 bytes a word (more if the prompt needs it)."""
-    longest = max((len(w.encode("utf-8")) for w in PAT.findall(text)), default=0)
-    return TypedLimits(max(4 * T, len(text)), T, max(16, longest), n_merges)
-
-
-def problem(text: str, tokenizer: Tokenizer, limits: TypedLimits, T: int) -> str | None:
-    """Why the BPE tab cannot tokenize ``text`` (the sheet's own message), or None if it can."""
-    if not text:
-        return "the text is empty"
-    if len(text) > limits.max_chars:
-        return f"{len(text)} characters, more than the {limits.max_chars} this book tokenizes"
-    bad = [c for c in text if ord(c) not in SUPPORTED]
-    if bad:
-        return f"the character {bad[0]!r} (U+{ord(bad[0]):04X}) is not one the formulas classify (Latin-1 only)"
-    if ENDOFTEXT in text:
-        return f"{ENDOFTEXT} is a special token the formulas do not handle"
-    words = tokenizer.pretokenize(text)
-    if len(words) > limits.max_words:
-        return f"{len(words)} words, more than the {limits.max_words} this book has rows for"
-    longest = max(len(w.encode("utf-8")) for w in words)
-    if longest > limits.max_word_bytes:
-        return f"a word of {longest} bytes, more than the {limits.max_word_bytes} this book merges"
-    n = len(tokenizer.encode(text))
-    if n > T:
-        return f"{n} tokens, more than the book's {T} token rows"
-    return None
-
-
-def reference(text: str, tokenizer: Tokenizer, limits: TypedLimits, T: int) -> dict[str, np.ndarray]:
-    """The checked regions of the BPE tab, computed with the tokenizer: classes, word numbers, ids."""
-    N = limits.max_chars
-    cls = np.zeros((N, 1))
-    word = np.zeros((N, 1))
-    k = 0
-    for w_index, w in enumerate(tokenizer.pretokenize(text), start=1):
-        for ch in w:
-            cls[k, 0] = char_class(ord(ch))
-            word[k, 0] = w_index
-            k += 1
-    word[k:, 0] = word[k - 1, 0] if k else 0
-    ids = tokenizer.encode(text)
-    pad = tokenizer.vocab_size - 1
-    padded = np.array(ids + [pad] * (T - len(ids)), dtype=np.float64)[:, None]
-    return {"bpe.class": cls, "bpe.word": word, "bpe.ids": padded, "bpe.count": np.array([[len(ids)]], float)}
-
-
-# ----------------------------------------------------------------------------- the sheet
-
-
-@cache
-def _letters(c: int) -> str:
-    return xl_col_to_name(c)
-
-
-def _a1(r: int, c: int, row_abs: bool = False, col_abs: bool = False) -> str:
-    """A1 reference of 0-based (r, c), as xl_rowcol_to_cell (called ~200,000 times for a 64-row tab)."""
-    return f"{'$' if col_abs else ''}{_letters(c)}{'$' if row_abs else ''}{r + 1}"
-
-
-def _span(r0: int, c0: int, r1: int, c1: int) -> str:
-    return f"{_a1(r0, c0, True, True)}:{_a1(r1, c1, True, True)}"
 
 
 @dataclass
@@ -178,10 +67,10 @@ class Cell:
 
 
 class BpeSheet:
-    """Where every cell of the BPE, merges and bytes tabs is, and its formula.
+    """Where every cell of the BPE tab is, and its formula.
 
-    ``V`` is the vocabulary size, ``M`` the number of merges, ``T`` the token rows,
-    ``vocab`` the vocab tab's name (column B display text, column C GPT-2 form).
+    ``V`` is the vocabulary size, ``M`` the number of merges, ``T`` the token rows; a word has at
+    most ``word_bytes`` byte slots, merged in ``rounds`` rounds.
     """
 
     # summary block (0-based rows, value in column B)
@@ -190,53 +79,58 @@ class BpeSheet:
     # character section columns
     K, CH, CODE, CLS, CLEN, CSTART, PART, START, WORD, WSTART, SYM, CUMSYM, NBYTES, CUMTXT = range(14)
 
-    def __init__(self, limits: TypedLimits, T: int, V: int, M: int, prompt_tab: str, vocab: str):
-        self.lim, self.T, self.V, self.M = limits, T, V, M
-        self.N, self.W, self.L = limits.max_chars, limits.max_words, limits.max_word_bytes
-        self.R = limits.rounds
-        self.prompt_tab, self.vocab = prompt_tab, vocab
-        self.word_top = self.CHAR_TOP + self.N + 4  # first word row
-        self.slot0 = 6  # word section: column of the first round-0 slot (ids), then L token texts
+    def __init__(self, layout: Layout):
+        limits = layout.typed
+        self.T, self.V, self.M = layout.T, layout.config.vocab_size, limits.n_merges
+        self.n_chars, self.n_words, self.word_bytes = limits.max_chars, limits.max_words, limits.max_word_bytes
+        self.rounds = limits.rounds
+        self.word_top = self.CHAR_TOP + self.n_chars + 4  # first word row
+        self.slot0 = 6  # word section: column of the first round-0 slot (ids), then word_bytes token texts
         # merge rounds: block r (1..R) starts below the previous one
-        self.round_tops = [self.word_top + self.W + 4 + (r - 1) * (self.W + 4) for r in range(1, self.R + 1)]
-        # columns of a round block: A w, B best rank, C merged id, D merged token, then groups of L
-        self.g_rank, self.g_merge, self.g_pos, self.g_new, self.g_tok = (5 + k * (self.L + 1) for k in range(5))
-        after = (self.round_tops[-1] if self.R else self.word_top) + self.W + 4
+        self.round_tops = [
+            self.word_top + self.n_words + 4 + (r - 1) * (self.n_words + 4) for r in range(1, self.rounds + 1)
+        ]
+        # columns of a round block: A w, B best rank, C merged id, D merged token, then groups of word_bytes
+        self.g_rank, self.g_merge, self.g_pos, self.g_new, self.g_tok = (
+            5 + k * (self.word_bytes + 1) for k in range(5)
+        )
+        after = (self.round_tops[-1] if self.rounds else self.word_top) + self.n_words + 4
         self.tokword_top = after  # per word: tokens, first token
-        self.token_top = after + self.W + 4  # per token: word, id, GPT-2 form, display text
+        self.token_top = after + self.n_words + 4  # per token: word, id, GPT-2 form, display text
 
     # ---- references --------------------------------------------------------------------
-    def v(self, row: int) -> str:
+    @staticmethod
+    def v(row: int) -> str:
         """A summary value: $B$5."""
-        return _a1(row, 1, True, True)
+        return a1.cell(row, 1, True, True)
 
     @property
     def text(self) -> str:
         return self.v(self.TEXT)
 
     def chars(self, col: int) -> str:
-        return _span(self.CHAR_TOP, col, self.CHAR_TOP + self.N - 1, col)
+        return a1.span(self.CHAR_TOP, col, self.CHAR_TOP + self.n_chars - 1, col)
 
-    def bytes_col(self, col: int) -> str:  # bytes tab, rows 2..257 (code point / byte + 1)
-        return f"{BYTES}!{_span(1, col, 256, col)}"
+    def bytes_col(self, col: int) -> str:
+        return bytes_table.column(col)
 
     def merges_col(self, col: int) -> str:
-        return f"{MERGES}!{_span(1, col, self.M, col)}"
+        return merges.column(col, self.M)
 
     def vocab_col(self, col: int) -> str:
-        return f"{self.vocab}!{_span(0, col, self.V - 1, col)}"
+        return vocab.column(col, self.V)
 
     def slots(self, row: int, first_col: int) -> str:
-        """One word's L slots in a row, columns absolute: $G20:$V20."""
-        return f"{_a1(row, first_col, False, True)}:{_a1(row, first_col + self.L - 1, False, True)}"
+        """One word's word_bytes slots in a row, columns absolute: $G20:$V20."""
+        return f"{a1.cell(row, first_col, False, True)}:{a1.cell(row, first_col + self.word_bytes - 1, False, True)}"
 
     def final_block(self) -> str:
-        top, col = (self.round_tops[-1], self.g_new) if self.R else (self.word_top, self.slot0)
-        return _span(top, col, top + self.W - 1, col + self.L - 1)
+        top, col = (self.round_tops[-1], self.g_new) if self.rounds else (self.word_top, self.slot0)
+        return a1.span(top, col, top + self.n_words - 1, col + self.word_bytes - 1)
 
     def final_count(self, w: int) -> str:
         """Tokens of word w after the last round (its last position count, or round 0's)."""
-        return _a1(self.round_tops[-1] + w, self.g_pos + self.L - 1, True, True)
+        return a1.cell(self.round_tops[-1] + w, self.g_pos + self.word_bytes - 1, True, True)
 
     # ---- the cells ---------------------------------------------------------------------
     def cells(self) -> list[Cell]:
@@ -244,7 +138,7 @@ class BpeSheet:
         self._summary(out)
         self._characters(out)
         self._words(out)
-        for r in range(1, self.R + 1):
+        for r in range(1, self.rounds + 1):
             self._round(out, r)
         self._tokens(out)
         return out
@@ -256,14 +150,14 @@ class BpeSheet:
             out.append(Cell(top - 1, c, "header", h))
 
     def _slots(self, out, top: int, first_col: int, name: str) -> str:
-        """Headers 1..L over a group of L columns (numbers shown as "name 1", ...); returns
+        """Headers 1..word_bytes over a group of word_bytes columns (numbers shown as "name 1", ...); returns
         their range, fully absolute."""
-        for j in range(self.L):
+        for j in range(self.word_bytes):
             out.append(Cell(top - 1, first_col + j, "slot", j + 1, f'"{name} "0'))
-        return _span(top - 1, first_col, top - 1, first_col + self.L - 1)
+        return a1.span(top - 1, first_col, top - 1, first_col + self.word_bytes - 1)
 
     def _summary(self, out) -> None:
-        N, W, L, T = self.N, self.W, self.L, self.T
+        n_chars, n_words, word_bytes, T = self.n_chars, self.n_words, self.word_bytes, self.T
         out.append(Cell(0, 0, "title", "BPE: the typed text becomes GPT-2 tokens, in formulas"))
         out.append(
             Cell(
@@ -276,39 +170,47 @@ class BpeSheet:
         )
         t = self.text
         REBUILD = REBUILD_MESSAGE.replace('"', '""')  # a quote inside a formula's string is doubled
-        cls, code = self.chars(self.CLS), self.chars(self.CODE)
+        cls = self.chars(self.CLS)
         first_bad = f"MATCH({UNKNOWN},{cls},0)"
         msg = (
             f'IF(LEN({t})=0,"Type some text into the yellow cell Prompt!B4.",'
-            f'IF(LEN({t})>{N},"Too long: "&LEN({t})&" characters; this book tokenizes at most {N}. {REBUILD}",'
+            f'IF(LEN({t})>{n_chars},"Too long: "&LEN({t})&" characters; this book tokenizes at most {n_chars}. '
+            f'{REBUILD}",'
             f'IF(MAX({cls})={UNKNOWN},"The character "&MID({t},{first_bad},1)&" at position "&{first_bad}&'
             f'" is one these formulas cannot classify (they know Latin-1 text). {REBUILD}",'
-            f'IF(MIN({self.chars(self.CLEN)})<0,"{ENDOFTEXT} is a special token these formulas do not handle. {REBUILD}",'
-            f'IF({self.v(self.WORDS)}>{W},"Too many words: "&{self.v(self.WORDS)}&"; this book has rows for {W}. {REBUILD}",'
-            f'IF({self.v(self.LONGEST)}>{L},"A word of "&{self.v(self.LONGEST)}&" bytes; this book merges words of at '
-            f'most {L}. {REBUILD}",'
+            f'IF(MIN({self.chars(self.CLEN)})<0,"{ENDOFTEXT} is a special token these formulas do not handle. '
+            f'{REBUILD}",'
+            f'IF({self.v(self.WORDS)}>{n_words},"Too many words: "&{self.v(self.WORDS)}&"; this book has rows for '
+            f'{n_words}. {REBUILD}",'
+            f'IF({self.v(self.LONGEST)}>{word_bytes},"A word of "&{self.v(self.LONGEST)}&" bytes; this book merges '
+            "words of at "
+            f'most {word_bytes}. {REBUILD}",'
             f'IF({self.v(self.COUNT)}>{T},"Too many tokens: "&{self.v(self.COUNT)}&"; the book has {T} token rows. '
             f'{REBUILD}","OK: "&LEN({t})&" characters, "&{self.v(self.WORDS)}&" words, "&{self.v(self.COUNT)}&'
             f'" tokens; the model predicts the token after position "&({self.v(self.COUNT)}-1)&".")))))))'
         )
-        del code
         rows = [
             (self.STATUS, "status", "formula", msg),
-            (self.TEXT, "text (from Prompt!B4)", "formula", f'""&{quote_tab(self.prompt_tab)}$B$4'),
-            (self.N_ROW, "max characters", "number", N),
-            (self.W_ROW, "max words", "number", W),
-            (self.L_ROW, "max bytes per word", "number", L),
+            (self.TEXT, "text (from Prompt!B4)", "formula", '""&' + prompt.typed_text_ref()),
+            (self.N_ROW, "max characters", "number", n_chars),
+            (self.W_ROW, "max words", "number", n_words),
+            (self.L_ROW, "max bytes per word", "number", word_bytes),
             (self.T_ROW, "token rows", "number", T),
             (self.CHARS, "characters", "formula", f"LEN({t})"),
             (self.WORDS, "words", "formula", f"MAX({self.chars(self.WORD)})"),
             (self.LONGEST, "longest word (bytes)", "formula", f"MAX({self.chars(self.NBYTES)})"),
-            (self.COUNT, "tokens", "formula", "+".join(self.final_count(w) for w in range(self.W)) if self.W else "0"),
+            (
+                self.COUNT,
+                "tokens",
+                "formula",
+                "+".join(self.final_count(w) for w in range(self.n_words)) if self.n_words else "0",
+            ),
             (
                 self.OK,
                 "ok (1) or not (0)",
                 "formula",
-                f"IF(AND(LEN({t})>=1,LEN({t})<={N},MAX({cls})<{UNKNOWN},MIN({self.chars(self.CLEN)})>=0,"
-                f"{self.v(self.WORDS)}<={W},{self.v(self.LONGEST)}<={L},{self.v(self.COUNT)}<={T}),1,0)",
+                f"IF(AND(LEN({t})>=1,LEN({t})<={n_chars},MAX({cls})<{UNKNOWN},MIN({self.chars(self.CLEN)})>=0,"
+                f"{self.v(self.WORDS)}<={n_words},{self.v(self.LONGEST)}<={word_bytes},{self.v(self.COUNT)}<={T}),1,0)",
             ),
         ]
         for r, label, kind, content in rows:
@@ -318,7 +220,7 @@ class BpeSheet:
             )
 
     def _characters(self, out) -> None:
-        top, N, t = self.CHAR_TOP, self.N, self.text
+        top, n_chars, t = self.CHAR_TOP, self.n_chars, self.text
         self._frame(
             out,
             top,
@@ -345,9 +247,12 @@ class BpeSheet:
             ],
         )
         ks = self.chars(self.K)
-        for i in range(N):
+        for i in range(n_chars):
             r = top + i
-            a = lambda c, dr=0: _a1(r + dr, c)  # noqa: E731
+
+            def a(c: int, dr: int = 0, r: int = r) -> str:  # this row's cell in column c, or dr rows away
+                return a1.cell(r + dr, c)
+
             k = a(self.K)
             mid2, mid3 = f"MID({t},{k},2)", f"MID({t},{k},3)"
             out.append(Cell(r, self.K, "number", i + 1))
@@ -402,7 +307,7 @@ class BpeSheet:
             if i == 0:
                 start = f"IF({cls}=0,0,1)"
             else:
-                nxt = a(self.CLS, 1) if i < N - 1 else "0"
+                nxt = a(self.CLS, 1) if i < n_chars - 1 else "0"
                 start = (
                     f"IF({cls}=0,0,IF({part}>1,0,IF(OR({part}=1,{a(self.PART, -1)}>0),1,"
                     f"IF({pc}={SPACE},IF({cls}={SPACE},IF(OR({nxt}={LETTER},{nxt}={DIGIT},{nxt}={OTHER}),1,0),"
@@ -420,7 +325,7 @@ class BpeSheet:
             out.append(Cell(r, self.CUMTXT, "formula", f"MID({t},{a(self.WSTART)},{k}-{a(self.WSTART)}+1)"))
 
     def _words(self, out) -> None:
-        top, L = self.word_top, self.L
+        top, nb = self.word_top, self.word_bytes
         self._frame(
             out,
             top,
@@ -430,10 +335,13 @@ class BpeSheet:
             [(0, "word"), (1, "last char"), (2, "in text"), (3, "text"), (4, "byte symbols"), (5, "bytes")],
         )
         self._slots(out, top, self.slot0, "id")
-        self._slots(out, top, self.slot0 + L + 1, "token")
-        for w in range(self.W):
+        self._slots(out, top, self.slot0 + nb + 1, "token")
+        for w in range(self.n_words):
             r = top + w
-            a = lambda c: _a1(r, c)  # noqa: E731
+
+            def a(c: int, r: int = r) -> str:
+                return a1.cell(r, c)
+
             out.append(Cell(r, 0, "number", w + 1))
             out.append(
                 Cell(
@@ -448,22 +356,22 @@ class BpeSheet:
             out.append(Cell(r, 3, "formula", f'IF({a(2)}=1,INDEX({self.chars(self.CUMTXT)},{a(1)}),"")'))
             out.append(Cell(r, 4, "formula", f'IF({a(2)}=1,INDEX({self.chars(self.CUMSYM)},{a(1)}),"")'))
             out.append(Cell(r, 5, "formula", f"LEN({a(4)})", "0"))
-            sym = _a1(r, 4, False, True)
-            for j in range(L):
-                n = _a1(top - 1, self.slot0 + j, row_abs=True)  # this column's slot number, in its header
+            sym = a1.cell(r, 4, False, True)
+            for j in range(nb):
+                n = a1.cell(top - 1, self.slot0 + j, row_abs=True)  # this column's slot number, in its header
                 out.append(
                     Cell(
                         r,
                         self.slot0 + j,
                         "formula",
-                        f"IF({n}<={_a1(r, 5, False, True)},SUMPRODUCT(EXACT({self.bytes_col(6)},MID({sym},{n},1))*"
+                        f"IF({n}<={a1.cell(r, 5, False, True)},SUMPRODUCT(EXACT({self.bytes_col(6)},MID({sym},{n},1))*"
                         f"({self.bytes_col(7)}+1))-1,-1)",
                         "0",
                     )
                 )
-                idc = _a1(r, self.slot0 + j)
+                idc = a1.cell(r, self.slot0 + j)
                 out.append(
-                    Cell(r, self.slot0 + L + 1 + j, "formula", f'IF({idc}>=0,INDEX({self.vocab_col(2)},{idc}+1),"")')
+                    Cell(r, self.slot0 + nb + 1 + j, "formula", f'IF({idc}>=0,INDEX({self.vocab_col(2)},{idc}+1),"")')
                 )
 
     def _prev_slots(self, r: int) -> tuple[int, int]:
@@ -471,7 +379,7 @@ class BpeSheet:
         return (self.word_top, self.slot0) if r == 1 else (self.round_tops[r - 2], self.g_new)
 
     def _round(self, out, r: int) -> None:
-        top, L, V = self.round_tops[r - 1], self.L, self.V
+        top, nb, V = self.round_tops[r - 1], self.word_bytes, self.V
         ptop, pcol = self._prev_slots(r)
         keys = self.merges_col(7)
         self._frame(
@@ -488,23 +396,28 @@ class BpeSheet:
         self._slots(out, top, self.g_pos, "position")
         id_hdr = self._slots(out, top, self.g_new, "id")
         self._slots(out, top, self.g_tok, "token")
-        slot = lambda c: _a1(top - 1, c, row_abs=True)  # noqa: E731  a column's slot number, in its header
-        for w in range(self.W):
+        slot = lambda c: a1.cell(top - 1, c, row_abs=True)  # noqa: E731  a column's slot number, in its header
+        for w in range(self.n_words):
             row = top + w
-            a = lambda c: _a1(row, c)  # noqa: E731
-            P = lambda j: _a1(ptop + w, pcol + j)  # noqa: E731
+
+            def a(c: int, row: int = row) -> str:
+                return a1.cell(row, c)
+
+            def P(j: int, w: int = w) -> str:  # slot j of the ids this round starts from
+                return a1.cell(ptop + w, pcol + j)
+
             out.append(Cell(row, 0, "number", w + 1))
             ranks = self.slots(row, self.g_rank)
             out.append(Cell(row, 1, "formula", f"MIN({ranks})", "0;-0;0"))
-            best = _a1(row, 1, False, True)
-            merged = _a1(row, 2, False, True)
+            best = a1.cell(row, 1, False, True)
+            merged = a1.cell(row, 2, False, True)
             out.append(Cell(row, 2, "formula", f"IF({best}<{BIG},INDEX({self.merges_col(6)},{best}+1),-1)", "0"))
             out.append(Cell(row, 3, "formula", f'IF({merged}>=0,INDEX({self.vocab_col(2)},{merged}+1),"")'))
             prow = self.slots(ptop + w, pcol)
             mrow = self.slots(row, self.g_merge)
             posrow = self.slots(row, self.g_pos)
-            for j in range(L):
-                if j < L - 1:
+            for j in range(nb):
+                if j < nb - 1:
                     rank = (
                         f"IF(AND({P(j)}>=0,{P(j + 1)}>=0),IFERROR(MATCH({P(j)}*{V}+{P(j + 1)},{keys},0)-1,{BIG}),{BIG})"
                     )
@@ -523,7 +436,7 @@ class BpeSheet:
                 n = slot(self.g_pos + j)
                 pos = f"SUMPRODUCT(({prow}>=0)*({id_hdr}<={n}))-SUMPRODUCT({mrow}*({merge_hdr}<{n}))"
                 out.append(Cell(row, self.g_pos + j, "formula", pos, "0"))
-            for j in range(L):
+            for j in range(nb):
                 q = f"MATCH({slot(self.g_new + j)},{posrow},0)"
                 new = f"IFERROR(IF(INDEX({mrow},1,{q})=1,{merged},INDEX({prow},1,{q})),-1)"
                 out.append(Cell(row, self.g_new + j, "formula", new, "0"))
@@ -531,7 +444,7 @@ class BpeSheet:
                 out.append(Cell(row, self.g_tok + j, "formula", f'IF({idc}>=0,INDEX({self.vocab_col(2)},{idc}+1),"")'))
 
     def _tokens(self, out) -> None:
-        top, W = self.tokword_top, self.W
+        top, n_words = self.tokword_top, self.n_words
         self._frame(
             out,
             top,
@@ -539,12 +452,12 @@ class BpeSheet:
             "How many tokens each word ends with, and the position of its first token.",
             [(0, "word"), (1, "tokens"), (2, "first token")],
         )
-        for w in range(W):
+        for w in range(n_words):
             r = top + w
             out.append(Cell(r, 0, "number", w + 1))
             out.append(Cell(r, 1, "formula", self.final_count(w), "0"))
-            in_text = _a1(self.word_top + w, 2)
-            first = "0" if w == 0 else f"SUM({_span(top, 1, r - 1, 1)})"
+            in_text = a1.cell(self.word_top + w, 2)
+            first = "0" if w == 0 else f"SUM({a1.span(top, 1, r - 1, 1)})"
             out.append(Cell(r, 2, "formula", f"IF({in_text}=1,{first},{BIG})", f'[>={BIG}]"-";0'))
         ttop = self.token_top
         self._frame(
@@ -555,40 +468,158 @@ class BpeSheet:
             f"hold <|endoftext|> (id {self.V - 1}). These ids feed the Prompt tab.",
             [(0, "pos"), (1, "word"), (2, "token id"), (3, "GPT-2 form"), (4, "token")],
         )
-        starts = _span(top, 2, top + W - 1, 2)
-        count, ok = self.v(self.COUNT), self.v(self.OK)
+        starts = a1.span(top, 2, top + n_words - 1, 2)
         for t in range(self.T):
             r = ttop + t
-            a = lambda c: _a1(r, c)  # noqa: E731
+
+            def a(c: int, r: int = r) -> str:
+                return a1.cell(r, c)
+
             out.append(Cell(r, 0, "number", t))
             out.append(Cell(r, 1, "formula", f"IFERROR(MATCH({a(0)},{starts},1),0)", "0"))
             out.append(Cell(r, 2, "formula", self.id_formula(t), "0"))
             out.append(Cell(r, 3, "formula", f'IFERROR(INDEX({self.vocab_col(2)},{a(2)}+1),"")'))
             out.append(Cell(r, 4, "formula", f'IFERROR(INDEX({self.vocab_col(1)},{a(2)}+1),"")'))
-        del count, ok
 
     def id_formula(self, t: int) -> str:
         r = self.token_top + t
-        word = _a1(r, 1)
-        starts = _span(self.tokword_top, 2, self.tokword_top + self.W - 1, 2)
+        word = a1.cell(r, 1)
+        starts = a1.span(self.tokword_top, 2, self.tokword_top + self.n_words - 1, 2)
         return (
-            f"IF({self.v(self.OK)}=1,IF({_a1(r, 0)}<{self.v(self.COUNT)},INDEX({self.final_block()},{word},"
-            f"{_a1(r, 0)}-INDEX({starts},{word})+1),{self.V - 1}),#N/A)"
+            f"IF({self.v(self.OK)}=1,IF({a1.cell(r, 0)}<{self.v(self.COUNT)},INDEX({self.final_block()},{word},"
+            f"{a1.cell(r, 0)}-INDEX({starts},{word})+1),{self.V - 1}),#N/A)"
         )
 
-    # ---- the regions sheetgpt check compares -----------------------------------------------
-    def id_cell(self, t: int, from_tab: str = "") -> str:
-        pre = "" if from_tab == TAB else f"{TAB}!"
-        return pre + _a1(self.token_top + t, 2, True, True)
-
-    def count_cell(self, from_tab: str = "") -> str:
-        pre = "" if from_tab == TAB else f"{TAB}!"
-        return pre + self.v(self.COUNT)
-
-    def ok_cell(self, from_tab: str = "") -> str:
-        pre = "" if from_tab == TAB else f"{TAB}!"
-        return pre + self.v(self.OK)
+    def id_ref(self, t: int) -> str:
+        """Token t's id, from any tab: BPE!$C$60."""
+        return a1.sheet_prefix(NAME) + a1.cell(self.token_top + t, 2, True, True)
 
 
-def quote_tab(name: str) -> str:
-    return f"{name}!" if name.replace("_", "").isalnum() else "'" + name.replace("'", "''") + "'!"
+# ---- cells other tabs read -------------------------------------------------------------------
+
+
+def status_ref() -> str:
+    """The status message, from any tab: BPE!$B$3."""
+    return a1.sheet_prefix(NAME) + BpeSheet.v(BpeSheet.STATUS)
+
+
+def count_ref() -> str:
+    return a1.sheet_prefix(NAME) + BpeSheet.v(BpeSheet.COUNT)
+
+
+def ok_ref() -> str:
+    return a1.sheet_prefix(NAME) + BpeSheet.v(BpeSheet.OK)
+
+
+def status_text(p: Prompt) -> str:
+    """The status message for the prompt the book was built with (its formula gives the same)."""
+    return (
+        f"OK: {len(p.text)} characters, {len(p.words)} words, {p.n_prompt} tokens; "
+        f"the model predicts the token after position {p.predict_after}."
+    )
+
+
+# ---- the tab -----------------------------------------------------------------------------------
+
+
+def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
+    if not layout.typed:
+        return []
+    b = BpeSheet(layout)
+    regions = [
+        Region("bpe.class", NAME, b.CHAR_TOP, b.n_chars, 1, left=b.CLS, number_format="0"),
+        Region("bpe.word", NAME, b.CHAR_TOP, b.n_chars, 1, left=b.WORD, number_format="0"),
+        Region("bpe.count", NAME, b.COUNT, 1, 1, left=1, number_format="0"),
+        Region("bpe.ids", NAME, b.token_top, layout.T, 1, left=2, number_format="0"),
+    ]
+    return [Tab(NAME, INPUT, regions)]
+
+
+def write(out: BookWriter, tab: Tab) -> int:
+    """Every cell of BpeSheet: labels and numbers through xlsxwriter, formulas as shared-formula blocks."""
+    b, fmt, p = BpeSheet(out.layout), out.fmt, out.prompt
+    ws = out.sheet(tab)
+    cached = _cached(out, tab, b)
+    for t in range(out.layout.T):
+        cached[(b.token_top + t, 3)] = out.tokenizer.token_str(p.ids[t])
+        cached[(b.token_top + t, 4)] = p.texts[t]
+    styles = {"label": fmt.label, "title": fmt.title, "note": fmt.note, "header": fmt.header}
+    formulas: dict[tuple[int, int], tuple[str, str, float | str]] = {}  # merged in as shared formulas
+    for c in b.cells():
+        if c.kind == "formula":
+            value = cached.get((c.row, c.col), 0 if c.fmt else "")
+            formulas[(c.row, c.col)] = (c.content, c.fmt, float(value) if c.fmt else str(value))
+        elif c.kind in styles:
+            ws.write_string(c.row, c.col, c.content, styles[c.kind])
+        elif c.kind == "number":
+            ws.write_number(c.row, c.col, c.content, fmt.label)
+        else:  # a slot header
+            ws.write_number(c.row, c.col, c.content, fmt.header_number(c.fmt))
+    if formulas:
+        ws.shared.extend(_formula_blocks(formulas, fmt))
+    ws.set_column(0, 0, 12)
+    ws.set_column(1, 1, 12)
+    ws.freeze_panes(0, 1)
+    for region in tab.regions:  # the checked regions' explanations
+        cells.note(ws, region.title_row, 0, region.text["explain"])
+    return 0
+
+
+def _cached(out: BookWriter, tab: Tab, b: BpeSheet) -> dict:
+    """Cached values of the BPE cells a viewer sees first (the rest are computed on recalculation)."""
+    p, trace = out.prompt, out.trace
+    cached = {
+        (b.TEXT, 1): p.text,
+        (b.CHARS, 1): len(p.text),
+        (b.WORDS, 1): int(trace["bpe.word"].max()),
+        (b.LONGEST, 1): p.longest_word,
+        (b.OK, 1): 1,
+        (b.STATUS, 1): status_text(p),
+    }
+    for region in tab.regions:
+        for i in range(region.rows):
+            cached[(region.top + i, region.left)] = float(trace[region.name][i, 0])
+    return cached
+
+
+def _formula_blocks(cells: dict[tuple[int, int], tuple[str, str, float | str]], fmt) -> list[FormulaBlock]:
+    """Formulas {(row, col): (text, number format, cached value)} as FormulaBlocks: runs of
+    consecutive rows in a column with one format, side by side runs of the same rows joined
+    into rectangles. Number format "" means a formula that gives text (a str cached value).
+    Every cell is checked to be its rectangle's first cell filled across (verify "all");
+    where one is not, the backend cuts the rectangle into groups of one R1C1 form each."""
+    runs: list[list] = []  # [col, first row, last row, number format]
+    for r, c in sorted(cells, key=lambda rc: (rc[1], rc[0])):
+        f = cells[(r, c)][1]
+        last = runs[-1] if runs else None
+        if last and last[0] == c and last[2] == r - 1 and last[3] == f:
+            last[2] = r
+        else:
+            runs.append([c, r, r, f])
+    rects: list[list] = []  # [first col, last col, first row, last row, number format]
+    ending: dict[tuple, list] = {}  # (last col, first row, last row, format) -> its rect
+    for c, r0, r1, f in runs:
+        prev = ending.pop((c - 1, r0, r1, f), None)
+        if prev is None:
+            prev = [c, c, r0, r1, f]
+            rects.append(prev)
+        prev[1] = c
+        ending[(c, r0, r1, f)] = prev
+    blocks = []
+    for c0, c1, r0, r1, f in rects:
+        values = np.array(
+            [[cells[(r, c)][2] for c in range(c0, c1 + 1)] for r in range(r0, r1 + 1)],
+            dtype=np.float64 if f else object,
+        )
+        blocks.append(
+            FormulaBlock(
+                r0,
+                c0,
+                values,
+                style_index(fmt.number(f) if f else fmt.text),
+                [(0, r1 - r0 + 1, 0, c1 - c0 + 1)],
+                lambda i, j, r0=r0, c0=c0: cells[(r0 + i, c0 + j)][0],
+                verify="all",
+            )
+        )
+    return blocks

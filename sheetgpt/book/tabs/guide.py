@@ -1,0 +1,157 @@
+"""The Guide tab: what the book is, the predicted token, a recalculation sentinel, the model's configuration
+(which ``sheetgpt check`` reads back to lay the book out again), the prompt, every tab, the provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+from typing import TYPE_CHECKING
+
+from ... import __version__, a1
+from ...config import GPT2Config
+from ...errors import WorkbookError
+from ...prompt import TypedLimits
+from .. import readback
+from ..layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Region, Tab
+from . import predict
+
+if TYPE_CHECKING:
+    from ...xlsx_reader import Book
+    from ..writer import BookWriter
+
+NAME = "Guide"
+PREDICTED_ROW = 6  # B7: the predicted next token; B8: the recalculation sentinel (shows 2 once recalculated)
+SENTINEL_ROW = PREDICTED_ROW + 1
+CONFIG_TITLE_ROW = PREDICTED_ROW + 3  # "Model configuration", then one row per entry: label in A, number in B
+# The configuration rows (label in column A, the number in column B), in order.
+CONFIG = ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "layer_norm_epsilon", "token rows")
+LOGITS_ALL = "logits for every position"
+# Typed-prompt books: the BPE tab's limits, in TypedLimits' field order.
+TYPED_LIMITS = (
+    "typed prompt: max characters",
+    "typed prompt: max words",
+    "typed prompt: max bytes per word",
+    "typed prompt: merges",
+)
+
+
+def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
+    return [Tab(NAME, GUIDE)]
+
+
+def built_at() -> str:
+    """The build time shown in the Guide; SOURCE_DATE_EPOCH (the reproducible-builds convention) fixes it."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and epoch.isdigit():
+        return (
+            _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+        )
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+def write(out: BookWriter, tab: Tab) -> int:
+    ws, fmt, layout, prompt = out.sheet(tab), out.fmt, out.layout, out.prompt
+    c = layout.config
+    ws.set_column(0, 0, 30)
+    ws.set_column(1, 1, 60)
+    ws.write_string(0, 0, "sheetgpt: GPT-2 as a spreadsheet", fmt.big)
+    lines = [
+        "Every number on the green tabs is computed by an ordinary formula from the grey weight tabs.",
+        "Click any cell to see its formula. Each block tab shows GPT-2's steps in order, top to bottom.",
+        "To try another prompt: edit a token text on the Prompt tab (yellow cells), then recalculate",
+        "(LibreOffice: Data > Calculate > Recalculate Hard, Ctrl+Shift+F9; Excel: Ctrl+Alt+F9).",
+    ]
+    if layout.typed:
+        lines[2] = "To try another prompt: type any text into the yellow cell B4 of the Prompt tab, then recalculate"
+    for k, line in enumerate(lines):
+        ws.write_string(1 + k, 0, line, fmt.note)
+    ws.write_string(PREDICTED_ROW, 0, "Predicted next token", fmt.title)
+    ws.write_formula(PREDICTED_ROW, 1, "=" + predict.top_token_ref(layout), fmt.edit)
+    ws.write_string(SENTINEL_ROW, 0, "Recalculated?", fmt.label)
+    # Sentinel: its cached value is deliberately wrong (0); any recalculation shows 2.
+    ws.write_formula(SENTINEL_ROW, 1, "=1+1", fmt.text, 0)
+    ws.write_string(SENTINEL_ROW, 2, "shows 2 once the book has been recalculated", fmt.note)
+    row = CONFIG_TITLE_ROW
+    ws.write_string(row, 0, "Model configuration", fmt.title)
+    values = (c.n_layer, c.n_head, c.n_embd, c.n_positions, c.vocab_size, c.layer_norm_epsilon, layout.T)
+    config_rows = [*zip(CONFIG, values), (LOGITS_ALL, 1 if layout.logits_all else 0)]
+    if layout.typed:  # the BPE tab's limits (check reads them back)
+        config_rows += list(zip(TYPED_LIMITS, dataclasses.astuple(layout.typed)))
+    for k, (key, value) in enumerate(config_rows, start=1):
+        ws.write_string(row + k, 0, key, fmt.label)
+        ws.write_number(row + k, 1, value)
+    row += len(config_rows) + 2
+    ws.write_string(row, 0, "Prompt", fmt.title)
+    ws.write_string(row, 1, "".join(prompt.texts[: prompt.n_prompt]), fmt.text)
+    row += 2
+    ws.write_string(row, 0, "Tabs", fmt.title)
+    for k, t in enumerate(layout.tabs[1:], start=1):
+        ws.write_url(row + k, 0, f"internal:{a1.sheet_prefix(t.name)}A1", fmt.link, t.name)
+        what = {INPUT: "input", COMPUTE: "computation", OUTPUT: "output", WEIGHTS: "weights"}[t.kind]
+        regions = ", ".join(r.text["title"] for r in t.regions[:6]) + (", ..." if len(t.regions) > 6 else "")
+        ws.write_string(row + k, 1, f"{what}: {regions}" if regions else what, fmt.label)
+    row += len(layout.tabs) + 1
+    ws.write_string(row, 0, "Provenance", fmt.title)
+    prov = [("sheetgpt", __version__), ("model", out.source), ("built", built_at())]
+    for k, (key, value) in enumerate(prov, start=1):
+        ws.write_string(row + k, 0, key, fmt.label)
+        ws.write_string(row + k, 1, value)
+    ws.activate()
+    return 0
+
+
+def read_back(book: Book) -> tuple[GPT2Config, int, bool, TypedLimits | None]:
+    """(config, token rows, logits for every position, the typed prompt's limits or None) from the
+    configuration table."""
+    guide = book.sheets.get(NAME)
+    if guide is None:
+        raise WorkbookError("the book has no Guide tab; it was not made by sheetgpt build")
+    labels = {text: r for (r, c), text in guide.strings.items() if c == 0}
+
+    def get(label):
+        value = readback.held(guide, labels[label], 1) if label in labels else None
+        if value is None:
+            raise WorkbookError(f"Guide tab: missing the number beside {label!r}; the configuration table is damaged")
+        return value
+
+    ints = {k: get(k) for k in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "token rows")}
+    for k, v in ints.items():
+        if v != int(v) or v < 1:
+            raise WorkbookError(f"Guide tab: {k} must be a positive whole number, got {v!r}")
+    if ints["n_layer"] > len(book.sheet_names):  # before laying out n_layer block tabs
+        raise WorkbookError(
+            f"Guide tab: n_layer {ints['n_layer']:g} but the book has only {len(book.sheet_names)} tabs"
+        )
+    if ints["token rows"] > ints["n_positions"]:
+        raise WorkbookError(
+            f"Guide tab: token rows {ints['token rows']:g} is more than n_positions {ints['n_positions']:g}"
+        )
+    config = GPT2Config(
+        n_layer=int(ints["n_layer"]),
+        n_head=int(ints["n_head"]),
+        n_embd=int(ints["n_embd"]),
+        n_positions=int(ints["n_positions"]),
+        vocab_size=int(ints["vocab_size"]),
+        layer_norm_epsilon=float(get("layer_norm_epsilon")),
+    )
+    try:
+        config.validate("Guide tab")
+    except Exception as exc:
+        raise WorkbookError(str(getattr(exc, "message", exc))) from None
+    return config, int(ints["token rows"]), bool(get(LOGITS_ALL)), _typed_limits(book, labels)
+
+
+def _typed_limits(book: Book, labels: dict[str, int]) -> TypedLimits | None:
+    """The BPE tab's limits from the configuration table, or None for a token-row book."""
+    if TYPED_LIMITS[0] not in labels:
+        return None
+    values = [readback.number(book, NAME, labels[k], 1, k) if k in labels else None for k in TYPED_LIMITS]
+    if None in values or any(v != int(v) or v < 1 for v in values):
+        raise WorkbookError(
+            f"Guide tab: the typed-prompt limits ({', '.join(TYPED_LIMITS)}) must be whole numbers above 0"
+        )
+    limits = TypedLimits(*(int(v) for v in values))
+    if limits.max_word_bytes < 2:
+        raise WorkbookError("Guide tab: typed prompt: max bytes per word must be at least 2")
+    return limits

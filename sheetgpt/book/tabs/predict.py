@@ -1,0 +1,130 @@
+"""The Predict tab: softmax of the logits with an editable temperature, and the top tokens (LARGE / MATCH / INDEX)
+with a bar chart."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ... import a1
+from ...errors import WorkbookError
+from .. import cells, readback
+from ..layout import OUTPUT, Layout, Region, Tab
+from . import vocab
+
+if TYPE_CHECKING:
+    from ...xlsx_reader import Book
+    from ..writer import BookWriter
+
+NAME = "Predict"
+TEMPERATURE = (2, 2)  # C3
+TOP_K = 10
+# The top-k table, beside the probabilities: rank, probability, token id, token (columns F..I).
+RANK_COL, PROB_COL, ID_COL, TOKEN_COL = 5, 6, 7, 8
+
+
+def top_token_ref(layout: Layout) -> str:
+    """The most probable token's text, from any tab: Predict!$I$9."""
+    return a1.sheet_prefix(NAME) + a1.cell(layout.region("predict.probs").top, TOKEN_COL, True, True)
+
+
+def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
+    V = layout.config.vocab_size
+    logits = placed["logits"]
+    temp = a1.cell(*TEMPERATURE, True, True)
+    top = Region("predict.max", NAME, 3, 1, 1, number_format="0.0000")
+    total = Region("predict.sum", NAME, 4, 1, 1, number_format="0.0000")
+    probs = Region("predict.probs", NAME, 8, V, 1, number_format="0.000000")
+    top_cell, total_cell = a1.cell(top.top, top.left, True, True), a1.cell(total.top, total.left, True, True)
+    top.formula = lambda i, j: f"MAX({logits.block(NAME)})"
+    total.formula = lambda i, j: f"SUMPRODUCT(EXP(({logits.block(NAME)}-{top_cell})/{temp}))"
+    probs.formula = lambda i, j: f"EXP(({logits.at(i, 0, NAME)}-{top_cell})/{temp})/{total_cell}"
+    return [Tab(NAME, OUTPUT, [top, total, probs])]
+
+
+def write(out: BookWriter, tab: Tab) -> int:
+    """Temperature, largest logit and sum as labelled cells; probabilities down the rows; the top-k table."""
+    ws, fmt, trace = out.sheet(tab), out.fmt, out.trace
+    count = 0
+    for region in tab.regions:
+        value = trace[region.name]
+        num = fmt.number(region.number_format)
+        if region.rows == 1:
+            ws.write_string(region.top, 0, region.text["title"], fmt.label)
+            ws.write_formula(region.top, region.left, "=" + region.formula(0, 0), num, float(value.ravel()[0]))
+            count += 1
+            continue
+        ws.write_string(region.title_row, 0, region.text["title"], fmt.title)
+        ws.write_string(region.explain_row, 0, region.text["explain"], fmt.note)
+        for col, label in enumerate(["id", "token", "probability"]):
+            ws.write_string(region.header_row, col, label, fmt.header)
+        for i in range(region.rows):
+            ws.write_number(region.top + i, 0, i, fmt.label)
+            ws.write_string(region.top + i, 1, out.tokenizer.display(i), fmt.token)
+            ws.write_formula(region.top + i, region.left, "=" + region.formula(i, 0), num, float(value[i, 0]))
+        count += region.rows
+    cells.define_names(out, tab)
+    _write_top_k(out, ws, tab)
+    out.done(tab)
+    ws.freeze_panes(0, 2)
+    ws.set_column(0, 0, 5)
+    ws.set_column(1, 1, 14)
+    ws.set_column(2, max(r.right for r in tab.regions), 9)
+    for region in tab.regions:
+        cells.note(ws, region.top if region.rows == 1 else region.title_row, 0, region.text["explain"])
+    return count
+
+
+def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
+    """The top-k table (LARGE / MATCH / INDEX) and a bar chart of it."""
+    layout, fmt, tokenizer = out.layout, out.fmt, out.tokenizer
+    probs_region = layout.region("predict.probs")
+    probs = probs_region.absolute
+    V = layout.config.vocab_size
+    texts = vocab.display_range(V)
+    ws.write_string(0, 0, "Next-token prediction", fmt.big)
+    ws.write_string(1, 0, "Softmax of the logits, with a temperature you can edit (yellow).", fmt.note)
+    ws.write_string(TEMPERATURE[0], 0, "temperature", fmt.label)
+    ws.write_number(*TEMPERATURE, 1.0, fmt.edit)
+    top = probs_region.top
+    for k, label in enumerate(["rank", "probability", "token id", "token"]):
+        ws.write_string(probs_region.header_row, RANK_COL + k, label, fmt.header)
+    ws.write_string(probs_region.title_row, RANK_COL, f"Top {TOP_K}", fmt.title)
+    p = out.trace["predict.probs"][:, 0]
+    order = np.argsort(-p, kind="stable")
+    pct = fmt.number("0.00%")
+    for k in range(min(TOP_K, V)):
+        r = top + k
+        prob, tid = a1.cell(r, PROB_COL), a1.cell(r, ID_COL)
+        ws.write_number(r, RANK_COL, k + 1, fmt.label)
+        ws.write_formula(r, PROB_COL, f"=LARGE({probs},{k + 1})", pct, float(p[order[k]]))
+        ws.write_formula(r, ID_COL, f"=MATCH({prob},{probs},0)-1", fmt.number("0"), int(order[k]))
+        ws.write_formula(r, TOKEN_COL, f"=INDEX({texts},{tid}+1)", fmt.token, tokenizer.display(int(order[k])))
+    ws.set_column(0, 0, 22)
+    ws.set_column(1, 1, 16)
+    ws.set_column(TOKEN_COL, TOKEN_COL, 16)
+    n = min(TOP_K, V)
+    chart = out.wb.add_chart({"type": "bar"})
+    chart.add_series(
+        {
+            "name": "probability",
+            "categories": [NAME, top, TOKEN_COL, top + n - 1, TOKEN_COL],
+            "values": [NAME, top, PROB_COL, top + n - 1, PROB_COL],
+            "fill": {"color": "#C55A11"},
+            "data_labels": {"value": True, "num_format": "0.0%"},
+        }
+    )
+    chart.set_title({"name": "Next token: top probabilities"})
+    chart.set_y_axis({"reverse": True})
+    chart.set_x_axis({"num_format": "0%", "min": 0})
+    chart.set_legend({"none": True})
+    ws.insert_chart(top + n + 2, RANK_COL, chart, {"x_scale": 1.2, "y_scale": 1.2})
+
+
+def read_back(book: Book, layout: Layout) -> float:
+    """The temperature the book's softmax uses."""
+    temperature = readback.number(book, NAME, *TEMPERATURE, "temperature")
+    if not temperature > 0:
+        raise WorkbookError(f"{NAME}!{a1.cell(*TEMPERATURE)} (temperature) must be above 0, got {temperature!r}")
+    return temperature

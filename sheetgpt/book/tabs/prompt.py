@@ -1,0 +1,178 @@
+"""The Prompt tab: one token per row (editable text, its id by exact lookup in vocab), the predicting position.
+
+A typed-prompt book shows the text in B4 and fills the token rows from the BPE tab.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ... import a1
+from ...errors import WorkbookError
+from ...prompt import read_typed_prompt
+from ...tokenizer import Tokenizer
+from .. import readback
+from ..layout import INPUT, Layout, Region, Tab
+from . import bpe, merges, vocab
+
+if TYPE_CHECKING:
+    from ...xlsx_reader import Book
+    from ..writer import BookWriter
+
+NAME = "Prompt"
+TOP = 5  # first token row (sheet row 6)
+TEXT_COL, ID_COL, NOTE_COL = 1, 2, 3  # column A: position; B: token text (editable); C: token id; D: note
+PREDICT_AFTER = (2, 2)  # C3: the position whose next token is predicted
+TYPED_TEXT = (3, 1)  # B4: the text a learner types, in typed-prompt books
+AFTER_NOTE = "(after the predicting position: ignored)"
+
+
+def text_ref(t: int) -> str:
+    """Token t's text, from any tab: Prompt!$B$6."""
+    return a1.sheet_prefix(NAME) + a1.cell(TOP + t, TEXT_COL, True, True)
+
+
+def id_ref(t: int) -> str:
+    """Token t's id, from any tab, row relative: Prompt!$C6."""
+    return a1.sheet_prefix(NAME) + a1.cell(TOP + t, ID_COL, False, True)
+
+
+def predict_after_ref() -> str:
+    return a1.sheet_prefix(NAME) + a1.cell(*PREDICT_AFTER, True, True)
+
+
+def typed_text_ref() -> str:
+    return a1.sheet_prefix(NAME) + a1.cell(*TYPED_TEXT, True, True)
+
+
+def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
+    region = Region("prompt.ids", NAME, TOP, layout.T, 1, left=ID_COL, number_format="0")
+    texts = vocab.display_range(layout.config.vocab_size)
+
+    def formula(i: int) -> str:
+        text = a1.cell(TOP + i, TEXT_COL, False, True)
+        return f"IFERROR(MATCH(TRUE,EXACT({texts},{text}),0)-1,-1)"
+
+    region.array_fn = lambda: [(TOP + i, ID_COL, TOP + i, ID_COL, formula(i)) for i in range(layout.T)]
+    return [Tab(NAME, INPUT, [region])]
+
+
+def write(out: BookWriter, tab: Tab) -> int:
+    ws, fmt, layout, prompt = out.sheet(tab), out.fmt, out.layout, out.prompt
+    ws.set_column(0, 0, 8)
+    ws.set_column(1, 1, 18)
+    ws.set_column(2, 2, 10)
+    ws.set_column(3, 3, 60)
+    head = tab.regions[0].header_row
+    if layout.typed:  # the text in B4; the token rows follow the BPE tab
+        ws.write_string(0, 0, "Prompt: type any text into the yellow cell B4, then recalculate", fmt.big)
+        ws.write_formula(1, 0, "=" + bpe.status_ref(), fmt.note, bpe.status_text(prompt))
+        ws.write_string(PREDICT_AFTER[0], 0, "Predict the token after position", fmt.label)
+        ws.write_formula(
+            *PREDICT_AFTER, f"=IF({bpe.ok_ref()}=1,{bpe.count_ref()}-1,#N/A)", fmt.token, prompt.predict_after
+        )
+        ws.write_string(TYPED_TEXT[0], 0, "Text:", fmt.label)
+        ws.write_string(*TYPED_TEXT, prompt.text, fmt.edit)
+        for col, label in enumerate(["pos", "token", "token id", "note"]):
+            ws.write_string(head, col, label, fmt.header)
+        ws.write_string(
+            head,
+            4,
+            "Column B shows the BPE tab's tokens of the text. You may type over one: column C "
+            "looks up whatever column B holds in the vocab tab (exact match), so a typed token "
+            "wins. Undo (or copy column B's formula from another row) to go back.",
+            fmt.note,
+        )
+        texts = vocab.display_range(layout.config.vocab_size)
+        b = bpe.BpeSheet(layout)
+
+        def write_text(r: int, t: int) -> None:
+            ws.write_formula(r, TEXT_COL, f"=INDEX({texts},{b.id_ref(t)}+1)", fmt.edit, prompt.texts[t])
+
+    else:
+        ws.write_string(0, 0, "Prompt: one token per row", fmt.big)
+        ws.write_string(
+            1, 0, "Edit a token text (yellow), then recalculate: its id is looked up in the vocab tab.", fmt.note
+        )
+        ws.write_string(PREDICT_AFTER[0], 0, "Predict the token after position", fmt.label)
+        ws.write_number(*PREDICT_AFTER, prompt.predict_after, fmt.edit)
+        for col, label in enumerate(["pos", "token (edit)", "token id", "note"]):
+            ws.write_string(head, col, label, fmt.header)
+
+        def write_text(r: int, t: int) -> None:  # token texts are always written as text, never as a formula
+            ws.write_string(r, TEXT_COL, prompt.texts[t], fmt.edit)
+
+    arrays = tab.regions[0].arrays
+    for t in range(len(prompt.ids)):
+        r = TOP + t
+        ws.write_number(r, 0, t, fmt.label)
+        write_text(r, t)
+        ws.write_array_formula(r, ID_COL, r, ID_COL, "{=" + arrays[t][4] + "}", None, prompt.ids[t])
+        idcell = a1.cell(r, ID_COL)
+        ws.write_formula(
+            r,
+            NOTE_COL,
+            f'=IF({idcell}<0,"not in the vocabulary: this row uses token 0; copy a token text from the vocab tab",'
+            f'IF({a1.cell(r, 0)}>{a1.cell(*PREDICT_AFTER, True, True)},"{AFTER_NOTE}",""))',
+            fmt.note,
+            "" if t <= prompt.predict_after else AFTER_NOTE,
+        )
+    ws.freeze_panes(TOP, 0)
+    return 0
+
+
+def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[str], list[int], int, dict]:
+    """(token texts, ids, predicting position, the BPE tab's reference stages) as the book's formulas see them.
+
+    Token-row books: each row's text, its id by exact lookup, the predicting position in C3.
+    Typed-prompt books: our tokenizer (from the vocab and merges tabs) on B4's text, padded; a
+    token row whose text is a constant typed over the BPE's formula uses that text's id, as the
+    sheet does; the predicting position is the last token's unless C3 holds a number.
+    """
+    sheet = book.sheets[NAME]
+    typed_over = [sheet.strings.get((TOP + t, TEXT_COL)) for t in range(layout.T)]
+    if not layout.typed:
+        texts = ["" if text is None else text for text in typed_over]
+        predict_after = readback.number(book, NAME, *PREDICT_AFTER, "predict after position")
+        return texts, [words.lookup.get(text, -1) for text in texts], _position(predict_after, layout.T), {}
+    r, c = TYPED_TEXT
+    text = sheet.strings.get((r, c))
+    if text is None:
+        held = readback.held(sheet, r, c)
+        text = "" if held is None else _number_text(held)
+    encoder, pairs = words.encoder(), merges.read_back(book, layout.typed.n_merges)
+    if None in encoder or any(None in pair for pair in pairs):
+        raise WorkbookError(
+            "the vocab tab (column C) or the merges tab (columns B, C) has an empty cell; "
+            "the typed prompt cannot be checked"
+        )
+    prompt = read_typed_prompt(text, Tokenizer(encoder, pairs), layout.typed, layout.T)
+    why = prompt.problem(layout.typed, layout.T)
+    if why:
+        raise WorkbookError(
+            f"{NAME}!{a1.cell(r, c)}: the BPE tab cannot tokenize this text ({why}); it shows a "
+            "message instead of tokens: type a shorter text or rebuild with sheetgpt build --prompt"
+        )
+    ids = list(prompt.ids)
+    texts = []
+    for t, over in enumerate(typed_over):
+        if over is not None:
+            ids[t] = words.lookup.get(over, -1)
+        texts.append(over if over is not None else words.display[ids[t]] or "")
+    held = readback.held(sheet, *PREDICT_AFTER)
+    predict_after = prompt.predict_after if held is None else held
+    return texts, ids, _position(predict_after, layout.T), prompt.bpe_reference()
+
+
+def _position(predict_after: float, T: int) -> int:
+    if predict_after != int(predict_after) or not 0 <= predict_after < T:
+        raise WorkbookError(
+            f"{NAME}!{a1.cell(*PREDICT_AFTER)} (predict after position) must be a whole number from 0 to {T - 1}, "
+            f"got {predict_after!r}"
+        )
+    return int(predict_after)
+
+
+def _number_text(x: float) -> str:
+    """A number typed into the text cell, as the sheet's ""&B4 shows it."""
+    return str(int(x)) if x == int(x) else repr(x)

@@ -1,0 +1,199 @@
+"""Write the workbook: every tab of the layout, each by its own module, as formulas over weight tabs.
+
+The formulas come from the tab modules' regions; the writer only hands each tab module the
+book being written and puts the pieces together: xlsxwriter writes the frames of every tab
+to a skeleton book, then ``xlsx.assemble`` copies its members into the output, streams the
+weight tabs' worksheets in their place and merges the compute tabs' per-cell formulas (as
+shared formulas) into theirs. Cached values come from the reference, so that a viewer that
+does not recalculate still shows the right numbers.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xlsxwriter
+
+from ..checkpoint import Model
+from ..errors import SheetGPTError
+from ..prompt import Prompt, make_prompt
+from ..reference import gpt2, with_selected_position, with_teaching_stages
+from ..tokenizer import Tokenizer
+from ..weight_text import stored_values
+from .formats import Formats
+from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Tab
+from .tabs import WRITE_ORDER, embeddings
+from .xlsx.assemble import assemble
+from .xlsx.worksheet import FormulaSheet
+
+TAB_COLORS = {GUIDE: "#7F7F7F", INPUT: "#2E75B6", COMPUTE: "#70AD47", OUTPUT: "#C55A11", WEIGHTS: "#BFBFBF"}
+
+# Cells of a shared formula checked against region.formula(i, j) at build time: "sample" (each
+# rectangle's edges, diagonal and a seeded sample; every cell of small ones) or "all".
+SHARED_VERIFY = "sample"
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    layout: Layout
+    trace: dict
+    ids: list[int]
+    seconds: float
+    cells: int
+
+
+@dataclass
+class BookWriter:
+    """The book being written, as each tab module's ``write(out, tab)`` sees it."""
+
+    wb: xlsxwriter.Workbook
+    fmt: Formats
+    layout: Layout
+    prompt: Prompt
+    tokenizer: Tokenizer
+    trace: dict
+    stored: dict[str, np.ndarray]  # the weights as the book stores them
+    source: str  # where the model came from (the Guide's provenance)
+    progress: Callable[[int, str], None] | None = None
+    sheets: dict = field(default_factory=dict)  # tab name -> FormulaSheet
+    streamed: dict[str, np.ndarray] = field(default_factory=dict)  # tab name -> values written by assemble
+
+    def sheet(self, tab: Tab) -> FormulaSheet:
+        return self.sheets[tab.name]
+
+    def stream(self, tab: Tab, values: np.ndarray) -> None:
+        """Leave the tab empty here: ``assemble`` writes these [rows, cols] numbers into it."""
+        self.streamed[tab.name] = values
+
+    def done(self, tab: Tab) -> None:
+        if self.progress:
+            self.progress(1, tab.name)
+
+
+def build_workbook(
+    model: Model,
+    tokenizer: Tokenizer,
+    prompt_text: str,
+    out_path: str | Path,
+    *,
+    context: int | None = None,
+    logits_all: bool = False,
+    force: bool = False,
+    source: str = "",
+    progress: Callable[[int, str], None] | None = None,
+    typed_prompt: bool | None = False,
+) -> BuildResult:
+    """Write the whole book to out_path (via a temporary file renamed at the end)."""
+    started = time.perf_counter()
+    out_path = Path(out_path)
+    if out_path.suffix.lower() != ".xlsx":
+        raise SheetGPTError(f"{out_path}: the output must be an .xlsx file")
+    if out_path.exists() and not force:
+        raise SheetGPTError(f"{out_path} exists; pass --force to overwrite it")
+    if out_path.is_dir():
+        raise SheetGPTError(f"{out_path} is a directory; give a file name ending in .xlsx")
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise SheetGPTError(
+            f"{model.path}: the tokenizer has {tokenizer.vocab_size} tokens but config.json says vocab_size "
+            f"{model.config.vocab_size}"
+        )
+    prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
+    layout = Layout(model.config, len(prompt.ids), logits_all, prompt.typed)
+    stored = {name: stored_values(value) for name, value in model.flat.items()}
+    trace = gpt2(prompt.ids, model.__class__(model.config, stored, model.path).params, model.config)
+    trace = with_selected_position(trace, prompt.predict_after)
+    if prompt.typed:
+        trace |= prompt.bpe_reference()
+    emb_ids = embeddings.default_tokens(tokenizer, prompt)
+    trace = with_teaching_stages(
+        trace, stored, model.config, prompt.predict_after, emb_ids, embeddings.PAIRS, embeddings.NEAREST
+    )
+
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SheetGPTError(f"{out_path}: cannot create its directory ({exc.strerror or exc})") from None
+    _remove_stale_parts(out_path)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
+    try:
+        cells = _write(tmp, layout, prompt, tokenizer, stored, trace, source or str(model.path), progress)
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells)
+
+
+def _remove_stale_parts(out_path: Path) -> None:
+    """Delete the temporary files (.NAME.PID.part, .NAME.PID.part.skeleton) a killed build left
+    beside out_path; those of a PID still running belong to another build and stay."""
+    for p in out_path.parent.glob(f".{glob.escape(out_path.name)}.*.part*"):
+        pid = p.name[len(out_path.name) + 2 :].split(".", 1)[0]
+        if not pid.isdigit() or not p.name.endswith((".part", ".part.skeleton")):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            p.unlink(missing_ok=True)
+        except (PermissionError, OverflowError):
+            pass
+
+
+def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress) -> int:
+    """xlsxwriter writes the frames of every tab to a skeleton book; ``assemble`` then copies its
+    members into ``path``, streams the weight tabs' worksheets in their place and merges the
+    compute tabs' per-cell formulas (as shared formulas) into theirs."""
+    path = Path(path)
+    skeleton = path.with_name(path.name + ".skeleton")
+    try:
+        cells, weights, formulas = _write_skeleton(skeleton, layout, prompt, tokenizer, stored, trace, source, progress)
+        cells += assemble(
+            str(skeleton),
+            str(path),
+            weights,
+            progress=(lambda tab: progress(1, tab)) if progress else None,
+            formulas=formulas,
+            verify=SHARED_VERIFY,
+        )
+    finally:
+        skeleton.unlink(missing_ok=True)
+    return cells
+
+
+def _write_skeleton(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress):
+    """The book with empty weight tabs and without the compute tabs' per-cell formulas; returns
+    (cells written, {worksheet member: (tab, values)}, {worksheet member: (tab, formula blocks)})."""
+    wb = xlsxwriter.Workbook(
+        str(path),
+        {
+            "use_future_functions": False,
+            "strings_to_formulas": False,
+            "strings_to_numbers": False,
+            "strings_to_urls": False,
+            "constant_memory": False,
+        },
+    )
+    out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, stored, source, progress)
+    for tab in layout.tabs:
+        ws = wb.add_worksheet(tab.name, worksheet_class=FormulaSheet)
+        ws.set_tab_color(TAB_COLORS[tab.kind])
+        out.sheets[tab.name] = ws
+    # xlsxwriter numbers shared strings and cell formats in the order it first meets them, so the
+    # order in which the tabs are filled is part of the book's bytes (tests/test_byte_identity.py).
+    rank = {module: k for k, module in enumerate(WRITE_ORDER)}
+    cells = 0
+    for tab in sorted(layout.tabs, key=lambda t: rank.get(t.module, len(rank))):
+        cells += tab.module.write(out, tab)
+    # xlsxwriter names worksheet parts sheet1.xml, sheet2.xml, ... in order.
+    member = {name: f"xl/worksheets/sheet{ws.index + 1}.xml" for name, ws in out.sheets.items()}
+    weights = {member[name]: (name, values) for name, values in out.streamed.items()}
+    formulas = {member[name]: (name, ws.shared) for name, ws in out.sheets.items() if ws.shared}
+    wb.close()
+    return cells, weights, formulas
