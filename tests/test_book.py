@@ -6,13 +6,14 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetgpt import libreoffice
-from sheetgpt.build import build_workbook
+from sheetgpt import a1, libreoffice
+from sheetgpt.book.tabs import predict
+from sheetgpt.book.tabs import prompt as prompt_tab
+from sheetgpt.book.writer import build_workbook
 from sheetgpt.check import check_book
 from sheetgpt.checkpoint import Model, load_model
 from sheetgpt.errors import SheetGPTError
 from sheetgpt.reference import gpt2
-from sheetgpt.stages import PROMPT_TOP
 from sheetgpt.tokenizer import Tokenizer
 from sheetgpt.weight_text import stored_values
 
@@ -59,14 +60,16 @@ def test_editing_a_token_in_libreoffice_gives_the_new_prompts_prediction(book, m
     new_ids[1] = tok.encode(" dog")[0] if len(tok.encode(" dog")) == 1 else 77
     new_text = tok.display(new_ids[1])
     assert new_ids != result.ids
-    rc = libreoffice.recalculate(result.path, edits={("Prompt", f"B{PROMPT_TOP + 2}"): new_text})
+    row = prompt_tab.TOP + 1  # token 1
+    rc = libreoffice.recalculate(result.path, edits={(prompt_tab.NAME, a1.cell(row, prompt_tab.TEXT_COL)): new_text})
     stored = Model(model.config, {k: stored_values(v) for k, v in model.flat.items()}, model.path)
     want = gpt2(new_ids, stored.params, model.config)["logits"][-1]
-    got_id = rc.numbers["Prompt"][PROMPT_TOP + 1, 2]
+    got_id = rc.numbers[prompt_tab.NAME][row, prompt_tab.ID_COL]
     assert got_id == new_ids[1]
-    logits = rc.numbers["Logits"][4 : 4 + model.config.vocab_size, 2]
+    region = result.layout.region("logits")
+    logits = rc.numbers[region.tab][region.top : region.bottom + 1, region.left]
     assert np.max(np.abs(logits - want)) <= 1e-9 * np.max(np.abs(want))
-    top_token = rc.values["Predict"][result.layout.regions["predict.probs"].top, 8]
+    top_token = rc.values[predict.NAME][result.layout.region("predict.probs").top, predict.TOKEN_COL]
     assert top_token == tok.display(int(np.argmax(want)))
 
 
@@ -74,19 +77,21 @@ def test_editing_a_token_in_libreoffice_gives_the_new_prompts_prediction(book, m
 @pytest.mark.libreoffice
 def test_an_unknown_token_text_shows_a_message_not_a_cascade_of_errors(book):
     result = book("micro", "the cat sat")
-    rc = libreoffice.recalculate(result.path, edits={("Prompt", f"B{PROMPT_TOP + 1}"): "no such token here"})
-    assert rc.numbers["Prompt"][PROMPT_TOP, 2] == -1
-    assert "not in the vocabulary" in rc.values["Prompt"][PROMPT_TOP, 3]
-    assert not rc.errors["Logits"] and not rc.errors["Predict"]
-    assert np.isfinite(rc.numbers["Predict"][result.layout.regions["predict.probs"].top, 2])
+    row, name = prompt_tab.TOP, prompt_tab.NAME  # token 0
+    rc = libreoffice.recalculate(result.path, edits={(name, a1.cell(row, prompt_tab.TEXT_COL)): "no such token here"})
+    assert rc.numbers[name][row, prompt_tab.ID_COL] == -1
+    assert "not in the vocabulary" in rc.values[name][row, prompt_tab.NOTE_COL]
+    assert not rc.errors["Logits"] and not rc.errors[predict.NAME]
+    probs = result.layout.region("predict.probs")
+    assert np.isfinite(rc.numbers[predict.NAME][probs.top, probs.left])
 
 
 @pytest.mark.parametrize("prompt", ["=1+1", "+SUM(A1)", "-2", "@foo", "=HYPERLINK(1)"])
 def test_prompt_text_is_always_written_as_text(tmp_path, model_dir, prompt):
     d = model_dir("micro")
     result = build_workbook(load_model(d), Tokenizer.from_dir(d), prompt, tmp_path / "b.xlsx")
-    ws = openpyxl.load_workbook(result.path)["Prompt"]
-    cells = [ws.cell(PROMPT_TOP + 1 + t, 2) for t in range(len(result.ids))]
+    ws = openpyxl.load_workbook(result.path)[prompt_tab.NAME]
+    cells = [ws.cell(prompt_tab.TOP + 1 + t, prompt_tab.TEXT_COL + 1) for t in range(len(result.ids))]  # 1-based
     assert all(c.data_type == "s" for c in cells)
     assert "".join(c.value for c in cells) == prompt
 

@@ -24,11 +24,12 @@ from click.testing import CliRunner
 from xlsx_edit import unshare_formulas
 
 from sheetgpt import libreoffice
+from sheetgpt.book.layout import Layout
+from sheetgpt.book.tabs import block, embed, final_norm, guide, logits, predict, prompt, vocab
 from sheetgpt.check import FORMULAS_MAX_CELLS, check_book, read_inputs, reference_trace, run_engine
 from sheetgpt.checkpoint import load_model
 from sheetgpt.cli import main
 from sheetgpt.random_model import random_params, write_checkpoint, write_tokenizer
-from sheetgpt.stages import PROMPT_TOP, Layout
 from sheetgpt.xlsx_reader import cell_name, read_workbook
 
 needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
@@ -41,8 +42,8 @@ PROMPTS = {"micro": "the cat sat", "one-head": "a quick test", "odd": "hello the
 
 def forward_tabs(layout: Layout) -> set[str]:
     """The tabs of the forward pass itself (teaching tabs come and go; these are the proof)."""
-    blocks = {layout.block_tab(i) for i in range(layout.config.n_layer)}
-    return {layout.GUIDE, layout.PROMPT, layout.EMBED, layout.FINAL, layout.LOGITS, layout.PREDICT} | blocks
+    blocks = {block.name(i) for i in range(layout.config.n_layer)}
+    return {guide.NAME, prompt.NAME, embed.NAME, final_norm.NAME, logits.NAME, predict.NAME} | blocks
 
 
 def expected_cells(path: Path) -> dict[tuple[str, int, int], tuple[object, float]]:
@@ -57,7 +58,7 @@ def expected_cells(path: Path) -> dict[tuple[str, int, int], tuple[object, float
     inputs = read_inputs(book)
     layout, trace, T = inputs.layout, reference_trace(inputs), inputs.layout.T
     forward = forward_tabs(layout)
-    vocab = [book.sheets[layout.VOCAB].strings[(i, 1)] for i in range(layout.config.vocab_size)]
+    shown = [book.sheets[vocab.NAME].strings[(i, vocab.DISPLAY_COL)] for i in range(layout.config.vocab_size)]
     want = {}
     for tab in layout.compute_tabs():
         for region in tab.regions:
@@ -72,7 +73,7 @@ def expected_cells(path: Path) -> dict[tuple[str, int, int], tuple[object, float
                     want[(tab.name, region.top + i, region.left + j)] = ("" if np.isnan(v) else float(v), RTOL * scale)
             if tab.name not in forward:
                 continue
-            if region.rows == T and tab.name != layout.PROMPT:  # pos | token label | numbers
+            if region.rows == T and tab.name != prompt.NAME:  # pos | token label | numbers
                 for i in range(T):
                     want[(tab.name, region.top + i, 1)] = (inputs.texts[i], 0.0)
             for h in range(region.heads):  # key-token labels above each head's matrix
@@ -80,16 +81,16 @@ def expected_cells(path: Path) -> dict[tuple[str, int, int], tuple[object, float
                     want[(tab.name, region.top - 2, region.head_left(h) + k)] = (inputs.texts[k], 0.0)
     for t in range(T):
         note = "" if t <= inputs.predict_after else "(after the predicting position: ignored)"
-        want[(layout.PROMPT, PROMPT_TOP + t, layout.PROMPT_NOTE_COL)] = (note, 0.0)
+        want[(prompt.NAME, prompt.TOP + t, prompt.NOTE_COL)] = (note, 0.0)
     probs = trace["predict.probs"][:, 0]
     order = np.argsort(-probs, kind="stable")
-    top = layout.regions["predict.probs"].top
-    for k in range(min(layout.TOP_K, len(probs))):
-        want[(layout.PREDICT, top + k, 6)] = (float(probs[order[k]]), RTOL)
-        want[(layout.PREDICT, top + k, 7)] = (float(order[k]), 0.0)
-        want[(layout.PREDICT, top + k, 8)] = (vocab[order[k]], 0.0)
-    want[(layout.GUIDE, 6, 1)] = (vocab[order[0]], 0.0)
-    want[(layout.GUIDE, 7, 1)] = (2.0, 0.0)
+    top = layout.region("predict.probs").top
+    for k in range(min(predict.TOP_K, len(probs))):
+        want[(predict.NAME, top + k, predict.PROB_COL)] = (float(probs[order[k]]), RTOL)
+        want[(predict.NAME, top + k, predict.ID_COL)] = (float(order[k]), 0.0)
+        want[(predict.NAME, top + k, predict.TOKEN_COL)] = (shown[order[k]], 0.0)
+    want[(guide.NAME, guide.PREDICTED_ROW, 1)] = (shown[order[0]], 0.0)
+    want[(guide.NAME, guide.SENTINEL_ROW, 1)] = (2.0, 0.0)
     return want
 
 

@@ -1,4 +1,5 @@
-"""The fast weight-tab writer: its texts read back exactly, its zips are valid, its books equal the old ones."""
+"""The xlsx backend (sheetgpt/book/xlsx): number texts read back exactly, zips are valid, shared formulas expand to
+each region's own formulas."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import openpyxl
 import pytest
 import xlsxwriter
 
-from sheetgpt import fast_xlsx
+from sheetgpt import a1
+from sheetgpt.book.xlsx import deflate, number_text, shared, sheet_xml, worksheet
+from sheetgpt.book.xlsx.assemble import assemble
 from sheetgpt.weight_text import compose, decompose, stored_values
 
 
@@ -50,7 +53,7 @@ def _awkward_weights(n: int = 20000, seed: int = 0) -> np.ndarray:
 
 
 def _book_with(values: np.ndarray) -> bytes:
-    """A one-sheet book whose sheet is written by fast_xlsx (through assemble, as build does)."""
+    """A one-sheet book whose sheet is written by the backend (through assemble, as the writer does)."""
     import os
     import tempfile
 
@@ -59,13 +62,13 @@ def _book_with(values: np.ndarray) -> bytes:
         wb = xlsxwriter.Workbook(skel)
         wb.add_worksheet("w")
         wb.close()
-        fast_xlsx.assemble(skel, out, {"xl/worksheets/sheet1.xml": ("w", values)}, processes=2)
+        assemble(skel, out, {"xl/worksheets/sheet1.xml": ("w", values)}, processes=2)
         return open(out, "rb").read()
 
 
 def test_mantissa_exponent_is_exact_where_it_claims():
     x = stored_values(_awkward_weights())
-    m, k, ok = fast_xlsx.mantissa_exponent(x)
+    m, k, ok = number_text.mantissa_exponent(x)
     assert ok.mean() > 0.9
     assert np.array_equal(m[ok] / 10.0 ** k[ok], np.abs(x[ok]))
     texts = [b"%dE-%d" % (a, b) for a, b in zip(m[ok][:3000].tolist(), k[ok][:3000].tolist())]
@@ -75,9 +78,9 @@ def test_mantissa_exponent_is_exact_where_it_claims():
 def test_every_cell_text_reads_back_as_compose_of_decompose():
     w = _awkward_weights()
     want = compose(*decompose(w))
-    plain = fast_xlsx.number_cells(want[2000:])  # ordinary weights: the fixed-width fast path
-    assert plain is not None and len(plain) == (w.size - 2000) * fast_xlsx.CELL_BYTES
-    xml = fast_xlsx.rows_xml(want[None, :], 0)  # all of them, awkward ones included
+    plain = number_text.number_cells(want[2000:])  # ordinary weights: the fixed-width fast path
+    assert plain is not None and len(plain) == (w.size - 2000) * number_text.CELL_BYTES
+    xml = number_text.rows_xml(want[None, :], 0)  # all of them, awkward ones included
     got = np.array([float(t.split(b"<")[0]) for t in xml.split(b"<v>")[1:]])
     assert np.array_equal(got, want)
     assert np.array_equal(got.astype(np.float32)[np.isfinite(w)], w[np.isfinite(w)])  # float32 round trip
@@ -85,7 +88,7 @@ def test_every_cell_text_reads_back_as_compose_of_decompose():
 
 def test_values_longer_than_the_fixed_width_fall_back_to_repr():
     x = np.array([[0.1 + 0.2, -1.2345678901234567e-100, 5e-324]])  # not 9-digit decimals
-    xml = fast_xlsx.rows_xml(x, 0)
+    xml = number_text.rows_xml(x, 0)
     texts = xml.split(b"<v>")[1:]
     assert [float(t.split(b"<")[0]) for t in texts] == x.ravel().tolist()
 
@@ -115,8 +118,8 @@ def test_readers_read_the_fast_sheet_exactly(tmp_path):
 def test_crc32_combine_matches_zlib():
     rng = np.random.default_rng(1)
     a, b = rng.bytes(1000), rng.bytes(12345)
-    assert fast_xlsx.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
-    assert fast_xlsx.crc32_combine(zlib.crc32(a), zlib.crc32(b""), 0) == zlib.crc32(a)
+    assert deflate.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+    assert deflate.crc32_combine(zlib.crc32(a), zlib.crc32(b""), 0) == zlib.crc32(a)
 
 
 def test_pieces_join_into_one_stream_across_many_chunks():
@@ -125,12 +128,12 @@ def test_pieces_join_into_one_stream_across_many_chunks():
     wb = xlsxwriter.Workbook(skel, {"in_memory": True})
     wb.add_worksheet("w")
     wb.close()
-    prefix, suffix = fast_xlsx.sheet_parts(zipfile.ZipFile(skel).read("xl/worksheets/sheet1.xml"), 300, 100)
-    tasks = fast_xlsx.plan("m", "w", (300, 100), prefix, suffix, cells_per_piece=1000)
+    prefix, suffix = sheet_xml.sheet_parts(zipfile.ZipFile(skel).read("xl/worksheets/sheet1.xml"), 300, 100)
+    tasks = deflate.plan("m", "w", (300, 100), prefix, suffix, cells_per_piece=1000)
     assert len(tasks) == 30
-    pieces = list(fast_xlsx.deflate_all(tasks, {"w": values}, processes=2))
+    pieces = list(deflate.deflate_all(tasks, {"w": values}, processes=2))
     xml = zlib.decompress(b"".join(p.data for p in pieces), -15)
-    assert xml == prefix + b"".join(fast_xlsx.rows_xml(values[t.r0 : t.r1], t.r0) for t in tasks) + suffix
+    assert xml == prefix + b"".join(number_text.rows_xml(values[t.r0 : t.r1], t.r0) for t in tasks) + suffix
     assert b'<dimension ref="A1:CV300"/>' in xml
 
 
@@ -140,13 +143,13 @@ def test_a_built_book_is_xlsxwriters_book_plus_exact_weight_tabs(tmp_path, model
     the reference used."""
     import shutil
 
-    from sheetgpt import build
+    from sheetgpt.book import writer
     from sheetgpt.checkpoint import load_model
     from sheetgpt.tokenizer import Tokenizer
 
     d = model_dir("odd")
     model, tok = load_model(d), Tokenizer.from_dir(d)
-    real = fast_xlsx.assemble
+    real = writer.assemble
     seen = {}
 
     def keep_skeleton(skeleton, out, weights, **kw):
@@ -157,8 +160,8 @@ def test_a_built_book_is_xlsxwriters_book_plus_exact_weight_tabs(tmp_path, model
 
     merged = {}
 
-    monkeypatch.setattr(build.fast_xlsx, "assemble", keep_skeleton)
-    path = build.build_workbook(model, tok, "the cat sat", tmp_path / "fast.xlsx").path
+    monkeypatch.setattr(writer, "assemble", keep_skeleton)
+    path = writer.build_workbook(model, tok, "the cat sat", tmp_path / "fast.xlsx").path
     with zipfile.ZipFile(path) as fast, zipfile.ZipFile(tmp_path / "skeleton.xlsx") as skel:
         assert fast.testzip() is None
         assert fast.namelist() == skel.namelist()
@@ -176,98 +179,69 @@ def test_a_built_book_is_xlsxwriters_book_plus_exact_weight_tabs(tmp_path, model
 # ---- compute tabs: shared formulas ---------------------------------------------------------------
 
 
-def _cells(path) -> dict:
-    """(tab, cell) -> (formula text or value, number format, resolved style) of every cell (openpyxl
-    expands shared formulas into each cell's own text)."""
+def _written(path) -> dict:
+    """(tab, row, col) -> (formula text without '=' or an array's (ref, text), number format) of every
+    formula cell, 0-based, as openpyxl reads it (it expands shared formulas into each cell's own text)."""
     book = openpyxl.load_workbook(path)
     out = {}
     for ws in book.worksheets:
         for row in ws.iter_rows():
             for c in row:
-                if c.value is None and not c.has_style:
-                    continue
                 v = c.value
-                if hasattr(v, "ref"):  # a CSE array formula
-                    v = ("array", v.ref, v.text)
-                style = (c.number_format, repr(c.font), repr(c.fill), repr(c.border), repr(c.alignment))
-                out[(ws.title, c.coordinate)] = (v, c.data_type, style)
-    return out
-
-
-def _array_cells(path) -> set:
-    """(tab, cell) of every cell inside a CSE array's range but its top-left one."""
-    from openpyxl.utils.cell import get_column_letter, range_boundaries
-
-    book = openpyxl.load_workbook(path)
-    out = set()
-    for ws in book.worksheets:
-        for row in ws.iter_rows():
-            for c in row:
-                if hasattr(c.value, "ref"):
-                    c0, r0, c1, r1 = range_boundaries(c.value.ref)
-                    out |= {
-                        (ws.title, f"{get_column_letter(cc)}{rr}")
-                        for rr in range(r0, r1 + 1)
-                        for cc in range(c0, c1 + 1)
-                    } - {(ws.title, c.coordinate)}
+                if hasattr(v, "ref"):  # a CSE array formula: its range and text
+                    out[(ws.title, c.row - 1, c.column - 1)] = ((v.ref, v.text.removeprefix("=")), c.number_format)
+                elif isinstance(v, str) and v.startswith("="):
+                    out[(ws.title, c.row - 1, c.column - 1)] = (v[1:], c.number_format)
     return out
 
 
 @pytest.mark.parametrize("shape", ["micro", "one-head", "odd"])
-def test_shared_formula_book_has_the_old_paths_formulas_and_formats(tmp_path, model_dir, monkeypatch, shape):
-    """The new path (shared formulas and CSE arrays merged into xlsxwriter's sheets) and the old one
-    (every cell through xlsxwriter) give every cell the same formula text (after expanding shared
-    formulas), value type, number format and style; only the cells inside CSE arrays differ, in
-    their cached values (the old path padded them with 0, the new one has the reference's)."""
-    from sheetgpt import build
+def test_every_region_is_written_as_its_own_formulas(tmp_path, model_dir, monkeypatch, shape):
+    """Each region's cells, read back (shared formulas expanded), hold exactly region.formula(i, j), or
+    the region's CSE arrays, in the region's number format; the BPE tab's cells hold BpeSheet's formulas."""
+    from sheetgpt.book import writer
+    from sheetgpt.book.tabs import bpe
     from sheetgpt.checkpoint import load_model
     from sheetgpt.tokenizer import Tokenizer
 
     d = model_dir(shape)
     model, tok = load_model(d), Tokenizer.from_dir(d)
-    monkeypatch.setattr(build, "SHARED_VERIFY", "all")
-    books = {}
-    for shared in (False, True):
-        monkeypatch.setattr(build, "SHARED_FORMULAS", shared)
-        books[shared] = build.build_workbook(
-            model, tok, "the cat sat on", tmp_path / f"{shared}.xlsx", typed_prompt=shape == "micro"
-        ).path  # micro: with the BPE tab
-    old, new = _cells(books[False]), _cells(books[True])
-    assert old.keys() == new.keys()
-    padded = _array_cells(books[False])
-    assert padded == _array_cells(books[True])
-    n_formulas = 0
-    built = ("Guide", _built_cell(books[False]))
-    for key, (value, kind, style) in old.items():
-        if key == built:
-            continue  # the build time
-        if key in padded:
-            assert value == 0 and new[key][1:] == (kind, style) and isinstance(new[key][0], (int, float)), key
-            continue
-        assert new[key] == (value, kind, style), key
-        n_formulas += kind == "f"
-    assert n_formulas > 1000 if shape != "micro" else n_formulas > 500
-    with zipfile.ZipFile(books[True]) as z:  # the new path really wrote shared formulas
+    monkeypatch.setattr(writer, "SHARED_VERIFY", "all")
+    result = writer.build_workbook(  # micro: with the BPE tab
+        model, tok, "the cat sat on", tmp_path / "b.xlsx", typed_prompt=shape == "micro"
+    )
+    got, layout = _written(result.path), result.layout
+    n_cells = 0
+    for region in layout.regions.values():
+        # (the Prompt tab's id cells are in General, not the region's "0": so the books were recorded)
+        number_format = "General" if region.name == "prompt.ids" else region.number_format
+        for i in range(region.rows) if region.formula else ():
+            for j in region.columns():
+                cell = (region.tab, region.top + i, region.left + j)
+                assert got[cell] == (region.formula(i, j), number_format), (region.name, cell)
+                n_cells += 1
+        for r0, c0, r1, c1, text in region.arrays:
+            ref = a1.span(r0, c0, r1, c1, (False, False), (False, False)) if (r0, c0) != (r1, c1) else a1.cell(r0, c0)
+            assert got[(region.tab, r0, c0)] == ((ref, text), number_format), region.name
+            n_cells += 1
+    assert n_cells > (1000 if shape != "micro" else 500)
+    if shape == "micro":
+        formulas = [c for c in bpe.BpeSheet(layout).cells() if c.kind == "formula"]
+        for c in formulas:
+            assert got[(bpe.NAME, c.row, c.col)] == (c.content, c.fmt or "General"), (c.row, c.col)
+        assert len(formulas) > 1000
+    with zipfile.ZipFile(result.path) as z:  # and they were written as shared formulas
         names = re.findall(r'<sheet name="([^"]+)"', z.read("xl/workbook.xml").decode())
         sheet = lambda name: z.read(f"xl/worksheets/sheet{names.index(name) + 1}.xml")  # noqa: E731
         assert b't="shared"' in sheet("Block 0") and b'<f t="array"' in sheet("Block 0")
         if shape == "micro":
-            assert sheet("BPE").count(b'<f t="shared" ref=') > 100
-
-
-def _built_cell(path) -> str:
-    ws = openpyxl.load_workbook(path, read_only=True)["Guide"]
-    for row in ws.iter_rows():
-        for c in row:
-            if c.value == "built":
-                return f"B{c.row}"
-    raise AssertionError("no 'built' row on the Guide tab")
+            assert sheet(bpe.NAME).count(b'<f t="shared" ref=') > 100
 
 
 @pytest.mark.parametrize("shape", ["micro", "one-head"])
 def test_shared_formula_book_passes_check(tmp_path, model_dir, shape):
     from sheetgpt import libreoffice
-    from sheetgpt.build import build_workbook
+    from sheetgpt.book.writer import build_workbook
     from sheetgpt.check import check_book
     from sheetgpt.checkpoint import load_model
     from sheetgpt.tokenizer import Tokenizer
@@ -282,26 +256,26 @@ def test_shared_formula_book_passes_check(tmp_path, model_dir, shape):
 
 def test_shared_groups_split_where_shifting_does_not_give_the_cell_its_text():
     def same(i, j):  # one formula up to relative references
-        return f"{fast_xlsx.col_letters(2 + j)}{i + 5}*$A$1+SUM($C{i + 5}:$F{i + 5})"
+        return f"{a1.col_name(2 + j)}{i + 5}*$A$1+SUM($C{i + 5}:$F{i + 5})"
 
-    assert fast_xlsx.shared_groups(same, (0, 4, 0, 3), 4, 2, "all") == [(0, 4, 0, 3, same(0, 0), True)]
+    assert shared.shared_groups(same, (0, 4, 0, 3), 4, 2, "all") == [(0, 4, 0, 3, same(0, 0), True)]
 
     def per_row(i, j):  # a constant that changes from row to row
         return f"$C{i + 5}+{i}"
 
-    groups = fast_xlsx.shared_groups(per_row, (0, 3, 0, 4), 4, 2, "all")
+    groups = shared.shared_groups(per_row, (0, 3, 0, 4), 4, 2, "all")
     assert groups == [(i, i + 1, 0, 4, per_row(i, 0), True) for i in range(3)]
 
     def per_pair(i, j):  # a constant that changes within a row: a group per run of columns
         return f"$C{i + 5}*{j // 2}"
 
-    groups = fast_xlsx.shared_groups(per_pair, (0, 2, 0, 4), 4, 2, "all")
+    groups = shared.shared_groups(per_pair, (0, 2, 0, 4), 4, 2, "all")
     assert groups == [(0, 2, 0, 2, per_pair(0, 0), True), (0, 2, 2, 4, per_pair(0, 2), True)]
 
     def first_row_and_one_cell(i, j):  # a first row of its own, and one odd cell (groups of one cell are plain)
         return "$A$1" if i == 0 else "$B$1" if (i, j) == (2, 1) else f"$C{i + 4}"
 
-    groups = fast_xlsx.shared_groups(first_row_and_one_cell, (0, 4, 0, 3), 4, 2, "all")
+    groups = shared.shared_groups(first_row_and_one_cell, (0, 4, 0, 3), 4, 2, "all")
     f = first_row_and_one_cell
     assert groups == [
         (0, 1, 0, 3, f(0, 0), True),
@@ -320,10 +294,10 @@ def test_sampled_verification_sees_a_cell_that_differs_on_an_edge_or_the_diagona
         def formula(i, j, odd=odd):
             return "$A$1" if (i, j) == odd else f"C{i + 1}"
 
-        groups = fast_xlsx.shared_groups(formula, (0, rows, 0, cols), 0, 2, "sample")
+        groups = shared.shared_groups(formula, (0, rows, 0, cols), 0, 2, "sample")
         assert len(groups) > 1, odd
         assert all(
-            formula(i, j) == fast_xlsx_shift(g, i, j)
+            formula(i, j) == shifted(g, i, j)
             for g in groups
             for i in range(g[0], g[1])
             for j in range(g[2], g[3])
@@ -331,7 +305,7 @@ def test_sampled_verification_sees_a_cell_that_differs_on_an_edge_or_the_diagona
         ), odd
 
 
-def fast_xlsx_shift(group, i, j):
+def shifted(group, i, j):
     from sheetgpt.formula import shift_formula
 
     return shift_formula(group[4], i - group[0], j - group[2])
@@ -349,8 +323,8 @@ def test_cells_merge_into_the_skeletons_rows_in_column_order():
     wb.close()
     xml = zipfile.ZipFile(skel).read("xl/worksheets/sheet1.xml")
     values = np.array([[1.5, np.nan, 0.25], [2.0, 3.0, -1e-300], [4.0, 5.0, 6.0]])
-    block = fast_xlsx.FormulaBlock(2, 2, values, 0, [(0, 3, 0, 3)], lambda i, j: f'IF(A{i + 3}>0,"<&>",{i})')
-    out = fast_xlsx.formula_sheet_xml(xml, [block], "all")
+    block = shared.FormulaBlock(2, 2, values, 0, [(0, 3, 0, 3)], lambda i, j: f'IF(A{i + 3}>0,"<&>",{i})')
+    out = sheet_xml.formula_sheet_xml(xml, [block], "all")
     path = io.BytesIO()
     with zipfile.ZipFile(skel) as src, zipfile.ZipFile(path, "w") as dst:
         for name in src.namelist():
@@ -388,4 +362,4 @@ def test_formula_sheet_writes_what_xlsxwriters_worksheet_writes():
         wb.close()
         return zipfile.ZipFile(buf).read("xl/worksheets/sheet1.xml")
 
-    assert sheet_xml(fast_xlsx.FormulaSheet) == sheet_xml(None)
+    assert sheet_xml(worksheet.FormulaSheet) == sheet_xml(None)

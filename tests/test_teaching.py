@@ -6,7 +6,8 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetgpt import libreoffice
+from sheetgpt import a1, libreoffice
+from sheetgpt.book.tabs import embeddings, predict
 from sheetgpt.check import check_book
 from sheetgpt.checkpoint import Model, load_model
 from sheetgpt.reference import cosine, next_token_probs
@@ -108,13 +109,14 @@ def test_a_two_block_book_of_a_larger_shape_has_every_tab(book):
 def test_temperature_edit_reshapes_the_distribution(book, model_dir):
     result = book("one-head", "the cat sat")
     tok = Tokenizer.from_dir(model_dir("one-head"))
-    probs = result.layout.regions["predict.probs"]
-    rc = libreoffice.recalculate(result.path, edits={("Predict", "C3"): 0.5}, sheets=["Predict"])
-    got = rc.numbers["Predict"][probs.top : probs.bottom + 1, probs.left]
+    probs = result.layout.region("predict.probs")
+    temperature = a1.cell(*predict.TEMPERATURE)
+    rc = libreoffice.recalculate(result.path, edits={(predict.NAME, temperature): 0.5}, sheets=[predict.NAME])
+    got = rc.numbers[predict.NAME][probs.top : probs.bottom + 1, probs.left]
     _, _, want = next_token_probs(result.trace["logits"][:, 0], 0.5)
     assert np.max(np.abs(got - want)) <= 1e-9 * want.max()
     assert got.max() > result.trace["predict.probs"].max()  # a lower temperature sharpens the distribution
-    top = rc.values["Predict"][probs.top : probs.top + 10, 8]  # the top-10 table follows
+    top = rc.values[predict.NAME][probs.top : probs.top + predict.TOP_K, predict.TOKEN_COL]  # the top-k table follows
     assert list(top) == [tok.display(int(i)) for i in np.argsort(-want, kind="stable")[:10]]
 
 
@@ -128,16 +130,18 @@ def test_editing_an_embeddings_token_gives_numpys_cosine(book, model_dir):
     wte = Model(model.config, {k: stored_values(v) for k, v in model.flat.items()}, model.path).flat["wte"]
     ids = [int(i) for i in result.trace["emb.ids"][:, 0]]
     new_a, new_q = 42, 137  # pair 1's first token, and the query of the nearest-tokens table
-    (ra, ca), (rq, cq) = layout.emb_input_cells()[0], layout.emb_input_cells()[layout.emb_query]
+    (ra, ca), (rq, cq) = embeddings.input_cells()[0], embeddings.input_cells()[embeddings.QUERY]
     edits = {
-        ("Embeddings", f"{chr(65 + ca)}{ra + 1}"): tok.display(new_a),
-        ("Embeddings", f"{chr(65 + cq)}{rq + 1}"): tok.display(new_q),
+        (embeddings.NAME, a1.cell(ra, ca)): tok.display(new_a),
+        (embeddings.NAME, a1.cell(rq, cq)): tok.display(new_q),
     }
-    rc = libreoffice.recalculate(result.path, edits=edits, sheets=["Embeddings"])
-    sheet = rc.numbers["Embeddings"]
+    rc = libreoffice.recalculate(result.path, edits=edits, sheets=[embeddings.NAME])
+    sheet = rc.numbers[embeddings.NAME]
     pairs, near = layout.regions["emb.pairs"], layout.regions["emb.near.query.id"]
-    assert sheet[ra, layout.EMB_ID_COL] == new_a
+    assert sheet[ra, embeddings.ID_COL] == new_a
     assert abs(sheet[pairs.top, pairs.left] - cosine(wte[new_a], wte[ids[1]])) <= 1e-12
     want = cosine(wte, wte[new_q][None, :])
-    assert list(sheet[near.top : near.bottom + 1, near.left].astype(int)) == list(np.argsort(-want, kind="stable")[:10])
-    assert rc.values["Embeddings"][near.top, near.left - 1] == tok.display(new_q)  # the token itself ranks first
+    assert list(sheet[near.top : near.bottom + 1, near.left].astype(int)) == list(
+        np.argsort(-want, kind="stable")[: embeddings.NEAREST]
+    )
+    assert rc.values[embeddings.NAME][near.top, near.left - 1] == tok.display(new_q)  # the token itself ranks first

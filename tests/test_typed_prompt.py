@@ -12,13 +12,15 @@ import random
 
 import numpy as np
 import pytest
-from xlsxwriter.utility import xl_rowcol_to_cell as a1
 
-from sheetgpt import bpe_sheet
+from sheetgpt import a1
 from sheetgpt import libreoffice as lo
-from sheetgpt.build import build_workbook
+from sheetgpt.book.tabs import bpe, predict
+from sheetgpt.book.tabs import prompt as prompt_tab
+from sheetgpt.book.writer import build_workbook
 from sheetgpt.check import check_book
 from sheetgpt.checkpoint import default_model_dir, load_model
+from sheetgpt.prompt import make_prompt, read_typed_prompt
 from sheetgpt.reference import gpt2
 from sheetgpt.tokenizer import Tokenizer
 
@@ -182,15 +184,21 @@ def _texts(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+TEXT_CELL = (prompt_tab.NAME, a1.cell(*prompt_tab.TYPED_TEXT))
+
+
 def _ranges(layout):
-    b = layout.bpe
-    ids = f"{a1(b.token_top, 2)}:{a1(b.token_top + layout.T - 1, 2)}"
-    top = layout.regions["predict.probs"].top
+    ids = layout.region("bpe.ids")
+    status = a1.cell(bpe.BpeSheet.STATUS, 1)
+    top = layout.region("predict.probs").top
     return [
-        (bpe_sheet.TAB, ids),
-        (bpe_sheet.TAB, f"B{b.STATUS + 1}:B{b.STATUS + 1}"),
-        (layout.PREDICT, f"{a1(top, 7)}:{a1(top, 7)}"),
-        (layout.PROMPT, "C3:C3"),
+        (bpe.NAME, a1.span(ids.top, ids.left, ids.bottom, ids.left, (False, False), (False, False))),
+        (bpe.NAME, f"{status}:{status}"),
+        (predict.NAME, a1.span(top, predict.ID_COL, top, predict.ID_COL, (False, False), (False, False))),
+        (
+            prompt_tab.NAME,
+            a1.span(*prompt_tab.PREDICT_AFTER, *prompt_tab.PREDICT_AFTER, (False, False), (False, False)),
+        ),
     ]
 
 
@@ -200,10 +208,14 @@ def test_typed_texts_tokenize_and_predict_like_the_reference(typed_book, small_m
     tok = Tokenizer.from_dir(small_model)
     layout = typed_book.layout
     model = load_model(small_model)
-    fitting = [t for t in _texts(400) if bpe_sheet.problem(t, tok, layout.typed, layout.T) is None]
+    fitting = [
+        t
+        for t in _texts(400)
+        if read_typed_prompt(t, tok, layout.typed, layout.T).problem(layout.typed, layout.T) is None
+    ]
     texts = fitting[:220]
     assert len(texts) >= 200
-    results, _ = lo.recalculate_texts(typed_book.path, (layout.PROMPT, "B4"), texts, _ranges(layout))
+    results, _ = lo.recalculate_texts(typed_book.path, TEXT_CELL, texts, _ranges(layout))
     pad = tok.vocab_size - 1
     for text, (ids_rows, status, top, c3) in zip(texts, results):
         ids = tok.encode(text)
@@ -231,7 +243,7 @@ def test_texts_beyond_the_limits_show_a_message(typed_book):
         "é" * (lim.max_word_bytes // 2 + 1): "bytes",  # Latin-1 letters are 2 UTF-8 bytes
         "§§§§§§§§ §§§§§§§ §§§§§§§": "Too many tokens",  # 3 words of 16 bytes, about 46 tokens
     }
-    results, _ = lo.recalculate_texts(typed_book.path, (layout.PROMPT, "B4"), list(cases), _ranges(layout))
+    results, _ = lo.recalculate_texts(typed_book.path, TEXT_CELL, list(cases), _ranges(layout))
     for (text, expect), (ids_rows, status, top, c3) in zip(cases.items(), results):
         message = status[0][0]
         assert expect in message, (text, message)
@@ -253,17 +265,19 @@ def test_check_passes_on_a_typed_book_libreoffice(typed_book):
     assert check_book(typed_book.path, engine="libreoffice").passed
 
 
-def test_plan_typed_prompt_limits_and_refusals(small_model):
-    from sheetgpt.build import plan_typed_prompt
+def test_make_prompt_limits_and_refusals(small_model):
     from sheetgpt.errors import SheetGPTError
 
     tok = Tokenizer.from_dir(small_model)
-    limits, rows = plan_typed_prompt("the cat", tok, None, 32, None)
-    assert rows == 16 and limits.max_words == 16 and limits.max_chars == 64 and limits.n_merges == len(tok.merges)
-    assert plan_typed_prompt("the cat", tok, None, 32, False) == (None, None)
-    assert plan_typed_prompt("日本", tok, None, 32, None) == (None, None)  # auto: falls back to token rows
+    prompt = make_prompt("the cat", tok, 32, typed=None)
+    limits = prompt.typed
+    assert len(prompt.ids) == 16 and limits.max_words == 16 and limits.max_chars == 64
+    assert limits.n_merges == len(tok.merges)
+    assert make_prompt("the cat", tok, 32, typed=False).typed is None
+    assert len(make_prompt("the cat", tok, 32, typed=False).ids) == len(tok.encode("the cat"))
+    assert make_prompt("日本", tok, 32, typed=None).typed is None  # auto: falls back to token rows
     with pytest.raises(SheetGPTError, match="--no-typed-prompt"):
-        plan_typed_prompt("日本", tok, None, 32, True)
+        make_prompt("日本", tok, 32, typed=True)
 
 
 def test_check_passes_on_a_typed_micro_book_with_the_formulas_engine(model_dir, tmp_path):
