@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sheetgpt import fast_xlsx
-from sheetgpt.build import build_workbook
+from sheetgpt.book.writer import build_workbook
+from sheetgpt.book.xlsx import deflate
 from sheetgpt.checkpoint import load_model
 from sheetgpt.random_model import SHAPES, make_random_model
 from sheetgpt.tokenizer import Tokenizer
@@ -123,7 +123,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     d = model_dir(args.width, 12 if args.width == 768 else args.blocks or 12)
-    print(f"nproc {os.cpu_count()}, compressor {fast_xlsx.COMPRESSOR} level {fast_xlsx.LEVEL}", flush=True)
+    print(f"nproc {os.cpu_count()}, compressor {deflate.COMPRESSOR} level {deflate.LEVEL}", flush=True)
     t0 = time.perf_counter()
     model = load_model(d)
     if args.blocks is not None:

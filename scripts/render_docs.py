@@ -76,7 +76,7 @@ def uno_main(req_path):
 def build_book(model_dir, prompt, out):
     from pathlib import Path
 
-    from sheetgpt.build import build_workbook
+    from sheetgpt.book.writer import build_workbook
     from sheetgpt.checkpoint import load_model
     from sheetgpt.cli_book import DEFAULT_PROMPT
     from sheetgpt.random_model import SHAPES, make_random_model

@@ -74,18 +74,3 @@ def stored_values(w: np.ndarray) -> np.ndarray:
     w = np.asarray(w)
     m, k = decompose(w.ravel())
     return compose(m, k).reshape(w.shape)
-
-
-def to_text(m: np.ndarray, k: np.ndarray) -> list[str]:
-    """Decimal texts for (m, k), plain notation ('-0.0123', '12.5'); used by small writers and tests."""
-    out = []
-    for a, b in zip(m.tolist(), k.tolist()):
-        s = str(abs(a))
-        if b <= 0:
-            text = s + "0" * (-b)
-        elif b < len(s):
-            text = s[:-b] + "." + s[-b:]
-        else:
-            text = "0." + "0" * (b - len(s)) + s
-        out.append("-" + text if a < 0 else text)
-    return out
