@@ -39,7 +39,7 @@ from ... import a1
 from ...prompt import DIGIT, LETTER, OTHER, SPACE, UNKNOWN
 from ...tokenizer import ENDOFTEXT
 from .. import cells
-from ..layout import INPUT, Layout, Region, Tab
+from ..layout import FRAME_ROWS, INPUT, Layout, Region, Tab
 from ..xlsx.shared import FormulaBlock
 from ..xlsx.worksheet import style_index
 from . import bytes_table, merges, prompt, vocab
@@ -144,10 +144,11 @@ class BpeSheet:
         return out
 
     def _frame(self, out, top: int, title: str, note: str, headers: list[tuple[int, str]]) -> None:
-        out.append(Cell(top - 3, 0, "title", title))
-        out.append(Cell(top - 2, 0, "note", note))
+        header = top - 1  # a section's frame is a region's: title, explanation, headers, then its rows
+        out.append(Cell(top - FRAME_ROWS, 0, "title", title))
+        out.append(Cell(top - FRAME_ROWS + 1, 0, "note", note))
         for c, h in headers:
-            out.append(Cell(top - 1, c, "header", h))
+            out.append(Cell(header, c, "header", h))
 
     def _slots(self, out, top: int, first_col: int, name: str) -> str:
         """Headers 1..word_bytes over a group of word_bytes columns (numbers shown as "name 1", ...); returns
@@ -396,7 +397,10 @@ class BpeSheet:
         self._slots(out, top, self.g_pos, "position")
         id_hdr = self._slots(out, top, self.g_new, "id")
         self._slots(out, top, self.g_tok, "token")
-        slot = lambda c: a1.cell(top - 1, c, row_abs=True)  # noqa: E731  a column's slot number, in its header
+
+        def slot(c: int) -> str:  # a column's slot number, in its header
+            return a1.cell(top - 1, c, row_abs=True)
+
         for w in range(self.n_words):
             row = top + w
 
