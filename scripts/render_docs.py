@@ -101,7 +101,8 @@ def build_book(model_dir, prompt, out):
 
 def jobs_for(result, outdir, workdir):
     """(sheet, A1 range, png name) for each picture, sized from the book's layout."""
-    from xlsxwriter.utility import xl_rowcol_to_cell as a1
+    from sheetgpt.a1 import cell as a1
+    from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, predict, vocab
 
     layout = result.layout
     T = layout.T
@@ -110,18 +111,18 @@ def jobs_for(result, outdir, workdir):
     weights = R[f"h.{last}.attn.weights"]
     lens_out = R["lens.out"]
     norm = R["h.0.ln_1.norm"]
-    n_tabs = next(k for k, t in enumerate(layout.tabs) if t.name == layout.VOCAB)
+    n_tabs = next(k for k, t in enumerate(layout.tabs) if t.name == vocab.NAME)
     jobs = [
-        (layout.GUIDE, "A1:" + a1(22 + n_tabs, 1), "guide"),
-        (layout.block_tab(0), "A1:" + a1(norm.bottom, min(norm.right, 11)), "block0"),
+        (guide.NAME, "A1:" + a1(22 + n_tabs, 1), "guide"),
+        (block.name(0), "A1:" + a1(norm.bottom, min(norm.right, 11)), "block0"),
         (
-            layout.block_tab(last),
+            block.name(last),
             a1(weights.top - 5, 0) + ":" + a1(weights.bottom, min(weights.right, 2 + 2 * (T + 1) - 2)),
             "attention",
         ),
-        (layout.PREDICT, "A1:" + a1(layout.regions["predict.probs"].top + 30, 13), "predict"),
-        (layout.LENS, "A1:" + a1(lens_out.bottom, min(lens_out.right, 9)), "logit_lens"),
-        (layout.EMBEDDINGS, "A1:" + a1(R["emb.near.query"].bottom, 11), "embeddings"),
+        (predict.NAME, "A1:" + a1(R["predict.probs"].top + 30, 13), "predict"),
+        (logit_lens.NAME, "A1:" + a1(lens_out.bottom, min(lens_out.right, 9)), "logit_lens"),
+        (embeddings.NAME, "A1:" + a1(R["emb.near.query"].bottom, 11), "embeddings"),
     ]
     return [
         {
