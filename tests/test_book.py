@@ -7,7 +7,7 @@ import openpyxl
 import pytest
 
 from sheetgpt import a1, libreoffice
-from sheetgpt.book.tabs import predict
+from sheetgpt.book.tabs import logits, predict
 from sheetgpt.book.tabs import prompt as prompt_tab
 from sheetgpt.book.writer import build_workbook
 from sheetgpt.check import check_book
@@ -67,8 +67,8 @@ def test_editing_a_token_in_libreoffice_gives_the_new_prompts_prediction(book, m
     got_id = rc.numbers[prompt_tab.NAME][row, prompt_tab.ID_COL]
     assert got_id == new_ids[1]
     region = result.layout.region("logits")
-    logits = rc.numbers[region.tab][region.top : region.bottom + 1, region.left]
-    assert np.max(np.abs(logits - want)) <= 1e-9 * np.max(np.abs(want))
+    got_logits = rc.numbers[region.tab][region.top : region.bottom + 1, region.left]
+    assert np.max(np.abs(got_logits - want)) <= 1e-9 * np.max(np.abs(want))
     top_token = rc.values[predict.NAME][result.layout.region("predict.probs").top, predict.TOKEN_COL]
     assert top_token == tok.display(int(np.argmax(want)))
 
@@ -81,7 +81,7 @@ def test_an_unknown_token_text_shows_a_message_not_a_cascade_of_errors(book):
     rc = libreoffice.recalculate(result.path, edits={(name, a1.cell(row, prompt_tab.TEXT_COL)): "no such token here"})
     assert rc.numbers[name][row, prompt_tab.ID_COL] == -1
     assert "not in the vocabulary" in rc.values[name][row, prompt_tab.NOTE_COL]
-    assert not rc.errors["Logits"] and not rc.errors[predict.NAME]
+    assert not rc.errors[logits.NAME] and not rc.errors[predict.NAME]
     probs = result.layout.region("predict.probs")
     assert np.isfinite(rc.numbers[predict.NAME][probs.top, probs.left])
 

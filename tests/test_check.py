@@ -263,7 +263,7 @@ def test_a_shifted_average_range_fails_the_layer_norm_mean(good, tmp_path):
         return xml.replace(f"<f>{src}</f>", f"<f>{dst}</f>")
 
     bad = assert_caught(
-        edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 0", edit),
+        edit_sheet_xml(path, tmp_path / "b.xlsx", block.name(0), edit),
         "h.0.ln_1.mean",
         where(layout, "h.0.ln_1.mean", 3, 0),
     )
@@ -275,7 +275,7 @@ def test_sum_instead_of_average_fails_the_second_layer_norm_mean(good, tmp_path)
 
     def edit(wb):
         region = layout.regions["h.1.ln_2.mean"]
-        cell = wb["Block 1"].cell(region.top + 1 + 5, region.left + 1)
+        cell = wb[block.name(1)].cell(region.top + 1 + 5, region.left + 1)
         assert cell.value.startswith("=AVERAGE(")
         cell.value = cell.value.replace("AVERAGE", "SUM")
 
@@ -296,7 +296,7 @@ def test_a_dropped_bias_fails_the_attention_projection(good, tmp_path):
         return xml.replace(bias, "")
 
     assert_caught(
-        edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 0", edit),
+        edit_sheet_xml(path, tmp_path / "b.xlsx", block.name(0), edit),
         "h.0.attn.c_attn",
         where(layout, "h.0.attn.c_attn", 0, 0),
         formula_has="{=MMULT(",
@@ -312,7 +312,7 @@ def test_a_mask_that_hides_the_diagonal_fails_at_the_first_token(good, tmp_path)
         return new
 
     bad = assert_caught(
-        edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 1", edit),
+        edit_sheet_xml(path, tmp_path / "b.xlsx", block.name(1), edit),
         "h.1.attn.masked",
         where(layout, "h.1.attn.masked", 0, 0),
         formula_has=">=",
@@ -329,7 +329,7 @@ def test_a_removed_mask_lets_a_token_see_the_future(good, tmp_path):
         return new
 
     bad = assert_caught(
-        edit_sheet_xml(path, tmp_path / "b.xlsx", "Block 0", edit),
+        edit_sheet_xml(path, tmp_path / "b.xlsx", block.name(0), edit),
         "h.0.attn.masked",
         where(layout, "h.0.attn.masked", 0, 1),
     )
@@ -339,7 +339,7 @@ def test_a_removed_mask_lets_a_token_see_the_future(good, tmp_path):
 def test_a_deleted_row_of_a_block_tab_fails_where_the_rows_shift(good, tmp_path):
     path, layout = good
     res_1 = layout.regions["h.0.res_1"]
-    edited = edit_with_openpyxl(path, tmp_path / "b.xlsx", lambda wb: wb["Block 0"].delete_rows(res_1.top + 1 + 4))
+    edited = edit_with_openpyxl(path, tmp_path / "b.xlsx", lambda wb: wb[block.name(0)].delete_rows(res_1.top + 1 + 4))
     assert_caught(edited, "h.0.res_1", where(layout, "h.0.res_1", 4, 0))
 
 
@@ -393,7 +393,7 @@ def test_json_and_junit_reports_parse_and_agree_with_the_verdict(good, tmp_path)
         (path, 0),
         (
             edit_sheet_xml(
-                path, tmp_path / "bad.xlsx", "Block 0", lambda x: x.replace("+'h.0.attn.c_attn.b'!$A$1:$AJ$1", "")
+                path, tmp_path / "bad.xlsx", block.name(0), lambda x: x.replace("+'h.0.attn.c_attn.b'!$A$1:$AJ$1", "")
             ),
             1,
         ),
