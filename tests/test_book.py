@@ -138,3 +138,41 @@ def test_weight_tabs_round_trip_the_float32_checkpoint(book, model_dir):
         got = np.array([[c for c in row] for row in wb[name].iter_rows(values_only=True)], dtype=np.float64)
         want = model.flat[name].reshape(got.shape)
         assert np.array_equal(got.astype(np.float32), want), name
+
+
+def test_a_typed_prompt_book_tokenizes_its_prompt_once(tmp_path, monkeypatch):
+    """The Prompt value is made once and handed to every tab: one trace of the text, no other encode."""
+    from sheetgpt.checkpoint import default_model_dir
+
+    d = default_model_dir()
+    model, tok = load_model(d), Tokenizer.from_dir(d)
+    calls = []
+    for name in ("encode", "trace", "pretokenize"):
+        real = getattr(Tokenizer, name)
+        monkeypatch.setattr(
+            Tokenizer, name, lambda self, text, real=real, name=name: calls.append(name) or real(self, text)
+        )
+    result = build_workbook(model, tok, "Mike is quick. He moves", tmp_path / "b.xlsx", typed_prompt=True)
+    assert result.layout.typed is not None
+    assert calls == ["trace", "pretokenize"]  # trace pre-tokenizes the text, once
+
+
+def test_a_new_tab_is_one_module_and_one_line_in_tabs(tmp_path, model_dir, monkeypatch):
+    """A tab module added to TABS is laid out, written, listed on the Guide and left alone by check."""
+    import types
+
+    from sheetgpt.book import tabs as tab_modules
+    from sheetgpt.book.layout import INPUT, Tab
+
+    notes = types.ModuleType("notes")
+    notes.tabs = lambda layout, placed: [Tab("Notes", INPUT)]
+    notes.write = lambda out, tab: out.sheet(tab).write_string(0, 0, "a teacher's notes") or 0
+    k = tab_modules.TABS.index(tab_modules.vocab)
+    monkeypatch.setattr(tab_modules, "TABS", (*tab_modules.TABS[:k], notes, *tab_modules.TABS[k:]))
+    d = model_dir("micro")
+    result = build_workbook(load_model(d), Tokenizer.from_dir(d), "the cat sat", tmp_path / "b.xlsx")
+    wb = openpyxl.load_workbook(result.path)
+    assert wb.sheetnames.index("Notes") == wb.sheetnames.index("vocab") - 1
+    assert wb["Notes"]["A1"].value == "a teacher's notes"
+    assert any(c.value == "Notes" for row in wb["Guide"].iter_rows() for c in row)
+    assert check_book(result.path).passed
