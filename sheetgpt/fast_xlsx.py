@@ -233,7 +233,7 @@ def shared_groups(
     into the runs of equal R1C1 forms in each row, runs of the same columns and form in
     consecutive rows joined (a group of one cell is a plain formula).
     """
-    from .formula import column_keys, to_r1c1
+    from .engine.r1c1 import column_keys, to_r1c1
 
     i0, i1, j0, j1 = rect
     master = formula(i0, j0)

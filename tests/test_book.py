@@ -6,10 +6,10 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetgpt import libreoffice
 from sheetgpt.build import build_workbook
 from sheetgpt.check import check_book
 from sheetgpt.checkpoint import Model, load_model
+from sheetgpt.engine import libreoffice
 from sheetgpt.errors import SheetGPTError
 from sheetgpt.reference import gpt2
 from sheetgpt.stages import PROMPT_TOP

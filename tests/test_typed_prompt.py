@@ -15,10 +15,10 @@ import pytest
 from xlsxwriter.utility import xl_rowcol_to_cell as a1
 
 from sheetgpt import bpe_sheet
-from sheetgpt import libreoffice as lo
 from sheetgpt.build import build_workbook
 from sheetgpt.check import check_book
 from sheetgpt.checkpoint import default_model_dir, load_model
+from sheetgpt.engine import libreoffice as lo
 from sheetgpt.reference import gpt2
 from sheetgpt.tokenizer import Tokenizer
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import WorkbookError
+from ..a1 import MAX_COLS, MAX_ROWS, col_index, parse_range
+from ..a1 import cell as cell_name
+from ..errors import WorkbookError
+from .r1c1 import shift_formula
 
-MAX_ROWS = 1_048_576
-MAX_COLS = 16_384
 MAX_MEMBER_BYTES = 4 << 30  # decompressed size of one zip member
 MAX_RATIO = 1000  # compression ratio allowed beyond RATIO_FREE_BYTES
 RATIO_FREE_BYTES = 8 << 20
@@ -35,54 +36,6 @@ WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaf
 # (a teaching book) the second core saves more than starting a worker costs (a 7 MB book:
 # 0.235 s -> 0.17 s; 10 MB: 0.40 s -> 0.28 s). Not where fork is missing (Windows).
 PARALLEL_BYTES = 2 << 20
-
-ERROR_LITERALS = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
-
-
-# ----------------------------------------------------------------------------- refs
-
-
-def col_letter(c: int) -> str:
-    """0-based column index -> letters (0 -> 'A', 27 -> 'AB')."""
-    s = ""
-    c += 1
-    while c:
-        c, r = divmod(c - 1, 26)
-        s = chr(65 + r) + s
-    return s
-
-
-def col_index(letters: str) -> int:
-    """Column letters -> 0-based index ('A' -> 0, 'AB' -> 27)."""
-    n = 0
-    for ch in letters.upper():
-        n = n * 26 + (ord(ch) - 64)
-    return n - 1
-
-
-_REF_RE = re.compile(r"\$?([A-Za-z]{1,3})\$?([0-9]{1,7})")
-
-
-def parse_ref(ref: str) -> tuple[int, int]:
-    """'AB12' (or '$AB$12') -> 0-based (row, col) = (11, 27)."""
-    m = _REF_RE.fullmatch(ref)
-    if not m:
-        raise WorkbookError(f"bad cell reference {ref!r}")
-    return int(m.group(2)) - 1, col_index(m.group(1))
-
-
-def parse_range(ref: str) -> tuple[int, int, int, int]:
-    """'B5:E20' -> 0-based inclusive (r0, c0, r1, c1); a single cell is a 1x1 range."""
-    a, _, b = ref.partition(":")
-    r0, c0 = parse_ref(a)
-    r1, c1 = parse_ref(b) if b else (r0, c0)
-    return min(r0, r1), min(c0, c1), max(r0, r1), max(c0, c1)
-
-
-def cell_name(row: int, col: int) -> str:
-    """0-based (row, col) -> 'B5'."""
-    return f"{col_letter(col)}{row + 1}"
-
 
 # ----------------------------------------------------------------------------- model
 
@@ -116,10 +69,12 @@ class Sheet:
         cached=None,
         dims: tuple[int, int] = (0, 0),
         grid: np.ndarray | None = None,
+        has_gaps: bool = True,
     ):
         self.name = name
         self._numbers = numbers
         self._grid = grid
+        self._has_gaps = has_gaps
         self.strings = {} if strings is None else strings
         self.booleans = {} if booleans is None else booleans
         self.errors = {} if errors is None else errors
@@ -157,18 +112,14 @@ class Sheet:
     def full_grid(self) -> np.ndarray | None:
         """The grid, if every cell of ``dims`` holds a number (else None); read-only."""
         g = self._grid
-        if g is None or g.shape != tuple(self.dims) or getattr(self, "_has_gaps", True):
+        if g is None or g.shape != tuple(self.dims) or self._has_gaps:
             return None
         return self.dense()
 
     @property
     def n_numbers(self) -> int:
         if self._numbers is None and self._grid is not None:
-            return (
-                int(self._grid.size - np.isnan(self._grid).sum())
-                if getattr(self, "_has_gaps", True)
-                else self._grid.size
-            )
+            return int(self._grid.size - np.isnan(self._grid).sum()) if self._has_gaps else self._grid.size
         return len(self.numbers[2])
 
     def __repr__(self) -> str:
@@ -195,11 +146,13 @@ def _open_zip(path) -> zipfile.ZipFile:
     for info in zf.infolist():
         if info.file_size > MAX_MEMBER_BYTES:
             raise WorkbookError(
-                f"{path}: zip member {info.filename} declares {info.file_size} bytes (limit {MAX_MEMBER_BYTES}); refusing a possible zip bomb"
+                f"{path}: zip member {info.filename} declares {info.file_size} bytes (limit {MAX_MEMBER_BYTES}); "
+                "refusing a possible zip bomb"
             )
         if info.file_size > RATIO_FREE_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
             raise WorkbookError(
-                f"{path}: zip member {info.filename} has compression ratio > {MAX_RATIO}:1; refusing a possible zip bomb"
+                f"{path}: zip member {info.filename} has compression ratio > {MAX_RATIO}:1; "
+                "refusing a possible zip bomb"
             )
     return zf
 
@@ -298,14 +251,12 @@ def _shared_strings(zf: zipfile.ZipFile, name: str | None) -> list[str]:
     for data in _stream(zf, name):
         buf += data
         cut = buf.rfind(b"</si>")
-        cut2 = buf.rfind(b"/>")
         # process everything up to the last complete <si> element
-        end = max(cut + 5 if cut >= 0 else -1, -1)
+        end = cut + 5 if cut >= 0 else -1
         if end <= 0:
             if len(buf) > MAX_ROW_XML_BYTES:
                 raise WorkbookError(f"{zf.filename}: a shared string is larger than {MAX_ROW_XML_BYTES} bytes")
             continue
-        del cut2
         out.extend(_text_of(m or b"") for m in _SI_RE.findall(buf, 0, end))
         buf = buf[end:]
     out.extend(_text_of(m or b"") for m in _SI_RE.findall(buf))
@@ -319,18 +270,6 @@ def _resolve(base_dir: str, target: str) -> str:
 
 
 # ----------------------------------------------------------------------------- sheet XML
-
-_LETTERS: dict[bytes, int] = {}
-
-
-def _col_of(letters: bytes) -> int:
-    c = _LETTERS.get(letters)
-    if c is None:
-        c = col_index(letters.decode())
-        if len(_LETTERS) < 100_000:
-            _LETTERS[letters] = c
-    return c
-
 
 # numeric fast path (numpy over the chunk's bytes): see _SheetParser.fast
 _ROW_RE = re.compile(rb"<(?:\w+:)?row\b([^>]*?)(/?)>")
@@ -470,8 +409,6 @@ class Formulas:
         return len(self.texts) + len(self.arrays) + sum(len(g[3]) for g in self.shared)
 
     def __iter__(self):
-        from .formula import shift_formula
-
         rows, cols = self.rows, self.cols
         for r, c, t in zip(rows.tolist(), cols.tolist(), self.texts):
             yield (r, c, t, None)
@@ -490,9 +427,13 @@ class Formulas:
 class _LazyDict(dict):
     """A dict filled on first use from columnar data (cached values of formula cells)."""
 
-    def __init__(self):
-        super().__init__()
-        self._parts: list = []
+    def __init__(self, filled: dict | None = None, parts: list | None = None):
+        super().__init__(filled or {})
+        self._parts: list = parts or []
+
+    def pending(self) -> bool:
+        """Whether values are still waiting in columnar form (so that no key is listed yet)."""
+        return bool(self._parts)
 
     def add_many(self, rows, cols, values: list) -> None:
         self._parts.append((rows, cols, values))
@@ -504,7 +445,7 @@ class _LazyDict(dict):
                 if v is not None:
                     dict.__setitem__(self, (r, c), unescape(v))
 
-    def _filled(name):  # noqa: N805
+    def _filled(name):
         def method(self, *a, **k):
             if self._parts:
                 self._fill()
@@ -531,14 +472,7 @@ class _LazyDict(dict):
     del _m, _filled
 
     def __reduce__(self):
-        return (_lazy_dict, (dict(dict.items(self)), self._parts))
-
-
-def _lazy_dict(filled: dict, parts: list) -> _LazyDict:
-    d = _LazyDict()
-    dict.update(d, filled)
-    d._parts = parts
-    return d
+        return (_LazyDict, (dict(dict.items(self)), self._parts))
 
 
 def _values_between(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
@@ -671,7 +605,7 @@ class _SheetParser:
         if n == 0:
             return True
         if rows.max() >= MAX_ROWS or cols.max() >= MAX_COLS:
-            self._limits(int(rows.max()), int(cols.max()))
+            self.check_limits(int(rows.max()), int(cols.max()))
         key = rows * MAX_COLS + cols
         if (n > 1 and not (np.diff(key) > 0).all()) or (rows < 0).any() or (cols < 0).any():
             return False
@@ -796,10 +730,10 @@ class _SheetParser:
                 raise WorkbookError(f"{self.where}: bad row number {attrs[b'r'][:20]!r}") from None
         else:
             r = previous + 1
-        self._limits(r, 0)
+        self.check_limits(r, 0)
         return r
 
-    def _limits(self, r: int, c: int) -> None:
+    def check_limits(self, r: int, c: int) -> None:
         if r >= MAX_ROWS or r < 0:
             raise WorkbookError(f"{self.where}: row {r + 1} is beyond Excel's {MAX_ROWS} rows")
         if c >= MAX_COLS or c < 0:
@@ -828,12 +762,12 @@ class _SheetParser:
                 if not m:
                     raise WorkbookError(f"{self.where}: bad cell reference {ref[:20]!r}")
                 r, c = int(m.group(2)) - 1, col_index(m.group(1).decode())
-                self._limits(r, c)
+                self.check_limits(r, c)
                 if r != self.row:
                     self.row = r
             else:
                 r, c = self.row, self.col + 1
-                self._limits(max(r, 0), c)
+                self.check_limits(max(r, 0), c)
             if r < 0:
                 r = self.row = 0
             self.col = c
@@ -897,7 +831,7 @@ class _SheetParser:
                 rng = parse_range(ref.decode()) if ref else (r, c, r, c)
             except WorkbookError:
                 raise WorkbookError(f"{where}: bad array range {ref[:30]!r}") from None
-            self._limits(rng[2], rng[3])
+            self.check_limits(rng[2], rng[3])
             self.max_r = max(self.max_r, rng[2])
             self.max_c = max(self.max_c, rng[3])
             self.formulas.arrays.append((r, c, ftext, rng))
@@ -922,7 +856,7 @@ class _SheetParser:
         self.vals.append(v)
         self.pending_r, self.pending_c, self.pending_v = [], [], []
 
-    def finish(self, dim: tuple[int, int] | None) -> Sheet:
+    def finish(self) -> Sheet:
         self._flush()
         if self.rows:
             rows = np.concatenate(self.rows)
@@ -944,16 +878,16 @@ class _SheetParser:
                     self.max_r = max(self.max_r, m)
                 else:
                     self.max_c = max(self.max_c, m)
-        for r, c, _, rs, cs in f.shared:
+        for _, _, _, rs, cs in f.shared:
             self.max_r, self.max_c = max(self.max_r, max(rs)), max(self.max_c, max(cs))
         for r, c, _, _ in f.arrays:
             self.max_r, self.max_c = max(self.max_r, r), max(self.max_c, c)
-        if not self.cached._parts:
+        if not self.cached.pending():
             for r, c in self.cached:
                 self.max_r, self.max_c = max(self.max_r, r), max(self.max_c, c)
         dims = (self.max_r + 1, self.max_c + 1)
-        sheet = Sheet(
-            self.name,
+        parts = dict(
+            name=self.name,
             strings=self.strings,
             booleans=self.booleans,
             errors=self.errors,
@@ -964,18 +898,14 @@ class _SheetParser:
         if len(vals) >= (dims[0] * dims[1]) // 2 and len(vals) > 0:
             grid = np.full(dims, np.nan)
             grid[rows, cols] = vals
-            sheet._grid = grid
-            sheet._has_gaps = bool(np.isnan(grid).any())
-        else:
-            sheet._numbers = (rows, cols, vals)
-        return sheet
+            return Sheet(**parts, grid=grid, has_gaps=bool(np.isnan(grid).any()))
+        return Sheet(**parts, numbers=(rows, cols, vals))
 
 
 def _read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sheet:
     p = _SheetParser(str(zf.filename), name, sst)
     buf = b""
     state = 0  # 0: before <sheetData>, 1: inside, 2: after
-    dim = None
     for data in _stream(zf, part):
         buf += data
         if state == 0:
@@ -990,7 +920,7 @@ def _read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sh
             if dm:
                 ref = _attrs(dm.group(1)).get(b"ref", b"")
                 for m in _CELLREF_RE.finditer(ref):
-                    p._limits(int(m.group(2)) - 1, col_index(m.group(1).decode()))
+                    p.check_limits(int(m.group(2)) - 1, col_index(m.group(1).decode()))
             j = buf.find(b">", i)
             if j < 0:
                 continue
@@ -1018,7 +948,7 @@ def _read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sh
         raise WorkbookError(f"{zf.filename}: {part} has no <sheetData>")
     if state == 1:
         raise WorkbookError(f"{zf.filename}: {part} is truncated (no </sheetData>)")
-    return p.finish(dim)
+    return p.finish()
 
 
 # ----------------------------------------------------------------------------- workbook
@@ -1087,7 +1017,7 @@ def read_workbook(path, sheets=None, progress=None) -> Book:
         size = sum(zf.getinfo(part).file_size for _, part in todo)
         workers = min(WORKERS, len(todo))
         if workers > 1 and size >= PARALLEL_BYTES and _can_fork():
-            out = _read_parallel(path, todo, sst, workers, progress)
+            out = read_parallel(path, todo, sst, workers, progress)
         else:
             out = {}
             for nm, part in todo:
@@ -1112,7 +1042,7 @@ def _read_one(path, part: str, name: str) -> tuple[str, Sheet, int]:
         return name, _read_sheet(zf, part, name, _SST), zf.getinfo(part).file_size
 
 
-def _read_parallel(path, todo, sst, workers: int, progress) -> dict[str, Sheet]:
+def read_parallel(path, todo, sst, workers: int, progress) -> dict[str, Sheet]:
     """Sheets read by ``workers`` forked processes, largest first (decompression and the
     number parsing are CPU bound; each worker opens the zip itself)."""
     import multiprocessing
