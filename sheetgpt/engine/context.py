@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..errors import WorkbookError
 from .functions import FUNCTIONS
 from .operators import binary
-from .parser import Bin, Bool, Call, Err, Missing, Neg, Node, Num, Pct, Ref, Str
+from .parser import Bin, Bool, Call, Err, Missing, Neg, Node, Num, Pct, Ref, Str, operands
 from .store import CellRange, Store
 from .values import BOOL, ERR, TEXT, Batch, const, empty, numbers, to_num
 
@@ -53,6 +55,7 @@ class Context:
             return x
         if x is None:
             return empty()
+        self.store.check_area(x, self.where)
         if len(x.r0) == 1 and len(x.c0) == 1:
             return self.store.block(x.sheet, int(x.r0[0]), int(x.c0[0]), x.h, x.w)
         B = max(len(x.r0), len(x.c0))
@@ -66,7 +69,24 @@ class Context:
     # -- evaluation
     def eval(self, node: Node) -> Batch | CellRange | None:
         """The node's value: a Batch, a CellRange for a reference (functions such as INDEX and
-        SUMPRODUCT read ranges lazily), or None for a missing argument."""
+        SUMPRODUCT read ranges lazily), or None for a missing argument. Operands are evaluated
+        left to right, with a stack of their own rather than recursion (a formula of 8,192
+        characters can be a chain of 4,096 operators)."""
+        todo: list = [node]  # nodes to evaluate, and _Apply markers of those whose operands are done
+        done: list = []  # values of evaluated operands, in order
+        while todo:
+            node = todo.pop()
+            t = type(node)
+            if t is _Apply:
+                done.append(self._apply(node.node, done))
+            elif t is Bin or t is Call or t is Neg or t is Pct:
+                todo.append(_Apply(node))
+                todo.extend(reversed(operands(node)))
+            else:
+                done.append(self._leaf(node))
+        return done[0]
+
+    def _leaf(self, node: Node) -> Batch | CellRange | None:
         t = type(node)
         if t is Num:
             return const(node.value)
@@ -76,17 +96,26 @@ class Context:
             return const(float(node.value), BOOL)
         if t is Err:
             return const(0.0, ERR[node.code])
-        if t is Missing:
-            return None
         if t is Ref:
             return self.ref(node)
-        if t is Neg:
-            num, err = to_num(self.val(self.eval(node.x)))
-            return numbers(-num, err)
-        if t is Pct:
-            num, err = to_num(self.val(self.eval(node.x)))
-            return numbers(num / 100.0, err)
+        assert t is Missing
+        return None
+
+    def _apply(self, node: Node, done: list) -> Batch | CellRange:
+        """An operator or a call on its operands' values, taken from the end of ``done``."""
+        t = type(node)
         if t is Bin:
-            return binary(node.op, self.val(self.eval(node.a)), self.val(self.eval(node.b)))
-        assert t is Call
-        return FUNCTIONS[node.name].run(self, [self.eval(a) for a in node.args])
+            b = self.val(done.pop())
+            return binary(node.op, self.val(done.pop()), b)
+        if t is Call:
+            args = done[len(done) - len(node.args) :]
+            del done[len(done) - len(node.args) :]
+            return FUNCTIONS[node.name].run(self, args)
+        num, err = to_num(self.val(done.pop()))
+        return numbers(-num if t is Neg else num / 100.0, err)
+
+
+class _Apply(NamedTuple):
+    """A marker on the evaluation stack: ``node``'s operands have been evaluated."""
+
+    node: Node

@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -40,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SheetGPTError, WorkbookError
+from .reader import check_members, read_small
 from .values import Values
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -107,21 +109,24 @@ def inject_sentinel(src: str | os.PathLike, dst: str | os.PathLike, name: str = 
     """Copy xlsx ``src`` to ``dst`` with one more (last, hidden) sheet holding the sentinel.
 
     Done on the zip parts directly (workbook.xml, its rels, [Content_Types].xml), so nothing else
-    in the book is rewritten. Raises WorkbookError if the book is not an xlsx we understand.
+    in the book is rewritten: every other member is copied as it is stored, never inflated, and
+    the zip is held to the reader's bounds (member count, duplicates, declared sizes). Raises
+    WorkbookError if the book is not an xlsx we understand.
     """
     try:
         zin = zipfile.ZipFile(src)
     except (OSError, zipfile.BadZipFile) as e:
         raise WorkbookError(f"{src}: not an xlsx file ({e})") from None
     with zin:
+        check_members(src, zin.infolist())
         names = zin.namelist()
         wb_path = "xl/workbook.xml"
         rels_path = "xl/_rels/workbook.xml.rels"
         if wb_path not in names or rels_path not in names or "[Content_Types].xml" not in names:
             raise WorkbookError(f"{src}: not an xlsx workbook (no xl/workbook.xml)")
-        wb = zin.read(wb_path).decode("utf-8")
-        rels = zin.read(rels_path).decode("utf-8")
-        ct = zin.read("[Content_Types].xml").decode("utf-8")
+        wb = read_small(zin, wb_path, 64 << 20).decode("utf-8")
+        rels = read_small(zin, rels_path, 16 << 20).decode("utf-8")
+        ct = read_small(zin, "[Content_Types].xml", 16 << 20).decode("utf-8")
         if re.search(rf'name="{re.escape(name)}"', wb):
             raise WorkbookError(f"{src}: already has a sheet named {name}")
         m = re.search(r"<(\w+:)?sheet\s[^>]*?(\w+):id=\"[^\"]*\"[^>]*/>", wb)
@@ -154,17 +159,49 @@ def inject_sentinel(src: str | os.PathLike, dst: str | os.PathLike, name: str = 
             f'<sheetData><row r="1"><c r="{SENTINEL_CELL}"><f>{SENTINEL_FORMULA}</f>'
             f"<v>{SENTINEL_CACHED}</v></c></row></sheetData></worksheet>"
         )
+        edited = {wb_path: wb, rels_path: rels, "[Content_Types].xml": ct}
         with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
             for info in zin.infolist():
-                data = zin.read(info.filename)
-                if info.filename == wb_path:
-                    data = wb.encode("utf-8")
-                elif info.filename == rels_path:
-                    data = rels.encode("utf-8")
-                elif info.filename == "[Content_Types].xml":
-                    data = ct.encode("utf-8")
-                zout.writestr(info, data)
+                if info.filename in edited:
+                    zout.writestr(info, edited[info.filename].encode("utf-8"))
+                else:
+                    _copy_raw(zin, zout, info)
             zout.writestr("xl/" + part, sheet_xml)
+
+
+def _copy_raw(zin: zipfile.ZipFile, zout: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Append one member to ``zout`` as ``zin`` stores it: its compressed bytes, copied in chunks.
+
+    zipfile has no call for this; it is done as ``ZipFile.writestr`` does it, on the attributes
+    the central directory is written from at close (``fp``, ``start_dir``, ``filelist``, ``NameToInfo``).
+    """
+    if info.flag_bits & 0x1:
+        raise WorkbookError(f"{zin.filename}: zip member {info.filename} is encrypted")
+    src = zin.fp
+    src.seek(info.header_offset)
+    local = src.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise WorkbookError(f"{zin.filename}: corrupt zip member {info.filename}")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    src.seek(info.header_offset + 30 + name_len + extra_len)
+    out = zipfile.ZipInfo(info.filename, info.date_time)
+    out.compress_type, out.CRC = info.compress_type, info.CRC
+    out.compress_size, out.file_size = info.compress_size, info.file_size
+    out.external_attr, out.create_system = info.external_attr, info.create_system
+    out.flag_bits = info.flag_bits & 0x800  # keep the UTF-8 name flag; sizes are in the header, no descriptor
+    zout.fp.seek(zout.start_dir)
+    out.header_offset = zout.fp.tell()
+    zout.fp.write(out.FileHeader(out.file_size > zipfile.ZIP64_LIMIT or out.compress_size > zipfile.ZIP64_LIMIT))
+    left = info.compress_size
+    while left:
+        chunk = src.read(min(left, 1 << 20))
+        if not chunk:
+            raise WorkbookError(f"{zin.filename}: zip member {info.filename} is truncated")
+        zout.fp.write(chunk)
+        left -= len(chunk)
+    zout.filelist.append(out)
+    zout.NameToInfo[out.filename] = out
+    zout.start_dir = zout.fp.tell()
 
 
 # --------------------------------------------------------------------------- running

@@ -18,6 +18,7 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
+from ..a1 import MAX_NESTING
 from ..errors import WorkbookError
 from .r1c1 import to_r1c1
 
@@ -78,17 +79,26 @@ class Call(NamedTuple):
 Node = Num | Str | Bool | Err | Missing | Ref | Neg | Pct | Bin | Call
 
 
+def operands(node: Node) -> tuple[Node, ...]:
+    """The nodes an operator or a call applies to, left to right; a leaf has none."""
+    t = type(node)
+    if t is Bin:
+        return (node.a, node.b)
+    if t is Call:
+        return node.args
+    if t is Neg or t is Pct:
+        return (node.x,)
+    return ()
+
+
 def walk(node: Node):
-    """The node and every node below it, parents first."""
-    yield node
-    if type(node) is Neg or type(node) is Pct:
-        yield from walk(node.x)
-    elif type(node) is Bin:
-        yield from walk(node.a)
-        yield from walk(node.b)
-    elif type(node) is Call:
-        for a in node.args:
-            yield from walk(a)
+    """The node and every node below it, parents first, left to right (without recursion: a
+    formula of 8,192 characters can be a chain of 4,096 operators)."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(operands(node)))
 
 
 _TOKEN_RE = re.compile(
@@ -188,6 +198,14 @@ class _Parser:
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0  # parentheses, calls and signs open around the token being read
+
+    def nest(self, step: int) -> None:
+        self.depth += step
+        if self.depth > MAX_NESTING:
+            raise WorkbookError(
+                f"formula {self.text[:60]!r}...: nested more than {MAX_NESTING} levels deep; refusing it"
+            )
 
     def peek(self):
         return self.toks[self.i] if self.i < len(self.toks) else ("end", None)
@@ -245,6 +263,7 @@ class _Parser:
             if self.peek() == ("op", ")"):
                 self.i += 1
                 return Call(v, ())
+            self.nest(1)
             while True:
                 if self.peek() in (("op", ","), ("op", ")")):
                     args.append(Missing())
@@ -255,14 +274,19 @@ class _Parser:
                     break
                 if t != ("op", ","):
                     raise WorkbookError(f"formula {self.text!r}: expected ',' or ')' in {v}()")
+            self.nest(-1)
             return Call(v, tuple(args))
         if kind == "op":
             if v == "(":
+                self.nest(1)
                 e = self.expr(0)
                 self.expect(")")
+                self.nest(-1)
                 return e
             if v in ("-", "+"):
+                self.nest(1)
                 x = self.expr(_UNARY_BP)
+                self.nest(-1)
                 return Neg(x) if v == "-" else x
             if v == "{":
                 raise WorkbookError(f"formula {self.text!r}: array constants {{...}} are not supported")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import WorkbookError
 from .reader import Book
 from .values import BOOL, E_VALUE, EMPTY, ERR, NUM, TEXT, Batch
 
@@ -77,6 +78,25 @@ class Store:
 
     def sheet(self, name: str) -> str | None:
         return self.lower.get(name.lower())
+
+    def clip(self, rng: CellRange) -> CellRange:
+        """The range without its rows and columns beyond the sheet's extent (all empty), keeping
+        at least one of each: for functions that skip empty cells (SUM, AND, MATCH ...), the same
+        value from a range as large as ``wte!A1:XFD1048576``."""
+        R, C = self.kind[rng.sheet].shape
+        h = min(rng.h, max(1, R - int(rng.r0.min())))
+        w = min(rng.w, max(1, C - int(rng.c0.min())))
+        return rng if (h, w) == (rng.h, rng.w) else CellRange(rng.sheet, rng.r0, rng.c0, h, w)
+
+    def check_area(self, rng: CellRange, where: str) -> None:
+        """Refuse to materialise a range that reaches far beyond its sheet's extent (memory is
+        bounded by what the sheets hold, not by what a reference names)."""
+        R, C = self.kind[rng.sheet].shape
+        if rng.h * rng.w > R * C + MAX_BATCH_ELEMENTS:
+            raise WorkbookError(
+                f"{where}: a reference of {rng.h:,} x {rng.w:,} cells reaches far beyond the {R:,} x {C:,} "
+                f"cells that sheet {rng.sheet!r} holds; refusing it"
+            )
 
     def gather(self, sheet: str, rows: np.ndarray, cols: np.ndarray) -> Batch:
         """Values at integer index arrays rows/cols (same shape); outside the sheet = empty."""

@@ -51,7 +51,7 @@ def _logic(any_: bool):
         for a in args:
             if a is None:
                 continue
-            v = ctx.val(a)
+            v = ctx.val(ctx.store.clip(a) if isinstance(a, CellRange) else a)
             B = v.shape[0]
             k = v.kind.reshape(B, -1)
             if isinstance(a, CellRange) or v.shape[1:] != (1, 1):

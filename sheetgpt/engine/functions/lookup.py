@@ -92,7 +92,10 @@ def _wild_re(pat: str):
 @function("MATCH", 2, 3)
 def match(ctx, args):
     x = ctx.val(args[0])
-    rng = ctx.val(args[1])
+    lookup = args[1]
+    if isinstance(lookup, CellRange) and (lookup.h == 1 or lookup.w == 1):
+        lookup = ctx.store.clip(lookup)  # a row or a column: its empty tail changes no position
+    rng = ctx.val(lookup)
     mt = 1
     if len(args) == 3 and args[2] is not None:
         t, _ = to_num(ctx.val(args[2]))

@@ -28,6 +28,7 @@ def _dot_ranges(ctx, a: CellRange, b: CellRange, mmult: bool):
         return None
 
     def distinct(r: CellRange):
+        ctx.store.check_area(r, ctx.where)
         B = max(len(r.r0), len(r.c0))
         r0 = np.broadcast_to(r.r0, (B,))
         c0 = np.broadcast_to(r.c0, (B,))

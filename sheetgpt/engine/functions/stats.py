@@ -18,7 +18,7 @@ def collect(ctx, args):
         if a is None:
             continue
         is_range = isinstance(a, CellRange)
-        v = ctx.val(a)
+        v = ctx.val(ctx.store.clip(a) if is_range else a)
         B = v.shape[0]
         k = v.kind.reshape(B, -1)
         if is_range or v.shape[1:] != (1, 1):
