@@ -16,7 +16,7 @@ import numpy as np
 import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name as col
 
-from sheetgpt.libreoffice import recalculate
+from sheetgpt.engine.libreoffice import recalculate
 
 T, D, N = 16, 768, 3072
 

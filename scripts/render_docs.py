@@ -10,7 +10,7 @@ grid and column/row headers printed) and turns each PDF into a PNG with ``pdftop
 
 The LibreOffice part runs under the system python (python3-uno): this same file, called as
 ``/usr/bin/python3 render_docs.py --uno REQUEST.json``, imports only the standard library, uno and
-sheetgpt/_lo_bridge.py (for its profile and connection helpers).
+sheetgpt/engine/lo_bridge.py (for its profile and connection helpers).
 """
 
 import json
@@ -29,8 +29,8 @@ MARGIN = 300  # page margin, 1/100 mm
 
 
 def uno_main(req_path):
-    sys.path.insert(0, os.path.join(ROOT, "sheetgpt"))
-    import _lo_bridge as lb
+    sys.path.insert(0, os.path.join(ROOT, "sheetgpt", "engine"))
+    import lo_bridge as lb
     import uno
 
     with open(req_path, encoding="utf-8") as f:
@@ -138,7 +138,7 @@ def jobs_for(result, outdir, workdir):
 def main(argv):
     import argparse
 
-    from sheetgpt.libreoffice import SYSTEM_PYTHON, find_soffice
+    from sheetgpt.engine.libreoffice import SYSTEM_PYTHON, find_soffice
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model directory (default: the bundled sheetgpt/data/tiny)")

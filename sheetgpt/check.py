@@ -20,16 +20,16 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from .a1 import cell as cell_name
 from .book.layout import WEIGHTS, Layout, Region
 from .book.tabs import embeddings, guide, predict, prompt, vocab, weights
 from .checkpoint import Model, param_shapes
+from .engine import ENGINES, recompute
+from .engine.reader import Book, read_workbook
+from .engine.values import Values
 from .errors import WorkbookError
 from .reference import gpt2, with_selected_position, with_teaching_stages
 from .weight_text import stored_values
-from .xlsx_reader import Book, cell_name, read_workbook
-
-ENGINES = ("fast", "formulas", "libreoffice")
-FORMULAS_MAX_CELLS = 60_000  # above this the formulas package takes minutes and gigabytes
 
 
 @dataclass
@@ -182,95 +182,6 @@ def reference_trace(inputs: BookInputs) -> dict:
     return trace
 
 
-# ------------------------------------------------------------------ engines
-
-
-@dataclass
-class Values:
-    """Recomputed values: numbers (NaN where not a number), and text/errors by cell."""
-
-    numbers: dict[str, np.ndarray]
-    text: dict[str, dict]
-    errors: dict[str, dict]
-
-    def number_grid(self, region: Region) -> np.ndarray:
-        arr = self.numbers.get(region.tab)
-        out = np.full((region.rows, region.width), np.nan)
-        if arr is None:
-            return out
-        sub = arr[region.top : region.bottom + 1, region.left : region.right + 1]
-        out[: sub.shape[0], : sub.shape[1]] = sub
-        return out
-
-    def describe(self, sheet: str, r: int, c: int):
-        if (r, c) in self.errors.get(sheet, {}):
-            return self.errors[sheet][(r, c)]
-        if (r, c) in self.text.get(sheet, {}):
-            return self.text[sheet][(r, c)]
-        arr = self.numbers.get(sheet)
-        if arr is not None and r < arr.shape[0] and c < arr.shape[1] and not np.isnan(arr[r, c]):
-            return float(arr[r, c])
-        return None
-
-
-def run_engine(engine: str, path: Path, book: Book, progress=None, timeout: float = 1800) -> Values:
-    if engine == "fast":
-        from .evaluator import evaluate
-
-        result = evaluate(book, progress=progress)
-        return Values(result.values, result.text, result.errors)
-    if engine == "formulas":
-        return _run_formulas(path, book)
-    if engine == "libreoffice":
-        from .libreoffice import recalculate
-
-        rc = recalculate(path, timeout=timeout)
-        return Values(rc.numbers, rc.text, rc.errors)
-    raise WorkbookError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-
-
-def _run_formulas(path: Path, book: Book) -> Values:
-    n = sum(len(s.formulas) for s in book.sheets.values()) + sum(s.n_numbers for s in book.sheets.values())
-    if n > FORMULAS_MAX_CELLS:
-        raise WorkbookError(
-            f"{path}: {n:,} cells is too many for --engine formulas (it would take many minutes "
-            f"and gigabytes; limit {FORMULAS_MAX_CELLS:,}); use --engine fast or libreoffice"
-        )
-    import re
-
-    import formulas
-    from xlsxwriter.utility import xl_cell_to_rowcol
-
-    model = formulas.ExcelModel().loads(str(path)).finish()
-    solution = model.calculate()
-    numbers = {name: np.full(s.dims, np.nan) for name, s in book.sheets.items()}
-    text: dict = {name: {} for name in book.sheets}
-    errors: dict = {name: {} for name in book.sheets}
-    upper = {name.upper(): name for name in book.sheets}
-    pattern = re.compile(r"^'\[[^\]]*\](.*)'!([A-Z]+\d+)(?::([A-Z]+\d+))?$")
-    for key, value in solution.items():
-        m = pattern.match(key)
-        if not m or m.group(1) not in upper:
-            continue
-        sheet = upper[m.group(1)]
-        r0, c0 = xl_cell_to_rowcol(m.group(2))
-        arr = np.asarray(getattr(value, "value", value), dtype=object)
-        arr = arr.reshape(arr.shape[-2:]) if arr.ndim >= 2 else arr.reshape(1, 1)
-        for (i, j), x in np.ndenumerate(arr):
-            r, c = r0 + i, c0 + j
-            if r >= numbers[sheet].shape[0] or c >= numbers[sheet].shape[1]:
-                continue
-            if isinstance(x, (bool, np.bool_)):
-                text[sheet][(r, c)] = str(bool(x)).upper()
-            elif isinstance(x, (int, float, np.integer, np.floating)):
-                numbers[sheet][r, c] = float(x)
-            elif isinstance(x, str):
-                text[sheet][(r, c)] = x
-            elif x is not None and str(x) not in ("", "empty"):
-                errors[sheet][(r, c)] = str(x)
-    return Values(numbers, text, errors)
-
-
 # ------------------------------------------------------------------ comparison
 
 
@@ -385,7 +296,7 @@ def check_book(
             # stores), so a changed weight also fails the first stage that uses it.
             inputs = replace(inputs, weights={n: stored_values(model.flat[n]) for n in inputs.weights})
     trace = reference_trace(inputs)
-    values = run_engine(engine, path, book, progress, timeout)
+    values = recompute(engine, path, book, progress=progress, timeout=timeout)
     at = _formula_lookup(book)
     report.formula_cells = sum(len(s.formulas) for s in book.sheets.values())
     for tab in inputs.layout.compute_tabs():

@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(config, items):
     """In CI (SHEETGPT_REQUIRE_LIBREOFFICE=1) a missing LibreOffice fails the run instead of skipping."""
     import os
 
-    from sheetgpt import libreoffice
+    from sheetgpt.engine import libreoffice
 
     if os.environ.get("SHEETGPT_REQUIRE_LIBREOFFICE") == "1" and not libreoffice.available():
         raise pytest.UsageError(

@@ -6,12 +6,13 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetgpt import a1, libreoffice
+from sheetgpt import a1
 from sheetgpt.book.tabs import logits, predict
 from sheetgpt.book.tabs import prompt as prompt_tab
 from sheetgpt.book.writer import build_workbook
 from sheetgpt.check import check_book
 from sheetgpt.checkpoint import Model, load_model
+from sheetgpt.engine import libreoffice
 from sheetgpt.errors import SheetGPTError
 from sheetgpt.reference import gpt2
 from sheetgpt.tokenizer import Tokenizer

@@ -23,14 +23,16 @@ import pytest
 from click.testing import CliRunner
 from xlsx_edit import unshare_formulas
 
-from sheetgpt import libreoffice
+from sheetgpt.a1 import cell as cell_name
 from sheetgpt.book.layout import Layout
 from sheetgpt.book.tabs import block, embed, final_norm, guide, logits, predict, prompt, vocab
-from sheetgpt.check import FORMULAS_MAX_CELLS, check_book, read_inputs, reference_trace, run_engine
+from sheetgpt.check import check_book, read_inputs, reference_trace
 from sheetgpt.checkpoint import load_model
 from sheetgpt.cli import main
+from sheetgpt.engine import libreoffice, recompute
+from sheetgpt.engine.formulas_engine import MAX_CELLS as FORMULAS_MAX_CELLS
+from sheetgpt.engine.reader import read_workbook
 from sheetgpt.random_model import random_params, write_checkpoint, write_tokenizer
-from sheetgpt.xlsx_reader import cell_name, read_workbook
 
 needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
 RTOL = 1e-9
@@ -106,7 +108,7 @@ def formula_cells(path: Path) -> set[tuple[str, int, int]]:
 @functools.cache
 def recomputed(path: Path, engine: str) -> dict[tuple[str, int, int], object]:
     """Every formula cell's value from one engine: float, text, error text, or None (empty)."""
-    values = run_engine(engine, path, read_workbook(path))
+    values = recompute(engine, path, read_workbook(path))
     return {cell: values.describe(*cell) for cell in formula_cells(path)}
 
 

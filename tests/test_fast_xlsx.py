@@ -106,7 +106,7 @@ def test_readers_read_the_fast_sheet_exactly(tmp_path):
     calamine = pytest.importorskip("python_calamine")
     rows = calamine.CalamineWorkbook.from_path(str(path)).get_sheet_by_name("w").to_python()
     assert np.array_equal(np.array(rows, dtype=float), want)
-    from sheetgpt.xlsx_reader import read_workbook
+    from sheetgpt.engine.reader import read_workbook
 
     sheet = read_workbook(path, sheets=["w"]).sheets["w"]
     rows_, cols_, vals = sheet.numbers
@@ -240,10 +240,10 @@ def test_every_region_is_written_as_its_own_formulas(tmp_path, model_dir, monkey
 
 @pytest.mark.parametrize("shape", ["micro", "one-head"])
 def test_shared_formula_book_passes_check(tmp_path, model_dir, shape):
-    from sheetgpt import libreoffice
     from sheetgpt.book.writer import build_workbook
     from sheetgpt.check import check_book
     from sheetgpt.checkpoint import load_model
+    from sheetgpt.engine import libreoffice
     from sheetgpt.tokenizer import Tokenizer
 
     d = model_dir(shape)
@@ -306,7 +306,7 @@ def test_sampled_verification_sees_a_cell_that_differs_on_an_edge_or_the_diagona
 
 
 def shifted(group, i, j):
-    from sheetgpt.formula import shift_formula
+    from sheetgpt.engine.r1c1 import shift_formula
 
     return shift_formula(group[4], i - group[0], j - group[2])
 

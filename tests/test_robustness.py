@@ -25,8 +25,8 @@ from xlsx_edit import unshare_formulas
 
 from sheetgpt.cli import main
 from sheetgpt.config import GPT2Config
+from sheetgpt.engine.reader import read_workbook
 from sheetgpt.random_model import make_random_model
-from sheetgpt.xlsx_reader import read_workbook
 
 CLI = [sys.executable, "-c", "from sheetgpt.cli import main; main()"]
 PROGRESS = re.compile(r"^(writing tabs|recomputing formulas)\b")  # click's progress label, not a message

@@ -6,10 +6,11 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetgpt import a1, libreoffice
+from sheetgpt import a1
 from sheetgpt.book.tabs import embeddings, predict
 from sheetgpt.check import check_book
 from sheetgpt.checkpoint import Model, load_model
+from sheetgpt.engine import libreoffice
 from sheetgpt.reference import cosine, next_token_probs
 from sheetgpt.tokenizer import Tokenizer
 from sheetgpt.weight_text import stored_values

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from xml.sax.saxutils import escape, unescape
 
-from sheetgpt.formula import shift_formula
-from sheetgpt.xlsx_reader import parse_ref
+from sheetgpt.a1 import parse_cell as parse_ref
+from sheetgpt.engine.r1c1 import shift_formula
 
 _SHARED = re.compile(
     r'<c r="([A-Z]+\d+)"([^>]*)><f t="shared" ref="[^"]*" si="(\d+)">(.*?)</f>'  # a master

@@ -12,8 +12,8 @@ from ..layout import COMPUTE, FRAME_ROWS, Layout, Region, Tab, stack, weight_ran
 from . import vocab
 
 if TYPE_CHECKING:
+    from ...engine.reader import Book
     from ...prompt import Prompt
-    from ...xlsx_reader import Book
     from ..writer import BookWriter
 
 NAME = "Embeddings"

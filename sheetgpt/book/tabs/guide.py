@@ -17,7 +17,7 @@ from ..layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Region, Tab
 from . import predict
 
 if TYPE_CHECKING:
-    from ...xlsx_reader import Book
+    from ...engine.reader import Book
     from ..writer import BookWriter
 
 NAME = "Guide"

@@ -14,7 +14,7 @@ from ..layout import OUTPUT, Layout, Region, Tab
 from . import vocab
 
 if TYPE_CHECKING:
-    from ...xlsx_reader import Book
+    from ...engine.reader import Book
     from ..writer import BookWriter
 
 NAME = "Predict"

@@ -16,7 +16,7 @@ from ..layout import INPUT, Layout, Region, Tab
 from . import bpe, merges, vocab
 
 if TYPE_CHECKING:
-    from ...xlsx_reader import Book
+    from ...engine.reader import Book
     from ..writer import BookWriter
 
 NAME = "Prompt"

@@ -15,7 +15,7 @@ from ...errors import WorkbookError
 from ..layout import WEIGHTS, Layout, Region, Tab, weight_tab_shape
 
 if TYPE_CHECKING:
-    from ...xlsx_reader import Book
+    from ...engine.reader import Book
     from ..writer import BookWriter
 
 

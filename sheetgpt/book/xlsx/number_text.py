@@ -14,7 +14,7 @@ weight tab's XML is built with array operations, about 80 ns a cell:
   round-trip ``repr`` instead; zero is ``0``.
 * Cells carry no ``r`` attribute (ECMA-376 §18.3.1.4: optional; a cell without it is the
   next column); rows keep theirs. LibreOffice, openpyxl, python-calamine and
-  ``sheetgpt.xlsx_reader`` read such rows (tests/test_fast_xlsx.py).
+  ``sheetgpt.engine.reader`` read such rows (tests/test_fast_xlsx.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ... import a1
-from ...formula import column_keys, to_r1c1
+from ...engine.r1c1 import column_keys, to_r1c1
 
 
 @dataclass
@@ -57,7 +57,7 @@ def shared_groups(
     formula: Callable[[int, int], str], rect: tuple[int, int, int, int], top: int, left: int, verify: str = "sample"
 ) -> list[tuple[int, int, int, int, str, bool]]:
     """(i0, i1, j0, j1, master text, shared) groups covering rect, each cell's formula proved to be
-    its master's filled the way a shared formula is (equal R1C1 forms, ``formula.to_r1c1``).
+    its master's filled the way a shared formula is (equal R1C1 forms, ``engine.r1c1.to_r1c1``).
 
     A rectangle that does not hold (cells checked per ``verify``: "all" or "sample") is cut
     into the runs of equal R1C1 forms in each row, runs of the same columns and form in

@@ -1,9 +1,9 @@
 """LibreOffice UNO bridge, run by the SYSTEM python (``/usr/bin/python3``), not by sheetgpt's.
 
 Only the standard library and ``uno`` are used here: the system python usually has no numpy.
-``sheetgpt.libreoffice.recalculate`` writes a request JSON and runs::
+``sheetgpt.engine.libreoffice.recalculate`` writes a request JSON and runs::
 
-    /usr/bin/python3 _lo_bridge.py REQUEST.json
+    /usr/bin/python3 lo_bridge.py REQUEST.json
 
 Request keys:
     soffice      path of the soffice launcher
@@ -36,13 +36,18 @@ import subprocess
 import sys
 import time
 
-RECALC_XCU = """<?xml version="1.0" encoding="UTF-8"?>
-<oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="OOXMLRecalcMode" oor:op="fuse"><value>0</value></prop></item>
-<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="ODFRecalcMode" oor:op="fuse"><value>0</value></prop></item>
-<item oor:path="/org.openoffice.Setup/Office"><prop oor:name="FirstStartWizardCompleted" oor:op="fuse"><value>true</value></prop></item>
-</oor:items>
-"""
+RECALC_XCU = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" '
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n'
+    '<item oor:path="/org.openoffice.Office.Calc/Formula/Load">'
+    '<prop oor:name="OOXMLRecalcMode" oor:op="fuse"><value>0</value></prop></item>\n'
+    '<item oor:path="/org.openoffice.Office.Calc/Formula/Load">'
+    '<prop oor:name="ODFRecalcMode" oor:op="fuse"><value>0</value></prop></item>\n'
+    '<item oor:path="/org.openoffice.Setup/Office">'
+    '<prop oor:name="FirstStartWizardCompleted" oor:op="fuse"><value>true</value></prop></item>\n'
+    "</oor:items>\n"
+)
 
 CHUNK_CELLS = 250_000  # cells per getDataArray call
 
@@ -93,9 +98,10 @@ def connect(pipe_name, proc, deadline):
             return resolver.resolve(url)
         except NoConnectException:
             if proc.poll() is not None:
-                raise RuntimeError(f"soffice exited with code {proc.returncode} before accepting a connection")
+                code = proc.returncode
+                raise RuntimeError(f"soffice exited with code {code} before accepting a connection") from None
             if time.monotonic() > deadline:
-                raise TimeoutError("soffice did not accept a connection in time")
+                raise TimeoutError("soffice did not accept a connection in time") from None
             time.sleep(0.1)
 
 
@@ -132,7 +138,7 @@ def cell_error_text(sheet, c, r):
     cell = sheet.getCellByPosition(c, r)
     s = cell.getString()
     if not s:
-        s = "Err:%d" % cell.getError()
+        s = f"Err:{cell.getError()}"
     return s
 
 
@@ -183,7 +189,7 @@ def read_sheet(sheet, index, outdir):
             for c in range(a.StartColumn, a.EndColumn + 1):
                 if math.isnan(buf[base + c]) and (r, c) not in text_pos and (r, c) not in err_pos:
                     text.append([r, c, ""])
-    binname = "%d.f64" % index
+    binname = f"{index}.f64"
     with open(os.path.join(outdir, binname), "wb") as f:
         buf.tofile(f)
     return {"name": sheet.getName(), "nrows": nrows, "ncols": ncols, "bin": binname, "text": text, "errors": errors}
@@ -196,7 +202,7 @@ def soffice_session(req, deadline, pipe_prefix="sheetgpt"):
     import uno  # noqa: F401  (makes the com.sun.star modules importable)
 
     write_profile(req["profile"])
-    pipe_name = "%s_%d_%d" % (pipe_prefix, os.getpid(), int(time.time() * 1000) % 1000000)
+    pipe_name = f"{pipe_prefix}_{os.getpid()}_{int(time.time() * 1000) % 1000000}"
     proc = start_soffice(req["soffice"], req["profile"], pipe_name)
     desktop = None
     try:
@@ -254,7 +260,9 @@ def run(req):
             wanted = [n for n in names if n not in skip]
         for n in wanted:
             if n not in names:
-                raise KeyError("no sheet named {!r} (sheets: {})".format(n, ", ".join(x for x in names if x not in skip)))
+                raise KeyError(
+                    "no sheet named {!r} (sheets: {})".format(n, ", ".join(x for x in names if x not in skip))
+                )
         out = []
         for i, n in enumerate(wanted):
             out.append(read_sheet(sheets.getByName(n), i, req["outdir"]))

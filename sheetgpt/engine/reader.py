@@ -1,10 +1,16 @@
 """Read an .xlsx workbook safely and fast: constants, formula text, nothing executed.
 
-The workbook comes from a user, so every part is treated as hostile: the zip is read
-member by member through ``zipfile`` streams with decompressed-size accounting, any XML
-carrying a ``<!DOCTYPE`` is refused before it is parsed, and sheet sizes are checked
-against Excel's limits. Cached values of formula cells are kept apart (``Sheet.cached``)
-and never used as truth.
+The workbook comes from a user, so every part is treated as hostile: the zip's members are
+counted and their declared sizes bounded (one by one and in total, duplicates refused), each
+is read through a ``zipfile`` stream with decompressed-size accounting, any XML carrying a
+``<!DOCTYPE`` is refused before it is parsed, and sheet sizes are checked against Excel's
+limits. Cached values of formula cells are kept apart (``Sheet.cached``) and never used as truth.
+
+The reader sees what a conforming XML parser sees, or refuses: markup it does not interpret
+(comments, CDATA sections, processing instructions, a declared encoding other than UTF-8,
+namespace declarations inside ``<sheetData>``, elements of a foreign namespace there, a
+worksheet whose default namespace is not SpreadsheetML's) is refused with one line, as are
+character and entity references that XML does not allow.
 
 Sheet XML is scanned with compiled regular expressions over decompressed chunks that
 end on a ``</row>`` boundary. Rows of purely numeric cells (weight tabs) take a fast
@@ -21,11 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import WorkbookError
+from ..a1 import MAX_COLS, MAX_FORMULA_CHARS, MAX_ROWS, col_index, parse_range
+from ..a1 import cell as cell_name
+from ..errors import WorkbookError
+from .r1c1 import shift_formula
 
-MAX_ROWS = 1_048_576
-MAX_COLS = 16_384
+MAX_MEMBERS = 10_000  # zip members (a GPT-2-small book has about 170)
 MAX_MEMBER_BYTES = 4 << 30  # decompressed size of one zip member
+MAX_TOTAL_BYTES = 16 << 30  # decompressed size of all members (a GPT-2-small book: about 4 GB)
 MAX_RATIO = 1000  # compression ratio allowed beyond RATIO_FREE_BYTES
 RATIO_FREE_BYTES = 8 << 20
 MAX_ROW_XML_BYTES = 64 << 20  # one <row> element (a full 16,384-column row is ~2 MB)
@@ -35,54 +44,6 @@ WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaf
 # (a teaching book) the second core saves more than starting a worker costs (a 7 MB book:
 # 0.235 s -> 0.17 s; 10 MB: 0.40 s -> 0.28 s). Not where fork is missing (Windows).
 PARALLEL_BYTES = 2 << 20
-
-ERROR_LITERALS = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
-
-
-# ----------------------------------------------------------------------------- refs
-
-
-def col_letter(c: int) -> str:
-    """0-based column index -> letters (0 -> 'A', 27 -> 'AB')."""
-    s = ""
-    c += 1
-    while c:
-        c, r = divmod(c - 1, 26)
-        s = chr(65 + r) + s
-    return s
-
-
-def col_index(letters: str) -> int:
-    """Column letters -> 0-based index ('A' -> 0, 'AB' -> 27)."""
-    n = 0
-    for ch in letters.upper():
-        n = n * 26 + (ord(ch) - 64)
-    return n - 1
-
-
-_REF_RE = re.compile(r"\$?([A-Za-z]{1,3})\$?([0-9]{1,7})")
-
-
-def parse_ref(ref: str) -> tuple[int, int]:
-    """'AB12' (or '$AB$12') -> 0-based (row, col) = (11, 27)."""
-    m = _REF_RE.fullmatch(ref)
-    if not m:
-        raise WorkbookError(f"bad cell reference {ref!r}")
-    return int(m.group(2)) - 1, col_index(m.group(1))
-
-
-def parse_range(ref: str) -> tuple[int, int, int, int]:
-    """'B5:E20' -> 0-based inclusive (r0, c0, r1, c1); a single cell is a 1x1 range."""
-    a, _, b = ref.partition(":")
-    r0, c0 = parse_ref(a)
-    r1, c1 = parse_ref(b) if b else (r0, c0)
-    return min(r0, r1), min(c0, c1), max(r0, r1), max(c0, c1)
-
-
-def cell_name(row: int, col: int) -> str:
-    """0-based (row, col) -> 'B5'."""
-    return f"{col_letter(col)}{row + 1}"
-
 
 # ----------------------------------------------------------------------------- model
 
@@ -116,10 +77,12 @@ class Sheet:
         cached=None,
         dims: tuple[int, int] = (0, 0),
         grid: np.ndarray | None = None,
+        has_gaps: bool = True,
     ):
         self.name = name
         self._numbers = numbers
         self._grid = grid
+        self._has_gaps = has_gaps
         self.strings = {} if strings is None else strings
         self.booleans = {} if booleans is None else booleans
         self.errors = {} if errors is None else errors
@@ -157,18 +120,14 @@ class Sheet:
     def full_grid(self) -> np.ndarray | None:
         """The grid, if every cell of ``dims`` holds a number (else None); read-only."""
         g = self._grid
-        if g is None or g.shape != tuple(self.dims) or getattr(self, "_has_gaps", True):
+        if g is None or g.shape != tuple(self.dims) or self._has_gaps:
             return None
         return self.dense()
 
     @property
     def n_numbers(self) -> int:
         if self._numbers is None and self._grid is not None:
-            return (
-                int(self._grid.size - np.isnan(self._grid).sum())
-                if getattr(self, "_has_gaps", True)
-                else self._grid.size
-            )
+            return int(self._grid.size - np.isnan(self._grid).sum()) if self._has_gaps else self._grid.size
         return len(self.numbers[2])
 
     def __repr__(self) -> str:
@@ -185,23 +144,49 @@ class Book:
 # ----------------------------------------------------------------------------- zip
 
 
-def _open_zip(path) -> zipfile.ZipFile:
+def open_zip(path) -> zipfile.ZipFile:
+    """The zip at ``path``, once its members are few enough, unique (names compared without
+    case, as in OPC) and declare bounded sizes (each, each one's ratio, and all together)."""
     try:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise WorkbookError(f"{path}: no such file") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
         raise WorkbookError(f"{path}: not an .xlsx file (not a readable zip: {e})") from None
-    for info in zf.infolist():
+    try:
+        check_members(path, zf.infolist())
+    except WorkbookError:
+        zf.close()
+        raise
+    return zf
+
+
+def check_members(path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse a zip of too many members, duplicate members, or declared sizes beyond the bounds."""
+    if len(infos) > MAX_MEMBERS:
+        raise WorkbookError(f"{path}: the zip has {len(infos):,} members (limit {MAX_MEMBERS:,}); not an .xlsx we read")
+    seen: set[str] = set()
+    for info in infos:
+        if info.filename.lower() in seen:
+            raise WorkbookError(f"{path}: zip member {info.filename} appears twice; refusing an ambiguous book")
+        seen.add(info.filename.lower())
+    total = sum(info.file_size for info in infos)
+    if total > MAX_TOTAL_BYTES:
+        raise WorkbookError(
+            f"{path}: the zip's members declare {total:,} bytes in all (limit {MAX_TOTAL_BYTES:,}); "
+            "refusing a possible zip bomb"
+        )
+    for info in infos:
         if info.file_size > MAX_MEMBER_BYTES:
             raise WorkbookError(
-                f"{path}: zip member {info.filename} declares {info.file_size} bytes (limit {MAX_MEMBER_BYTES}); refusing a possible zip bomb"
+                f"{path}: zip member {info.filename} declares {info.file_size} bytes (limit {MAX_MEMBER_BYTES}); "
+                "refusing a possible zip bomb"
             )
         if info.file_size > RATIO_FREE_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
             raise WorkbookError(
-                f"{path}: zip member {info.filename} has compression ratio > {MAX_RATIO}:1; refusing a possible zip bomb"
+                f"{path}: zip member {info.filename} has compression ratio > {MAX_RATIO}:1; "
+                "refusing a possible zip bomb"
             )
-    return zf
 
 
 def _stream(zf: zipfile.ZipFile, name: str, chunk: int = CHUNK):
@@ -240,42 +225,142 @@ def _stream(zf: zipfile.ZipFile, name: str, chunk: int = CHUNK):
         raise WorkbookError(f"{zf.filename}: corrupt zip member {name}: {e}") from None
 
 
-def _read_small(zf: zipfile.ZipFile, name: str, limit: int = 256 << 20) -> bytes:
+def read_small(zf: zipfile.ZipFile, name: str, limit: int = 256 << 20) -> bytes:
+    """One whole member, at most ``limit`` bytes decompressed, its markup checked (``refuse_markup``)."""
     parts, n = [], 0
     for data in _stream(zf, name):
         n += len(data)
         if n > limit:
             raise WorkbookError(f"{zf.filename}: {name} is larger than {limit} bytes")
         parts.append(data)
-    return b"".join(parts)
+    data = b"".join(parts)
+    refuse_markup(data, xml_start(data, f"{zf.filename}: {name}"), f"{zf.filename}: {name}")
+    return data
+
+
+_XML_DECL = re.compile(rb"(?:\xef\xbb\xbf)?<\?xml\s[^?>]*\?>")
+_ENCODING = re.compile(rb"""encoding\s*=\s*["']([^"']*)["']""")
+
+
+def xml_start(data: bytes, where: str) -> int:
+    """Where the document after its XML declaration (and byte-order mark) starts; a declared
+    encoding other than UTF-8 is refused (the reader decodes UTF-8)."""
+    m = _XML_DECL.match(data)
+    if m is None:
+        return 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    enc = _ENCODING.search(m.group())
+    if enc and enc.group(1).lower() not in (b"utf-8", b"utf8"):
+        name = enc.group(1)[:20].decode("ascii", "replace")
+        raise WorkbookError(f"{where} declares the encoding {name!r}; only UTF-8 is read")
+    return m.end()
+
+
+def refuse_markup(data: bytes, start: int, where: str, end: int | None = None) -> None:
+    """Refuse comments, CDATA sections, declarations and processing instructions in data[start:end]
+    (in XML text a ``<`` is always escaped, so ``<!`` and ``<?`` can only be such markup)."""
+    for needle in (b"<!", b"<?"):
+        i = data.find(needle, start, end)
+        if i >= 0:
+            head = data[i : i + 9]
+            if needle == b"<?":
+                what = "a processing instruction"
+            elif head.startswith(b"<!--"):
+                what = "an XML comment"
+            elif head.startswith(b"<![CDATA["):
+                what = "a CDATA section"
+            else:
+                what = "a DOCTYPE/ENTITY declaration"
+            raise WorkbookError(
+                f"{where} contains {what}; refusing it (sheetgpt reads the XML Excel and LibreOffice write)"
+            )
 
 
 # ----------------------------------------------------------------------------- xml bits
 
-_ENT_RE = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|amp|lt|gt|quot|apos);")
+_ENT_RE = re.compile(r"&(#x[0-9A-Fa-f]{1,16}|#[0-9]{1,16}|[A-Za-z_][\w.-]{0,30})?(;?)")
 _ENTS = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def _xml_char(cp: int) -> bool:
+    """Whether XML 1.0 allows the character ``cp`` (its Char production)."""
+    return cp in (0x9, 0xA, 0xD) or 0x20 <= cp <= 0xD7FF or 0xE000 <= cp <= 0xFFFD or 0x10000 <= cp <= 0x10FFFF
 
 
 def _unescape_ent(m: re.Match) -> str:
     e = m.group(1)
+    if e is None or not m.group(2) or (e[0] != "#" and e not in _ENTS):
+        raise WorkbookError(f"XML text holds {m.group(0)[:40]!r}: a bare '&' or an undefined entity; refusing it")
     if e[0] == "#":
-        return chr(int(e[2:], 16) if e[1] in "xX" else int(e[1:]))
+        cp = int(e[2:], 16) if e[1] in "xX" else int(e[1:])
+        if not _xml_char(cp):
+            raise WorkbookError(f"XML text holds the character reference &{e}; which is not an XML character")
+        return chr(cp)
     return _ENTS[e]
 
 
+def _decode(b: bytes) -> str:
+    """XML text as a parser reads it: UTF-8, its line ends (CR LF, CR) made LF."""
+    try:
+        s = b.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WorkbookError(f"XML text {b[:40]!r} is not UTF-8; refusing it") from None
+    return s.replace("\r\n", "\n").replace("\r", "\n") if "\r" in s else s
+
+
 def unescape(b: bytes | str) -> str:
-    s = b.decode("utf-8", "replace") if isinstance(b, bytes) else b
+    s = _decode(b) if isinstance(b, bytes) else b
     return _ENT_RE.sub(_unescape_ent, s) if "&" in s else s
 
 
-_ATTR_RE = re.compile(rb"([\w:]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_ATTR_RE = re.compile(rb"([\w:.-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
 
 
 def _attrs(b: bytes) -> dict[bytes, bytes]:
-    return {m[0].split(b":")[-1]: (m[1] if m[1] or not m[2] else m[2]) for m in _ATTR_RE.findall(b)}
+    """Attributes by their names as written: SpreadsheetML's own are unprefixed; a prefixed one
+    (``x14ac:dyDescent``, ``r:id``) belongs to the namespace its prefix is bound to."""
+    return {m[0]: (m[1] if m[1] or not m[2] else m[2]) for m in _ATTR_RE.findall(b)}
 
 
-_SHEET_TAG_RE = re.compile(rb"<(?:\w+:)?sheet\b([^>]*)/?>")
+SPREADSHEETML = (
+    b"http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+    b"http://purl.oclc.org/ooxml/spreadsheetml/main",
+)
+RELATIONSHIPS = (
+    b"http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+    b"http://purl.oclc.org/ooxml/officeDocument/relationships",
+)
+_ROOT_RE = re.compile(rb"<([A-Za-z_][\w.-]*:)?[A-Za-z_][\w.-]*((?:\s[^>]*)?)>")
+_XMLNS_RE = re.compile(rb"""xmlns(?::([A-Za-z_][\w.-]*))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+class Namespaces:
+    """The namespaces a part's root element binds: ``default`` (of unprefixed elements) and
+    ``prefixes`` {prefix: namespace}."""
+
+    def __init__(self, data: bytes, start: int, where: str):
+        m = _ROOT_RE.search(data, start)
+        if m is None:
+            raise WorkbookError(f"{where} has no root element")
+        decls = {p or None: a or b for p, a, b in _XMLNS_RE.findall(m.group(2))}
+        self.default = decls.pop(None, None)
+        self.prefixes = decls
+
+    def bound_to(self, uris: tuple[bytes, ...]) -> list[bytes]:
+        return [p for p, uri in self.prefixes.items() if uri in uris]
+
+    def foreign_tag(self) -> re.Pattern:
+        """Finds an element tag whose prefix is not bound to SpreadsheetML."""
+        main = self.bound_to(SPREADSHEETML)
+        allowed = b"(?!(?:" + b"|".join(re.escape(p) for p in main) + b"):)" if main else b""
+        return re.compile(b"</?" + allowed + rb"[A-Za-z_][\w.-]*:")
+
+    def require_spreadsheetml(self, where: str) -> None:
+        if self.default not in SPREADSHEETML:
+            uri = (self.default or b"none").decode("utf-8", "replace")[:80]
+            raise WorkbookError(f"{where}: its default XML namespace is {uri!r}, not SpreadsheetML's; refusing it")
+
+
+_SHEET_TAG_RE = re.compile(rb"<([\w.-]+:)?sheet\b([^>]*)/?>")
 _DEFNAME_RE = re.compile(rb"<(?:\w+:)?definedName\b([^>]*)>(.*?)</(?:\w+:)?definedName>", re.S)
 _REL_RE = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)/?>")
 _SI_RE = re.compile(rb"<(?:\w+:)?si\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?si>)", re.S)
@@ -295,21 +380,38 @@ def _shared_strings(zf: zipfile.ZipFile, name: str | None) -> list[str]:
         return []
     out: list[str] = []
     buf = b""
+    where = f"{zf.filename}: {name}"
+    foreign, start = None, 0
     for data in _stream(zf, name):
         buf += data
+        if foreign is None:
+            start = xml_start(buf, where)
+            ns = Namespaces(buf, start, where)
+            ns.require_spreadsheetml(where)
+            foreign = ns.foreign_tag()
         cut = buf.rfind(b"</si>")
-        cut2 = buf.rfind(b"/>")
         # process everything up to the last complete <si> element
-        end = max(cut + 5 if cut >= 0 else -1, -1)
+        end = cut + 5 if cut >= 0 else -1
         if end <= 0:
             if len(buf) > MAX_ROW_XML_BYTES:
                 raise WorkbookError(f"{zf.filename}: a shared string is larger than {MAX_ROW_XML_BYTES} bytes")
             continue
-        del cut2
+        _check_strings(buf, start, end, foreign, where)
         out.extend(_text_of(m or b"") for m in _SI_RE.findall(buf, 0, end))
-        buf = buf[end:]
+        buf, start = buf[end:], 0
+    if foreign is not None:
+        _check_strings(buf, start, len(buf), foreign, where)
     out.extend(_text_of(m or b"") for m in _SI_RE.findall(buf))
     return out
+
+
+def _check_strings(buf: bytes, start: int, end: int, foreign: re.Pattern, where: str) -> None:
+    """Shared strings as a conforming parser reads them: no markup we do not read, no foreign elements."""
+    refuse_markup(buf, start, where, end)
+    m = foreign.search(buf, start, end)
+    if m:
+        tag = m.group().decode("utf-8", "replace")
+        raise WorkbookError(f"{where}: an element of a foreign XML namespace ({tag}...); refusing it")
 
 
 def _resolve(base_dir: str, target: str) -> str:
@@ -319,18 +421,6 @@ def _resolve(base_dir: str, target: str) -> str:
 
 
 # ----------------------------------------------------------------------------- sheet XML
-
-_LETTERS: dict[bytes, int] = {}
-
-
-def _col_of(letters: bytes) -> int:
-    c = _LETTERS.get(letters)
-    if c is None:
-        c = col_index(letters.decode())
-        if len(_LETTERS) < 100_000:
-            _LETTERS[letters] = c
-    return c
-
 
 # numeric fast path (numpy over the chunk's bytes): see _SheetParser.fast
 _ROW_RE = re.compile(rb"<(?:\w+:)?row\b([^>]*?)(/?)>")
@@ -350,6 +440,10 @@ _REG_CELL_RE = re.compile(
     rb'(?:/>|>(?:<f( t="(?:array|shared)"(?: ref="[A-Z0-9:]{2,20}")?(?: si="[0-9]{1,9}")?)?(?:/>|>([^<]*)</f>))?'
     rb"(?:<v>([^<]*)</v>)?</c>)"
 )
+# any tag but <row>, <c ...>, <f>, <v> and their ends: such a chunk takes the slow path
+_OTHER_TAG_RE = re.compile(rb"<(?!c |/c>|v>|/v>|f[ >/]|/f>|row[ >/]|/row>)")
+_TAG_END = np.zeros(256, bool)
+_TAG_END[list(b" \t\r\n>/")] = True
 _FA_T_RE = re.compile(rb't="(\w+)"')
 _FA_REF_RE = re.compile(rb'ref="([^"]*)"')
 _FA_SI_RE = re.compile(rb'si="([^"]*)"')
@@ -470,8 +564,6 @@ class Formulas:
         return len(self.texts) + len(self.arrays) + sum(len(g[3]) for g in self.shared)
 
     def __iter__(self):
-        from .formula import shift_formula
-
         rows, cols = self.rows, self.cols
         for r, c, t in zip(rows.tolist(), cols.tolist(), self.texts):
             yield (r, c, t, None)
@@ -490,9 +582,13 @@ class Formulas:
 class _LazyDict(dict):
     """A dict filled on first use from columnar data (cached values of formula cells)."""
 
-    def __init__(self):
-        super().__init__()
-        self._parts: list = []
+    def __init__(self, filled: dict | None = None, parts: list | None = None):
+        super().__init__(filled or {})
+        self._parts: list = parts or []
+
+    def pending(self) -> bool:
+        """Whether values are still waiting in columnar form (so that no key is listed yet)."""
+        return bool(self._parts)
 
     def add_many(self, rows, cols, values: list) -> None:
         self._parts.append((rows, cols, values))
@@ -504,7 +600,7 @@ class _LazyDict(dict):
                 if v is not None:
                     dict.__setitem__(self, (r, c), unescape(v))
 
-    def _filled(name):  # noqa: N805
+    def _filled(name):
         def method(self, *a, **k):
             if self._parts:
                 self._fill()
@@ -531,14 +627,15 @@ class _LazyDict(dict):
     del _m, _filled
 
     def __reduce__(self):
-        return (_lazy_dict, (dict(dict.items(self)), self._parts))
+        return (_LazyDict, (dict(dict.items(self)), self._parts))
 
 
-def _lazy_dict(filled: dict, parts: list) -> _LazyDict:
-    d = _LazyDict()
-    dict.update(d, filled)
-    d._parts = parts
-    return d
+def _row_named(a: np.ndarray, lt: np.ndarray, tags: np.ndarray, w_at: int) -> np.ndarray:
+    """Of the tags at lt[tags] ('<ro' or '</ro'), those named exactly 'row': a 'w' at lt + w_at,
+    then a space, '>' or '/' (not '<rows' or a prefixed '<ro:w')."""
+    at, last = lt[tags], len(a) - 1
+    tags[tags] = (a[np.minimum(at + w_at, last)] == 119) & _TAG_END[a[np.minimum(at + w_at + 1, last)]]
+    return tags
 
 
 def _values_between(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
@@ -554,8 +651,9 @@ def _values_between(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
 
 
 class _SheetParser:
-    def __init__(self, book_name: str, name: str, sst: list[str]):
+    def __init__(self, book_name: str, name: str, sst: list[str], foreign: re.Pattern):
         self.where = f"{book_name} sheet {name!r}"
+        self.foreign = foreign  # finds an element tag of a foreign namespace
         self.name = name
         self.sst = sst
         self.rows: list[np.ndarray] = []
@@ -580,6 +678,8 @@ class _SheetParser:
 
     # -- fast path: a chunk of complete rows where every cell is <c r="..." [s=".."]><v>number</v></c>
     def fast(self, buf: bytes) -> bool:
+        if b"x" in buf and b"xmlns" in buf:
+            return False  # a namespace declaration: the slow path refuses it
         a = np.frombuffer(buf, np.uint8)
         lt = np.flatnonzero(a == 60)  # every '<'
         if len(lt) == 0:
@@ -587,10 +687,12 @@ class _SheetParser:
         if lt[-1] + 4 > len(a):
             return False
         b1, b2, b3 = a[lt + 1], a[lt + 2], a[lt + 3]
+        row_open = _row_named(a, lt, (b1 == 114) & (b2 == 111), 3)  # <row
+        row_close = _row_named(a, lt, (b1 == 47) & (b2 == 114) & (b3 == 111), 4)  # </row
         c_open = (b1 == 99) & (b2 == 32)  # '<c '
         if not c_open.any() and ((b1 == 99) & (b2 == 62)).any():
-            return self._fast_no_refs(buf, a, lt, b1, b2, b3)
-        row_tag = ((b1 == 114) & (b2 == 111)) | ((b1 == 47) & (b2 == 114) & (b3 == 111))  # <row, </row
+            return self._fast_no_refs(buf, a, lt, b1, b2, b3, row_open, row_close)
+        row_tag = row_open | row_close
         ic = np.flatnonzero(c_open)
         n = len(ic)
         if n == 0:
@@ -621,13 +723,11 @@ class _SheetParser:
         v = _values_between(a, vs + 3, lt[ic + 2])
         return v is not None and self._accept(rows, cols, v)
 
-    def _fast_no_refs(self, buf: bytes, a, lt, b1, b2, b3) -> bool:
+    def _fast_no_refs(self, buf: bytes, a, lt, b1, b2, b3, row_open, row_close) -> bool:
         """Numeric cells written without r= (``<row r="5"><c><v>1.5</v></c>...``): the
         row comes from the enclosing <row> (its r=, or the row after the previous one),
         the column from the cell's place in the row."""
         c_open = (b1 == 99) & (b2 == 62)  # '<c>'
-        row_open = (b1 == 114) & (b2 == 111)  # '<ro'
-        row_close = (b1 == 47) & (b2 == 114) & (b3 == 111)
         ic = np.flatnonzero(c_open)
         n = len(ic)
         if len(lt) - int(row_open.sum()) - int(row_close.sum()) != 4 * n or ic[-1] + 3 >= len(lt):
@@ -671,7 +771,7 @@ class _SheetParser:
         if n == 0:
             return True
         if rows.max() >= MAX_ROWS or cols.max() >= MAX_COLS:
-            self._limits(int(rows.max()), int(cols.max()))
+            self.check_limits(int(rows.max()), int(cols.max()))
         key = rows * MAX_COLS + cols
         if (n > 1 and not (np.diff(key) > 0).all()) or (rows < 0).any() or (cols < 0).any():
             return False
@@ -688,6 +788,8 @@ class _SheetParser:
 
     # -- regular path: every cell matches _REG_CELL_RE (formula tabs); one findall per chunk
     def regular(self, buf: bytes) -> bool:
+        if _OTHER_TAG_RE.search(buf) or (b"x" in buf and b"xmlns" in buf):
+            return False  # markup, a namespace or an element beyond <row> <c> <f> <v>: the slow path
         cells = _REG_CELL_RE.findall(buf)
         n = len(cells)
         if n != buf.count(b"<c") or n == 0 or b"<f/>" in buf or b"<f></f>" in buf:
@@ -735,14 +837,18 @@ class _SheetParser:
         if f_i:
             idx = np.array(f_i)
             texts = []
-            for k, ft in enumerate(f_t):
-                text = (unescape(ft) if b"&" in ft else ft.decode("utf-8", "replace")).strip()
-                if text.startswith("="):
-                    text = text[1:]
-                if not text:
-                    r, c = int(rows[f_i[k]]), int(cols[f_i[k]])
-                    raise WorkbookError(f"{self.where} cell {cell_name(r, c)}: empty formula")
-                texts.append(text)
+            plain = b"\r" not in buf  # else each text goes through _decode, which makes CR LF and CR an LF
+            try:
+                for k, ft in enumerate(f_t):
+                    text = (unescape(ft) if b"&" in ft else ft.decode() if plain else _decode(ft)).strip()
+                    if text.startswith("="):
+                        text = text[1:]
+                    if not text or len(text) > MAX_FORMULA_CHARS:
+                        r, c = int(rows[f_i[k]]), int(cols[f_i[k]])
+                        self._formula_length(text, f"{self.where} cell {cell_name(r, c)}")
+                    texts.append(text)
+            except UnicodeDecodeError:
+                raise WorkbookError(f"{self.where}: a formula's text is not UTF-8; refusing it") from None
             self.formulas.add_plain_many(rows[idx], cols[idx], texts)
             self.cached.add_many(rows[idx], cols[idx], f_v)
         if num_i:
@@ -796,10 +902,10 @@ class _SheetParser:
                 raise WorkbookError(f"{self.where}: bad row number {attrs[b'r'][:20]!r}") from None
         else:
             r = previous + 1
-        self._limits(r, 0)
+        self.check_limits(r, 0)
         return r
 
-    def _limits(self, r: int, c: int) -> None:
+    def check_limits(self, r: int, c: int) -> None:
         if r >= MAX_ROWS or r < 0:
             raise WorkbookError(f"{self.where}: row {r + 1} is beyond Excel's {MAX_ROWS} rows")
         if c >= MAX_COLS or c < 0:
@@ -807,6 +913,15 @@ class _SheetParser:
 
     # -- general path
     def slow(self, buf: bytes) -> None:
+        refuse_markup(buf, 0, self.where)
+        if b"xmlns" in buf:
+            raise WorkbookError(f"{self.where}: a namespace declaration inside <sheetData>; refusing it")
+        m = self.foreign.search(buf)
+        if m:
+            tag = m.group().decode("utf-8", "replace")
+            raise WorkbookError(
+                f"{self.where}: an element of a foreign XML namespace ({tag}...) inside <sheetData>; refusing it"
+            )
         pos = 0
         for m in _ROW_RE.finditer(buf):
             self._cells(buf[pos : m.start()])
@@ -828,12 +943,12 @@ class _SheetParser:
                 if not m:
                     raise WorkbookError(f"{self.where}: bad cell reference {ref[:20]!r}")
                 r, c = int(m.group(2)) - 1, col_index(m.group(1).decode())
-                self._limits(r, c)
+                self.check_limits(r, c)
                 if r != self.row:
                     self.row = r
             else:
                 r, c = self.row, self.col + 1
-                self._limits(max(r, 0), c)
+                self.check_limits(max(r, 0), c)
             if r < 0:
                 r = self.row = 0
             self.col = c
@@ -880,11 +995,22 @@ class _SheetParser:
         else:
             raise WorkbookError(f"{where}: unknown cell type {t[:20]!r}")
 
+    @staticmethod
+    def _formula_length(text: str, where: str) -> None:
+        if not text:
+            raise WorkbookError(f"{where}: empty formula")
+        if len(text) > MAX_FORMULA_CHARS:
+            raise WorkbookError(
+                f"{where}: a formula of {len(text):,} characters (Excel's limit is {MAX_FORMULA_CHARS:,}); refusing it"
+            )
+
     def _formula(self, r: int, c: int, fa: dict, text: bytes | None, where: str) -> None:
         kind = fa.get(b"t", b"normal")
         ftext = unescape(text or b"").strip()
         if ftext.startswith("="):
             ftext = ftext[1:]
+        if len(ftext) > MAX_FORMULA_CHARS:
+            self._formula_length(ftext, where)
         if kind == b"shared":
             si = fa.get(b"si")
             if ftext:
@@ -897,7 +1023,7 @@ class _SheetParser:
                 rng = parse_range(ref.decode()) if ref else (r, c, r, c)
             except WorkbookError:
                 raise WorkbookError(f"{where}: bad array range {ref[:30]!r}") from None
-            self._limits(rng[2], rng[3])
+            self.check_limits(rng[2], rng[3])
             self.max_r = max(self.max_r, rng[2])
             self.max_c = max(self.max_c, rng[3])
             self.formulas.arrays.append((r, c, ftext, rng))
@@ -922,7 +1048,7 @@ class _SheetParser:
         self.vals.append(v)
         self.pending_r, self.pending_c, self.pending_v = [], [], []
 
-    def finish(self, dim: tuple[int, int] | None) -> Sheet:
+    def finish(self) -> Sheet:
         self._flush()
         if self.rows:
             rows = np.concatenate(self.rows)
@@ -944,16 +1070,16 @@ class _SheetParser:
                     self.max_r = max(self.max_r, m)
                 else:
                     self.max_c = max(self.max_c, m)
-        for r, c, _, rs, cs in f.shared:
+        for _, _, _, rs, cs in f.shared:
             self.max_r, self.max_c = max(self.max_r, max(rs)), max(self.max_c, max(cs))
         for r, c, _, _ in f.arrays:
             self.max_r, self.max_c = max(self.max_r, r), max(self.max_c, c)
-        if not self.cached._parts:
+        if not self.cached.pending():
             for r, c in self.cached:
                 self.max_r, self.max_c = max(self.max_r, r), max(self.max_c, c)
         dims = (self.max_r + 1, self.max_c + 1)
-        sheet = Sheet(
-            self.name,
+        parts = dict(
+            name=self.name,
             strings=self.strings,
             booleans=self.booleans,
             errors=self.errors,
@@ -964,18 +1090,15 @@ class _SheetParser:
         if len(vals) >= (dims[0] * dims[1]) // 2 and len(vals) > 0:
             grid = np.full(dims, np.nan)
             grid[rows, cols] = vals
-            sheet._grid = grid
-            sheet._has_gaps = bool(np.isnan(grid).any())
-        else:
-            sheet._numbers = (rows, cols, vals)
-        return sheet
+            return Sheet(**parts, grid=grid, has_gaps=bool(np.isnan(grid).any()))
+        return Sheet(**parts, numbers=(rows, cols, vals))
 
 
 def _read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sheet:
-    p = _SheetParser(str(zf.filename), name, sst)
+    where = f"{zf.filename}: {part}"
+    p = None
     buf = b""
     state = 0  # 0: before <sheetData>, 1: inside, 2: after
-    dim = None
     for data in _stream(zf, part):
         buf += data
         if state == 0:
@@ -986,14 +1109,15 @@ def _read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sh
                         f"{zf.filename}: {part} has no <sheetData> in its first {MAX_ROW_XML_BYTES} bytes"
                     )
                 continue
+            j = buf.find(b">", i)
+            if j < 0:
+                continue
+            p = _SheetParser(str(zf.filename), name, sst, _head_namespaces(buf, i, j, where))
             dm = _DIM_RE.search(buf, 0, i)
             if dm:
                 ref = _attrs(dm.group(1)).get(b"ref", b"")
                 for m in _CELLREF_RE.finditer(ref):
-                    p._limits(int(m.group(2)) - 1, col_index(m.group(1).decode()))
-            j = buf.find(b">", i)
-            if j < 0:
-                continue
+                    p.check_limits(int(m.group(2)) - 1, col_index(m.group(1).decode()))
             if buf[j - 1 : j] == b"/":  # <sheetData/>
                 state = 2
                 buf = b""
@@ -1018,7 +1142,21 @@ def _read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sh
         raise WorkbookError(f"{zf.filename}: {part} has no <sheetData>")
     if state == 1:
         raise WorkbookError(f"{zf.filename}: {part} is truncated (no </sheetData>)")
-    return p.finish(dim)
+    return p.finish()
+
+
+def _head_namespaces(buf: bytes, i: int, j: int, where: str) -> re.Pattern:
+    """The sheet XML before <sheetData> (which starts before ``i``, its tag ends at ``j``): no
+    markup we do not read, SpreadsheetML the default namespace, <sheetData> itself SpreadsheetML's.
+    Returns the pattern that finds a foreign element tag inside <sheetData>."""
+    start = xml_start(buf, where)
+    refuse_markup(buf, start, where, j)
+    ns = Namespaces(buf, start, where)
+    ns.require_spreadsheetml(where)
+    prefix = buf[buf.rfind(b"<", 0, i) + 1 : i]
+    if prefix and prefix[:-1] not in ns.bound_to(SPREADSHEETML):
+        raise WorkbookError(f"{where}: its <sheetData> is in a foreign XML namespace; refusing it")
+    return ns.foreign_tag()
 
 
 # ----------------------------------------------------------------------------- workbook
@@ -1028,12 +1166,12 @@ def read_workbook(path, sheets=None, progress=None) -> Book:
     """Read ``path`` (an .xlsx). ``sheets``: names to read (default all); others are
     listed in ``sheet_names`` but absent from ``sheets``. Big books are read by worker
     processes, a sheet at a time. ``progress(done, total)`` counts decompressed bytes."""
-    zf = _open_zip(path)
+    zf = open_zip(path)
     with zf:
         names = set(zf.namelist())
         wb_part = "xl/workbook.xml"
         if "[Content_Types].xml" in names:
-            ct = _read_small(zf, "[Content_Types].xml", 16 << 20)
+            ct = read_small(zf, "[Content_Types].xml", 16 << 20)
             m = re.search(
                 rb'PartName="/?([^"]+)"\s+ContentType="application/vnd\.(?:ms-excel\.sheet\.macroEnabled\.main\+xml|openxmlformats-officedocument\.spreadsheetml\.sheet\.main\+xml)"',
                 ct,
@@ -1042,29 +1180,44 @@ def read_workbook(path, sheets=None, progress=None) -> Book:
                 wb_part = m.group(1).decode()
         if wb_part not in names:
             raise WorkbookError(f"{path}: not an .xlsx workbook (no {wb_part})")
-        wb = _read_small(zf, wb_part, 64 << 20)
+        wb = read_small(zf, wb_part, 64 << 20)
         base = posixpath.dirname(wb_part)
         rels_part = posixpath.join(base, "_rels", posixpath.basename(wb_part) + ".rels")
         rels: dict[bytes, tuple[bytes, bytes]] = {}
         if rels_part in names:
-            for attrs in _REL_RE.findall(_read_small(zf, rels_part, 16 << 20)):
+            for attrs in _REL_RE.findall(read_small(zf, rels_part, 16 << 20)):
                 a = _attrs(attrs)
                 rels[a.get(b"Id", b"")] = (a.get(b"Target", b""), a.get(b"Type", b""))
         sst_part = None
         for target, typ in rels.values():
             if typ.endswith(b"/sharedStrings"):
                 sst_part = _resolve(base, unescape(target))
+        ns = Namespaces(wb, xml_start(wb, f"{path}: {wb_part}"), f"{path}: {wb_part}")
+        ns.require_spreadsheetml(f"{path}: {wb_part}")
+        main = ns.bound_to(SPREADSHEETML)
+        rel_ids = [p + b":id" for p in ns.bound_to(RELATIONSHIPS)]
         order: list[tuple[str, str]] = []
-        for attrs in _SHEET_TAG_RE.findall(wb):
+        named: set[str] = set()  # lower-case, as Excel compares sheet names
+        parts: set[str] = set()
+        for prefix, attrs in _SHEET_TAG_RE.findall(wb):
+            if prefix and prefix[:-1] not in main:
+                continue  # an element of another namespace
             a = _attrs(attrs)
             nm = unescape(a.get(b"name", b""))
-            rid = a.get(b"id")
+            rid = next((a[k] for k in rel_ids if k in a), None)
             if rid not in rels:
                 raise WorkbookError(f"{path}: sheet {nm!r} has no relationship {rid!r}")
+            if nm.lower() in named:
+                raise WorkbookError(f"{path}: two sheets are named {nm!r}; refusing an ambiguous book")
+            named.add(nm.lower())
             target, typ = rels[rid]
             if not typ.endswith(b"/worksheet"):
                 continue  # chart sheets, dialog sheets: no cells
-            order.append((nm, _resolve(base, unescape(target))))
+            part = _resolve(base, unescape(target))
+            if part in parts:
+                raise WorkbookError(f"{path}: two sheets are stored in one part, {part}; refusing an ambiguous book")
+            parts.add(part)
+            order.append((nm, part))
         if not order:
             raise WorkbookError(f"{path}: workbook has no worksheets")
         defined = {}
@@ -1087,7 +1240,7 @@ def read_workbook(path, sheets=None, progress=None) -> Book:
         size = sum(zf.getinfo(part).file_size for _, part in todo)
         workers = min(WORKERS, len(todo))
         if workers > 1 and size >= PARALLEL_BYTES and _can_fork():
-            out = _read_parallel(path, todo, sst, workers, progress)
+            out = read_parallel(path, todo, sst, workers, progress)
         else:
             out = {}
             for nm, part in todo:
@@ -1108,18 +1261,18 @@ def _can_fork() -> bool:
 
 
 def _read_one(path, part: str, name: str) -> tuple[str, Sheet, int]:
-    with _open_zip(path) as zf:
+    with open_zip(path) as zf:
         return name, _read_sheet(zf, part, name, _SST), zf.getinfo(part).file_size
 
 
-def _read_parallel(path, todo, sst, workers: int, progress) -> dict[str, Sheet]:
+def read_parallel(path, todo, sst, workers: int, progress) -> dict[str, Sheet]:
     """Sheets read by ``workers`` forked processes, largest first (decompression and the
     number parsing are CPU bound; each worker opens the zip itself)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     global _SST
-    with _open_zip(path) as zf:
+    with open_zip(path) as zf:
         sizes = {part: zf.getinfo(part).file_size for _, part in todo}
     total = sum(sizes.values())
     _SST = sst

@@ -1,4 +1,4 @@
-"""The evaluator against the independent `formulas` engine, on books written here."""
+"""The fast engine (sheetgpt.engine.evaluator) against the independent `formulas` engine, on books written here."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 import xlsxwriter
 
+from sheetgpt.a1 import cell as cell_name
+from sheetgpt.a1 import col_name, parse_cell
+from sheetgpt.engine import schedule
+from sheetgpt.engine.evaluator import Evaluator, evaluate
+from sheetgpt.engine.reader import Book, Sheet, read_workbook
+from sheetgpt.engine.values import BOOL
 from sheetgpt.errors import WorkbookError
-from sheetgpt.evaluator import evaluate
-from sheetgpt.formula import parse, to_r1c1
-from sheetgpt.xlsx_reader import cell_name, parse_ref, read_workbook
 
 
 def oracle_values(path) -> dict:
@@ -27,7 +30,7 @@ def oracle_values(path) -> dict:
         if not m:
             continue
         sheet = m.group(1).replace("''", "'")
-        r0, c0 = parse_ref(m.group(2))
+        r0, c0 = parse_cell(m.group(2))
         val = np.asarray(getattr(rng, "value", rng), dtype=object)
         if val.ndim == 0:
             val = val.reshape(1, 1)
@@ -43,9 +46,9 @@ def ours(res, sheet, r, c):
         return res.errors[sheet][(r, c)]
     if (r, c) in res.text[sheet]:
         return res.text[sheet][(r, c)]
-    if k == 3:
-        return bool(res.values[sheet][r, c])
-    return float(res.values[sheet][r, c])
+    if k == BOOL:
+        return bool(res.numbers[sheet][r, c])
+    return float(res.numbers[sheet][r, c])
 
 
 def mismatches(book, res, oracle, rel=1e-12) -> list[str]:
@@ -147,10 +150,10 @@ def _functions(wb):
 
 @pytest.mark.parametrize("texts", ["array", "dict"])
 def test_every_function_matches_formulas(tmp_path, monkeypatch, texts):
-    from sheetgpt import evaluator
+    from sheetgpt.engine import store
 
     if texts == "dict":  # the store of texts that sheets larger than TEXT_ARRAY_CELLS get
-        monkeypatch.setattr(evaluator, "TEXT_ARRAY_CELLS", 0)
+        monkeypatch.setattr(store, "TEXT_ARRAY_CELLS", 0)
     path = _book(tmp_path / "f.xlsx", _functions)
     book = read_workbook(path)
     res = evaluate(book)
@@ -159,11 +162,11 @@ def test_every_function_matches_formulas(tmp_path, monkeypatch, texts):
     assert res.errors["Block 0"][(7, 2)] == "#DIV/0!"
     assert res.text["Block 0"][(9, 2)] == "apple-1.5"
     # D1:D11 = 5 4 3 2 1 (empty) 1 2 3 4 5: the first 3 is 3rd, the first 1 is 5th; empty is not 0
-    assert res.values["Block 0"][28, 2] == 3 + 5 and res.errors["Block 0"][(29, 2)] == "#N/A"
-    assert res.values["Block 0"][30, 2] == 1000 + 200 - 20 + 0.25 and res.errors["Block 0"][(31, 2)] == "#DIV/0!"
-    assert res.values["Block 0"][0:5, 6].tolist() == [5, 3, 1, 7, 7]
+    assert res.numbers["Block 0"][28, 2] == 3 + 5 and res.errors["Block 0"][(29, 2)] == "#N/A"
+    assert res.numbers["Block 0"][30, 2] == 1000 + 200 - 20 + 0.25 and res.errors["Block 0"][(31, 2)] == "#DIV/0!"
+    assert res.numbers["Block 0"][0:5, 6].tolist() == [5, 3, 1, 7, 7]
     # A1:A5 = 1.5 -2 3.25 0 7; D1:D3 = 5 4 3: the sums of the values above each
-    assert res.values["Block 0"][0:3, 15].tolist() == [7, 7, 10.25] and res.values["Block 0"][4, 15] == 3
+    assert res.numbers["Block 0"][0:3, 15].tolist() == [7, 7, 10.25] and res.numbers["Block 0"][4, 15] == 3
 
 
 def _transformerish(wb):
@@ -212,7 +215,7 @@ def test_quoted_sheet_with_doubled_quote(tmp_path):
         wb.add_worksheet("s").write_formula("A1", "='it''s'!A1*2")
 
     res = evaluate(read_workbook(_book(tmp_path / "q.xlsx", fill)))
-    assert res.values["s"][0, 0] == 0.5
+    assert res.numbers["s"][0, 0] == 0.5
 
 
 def test_transformer_shaped_book_matches_formulas(tmp_path):
@@ -232,14 +235,13 @@ def test_self_referencing_group_goes_row_by_row(tmp_path):
 
     path = _book(tmp_path / "c.xlsx", fill)
     res = evaluate(read_workbook(path))
-    assert res.values["s"][19, 1] == 2.0**17 - 1
+    assert res.numbers["s"][19, 1] == 2.0**17 - 1
 
 
 def test_one_formula_in_two_places_is_not_a_cycle(tmp_path):
     """``=LEN(left)`` in column D rows 1-3 and in column B rows 10-12 is one group; the running
     text in column C (reading its row above) lies between them. The group's cells are two
     rectangles, not one box that would seem to write column C and make a cycle."""
-    from sheetgpt.evaluator import Evaluator
 
     def fill(wb):
         s = wb.add_worksheet("s")
@@ -257,17 +259,16 @@ def test_one_formula_in_two_places_is_not_a_cycle(tmp_path):
     units = ev.units()
     (len_unit,) = [u for u in units if u.key == "LEN(R[0]C[-1])"]
     assert sorted(len_unit.boxes) == [(0, 3, 2, 3), (9, 1, 11, 1)]
-    cyclic = [[u.key for u in comp] for comp, is_cyclic in ev.order(units) if is_cyclic]
+    cyclic = [[u.key for u in comp] for comp, is_cyclic in schedule.order(units) if is_cyclic]
     assert cyclic == [["R[-1]C[0]&R[0]C[-1]"]]  # only the running text reads itself
     res = evaluate(book)
     assert mismatches(book, res, oracle_values(path)) == []
-    assert res.values["s"][2, 3] == 5 and res.values["s"][11, 1] == 6  # len("ab" "a" "ab"), plus "!"
+    assert res.numbers["s"][2, 3] == 5 and res.numbers["s"][11, 1] == 6  # len("ab" "a" "ab"), plus "!"
 
 
 def test_a_formula_over_blocks_that_read_each_other_in_turn_needs_no_cell_order(tmp_path, monkeypatch):
     """B1:B3 and B5:B7 hold one formula (A+1); A5:A7 reads B1:B3. As one group, B and A5:A7
     read each other; as one group per block they are a chain, evaluated a block at a time."""
-    from sheetgpt.evaluator import Evaluator
 
     def fill(wb):
         s = wb.add_worksheet("s")
@@ -280,26 +281,24 @@ def test_a_formula_over_blocks_that_read_each_other_in_turn_needs_no_cell_order(
     path = _book(tmp_path / "chain.xlsx", fill)
     book = read_workbook(path)
     ev = Evaluator(book)
-    assert [cyclic for _, cyclic in ev.order(ev.units())].count(True) == 1  # as whole groups: a cycle
+    assert [cyclic for _, cyclic in schedule.order(ev.units())].count(True) == 1  # as whole groups: a cycle
     by_cell = []
-    monkeypatch.setattr(Evaluator, "_cell_level", lambda self, comp: by_cell.append(comp))
+    monkeypatch.setattr(Evaluator, "cell_level", lambda self, comp: by_cell.append(comp))
     res = evaluate(book)
     assert by_cell == []
     assert mismatches(book, res, oracle_values(path)) == []
 
 
 def test_a_reference_above_the_first_row_is_refused(tmp_path):
-    from sheetgpt.evaluator import Evaluator
-
     def fill(wb):
         wb.add_worksheet("s").write_formula("A3", "=A1+1")
 
     ev = Evaluator(read_workbook(_book(tmp_path / "o.xlsx", fill)))
-    ev._unit("s", "R[-2]C[0]+1", np.array([2, 3]), np.array([0, 0]), None)  # from A3 and A4: rows 1 and 2
+    ev.unit("s", "R[-2]C[0]+1", np.array([2, 3]), np.array([0, 0]), None)  # from A3 and A4: rows 1 and 2
     with pytest.raises(WorkbookError, match=r"s!A2: reference off the sheet"):
-        ev._unit("s", "R[-2]C[0]+1", np.array([1, 2]), np.array([0, 0]), None)  # from A2: row -1
+        ev.unit("s", "R[-2]C[0]+1", np.array([1, 2]), np.array([0, 0]), None)  # from A2: row -1
     with pytest.raises(WorkbookError, match=r"s!C1: reference off the sheet"):
-        ev._unit("s", "SUM(R1C1:R[0]C[-3])", np.array([0]), np.array([2]), (0, 2, 0, 2))
+        ev.unit("s", "SUM(R1C1:R[0]C[-3])", np.array([0]), np.array([2]), (0, 2, 0, 2))
 
 
 def test_circular_reference_names_a_cell(tmp_path):
@@ -332,92 +331,8 @@ def test_missing_sheet_names_cell(tmp_path):
         evaluate(read_workbook(_book(tmp_path / "m.xlsx", fill)))
 
 
-def test_r1c1_key_groups_relative_copies():
-    assert to_r1c1("B4+1", 4, 1) == to_r1c1("B5+1", 5, 1)
-    assert to_r1c1("$B$4+1", 4, 1) == to_r1c1("$B$4+1", 9, 3)
-    assert to_r1c1('"A1"&A1', 0, 0) == '"A1"&R[0]C[0]'
-    assert to_r1c1("LOG10(A1)", 0, 0) == "LOG10(R[0]C[0])"
-    assert parse("-2^2")[0] == "bin"
-    node = parse("'Block 0'!C5+wte!B$1:B$300", 0, 0)
-    assert node[2][1] == "Block 0" and node[3][1] == "wte"
-
-
-@pytest.mark.parametrize(
-    "text,row,col,key",
-    [
-        # each pair has one skeleton (the text with its digit runs as #), so the second reuses the first's parse
-        ("A1+B2", 0, 0, "R[0]C[0]+R[1]C[1]"),
-        ("A5+B9", 2, 1, "R[2]C[-1]+R[6]C[0]"),
-        ("'Block 0'!C5*2", 0, 0, "'Block 0'!R[4]C[2]*2"),
-        ("'Block 1'!C7*3", 1, 0, "'Block 1'!R[5]C[2]*3"),
-        ('"x1"&A2', 0, 0, '"x1"&R[1]C[0]'),
-        ('"x2"&A3', 0, 0, '"x2"&R[2]C[0]'),
-        ("$A$1:B2+1.5", 0, 0, "R1C1:R[1]C[1]+1.5"),
-        ("$A$3:B4+2.25", 1, 1, "R3C1:R[2]C[0]+2.25"),
-        ("A1234567", 0, 0, "R[1234566]C[0]"),
-        ("A12345678", 0, 0, "A12345678"),  # 8 digits: not a row, so not a reference
-    ],
-)
-def test_r1c1_keys_of_one_skeleton(text, row, col, key):
-    assert to_r1c1(text, row, col) == key
-
-
-def test_column_keys_equal_to_r1c1_cell_by_cell():
-    """formula.column_keys (one parse per filled run of a column) against to_r1c1 per cell, on
-    columns that are fills (shift_formula), fills with one literal changed (0.05 -> 0.5, a
-    10-digit number shortened) and unrelated texts."""
-    import random
-
-    from sheetgpt.formula import column_keys, shift_formula
-
-    rnd = random.Random(0)
-    parts = [
-        "A1",
-        "$A1",
-        "A$1",
-        "$A$1",
-        "B10",
-        "AA5",
-        "'s 1'!B2",
-        "x!C3",
-        '"A1"',
-        "3",
-        "1E+10",
-        "SUM(A1:B2)",
-        "$C$3:C4",
-        "R1C1",
-        "B99",
-        "0.05",
-        "0.5",
-        "A01",
-        "$B$09",
-        "12345678",
-        "1000000000",
-        "12345678901234567890123",
-    ]
-    fills = 0
-    for _ in range(3000):
-        col, top = rnd.randint(0, 30), rnd.randint(0, 50)
-        base = "+".join(rnd.choice(parts) for _ in range(rnd.randint(1, 4)))
-        texts = []
-        for i in range(rnd.randint(1, 8)):
-            r = rnd.random()
-            if r < 0.7:
-                texts.append(shift_formula(base, i, 0))
-            elif r < 0.85:
-                texts.append(base.replace("0.05", "0.5", 1).replace("1000000000", "100000000", 1))
-            else:
-                texts.append("+".join(rnd.choice(parts) for _ in range(rnd.randint(1, 4))))
-        want = [to_r1c1(t, top + i, col) for i, t in enumerate(texts)]
-        assert column_keys(texts, top, col) == want, (texts, top, col)
-        fills += sum(a == b for a, b in zip(want, want[1:]))
-    assert fills > 3000  # most columns were fills
-
-
 def test_grouped_mmult_is_one_matrix_product(tmp_path):
     """50,000 cells of =MMULT($A5:$CV5, w!A$1:A$100) evaluate without N x k x k."""
-    from sheetgpt.xlsx_reader import Book, Sheet
-
     rng = np.random.default_rng(1)
     T, K, M = 500, 100, 100
     X = rng.normal(size=(T, K))
@@ -426,12 +341,10 @@ def test_grouped_mmult_is_one_matrix_product(tmp_path):
     xs = Sheet("x", (r.astype(np.int32), c.astype(np.int32), X.ravel()), dims=(T, K))
     r, c = np.nonzero(np.ones((K, M)))
     ws = Sheet("w", (r.astype(np.int32), c.astype(np.int32), Wt.ravel()), dims=(K, M))
-    from sheetgpt.xlsx_reader import col_letter
-
-    last = col_letter(K - 1)
+    last = col_name(K - 1)
     out = Sheet("o", (np.zeros(0, np.int32),) * 2 + (np.zeros(0),), dims=(T, M))
     out.formulas = [
-        (t, j, f"MMULT(x!$A{t + 1}:${last}{t + 1},w!{col_letter(j)}$1:{col_letter(j)}${K})", None)
+        (t, j, f"MMULT(x!$A{t + 1}:${last}{t + 1},w!{col_name(j)}$1:{col_name(j)}${K})", None)
         for t in range(T)
         for j in range(M)
     ]
@@ -439,6 +352,6 @@ def test_grouped_mmult_is_one_matrix_product(tmp_path):
     t0 = time.perf_counter()
     res = evaluate(book)
     dt = time.perf_counter() - t0
-    np.testing.assert_allclose(res.values["o"], X @ Wt, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(res.numbers["o"], X @ Wt, rtol=1e-12, atol=1e-12)
     assert res.groups == 1
     print(f"grouped MMULT: {T * M / dt:,.0f} cells/s")

@@ -1,4 +1,4 @@
-"""Headless LibreOffice recalculation (sheetgpt.libreoffice)."""
+"""Headless LibreOffice recalculation (sheetgpt.engine.libreoffice)."""
 
 import zipfile
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import xlsxwriter
 
-from sheetgpt import libreoffice as lo
+from sheetgpt.engine import libreoffice as lo
+from sheetgpt.engine.values import Values
 from sheetgpt.errors import SheetGPTError, WorkbookError
 
 needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
@@ -151,8 +152,9 @@ def test_missing_uno(monkeypatch, tmp_path):
     monkeypatch.setattr(lo, "_AVAILABLE", None)
 
 
-def test_a1_to_rc():
-    assert lo.a1_to_rc("A1") == (0, 0)
-    assert lo.a1_to_rc("$AB$12") == (11, 27)
-    with pytest.raises(ValueError):
-        lo.a1_to_rc("R1C1")
+def test_one_cell_by_its_a1_address():
+    values = Values({"s": np.array([[1.5, np.nan], [np.nan, np.nan]])}, {"s": {(1, 1): "x"}}, {"s": {(0, 1): "#N/A"}})
+    assert values.value("s", "A1") == 1.5 and values.value("s", "$B$1") == "#N/A" and values.value("s", "B2") == "x"
+    assert values.value("s", "A2") is None and values.value("s", "AB12") is None
+    with pytest.raises(WorkbookError):
+        values.value("s", "R1C1")

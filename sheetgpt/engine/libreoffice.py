@@ -1,6 +1,6 @@
 """Headless LibreOffice recalculation, with proof that it really recalculated.
 
-LibreOffice Calc is driven over UNO by ``_lo_bridge.py``, run with the SYSTEM python
+LibreOffice Calc is driven over UNO by ``lo_bridge.py``, run with the SYSTEM python
 (``/usr/bin/python3``: python3-uno only works there). Every run:
 
 * uses a fresh, throw-away user profile in which ``OOXMLRecalcMode`` is 0 ("always recalculate
@@ -9,7 +9,7 @@ LibreOffice Calc is driven over UNO by ``_lo_bridge.py``, run with the SYSTEM py
   ``A1 = 1/7`` whose cached value in the file is a wrong ``-1``). After the edits and
   ``calculateAll()`` (a hard recalculation), A1 must read exactly ``1/7``, else
   ``WorkbookError("recalculation not proven ...")``. The sentinel sheet is never returned, and
-  is deleted before ``save_as``. ``Recalc.sentinel_on_load`` is its value read right after
+  is deleted before ``save_as``. ``Values.sentinel_on_load`` is its value read right after
   loading (before ``calculateAll()``): 1/7 with our profile. Measured: with
   ``OOXMLRecalcMode`` forced to 1 ("never") it reads -1 on load and 1/7 after ``calculateAll()``,
   so the check catches a load that trusted cached values and ``calculateAll()`` fixes it;
@@ -18,10 +18,10 @@ LibreOffice Calc is driven over UNO by ``_lo_bridge.py``, run with the SYSTEM py
 * kills soffice (by process group, it is the bridge's own child) and deletes the profile, also
   on errors and timeouts.
 
-Cell values in :class:`Recalc`: numbers -> ``float``, text -> ``str`` (a formula returning
+Cell values in the returned ``Values``: numbers -> ``float``, text -> ``str`` (a formula returning
 ``""`` gives ``""``), empty -> ``None``, errors -> LibreOffice's display text, e.g.
 ``"#VALUE!"``, ``"#DIV/0!"``, ``"#N/A"``, ``"#NAME?"``, ``"#REF!"``, ``"#NUM!"``, or
-``"Err:502"`` style for errors that have no Excel name (see ``Recalc.errors``).
+``"Err:502"`` style for errors that have no Excel name (see ``Values.errors``).
 """
 
 from __future__ import annotations
@@ -31,19 +31,21 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import SheetGPTError, WorkbookError
+from ..errors import SheetGPTError, WorkbookError
+from .reader import check_members, read_small
+from .values import Values
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-BRIDGE = Path(__file__).with_name("_lo_bridge.py")
+BRIDGE = Path(__file__).with_name("lo_bridge.py")
 MISSING = "LibreOffice is not installed: apt-get install libreoffice-calc-nogui python3-uno"
 
 SENTINEL_SHEET = "_sgpt_sentinel"
@@ -103,36 +105,28 @@ def _require() -> str:
 # --------------------------------------------------------------------------- sentinel
 
 
-def make_sentinel(workbook, name: str = SENTINEL_SHEET) -> None:
-    """Add a sentinel sheet to an xlsxwriter ``Workbook`` (optional: recalculate() injects one).
-
-    Its ``A1`` is ``=1/7`` with a wrong cached value, so any reader that shows ``1/7`` there has
-    recomputed formulas rather than trusting the cache.
-    """
-    ws = workbook.add_worksheet(name)
-    ws.write_formula(SENTINEL_CELL, "=" + SENTINEL_FORMULA, None, SENTINEL_CACHED)
-    ws.hide()
-
-
 def inject_sentinel(src: str | os.PathLike, dst: str | os.PathLike, name: str = SENTINEL_SHEET) -> None:
     """Copy xlsx ``src`` to ``dst`` with one more (last, hidden) sheet holding the sentinel.
 
     Done on the zip parts directly (workbook.xml, its rels, [Content_Types].xml), so nothing else
-    in the book is rewritten. Raises WorkbookError if the book is not an xlsx we understand.
+    in the book is rewritten: every other member is copied as it is stored, never inflated, and
+    the zip is held to the reader's bounds (member count, duplicates, declared sizes). Raises
+    WorkbookError if the book is not an xlsx we understand.
     """
     try:
         zin = zipfile.ZipFile(src)
     except (OSError, zipfile.BadZipFile) as e:
         raise WorkbookError(f"{src}: not an xlsx file ({e})") from None
     with zin:
+        check_members(src, zin.infolist())
         names = zin.namelist()
         wb_path = "xl/workbook.xml"
         rels_path = "xl/_rels/workbook.xml.rels"
         if wb_path not in names or rels_path not in names or "[Content_Types].xml" not in names:
             raise WorkbookError(f"{src}: not an xlsx workbook (no xl/workbook.xml)")
-        wb = zin.read(wb_path).decode("utf-8")
-        rels = zin.read(rels_path).decode("utf-8")
-        ct = zin.read("[Content_Types].xml").decode("utf-8")
+        wb = read_small(zin, wb_path, 64 << 20).decode("utf-8")
+        rels = read_small(zin, rels_path, 16 << 20).decode("utf-8")
+        ct = read_small(zin, "[Content_Types].xml", 16 << 20).decode("utf-8")
         if re.search(rf'name="{re.escape(name)}"', wb):
             raise WorkbookError(f"{src}: already has a sheet named {name}")
         m = re.search(r"<(\w+:)?sheet\s[^>]*?(\w+):id=\"[^\"]*\"[^>]*/>", wb)
@@ -165,94 +159,49 @@ def inject_sentinel(src: str | os.PathLike, dst: str | os.PathLike, name: str = 
             f'<sheetData><row r="1"><c r="{SENTINEL_CELL}"><f>{SENTINEL_FORMULA}</f>'
             f"<v>{SENTINEL_CACHED}</v></c></row></sheetData></worksheet>"
         )
+        edited = {wb_path: wb, rels_path: rels, "[Content_Types].xml": ct}
         with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
             for info in zin.infolist():
-                data = zin.read(info.filename)
-                if info.filename == wb_path:
-                    data = wb.encode("utf-8")
-                elif info.filename == rels_path:
-                    data = rels.encode("utf-8")
-                elif info.filename == "[Content_Types].xml":
-                    data = ct.encode("utf-8")
-                zout.writestr(info, data)
+                if info.filename in edited:
+                    zout.writestr(info, edited[info.filename].encode("utf-8"))
+                else:
+                    _copy_raw(zin, zout, info)
             zout.writestr("xl/" + part, sheet_xml)
 
 
-# --------------------------------------------------------------------------- results
+def _copy_raw(zin: zipfile.ZipFile, zout: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Append one member to ``zout`` as ``zin`` stores it: its compressed bytes, copied in chunks.
 
-
-@dataclass
-class Recalc:
-    """Values of a recalculated book.
-
-    ``values[sheet]``: object array [row0, col0] from A1 (float / str / None / error text).
-    ``numbers[sheet]``: float64 array of the same shape, NaN where not a number (fast path).
-    ``errors[sheet]``: {(row0, col0): "#VALUE!"} for error cells.
+    zipfile has no call for this; it is done as ``ZipFile.writestr`` does it, on the attributes
+    the central directory is written from at close (``fp``, ``start_dir``, ``filelist``, ``NameToInfo``).
     """
-
-    numbers: dict[str, np.ndarray]
-    text: dict[str, dict[tuple[int, int], str]]
-    errors: dict[str, dict[tuple[int, int], str]]
-    sentinel: float | None = None
-    sentinel_on_load: float | None = None  # before calculateAll(): 1/7 if the load recalculated
-    timings: dict[str, float] = field(default_factory=dict)
-    _values: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-
-    @property
-    def sheets(self) -> list[str]:
-        return list(self.numbers)
-
-    @property
-    def values(self) -> _LazyValues:
-        return _LazyValues(self)
-
-    def object_array(self, sheet: str) -> np.ndarray:
-        if sheet not in self._values:
-            num = self.numbers[sheet]
-            out = np.empty(num.shape, dtype=object)
-            isnum = ~np.isnan(num)
-            out[isnum] = num[isnum].tolist() if isnum.any() else []
-            for (r, c), s in self.text[sheet].items():
-                out[r, c] = s
-            for (r, c), s in self.errors[sheet].items():
-                out[r, c] = s
-            self._values[sheet] = out
-        return self._values[sheet]
-
-    def value(self, sheet: str, cell: str):
-        """One cell by A1 address; None when outside the used area or empty."""
-        r, c = a1_to_rc(cell)
-        arr = self.object_array(sheet)
-        if r >= arr.shape[0] or c >= arr.shape[1]:
-            return None
-        return arr[r, c]
-
-
-class _LazyValues:
-    def __init__(self, rc: Recalc):
-        self._rc = rc
-
-    def __getitem__(self, sheet: str) -> np.ndarray:
-        return self._rc.object_array(sheet)
-
-    def __contains__(self, sheet) -> bool:
-        return sheet in self._rc.numbers
-
-    def __iter__(self):
-        return iter(self._rc.numbers)
-
-    def keys(self):
-        return self._rc.numbers.keys()
-
-
-def a1_to_rc(cell: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\$?([A-Za-z]{1,3})\$?(\d+)", cell.strip())
-    if not m:
-        raise ValueError(f"not an A1 cell address: {cell!r}")
-    col = 0
-    for ch in m.group(1).upper():
-        col = col * 26 + (ord(ch) - 64)
-    return int(m.group(2)) - 1, col - 1
+    if info.flag_bits & 0x1:
+        raise WorkbookError(f"{zin.filename}: zip member {info.filename} is encrypted")
+    src = zin.fp
+    src.seek(info.header_offset)
+    local = src.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise WorkbookError(f"{zin.filename}: corrupt zip member {info.filename}")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    src.seek(info.header_offset + 30 + name_len + extra_len)
+    out = zipfile.ZipInfo(info.filename, info.date_time)
+    out.compress_type, out.CRC = info.compress_type, info.CRC
+    out.compress_size, out.file_size = info.compress_size, info.file_size
+    out.external_attr, out.create_system = info.external_attr, info.create_system
+    out.flag_bits = info.flag_bits & 0x800  # keep the UTF-8 name flag; sizes are in the header, no descriptor
+    zout.fp.seek(zout.start_dir)
+    out.header_offset = zout.fp.tell()
+    zout.fp.write(out.FileHeader(out.file_size > zipfile.ZIP64_LIMIT or out.compress_size > zipfile.ZIP64_LIMIT))
+    left = info.compress_size
+    while left:
+        chunk = src.read(min(left, 1 << 20))
+        if not chunk:
+            raise WorkbookError(f"{zin.filename}: zip member {info.filename} is truncated")
+        zout.fp.write(chunk)
+        left -= len(chunk)
+    zout.filelist.append(out)
+    zout.NameToInfo[out.filename] = out
+    zout.start_dir = zout.fp.tell()
 
 
 # --------------------------------------------------------------------------- running
@@ -307,7 +256,7 @@ def recalculate(
     save_as: str | os.PathLike | None = None,
     timeout: float = 600,
     prove: bool = True,
-) -> Recalc:
+) -> Values:
     """Load ``path`` in headless LibreOffice, apply ``edits``, recalculate everything, read back.
 
     ``edits``: ``{(sheet, "B5"): value}``; str values are set as TEXT (never parsed as a formula,
@@ -353,13 +302,13 @@ def recalculate(
             errors[sh["name"]] = {(r, c): s for r, c, s in sh["errors"]}
         timings = dict(res.get("timings", {}))
         timings["total"] = time.monotonic() - t0
-        return Recalc(
+        return Values(
             numbers,
             text,
             errors,
+            timings=timings,
             sentinel=res.get("sentinel"),
             sentinel_on_load=res.get("sentinel_on_load"),
-            timings=timings,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -419,7 +368,7 @@ def convert_with_recalc(path: str | os.PathLike, out_path: str | os.PathLike, *,
         raise WorkbookError(f"{path}: no such file")
     workdir = tempfile.mkdtemp(prefix="sheetgpt_lo_")
     try:
-        from ._lo_bridge import profile_url, write_profile
+        from .lo_bridge import profile_url, write_profile
 
         profile = os.path.join(workdir, "profile")
         write_profile(profile)

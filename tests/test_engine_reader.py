@@ -1,4 +1,4 @@
-"""The reader: hand-built parts (shared formulas, cells without r=) and hostile files."""
+"""The reader (sheetgpt.engine.reader): hand-built parts (shared formulas, cells without r=) and hostile files."""
 
 from __future__ import annotations
 
@@ -9,13 +9,29 @@ import numpy as np
 import pytest
 import xlsxwriter
 
+from sheetgpt import a1
+from sheetgpt.engine import reader
+from sheetgpt.engine.evaluator import evaluate
+from sheetgpt.engine.reader import read_workbook
 from sheetgpt.errors import WorkbookError
-from sheetgpt.evaluator import evaluate
-from sheetgpt.xlsx_reader import col_letter, parse_ref, read_workbook
 
-CT = b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/></Types>'
-WB = b'<?xml version="1.0"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="Block 0" sheetId="1" r:id="rId1"/></sheets></workbook>'
-RELS = b'<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/></Relationships>'
+CT = (
+    b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    b'<Override PartName="/xl/workbook.xml" '
+    b'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/></Types>'
+)
+WB = (
+    b'<?xml version="1.0"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    b'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+    b'<sheets><sheet name="Block 0" sheetId="1" r:id="rId1"/></sheets></workbook>'
+)
+RELS = (
+    b'<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    b'<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" '
+    b'Target="worksheets/sheet1.xml"/>'
+    b'<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" '
+    b'Target="sharedStrings.xml"/></Relationships>'
+)
 SST = b'<?xml version="1.0"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><si><t>hello</t></si><si><r><t>a&amp;</t></r><r><t>b</t></r></si></sst>'
 
 
@@ -41,11 +57,6 @@ def _sheet(rows: str) -> bytes:
         + rows.encode()
         + b"</sheetData></worksheet>"
     )
-
-
-def test_refs():
-    assert col_letter(0) == "A" and col_letter(27) == "AB" and col_letter(16383) == "XFD"
-    assert parse_ref("AB12") == (11, 27) and parse_ref("$A$1") == (0, 0)
 
 
 def test_shared_formulas_no_r_and_all_cell_types(tmp_path):
@@ -74,7 +85,7 @@ def test_shared_formulas_no_r_and_all_cell_types(tmp_path):
     assert f[(7, 0)] == ("A1:B1*10", (7, 0, 7, 1))
     assert sh.cached[(4, 2)] == "cached"
     res = evaluate(book)
-    v = res.values["Block 0"]
+    v = res.numbers["Block 0"]
     assert v[3, 1] == 4.5 and v[4, 1] == 1.5 + 2e-05 and v[5, 1] == 1.5
     assert res.text["Block 0"][(4, 2)] == "hello!"
     assert list(v[7, :2]) == [15.0, 20.0]
@@ -108,14 +119,15 @@ def test_shared_members_on_the_fast_path(tmp_path):
         '<row r="1"><c r="A1"><v>1</v></c><c r="B1"><f t="shared" ref="B1:B3" si="0">A1*2</f><v>2</v></c></row>'
         '<row r="2"><c r="A2"><v>2</v></c><c r="B2"><f t="shared" si="0"/><v>7</v></c>'
         '<c r="C2"><f t="shared" ref="C2:C3" si="1">B2+1</f><v>5</v></c></row>'
-        '<row r="3"><c r="A3"><v>3</v></c><c r="B3"><f t="shared" si="0"/><v>6</v></c><c r="C3"><f t="shared" si="1"/></c></row>'
+        '<row r="3"><c r="A3"><v>3</v></c><c r="B3"><f t="shared" si="0"/><v>6</v></c>'
+        '<c r="C3"><f t="shared" si="1"/></c></row>'
     )
     book = read_workbook(_xlsx(tmp_path / "s.xlsx", _sheet(rows)))
     sh = book.sheets["Block 0"]
     f = {(r, c): t for r, c, t, _ in sh.formulas}
     assert f == {(0, 1): "A1*2", (1, 1): "A2*2", (2, 1): "A3*2", (1, 2): "B2+1", (2, 2): "B3+1"}
     assert sh.cached[(1, 1)] == "7" and sh.cached[(2, 1)] == "6" and (2, 2) not in sh.cached
-    assert evaluate(book).values["Block 0"][2, 2] == 7
+    assert evaluate(book).numbers["Block 0"][2, 2] == 7
 
 
 def test_shared_member_before_its_master(tmp_path):
@@ -124,6 +136,12 @@ def test_shared_member_before_its_master(tmp_path):
         '<row r="2"><c r="B2"><f t="shared" ref="B1:B2" si="4">A1*2</f><v>2</v></c></row>'
     )
     _refused(_xlsx(tmp_path / "m.xlsx", _sheet(rows)), r"B1: shared formula si=b?'4'? has no master")
+
+
+def test_refs():
+    """The reader's A1 parsing is sheetgpt.a1's."""
+    assert a1.col_name(0) == "A" and a1.col_name(27) == "AB" and a1.col_name(16383) == "XFD"
+    assert a1.parse_cell("AB12") == (11, 27) and a1.parse_cell("$A$1") == (0, 0)
 
 
 def _refused(path, match=None):
@@ -166,9 +184,7 @@ def test_zip_bomb_declared_and_ratio(tmp_path, monkeypatch):
     p.write_bytes(bytes(data))
     _refused(p)
     # a real high-ratio member (deflate tops out near 1030:1, so the test lowers the limit)
-    from sheetgpt import xlsx_reader
-
-    monkeypatch.setattr(xlsx_reader, "MAX_RATIO", 100)
+    monkeypatch.setattr(reader, "MAX_RATIO", 100)
     row = b"<row><c><v>0</v></c></row>" * ((32 << 20) // 26)
     _refused(_xlsx(tmp_path / "r.xlsx", _sheet("").replace(b"<sheetData>", b"<sheetData>" + row)), "zip bomb")
 
@@ -190,8 +206,6 @@ def test_text_where_number_expected(tmp_path):
 
 def test_sheets_read_in_parallel_equal_those_read_in_turn(tmp_path, monkeypatch):
     """The same book read by forked workers (every book above PARALLEL_BYTES) and in one process."""
-    from sheetgpt import xlsx_reader
-
     path = tmp_path / "p.xlsx"
     wb = xlsxwriter.Workbook(str(path))
     for k in range(3):
@@ -210,16 +224,16 @@ def test_sheets_read_in_parallel_equal_those_read_in_turn(tmp_path, monkeypatch)
             for name, s in book.sheets.items()
         }
 
-    monkeypatch.setattr(xlsx_reader, "PARALLEL_BYTES", 1 << 40)
+    monkeypatch.setattr(reader, "PARALLEL_BYTES", 1 << 40)
     alone = read_workbook(path)
-    monkeypatch.setattr(xlsx_reader, "PARALLEL_BYTES", 0)
-    calls, parallel = [], xlsx_reader._read_parallel
+    monkeypatch.setattr(reader, "PARALLEL_BYTES", 0)
+    calls, parallel = [], reader.read_parallel
 
     def spy(*args, **kwargs):
         calls.append(1)
         return parallel(*args, **kwargs)
 
-    monkeypatch.setattr(xlsx_reader, "_read_parallel", spy)
+    monkeypatch.setattr(reader, "read_parallel", spy)
     together = read_workbook(path)
     assert calls == [1]
     assert flat(together) == flat(alone) and list(together.sheets) == list(alone.sheets)

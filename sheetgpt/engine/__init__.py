@@ -1,0 +1,40 @@
+"""The engine half of sheetgpt: read an .xlsx and recompute every formula in it.
+
+``reader`` reads a workbook safely; ``r1c1`` and ``parser`` turn formula text into named
+nodes; ``values``, ``operators`` and ``functions`` give Excel's semantics on numpy batches;
+``store``, ``context``, ``schedule`` and ``evaluator`` are the fast engine. ``libreoffice`` and
+``formulas_engine`` run the two independent engines. Every engine returns ``values.Values``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import WorkbookError
+
+if TYPE_CHECKING:
+    from .reader import Book
+    from .values import Values
+
+ENGINES = ("fast", "formulas", "libreoffice")
+
+
+def recompute(engine: str, path: Path, book: Book, *, progress=None, timeout: float = 1800) -> Values:
+    """Every formula of the book at ``path`` (already read as ``book``) recomputed by ``engine``.
+
+    ``progress(done, total)``: the fast engine's formula cells; ``timeout``: seconds LibreOffice may take.
+    """
+    if engine == "fast":
+        from .evaluator import evaluate
+
+        return evaluate(book, progress=progress)
+    if engine == "formulas":
+        from . import formulas_engine
+
+        return formulas_engine.recompute(path, book)
+    if engine == "libreoffice":
+        from .libreoffice import recalculate
+
+        return recalculate(path, timeout=timeout)
+    raise WorkbookError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

@@ -1,0 +1,313 @@
+"""The fast engine: recompute every formula of a workbook from its text, vectorized with numpy.
+
+Formula cells are grouped by (sheet, canonical R1C1 text): cells in a group (a ``Unit``)
+compute the same formula up to relative references, so each group is evaluated once,
+batched over its N cells (``context``, ``values``). A CSE array formula is its own unit
+written over its whole range. ``schedule`` orders the units; groups that read each other
+are resolved cell by cell; a true circular reference raises WorkbookError naming a cell on
+the cycle.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..a1 import ERRORS, MAX_COLS, MAX_ROWS, where
+from ..errors import WorkbookError
+from . import schedule
+from .context import Context
+from .functions import FUNCTIONS
+from .parser import Call, Node, Ref, parse_r1c1, walk
+from .r1c1 import shift_formula, to_r1c1
+from .reader import Book
+from .store import MAX_BATCH_ELEMENTS, Store
+from .values import BOOL, ERR_BASE, NUM, Batch, Values, broadcast
+
+
+@dataclass
+class Unit:
+    """Cells of one sheet that compute one formula (its R1C1 ``key``), evaluated together."""
+
+    sheet: str
+    key: str
+    ast: Node
+    rows: np.ndarray
+    cols: np.ndarray
+    array: tuple | None = None  # (r0, c0, r1, c1) of a CSE formula over more than one cell
+    top_left: bool = False  # one-cell CSE formulas, grouped: each cell shows its array's top-left value
+    reads: list = field(default_factory=list)  # (sheet, r0, c0, r1, c1): what each box's references cover
+    boxes: list = field(default_factory=list)  # (r0, c0, r1, c1) rectangles that hold the unit's cells
+    refs: list = field(default_factory=list)  # (sheet, Ref) of the formula, sheet resolved
+
+
+def _fills_on_grid(key: str, rows: np.ndarray, cols: np.ndarray) -> bool:
+    """Whether every reference of the R1C1 formula ``key`` stays on the grid from each cell."""
+    try:
+        ast = parse_r1c1(key)
+    except WorkbookError:
+        return True  # reported with its cell by Evaluator.unit
+    for node in walk(ast):
+        if type(node) is Ref:
+            for r, ra, c, ca in (
+                (node.r0, node.r0_abs, node.c0, node.c0_abs),
+                (node.r1, node.r1_abs, node.c1, node.c1_abs),
+            ):
+                if not ra and ((rows + r).min() < 0 or (rows + r).max() >= MAX_ROWS):
+                    return False
+                if not ca and ((cols + c).min() < 0 or (cols + c).max() >= MAX_COLS):
+                    return False
+    return True
+
+
+class Evaluator:
+    """Recomputes ``book``: ``units()`` groups its formula cells, ``run()`` evaluates them in order."""
+
+    def __init__(self, book: Book, progress=None):
+        self.book = book
+        self.store = Store(book)
+        self.progress = progress
+        self.done = 0
+        self.total = 0
+
+    # -- building units
+    def units(self) -> list[Unit]:
+        out: list[Unit] = []
+        for name, sh in self.book.sheets.items():
+            groups: dict[str, list] = {}
+            f = sh.formulas
+            shared = getattr(f, "shared", None)  # the reader's Formulas: shared groups kept whole
+            if shared is None:
+                cells, shared = f, []
+            else:
+                cells = itertools.chain(
+                    zip(f.rows.tolist(), f.cols.tolist(), f.texts, itertools.repeat(None)), f.arrays
+                )
+            cse: dict[str, list] = {}  # one-cell CSE formulas, grouped like plain cells
+            for r, c, text, rng in cells:
+                try:
+                    key = to_r1c1(text, r, c)
+                except WorkbookError as e:
+                    raise WorkbookError(f"{where(name, r, c)}: {e.message}") from None
+                if rng is not None and tuple(rng) == (r, c, r, c):
+                    cse.setdefault(key, []).append((r, c))
+                elif rng is not None:
+                    out.append(self.unit(name, key, np.array([r]), np.array([c]), rng))
+                else:
+                    groups.setdefault(key, []).append((r, c))
+            for key, cells in cse.items():
+                a = np.array(cells, dtype=np.int64)
+                out.append(self.unit(name, key, a[:, 0], a[:, 1], None, top_left=True))
+            for r0, c0, text, rs, cs in shared:
+                # a shared formula is one R1C1 formula over its cells (Excel's meaning),
+                # unless filling it pushes a reference off the grid (#REF! in those cells)
+                key = to_r1c1(text, r0, c0)
+                if _fills_on_grid(key, np.array(rs), np.array(cs)):
+                    groups.setdefault(key, []).extend(zip(rs, cs))
+                    continue
+                for r, c in zip(rs, cs):
+                    t = text if (r, c) == (r0, c0) else shift_formula(text, r - r0, c - c0)
+                    groups.setdefault(to_r1c1(t, r, c), []).append((r, c))
+            for key, cells in groups.items():
+                a = np.array(cells, dtype=np.int64)
+                out.append(self.unit(name, key, a[:, 0], a[:, 1], None))
+        return out
+
+    def unit(self, sheet: str, key: str, rows: np.ndarray, cols: np.ndarray, rng, top_left: bool = False) -> Unit:
+        """The unit of the R1C1 formula ``key`` at ``rows``, ``cols`` (``rng``: a CSE formula's
+        range, or None), its functions and references checked; a problem names the first cell."""
+        at = where(sheet, int(rows[0]), int(cols[0]))
+        try:
+            ast = parse_r1c1(key)
+        except WorkbookError as e:
+            raise WorkbookError(f"{at}: {e.message}") from None
+        u = Unit(sheet, key, ast, rows, cols, rng, top_left)
+        refs = []
+        for node in walk(ast):
+            if type(node) is Call:
+                fn = FUNCTIONS.get(node.name)
+                if fn is None:
+                    raise WorkbookError(f"{at}: unsupported function {node.name}")
+                lo, hi = fn.min_args, fn.max_args
+                if not lo <= len(node.args) <= hi:
+                    raise WorkbookError(
+                        f"{at}: {node.name} takes {lo if lo == hi else f'{lo} to {hi}'} arguments, got {len(node.args)}"
+                    )
+            elif type(node) is Ref:
+                sh = sheet if node.sheet is None else self.store.sheet(node.sheet)
+                if sh is None:
+                    raise WorkbookError(f"{at}: reference to a sheet that does not exist: {node.sheet!r}")
+                refs.append((sh, node))
+        u.boxes = [rng] if rng else schedule.rects(rows, cols)
+        u.refs = refs
+        # (a CSE formula's references are relative to its top-left cell alone; its reads are
+        # taken over its whole range, which is more than it reads but never less)
+        cells = u.boxes if rng is None else [(int(rows[0]), int(cols[0]), int(rows[0]), int(cols[0]))]
+        for _, ref in refs:
+            if any(min(schedule.extent(ref, *box)[:2]) < 0 for box in cells):
+                raise WorkbookError(f"{at}: reference off the sheet")
+        u.reads = schedule.reads(refs, u.boxes)
+        return u
+
+    @staticmethod
+    def _split(u: Unit) -> list[Unit]:
+        """A unit of several rectangles as one unit per rectangle (a formula filled over
+        several blocks, e.g. every merge round of the BPE tab, whose blocks read each other
+        in turn); else the unit itself."""
+        if len(u.boxes) == 1 or u.array is not None:
+            return [u]
+        out = []
+        for box in u.boxes:
+            r0, c0, r1, c1 = box
+            m = (u.rows >= r0) & (u.rows <= r1) & (u.cols >= c0) & (u.cols <= c1)
+            out.append(
+                Unit(
+                    u.sheet,
+                    u.key,
+                    u.ast,
+                    u.rows[m],
+                    u.cols[m],
+                    None,
+                    u.top_left,
+                    schedule.reads(u.refs, [box]),
+                    [box],
+                    u.refs,
+                )
+            )
+        return out
+
+    # -- evaluation
+    def run(self) -> Values:
+        t0 = time.perf_counter()
+        units = self.units()
+        self.total = sum(len(u.rows) for u in units)
+        for comp, cyclic in schedule.order(units):
+            if not cyclic:
+                self._eval_unit(comp[0], comp[0].rows, comp[0].cols)
+                continue
+            # groups that read each other: first as one group per rectangle, which is often
+            # enough to order them (the BPE tab's merge rounds); what still reads itself is
+            # ordered cell by cell
+            parts = [p for u in comp for p in self._split(u)]
+            for sub, still in schedule.order(parts) if len(parts) > len(comp) else [(comp, True)]:
+                if still:
+                    self.cell_level(sub)
+                else:
+                    self._eval_unit(sub[0], sub[0].rows, sub[0].cols)
+        return self._values(units, time.perf_counter() - t0)
+
+    def _eval_unit(self, u: Unit, rows, cols) -> None:
+        # ranges whose size differs per cell (e.g. SUM($A$1:A5)): split by size
+        mixed = [ref for _, ref in u.refs if ref.r0_abs != ref.r1_abs or ref.c0_abs != ref.c1_abs]
+        if mixed and len(rows) > 1:
+            keys = np.zeros((len(rows), 0), np.int64)
+            for ref in mixed:
+                r0, c0, r1, c1 = schedule.ref_bounds(ref, rows, cols)
+                keys = np.column_stack([keys, r1 - r0, c1 - c0])
+            _, inv = np.unique(keys, axis=0, return_inverse=True)
+            inv = inv.ravel()
+            if inv.max() > 0:
+                for g in range(inv.max() + 1):
+                    m = inv == g
+                    self._eval_batch(u, rows[m], cols[m])
+                return
+        self._eval_batch(u, rows, cols)
+
+    def _eval_batch(self, u: Unit, rows, cols) -> None:
+        area = 1
+        for _, ref in u.refs:
+            if ref.r0_abs == ref.r1_abs and ref.c0_abs == ref.c1_abs and not (ref.r0_abs and ref.c0_abs):
+                r0, c0, r1, c1 = schedule.ref_bounds(ref, rows[:1], cols[:1])
+                area = max(area, int((r1[0] - r0[0] + 1) * (c1[0] - c0[0] + 1)))
+        step = max(1, MAX_BATCH_ELEMENTS // area)
+        for s in range(0, len(rows), step):
+            self._eval_chunk(u, rows[s : s + step], cols[s : s + step])
+
+    def _eval_chunk(self, u: Unit, rows, cols) -> None:
+        ctx = Context(self.store, u.sheet, rows, cols, where(u.sheet, int(rows[0]), int(cols[0])))
+        v = ctx.val(ctx.eval(u.ast))
+        if u.array is not None:
+            r0, c0, r1, c1 = u.array
+            H, W = r1 - r0 + 1, c1 - c0 + 1
+            v = broadcast(v, Batch(np.zeros((1, H, W)), np.zeros((1, H, W), np.int8)))[0]
+            v = Batch(v.num[:, :H, :W], v.kind[:, :H, :W], None if v.txt is None else v.txt[:, :H, :W])
+            rr = np.arange(r0, r1 + 1)[:, None] + np.zeros((1, W), int)
+            cc = np.arange(c0, c1 + 1)[None, :] + np.zeros((H, 1), int)
+            self.store.write(u.sheet, rr, cc, Batch(v.num[0], v.kind[0], None if v.txt is None else v.txt[0]))
+            self.done += H * W
+        else:
+            if v.shape[1:] != (1, 1) and not u.top_left:
+                raise WorkbookError(
+                    f"{ctx.where}: formula gives a {v.shape[1]}x{v.shape[2]} array in a plain cell; "
+                    "enter it as an array formula"
+                )
+            B = len(rows)
+            flat = Batch(
+                np.broadcast_to(v.num[:, 0, 0], (B,)),
+                np.broadcast_to(v.kind[:, 0, 0], (B,)),
+                None if v.txt is None else np.broadcast_to(v.txt[:, 0, 0], (B,)),
+            )
+            self.store.write(u.sheet, rows, cols, flat)
+            self.done += B
+        if self.progress:
+            self.progress(self.done, self.total)
+
+    def cell_level(self, comp: list[Unit]) -> None:
+        """Exact cell dependencies inside a component of possibly-circular groups: every
+        cell is a node, nodes are levelled (a cell's level is one more than the highest
+        level it reads), and each level is evaluated one unit at a time, vectorized."""
+        owner: dict[str, np.ndarray] = {}  # sheet -> node id of each cell, -1 outside the component
+        starts, n = [], 0
+        for u in comp:
+            starts.append(n)
+            n += 1 if u.array is not None else len(u.rows)
+        for k, u in enumerate(comp):
+            if u.sheet not in owner:
+                owner[u.sheet] = np.full(self.store.kind[u.sheet].shape, -1, np.int64)
+            if u.array is not None:
+                r0, c0, r1, c1 = u.array
+                owner[u.sheet][r0 : r1 + 1, c0 : c1 + 1] = starts[k]
+            else:
+                owner[u.sheet][u.rows, u.cols] = np.arange(starts[k], starts[k] + len(u.rows))
+        src, dst = schedule.cell_edges(comp, starts, owner, n)  # dst reads src
+        levels = schedule.cell_levels(comp, starts, n, src, dst)
+        unit_of = np.repeat(np.arange(len(comp)), np.diff(starts + [n]))
+        index_in_unit = np.arange(n) - np.array(starts)[unit_of]
+        order = np.lexsort((index_in_unit, unit_of, levels))
+        key = levels[order] * len(comp) + unit_of[order]
+        cuts = np.flatnonzero(np.diff(key)) + 1
+        for sel in np.split(order, cuts):
+            u = comp[int(unit_of[sel[0]])]
+            idx = index_in_unit[sel]
+            self._eval_unit(u, u.rows[idx], u.cols[idx])
+
+    def _values(self, units: list[Unit], seconds: float) -> Values:
+        numbers, kinds, text, errors = {}, {}, {}, {}
+        for name in self.book.sheets:
+            k = self.store.kind[name]
+            if name in self.store.shared:
+                numbers[name], kinds[name], text[name], errors[name] = self.store.num[name], k, {}, {}
+                continue
+            numbers[name] = np.where((k == NUM) | (k == BOOL), self.store.num[name], np.nan)
+            kinds[name] = k
+            text[name] = self.store.texts(name)
+            er = np.nonzero(k >= ERR_BASE)
+            errors[name] = {(int(r), int(c)): ERRORS[k[r, c] - ERR_BASE] for r, c in zip(*er)}
+        return Values(
+            numbers,
+            text,
+            errors,
+            timings={"total": seconds},
+            kinds=kinds,
+            formula_cells=self.total,
+            groups=len(units),
+        )
+
+
+def evaluate(book: Book, *, progress=None) -> Values:
+    """Recompute every formula cell of ``book``. ``progress(done, total)`` is called
+    after each batch."""
+    return Evaluator(book, progress).run()

@@ -1,0 +1,169 @@
+"""Math and trigonometry: SUM, SUMPRODUCT, MMULT, ABS, EXP, LN, SQRT, TANH, PI, POWER, ROUND, MOD."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from math import isfinite, pi
+
+import numpy as np
+
+from ..operators import binary
+from ..store import MAX_BATCH_ELEMENTS, CellRange
+from ..values import E_DIV0, E_NUM, E_VALUE, ERR_BASE, NUM, const, error, numbers, per_cell, to_num
+from .registry import function
+from .stats import collect
+
+
+@function("SUM")
+def sum_(ctx, args):
+    x, err = collect(ctx, args)
+    return per_cell(np.where(np.isnan(x), 0.0, x).sum(1), err)
+
+
+def _dot_ranges(ctx, a: CellRange, b: CellRange, mmult: bool):
+    """Per-cell dot products of two lazily gathered ranges of k elements each, gathering
+    each distinct range once: [B] values, or None if a fallback is needed."""
+    ka, kb = a.h * a.w, b.h * b.w
+    if ka != kb:
+        return None
+
+    def distinct(r: CellRange):
+        ctx.store.check_area(r, ctx.where)
+        B = max(len(r.r0), len(r.c0))
+        r0 = np.broadcast_to(r.r0, (B,))
+        c0 = np.broadcast_to(r.c0, (B,))
+        key = r0.astype(np.int64) * (1 << 20) + c0
+        u, inv = np.unique(key, return_inverse=True)
+        rows, cols = u >> 20, u & ((1 << 20) - 1)
+        rr = rows[:, None, None] + np.arange(r.h)[None, :, None]
+        cc = cols[:, None, None] + np.arange(r.w)[None, None, :]
+        rr, cc = np.broadcast_arrays(rr, cc)
+        v = ctx.store.gather(r.sheet, rr, cc)
+        return v, inv
+
+    va, ia = distinct(a)
+    vb, ib = distinct(b)
+    for v in (va, vb):
+        if mmult and (v.kind != NUM).any():
+            return None
+        if (v.kind >= ERR_BASE).any():
+            return None
+    xa = np.where(va.kind == NUM, va.num, 0.0).reshape(len(va.num), -1)
+    xb = np.where(vb.kind == NUM, vb.num, 0.0).reshape(len(vb.num), -1)
+    if len(ia) == 1 and len(ib) > 1:
+        ia = np.broadcast_to(ia, ib.shape)
+    if len(ib) == 1 and len(ia) > 1:
+        ib = np.broadcast_to(ib, ia.shape)
+    B = len(ia)
+    if xa.shape[0] * xb.shape[0] <= 4 * B + 1024:
+        return (xa @ xb.T)[ia, ib]
+    out = np.empty(B)
+    step = max(1, MAX_BATCH_ELEMENTS // max(ka, 1))
+    for s in range(0, B, step):
+        out[s : s + step] = np.einsum("ij,ij->i", xa[ia[s : s + step]], xb[ib[s : s + step]])
+    return out
+
+
+@function("SUMPRODUCT")
+def sumproduct(ctx, args):
+    args = [a for a in args if a is not None]
+    if (
+        len(args) == 2
+        and all(isinstance(a, CellRange) for a in args)
+        and (args[0].h, args[0].w) == (args[1].h, args[1].w)
+    ):
+        r = _dot_ranges(ctx, args[0], args[1], mmult=False)
+        if r is not None:
+            return per_cell(r, 0)
+    vs = [ctx.val(a) for a in args]
+    if any(v.shape[1:] != vs[0].shape[1:] for v in vs):
+        return error((1, 1, 1), E_VALUE)
+    B = max(v.shape[0] for v in vs)
+    prod = np.ones((B,) + vs[0].shape[1:])
+    err = np.zeros(B, np.int8)
+    for v in vs:
+        x = np.where(v.kind == NUM, v.num, 0.0)
+        e = np.where(v.kind >= ERR_BASE, v.kind, 0).reshape(v.shape[0], -1)
+        first = e[np.arange(e.shape[0]), np.argmax(e != 0, axis=1)]
+        err = np.where(err != 0, err, first)
+        prod = prod * x
+    return per_cell(prod.reshape(B, -1).sum(1), err)
+
+
+@function("MMULT", 2, 2)
+def mmult(ctx, args):
+    a, b = args
+    if isinstance(a, CellRange) and isinstance(b, CellRange) and a.h == 1 and b.w == 1 and a.w == b.h:
+        r = _dot_ranges(ctx, a, b, mmult=True)
+        if r is not None:
+            return per_cell(r, 0)
+    va, vb = ctx.val(a), ctx.val(b)
+    if va.shape[2] != vb.shape[1]:
+        return error((1, 1, 1), E_VALUE)
+    bad_a = (va.kind != NUM).reshape(va.shape[0], -1).any(1)
+    bad_b = (vb.kind != NUM).reshape(vb.shape[0], -1).any(1)
+    r = np.matmul(np.where(va.kind == NUM, va.num, 0.0), np.where(vb.kind == NUM, vb.num, 0.0))
+    bad = (bad_a | bad_b) if len(bad_a) == len(bad_b) or min(len(bad_a), len(bad_b)) == 1 else None
+    err = np.broadcast_to(np.where(bad, E_VALUE, 0)[:, None, None], r.shape).astype(np.int8)
+    return numbers(r, err)
+
+
+def _elementwise(fn, domain=None):
+    def run(ctx, args):
+        x, err = to_num(ctx.val(args[0]))
+        if domain is not None:
+            err = np.where((err == 0) & ~domain(x), E_NUM, err)
+        with np.errstate(all="ignore"):
+            r = fn(np.where(err != 0, 1.0, x))
+        return numbers(r, err)
+
+    return run
+
+
+function("ABS", 1, 1)(_elementwise(np.abs))
+function("EXP", 1, 1)(_elementwise(np.exp))
+function("LN", 1, 1)(_elementwise(np.log, lambda x: x > 0))
+function("SQRT", 1, 1)(_elementwise(np.sqrt, lambda x: x >= 0))
+function("TANH", 1, 1)(_elementwise(np.tanh))
+
+
+@function("PI", 0, 0)
+def pi_(ctx, args):
+    return const(pi)
+
+
+@function("POWER", 2, 2)
+def power(ctx, args):
+    return binary("^", ctx.val(args[0]), ctx.val(args[1]))
+
+
+def _round_one(x: float, d: int) -> float:
+    if not isfinite(x):
+        return x
+    q = Decimal(repr(float(f"{x:.15g}")))
+    return float(q.quantize(Decimal(1).scaleb(-d), rounding=ROUND_HALF_UP)) if d >= -300 else 0.0
+
+
+@function("ROUND", 2, 2)
+def round_(ctx, args):
+    x, ex = to_num(ctx.val(args[0]))
+    d, ed = to_num(ctx.val(args[1]))
+    x, d, ex, ed = np.broadcast_arrays(x, d, ex, ed)
+    err = np.where(ex != 0, ex, ed)
+    res = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        if err[i] == 0:
+            res[i] = _round_one(float(x[i]), int(np.trunc(d[i])))
+    return numbers(res, err)
+
+
+@function("MOD", 2, 2)
+def mod(ctx, args):
+    """MOD(n, d) = n - d * INT(n / d): the remainder takes the divisor's sign; d = 0 is #DIV/0!."""
+    n, en = to_num(ctx.val(args[0]))
+    d, ed = to_num(ctx.val(args[1]))
+    n, d, en, ed = np.broadcast_arrays(n, d, en, ed)
+    err = np.where(en != 0, en, np.where(ed != 0, ed, np.where(d == 0, E_DIV0, 0)))
+    with np.errstate(all="ignore"):
+        res = n - d * np.floor(n / np.where(d == 0, 1.0, d))
+    return numbers(res, err)
