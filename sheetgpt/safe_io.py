@@ -72,10 +72,10 @@ def read_capped(path: Path, limit: int, what: str, error=SheetGPTError) -> bytes
         raise error(f"{path}: is {kind_of(st.st_mode)}, expected a regular file")
     with os.fdopen(fd, "rb") as f:
         if st.st_size > limit:
-            raise error(f"{path}: {st.st_size:,} bytes, more than the {limit:,} such a file may have")
+            raise error(f"{path}: {st.st_size:,} bytes; such a file may have at most {limit:,} bytes")
         data = f.read(limit + 1)
     if len(data) > limit:  # grew while we read it
-        raise error(f"{path}: more than the {limit:,} bytes such a file may have")
+        raise error(f"{path}: grew while read; such a file may have at most {limit:,} bytes")
     return data
 
 
