@@ -10,7 +10,6 @@ engine; then, region by region of ``stages.Layout``, it compares the two.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -484,40 +483,6 @@ def check_book(
             report.stages.append(compare_region(region, values, trace[region.name], at, rtol))
     report.seconds = time.perf_counter() - started
     return report
-
-
-def format_table(report: CheckReport) -> str:
-    lines = [f"{'stage':<24} {'tab':<12} {'cells':>9} {'max abs err':>12} {'max rel err':>12}  result"]
-    for s in report.stages:
-        lines.append(
-            f"{s.stage:<24} {s.tab:<12} {s.cells:>9,} {s.max_abs:>12.3g} {s.max_rel:>12.3g}  "
-            f"{'pass' if s.passed else 'FAIL'}"
-        )
-        if not s.passed:
-            lines.append("    " + _failure_text(s))
-    for w in report.weights:
-        if not w["passed"]:
-            lines.append("weights: " + w["message"])
-    return "\n".join(lines)
-
-
-def verdict(report: CheckReport) -> str:
-    n_fail = sum(not s.passed for s in report.stages)
-    n_cells = sum(s.cells for s in report.stages)
-    worst = max((s.max_rel for s in report.stages if math.isfinite(s.max_rel)), default=0.0)
-    w = ""
-    if report.weights:
-        bad = sum(not x["passed"] for x in report.weights)
-        w = f"; weights: {len(report.weights) - bad}/{len(report.weights)} tabs equal the checkpoint"
-    if report.passed:
-        return (
-            f"PASS: {len(report.stages)} stages, {n_cells:,} cells match the float64 reference "
-            f"(worst relative error {worst:.2g} <= {report.rtol:g}, engine {report.engine}){w}"
-        )
-    return (
-        f"FAIL: {n_fail} of {len(report.stages)} stages differ from the float64 reference "
-        f"(rtol {report.rtol:g}, engine {report.engine}){w}"
-    )
 
 
 # ------------------------------------------------------------------ typed-prompt books
