@@ -159,11 +159,17 @@ def build_workbook(
         raise SheetGPTError(f"{out_path}: cannot create its directory ({exc.strerror or exc})") from None
     _remove_stale_parts(out_path)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
+    from xlsxwriter.exceptions import FileCreateError
+
+    from .safe_io import path_text, write_error
+
     try:
-        cells = _write(tmp, layout, prompt, tokenizer, stored, trace, source or str(model.path), progress)
+        cells = _write(tmp, layout, prompt, tokenizer, stored, trace, source or path_text(model.path), progress)
         os.replace(tmp, out_path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, (OSError, FileCreateError)):  # full disk, read-only place, name too long
+            raise write_error(out_path, exc) from None
         raise
     return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells)
 
