@@ -11,7 +11,6 @@ Each tab module reads back what it holds (``read_back``).
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -67,7 +66,7 @@ class CheckReport:
         for s in self.stages:
             body = ""
             if not s.passed:
-                msg = _failure_text(s)
+                msg = failure_text(s)
                 body = f"<failure message={quoteattr(msg)}>{escape(msg)}</failure>"
             cases.append(
                 f'  <testcase classname={quoteattr(s.tab)} name={quoteattr(s.stage)} time="0">{body}</testcase>'
@@ -90,7 +89,7 @@ def _jsonable(x):
     return str(x)
 
 
-def _failure_text(s: StageResult) -> str:
+def failure_text(s: StageResult) -> str:
     b = s.first_bad or {}
     return (
         f"{s.stage}: first wrong cell {b.get('cell')} = {b.get('formula')!s}: recomputed {b.get('got')!r}, "
@@ -306,35 +305,3 @@ def check_book(
     return report
 
 
-def format_table(report: CheckReport) -> str:
-    lines = [f"{'stage':<24} {'tab':<12} {'cells':>9} {'max abs err':>12} {'max rel err':>12}  result"]
-    for s in report.stages:
-        lines.append(
-            f"{s.stage:<24} {s.tab:<12} {s.cells:>9,} {s.max_abs:>12.3g} {s.max_rel:>12.3g}  "
-            f"{'pass' if s.passed else 'FAIL'}"
-        )
-        if not s.passed:
-            lines.append("    " + _failure_text(s))
-    for w in report.weights:
-        if not w["passed"]:
-            lines.append("weights: " + w["message"])
-    return "\n".join(lines)
-
-
-def verdict(report: CheckReport) -> str:
-    n_fail = sum(not s.passed for s in report.stages)
-    n_cells = sum(s.cells for s in report.stages)
-    worst = max((s.max_rel for s in report.stages if math.isfinite(s.max_rel)), default=0.0)
-    w = ""
-    if report.weights:
-        bad = sum(not x["passed"] for x in report.weights)
-        w = f"; weights: {len(report.weights) - bad}/{len(report.weights)} tabs equal the checkpoint"
-    if report.passed:
-        return (
-            f"PASS: {len(report.stages)} stages, {n_cells:,} cells match the float64 reference "
-            f"(worst relative error {worst:.2g} <= {report.rtol:g}, engine {report.engine}){w}"
-        )
-    return (
-        f"FAIL: {n_fail} of {len(report.stages)} stages differ from the float64 reference "
-        f"(rtol {report.rtol:g}, engine {report.engine}){w}"
-    )

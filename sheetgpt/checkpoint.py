@@ -10,15 +10,19 @@ one entry per weight tab of the workbook) and as nested dicts that mirror them
 
 from __future__ import annotations
 
-import json
+import math
+import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import hf_cache
 from .config import GPT2Config
 from .errors import CheckpointError
+from .safe_io import kind_of, loads_bounded
 
 # Loading reads a safetensors file ourselves (header + raw little-endian data) rather than
 # through the safetensors package: we need bfloat16, exact one-line errors naming the file
@@ -103,31 +107,59 @@ class Model:
         return Model(config, {k: v for k, v in self.flat.items() if k in keep}, self.path)
 
 
-def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """Read every tensor of a .safetensors file as float32/float64 numpy arrays."""
+MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit on its JSON header
+MAX_DIMS = 8
+
+
+@dataclass
+class TensorEntry:
+    """One tensor's line of a safetensors header, checked: dtype, shape and its byte range in the data."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+def read_header(path: Path) -> tuple[dict[str, TensorEntry], int]:
+    """The checked header of a .safetensors file and where its data starts; reads only the header.
+
+    Every shape is multiplied out in Python integers (no overflow) and must match its byte range,
+    and the ranges must lie inside the file and cover its data exactly, as the format requires,
+    before any tensor is read or allocated.
+    """
+    path = Path(path)
     try:
-        data = Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
+        if path.is_symlink():
+            raise CheckpointError(f"{path}: a symbolic link that leads nowhere (or in a loop)") from None
         raise CheckpointError(f"{path}: missing; a model directory needs model.safetensors") from None
     except IsADirectoryError:
         raise CheckpointError(f"{path}: is a directory, expected a .safetensors file") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if len(data) < 8:
-        raise CheckpointError(f"{path}: {len(data)} bytes, too short to be a safetensors file (truncated download?)")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > len(data) - 8 or header_len > 100_000_000:
-        raise CheckpointError(
-            f"{path}: header length {header_len} exceeds the file size; the file is truncated or not safetensors"
-        )
-    try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{path}: the header is not valid JSON; the file is not safetensors") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise CheckpointError(f"{path}: is {kind_of(st.st_mode)}, expected a .safetensors file")
+    with os.fdopen(fd, "rb") as f:
+        size = st.st_size
+        if size < 8:
+            raise CheckpointError(f"{path}: {size} bytes, too short to be a safetensors file (truncated download?)")
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        if header_len > size - 8 or header_len > MAX_HEADER_BYTES:
+            raise CheckpointError(
+                f"{path}: header length {header_len} exceeds the file size; the file is truncated or not safetensors"
+            )
+        raw_header = f.read(header_len)
+    header = loads_bounded(
+        raw_header, str(path), CheckpointError, "the header is not valid JSON; not a safetensors file"
+    )
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the header is not a JSON object; the file is not safetensors")
-    body = memoryview(data)[8 + header_len :]
-    tensors = {}
+    data_len = size - 8 - header_len
+    entries: dict[str, TensorEntry] = {}
     for key, info in header.items():
         if key == "__metadata__":
             continue
@@ -139,22 +171,47 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
             raise CheckpointError(
                 f"{path}: tensor {key!r} has a malformed header entry (shape and offsets must be whole numbers >= 0)"
             )
+        if len(shape) > MAX_DIMS:
+            raise CheckpointError(f"{path}: tensor {key!r} has {len(shape)} dimensions; GPT-2's tensors have 1 to 4")
         if dtype not in _DTYPES:
             raise CheckpointError(
                 f"{path}: tensor {key!r} has dtype {dtype}; sheetgpt reads F32, F16, BF16 and F64 weights"
             )
-        count = int(np.prod(shape, dtype=np.int64))
-        itemsize = np.dtype(_DTYPES[dtype]).itemsize
-        if not (0 <= start <= end) or end - start != count * itemsize:
+        nbytes = math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize  # Python ints: [2**32, 2**32] stays exact
+        if not (start <= end) or end - start != nbytes:
             raise CheckpointError(f"{path}: tensor {key!r} has data offsets that do not match its shape {list(shape)}")
-        if end > len(body):
+        if end > data_len:
             raise CheckpointError(
-                f"{path}: tensor {key!r} ends at byte {end} but the data has {len(body)} bytes; the file is truncated"
+                f"{path}: tensor {key!r} ends at byte {end} but the data has {data_len} bytes; the file is truncated"
             )
-        raw = np.frombuffer(body[start:end], dtype=_DTYPES[dtype]).reshape(shape)
-        if dtype == "BF16":
+        entries[key] = TensorEntry(dtype, shape, start, end)
+    covered = max((e.end for e in entries.values()), default=0)
+    if covered != data_len:
+        raise CheckpointError(
+            f"{path}: the tensors cover {covered:,} bytes of data but the file holds {data_len:,}; "
+            "the file is damaged or not safetensors"
+        )
+    return entries, 8 + header_len
+
+
+def read_safetensors(path: Path, entries: tuple[dict[str, TensorEntry], int] | None = None) -> dict[str, np.ndarray]:
+    """Read every tensor of a .safetensors file as float32/float64 numpy arrays (header checked first)."""
+    header, data_start = entries if entries is not None else read_header(path)
+    try:
+        with open(path, "rb") as f:
+            f.seek(data_start)
+            data = f.read(max((e.end for e in header.values()), default=0))
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    body = memoryview(data)
+    tensors = {}
+    for key, e in header.items():
+        if e.end > len(body):
+            raise CheckpointError(f"{path}: tensor {key!r} ends at byte {e.end} but the data has {len(body)} bytes")
+        raw = np.frombuffer(body[e.start : e.end], dtype=_DTYPES[e.dtype]).reshape(e.shape)
+        if e.dtype == "BF16":
             raw = (raw.astype(np.uint32) << 16).view(np.float32)
-        tensors[key] = raw.astype(np.float64 if dtype == "F64" else np.float32)
+        tensors[key] = raw.astype(np.float64 if e.dtype == "F64" else np.float32)
     return tensors
 
 
@@ -162,13 +219,55 @@ def _is_count(n) -> bool:
     return isinstance(n, int) and not isinstance(n, bool) and n >= 0
 
 
+def bin_only(path: Path) -> CheckpointError:
+    """pytorch_model.bin is a pickle, which can run code when loaded: never loaded, the user is told what to do."""
+    hit = hf_cache.cached_repo(path)
+    repo = hit[0] if hit else "openai-community/gpt2"
+    return CheckpointError(
+        f"{path}: has pytorch_model.bin but no model.safetensors; sheetgpt never loads a pickle. Download the "
+        f"safetensors file (huggingface-cli download {repo} model.safetensors"
+        + ("" if hit else " --local-dir DIR")
+        + ') or convert it where torch is installed: python -c "import torch; from safetensors.torch import '
+        "save_file; s = torch.load('pytorch_model.bin', weights_only=True); "
+        "save_file({k: v.contiguous() for k, v in s.items()}, 'model.safetensors')\""
+    )
+
+
+def check_sizes(config: GPT2Config, shapes: dict[str, tuple[int, ...]], weights: Path) -> None:
+    """config.json's sizes against the tensors the file really has, before anything is allocated.
+
+    n_layer, n_embd, vocab_size and n_positions each name a tensor (h.N..., wte, wpe) whose header
+    entry must exist with that shape; so a config claiming a billion layers is refused at once.
+    """
+    d, V, P = config.n_embd, config.vocab_size, config.n_positions
+    for key, want in (("wte.weight", (V, d)), ("wpe.weight", (P, d))):
+        if key not in shapes:
+            raise CheckpointError(f"{weights}: missing tensor {key!r}")
+        if tuple(shapes[key]) != want:
+            raise CheckpointError(
+                f"{weights}: tensor {key!r} has shape {list(shapes[key])}, expected {list(want)} from config.json"
+            )
+    blocks = {int(k.split(".")[1]) for k in shapes if k.startswith("h.") and k.split(".")[1].isdigit()}
+    missing = next((i for i in range(min(config.n_layer, len(blocks) + 1)) if i not in blocks), None)
+    if missing is not None:
+        held = f"blocks 0-{max(blocks)}" if blocks else "no blocks"
+        raise CheckpointError(
+            f"{weights}: missing tensor 'h.{missing}.ln_1.weight' and the rest of block {missing} "
+            f"(n_layer={config.n_layer} in config.json; the file has {held})"
+        )
+
+
 def _strip_prefix(key: str) -> str:
     return key[len("transformer.") :] if key.startswith("transformer.") else key
 
 
 def load_model(model_dir: str | Path | None = None) -> Model:
-    """Load config.json + model.safetensors from a Hugging Face GPT-2 directory."""
-    path = Path(model_dir) if model_dir is not None else default_model_dir()
+    """Load config.json + model.safetensors from a Hugging Face GPT-2 directory, or a cached hub name.
+
+    ``model_dir`` is a directory, or a hub repository id ('gpt2', 'openai-community/gpt2') found in
+    the local Hugging Face cache (see hf_cache); nothing is ever downloaded.
+    """
+    path = hf_cache.resolve(model_dir) if model_dir is not None else default_model_dir()
     if not path.exists():
         if path.is_symlink():
             raise CheckpointError(
@@ -178,12 +277,12 @@ def load_model(model_dir: str | Path | None = None) -> Model:
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a directory; pass --model DIR with config.json and model.safetensors")
     weights = path / "model.safetensors"
-    if not weights.exists() and (path / "pytorch_model.bin").exists():
-        raise CheckpointError(
-            f"{path}: has pytorch_model.bin but no model.safetensors; convert it to safetensors first"
-        )
+    if not weights.exists() and not weights.is_symlink() and (path / "pytorch_model.bin").exists():
+        raise bin_only(path)
     config = GPT2Config.from_json(path / "config.json")
-    raw = {_strip_prefix(k): v for k, v in read_safetensors(weights).items()}
+    header = read_header(weights)
+    check_sizes(config, {_strip_prefix(k): e.shape for k, e in header[0].items()}, weights)
+    raw = {_strip_prefix(k): v for k, v in read_safetensors(weights, header).items()}
     flat = {}
     for name, shape in param_shapes(config).items():
         key = hf_key(name)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import click
 
+from .cli_types import FiniteFloat
 from .errors import SheetGPTError
+from .safe_io import check_temp_name, kind_of, path_text, require_regular_file, write_error
 
 DEFAULT_PROMPT = "Mike is quick. He moves"
 
@@ -42,16 +46,68 @@ class LazyProgressBar:
 
 
 def _atomic_write_text(path: Path, text: str, force: bool) -> None:
-    if path.exists() and not force:
-        raise SheetGPTError(f"{path} exists; pass --force to overwrite it")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    """Write a report beside its destination under a fresh hidden name, then rename it into place.
+
+    The destination is checked again just before the rename: it must still be a regular file or
+    absent (a symlink or FIFO planted while the check ran is refused, not replaced).
+    """
+    _check_report_path(path, force)
+    fd, tmp = None, None
     try:
-        tmp.write_text(text, encoding="utf-8")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            fd = None
+            f.write(text)
+        _check_report_path(path, force)
         os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
-        raise SheetGPTError(f"{path}: cannot write it ({exc.strerror or exc})") from None
+        raise write_error(path, exc) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _check_report_path(out: Path, force: bool) -> None:
+    """A --json/--junit destination must be new, or a regular file with --force; its directory must exist."""
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise SheetGPTError(f"{path_text(out)}: cannot use it as a report ({exc.strerror or exc})") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise SheetGPTError(
+            f"{path_text(out)}: is {kind_of(st.st_mode)}; a report is written only to a new or regular file"
+        )
+    if st is not None and not force:
+        raise SheetGPTError(f"{path_text(out)} exists; pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise SheetGPTError(f"{path_text(out)}: no directory {path_text(out.parent)}; create it first")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file (hard links too), or the same place once symlinks in the directories are resolved."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_report_paths(book: Path, outputs: dict[str, Path | None], force: bool) -> None:
+    """All refusals about --json/--junit, before any checking: kinds of file, --force, clashes."""
+    given = {opt: out for opt, out in outputs.items() if out is not None}
+    for opt, out in given.items():
+        _check_report_path(out, force)
+        check_temp_name(out, f".{out.name}.XXXXXXXX.part")  # mkstemp's random part is 8 characters
+        if _same_file(out, book):
+            raise SheetGPTError(f"{opt} {path_text(out)} is the book being checked; write the report elsewhere")
+    if len(given) == 2 and _same_file(*given.values()):
+        raise SheetGPTError(f"--json and --junit both name {path_text(given['--json'])}; give two different files")
 
 
 @click.command("build")
@@ -60,8 +116,9 @@ def _atomic_write_text(path: Path, text: str, force: bool) -> None:
     "model_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Hugging Face GPT-2 directory (config.json, model.safetensors, vocab.json, merges.txt). "
-    "Default: the bundled tiny teaching model.",
+    help="A Hugging Face GPT-2 directory (config.json, model.safetensors, vocab.json, merges.txt), or a "
+    "model name in the local Hugging Face cache (gpt2, openai-community/gpt2, distilgpt2...; never "
+    "downloaded). Default: the bundled tiny teaching model.",
 )
 @click.option("--prompt", default=DEFAULT_PROMPT, show_default=True, help="Text whose next token the book predicts.")
 @click.option(
@@ -97,9 +154,12 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from .book.writer import build_workbook
     from .checkpoint import load_model
+    from .hf_cache import model_name
     from .tokenizer import Tokenizer
 
     started = time.perf_counter()
+    if output is not None:  # before loading a model: a name the file system cannot take is refused at once
+        check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
     model = load_model(model_dir)
     if blocks is not None:
         model = model.truncated(blocks)
@@ -108,8 +168,8 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
             f"--context must be between 1 and the model's n_positions ({model.config.n_positions}), got {context}"
         )
     tokenizer = Tokenizer.from_dir(model.path)
-    name = model.path.resolve().name or "model"
-    output = output or Path("output") / f"{name}.xlsx"
+    output = output or Path("output") / f"{model_name(model.path)}.xlsx"
+    check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
     steps = (
         model.config.n_layer + 4 + len(model.flat)
     )  # compute tabs (Embed, blocks, Final norm, Logits, Predict) + weight tabs
@@ -122,19 +182,20 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
             context=context,
             logits_all=logits == "all",
             force=force,
-            source=str(model.path),
+            source=path_text(model.path),
             progress=lambda n, _tab: bar.update(n),
             typed_prompt=typed_prompt,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])
+    shown = path_text(result.path)
     click.echo(
-        f"wrote {result.path} ({_size(result.path)}): {len(result.layout.tabs)} tabs, "
+        f"wrote {shown} ({_size(result.path)}): {len(result.layout.tabs)} tabs, "
         f"{result.cells:,} cells, {len(result.ids)} token rows, {model.config.n_layer} blocks, "
         f"in {time.perf_counter() - started:.1f} s"
     )
     click.echo(
-        f"predicted next token: {tokenizer.display(top)!r} (p = {prob:.3f}); prove it with: sheetgpt check {result.path}"
+        f"predicted next token: {tokenizer.display(top)!r} (p = {prob:.3f}); prove it with: sheetgpt check {shown}"
     )
 
 
@@ -150,52 +211,65 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
 )
 @click.option(
     "--rtol",
-    type=float,
+    type=FiniteFloat(0, 1, low_open=True),
     default=1e-9,
     show_default=True,
-    help="Allowed error relative to each stage's largest magnitude.",
+    help="Allowed error relative to each stage's largest magnitude (above 0, at most 1).",
 )
 @click.option(
     "--model",
     "model_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Also prove that the weight tabs equal this checkpoint.",
+    help="Also prove that the weight tabs equal this checkpoint (a directory, or a model name in the "
+    "local Hugging Face cache).",
 )
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
-@click.option("--junit", "junit_out", type=click.Path(path_type=Path), default=None, help="Write a JUnit XML report.")
-@click.option("--force", is_flag=True, help="Overwrite existing --json/--junit files.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the report as JSON (a new or regular file).",
+)
+@click.option(
+    "--junit",
+    "junit_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a JUnit XML report (a new or regular file).",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing --json/--junit files (regular files only).")
 @click.option(
     "--timeout",
-    type=float,
+    type=FiniteFloat(0, 7 * 86400, low_open=True),
     default=1800,
     show_default=True,
     help="Seconds LibreOffice may take (--engine libreoffice); a GPT-2-small-shaped book "
     "with --blocks 2 takes about 5 minutes on 2 cores.",
 )
-def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force, timeout):
+@click.option("--verbose", "-v", is_flag=True, help="One line per stage instead of one per tab.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line.")
+def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force, timeout, verbose, quiet):
     """Recompute every formula of BOOK and compare each stage with the float64 reference.
 
-    Exit code 0: every stage matches; 1: a mismatch; 2: the book (or an option) is unusable.
+    Prints one line per tab, every failing stage in full, and the verdict last (--verbose: one
+    line per stage; --quiet: the verdict alone). Exit code 0: every stage matches; 1: a mismatch;
+    2: the book (or an option) is unusable.
     """
-    from .check import check_book, format_table, verdict
+    from .check import check_book
     from .checkpoint import load_model
+    from .report import format_table, summary, verdict
 
-    if not book.exists():
-        raise SheetGPTError(f"{book}: no such file")
-    if book.is_dir():
-        raise SheetGPTError(f"{book}: is a directory, expected an .xlsx workbook")
-    if not rtol > 0:
-        raise SheetGPTError(f"--rtol must be above 0, got {rtol}")
-    for out in (json_out, junit_out):  # before minutes of checking, not after
-        if out is not None and out.exists() and not force:
-            raise SheetGPTError(f"{out} exists; pass --force to overwrite it")
-        if out is not None and not out.parent.is_dir():
-            raise SheetGPTError(f"{out}: no directory {out.parent}; create it first")
+    if verbose and quiet:
+        raise SheetGPTError("give --verbose or --quiet, not both")
+    require_regular_file(book, "an .xlsx workbook")
+    check_report_paths(book, {"--json": json_out, "--junit": junit_out}, force)  # before minutes of checking
     model = load_model(model_dir) if model_dir is not None else None
     bars = []  # shown from the first batch the evaluator reports
 
     def progress(done: int, total: int) -> None:
+        if quiet:
+            return
         if not bars:
             bars.append(click.progressbar(length=total, label="recomputing formulas", show_pos=True, file=sys.stderr))
             bars[0].__enter__()
@@ -206,7 +280,8 @@ def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force, timeout
     finally:
         for bar in bars:
             bar.__exit__(None, None, None)
-    click.echo(format_table(report))
+    if not quiet:
+        click.echo(format_table(report) if verbose else summary(report))
     if json_out:
         _atomic_write_text(json_out, report.to_json(), force)
     if junit_out:

@@ -16,8 +16,12 @@ import numpy as np
 
 from . import reference
 from .checkpoint import Model, default_model_dir, load_model
+from .cli_types import FiniteFloat
 from .errors import SheetGPTError
-from .tokenizer import Tokenizer
+from .tokenizer import ENDOFTEXT, Tokenizer
+
+# Below 1e-3 sampling is greedy in all but name; far below (1e-320, a denormal) logits / T overflows to inf.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 1e6
 
 
 def softmax(x):  # [n] -> [n]
@@ -47,7 +51,7 @@ def _load(model_dir: str | None) -> tuple[Model, Tokenizer]:
     else:
         path = Path(model_dir)
     model = load_model(path)
-    return model, Tokenizer.from_dir(path)
+    return model, Tokenizer.from_dir(model.path)  # a cached hub name resolves to its snapshot
 
 
 def _encode(tok: Tokenizer, model: Model, prompt: str) -> list[int]:
@@ -66,18 +70,25 @@ def _encode(tok: Tokenizer, model: Model, prompt: str) -> list[int]:
     return ids
 
 
-def continue_ids(ids: list[int], model: Model, logits, n: int, temperature: float, k: int, seed: int | None):
-    """Up to n new ids (stopping when the sequence fills n_positions); each after a full forward pass."""
+def continue_ids(
+    ids: list[int], model: Model, logits, n: int, temperature: float, k: int, seed: int | None, stop: int | None = None
+) -> tuple[list[int], str]:
+    """Up to n new ids, each after a full forward pass, and why it ended: "n" (n ids made),
+    "n_positions" (the sequence filled the context) or "endoftext" (``stop`` was chosen; not kept)."""
     rng = np.random.default_rng(seed)
     params, config = model.params, model.config
     seq, new = list(ids), []
-    while len(new) < n and len(seq) < config.n_positions:
+    while len(new) < n:
+        if len(seq) >= config.n_positions:
+            return new, "n_positions"
         if new:
             logits = reference.gpt2(seq, params, config)["logits"][-1]
         nxt = choose_next(logits, temperature, k, rng)
+        if nxt == stop:
+            return new, "endoftext"
         seq.append(nxt)
         new.append(nxt)
-    return new
+    return new, "n"
 
 
 @click.command("predict")
@@ -86,7 +97,8 @@ def continue_ids(ids: list[int], model: Model, logits, n: int, temperature: floa
     "model_dir",
     type=click.Path(),
     default=None,
-    help="Model directory (config.json, model.safetensors, vocab.json + merges.txt).  [default: the bundled teaching model]",
+    help="Model directory (config.json, model.safetensors, vocab.json + merges.txt), or a model name in the "
+    "local Hugging Face cache (gpt2, distilgpt2, org/name).  [default: the bundled teaching model]",
 )
 @click.option("--prompt", required=True, help="The text to continue.")
 @click.option(
@@ -94,18 +106,24 @@ def continue_ids(ids: list[int], model: Model, logits, n: int, temperature: floa
 )
 @click.option(
     "--temperature",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(MIN_TEMPERATURE, MAX_TEMPERATURE, zero=True, what="greedy"),
     default=0.0,
-    help="0 is greedy (argmax); above 0 samples from softmax(logits / T) over the top k.",
+    help=f"0 is greedy (argmax); from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g} samples from "
+    "softmax(logits / T) over the top k.",
 )
 @click.option(
     "--top-k", "top_k", type=click.IntRange(min=1), default=5, help="How many next tokens to show, and to sample from."
 )
-@click.option("--seed", type=int, default=0, help="Seed of numpy's default_rng for sampling.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed of numpy's default_rng for sampling (>= 0).")
+@click.option(
+    "--stop/--no-stop",
+    default=True,
+    help="Stop the continuation when the model chooses <|endoftext|> (--no-stop: go on past it).",
+)
 @click.option(
     "--json", "as_json", is_flag=True, default=False, help="Print the result as JSON (with the last position's logits)."
 )
-def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, as_json) -> None:
+def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, as_json) -> None:
     """Predict the next token after --prompt with the float64 reference, and continue the text."""
     start = time.perf_counter()
     model, tok = _load(model_dir)
@@ -114,7 +132,8 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, as_json) 
     probs = softmax(logits)
     k = min(top_k, model.config.vocab_size)
     top = [{"id": int(i), "text": tok.display(int(i)), "prob": float(probs[i])} for i in top_k_ids(logits, k)]
-    new = continue_ids(ids, model, logits, n_tokens, temperature, k, seed)
+    eot = tok.special.get(ENDOFTEXT) if stop else None
+    new, ended = continue_ids(ids, model, logits, n_tokens, temperature, k, seed, eot)
     seconds = time.perf_counter() - start
     if as_json:
         click.echo(
@@ -125,6 +144,7 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, as_json) 
                     "top_k": top,
                     "continuation_ids": new,
                     "continuation_text": tok.decode(new),
+                    "stopped_by": ended,
                     "logits": logits.tolist(),
                 },
                 ensure_ascii=False,
@@ -143,7 +163,7 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, as_json) 
     for t in top:
         click.echo(f"  {t['id']:>6}  {t['prob']:.6f}  {t['text']!r}")
     how = "greedy" if temperature == 0 else f"sampled, temperature {temperature:g}, top {k}, seed {seed}"
-    stopped = " (stopped at n_positions)" if len(new) < n_tokens else ""
+    stopped = {"n": "", "n_positions": " (stopped at n_positions)", "endoftext": f" (stopped at {ENDOFTEXT})"}[ended]
     click.echo(f"continuation ({how}){stopped}: {tok.decode(new)!r}")
     click.echo(f"  ids: {new}")
     click.echo(f"{len(ids)} prompt tokens + {len(new)} new tokens, {len(new) or 1} forward passes, {seconds:.2f} s")

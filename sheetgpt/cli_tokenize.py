@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 
+from . import hf_cache
 from .errors import SheetGPTError
+from .safe_io import require_regular_file
 from .tokenizer import Tokenizer, bpe_learn
 
 
@@ -28,6 +30,7 @@ def _read_text(text: str | None, file: str | None) -> str:
         return sys.stdin.read()
     if file is not None:
         p = Path(file)
+        require_regular_file(p, "a text file ('-' reads standard input)")  # not /dev/zero or a FIFO
         try:
             return p.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -46,7 +49,8 @@ def _read_text(text: str | None, file: str | None) -> str:
     "model_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Model directory with vocab.json + merges.txt (or encoder.json + vocab.bpe).  [default: the bundled teaching model]",
+    help="Model directory with vocab.json + merges.txt (or encoder.json + vocab.bpe), or a model name in the "
+    "local Hugging Face cache.  [default: the bundled teaching model]",
 )
 @click.option(
     "--file", "-f", "file", type=str, default=None, help="Read the text from this file ('-' for standard input)."
@@ -55,7 +59,7 @@ def _read_text(text: str | None, file: str | None) -> str:
 def tokenize_cmd(text: str | None, model_dir: str | None, file: str | None, as_json: bool) -> None:
     """Show how GPT-2 tokenizes TEXT: each token and the merges that built it ('-' reads standard input)."""
     s = _read_text(text, file)
-    tok = Tokenizer.from_dir(model_dir if model_dir is not None else _default_model_dir())
+    tok = Tokenizer.from_dir(hf_cache.resolve(model_dir) if model_dir is not None else _default_model_dir())
     words = tok.trace(s)
     ids = [i for w in words for i in w.ids]
     if as_json:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import CheckpointError
+from .safe_io import read_json
+
+MAX_CONFIG_BYTES = 1_000_000  # a GPT-2 config.json is about 1 kB
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,8 @@ class GPT2Config:
 
     @classmethod
     def from_json(cls, path: Path) -> GPT2Config:
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: missing; a model directory needs config.json") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{path}: not a readable JSON file ({exc})") from None
+        """A config.json of at most MAX_CONFIG_BYTES, nested at most safe_io.MAX_JSON_DEPTH levels."""
+        raw = read_json(Path(path), MAX_CONFIG_BYTES, "a model directory needs config.json", CheckpointError)
         if not isinstance(raw, dict):
             raise CheckpointError(f"{path}: expected a JSON object with the model's sizes")
         return cls.from_dict(raw, where=str(path))

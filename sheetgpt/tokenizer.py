@@ -33,6 +33,7 @@ from pathlib import Path
 import regex
 
 from .errors import TokenizerError
+from .safe_io import loads_bounded, read_capped
 
 PAT = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 ENDOFTEXT = "<|endoftext|>"
@@ -287,15 +288,14 @@ def display_text(b: bytes) -> str:
 # ---- reading and checking tokenizer files ------------------------------------------------
 
 
+MAX_TOKENIZER_FILE_BYTES = 64_000_000  # GPT-2's vocab.json is 1.0 MB and merges.txt 0.46 MB
+
+
 def load_vocab(path: Path) -> dict[str, int]:
-    if not path.is_file():
+    if not path.exists():
         raise TokenizerError(f"{path}: missing; the tokenizer needs it")
-    try:
-        vocab = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise TokenizerError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise TokenizerError(f"{path}: not JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    data = read_capped(path, MAX_TOKENIZER_FILE_BYTES, "the tokenizer needs it", TokenizerError)
+    vocab = loads_bounded(data, str(path), TokenizerError)
     if not isinstance(vocab, dict):
         raise TokenizerError(f"{path}: expected a JSON object mapping token -> id, got a {type(vocab).__name__}")
     for t, i in vocab.items():
@@ -305,10 +305,11 @@ def load_vocab(path: Path) -> dict[str, int]:
 
 
 def load_merges(path: Path) -> list[tuple[str, str]]:
-    if not path.is_file():
+    if not path.exists():
         raise TokenizerError(f"{path}: missing; the tokenizer needs it")
+    data = read_capped(path, MAX_TOKENIZER_FILE_BYTES, "the tokenizer needs it", TokenizerError)
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = data.decode("utf-8").split("\n")
     except UnicodeDecodeError as e:
         raise TokenizerError(f"{path}: not UTF-8 text (byte {e.start})") from None
     merges = []

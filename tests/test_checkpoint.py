@@ -167,9 +167,32 @@ def test_missing_safetensors(model_dir):
     load_error(model_dir, str(model_dir / "model.safetensors"), "missing")
 
 
-def test_pytorch_bin_only(model_dir):
-    (model_dir / "model.safetensors").rename(model_dir / "pytorch_model.bin")
-    load_error(model_dir, str(model_dir), "pytorch_model.bin", "safetensors")
+class _Trap:
+    """Unpickling this touches a marker file: proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("with_safetensors", [False, True])
+def test_pytorch_bin_is_never_unpickled(model_dir, tmp_path, with_safetensors):
+    import pickle
+
+    marker = tmp_path / "unpickled"
+    (model_dir / "pytorch_model.bin").write_bytes(pickle.dumps({"wte.weight": _Trap(marker)}))
+    pickle.loads(pickle.dumps(_Trap(tmp_path / "armed")))
+    assert (tmp_path / "armed").exists()  # the trap works when a pickle is loaded
+    if with_safetensors:
+        load_model(model_dir)  # the safetensors file is used; the .bin beside it is ignored
+    else:
+        (model_dir / "model.safetensors").unlink()
+        msg = load_error(model_dir, str(model_dir), "pytorch_model.bin", "never loads a pickle")
+        assert "huggingface-cli download openai-community/gpt2 model.safetensors" in msg
+        assert "safetensors.torch import save_file" in msg and "weights_only=True" in msg
+    assert not marker.exists()
 
 
 def test_safetensors_is_a_directory(model_dir):
@@ -379,3 +402,107 @@ def test_truncated_model_keeps_first_blocks():
     assert not any(k.startswith("h.1.") for k in small.flat)
     with pytest.raises(CheckpointError):
         model.truncated(4)
+
+
+# ---- sizes, shapes and nesting that would cost without bound ----------------------------
+
+
+def test_a_billion_layers_in_config_is_refused_before_allocating(model_dir):
+    import time
+
+    set_config(model_dir, n_layer=1_000_000_000)
+    started = time.perf_counter()
+    load_error(model_dir, "model.safetensors", "n_layer=1000000000", "'h.2.ln_1.weight'", "blocks 0-1")
+    assert time.perf_counter() - started < 2  # param_shapes would build 12 billion entries
+
+
+@pytest.mark.parametrize(
+    "field, value, key",
+    [
+        ("n_embd", 1 << 40, "'wte.weight'"),
+        ("vocab_size", 10**12, "'wte.weight'"),
+        ("n_positions", 10**9, "'wpe.weight'"),
+    ],
+)
+def test_huge_sizes_in_config_are_checked_against_the_tensors(model_dir, field, value, key):
+    set_config(model_dir, **{field: value, "n_head": 1} if field == "n_embd" else {field: value})
+    if field == "n_positions":
+        set_config(model_dir, n_ctx=None)
+    load_error(model_dir, "model.safetensors", key, "expected")
+
+
+@pytest.mark.parametrize(
+    "shape, offsets",
+    [
+        ([2**32, 2**32], [0, 0]),  # wraps to 0 bytes in int64
+        ([2**32, 2**32], [0, 8]),
+        ([2**70], [0, 8]),  # not an int64 at all
+        ([2**62, 4], [0, 0]),  # 2**64 elements: wraps to 0 in int64
+        ([1] * 9, [0, 4]),  # more dimensions than any GPT-2 tensor
+    ],
+)
+def test_overflowing_shapes_are_refused(model_dir, shape, offsets):
+    w = model_dir / "model.safetensors"
+    head = json.dumps({"wte.weight": {"dtype": "F32", "shape": shape, "data_offsets": offsets}}).encode()
+    w.write_bytes(struct.pack("<Q", len(head)) + head + b"\0" * 8)
+    load_error(model_dir, "model.safetensors", "'wte.weight'")
+
+
+def test_data_longer_than_the_tensors_is_refused(model_dir):
+    w = model_dir / "model.safetensors"
+    w.write_bytes(w.read_bytes() + b"\0" * 64)
+    load_error(model_dir, "model.safetensors", "cover", "holds")
+
+
+def _deep(n: int) -> bytes:
+    return b"[" * n + b"]" * n
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_deeply_nested_safetensors_header_is_refused(model_dir, depth):
+    w = model_dir / "model.safetensors"
+    head = b'{"__metadata__": ' + _deep(depth) + b"}"
+    w.write_bytes(struct.pack("<Q", len(head)) + head)
+    load_error(model_dir, "model.safetensors", "nested more than 64 levels")
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_deeply_nested_config_is_refused(model_dir, depth):
+    cfg = json.dumps(config_of(model_dir))[:-1] + ', "task_specific_params": ' + _deep(depth).decode() + "}"
+    (model_dir / "config.json").write_text(cfg)
+    load_error(model_dir, "config.json", "nested more than 64 levels")
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(model_dir):
+    cfg = config_of(model_dir)
+    cfg["note"] = "[" * 5000 + '\\" {{{' + "]" * 10
+    cfg["x"] = {"y": [[["ok"]]]}
+    (model_dir / "config.json").write_text(json.dumps(cfg))
+    assert load_model(model_dir).config.n_layer == 2
+
+
+def test_an_oversized_config_is_refused(model_dir):
+    cfg = config_of(model_dir)
+    cfg["padding"] = "x" * 2_000_000
+    (model_dir / "config.json").write_text(json.dumps(cfg))
+    load_error(model_dir, "config.json", "at most 1,000,000 bytes")
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors", "vocab.json"])
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo", "dir"])
+def test_special_files_in_a_model_directory_are_refused(model_dir, name, target):
+    from sheetgpt.errors import SheetGPTError
+    from sheetgpt.tokenizer import Tokenizer
+
+    f = model_dir / name
+    f.unlink()
+    if target == "fifo":
+        os.mkfifo(f)
+    elif target == "dir":
+        f.mkdir()
+    else:
+        os.symlink(target, f)
+    with pytest.raises(SheetGPTError) as info:
+        load_model(model_dir) if name != "vocab.json" else Tokenizer.from_dir(model_dir)
+    msg = info.value.format_message()
+    assert name in msg and ("a device" in msg or "FIFO" in msg or "directory" in msg), msg

@@ -139,3 +139,74 @@ def test_error_missing_bundled_model(monkeypatch, tmp_path):
 def test_error_bad_options(args):
     result = predict("--model", str(FIXTURES / "models" / "micro"), "--prompt", "hi", *args)
     assert result.exit_code == 2
+
+
+# ---- <|endoftext|> ends the continuation ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def eot_model(tmp_path_factory):
+    """A micro model whose every next token is <|endoftext|>: ln_f gives a constant e_0 (g = 0,
+    b = e_0), so the logits are wte[:, 0], and <|endoftext|>'s wte[:, 0] is 10 (the others ~N(0, 0.5))."""
+    from sheetgpt.random_model import SHAPES, random_params, write_checkpoint, write_tokenizer
+
+    config = SHAPES["micro"]
+    params = random_params(config, seed=5)
+    params["ln_f.g"][:] = 0
+    params["ln_f.b"][:] = 0
+    params["ln_f.b"][0] = 1
+    params["wte"][config.vocab_size - 1, 0] = 10
+    d = write_checkpoint(tmp_path_factory.mktemp("eot") / "m", config, params)
+    write_tokenizer(d, config.vocab_size)
+    model = load_model(d)  # the premise, from the reference itself: greedy picks <|endoftext|>
+    ids = [70, 71]
+    assert int(np.argmax(reference.gpt2(ids, model.params, model.config)["logits"][-1])) == config.vocab_size - 1
+    return d
+
+
+def test_predict_stops_at_endoftext_and_says_so(eot_model):
+    out = predict_json("--model", str(eot_model), "--prompt", "ab", "-n", "5")
+    assert out["continuation_ids"] == [] and out["stopped_by"] == "endoftext"
+    assert out["top_k"][0]["text"] == "<|endoftext|>"
+    text = predict("--model", str(eot_model), "--prompt", "ab", "-n", "5")
+    assert text.exit_code == 0, text.output
+    assert "(stopped at <|endoftext|>)" in text.output
+    assert "<|endoftext|>" not in text.output.split("continuation", 1)[1].splitlines()[0].split(":", 1)[1]
+
+
+def test_no_stop_keeps_going_past_endoftext(eot_model):
+    out = predict_json("--model", str(eot_model), "--prompt", "ab", "-n", "5", "--no-stop")
+    assert out["continuation_ids"] == [262] * 5 and out["stopped_by"] == "n"
+    assert out["continuation_text"] == "<|endoftext|>" * 5
+
+
+def test_stopped_by_reports_n_positions_and_n():
+    d = str(FIXTURES / "models" / "micro")
+    assert predict_json("--model", d, "--prompt", "the cat sat", "-n", "50", "--no-stop")["stopped_by"] == "n_positions"
+    assert predict_json("--model", d, "--prompt", "the cat", "-n", "1", "--no-stop")["stopped_by"] == "n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--temperature", "nan"],
+        ["--temperature", "inf"],
+        ["--temperature", "-inf"],
+        ["--temperature", "1e-320"],  # a denormal: logits / T overflows
+        ["--temperature", "1e-4"],
+        ["--temperature", "1e7"],
+        ["--temperature", "x"],
+        ["--seed", "-1"],
+    ],
+)
+def test_bad_option_values_are_refused_at_parse_time(args, monkeypatch):
+    monkeypatch.setattr("sheetgpt.cli_predict._load", lambda *a: pytest.fail("the model was loaded"))
+    result = predict("--model", str(FIXTURES / "models" / "micro"), "--prompt", "hi", *args)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("t", ["0", "0.0", "0.001", "1", "1e6"])
+def test_temperatures_in_range_are_accepted(t):
+    out = predict_json("--model", str(FIXTURES / "models" / "micro"), "--prompt", "hi", "-n", "1", "--temperature", t)
+    assert len(out["continuation_ids"]) == 1

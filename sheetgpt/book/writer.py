@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import xlsxwriter
+from xlsxwriter.exceptions import FileCreateError
 
 from ..checkpoint import Model
 from ..errors import SheetGPTError
 from ..prompt import Prompt, make_prompt
 from ..reference import gpt2, with_selected_position, with_teaching_stages
+from ..safe_io import path_text, write_error
 from ..tokenizer import Tokenizer
 from ..weight_text import stored_values
 from .formats import Formats
@@ -123,10 +125,12 @@ def build_workbook(
     _remove_stale_parts(out_path)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
     try:
-        cells = _write(tmp, layout, prompt, tokenizer, stored, trace, source or str(model.path), progress)
+        cells = _write(tmp, layout, prompt, tokenizer, stored, trace, source or path_text(model.path), progress)
         os.replace(tmp, out_path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, (OSError, FileCreateError)):  # full disk, read-only place, name too long
+            raise write_error(out_path, exc) from None
         raise
     return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells)
 
