@@ -346,9 +346,10 @@ def prove_export(model, out: Path, prompts: list[str], tok: Tokenizer) -> dict:
         worst32 = max(worst32, float(np.abs(model(input_ids=x).logits[0].double().numpy() - ref).max()))
         worst64 = max(worst64, float(np.abs(model64(input_ids=x).logits[0].numpy() - ref).max()))
         worst_hf = max(worst_hf, float(np.abs(hf(input_ids=x).logits[0].double().numpy() - ref).max()))
-    assert worst32 < 1e-5, f"reference vs torch float32: max |diff| {worst32:.3g}"
+    # float32 rounding grows with the sequence (the continuation is 30 tokens); float64 is the proof
+    assert worst32 < 1e-4, f"reference vs torch float32: max |diff| {worst32:.3g}"
     assert worst64 < 1e-9, f"reference vs torch float64: max |diff| {worst64:.3g}"
-    assert worst_hf < 1e-5, f"reference vs HF from_pretrained({out}): max |diff| {worst_hf:.3g}"
+    assert worst_hf < 1e-4, f"reference vs HF from_pretrained({out}): max |diff| {worst_hf:.3g}"
     return {"float32": worst32, "float64": worst64, "hf_from_pretrained": worst_hf}
 
 
