@@ -30,7 +30,7 @@ CONTEXT = 24
 
 @pytest.fixture(scope="module")
 def small_model():
-    """The bundled teaching model (2 blocks, 470-token BPE learned by bpe_learn on its corpus)."""
+    """The bundled teaching model (2 blocks, 550-token BPE learned by bpe_learn on its corpus)."""
     return default_model_dir()
 
 
