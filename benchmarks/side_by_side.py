@@ -1,0 +1,80 @@
+"""Two commits side by side: the full-size build and check of each, interleaved in one run.
+
+Each revision is checked out (detached) under output/bench/rev-<sha>, and its own code builds and
+checks the same GPT-2-small-shaped book (random seed-0 weights, a 16-token prompt, token rows) in
+fresh processes, as a user runs them: old, new, old, new, ... Interleaving spreads the shared
+machine's slow phases over both. Prints each run, then medians and the ratio new / old.
+
+    python benchmarks/side_by_side.py --old 5b932f1 --new HEAD --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from full_size import BENCH, MemoryWatch, model_dir, prompt_of  # noqa: E402
+
+from sheetgpt.tokenizer import Tokenizer  # noqa: E402
+
+
+def checkout(rev: str) -> tuple[str, Path]:
+    git = ["git", "rev-parse", "--short", rev]
+    sha = subprocess.run(git, capture_output=True, text=True, check=True).stdout.strip()
+    where = (BENCH / f"rev-{sha}").resolve()
+    if not where.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(where), sha], check=True, capture_output=True)
+    return sha, where
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
+    """(wall seconds, peak summed PSS in GiB of the process tree, last line of its output)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    with MemoryWatch(proc.pid) as mem:
+        out, _ = proc.communicate()
+    if proc.returncode not in (0,):
+        raise SystemExit(f"{' '.join(cmd)} in {cwd}: exit {proc.returncode}\n{out}")
+    return time.perf_counter() - started, mem.peak_pss / 2**30, (out.strip().splitlines() or [""])[-1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--old", required=True, help="the revision before the change")
+    ap.add_argument("--new", default="HEAD", help="the revision after it")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    d = model_dir().resolve()
+    prompt = prompt_of(Tokenizer.from_dir(d), 16)
+    revs = dict([checkout(args.old), checkout(args.new)])
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for k in range(args.repeat):
+        for sha, where in revs.items():
+            book = (BENCH / f"side-{sha}.xlsx").resolve()
+            build = [sys.executable, "-m", "sheetgpt", "build", "--model", str(d), "--prompt", prompt]
+            build += ["--no-typed-prompt", "-o", str(book), "--force"]
+            check = [sys.executable, "-m", "sheetgpt", "check", str(book)]
+            for step, cmd in (("build", build), ("check", check)):
+                secs, gib, last = timed(cmd, where)
+                runs.setdefault((sha, step), []).append((secs, gib))
+                print(f"run {k + 1} {sha} {step}: {secs:.1f} s, {gib:.2f} GiB; {last[:100]}", flush=True)
+            book.unlink()
+    old, new = list(revs)
+    for step in ("build", "check"):
+        t_old = statistics.median(s for s, _ in runs[(old, step)])
+        t_new = statistics.median(s for s, _ in runs[(new, step)])
+        m_old = statistics.median(g for _, g in runs[(old, step)])
+        m_new = statistics.median(g for _, g in runs[(new, step)])
+        print(
+            f"{step}: {old} {t_old:.1f} s {m_old:.2f} GiB; {new} {t_new:.1f} s {m_new:.2f} GiB; "
+            f"time ratio new/old {t_new / t_old:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
