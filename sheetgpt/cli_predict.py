@@ -65,7 +65,8 @@ def _encode(tok: Tokenizer, model: Model, prompt: str) -> list[int]:
         )
     if max(ids) >= V:
         raise SheetGPTError(
-            f"the prompt has token id {max(ids)} but {model.path} has vocab_size={V}; the tokenizer does not match the model"
+            f"the prompt has token id {max(ids)} but {model.path} has vocab_size={V}; "
+            "the tokenizer does not match the model"
         )
     return ids
 

@@ -136,5 +136,6 @@ def bpe_learn_cmd(file: str, vocab_size: int, out_dir: str, force: bool) -> None
         raise SheetGPTError(f"{out}: cannot write ({e.strerror})") from None
     short = "" if tok.vocab_size == vocab_size else f" (asked {vocab_size}: the text has no more pairs)"
     click.echo(
-        f"learned {len(tok.merges)} merges, vocab size {tok.vocab_size}{short}, in {seconds:.2f} s; wrote {out / 'vocab.json'} and {out / 'merges.txt'}"
+        f"learned {len(tok.merges)} merges, vocab size {tok.vocab_size}{short}, in {seconds:.2f} s; "
+        f"wrote {out / 'vocab.json'} and {out / 'merges.txt'}"
     )
