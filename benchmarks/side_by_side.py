@@ -3,7 +3,9 @@
 Each revision is checked out (detached) under output/bench/rev-<sha>, and its own code builds and
 checks the same GPT-2-small-shaped book (random seed-0 weights, a 16-token prompt, token rows) in
 fresh processes, as a user runs them: old, new, old, new, ... Interleaving spreads the shared
-machine's slow phases over both. Prints each run, then medians and the ratio new / old.
+machine's slow phases over both. Prints each run, then medians and the ratio new / old, of the
+wall time and of the CPU time (user + system) of the process tree: on a machine others are
+using, the CPU time is the steadier measure of the work each revision does.
 
     python benchmarks/side_by_side.py --old 5b932f1 --new HEAD --repeat 3
 """
@@ -11,6 +13,7 @@ machine's slow phases over both. Prints each run, then medians and the ratio new
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,15 +35,22 @@ def checkout(rev: str) -> tuple[str, Path]:
     return sha, where
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
-    """(wall seconds, peak summed PSS in GiB of the process tree, last line of its output)."""
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float, float, str]:
+    """(wall seconds, CPU seconds, peak summed PSS in GiB of the process tree, last line of its output)."""
+    cpu0 = _cpu()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     with MemoryWatch(proc.pid) as mem:
         out, _ = proc.communicate()
     if proc.returncode not in (0,):
         raise SystemExit(f"{' '.join(cmd)} in {cwd}: exit {proc.returncode}\n{out}")
-    return time.perf_counter() - started, mem.peak_pss / 2**30, (out.strip().splitlines() or [""])[-1]
+    wall = time.perf_counter() - started
+    return wall, _cpu() - cpu0, mem.peak_pss / 2**30, (out.strip().splitlines() or [""])[-1]
 
 
 def main() -> None:
@@ -52,7 +62,7 @@ def main() -> None:
     d = model_dir().resolve()
     prompt = prompt_of(Tokenizer.from_dir(d), 16)
     revs = dict([checkout(args.old), checkout(args.new)])
-    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    runs: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for k in range(args.repeat):
         for sha, where in revs.items():
             book = (BENCH / f"side-{sha}.xlsx").resolve()
@@ -60,19 +70,18 @@ def main() -> None:
             build += ["--no-typed-prompt", "-o", str(book), "--force"]
             check = [sys.executable, "-m", "sheetgpt", "check", str(book)]
             for step, cmd in (("build", build), ("check", check)):
-                secs, gib, last = timed(cmd, where)
-                runs.setdefault((sha, step), []).append((secs, gib))
-                print(f"run {k + 1} {sha} {step}: {secs:.1f} s, {gib:.2f} GiB; {last[:100]}", flush=True)
+                secs, cpu, gib, last = timed(cmd, where)
+                runs.setdefault((sha, step), []).append((secs, cpu, gib))
+                line = f"run {k + 1} {sha} {step}: {secs:.1f} s wall, {cpu:.1f} s CPU, {gib:.2f} GiB; {last[:90]}"
+                print(line, flush=True)
             book.unlink()
     old, new = list(revs)
     for step in ("build", "check"):
-        t_old = statistics.median(s for s, _ in runs[(old, step)])
-        t_new = statistics.median(s for s, _ in runs[(new, step)])
-        m_old = statistics.median(g for _, g in runs[(old, step)])
-        m_new = statistics.median(g for _, g in runs[(new, step)])
+        o, n = (list(zip(*runs[(rev, step)])) for rev in (old, new))
+        (wo, co, mo), (wn, cn, mn) = ([statistics.median(x) for x in r] for r in (o, n))
         print(
-            f"{step}: {old} {t_old:.1f} s {m_old:.2f} GiB; {new} {t_new:.1f} s {m_new:.2f} GiB; "
-            f"time ratio new/old {t_new / t_old:.3f}"
+            f"{step} medians: {old} {wo:.1f} s wall, {co:.1f} s CPU, {mo:.2f} GiB; "
+            f"{new} {wn:.1f} s wall, {cn:.1f} s CPU, {mn:.2f} GiB; new/old: wall {wn / wo:.3f}, CPU {cn / co:.3f}"
         )
 
 
