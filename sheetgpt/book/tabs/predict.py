@@ -76,8 +76,8 @@ def write(out: BookWriter, tab: Tab) -> int:
     return count
 
 
-def _value(x) -> float | None:
-    return float(x) if np.isfinite(x) else None
+def _value(x) -> float:
+    return float(x) if np.isfinite(x) else 0  # 0: xlsxwriter's placeholder for a formula not computed
 
 
 def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
@@ -103,9 +103,9 @@ def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
         prob, tid = a1.cell(r, PROB_COL), a1.cell(r, ID_COL)
         ws.write_number(r, RANK_COL, k + 1, fmt.label)
         known = "predict.probs" not in out.uncached  # else: downstream of an exercise, no cached values
-        ws.write_formula(r, PROB_COL, f"=LARGE({probs},{k + 1})", pct, float(p[order[k]]) if known else None)
-        ws.write_formula(r, ID_COL, f"=MATCH({prob},{probs},0)-1", fmt.number("0"), int(order[k]) if known else None)
-        token = tokenizer.display(int(order[k])) if known else None
+        ws.write_formula(r, PROB_COL, f"=LARGE({probs},{k + 1})", pct, float(p[order[k]]) if known else 0)
+        ws.write_formula(r, ID_COL, f"=MATCH({prob},{probs},0)-1", fmt.number("0"), int(order[k]) if known else 0)
+        token = tokenizer.display(int(order[k])) if known else 0
         ws.write_formula(r, TOKEN_COL, f"=INDEX({texts},{tid}+1)", fmt.token, token)
     ws.set_column(0, 0, 22)
     ws.set_column(1, 1, 16)
