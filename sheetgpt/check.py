@@ -27,6 +27,7 @@ from .engine import ENGINES, recompute
 from .engine.reader import Book, read_workbook
 from .engine.values import Values
 from .errors import WorkbookError
+from .grade import grade
 from .reference import gpt2, with_selected_position, with_teaching_stages
 from .weight_text import stored_values
 
@@ -40,6 +41,7 @@ class StageResult:
     max_rel: float
     passed: bool
     first_bad: dict | None = None  # {"cell", "formula", "got", "expected"}
+    note: str = ""  # exercise books: "exercise: wrong", "follows from exercise h.0.ln_1.var", ... (grade.py)
 
 
 @dataclass
@@ -51,6 +53,7 @@ class CheckReport:
     weights: list[dict] = field(default_factory=list)  # --model comparisons
     seconds: float = 0.0
     formula_cells: int = 0
+    exercises: list[dict] = field(default_factory=list)  # exercise books: one grade per exercise (grade.py)
 
     @property
     def passed(self) -> bool:
@@ -90,6 +93,8 @@ def _jsonable(x):
 
 
 def failure_text(s: StageResult) -> str:
+    if s.note.startswith(("follows from", "right for its inputs", "exercise: not done")):
+        return f"{s.stage}: {s.note}"
     b = s.first_bad or {}
     return (
         f"{s.stage}: first wrong cell {b.get('cell')} = {b.get('formula')!s}: recomputed {b.get('got')!r}, "
@@ -301,6 +306,7 @@ def check_book(
     for tab in inputs.layout.compute_tabs():
         for region in tab.regions:
             report.stages.append(compare_region(region, values, trace[region.name], at, rtol))
+    report.exercises = grade(inputs.layout, book, values, inputs.weights, trace, report.stages, rtol)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -149,8 +149,17 @@ def check_report_paths(book: Path, outputs: dict[str, Path | None], force: bool)
     help="Tokenize a typed text inside the book (a BPE tab of formulas; type into Prompt!B4). "
     "Default: on when the BPE formulas can tokenize the prompt (Latin-1 text).",
 )
+@click.option(
+    "--exercise",
+    "exercise",
+    default=None,
+    metavar="STAGES",
+    help="An exercise book: these stages' cells are left empty for a learner to fill (comma-separated "
+    "stage names such as h.0.ln_1.var, or families: layer_norm, variance, attention, mask, softmax, "
+    "linear, gelu, mlp, residual, embedding, unembedding; see docs/exercises.md). Grade with sheetgpt grade.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt):
+def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt, exercise):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from .book.writer import build_workbook
     from .checkpoint import load_model
@@ -185,6 +194,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
             source=path_text(model.path),
             progress=lambda n, _tab: bar.update(n),
             typed_prompt=typed_prompt,
+            exercise=exercise,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])
@@ -194,6 +204,12 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
         f"{result.cells:,} cells, {len(result.ids)} token rows, {model.config.n_layer} blocks, "
         f"in {time.perf_counter() - started:.1f} s"
     )
+    if result.exercises:
+        click.echo(
+            f"exercises ({len(result.exercises)}): {', '.join(result.exercises)}; the learner fills the yellow "
+            f"cells, then: sheetgpt grade {shown}"
+        )
+        return
     click.echo(
         f"predicted next token: {tokenizer.display(top)!r} (p = {prob:.3f}); prove it with: sheetgpt check {shown}"
     )

@@ -22,13 +22,42 @@ def _worst(stages: list[StageResult]) -> float:
     return max(finite, default=0.0)
 
 
+def exercise_lines(report: CheckReport) -> list[str]:
+    """An exercise book's grades: one line per exercise, its first wrong cell and diagnosis under it."""
+    if not report.exercises:
+        return []
+    width = max(len(e["stage"]) for e in report.exercises)
+    lines = [f"Exercises: {exercise_counts(report)}"]
+    for e in report.exercises:
+        status = {"pass": "pass", "fail": "FAIL"}.get(e["status"], e["status"])
+        extra = f"  ({e['message']})" if e.get("message") else ""
+        if e.get("follows"):
+            extra = f"  (right for its inputs; its values are off because exercise {', '.join(e['follows'])} is)"
+        lines.append(f"  {e['stage']:<{width}}  {status}{extra}")
+        b = e.get("first_bad")
+        if b:
+            lines.append(
+                f"      first wrong cell {b['cell']} = {b['formula']}: gives {b['got']!r}, expected {b['expected']!r}"
+            )
+        if e.get("diagnosis"):
+            lines.append(f"      diagnosis: {e['diagnosis']}")
+    return lines
+
+
+def exercise_counts(report: CheckReport) -> str:
+    n = len(report.exercises)
+    by = {k: sum(e["status"] == k for e in report.exercises) for k in ("pass", "fail", "not done yet")}
+    return f"{by['pass']} of {n} pass, {by['fail']} wrong, {by['not done yet']} not done yet"
+
+
 def summary(report: CheckReport) -> str:
-    """One line per tab, then each failing stage in full."""
+    """The exercises (if any), then one line per tab and each failing stage in full (stages that only
+    follow from an exercise, one line per tab)."""
     tabs: dict[str, list[StageResult]] = {}
     for s in report.stages:
         tabs.setdefault(s.tab, []).append(s)
     width = max((len(t) for t in tabs), default=3)
-    lines = []
+    lines = exercise_lines(report)
     for tab, stages in tabs.items():
         failed = [s for s in stages if not s.passed]
         cells = sum(s.cells for s in stages)
@@ -37,7 +66,15 @@ def summary(report: CheckReport) -> str:
             f"{tab:<{width}}  {len(stages) - len(failed):>3}/{len(stages):<3} stages pass  {cells:>11,} cells  "
             f"worst rel err {_worst(stages):.2g}  {result}"
         )
-        lines.extend("    " + failure_text(s) for s in failed)  # each failing stage in full, under its tab
+        follows: dict[str, list[str]] = {}
+        for s in failed:  # each failing stage in full, under its tab; those an exercise explains, grouped
+            if s.note.startswith("follows from exercise"):
+                follows.setdefault(s.note, []).append(s.stage)
+            elif not s.note.startswith("exercise:"):  # exercises are reported above
+                lines.append("    " + failure_text(s))
+        for note, names in follows.items():
+            shown = ", ".join(names) if len(names) <= 3 else f"{names[0]} ... {names[-1]} ({len(names)} stages)"
+            lines.append(f"    {shown}: {note}")
     if report.weights:
         bad = [w for w in report.weights if not w["passed"]]
         equal = f"{len(report.weights) - len(bad)}/{len(report.weights)}"
@@ -69,6 +106,8 @@ def verdict(report: CheckReport) -> str:
     if report.weights:
         bad = sum(not x["passed"] for x in report.weights)
         w = f"; weights: {len(report.weights) - bad}/{len(report.weights)} tabs equal the checkpoint"
+    if report.exercises:
+        w += f"; exercises: {exercise_counts(report)}"
     if report.passed:
         return (
             f"PASS: {len(report.stages)} stages, {n_cells:,} cells match the float64 reference "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import a1
+from .. import a1, exercises
 from .layout import Region, Tab
 from .tabs import prompt as prompt_tab
 from .xlsx.shared import FormulaBlock
@@ -68,7 +68,10 @@ def write_region(out: BookWriter, ws, region: Region) -> int:
             ws.write_number(region.top + i, 0, i, fmt.label)
             ws.write_formula(region.top + i, 1, "=" + prompt_tab.text_ref(i), fmt.token, out.prompt.texts[i])
     write_headers(out, ws, region)
-    grid = region.grid(out.trace[region.name])
+    if region.name in out.exercises:
+        exercises.write_blank_region(out, ws, region)
+        return region.rows * len(region.columns())
+    grid = region.grid(out.cached(region.name))
     num = fmt.number(region.number_format)
     if region.formula is not None:  # merged in later by the xlsx backend, as shared formulas
         if region.heads:

@@ -27,6 +27,15 @@ class Formats:
             self.cache[num_format] = self.wb.add_format({"num_format": num_format})
         return self.cache[num_format]
 
+    def exercise(self, num_format: str):
+        """An exercise's empty cell: the input colour of the Prompt's editable cells, with the stage's number format."""
+        key = "exercise " + num_format
+        if key not in self.cache:
+            self.cache[key] = self.wb.add_format(
+                {"bg_color": "#FFF2CC", "border": 1, "border_color": "#BF9000", "num_format": num_format}
+            )
+        return self.cache[key]
+
     def header_number(self, num_format: str):
         """A header that is a number shown through ``num_format`` (3 as "rank 3")."""
         key = "header " + num_format

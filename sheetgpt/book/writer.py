@@ -23,6 +23,8 @@ from xlsxwriter.exceptions import FileCreateError
 
 from ..checkpoint import Model
 from ..errors import SheetGPTError
+from ..exercises import downstream as exercise_downstream
+from ..exercises import resolve as resolve_exercises
 from ..prompt import Prompt, make_prompt
 from ..reference import gpt2, with_selected_position, with_teaching_stages
 from ..safe_io import path_text, write_error
@@ -49,6 +51,7 @@ class BuildResult:
     ids: list[int]
     seconds: float
     cells: int
+    exercises: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +69,13 @@ class BookWriter:
     progress: Callable[[int, str], None] | None = None
     sheets: dict = field(default_factory=dict)  # tab name -> FormulaSheet
     streamed: dict[str, np.ndarray] = field(default_factory=dict)  # tab name -> values written by assemble
+    exercises: tuple[str, ...] = ()  # stages written as empty cells for a learner to fill (sheetgpt.exercises)
+    uncached: frozenset[str] = frozenset()  # stages downstream of an exercise: formulas without cached values
+
+    def cached(self, name: str) -> np.ndarray:
+        """A stage's cached values: the reference's, or NaN (none) downstream of an exercise."""
+        value = np.asarray(self.trace[name], dtype=np.float64)
+        return np.full(value.shape, np.nan) if name in self.uncached else value
 
     def sheet(self, tab: Tab) -> FormulaSheet:
         return self.sheets[tab.name]
@@ -91,6 +101,7 @@ def build_workbook(
     source: str = "",
     progress: Callable[[int, str], None] | None = None,
     typed_prompt: bool | None = False,
+    exercise: str | None = None,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end)."""
     started = time.perf_counter()
@@ -108,6 +119,7 @@ def build_workbook(
         )
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
     layout = Layout(model.config, len(prompt.ids), logits_all, prompt.typed)
+    exercises = resolve_exercises(layout, exercise) if exercise is not None else []
     stored = {name: stored_values(value) for name, value in model.flat.items()}
     trace = gpt2(prompt.ids, model.__class__(model.config, stored, model.path).params, model.config)
     trace = with_selected_position(trace, prompt.predict_after)
@@ -125,14 +137,16 @@ def build_workbook(
     _remove_stale_parts(out_path)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
     try:
-        cells = _write(tmp, layout, prompt, tokenizer, stored, trace, source or path_text(model.path), progress)
+        cells = _write(
+            tmp, layout, prompt, tokenizer, stored, trace, source or path_text(model.path), progress, exercises
+        )
         os.replace(tmp, out_path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, (OSError, FileCreateError)):  # full disk, read-only place, name too long
             raise write_error(out_path, exc) from None
         raise
-    return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells)
+    return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells, exercises)
 
 
 def _remove_stale_parts(out_path: Path) -> None:
@@ -150,14 +164,18 @@ def _remove_stale_parts(out_path: Path) -> None:
             pass
 
 
-def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress) -> int:
+def _write(
+    path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress, exercises=()
+) -> int:
     """xlsxwriter writes the frames of every tab to a skeleton book; ``assemble`` then copies its
     members into ``path``, streams the weight tabs' worksheets in their place and merges the
     compute tabs' per-cell formulas (as shared formulas) into theirs."""
     path = Path(path)
     skeleton = path.with_name(path.name + ".skeleton")
     try:
-        cells, weights, formulas = _write_skeleton(skeleton, layout, prompt, tokenizer, stored, trace, source, progress)
+        cells, weights, formulas = _write_skeleton(
+            skeleton, layout, prompt, tokenizer, stored, trace, source, progress, exercises
+        )
         cells += assemble(
             str(skeleton),
             str(path),
@@ -171,7 +189,9 @@ def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, t
     return cells
 
 
-def _write_skeleton(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress):
+def _write_skeleton(
+    path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress, exercises=()
+):
     """The book with empty weight tabs and without the compute tabs' per-cell formulas; returns
     (cells written, {worksheet member: (tab, values)}, {worksheet member: (tab, formula blocks)})."""
     wb = xlsxwriter.Workbook(
@@ -185,6 +205,9 @@ def _write_skeleton(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, 
         },
     )
     out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, stored, source, progress)
+    if exercises:
+        out.exercises = tuple(exercises)
+        out.uncached = frozenset(exercises) | frozenset(exercise_downstream(layout, exercises))
     for tab in layout.tabs:
         ws = wb.add_worksheet(tab.name, worksheet_class=FormulaSheet)
         ws.set_tab_color(TAB_COLORS[tab.kind])

@@ -130,7 +130,10 @@ class Evaluator:
             if type(node) is Call:
                 fn = FUNCTIONS.get(node.name)
                 if fn is None:
-                    raise WorkbookError(f"{at}: unsupported function {node.name}")
+                    raise WorkbookError(
+                        f"{at}: unsupported function {node.name} (the fast engine does not know it); "
+                        "check with --engine libreoffice"
+                    )
                 lo, hi = fn.min_args, fn.max_args
                 if not lo <= len(node.args) <= hi:
                     raise WorkbookError(

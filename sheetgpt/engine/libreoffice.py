@@ -260,7 +260,9 @@ def recalculate(
     """Load ``path`` in headless LibreOffice, apply ``edits``, recalculate everything, read back.
 
     ``edits``: ``{(sheet, "B5"): value}``; str values are set as TEXT (never parsed as a formula,
-    even ``"=1+1"``), int/float as numbers, None clears the cell.
+    even ``"=1+1"``), int/float as numbers, None clears the cell. Typing formulas (tests of exercise
+    books): ``{"formula": "=AVERAGE(C5:J5)"}`` enters a formula as a person types it in Excel syntax,
+    ``{(sheet, "C5:F8"): {"array": "=MMULT(...)"}}`` a CSE array formula over a range.
     ``sheets``: names to read (default: all). ``save_as``: also store the recalculated book as
     xlsx (LibreOffice's export; the sentinel sheet is removed first; cached numbers in it are
     rounded to 15 significant digits, see docs/compat.md). ``prove``: inject and check the
@@ -291,6 +293,9 @@ def recalculate(
             "timeout": timeout,
         }
         for (s, a), v in (edits or {}).items():
+            if isinstance(v, dict) and len(v) == 1 and isinstance(next(iter(v.values())), str):
+                if next(iter(v)) in ("formula", "array"):
+                    continue
             if v is not None and not isinstance(v, (str, int, float)):
                 raise WorkbookError(f"edit {s}!{a}: value must be str, number or None, not {type(v).__name__}")
         res = _run_bridge(req, workdir, timeout)

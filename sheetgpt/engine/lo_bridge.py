@@ -10,7 +10,9 @@ Request keys:
     profile      directory for a fresh LibreOffice user profile (created here, removed by the caller)
     input        the .xlsx to load (the caller's copy, possibly with a sentinel sheet injected)
     edits        [[sheet, cell, value], ...]; str -> text (setString, never a formula),
-                 number -> setValue, null -> clear contents
+                 number -> setValue, null -> clear contents; {"formula": "=..."} -> a formula
+                 typed as a person types it in Excel syntax (English names, A1, commas), and
+                 {"array": "=..."} with cell a range "C5:F8" -> a CSE array formula over it
     sheets       list of sheet names to read, or null for all
     sentinel     [sheet, cell, expected_float] or null: checked after calculateAll(), then the
                  sheet is deleted before save_as
@@ -134,6 +136,31 @@ def force_recalc_config(ctx):
     return upd.getPropertyValue("OOXMLRecalcMode")
 
 
+def type_formula(doc, cell, value):
+    """Enter a formula written in Excel's syntax, as a person types it into the cell (or, for
+    {"array": ...}, with Ctrl+Shift+Enter over the range): parsed by LibreOffice's own formula
+    parser with the Excel A1 English grammar, then set as the cell's tokens."""
+    import uno
+    from com.sun.star.table import CellAddress
+
+    parser = doc.createInstance("com.sun.star.sheet.FormulaParser")
+    parser.FormulaConvention = uno.getConstantByName("com.sun.star.sheet.AddressConvention.XL_A1")
+    parser.CompileEnglish = True
+    mapper = doc.createInstance("com.sun.star.sheet.FormulaOpCodeMapper")
+    parser.OpCodeMap = mapper.getAvailableMappings(
+        uno.getConstantByName("com.sun.star.sheet.FormulaLanguage.XL_ENGLISH"),
+        uno.getConstantByName("com.sun.star.sheet.FormulaMapGroup.ALL_EXCEPT_SPECIAL"),
+    )
+    a = cell.getRangeAddress()
+    text = value.get("formula") or value.get("array")
+    at = CellAddress(a.Sheet, a.StartColumn, a.StartRow)
+    tokens = parser.parseFormula(text[1:] if text.startswith("=") else text, at)
+    if "array" in value:
+        cell.setArrayTokens(tokens)
+    else:
+        cell.setTokens(tokens)
+
+
 def cell_error_text(sheet, c, r):
     cell = sheet.getCellByPosition(c, r)
     s = cell.getString()
@@ -233,7 +260,9 @@ def run(req):
             if not sheets.hasByName(sname):
                 raise KeyError(f"edit: no sheet named {sname!r}")
             cell = sheets.getByName(sname).getCellRangeByName(addr)
-            if value is None:
+            if isinstance(value, dict):
+                type_formula(doc, cell, value)
+            elif value is None:
                 cell.setString("")
             elif isinstance(value, str):
                 cell.setString(value)  # always text, even if it starts with "="

@@ -8,7 +8,7 @@ import datetime as _dt
 import os
 from typing import TYPE_CHECKING
 
-from ... import __version__, a1
+from ... import __version__, a1, exercises
 from ...config import GPT2Config
 from ...errors import WorkbookError
 from ...prompt import TypedLimits
@@ -85,6 +85,8 @@ def write(out: BookWriter, tab: Tab) -> int:
     ws.write_string(row, 0, "Prompt", fmt.title)
     ws.write_string(row, 1, "".join(prompt.texts[: prompt.n_prompt]), fmt.text)
     row += 2
+    if out.exercises:  # an exercise book: each exercise, a link to its region
+        row = exercises.write_guide(out, ws, row)
     ws.write_string(row, 0, "Tabs", fmt.title)
     for k, t in enumerate(layout.tabs[1:], start=1):
         ws.write_url(row + k, 0, f"internal:{a1.sheet_prefix(t.name)}A1", fmt.link, t.name)

@@ -45,14 +45,14 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
 
 def write(out: BookWriter, tab: Tab) -> int:
     """Temperature, largest logit and sum as labelled cells; probabilities down the rows; the top-k table."""
-    ws, fmt, trace = out.sheet(tab), out.fmt, out.trace
+    ws, fmt = out.sheet(tab), out.fmt
     count = 0
     for region in tab.regions:
-        value = trace[region.name]
+        value = out.cached(region.name)  # NaN downstream of an exercise: no cached value (xlsxwriter's 0)
         num = fmt.number(region.number_format)
         if region.rows == 1:
             ws.write_string(region.top, 0, region.text["title"], fmt.label)
-            ws.write_formula(region.top, region.left, "=" + region.formula(0, 0), num, float(value.ravel()[0]))
+            ws.write_formula(region.top, region.left, "=" + region.formula(0, 0), num, _value(value.ravel()[0]))
             count += 1
             continue
         ws.write_string(region.title_row, 0, region.text["title"], fmt.title)
@@ -62,7 +62,7 @@ def write(out: BookWriter, tab: Tab) -> int:
         for i in range(region.rows):
             ws.write_number(region.top + i, 0, i, fmt.label)
             ws.write_string(region.top + i, 1, out.tokenizer.display(i), fmt.token)
-            ws.write_formula(region.top + i, region.left, "=" + region.formula(i, 0), num, float(value[i, 0]))
+            ws.write_formula(region.top + i, region.left, "=" + region.formula(i, 0), num, _value(value[i, 0]))
         count += region.rows
     cells.define_names(out, tab)
     _write_top_k(out, ws, tab)
@@ -74,6 +74,10 @@ def write(out: BookWriter, tab: Tab) -> int:
     for region in tab.regions:
         cells.note(ws, region.top if region.rows == 1 else region.title_row, 0, region.text["explain"])
     return count
+
+
+def _value(x) -> float:
+    return float(x) if np.isfinite(x) else 0  # 0: xlsxwriter's placeholder for a formula not computed
 
 
 def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
@@ -98,9 +102,11 @@ def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
         r = top + k
         prob, tid = a1.cell(r, PROB_COL), a1.cell(r, ID_COL)
         ws.write_number(r, RANK_COL, k + 1, fmt.label)
-        ws.write_formula(r, PROB_COL, f"=LARGE({probs},{k + 1})", pct, float(p[order[k]]))
-        ws.write_formula(r, ID_COL, f"=MATCH({prob},{probs},0)-1", fmt.number("0"), int(order[k]))
-        ws.write_formula(r, TOKEN_COL, f"=INDEX({texts},{tid}+1)", fmt.token, tokenizer.display(int(order[k])))
+        known = "predict.probs" not in out.uncached  # else: downstream of an exercise, no cached values
+        ws.write_formula(r, PROB_COL, f"=LARGE({probs},{k + 1})", pct, float(p[order[k]]) if known else 0)
+        ws.write_formula(r, ID_COL, f"=MATCH({prob},{probs},0)-1", fmt.number("0"), int(order[k]) if known else 0)
+        token = tokenizer.display(int(order[k])) if known else 0
+        ws.write_formula(r, TOKEN_COL, f"=INDEX({texts},{tid}+1)", fmt.token, token)
     ws.set_column(0, 0, 22)
     ws.set_column(1, 1, 16)
     ws.set_column(TOKEN_COL, TOKEN_COL, 16)

@@ -83,3 +83,15 @@ def not_(ctx, args):
 
 function("AND")(_logic(any_=False))
 function("OR")(_logic(any_=True))
+
+
+# TRUE() and FALSE() as functions: LibreOffice writes them so when it re-saves a book. (Branch
+# truth-engine adds the same two; on merge, keep one.)
+@function("TRUE", 0, 0)
+def true_(ctx, args):
+    return const(1.0, BOOL)
+
+
+@function("FALSE", 0, 0)
+def false_(ctx, args):
+    return const(0.0, BOOL)

@@ -1,7 +1,9 @@
-"""Math and trigonometry: SUM, SUMPRODUCT, MMULT, ABS, EXP, LN, SQRT, TANH, PI, POWER, ROUND, MOD."""
+"""Math and trigonometry: SUM, SUMSQ, SUMPRODUCT, MMULT, ABS, EXP, LN, LOG, LOG10, SQRT, TANH, PI, POWER, ROUND,
+MOD; and ERF, ERF.PRECISE, NORM.S.DIST, NORMSDIST (a learner's erf GELU)."""
 
 from __future__ import annotations
 
+import math
 from decimal import ROUND_HALF_UP, Decimal
 from math import isfinite, pi
 
@@ -62,6 +64,12 @@ def _dot_ranges(ctx, a: CellRange, b: CellRange, mmult: bool):
     for s in range(0, B, step):
         out[s : s + step] = np.einsum("ij,ij->i", xa[ia[s : s + step]], xb[ib[s : s + step]])
     return out
+
+
+@function("SUMSQ")
+def sumsq(ctx, args):
+    x, err = collect(ctx, args)
+    return per_cell(np.where(np.isnan(x), 0.0, x * x).sum(1), err)
 
 
 @function("SUMPRODUCT")
@@ -125,6 +133,63 @@ function("EXP", 1, 1)(_elementwise(np.exp))
 function("LN", 1, 1)(_elementwise(np.log, lambda x: x > 0))
 function("SQRT", 1, 1)(_elementwise(np.sqrt, lambda x: x >= 0))
 function("TANH", 1, 1)(_elementwise(np.tanh))
+function("LOG10", 1, 1)(_elementwise(np.log10, lambda x: x > 0))
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    return _erf(x).astype(np.float64) if np.size(x) else np.asarray(x, np.float64)
+
+
+@function("LOG", 1, 2)
+def log(ctx, args):
+    """LOG(x, base): base 10 when left out; x <= 0, base <= 0 or base 1 is #NUM! (#DIV/0! for base 1 in Excel)."""
+    x, ex = to_num(ctx.val(args[0]))
+    if len(args) == 2 and args[1] is not None:
+        b, eb = to_num(ctx.val(args[1]))
+    else:
+        b, eb = np.full((1, 1, 1), 10.0), np.zeros((1, 1, 1), np.int8)
+    x, b, ex, eb = np.broadcast_arrays(x, b, ex, eb)
+    err = np.where(ex != 0, ex, np.where(eb != 0, eb, np.where((x <= 0) | (b <= 0), E_NUM, 0)))
+    err = np.where((err == 0) & (b == 1), E_DIV0, err)
+    with np.errstate(all="ignore"):
+        r = np.log(np.where(err != 0, 1.0, x)) / np.log(np.where(err != 0, 2.0, b))
+    return numbers(r, err)
+
+
+@function("ERF", 1, 2)
+def erf_(ctx, args):
+    """ERF(x) = 2/sqrt(pi) * integral of exp(-t^2) from 0 to x; ERF(a, b) = ERF(b) - ERF(a)."""
+    a, ea = to_num(ctx.val(args[0]))
+    if len(args) == 1 or args[1] is None:
+        return numbers(erf(np.where(ea != 0, 0.0, a)), ea)
+    b, eb = to_num(ctx.val(args[1]))
+    a, b, ea, eb = np.broadcast_arrays(a, b, ea, eb)
+    err = np.where(ea != 0, ea, eb)
+    return numbers(erf(np.where(err != 0, 0.0, b)) - erf(np.where(err != 0, 0.0, a)), err)
+
+
+function("ERF.PRECISE", 1, 1)(_elementwise(erf))
+
+
+def _norm_cdf(x):
+    return 0.5 * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+@function("NORM.S.DIST", 2, 2)
+def norm_s_dist(ctx, args):
+    """The standard normal distribution: its CDF when cumulative is TRUE, else its density."""
+    z, ez = to_num(ctx.val(args[0]))
+    c, ec = to_num(ctx.val(args[1]))
+    z, c, ez, ec = np.broadcast_arrays(z, c, ez, ec)
+    err = np.where(ez != 0, ez, ec)
+    z = np.where(err != 0, 0.0, z)
+    with np.errstate(all="ignore"):
+        r = np.where(c != 0, _norm_cdf(z), np.exp(-z * z / 2) / math.sqrt(2 * math.pi))
+    return numbers(r, err)
+
+
+function("NORMSDIST", 1, 1)(_elementwise(_norm_cdf))
 
 
 @function("PI", 0, 0)

@@ -1,4 +1,5 @@
-"""Statistical functions: AVERAGE, VAR.P, MAX, MIN, LARGE, SMALL, COUNT; and how SUM-like functions collect numbers."""
+"""Statistical functions: AVERAGE, VAR.P/VAR.S/STDEV.P/STDEV.S (and VARP, VAR, STDEVP, STDEV), MAX,
+MIN, LARGE, SMALL, COUNT; and how SUM-like functions collect numbers."""
 
 from __future__ import annotations
 
@@ -56,16 +57,34 @@ def average(ctx, args):
     return per_cell(s / np.maximum(n, 1), err)
 
 
-@function("VARP")
-@function("VAR.P")
-def var_p(ctx, args):
-    x, err = collect(ctx, args)
-    m = ~np.isnan(x)
-    n = m.sum(1)
-    mean = np.where(m, x, 0.0).sum(1) / np.maximum(n, 1)
-    d = np.where(m, x - mean[:, None], 0.0)
-    err = np.where((err == 0) & (n == 0), E_DIV0, err)
-    return per_cell((d * d).sum(1) / np.maximum(n, 1), err)
+def _variance(ddof: int, root: bool):
+    """VAR.P (ddof 0) or VAR.S (ddof 1), and their square roots STDEV.P / STDEV.S: two-pass, about
+    the mean. Fewer than ddof + 1 numbers is #DIV/0!."""
+
+    def run(ctx, args):
+        x, err = collect(ctx, args)
+        m = ~np.isnan(x)
+        n = m.sum(1)
+        mean = np.where(m, x, 0.0).sum(1) / np.maximum(n, 1)
+        d = np.where(m, x - mean[:, None], 0.0)
+        err = np.where((err == 0) & (n <= ddof), E_DIV0, err)
+        v = (d * d).sum(1) / np.maximum(n - ddof, 1)
+        return per_cell(np.sqrt(v) if root else v, err)
+
+    return run
+
+
+for _name, _ddof, _root in (
+    ("VAR.P", 0, False),
+    ("VARP", 0, False),
+    ("VAR.S", 1, False),
+    ("VAR", 1, False),
+    ("STDEV.P", 0, True),
+    ("STDEVP", 0, True),
+    ("STDEV.S", 1, True),
+    ("STDEV", 1, True),
+):
+    function(_name)(_variance(_ddof, _root))
 
 
 def _extreme(reduce, fill):

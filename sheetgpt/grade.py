@@ -1,0 +1,436 @@
+"""Grading an exercise book: each exercise passes, fails (with a diagnosis where the mistake is a known
+one), or is not done yet; stages after it that fail only because of it say so.
+
+The grade depends on values, never on formula text. ``sheetgpt check`` has recomputed every formula
+(the learner's too); for each exercise region this module
+
+* counts its cells: a formula, a constant (a pasted number is "value, not a formula"), or empty;
+* recomputes the stage from the values the region itself reads in the book (``STAGES``: the stage's
+  math, as the reference computes it), so that a region that is right for its (wrong) inputs is told
+  apart from a region that is wrong;
+* where the learner's values are wrong, recomputes the stage with each known mistake (``MISTAKES``)
+  from the same inputs, and names the one the learner's values match.
+
+A stage that is not an exercise but fails is "follows from exercise X" when an exercise it reads
+(directly or through other stages) is wrong or not done, and its own values are what its math gives
+on the book's inputs (or, for stages without math here, when it reads such an exercise at all).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import exercises
+from .a1 import cell as cell_name
+from .book.layout import Layout, Region
+from .engine.reader import Book
+from .engine.values import Values
+from .reference import gelu, softmax_steps
+
+MATCH_RTOL = 1e-7  # a mistake matches when every wrong cell is within this (relative to the stage's scale)
+
+PASS, FAIL, NOT_DONE = "pass", "fail", "not done yet"
+
+
+@dataclass
+class Inputs:
+    """What a stage reads, from the book's recomputed values (stages) and weight tabs (params)."""
+
+    layout: Layout
+    values: Values
+    weights: dict[str, np.ndarray]
+    name: str  # the stage being computed
+
+    @property
+    def prefix(self) -> str:
+        return self.name.rsplit(".", 2)[0] if self.name.startswith("h.") else ""
+
+    incomplete: bool = False  # an input holds no number where one belongs (empty, an error)
+
+    def stage(self, name: str) -> np.ndarray:
+        """A stage's values as the book computed them, in the reference's shape."""
+        region = self.layout.region(name)
+        value = ungrid(region, self.values.number_grid(region))
+        if not name.endswith("attn.masked") and np.isnan(value).any():
+            self.incomplete = True
+        return value
+
+    def local(self, short: str) -> np.ndarray:
+        """A stage of the same block: 'attn.c_attn' -> h.3.attn.c_attn."""
+        block = self.name.split(".")[1]
+        return self.stage(f"h.{block}.{short}")
+
+    def block_input(self) -> np.ndarray:
+        """The residual stream entering this stage's block, or entering ln_f."""
+        n = self.layout.config.n_layer
+        k = int(self.name.split(".")[1]) if self.name.startswith("h.") else n
+        return self.stage("embed.h" if k == 0 else f"h.{k - 1}.res_2")
+
+    def param(self, name: str) -> np.ndarray:
+        return np.asarray(self.weights[name], dtype=np.float64)
+
+
+def ungrid(region: Region, grid: np.ndarray) -> np.ndarray:
+    """The inverse of Region.grid: a sheet rectangle [rows, width] in the reference's shape."""
+    if not region.heads:
+        return grid
+    b = region.block_cols
+    return np.stack([grid[:, h * (b + 1) : h * (b + 1) + b] for h in range(region.heads)])
+
+
+# ---------------------------------------------------------------------------- each stage's math
+
+
+def _ln_x(inp: Inputs) -> np.ndarray:
+    which = inp.name.rsplit(".", 1)[0]  # h.0.ln_1, h.0.ln_2, ln_f
+    return inp.local("res_1") if which.endswith("ln_2") else inp.block_input()
+
+
+def _ln(inp: Inputs, part: str) -> np.ndarray:
+    return inp.stage(inp.name.rsplit(".", 1)[0] + "." + part)
+
+
+def _ln_param(inp: Inputs, p: str) -> np.ndarray:
+    return inp.param(inp.name.rsplit(".", 1)[0] + "." + p)
+
+
+def _eps(inp: Inputs) -> float:
+    return inp.layout.config.layer_norm_epsilon
+
+
+def _qkv(inp: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    qkv = inp.local("attn.c_attn")
+    T, d3 = qkv.shape
+    d, H = d3 // 3, inp.layout.config.n_head
+    return tuple(qkv[:, i * d : (i + 1) * d].reshape(T, H, d // H).transpose(1, 0, 2) for i in range(3))
+
+
+def _linear_input(inp: Inputs) -> np.ndarray:
+    return {
+        "attn.c_attn": lambda: inp.local("ln_1.out"),
+        "attn.c_proj": lambda: inp.local("attn.merged"),
+        "mlp.c_fc": lambda: inp.local("ln_2.out"),
+        "mlp.c_proj": lambda: inp.local("mlp.gelu"),
+    }[exercises.short_name(inp.name)]()
+
+
+def _linear(inp: Inputs, bias: bool = True) -> np.ndarray:
+    y = _linear_input(inp) @ inp.param(inp.name + ".w")
+    return y + inp.param(inp.name + ".b") if bias else y
+
+
+def _causal(T: int, k: int) -> np.ndarray:
+    return np.triu(np.ones((T, T), dtype=bool), k=k)
+
+
+def _mask(scores: np.ndarray, k: int = 1) -> np.ndarray:
+    return np.where(_causal(scores.shape[-1], k), np.nan, scores)
+
+
+def _exp(m: np.ndarray, axis: int = -1, subtract_max: bool = True) -> np.ndarray:
+    top = np.nanmax(m, axis=axis, keepdims=True) if subtract_max else 0.0
+    return np.where(np.isnan(m), 0.0, np.exp(m - top))
+
+
+def _residual(inp: Inputs, with_x: bool = True) -> np.ndarray:
+    if exercises.short_name(inp.name) == "res_1":
+        x, f = inp.block_input(), inp.local("attn.c_proj")
+    else:
+        x, f = inp.local("res_1"), inp.local("mlp.c_proj")
+    return x + f if with_x else f
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+def _merged(inp: Inputs) -> np.ndarray:
+    w, (_, _, v) = inp.local("attn.weights"), _qkv(inp)
+    heads = w @ v  # [H, T, hd]
+    return heads.transpose(1, 0, 2).reshape(heads.shape[1], -1)
+
+
+# short stage name -> its math from the book's inputs (as the reference computes it)
+STAGES: dict[str, Callable[[Inputs], np.ndarray]] = {
+    "embed.h": lambda i: i.stage("embed.wte") + i.stage("embed.wpe"),
+    "mean": lambda i: _ln_x(i).mean(-1, keepdims=True),
+    "var": lambda i: _ln_x(i).var(-1, keepdims=True),
+    "norm": lambda i: (_ln_x(i) - _ln(i, "mean")) / np.sqrt(_ln(i, "var") + _eps(i)),
+    "out": lambda i: _ln(i, "norm") * _ln_param(i, "g") + _ln_param(i, "b"),
+    "attn.c_attn": _linear,
+    "attn.scores": lambda i: (lambda q, k, v: q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1]))(*_qkv(i)),
+    "attn.masked": lambda i: _mask(i.local("attn.scores")),
+    "attn.exp": lambda i: softmax_steps(i.local("attn.masked"))[0],
+    "attn.weights": lambda i: (lambda e: e / e.sum(-1, keepdims=True))(i.local("attn.exp")),
+    "attn.merged": _merged,
+    "attn.c_proj": _linear,
+    "res_1": _residual,
+    "mlp.c_fc": _linear,
+    "mlp.gelu": lambda i: gelu(i.local("mlp.c_fc")),
+    "mlp.c_proj": _linear,
+    "res_2": _residual,
+}
+
+# short stage name -> the known mistakes: (what the learner did, its math from the same inputs)
+MISTAKES: dict[str, list[tuple[str, Callable[[Inputs], np.ndarray]]]] = {
+    "embed.h": [
+        ("the position embedding is missing: GPT-2 adds wpe to wte", lambda i: i.stage("embed.wte")),
+        ("the token embedding is missing: GPT-2 adds wte to wpe", lambda i: i.stage("embed.wpe")),
+    ],
+    "var": [
+        (
+            "sample variance (VAR.S, dividing by n-1) where GPT-2 uses the population variance (VAR.P, dividing by n)",
+            lambda i: _ln_x(i).var(-1, ddof=1, keepdims=True),
+        ),
+        (
+            "the mean of the squares without subtracting the mean first",
+            lambda i: (_ln_x(i) ** 2).mean(-1, keepdims=True),
+        ),
+        ("the standard deviation (STDEV.P) where the variance belongs", lambda i: _ln_x(i).std(-1, keepdims=True)),
+    ],
+    "norm": [
+        (
+            "eps is added outside the square root: GPT-2 divides by SQRT(variance + eps)",
+            lambda i: (_ln_x(i) - _ln(i, "mean")) / (np.sqrt(_ln(i, "var")) + _eps(i)),
+        ),
+        (
+            "eps is missing: GPT-2 divides by SQRT(variance + eps)",
+            lambda i: (_ln_x(i) - _ln(i, "mean")) / np.sqrt(_ln(i, "var")),
+        ),
+        (
+            "divided by the variance, not by its square root",
+            lambda i: (_ln_x(i) - _ln(i, "mean")) / (_ln(i, "var") + _eps(i)),
+        ),
+        (
+            "the mean is not subtracted",
+            lambda i: _ln_x(i) / np.sqrt(_ln(i, "var") + _eps(i)),
+        ),
+    ],
+    "out": [
+        ("a missing bias: add the layer norm's b", lambda i: _ln(i, "norm") * _ln_param(i, "g")),
+        ("a missing gain: multiply by the layer norm's g", lambda i: _ln(i, "norm") + _ln_param(i, "b")),
+    ],
+    "attn.scores": [
+        (
+            "a missing 1/sqrt(head_dim): divide q.k by SQRT(head_dim)",
+            lambda i: (lambda q, k, v: q @ k.transpose(0, 2, 1))(*_qkv(i)),
+        ),
+        (
+            "divided by head_dim where GPT-2 divides by SQRT(head_dim)",
+            lambda i: (lambda q, k, v: q @ k.transpose(0, 2, 1) / q.shape[-1])(*_qkv(i)),
+        ),
+    ],
+    "attn.masked": [
+        (
+            "the mask lets a row see the next position: blank the keys after the query (key position > query position)",
+            lambda i: _mask(i.local("attn.scores"), 2),
+        ),
+        ("the mask also hides the diagonal: a token may attend to itself", lambda i: _mask(i.local("attn.scores"), 0)),
+        ("no causal mask: later positions are not blanked", lambda i: i.local("attn.scores")),
+    ],
+    "attn.exp": [
+        (
+            "the maximum is taken over the wrong axis (the column, not the row)",
+            lambda i: _exp(i.local("attn.masked"), axis=-2),
+        ),
+        ("the row's maximum is not subtracted", lambda i: _exp(i.local("attn.masked"), subtract_max=False)),
+    ],
+    "attn.weights": [
+        (
+            "softmax over the wrong axis: each row (query) must add up to 1, not each column",
+            lambda i: (lambda e: e / e.sum(-2, keepdims=True))(i.local("attn.exp")),
+        ),
+    ],
+    "mlp.gelu": [
+        (
+            "erf GELU (0.5*x*(1+ERF(x/SQRT(2)))) where GPT-2 uses the tanh approximation",
+            lambda i: (lambda x: 0.5 * x * (1 + _erf(x / np.sqrt(2))))(i.local("mlp.c_fc")),
+        ),
+        (
+            "the sigmoid approximation x*sigmoid(1.702x) where GPT-2 uses the tanh form",
+            lambda i: (lambda x: x / (1 + np.exp(-1.702 * x)))(i.local("mlp.c_fc")),
+        ),
+        ("ReLU where GPT-2 uses GELU", lambda i: np.maximum(i.local("mlp.c_fc"), 0.0)),
+    ],
+    "res_1": [("a missing residual: add the block's input x", lambda i: _residual(i, with_x=False))],
+    "res_2": [("a missing residual: add res_1", lambda i: _residual(i, with_x=False))],
+}
+for _linear_stage in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+    MISTAKES[_linear_stage] = [("a missing bias: add the layer's b", lambda i: _linear(i, bias=False))]
+
+
+def _kind(stage: str) -> str:
+    short = exercises.short_name(stage)
+    if short.startswith(("ln_1.", "ln_2.", "ln_f.")):
+        short = short.split(".", 1)[1]
+    return short
+
+
+def stage_math(stage: str):
+    return STAGES.get(_kind(stage)) if _kind(stage) not in ("select", "last") else None
+
+
+# ---------------------------------------------------------------------------- grading
+
+
+def cell_states(book: Book, region: Region, formula_cells: set) -> tuple[np.ndarray, np.ndarray]:
+    """(has a formula, holds a constant) for each cell of the region, [rows, width] booleans."""
+    sheet = book.sheets[region.tab]
+    H, W = region.rows, region.width
+    formula = np.zeros((H, W), bool)
+    const = np.zeros((H, W), bool)
+    for r, c in formula_cells:
+        if region.top <= r <= region.bottom and region.left <= c <= region.right:
+            formula[r - region.top, c - region.left] = True
+    rows, cols, _ = sheet.numbers
+    m = (rows >= region.top) & (rows <= region.bottom) & (cols >= region.left) & (cols <= region.right)
+    const[rows[m] - region.top, cols[m] - region.left] = True
+    for table in (sheet.strings, sheet.booleans, sheet.errors):
+        for (r, c), _v in table.items():
+            if region.top <= r <= region.bottom and region.left <= c <= region.right:
+                const[r - region.top, c - region.left] = True
+    return formula, const & ~formula
+
+
+def formula_cells(book: Book, sheet: str) -> set:
+    return {(r, c) for r, c, _t, ref in book.sheets[sheet].formulas for r, c in _cells(r, c, ref)}
+
+
+def _cells(r, c, ref):
+    if ref is None:
+        return [(r, c)]
+    r0, c0, r1, c1 = ref
+    return [(i, j) for i in range(r0, r1 + 1) for j in range(c0, c1 + 1)]
+
+
+def _close(a: np.ndarray, b: np.ndarray, scale: float, rtol: float) -> np.ndarray:
+    both_blank = np.isnan(a) & np.isnan(b)
+    with np.errstate(invalid="ignore"):
+        return both_blank | (np.abs(a - b) <= rtol * scale)
+
+
+def compare(region: Region, got: np.ndarray, want: np.ndarray, rtol: float) -> tuple[np.ndarray, float]:
+    """Cells (of region.columns()) that equal ``want`` (reference shape), and the scale used."""
+    cols = region.columns()
+    g, w = got[:, cols], region.grid(want)[:, cols]
+    scale = float(np.nanmax(np.abs(w))) if np.isfinite(w).any() else 1.0
+    return _close(g, w, scale or 1.0, rtol), scale or 1.0
+
+
+def diagnose(inp: Inputs, region: Region, got: np.ndarray, right: np.ndarray, rtol: float) -> str | None:
+    """The known mistake the learner's values match (every cell right or as the mistake gives it), or None."""
+    for text, fn in MISTAKES.get(_kind(region.name), []):
+        try:
+            with np.errstate(all="ignore"):
+                cand = fn(inp)
+        except (KeyError, ValueError, IndexError):
+            continue
+        ok, _ = compare(region, got, cand, max(rtol, MATCH_RTOL))
+        if ok.all() or (ok | right).all() and (ok & ~right).any():
+            return text
+    return None
+
+
+def grade(layout: Layout, book: Book, values: Values, weights: dict, trace: dict, stages: list, rtol: float) -> list:
+    """Grade the exercises the Guide lists; note on ``stages`` (check's StageResults, changed in place)
+    what each failing one follows from. Returns one dict per exercise: stage, tab, cells, filled,
+    status (pass / fail / not done yet), and where it applies message, first_bad, diagnosis, follows."""
+    names = exercises.read_back(book, layout)
+    if not names:
+        return []
+    graph = exercises.read_graph(layout)
+    by_name = {s.stage: s for s in stages}
+    fcells: dict[str, set] = {}
+    results = []
+    for name in names:
+        region = layout.region(name)
+        if region.tab not in fcells:
+            fcells[region.tab] = formula_cells(book, region.tab)
+        has_f, has_c = cell_states(book, region, fcells[region.tab])
+        cols = region.columns()
+        has_f, has_c = has_f[:, cols], has_c[:, cols]
+        may_be_empty = np.isnan(region.grid(trace[name])[:, cols])  # masked scores: blank is right
+        res = {"stage": name, "tab": region.tab, "cells": int(has_f.size), "filled": int((has_f | has_c).sum())}
+        stage = by_name[name]
+        if has_c.any():
+            i, k = (int(x) for x in np.argwhere(has_c)[0])
+            res |= {
+                "status": FAIL,
+                "message": f"value, not a formula: {_where(region, i, cols[k])} holds a constant; "
+                "write a formula that computes it",
+            }
+        elif not (has_f | may_be_empty).all():
+            res |= {"status": NOT_DONE, "message": f"{int(has_f.sum())} of {has_f.size} cells filled"}
+        elif stage.passed:
+            res["status"] = PASS
+        else:
+            res |= _explain(layout, values, weights, region, stage, rtol)
+        results.append(res)
+    bad = [r["stage"] for r in results if r["status"] != PASS]
+    for res in results:
+        stage = by_name[res["stage"]]
+        if res.get("follows") is not None:  # right for its inputs: an earlier exercise is wrong
+            res["follows"] = [n for n in bad if n in exercises.upstream(graph, res["stage"])]
+            stage.note = "right for its inputs; follows from exercise " + ", ".join(res["follows"] or ["?"])
+        else:
+            stage.note = "exercise: " + ("wrong" if res["status"] == FAIL else res["status"])
+    _attribute(layout, values, weights, stages, graph, set(names), bad)
+    return results
+
+
+def _where(region: Region, i: int, j: int) -> str:
+    return f"'{region.tab}'!{cell_name(region.top + i, region.left + j)}"
+
+
+def _explain(layout: Layout, values: Values, weights: dict, region: Region, stage, rtol: float) -> dict:
+    """A filled exercise that fails: check's first wrong cell, and a diagnosis from its own inputs; or,
+    when it is right for what it reads, a pass that follows from an earlier mistake."""
+    out = {"status": FAIL, "first_bad": stage.first_bad}
+    right = _right_for_inputs(layout, values, weights, region.name, rtol)
+    if right is None:
+        return out
+    if right.all():
+        return {"status": PASS, "follows": []}
+    diagnosis = diagnose(Inputs(layout, values, weights, region.name), region, values.number_grid(region), right, rtol)
+    if diagnosis:
+        out["diagnosis"] = diagnosis
+    return out
+
+
+def _right_for_inputs(layout: Layout, values: Values, weights: dict, name: str, rtol: float) -> np.ndarray | None:
+    """Cells of stage ``name`` equal to its math on the values it reads in the book; None without math."""
+    math_ = stage_math(name)
+    if math_ is None:
+        return None
+    region = layout.region(name)
+    inp = Inputs(layout, values, weights, name)
+    try:
+        with np.errstate(all="ignore"):
+            want = math_(inp)
+    except (KeyError, ValueError, IndexError):
+        return None
+    if inp.incomplete:  # what an empty or error input gives depends on the function: no verdict
+        return None
+    ok, _ = compare(region, values.number_grid(region), want, max(rtol, MATCH_RTOL))
+    return ok
+
+
+def _attribute(layout: Layout, values: Values, weights: dict, stages: list, graph, names: set, bad: list) -> None:
+    """A failing stage that is not an exercise, downstream of a wrong or unfinished exercise: 'follows from
+    exercise X' when its values are its math on what it reads (or when there is no math for it here)."""
+    if not bad:
+        return
+    for s in stages:
+        if s.passed or s.stage in names:
+            continue
+        ups = [n for n in bad if n in exercises.upstream(graph, s.stage)]
+        if not ups:
+            continue
+        right = _right_for_inputs(layout, values, weights, s.stage, 0.0)
+        if right is not None and not right.all():
+            continue  # wrong for its own inputs: its own failure
+        s.note = "follows from exercise " + ", ".join(ups)
