@@ -24,6 +24,7 @@ from .book.layout import WEIGHTS, Layout, Region
 from .book.tabs import embeddings, guide, predict, prompt, vocab, weights
 from .checkpoint import Model, param_shapes
 from .engine import ENGINES, recompute
+from .engine.cached import file_values
 from .engine.reader import Book, read_workbook
 from .engine.values import Values
 from .errors import WorkbookError
@@ -91,10 +92,20 @@ def _jsonable(x):
 
 def failure_text(s: StageResult) -> str:
     b = s.first_bad or {}
+    if b.get("reason") == NOT_A_FORMULA:
+        return (
+            f"{s.stage}: {b.get('cell')} holds a {NOT_A_FORMULA} ({b.get('got')!r}; the layout computes it, "
+            f"expected {b.get('expected')!r}); {b.get('count')} such cells"
+        )
+    stage = f"{s.stage} ({b['region']})" if b.get("region") else s.stage
     return (
-        f"{s.stage}: first wrong cell {b.get('cell')} = {b.get('formula')!s}: recomputed {b.get('got')!r}, "
-        f"expected {b.get('expected')!r} (max relative error {s.max_rel:.3g})"
+        f"{stage}: first wrong cell {b.get('cell')} = {b.get('formula')!s}: {b.get('source', 'recomputed')} "
+        f"{b.get('got')!r}, expected {b.get('expected')!r} (max relative error {s.max_rel:.3g})"
     )
+
+
+NOT_A_FORMULA = "value, not a formula"
+CACHED = "cached"  # the stage, one per tab, that proves the values the file stores
 
 
 # ------------------------------------------------------------------ reading the book's inputs
@@ -185,8 +196,16 @@ def reference_trace(inputs: BookInputs) -> dict:
 
 
 def compare_region(
-    region: Region, values: Values, expected: np.ndarray, formulas_at: Callable, rtol: float
+    region: Region,
+    values: Values,
+    expected: np.ndarray,
+    formulas_at: Callable,
+    rtol: float,
+    formula_cells: np.ndarray | None = None,
 ) -> StageResult:
+    """One stage: ``values`` against the reference over ``region``. ``formula_cells``: the tab's
+    boolean grid of cells that hold a formula; given, a computed cell without one fails the stage
+    as a "value, not a formula" (a pasted value proves nothing)."""
     want = region.grid(expected)
     got = values.number_grid(region)
     cols = region.columns()
@@ -200,10 +219,32 @@ def compare_region(
     rel = err / scale
     failed = (rel > rtol) | bad_blank
     max_abs = float(np.max(err)) if err.size else 0.0
+    pasted = np.zeros_like(blank)
+    if formula_cells is not None:
+        held = np.zeros(want.shape, bool)
+        sub = formula_cells[region.top : region.bottom + 1, region.left : region.right + 1][:, cols]
+        held[: sub.shape[0], : sub.shape[1]] = sub
+        pasted = ~blank & ~held
     result = StageResult(
-        region.name, region.tab, int(want.size), max_abs, float(np.max(rel)) if rel.size else 0.0, not failed.any()
+        region.name,
+        region.tab,
+        int(want.size),
+        max_abs,
+        float(np.max(rel)) if rel.size else 0.0,
+        not failed.any() and not pasted.any(),
     )
-    if failed.any():
+    if pasted.any():
+        i, k = (int(x) for x in np.argwhere(pasted)[0])
+        r, c = region.top + i, region.left + cols[k]
+        result.first_bad = {
+            "cell": f"'{region.tab}'!{cell_name(r, c)}",
+            "formula": formulas_at(region.tab, r, c),
+            "got": values.describe(region.tab, r, c),
+            "expected": float(want[i, k]),
+            "reason": NOT_A_FORMULA,
+            "count": int(pasted.sum()),
+        }
+    elif failed.any():
         i, k = (int(x) for x in np.argwhere(failed)[0])
         r, c = region.top + i, region.left + cols[k]
         exp_value = None if blank[i, k] else float(want[i, k])
@@ -214,6 +255,52 @@ def compare_region(
             "expected": exp_value if exp_value is not None else "blank (masked)",
         }
     return result
+
+
+def formula_grid(book: Book, sheet: str) -> np.ndarray:
+    """Boolean [rows, cols] of the cells of ``sheet`` that hold a formula (each cell of an array range)."""
+    s = book.sheets[sheet]
+    grid = np.zeros(s.dims, bool)
+    f = s.formulas
+    if hasattr(f, "shared"):
+        grid[f.rows, f.cols] = True
+        for _r, _c, _t, rs, cs in f.shared:
+            grid[rs, cs] = True
+        arrays = f.arrays
+    else:
+        arrays = []
+        for r, c, _t, ref in f:
+            if ref is None:
+                grid[r, c] = True
+            else:
+                arrays.append((r, c, _t, ref))
+    for _r, _c, _t, (r0, c0, r1, c1) in arrays:
+        grid[r0 : r1 + 1, c0 : c1 + 1] = True
+    return grid
+
+
+def cached_stage(tab, book: Book, cached: Values, trace: dict, at: Callable, rtol: float) -> StageResult:
+    """The values the file stores for ``tab``'s regions (what an app shows before recalculating),
+    against the reference: one stage per tab, its first wrong cell named."""
+    results = [compare_region(r, cached, trace[r.name], at, rtol) for r in tab.regions]
+    out = StageResult(
+        CACHED,
+        tab.name,
+        sum(r.cells for r in results),
+        max(r.max_abs for r in results),
+        max(r.max_rel for r in results),
+        all(r.passed for r in results),
+    )
+    bad = next((r for r in results if not r.passed), None)
+    if bad is not None:
+        out.first_bad = dict(bad.first_bad, source="cached", region=bad.stage)
+    return out
+
+
+def has_cached_values(book: Book, tabs) -> bool:
+    """Whether the file stores any cached formula result in ``tabs`` (openpyxl, for one, writes none;
+    an app that writes none also asks for a full recalculation on load)."""
+    return any(len(book.sheets[t.name].cached) for t in tabs)
 
 
 def _formula_lookup(book: Book) -> Callable:
@@ -298,9 +385,14 @@ def check_book(
     values = recompute(engine, path, book, progress=progress, timeout=timeout)
     at = _formula_lookup(book)
     report.formula_cells = sum(len(s.formulas) for s in book.sheets.values())
-    for tab in inputs.layout.compute_tabs():
+    tabs = inputs.layout.compute_tabs()
+    cached = file_values(book, [t.name for t in tabs]) if has_cached_values(book, tabs) else None
+    for tab in tabs:
+        grid = formula_grid(book, tab.name)
         for region in tab.regions:
-            report.stages.append(compare_region(region, values, trace[region.name], at, rtol))
+            report.stages.append(compare_region(region, values, trace[region.name], at, rtol, grid))
+        if cached is not None:
+            report.stages.append(cached_stage(tab, book, cached, trace, at, rtol))
     report.seconds = time.perf_counter() - started
     return report
 

@@ -203,11 +203,12 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
 @click.argument("book", type=click.Path(path_type=Path))
 @click.option(
     "--engine",
-    type=click.Choice(["fast", "formulas", "libreoffice"]),
+    type=click.Choice(["fast", "formulas", "libreoffice", "gnumeric"]),
     default="fast",
     show_default=True,
     help="fast: our vectorized evaluator; formulas: the formulas package (small books); "
-    "libreoffice: LibreOffice headless, recalculation forced and proven.",
+    "libreoffice: LibreOffice headless, recalculation forced and proven; "
+    "gnumeric: Gnumeric's ssconvert --recalc, recalculation proven.",
 )
 @click.option(
     "--rtol",
@@ -244,7 +245,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
     type=FiniteFloat(0, 7 * 86400, low_open=True),
     default=1800,
     show_default=True,
-    help="Seconds LibreOffice may take (--engine libreoffice); a GPT-2-small-shaped book "
+    help="Seconds LibreOffice or Gnumeric may take (--engine libreoffice, gnumeric); a GPT-2-small-shaped book "
     "with --blocks 2 takes about 5 minutes on 2 cores.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="One line per stage instead of one per tab.")

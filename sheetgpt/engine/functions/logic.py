@@ -1,4 +1,4 @@
-"""Logical functions: IF, IFERROR, AND, OR, NOT."""
+"""Logical functions: IF, IFERROR, AND, OR, NOT, TRUE, FALSE."""
 
 from __future__ import annotations
 
@@ -83,3 +83,14 @@ def not_(ctx, args):
 
 function("AND")(_logic(any_=False))
 function("OR")(_logic(any_=True))
+
+
+@function("TRUE", 0, 0)
+def true_(ctx, args):
+    """TRUE(): LibreOffice writes the constant TRUE this way when it saves an .xlsx."""
+    return const(1.0, BOOL)
+
+
+@function("FALSE", 0, 0)
+def false_(ctx, args):
+    return const(0.0, BOOL)
