@@ -367,6 +367,7 @@ def check_book(
     model: Model | None = None,
     progress=None,
     timeout: float = 1800,
+    notice=None,
 ) -> CheckReport:
     started = time.perf_counter()
     path = Path(path)
@@ -382,7 +383,7 @@ def check_book(
             # stores), so a changed weight also fails the first stage that uses it.
             inputs = replace(inputs, weights={n: stored_values(model.flat[n]) for n in inputs.weights})
     trace = reference_trace(inputs)
-    values = recompute(engine, path, book, progress=progress, timeout=timeout)
+    values = recompute(engine, path, book, progress=progress, timeout=timeout, notice=notice)
     at = _formula_lookup(book)
     report.formula_cells = sum(len(s.formulas) for s in book.sheets.values())
     tabs = inputs.layout.compute_tabs()

@@ -277,7 +277,15 @@ def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force, timeout
         bars[0].update(done - bars[0].pos)
 
     try:
-        report = check_book(book, engine=engine, rtol=rtol, model=model, progress=progress, timeout=timeout)
+        report = check_book(
+            book,
+            engine=engine,
+            rtol=rtol,
+            model=model,
+            progress=progress,
+            timeout=timeout,
+            notice=None if quiet else (lambda text: click.echo(text, err=True)),
+        )
     finally:
         for bar in bars:
             bar.__exit__(None, None, None)

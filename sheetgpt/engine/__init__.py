@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 ENGINES = ("fast", "formulas", "libreoffice", "gnumeric")
 
 
-def recompute(engine: str, path: Path, book: Book, *, progress=None, timeout: float = 1800) -> Values:
+def recompute(engine: str, path: Path, book: Book, *, progress=None, timeout: float = 1800, notice=None) -> Values:
     """Every formula of the book at ``path`` (already read as ``book``) recomputed by ``engine``.
 
     ``progress(done, total)``: the fast engine's formula cells; ``timeout``: seconds LibreOffice or
-    Gnumeric may take. A book that refers outside itself is refused first (``external``).
+    Gnumeric may take; ``notice(text)``: what the slow engines say before they start. A book that
+    refers outside itself is refused first (``external``).
     """
     from .external import refuse_external_links
 
@@ -40,7 +41,7 @@ def recompute(engine: str, path: Path, book: Book, *, progress=None, timeout: fl
     if engine == "formulas":
         from . import formulas_engine
 
-        return formulas_engine.recompute(path, book)
+        return formulas_engine.recompute(path, book, notice)
     if engine == "libreoffice":
         from .libreoffice import recalculate
 
