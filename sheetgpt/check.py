@@ -121,6 +121,8 @@ class BookInputs:
     weights: dict[str, np.ndarray]
     emb_ids: list[int] = field(default_factory=list)  # Embeddings tab's token cells; -1 = not in the vocabulary
     typed_trace: dict = field(default_factory=dict)  # typed-prompt books: the BPE tab's checked regions
+    token_formulas: list[int] = field(default_factory=list)  # token rows whose text a teacher's formula gives
+    lookup: dict = field(default_factory=dict)  # vocab text -> id, as the book's id lookup sees it
 
 
 SPARE_CELLS = 4_000_000  # cells a book may use beyond twice what sheetgpt writes (notes, a scratch tab)
@@ -175,7 +177,23 @@ def read_inputs(book: Book) -> BookInputs:
     temperature = predict.read_back(book, layout)
     params = weights.read_back(book, layout)
     emb_ids = embeddings.read_back(book, words)
-    return BookInputs(layout, texts, ids, predict_after, temperature, params, emb_ids, typed_trace)
+    token_formulas = prompt.teacher_formulas(book, layout)
+    return BookInputs(
+        layout, texts, ids, predict_after, temperature, params, emb_ids, typed_trace, token_formulas, words.lookup
+    )
+
+
+def with_token_values(inputs: BookInputs, values: Values) -> BookInputs:
+    """The inputs with each teacher's token formula replaced by what the engine computed for its cell."""
+    if not inputs.token_formulas:
+        return inputs
+    texts, ids = list(inputs.texts), list(inputs.ids)
+    for t in inputs.token_formulas:
+        r, c = prompt.TOP + t, prompt.TEXT_COL
+        error = values.errors.get(prompt.NAME, {}).get((r, c))
+        texts[t] = prompt.value_text(values.describe(prompt.NAME, r, c)) if error is None else error + "\0"
+        ids[t] = inputs.lookup.get(texts[t], -1)
+    return replace(inputs, texts=texts, ids=ids)
 
 
 def reference_trace(inputs: BookInputs) -> dict:
@@ -382,8 +400,8 @@ def check_book(
             # The reference is then the checkpoint's own forward pass (on the numbers a book of it
             # stores), so a changed weight also fails the first stage that uses it.
             inputs = replace(inputs, weights={n: stored_values(model.flat[n]) for n in inputs.weights})
-    trace = reference_trace(inputs)
     values = recompute(engine, path, book, progress=progress, timeout=timeout, notice=notice)
+    trace = reference_trace(with_token_values(inputs, values))
     at = _formula_lookup(book)
     report.formula_cells = sum(len(s.formulas) for s in book.sheets.values())
     tabs = inputs.layout.compute_tabs()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ... import a1
+from ...engine.values import num_text
 from ...errors import WorkbookError
 from ...prompt import read_typed_prompt
 from ...tokenizer import Tokenizer
@@ -16,7 +17,7 @@ from ..layout import INPUT, Layout, Region, Tab
 from . import bpe, merges, vocab
 
 if TYPE_CHECKING:
-    from ...engine.reader import Book
+    from ...engine.reader import Book, Sheet
     from ..writer import BookWriter
 
 NAME = "Prompt"
@@ -130,7 +131,7 @@ def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[s
     sheet does; the predicting position is the last token's unless C3 holds a number.
     """
     sheet = book.sheets[NAME]
-    typed_over = [sheet.strings.get((TOP + t, TEXT_COL)) for t in range(layout.T)]
+    typed_over = [constant_text(sheet, TOP + t, TEXT_COL) for t in range(layout.T)]
     if not layout.typed:
         texts = ["" if text is None else text for text in typed_over]
         predict_after = readback.number(book, NAME, *PREDICT_AFTER, "predict after position")
@@ -162,6 +163,49 @@ def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[s
     held = readback.held(sheet, *PREDICT_AFTER)
     predict_after = prompt.predict_after if held is None else held
     return texts, ids, _position(predict_after, layout.T), prompt.bpe_reference()
+
+
+def constant_text(sheet: Sheet, r: int, c: int) -> str | None:
+    """The text a constant token cell gives the id lookup (EXACT compares texts): a text itself, a
+    number as the General format shows it ('2'), a boolean TRUE/FALSE; None for nothing or a formula.
+    An error literal gives a text no vocabulary holds, as the lookup then falls back to -1."""
+    if (r, c) in sheet.strings:
+        return sheet.strings[(r, c)]
+    if (r, c) in sheet.booleans:
+        return "TRUE" if sheet.booleans[(r, c)] else "FALSE"
+    if (r, c) in sheet.errors:
+        return sheet.errors[(r, c)] + "\0"  # not a token text: no vocabulary entry holds a NUL after '#'
+    x = readback.held(sheet, r, c)
+    return None if x is None else num_text(x)
+
+
+def value_text(value) -> str:
+    """The text the id lookup sees in a token cell whose formula gave ``value`` (an engine's value:
+    float, str, None for empty); an error gives a text no vocabulary holds."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return num_text(value)
+    return str(value)
+
+
+def teacher_formulas(book: Book, layout: Layout) -> list[int]:
+    """Token rows whose text cell holds a formula the book did not write there (``=vocab!B300``):
+    the text is then what an engine computes for that cell."""
+    sheet = book.sheets[NAME]
+    own = {}
+    if layout.typed:
+        texts, b = vocab.display_range(layout.config.vocab_size), bpe.BpeSheet(layout)
+        own = {TOP + t: f"INDEX({texts},{b.id_ref(t)}+1)" for t in range(layout.T)}
+    rows = []
+    for r, c, text, _ref in sheet.formulas:
+        if c == TEXT_COL and TOP <= r < TOP + layout.T and _same_formula(text) != _same_formula(own.get(r, "")):
+            rows.append(r - TOP)
+    return sorted(rows)
+
+
+def _same_formula(text: str) -> str:
+    return text.replace(" ", "").upper()
 
 
 def _position(predict_after: float, T: int) -> int:
