@@ -47,6 +47,7 @@ def pytest_collection_modifyitems(config, items):
     """In CI (SHEETGPT_REQUIRE_LIBREOFFICE=1, SHEETGPT_REQUIRE_GNUMERIC=1) a missing LibreOffice or
     Gnumeric fails the run instead of skipping."""
     import os
+    import shutil
 
     from sheetgpt.engine import gnumeric, libreoffice
 
@@ -57,3 +58,5 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(
             "SHEETGPT_REQUIRE_LIBREOFFICE=1 but LibreOffice headless + python3-uno are not installed"
         )
+    if os.environ.get("SHEETGPT_REQUIRE_GNUMERIC") == "1" and shutil.which("ssconvert") is None:
+        raise pytest.UsageError("SHEETGPT_REQUIRE_GNUMERIC=1 but Gnumeric (ssconvert) is not installed")

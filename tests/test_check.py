@@ -92,6 +92,13 @@ def expected_cells(path: Path) -> dict[tuple[str, int, int], tuple[object, float
         want[(predict.NAME, top + k, predict.TOKEN_COL)] = (shown[order[k]], 0.0)
     want[(guide.NAME, guide.PREDICTED_ROW, 1)] = (shown[order[0]], 0.0)
     want[(guide.NAME, guide.SENTINEL_ROW, 1)] = (2.0, 0.0)
+    # the prompt the book reads now: the Prompt tab's text so far, the Guide's copy of it
+    so_far = "".join(inputs.texts[: inputs.predict_after + 1])
+    for t in range(T if not layout.typed else 0):
+        want[(prompt.NAME, prompt.TOP + t, prompt.SO_FAR_COL)] = ("".join(inputs.texts[: t + 1]), 0.0)
+    guide_prompt = [r for (r, c), s in book.sheets[guide.NAME].strings.items() if c == 0 and s == "Prompt"]
+    typed_text = book.sheets[prompt.NAME].strings.get(prompt.TYPED_TEXT, "")
+    want[(guide.NAME, guide_prompt[0], 1)] = (typed_text if layout.typed else so_far, 0.0)
     return want
 
 

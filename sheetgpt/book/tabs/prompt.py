@@ -18,6 +18,7 @@ from . import bpe, merges, vocab
 
 if TYPE_CHECKING:
     from ...engine.reader import Book, Sheet
+    from ...prompt import Prompt
     from ..writer import BookWriter
 
 NAME = "Prompt"
@@ -44,6 +45,23 @@ def predict_after_ref() -> str:
 
 def typed_text_ref() -> str:
     return a1.sheet_prefix(NAME) + a1.cell(*TYPED_TEXT, True, True)
+
+
+SO_FAR_COL = 4  # token-row books: column E, the text of the rows so far
+
+
+def live_text_formula(layout: Layout) -> str:
+    """The prompt the book reads now, from any tab: the typed text, or the token rows up to the
+    predicting position (column E's text so far, at row C3)."""
+    if layout.typed:
+        return '""&' + typed_text_ref()
+    so_far = a1.span(TOP, SO_FAR_COL, TOP + layout.T - 1, SO_FAR_COL)
+    return f"INDEX({a1.sheet_prefix(NAME)}{so_far},{predict_after_ref()}+1)"
+
+
+def live_text(prompt: Prompt) -> str:
+    """What ``live_text_formula`` gives for the prompt the book is built with."""
+    return prompt.text if prompt.typed else "".join(prompt.texts[: prompt.predict_after + 1])
 
 
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
@@ -73,7 +91,7 @@ def write(out: BookWriter, tab: Tab) -> int:
             *PREDICT_AFTER, f"=IF({bpe.ok_ref()}=1,{bpe.count_ref()}-1,#N/A)", fmt.token, prompt.predict_after
         )
         ws.write_string(TYPED_TEXT[0], 0, "Text:", fmt.label)
-        ws.write_string(*TYPED_TEXT, prompt.text, fmt.edit)
+        ws.write_string(*TYPED_TEXT, prompt.text, fmt.edit_text)
         for col, label in enumerate(["pos", "token", "token id", "note"]):
             ws.write_string(head, col, label, fmt.header)
         ws.write_string(
@@ -100,8 +118,15 @@ def write(out: BookWriter, tab: Tab) -> int:
         for col, label in enumerate(["pos", "token (edit)", "token id", "note"]):
             ws.write_string(head, col, label, fmt.header)
 
+        ws.write_string(head, SO_FAR_COL, "text so far", fmt.header)
+        ws.set_column(SO_FAR_COL, SO_FAR_COL, 40)
+
         def write_text(r: int, t: int) -> None:  # token texts are always written as text, never as a formula
-            ws.write_string(r, TEXT_COL, prompt.texts[t], fmt.edit)
+            ws.write_string(r, TEXT_COL, prompt.texts[t], fmt.edit_text)
+            before = f"{a1.cell(r - 1, SO_FAR_COL)}&" if t else ""
+            ws.write_formula(
+                r, SO_FAR_COL, f"={before}{a1.cell(r, TEXT_COL)}", fmt.note, "".join(prompt.texts[: t + 1])
+            )
 
     arrays = tab.regions[0].arrays
     for t in range(len(prompt.ids)):
