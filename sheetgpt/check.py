@@ -242,7 +242,7 @@ def compare_region(
         held = np.zeros(want.shape, bool)
         sub = formula_cells[region.top : region.bottom + 1, region.left : region.right + 1][:, cols]
         held[: sub.shape[0], : sub.shape[1]] = sub
-        pasted = ~blank & ~held
+        pasted = ~blank & ~held & ~np.isnan(got)  # a number where a formula belongs (empty: a wrong value)
     result = StageResult(
         region.name,
         region.tab,
@@ -251,8 +251,9 @@ def compare_region(
         float(np.max(rel)) if rel.size else 0.0,
         not failed.any() and not pasted.any(),
     )
-    if pasted.any():
-        i, k = (int(x) for x in np.argwhere(pasted)[0])
+    first = np.argwhere(failed | pasted)[0] if (failed | pasted).any() else None
+    if first is not None and pasted[first[0], first[1]]:
+        i, k = (int(x) for x in first)
         r, c = region.top + i, region.left + cols[k]
         result.first_bad = {
             "cell": f"'{region.tab}'!{cell_name(r, c)}",

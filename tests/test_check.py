@@ -411,7 +411,8 @@ def test_json_and_junit_reports_parse_and_agree_with_the_verdict(good, tmp_path)
         assert got == code, (out, err)
         data = json.loads(j.read_text())
         assert data["passed"] is (code == 0) and data["engine"] == "fast"
-        assert len(data["stages"]) == len(list(layout.regions))
+        assert len([s for s in data["stages"] if s["stage"] != "cached"]) == len(list(layout.regions))
+        assert [s["tab"] for s in data["stages"] if s["stage"] == "cached"] == [t.name for t in layout.compute_tabs()]
         suite = ElementTree.parse(x).getroot()
         failures = suite.findall("testcase/failure")
         assert int(suite.get("failures")) == len(failures) == sum(not s["passed"] for s in data["stages"])

@@ -277,3 +277,16 @@ def test_a_number_or_a_formula_typed_into_a_token_cell_is_the_token_the_book_com
     assert before["prompt.ids"].passed and report.stages[0].stage == "prompt.ids"
     old = recompute("fast", micro, read_workbook(micro)).value("Predict", "C5")
     assert values.value("Predict", "C5") != old
+
+
+# ------------------------------------------------------------------ the formulas engine's estimate
+
+
+def test_the_formulas_engine_prints_its_estimate_before_it_goes_ahead(micro):
+    from sheetgpt.engine import formulas_engine
+
+    n, seconds, nbytes = formulas_engine.estimate(read_workbook(micro))
+    code, out, err = run_check(micro, "--engine", "formulas")
+    assert code == 0, (out, err)
+    assert f"--engine formulas: {n:,} cells, about {seconds:.0f} s and {nbytes / (1 << 30):.1f} GB (estimated)" in err
+    assert out.strip().splitlines()[-1].startswith("PASS")
