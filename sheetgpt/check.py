@@ -19,11 +19,13 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from . import exercises
 from .a1 import cell as cell_name
 from .book.layout import WEIGHTS, Layout, Region
 from .book.tabs import embeddings, guide, predict, prompt, vocab, weights
 from .checkpoint import Model, param_shapes
 from .engine import ENGINES, recompute
+from .engine.cached import file_values
 from .engine.reader import Book, read_workbook
 from .engine.values import Values
 from .errors import WorkbookError
@@ -96,10 +98,20 @@ def failure_text(s: StageResult) -> str:
     if s.note.startswith(("follows from", "right for its inputs", "exercise: not done")):
         return f"{s.stage}: {s.note}"
     b = s.first_bad or {}
+    if b.get("reason") == NOT_A_FORMULA:
+        return (
+            f"{s.stage}: {b.get('cell')} holds a {NOT_A_FORMULA} ({b.get('got')!r}; the layout computes it, "
+            f"expected {b.get('expected')!r}); {b.get('count')} such cells"
+        )
+    stage = f"{s.stage} ({b['region']})" if b.get("region") else s.stage
     return (
-        f"{s.stage}: first wrong cell {b.get('cell')} = {b.get('formula')!s}: recomputed {b.get('got')!r}, "
-        f"expected {b.get('expected')!r} (max relative error {s.max_rel:.3g})"
+        f"{stage}: first wrong cell {b.get('cell')} = {b.get('formula')!s}: {b.get('source', 'recomputed')} "
+        f"{b.get('got')!r}, expected {b.get('expected')!r} (max relative error {s.max_rel:.3g})"
     )
+
+
+NOT_A_FORMULA = "value, not a formula"
+CACHED = "cached"  # the stage, one per tab, that proves the values the file stores
 
 
 # ------------------------------------------------------------------ reading the book's inputs
@@ -115,6 +127,8 @@ class BookInputs:
     weights: dict[str, np.ndarray]
     emb_ids: list[int] = field(default_factory=list)  # Embeddings tab's token cells; -1 = not in the vocabulary
     typed_trace: dict = field(default_factory=dict)  # typed-prompt books: the BPE tab's checked regions
+    token_formulas: list[int] = field(default_factory=list)  # token rows whose text a teacher's formula gives
+    lookup: dict = field(default_factory=dict)  # vocab text -> id, as the book's id lookup sees it
 
 
 SPARE_CELLS = 4_000_000  # cells a book may use beyond twice what sheetgpt writes (notes, a scratch tab)
@@ -169,7 +183,23 @@ def read_inputs(book: Book) -> BookInputs:
     temperature = predict.read_back(book, layout)
     params = weights.read_back(book, layout)
     emb_ids = embeddings.read_back(book, words)
-    return BookInputs(layout, texts, ids, predict_after, temperature, params, emb_ids, typed_trace)
+    token_formulas = prompt.teacher_formulas(book, layout)
+    return BookInputs(
+        layout, texts, ids, predict_after, temperature, params, emb_ids, typed_trace, token_formulas, words.lookup
+    )
+
+
+def with_token_values(inputs: BookInputs, values: Values) -> BookInputs:
+    """The inputs with each teacher's token formula replaced by what the engine computed for its cell."""
+    if not inputs.token_formulas:
+        return inputs
+    texts, ids = list(inputs.texts), list(inputs.ids)
+    for t in inputs.token_formulas:
+        r, c = prompt.TOP + t, prompt.TEXT_COL
+        error = values.errors.get(prompt.NAME, {}).get((r, c))
+        texts[t] = prompt.value_text(values.describe(prompt.NAME, r, c)) if error is None else error + "\0"
+        ids[t] = inputs.lookup.get(texts[t], -1)
+    return replace(inputs, texts=texts, ids=ids)
 
 
 def reference_trace(inputs: BookInputs) -> dict:
@@ -190,8 +220,16 @@ def reference_trace(inputs: BookInputs) -> dict:
 
 
 def compare_region(
-    region: Region, values: Values, expected: np.ndarray, formulas_at: Callable, rtol: float
+    region: Region,
+    values: Values,
+    expected: np.ndarray,
+    formulas_at: Callable,
+    rtol: float,
+    formula_cells: np.ndarray | None = None,
 ) -> StageResult:
+    """One stage: ``values`` against the reference over ``region``. ``formula_cells``: the tab's
+    boolean grid of cells that hold a formula; given, a computed cell without one fails the stage
+    as a "value, not a formula" (a pasted value proves nothing)."""
     want = region.grid(expected)
     got = values.number_grid(region)
     cols = region.columns()
@@ -205,10 +243,33 @@ def compare_region(
     rel = err / scale
     failed = (rel > rtol) | bad_blank
     max_abs = float(np.max(err)) if err.size else 0.0
+    pasted = np.zeros_like(blank)
+    if formula_cells is not None:
+        held = np.zeros(want.shape, bool)
+        sub = formula_cells[region.top : region.bottom + 1, region.left : region.right + 1][:, cols]
+        held[: sub.shape[0], : sub.shape[1]] = sub
+        pasted = ~blank & ~held & ~np.isnan(got)  # a number where a formula belongs (empty: a wrong value)
     result = StageResult(
-        region.name, region.tab, int(want.size), max_abs, float(np.max(rel)) if rel.size else 0.0, not failed.any()
+        region.name,
+        region.tab,
+        int(want.size),
+        max_abs,
+        float(np.max(rel)) if rel.size else 0.0,
+        not failed.any() and not pasted.any(),
     )
-    if failed.any():
+    first = np.argwhere(failed | pasted)[0] if (failed | pasted).any() else None
+    if first is not None and pasted[first[0], first[1]]:
+        i, k = (int(x) for x in first)
+        r, c = region.top + i, region.left + cols[k]
+        result.first_bad = {
+            "cell": f"'{region.tab}'!{cell_name(r, c)}",
+            "formula": formulas_at(region.tab, r, c),
+            "got": values.describe(region.tab, r, c),
+            "expected": float(want[i, k]),
+            "reason": NOT_A_FORMULA,
+            "count": int(pasted.sum()),
+        }
+    elif failed.any():
         i, k = (int(x) for x in np.argwhere(failed)[0])
         r, c = region.top + i, region.left + cols[k]
         exp_value = None if blank[i, k] else float(want[i, k])
@@ -219,6 +280,52 @@ def compare_region(
             "expected": exp_value if exp_value is not None else "blank (masked)",
         }
     return result
+
+
+def formula_grid(book: Book, sheet: str) -> np.ndarray:
+    """Boolean [rows, cols] of the cells of ``sheet`` that hold a formula (each cell of an array range)."""
+    s = book.sheets[sheet]
+    grid = np.zeros(s.dims, bool)
+    f = s.formulas
+    if hasattr(f, "shared"):
+        grid[f.rows, f.cols] = True
+        for _r, _c, _t, rs, cs in f.shared:
+            grid[rs, cs] = True
+        arrays = f.arrays
+    else:
+        arrays = []
+        for r, c, _t, ref in f:
+            if ref is None:
+                grid[r, c] = True
+            else:
+                arrays.append((r, c, _t, ref))
+    for _r, _c, _t, (r0, c0, r1, c1) in arrays:
+        grid[r0 : r1 + 1, c0 : c1 + 1] = True
+    return grid
+
+
+def cached_stage(tab, book: Book, cached: Values, trace: dict, at: Callable, rtol: float) -> StageResult:
+    """The values the file stores for ``tab``'s regions (what an app shows before recalculating),
+    against the reference: one stage per tab, its first wrong cell named."""
+    results = [compare_region(r, cached, trace[r.name], at, rtol) for r in tab.regions]
+    out = StageResult(
+        CACHED,
+        tab.name,
+        sum(r.cells for r in results),
+        max(r.max_abs for r in results),
+        max(r.max_rel for r in results),
+        all(r.passed for r in results),
+    )
+    bad = next((r for r in results if not r.passed), None)
+    if bad is not None:
+        out.first_bad = dict(bad.first_bad, source="cached", region=bad.stage)
+    return out
+
+
+def has_cached_values(book: Book, tabs) -> bool:
+    """Whether the file stores any cached formula result in ``tabs`` (openpyxl, for one, writes none;
+    an app that writes none also asks for a full recalculation on load)."""
+    return any(len(book.sheets[t.name].cached) for t in tabs)
 
 
 def _formula_lookup(book: Book) -> Callable:
@@ -285,6 +392,7 @@ def check_book(
     model: Model | None = None,
     progress=None,
     timeout: float = 1800,
+    notice=None,
 ) -> CheckReport:
     started = time.perf_counter()
     path = Path(path)
@@ -299,13 +407,21 @@ def check_book(
             # The reference is then the checkpoint's own forward pass (on the numbers a book of it
             # stores), so a changed weight also fails the first stage that uses it.
             inputs = replace(inputs, weights={n: stored_values(model.flat[n]) for n in inputs.weights})
-    trace = reference_trace(inputs)
-    values = recompute(engine, path, book, progress=progress, timeout=timeout)
+    values = recompute(engine, path, book, progress=progress, timeout=timeout, notice=notice)
+    trace = reference_trace(with_token_values(inputs, values))
     at = _formula_lookup(book)
     report.formula_cells = sum(len(s.formulas) for s in book.sheets.values())
-    for tab in inputs.layout.compute_tabs():
+    tabs = inputs.layout.compute_tabs()
+    # An exercise book leaves the stages after its blanks uncached on purpose, and the learner's
+    # app caches what it likes: its grade rests on recomputed values alone.
+    proves_cache = has_cached_values(book, tabs) and not exercises.read_back(book, inputs.layout)
+    cached = file_values(book, [t.name for t in tabs]) if proves_cache else None
+    for tab in tabs:
+        grid = formula_grid(book, tab.name)
         for region in tab.regions:
-            report.stages.append(compare_region(region, values, trace[region.name], at, rtol))
+            report.stages.append(compare_region(region, values, trace[region.name], at, rtol, grid))
+        if cached is not None:
+            report.stages.append(cached_stage(tab, book, cached, trace, at, rtol))
     report.exercises = grade(inputs.layout, book, values, inputs.weights, trace, report.stages, rtol)
     report.seconds = time.perf_counter() - started
     return report

@@ -219,11 +219,12 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
 @click.argument("book", type=click.Path(path_type=Path))
 @click.option(
     "--engine",
-    type=click.Choice(["fast", "formulas", "libreoffice"]),
+    type=click.Choice(["fast", "formulas", "libreoffice", "gnumeric"]),
     default="fast",
     show_default=True,
     help="fast: our vectorized evaluator; formulas: the formulas package (small books); "
-    "libreoffice: LibreOffice headless, recalculation forced and proven.",
+    "libreoffice: LibreOffice headless, recalculation forced and proven; "
+    "gnumeric: Gnumeric's ssconvert --recalc, recalculation proven.",
 )
 @click.option(
     "--rtol",
@@ -260,7 +261,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
     type=FiniteFloat(0, 7 * 86400, low_open=True),
     default=1800,
     show_default=True,
-    help="Seconds LibreOffice may take (--engine libreoffice); a GPT-2-small-shaped book "
+    help="Seconds LibreOffice or Gnumeric may take (--engine libreoffice, gnumeric); a GPT-2-small-shaped book "
     "with --blocks 2 takes about 5 minutes on 2 cores.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="One line per stage instead of one per tab.")
@@ -292,7 +293,15 @@ def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force, timeout
         bars[0].update(done - bars[0].pos)
 
     try:
-        report = check_book(book, engine=engine, rtol=rtol, model=model, progress=progress, timeout=timeout)
+        report = check_book(
+            book,
+            engine=engine,
+            rtol=rtol,
+            model=model,
+            progress=progress,
+            timeout=timeout,
+            notice=None if quiet else (lambda text: click.echo(text, err=True)),
+        )
     finally:
         for bar in bars:
             bar.__exit__(None, None, None)

@@ -44,12 +44,19 @@ def book(tmp_path_factory, model_dir):
 
 
 def pytest_collection_modifyitems(config, items):
-    """In CI (SHEETGPT_REQUIRE_LIBREOFFICE=1) a missing LibreOffice fails the run instead of skipping."""
+    """In CI (SHEETGPT_REQUIRE_LIBREOFFICE=1, SHEETGPT_REQUIRE_GNUMERIC=1) a missing LibreOffice or
+    Gnumeric fails the run instead of skipping."""
     import os
+    import shutil
 
-    from sheetgpt.engine import libreoffice
+    from sheetgpt.engine import gnumeric, libreoffice
+
+    if os.environ.get("SHEETGPT_REQUIRE_GNUMERIC") == "1" and not gnumeric.available():
+        raise pytest.UsageError("SHEETGPT_REQUIRE_GNUMERIC=1 but Gnumeric's ssconvert is not installed")
 
     if os.environ.get("SHEETGPT_REQUIRE_LIBREOFFICE") == "1" and not libreoffice.available():
         raise pytest.UsageError(
             "SHEETGPT_REQUIRE_LIBREOFFICE=1 but LibreOffice headless + python3-uno are not installed"
         )
+    if os.environ.get("SHEETGPT_REQUIRE_GNUMERIC") == "1" and shutil.which("ssconvert") is None:
+        raise pytest.UsageError("SHEETGPT_REQUIRE_GNUMERIC=1 but Gnumeric (ssconvert) is not installed")

@@ -29,8 +29,7 @@ from sheetgpt.book.tabs import block, embed, final_norm, guide, logits, predict,
 from sheetgpt.check import check_book, read_inputs, reference_trace
 from sheetgpt.checkpoint import load_model
 from sheetgpt.cli import main
-from sheetgpt.engine import libreoffice, recompute
-from sheetgpt.engine.formulas_engine import MAX_CELLS as FORMULAS_MAX_CELLS
+from sheetgpt.engine import formulas_engine, libreoffice, recompute
 from sheetgpt.engine.reader import read_workbook
 from sheetgpt.random_model import random_params, write_checkpoint, write_tokenizer
 
@@ -93,6 +92,13 @@ def expected_cells(path: Path) -> dict[tuple[str, int, int], tuple[object, float
         want[(predict.NAME, top + k, predict.TOKEN_COL)] = (shown[order[k]], 0.0)
     want[(guide.NAME, guide.PREDICTED_ROW, 1)] = (shown[order[0]], 0.0)
     want[(guide.NAME, guide.SENTINEL_ROW, 1)] = (2.0, 0.0)
+    # the prompt the book reads now: the Prompt tab's text so far, the Guide's copy of it
+    so_far = "".join(inputs.texts[: inputs.predict_after + 1])
+    for t in range(T if not layout.typed else 0):
+        want[(prompt.NAME, prompt.TOP + t, prompt.SO_FAR_COL)] = ("".join(inputs.texts[: t + 1]), 0.0)
+    guide_prompt = [r for (r, c), s in book.sheets[guide.NAME].strings.items() if c == 0 and s == "Prompt"]
+    typed_text = book.sheets[prompt.NAME].strings.get(prompt.TYPED_TEXT, "")
+    want[(guide.NAME, guide_prompt[0], 1)] = (typed_text if layout.typed else so_far, 0.0)
     return want
 
 
@@ -405,7 +411,8 @@ def test_json_and_junit_reports_parse_and_agree_with_the_verdict(good, tmp_path)
         assert got == code, (out, err)
         data = json.loads(j.read_text())
         assert data["passed"] is (code == 0) and data["engine"] == "fast"
-        assert len(data["stages"]) == len(list(layout.regions))
+        assert len([s for s in data["stages"] if s["stage"] != "cached"]) == len(list(layout.regions))
+        assert [s["tab"] for s in data["stages"] if s["stage"] == "cached"] == [t.name for t in layout.compute_tabs()]
         suite = ElementTree.parse(x).getroot()
         failures = suite.findall("testcase/failure")
         assert int(suite.get("failures")) == len(failures) == sum(not s["passed"] for s in data["stages"])
@@ -432,12 +439,14 @@ def test_existing_reports_are_not_overwritten_without_force(good, tmp_path):
     assert code == 0 and json.loads(j.read_text())["passed"] and ElementTree.parse(x).getroot().get("failures") == "0"
 
 
-def test_the_formulas_engine_refuses_a_big_book_and_names_the_engines_to_use(book):
+def test_the_formulas_engine_refuses_a_book_estimated_past_its_bound_and_names_the_engines_to_use(book, monkeypatch):
     path = book("odd", "the cat sat on the mat, and then it ran").path
-    sheets = read_workbook(path).sheets.values()
-    assert sum(len(s.formulas) + s.n_numbers for s in sheets) > FORMULAS_MAX_CELLS  # or this would take minutes
+    n, seconds, _ = formulas_engine.estimate(read_workbook(path))
+    assert n > 60_000 and seconds > 100  # minutes: refused only because the bound is lowered
+    monkeypatch.setattr(formulas_engine, "MAX_SECONDS", 60)
     started = time.perf_counter()
     code, out, err = run_check(path, "--engine", "formulas")
     assert code == 2 and out == "" and time.perf_counter() - started < 10
     assert len(err.strip().splitlines()) == 1
-    assert "too many for --engine formulas" in err and "use --engine fast or libreoffice" in err
+    assert f"{n:,} cells, about {seconds / 60:.1f} min" in err and "past its limits (1 min, 8 GB)" in err
+    assert "use --engine fast, libreoffice or gnumeric" in err

@@ -135,13 +135,11 @@ def write_headers(out: BookWriter, ws, region: Region) -> None:
 
 
 def write_formulas(ws, region: Region, trace, num) -> int:
-    """A region's formulas written cell by cell through xlsxwriter (per cell or CSE arrays), the
-    reference values as cached results (the Embeddings tab, whose regions are small)."""
+    """A region's formulas (per cell or CSE arrays) as a FormulaBlock with the reference values as
+    cached results, every cell of an array its own (the Embeddings tab, whose regions are small)."""
     grid = region.grid(trace[region.name])
-    if region.formula is not None:
-        for i in range(region.rows):
-            for j in region.columns():
-                ws.write_formula(region.top + i, region.left + j, "=" + region.formula(i, j), num, float(grid[i, j]))
-    for r0, c0, r1, c1, text in region.arrays:
-        ws.write_array_formula(r0, c0, r1, c1, "{=" + text + "}", num, float(grid[r0 - region.top, c0 - region.left]))
+    rects = [(0, region.rows, 0, region.cols)] if region.formula is not None else []
+    ws.shared.append(
+        FormulaBlock(region.top, region.left, grid, style_index(num), rects, region.formula, region.arrays, "all")
+    )
     return region.rows * len(region.columns())

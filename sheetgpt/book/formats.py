@@ -18,6 +18,8 @@ class Formats:
         self.label = wb.add_format({"font_color": "#595959"})
         self.token = wb.add_format({"bold": True})
         self.edit = wb.add_format({"bg_color": "#FFF2CC", "border": 1, "bold": True})
+        # editable text: the Text number format ("@") keeps what is typed as text (3/4 stays 3/4, not a date)
+        self.edit_text = wb.add_format({"bg_color": "#FFF2CC", "border": 1, "bold": True, "num_format": "@"})
         self.link = wb.add_format({"font_color": "blue", "underline": 1})
         self.text = wb.add_format({})
         self.symbol = wb.add_format({"border": 1, "align": "center", "bold": True, "bg_color": "#DDEBF7"})

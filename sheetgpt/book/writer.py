@@ -32,7 +32,7 @@ from ..tokenizer import Tokenizer
 from ..weight_text import stored_values
 from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Tab
-from .tabs import WRITE_ORDER, embeddings
+from .tabs import embeddings
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
 
@@ -212,12 +212,12 @@ def _write_skeleton(
         ws = wb.add_worksheet(tab.name, worksheet_class=FormulaSheet)
         ws.set_tab_color(TAB_COLORS[tab.kind])
         out.sheets[tab.name] = ws
-    # xlsxwriter numbers shared strings and cell formats in the order it first meets them, so the
-    # order in which the tabs are filled is part of the book's bytes (tests/test_byte_identity.py).
-    rank = {module: k for k, module in enumerate(WRITE_ORDER)}
     cells = 0
-    for tab in sorted(layout.tabs, key=lambda t: rank.get(t.module, len(rank))):
+    for tab in layout.tabs:  # in TABS order (xlsxwriter numbers strings and formats as it meets them)
         cells += tab.module.write(out, tab)
+    for tab in layout.tabs:  # cached values that need tabs written later (the BPE tab's)
+        if hasattr(tab.module, "finish"):
+            tab.module.finish(out, tab)
     # xlsxwriter names worksheet parts sheet1.xml, sheet2.xml, ... in order.
     member = {name: f"xl/worksheets/sheet{ws.index + 1}.xml" for name, ws in out.sheets.items()}
     weights = {member[name]: (name, values) for name, values in out.streamed.items()}

@@ -59,6 +59,8 @@ class Sheet:
         top-left cell); shared formulas are expanded into each cell's own text when the
         list is iterated (the reader keeps them as one ``Formulas`` unit)
     cached: {(row, col): cached text from <v>} of formula cells (never trusted)
+    cached_types: {(row, col): 'str' | 'b' | 'e' | ...} the t= of formula cells whose cached
+        value is not a number (absent: a number)
     dims: (n_rows, n_cols) = 1 + the largest row and column that hold anything
 
     A mostly-numeric sheet (a weight tab) keeps its numbers as one float64 grid with NaN
@@ -75,6 +77,7 @@ class Sheet:
         errors=None,
         formulas=None,
         cached=None,
+        cached_types=None,
         dims: tuple[int, int] = (0, 0),
         grid: np.ndarray | None = None,
         has_gaps: bool = True,
@@ -88,6 +91,7 @@ class Sheet:
         self.errors = {} if errors is None else errors
         self.formulas = [] if formulas is None else formulas
         self.cached = {} if cached is None else cached
+        self.cached_types = {} if cached_types is None else cached_types
         self.dims = dims
 
     @property
@@ -664,6 +668,7 @@ class _SheetParser:
         self.errors: dict = {}
         self.formulas = Formulas()
         self.cached = _LazyDict()
+        self.cached_types: dict = {}
         self.row = -1  # current row (0-based)
         self.col = -1  # last column seen in the current row
         self.max_r = -1
@@ -811,6 +816,8 @@ class _SheetParser:
             if fa or ftext:
                 if fa and not ftext and fa.startswith(b' t="shared" si="'):
                     members.append((fa[16:-1], i))
+                    if t and t != b"n":
+                        self.cached_types[(int(rows[i]), int(cols[i]))] = t.decode()
                     continue
                 if fa:
                     self._add_members(members, rows, cols, cells)  # before a master: members keep their order
@@ -818,7 +825,11 @@ class _SheetParser:
                     self._formula(r, c, _attrs(fa), ftext, f"{self.where} cell {cell_name(r, c)}")
                     if v:
                         self.cached[(r, c)] = unescape(v)
+                    if t and t != b"n":
+                        self.cached_types[(r, c)] = t.decode()
                     continue
+                if t and t != b"n":
+                    self.cached_types[(int(rows[i]), int(cols[i]))] = t.decode()
                 f_i.append(i)
                 f_t.append(ftext)
                 f_v.append(v or None)
@@ -965,6 +976,8 @@ class _SheetParser:
                 self._formula(r, c, _attrs(fm.group(1)), fm.group(2), where)
                 if v is not None:
                     self.cached[(r, c)] = unescape(v)
+                if t != b"n":
+                    self.cached_types[(r, c)] = t.decode("ascii", "replace")
                 continue
             if t == b"n":
                 if v is not None and v.strip():
@@ -1085,6 +1098,7 @@ class _SheetParser:
             errors=self.errors,
             formulas=self.formulas,
             cached=self.cached,
+            cached_types=self.cached_types,
             dims=dims,
         )
         if len(vals) >= (dims[0] * dims[1]) // 2 and len(vals) > 0:

@@ -23,7 +23,7 @@ from . import (
     weights,
 )
 
-# The tabs, in the order the book shows them.
+# The tabs, in the order the book shows them and the writer fills them.
 TABS = (
     guide,  # Guide: what the book is, the model's configuration, a link to every tab
     prompt,  # Prompt: the token rows (or the typed text) and their ids
@@ -40,25 +40,4 @@ TABS = (
     merges,  # merges: the BPE merge ranks (typed-prompt books)
     bytes_table,  # bytes: character classes and byte symbols (typed-prompt books)
     weights,  # one tab per parameter, wte ... ln_f.b
-)
-
-# The order in which the writer fills the tabs (any tab not listed comes last, in TABS order).
-# xlsxwriter numbers shared strings and cell formats in the order it first meets them, so this
-# order is part of the books' bytes, recorded in tests/fixtures/book_hashes.json.
-WRITE_ORDER = (
-    guide,
-    prompt,
-    bpe,
-    merges,
-    bytes_table,
-    tokenize,
-    embed,
-    block,
-    final_norm,
-    logits,
-    predict,
-    logit_lens,
-    embeddings,
-    vocab,
-    weights,
 )

@@ -38,7 +38,7 @@ import numpy as np
 from ... import a1
 from ...prompt import DIGIT, LETTER, OTHER, SPACE, UNKNOWN
 from ...tokenizer import ENDOFTEXT
-from .. import cells
+from .. import cached, cells
 from ..layout import FRAME_ROWS, INPUT, Layout, Region, Tab
 from ..xlsx.shared import FormulaBlock
 from ..xlsx.worksheet import style_index
@@ -59,7 +59,7 @@ class Cell:
 
     row: int
     col: int
-    kind: str  # "label", "title", "note", "header", "slot", "number", "formula"
+    kind: str  # "label", "title", "note", "header", "slot", "number", "formula", "array" (a one-cell CSE formula)
     # ("slot": a header that is a number, shown through its format, e.g. 3 as "rank 3", so that
     # formulas below it can use it: one formula for every column of a group)
     content: object
@@ -259,12 +259,12 @@ class BpeSheet:
             out.append(Cell(r, self.K, "number", i + 1))
             out.append(Cell(r, self.CH, "formula", f"MID({t},{k},1)"))
             # the code point of the one bytes-tab character EXACTly equal (case-sensitive, unlike
-            # MATCH); none: -2. SUMPRODUCT evaluates EXACT over the range without CSE.
+            # MATCH); none: -2. A CSE formula: EXACT over a range is element-wise in every engine.
             out.append(
                 Cell(
                     r,
                     self.CODE,
-                    "formula",
+                    "array",
                     f'IF({a(self.CH)}="",-1,SUMPRODUCT(EXACT({self.bytes_col(1)},{a(self.CH)})*'
                     f"({self.bytes_col(0)}+2))-2)",
                     "0",
@@ -364,7 +364,7 @@ class BpeSheet:
                     Cell(
                         r,
                         self.slot0 + j,
-                        "formula",
+                        "array",
                         f"IF({n}<={a1.cell(r, 5, False, True)},SUMPRODUCT(EXACT({self.bytes_col(6)},MID({sym},{n},1))*"
                         f"({self.bytes_col(7)}+1))-1,-1)",
                         "0",
@@ -431,12 +431,12 @@ class BpeSheet:
                 # merge: the run of lowest-rank pairs ending here has odd length (the last pair before it that is
                 # not one is the largest slot number < n whose rank is not the best; none: 0)
                 n = slot(self.g_merge + j)
-                # (SUMPRODUCT around MAX evaluates the array inside it without CSE)
+                # (a CSE formula: MAX over the array expression, element-wise in every engine)
                 merge = (
                     f"IF(AND({a(self.g_rank + j)}={best},{best}<{BIG},"
                     f"MOD({n}-SUMPRODUCT(MAX(({ranks}<>{best})*({rank_hdr}<{n})*{rank_hdr})),2)=1),1,0)"
                 )
-                out.append(Cell(row, self.g_merge + j, "formula", merge, "0"))
+                out.append(Cell(row, self.g_merge + j, "array", merge, "0"))
                 n = slot(self.g_pos + j)
                 pos = f"SUMPRODUCT(({prow}>=0)*({id_hdr}<={n}))-SUMPRODUCT({mrow}*({merge_hdr}<{n}))"
                 out.append(Cell(row, self.g_pos + j, "formula", pos, "0"))
@@ -540,19 +540,15 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
 
 
 def write(out: BookWriter, tab: Tab) -> int:
-    """Every cell of BpeSheet: labels and numbers through xlsxwriter, formulas as shared-formula blocks."""
-    b, fmt, p = BpeSheet(out.layout), out.fmt, out.prompt
+    """Every cell of BpeSheet: labels and numbers through xlsxwriter, formulas as shared-formula blocks
+    (their cached values are filled in by ``finish``, once the tabs they read are written)."""
+    b, fmt = BpeSheet(out.layout), out.fmt
     ws = out.sheet(tab)
-    cached = _cached(out, tab, b)
-    for t in range(out.layout.T):
-        cached[(b.token_top + t, 3)] = out.tokenizer.token_str(p.ids[t])
-        cached[(b.token_top + t, 4)] = p.texts[t]
     styles = {"label": fmt.label, "title": fmt.title, "note": fmt.note, "header": fmt.header}
-    formulas: dict[tuple[int, int], tuple[str, str, float | str]] = {}  # merged in as shared formulas
+    formulas: dict[tuple[int, int], tuple[str, str, bool]] = {}  # merged in as shared formulas
     for c in b.cells():
-        if c.kind == "formula":
-            value = cached.get((c.row, c.col), 0 if c.fmt else "")
-            formulas[(c.row, c.col)] = (c.content, c.fmt, float(value) if c.fmt else str(value))
+        if c.kind in ("formula", "array"):
+            formulas[(c.row, c.col)] = (c.content, c.fmt, c.kind == "array")
         elif c.kind in styles:
             ws.write_string(c.row, c.col, c.content, styles[c.kind])
         elif c.kind == "number":
@@ -569,38 +565,37 @@ def write(out: BookWriter, tab: Tab) -> int:
     return 0
 
 
-def _cached(out: BookWriter, tab: Tab, b: BpeSheet) -> dict:
-    """Cached values of the BPE cells a viewer sees first (the rest are computed on recalculation)."""
-    p, trace = out.prompt, out.trace
-    cached = {
-        (b.TEXT, 1): p.text,
-        (b.CHARS, 1): len(p.text),
-        (b.WORDS, 1): int(trace["bpe.word"].max()),
-        (b.LONGEST, 1): p.longest_word,
-        (b.OK, 1): 1,
-        (b.STATUS, 1): status_text(p),
-    }
+def finish(out: BookWriter, tab: Tab) -> None:
+    """The cached value of every formula: the BPE tab's formulas evaluated over the typed text and
+    the bytes, merges and vocab tabs (``book.cached``); the checked regions must equal the reference."""
+    values = cached.evaluate_tab(out, NAME, [prompt.NAME, bytes_table.NAME, merges.NAME, vocab.NAME])
+    for block in out.sheet(tab).shared:
+        cached.fill(block, values, NAME)
     for region in tab.regions:
-        for i in range(region.rows):
-            cached[(region.top + i, region.left)] = float(trace[region.name][i, 0])
-    return cached
+        got = values.number_grid(region)
+        want = np.asarray(out.trace[region.name], dtype=np.float64).reshape(got.shape)
+        if not np.array_equal(got, want):
+            raise AssertionError(
+                f"BPE tab: {region.name} evaluates to {got.ravel()[:8]}, the reference says {want.ravel()[:8]}"
+            )
 
 
-def _formula_blocks(cells: dict[tuple[int, int], tuple[str, str, float | str]], fmt) -> list[FormulaBlock]:
-    """Formulas {(row, col): (text, number format, cached value)} as FormulaBlocks: runs of
-    consecutive rows in a column with one format, side by side runs of the same rows joined
-    into rectangles. Number format "" means a formula that gives text (a str cached value).
+def _formula_blocks(cells: dict[tuple[int, int], tuple[str, str, bool]], fmt) -> list[FormulaBlock]:
+    """Formulas {(row, col): (text, number format, one-cell CSE)} as FormulaBlocks: runs of
+    consecutive rows in a column with one format and kind, side by side runs of the same rows
+    joined into rectangles. Number format "" means a formula that gives text. Cached values
+    are NaN until ``finish`` fills them.
     Every cell is checked to be its rectangle's first cell filled across (verify "all");
     where one is not, the backend cuts the rectangle into groups of one R1C1 form each."""
-    runs: list[list] = []  # [col, first row, last row, number format]
+    runs: list[list] = []  # [col, first row, last row, (number format, CSE)]
     for r, c in sorted(cells, key=lambda rc: (rc[1], rc[0])):
-        f = cells[(r, c)][1]
+        f = cells[(r, c)][1:]
         last = runs[-1] if runs else None
         if last and last[0] == c and last[2] == r - 1 and last[3] == f:
             last[2] = r
         else:
             runs.append([c, r, r, f])
-    rects: list[list] = []  # [first col, last col, first row, last row, number format]
+    rects: list[list] = []  # [first col, last col, first row, last row, (number format, CSE)]
     ending: dict[tuple, list] = {}  # (last col, first row, last row, format) -> its rect
     for c, r0, r1, f in runs:
         prev = ending.pop((c - 1, r0, r1, f), None)
@@ -610,17 +605,19 @@ def _formula_blocks(cells: dict[tuple[int, int], tuple[str, str, float | str]], 
         prev[1] = c
         ending[(c, r0, r1, f)] = prev
     blocks = []
-    for c0, c1, r0, r1, f in rects:
-        values = np.array(
-            [[cells[(r, c)][2] for c in range(c0, c1 + 1)] for r in range(r0, r1 + 1)],
-            dtype=np.float64 if f else object,
-        )
+    for c0, c1, r0, r1, (f, array) in rects:
+        values = np.full((r1 - r0 + 1, c1 - c0 + 1), np.nan)
+        style = style_index(fmt.number(f) if f else fmt.text)
+        if array:
+            arrays = [(r, c, r, c, cells[(r, c)][0]) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
+            blocks.append(FormulaBlock(r0, c0, values, style, arrays=arrays))
+            continue
         blocks.append(
             FormulaBlock(
                 r0,
                 c0,
                 values,
-                style_index(fmt.number(f) if f else fmt.text),
+                style,
                 [(0, r1 - r0 + 1, 0, c1 - c0 + 1)],
                 lambda i, j, r0=r0, c0=c0: cells[(r0 + i, c0 + j)][0],
                 verify="all",

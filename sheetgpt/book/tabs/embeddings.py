@@ -175,7 +175,7 @@ def write(out: BookWriter, tab: Tab) -> int:
         ws.write_number(vec.header_row, vec.left + j, j, fmt.header)
     for k, role in enumerate(ROLES):
         ws.write_string(TOP + k, 0, role, fmt.label)
-        ws.write_string(TOP + k, TEXT_COL, tokenizer.display(max(ids[k], 0)), fmt.edit)
+        ws.write_string(TOP + k, TEXT_COL, tokenizer.display(max(ids[k], 0)), fmt.edit_text)
     ws.write_string(R["emb.analogy"].top, 0, "a - b + c", fmt.title)
     ws.write_string(R["emb.analogy"].top, 1, "(analogy)", fmt.label)
     for region in (R["emb.ids"], R["emb.lengths"], R["emb.analogy"]):
@@ -221,9 +221,21 @@ def write(out: BookWriter, tab: Tab) -> int:
     shown = vocab.display_range(V)
     q_row = TOP + QUERY
     abc = [R["emb.ids"].at(len(ids) - 3 + n, 0, NAME, True, True) for n in range(3)]
-    for which, col, note in (
-        ("query", 0, f'IF({{id}}={R["emb.ids"].at(QUERY, 0, NAME, True, True)},"(the token itself)","")'),
-        ("analogy", 6, f'IF(OR({{id}}={abc[0]},{{id}}={abc[1]},{{id}}={abc[2]}),"(a, b or c)","")'),
+    for which, col, note, marked, mark in (
+        (
+            "query",
+            0,
+            f'IF({{id}}={R["emb.ids"].at(QUERY, 0, NAME, True, True)},"(the token itself)","")',
+            {ids[QUERY]},
+            "(the token itself)",
+        ),
+        (
+            "analogy",
+            6,
+            f'IF(OR({{id}}={abc[0]},{{id}}={abc[1]},{{id}}={abc[2]}),"(a, b or c)","")',
+            set(ids[-3:]),
+            "(a, b or c)",
+        ),
     ):
         region, id_region = R[f"emb.near.{which}"], R[f"emb.near.{which}.id"]
         frame(region, col, ["rank", "token", "id", "cosine", ""])
@@ -233,7 +245,7 @@ def write(out: BookWriter, tab: Tab) -> int:
             idc = a1.cell(r, id_region.left)
             ws.write_number(r, col, k + 1, fmt.label)
             ws.write_formula(r, col + 1, f"=INDEX({shown},{idc}+1)", fmt.token, tokenizer.display(tid))
-            ws.write_formula(r, col + 4, "=" + note.format(id=idc), fmt.note, "")
+            ws.write_formula(r, col + 4, "=" + note.format(id=idc), fmt.note, mark if tid in marked else "")
         ws.conditional_format(
             region.top,
             region.left,

@@ -8,6 +8,8 @@ import datetime as _dt
 import os
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ... import __version__, a1, exercises
 from ...config import GPT2Config
 from ...errors import WorkbookError
@@ -15,6 +17,7 @@ from ...prompt import TypedLimits
 from .. import readback
 from ..layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Region, Tab
 from . import predict
+from . import prompt as prompt_tab
 
 if TYPE_CHECKING:
     from ...engine.reader import Book
@@ -67,11 +70,19 @@ def write(out: BookWriter, tab: Tab) -> int:
     for k, line in enumerate(lines):
         ws.write_string(1 + k, 0, line, fmt.note)
     ws.write_string(PREDICTED_ROW, 0, "Predicted next token", fmt.title)
-    ws.write_formula(PREDICTED_ROW, 1, "=" + predict.top_token_ref(layout), fmt.edit)
-    ws.write_string(SENTINEL_ROW, 0, "Recalculated?", fmt.label)
-    # Sentinel: its cached value is deliberately wrong (0); any recalculation shows 2.
+    probs = out.trace["predict.probs"][:, 0]
+    top = out.tokenizer.display(int(np.argmax(probs)))  # LARGE then MATCH: the first of equal ones
+    ws.write_formula(PREDICTED_ROW, 1, "=" + predict.top_token_ref(layout), fmt.edit, top)
+    ws.write_string(SENTINEL_ROW, 0, "Recalculated? (2 = yes, 0 = no)", fmt.label)
+    # Sentinel: the one cached value that is deliberately not the formula's (0); any recalculation shows 2.
     ws.write_formula(SENTINEL_ROW, 1, "=1+1", fmt.text, 0)
-    ws.write_string(SENTINEL_ROW, 2, "shows 2 once the book has been recalculated", fmt.note)
+    ws.write_string(
+        SENTINEL_ROW,
+        2,
+        "2: this app recalculated the book. 0: it shows the values saved in the file, which sheetgpt "
+        "computed and which a recalculation reproduces.",
+        fmt.note,
+    )
     row = CONFIG_TITLE_ROW
     ws.write_string(row, 0, "Model configuration", fmt.title)
     values = (c.n_layer, c.n_head, c.n_embd, c.n_positions, c.vocab_size, c.layer_norm_epsilon, layout.T)
@@ -83,7 +94,7 @@ def write(out: BookWriter, tab: Tab) -> int:
         ws.write_number(row + k, 1, value)
     row += len(config_rows) + 2
     ws.write_string(row, 0, "Prompt", fmt.title)
-    ws.write_string(row, 1, "".join(prompt.texts[: prompt.n_prompt]), fmt.text)
+    ws.write_formula(row, 1, "=" + prompt_tab.live_text_formula(layout), fmt.text, prompt_tab.live_text(prompt))
     row += 2
     if out.exercises:  # an exercise book: each exercise, a link to its region
         row = exercises.write_guide(out, ws, row)

@@ -48,7 +48,11 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         return logits.block(NAME, j0=i, j1=i)
 
     top.formula = lambda i, j: f"MAX({column(i)})"
-    total.formula = lambda i, j: f"SUMPRODUCT(EXP({column(i)}-{top.at(i, 0, NAME, col_abs=True)}))"
+    # one-cell CSE formulas: EXP over a range is element-wise in every engine only in an array formula
+    total.array_fn = lambda: [
+        (total.top + i, total.left, total.top + i, total.left, f"SUM(EXP({column(i)}-{top.at(i, 0, NAME)}))")
+        for i in range(n_layer)
+    ]
     prob.formula = lambda i, j: f"1/{total.at(i, 0, NAME, col_abs=True)}"
     ids.formula = lambda i, j: f"MATCH({top.at(i, 0, NAME, col_abs=True)},{column(i)},0)-1"
     return [Tab(NAME, OUTPUT, regions)]

@@ -38,7 +38,10 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     probs = Region("predict.probs", NAME, 8, V, 1, number_format="0.000000")
     top_cell, total_cell = a1.cell(top.top, top.left, True, True), a1.cell(total.top, total.left, True, True)
     top.formula = lambda i, j: f"MAX({logits.block(NAME)})"
-    total.formula = lambda i, j: f"SUMPRODUCT(EXP(({logits.block(NAME)}-{top_cell})/{temp}))"
+    # a one-cell CSE formula: EXP over a range is element-wise in every engine only in an array formula
+    total.array_fn = lambda: [
+        (total.top, total.left, total.top, total.left, f"SUM(EXP(({logits.block(NAME)}-{top_cell})/{temp}))")
+    ]
     probs.formula = lambda i, j: f"EXP(({logits.at(i, 0, NAME)}-{top_cell})/{temp})/{total_cell}"
     return [Tab(NAME, OUTPUT, [top, total, probs])]
 
@@ -52,7 +55,11 @@ def write(out: BookWriter, tab: Tab) -> int:
         num = fmt.number(region.number_format)
         if region.rows == 1:
             ws.write_string(region.top, 0, region.text["title"], fmt.label)
-            ws.write_formula(region.top, region.left, "=" + region.formula(0, 0), num, _value(value.ravel()[0]))
+            if region.arrays:
+                ((r0, c0, r1, c1, text),) = region.arrays
+                ws.write_array_formula(r0, c0, r1, c1, "{=" + text + "}", num, _value(value.ravel()[0]))
+            else:
+                ws.write_formula(region.top, region.left, "=" + region.formula(0, 0), num, _value(value.ravel()[0]))
             count += 1
             continue
         ws.write_string(region.title_row, 0, region.text["title"], fmt.title)

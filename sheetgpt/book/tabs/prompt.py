@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ... import a1
+from ...engine.values import num_text
 from ...errors import WorkbookError
 from ...prompt import read_typed_prompt
 from ...tokenizer import Tokenizer
@@ -16,7 +17,8 @@ from ..layout import INPUT, Layout, Region, Tab
 from . import bpe, merges, vocab
 
 if TYPE_CHECKING:
-    from ...engine.reader import Book
+    from ...engine.reader import Book, Sheet
+    from ...prompt import Prompt
     from ..writer import BookWriter
 
 NAME = "Prompt"
@@ -43,6 +45,23 @@ def predict_after_ref() -> str:
 
 def typed_text_ref() -> str:
     return a1.sheet_prefix(NAME) + a1.cell(*TYPED_TEXT, True, True)
+
+
+SO_FAR_COL = 4  # token-row books: column E, the text of the rows so far
+
+
+def live_text_formula(layout: Layout) -> str:
+    """The prompt the book reads now, from any tab: the typed text, or the token rows up to the
+    predicting position (column E's text so far, at row C3)."""
+    if layout.typed:
+        return '""&' + typed_text_ref()
+    so_far = a1.span(TOP, SO_FAR_COL, TOP + layout.T - 1, SO_FAR_COL)
+    return f"INDEX({a1.sheet_prefix(NAME)}{so_far},{predict_after_ref()}+1)"
+
+
+def live_text(prompt: Prompt) -> str:
+    """What ``live_text_formula`` gives for the prompt the book is built with."""
+    return prompt.text if prompt.typed else "".join(prompt.texts[: prompt.predict_after + 1])
 
 
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
@@ -72,7 +91,7 @@ def write(out: BookWriter, tab: Tab) -> int:
             *PREDICT_AFTER, f"=IF({bpe.ok_ref()}=1,{bpe.count_ref()}-1,#N/A)", fmt.token, prompt.predict_after
         )
         ws.write_string(TYPED_TEXT[0], 0, "Text:", fmt.label)
-        ws.write_string(*TYPED_TEXT, prompt.text, fmt.edit)
+        ws.write_string(*TYPED_TEXT, prompt.text, fmt.edit_text)
         for col, label in enumerate(["pos", "token", "token id", "note"]):
             ws.write_string(head, col, label, fmt.header)
         ws.write_string(
@@ -99,8 +118,15 @@ def write(out: BookWriter, tab: Tab) -> int:
         for col, label in enumerate(["pos", "token (edit)", "token id", "note"]):
             ws.write_string(head, col, label, fmt.header)
 
+        ws.write_string(head, SO_FAR_COL, "text so far", fmt.header)
+        ws.set_column(SO_FAR_COL, SO_FAR_COL, 40)
+
         def write_text(r: int, t: int) -> None:  # token texts are always written as text, never as a formula
-            ws.write_string(r, TEXT_COL, prompt.texts[t], fmt.edit)
+            ws.write_string(r, TEXT_COL, prompt.texts[t], fmt.edit_text)
+            before = f"{a1.cell(r - 1, SO_FAR_COL)}&" if t else ""
+            ws.write_formula(
+                r, SO_FAR_COL, f"={before}{a1.cell(r, TEXT_COL)}", fmt.note, "".join(prompt.texts[: t + 1])
+            )
 
     arrays = tab.regions[0].arrays
     for t in range(len(prompt.ids)):
@@ -130,7 +156,7 @@ def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[s
     sheet does; the predicting position is the last token's unless C3 holds a number.
     """
     sheet = book.sheets[NAME]
-    typed_over = [sheet.strings.get((TOP + t, TEXT_COL)) for t in range(layout.T)]
+    typed_over = [constant_text(sheet, TOP + t, TEXT_COL) for t in range(layout.T)]
     if not layout.typed:
         texts = ["" if text is None else text for text in typed_over]
         predict_after = readback.number(book, NAME, *PREDICT_AFTER, "predict after position")
@@ -162,6 +188,49 @@ def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[s
     held = readback.held(sheet, *PREDICT_AFTER)
     predict_after = prompt.predict_after if held is None else held
     return texts, ids, _position(predict_after, layout.T), prompt.bpe_reference()
+
+
+def constant_text(sheet: Sheet, r: int, c: int) -> str | None:
+    """The text a constant token cell gives the id lookup (EXACT compares texts): a text itself, a
+    number as the General format shows it ('2'), a boolean TRUE/FALSE; None for nothing or a formula.
+    An error literal gives a text no vocabulary holds, as the lookup then falls back to -1."""
+    if (r, c) in sheet.strings:
+        return sheet.strings[(r, c)]
+    if (r, c) in sheet.booleans:
+        return "TRUE" if sheet.booleans[(r, c)] else "FALSE"
+    if (r, c) in sheet.errors:
+        return sheet.errors[(r, c)] + "\0"  # not a token text: no vocabulary entry holds a NUL after '#'
+    x = readback.held(sheet, r, c)
+    return None if x is None else num_text(x)
+
+
+def value_text(value) -> str:
+    """The text the id lookup sees in a token cell whose formula gave ``value`` (an engine's value:
+    float, str, None for empty); an error gives a text no vocabulary holds."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return num_text(value)
+    return str(value)
+
+
+def teacher_formulas(book: Book, layout: Layout) -> list[int]:
+    """Token rows whose text cell holds a formula the book did not write there (``=vocab!B300``):
+    the text is then what an engine computes for that cell."""
+    sheet = book.sheets[NAME]
+    own = {}
+    if layout.typed:
+        texts, b = vocab.display_range(layout.config.vocab_size), bpe.BpeSheet(layout)
+        own = {TOP + t: f"INDEX({texts},{b.id_ref(t)}+1)" for t in range(layout.T)}
+    rows = []
+    for r, c, text, _ref in sheet.formulas:
+        if c == TEXT_COL and TOP <= r < TOP + layout.T and _same_formula(text) != _same_formula(own.get(r, "")):
+            rows.append(r - TOP)
+    return sorted(rows)
+
+
+def _same_formula(text: str) -> str:
+    return text.replace(" ", "").upper()
 
 
 def _position(predict_after: float, T: int) -> int:

@@ -12,12 +12,16 @@ weight tab's XML is built with array operations, about 80 ns a cell:
   one correctly rounded division, which is what a decimal parser computes). Values that are
   not the double of a 9-digit decimal, or are out of range, take Python's shortest
   round-trip ``repr`` instead; zero is ``0``.
-* Cells carry no ``r`` attribute (ECMA-376 §18.3.1.4: optional; a cell without it is the
-  next column); rows keep theirs. LibreOffice, openpyxl, python-calamine and
-  ``sheetgpt.engine.reader`` read such rows (tests/test_fast_xlsx.py).
+* Every cell carries its ``r`` address (``<c r="AB12"><v>..</v></c>``): the attribute is optional
+  in ECMA-376 §18.3.1.4, but Gnumeric 1.12.55 drops cells without it. Rows whose numbers have
+  the same digit count share one byte layout: a template row (column letters in place) is
+  copied once per row, then the row number and the numbers are written into it at
+  precomputed offsets, all with array operations (``rows_xml``).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -111,20 +115,85 @@ def number_cells(values: np.ndarray) -> bytes | None:
     return buf.tobytes()
 
 
+def _pad4(head: bytes, at: int) -> bytes:
+    """head with spaces inserted at byte ``at`` (where XML allows them) up to a multiple of 4 bytes."""
+    return head[:at] + b" " * (-len(head) % 4) + head[at:]
+
+
+@functools.lru_cache(maxsize=64)
+def _row_layout(cols: int, nd: int):
+    """The word layout of a row of ``cols`` cells from column A whose row number has ``nd`` digits.
+
+    A cell is ``<c   r="AB12" ><v>##############</v></c>``: a head ``<c r="`` + letters +
+    digits (spaces after ``<c`` make it whole 4-byte words) and the 7 words of ``CELL`` with
+    ``<c><`` replaced by ``" ><``. The row is ``<row  r="12">`` (likewise padded), its cells,
+    ``</row  >``. Returns (template words, row tag words' digit mask, groups): each group is the
+    columns with as many letters, (first column, end column, word offset, head words, letter
+    words [n, head words], digit mask [head words] as bytes positions)."""
+    from ... import a1
+
+    tag = _pad4(b'<row r="' + b"0" * nd + b'">', 4)
+    words = [np.frombuffer(tag, "<u4")]
+    groups, size, c = [], len(tag) // 4, 0
+    tail = np.frombuffer(b'" ><' + CELL[4:], "<u4")
+    while c < cols:
+        n_letters = len(a1.col_name(c))
+        end = min(cols, {1: 26, 2: 702, 3: 18278}[n_letters])
+        heads = [_pad4(b'<c r="' + a1.col_name(k).encode() + b"\0" * nd, 2) for k in range(c, end)]
+        hw = len(heads[0]) // 4
+        letters = np.frombuffer(b"".join(heads), "<u4").reshape(end - c, hw)
+        groups.append((c, end, size, hw, letters, len(heads[0]) - nd))
+        cell_words = np.concatenate([letters, np.broadcast_to(tail, (end - c, 7))], axis=1)
+        words.append(cell_words.ravel())
+        size += (end - c) * (hw + 7)
+        c = end
+    words.append(np.frombuffer(b"</row  >", "<u4"))
+    return np.concatenate(words), len(tag) - 2 - nd, groups
+
+
+def _row_digits(first: int, n: int, nd: int) -> np.ndarray:
+    """[n, nd] ASCII digits of the row numbers first .. first + n - 1 (all of nd digits)."""
+    rows = np.arange(first, first + n, dtype=np.int64)[:, None]
+    return (rows // 10 ** np.arange(nd - 1, -1, -1) % 10 + 48).astype(np.uint8)
+
+
 def rows_xml(values: np.ndarray, row0: int) -> bytes:
-    """<row r=..>..</row> for a [rows, cols] block whose first row is sheet row row0 (0-based)."""
+    """<row r=..>..</row> for a [rows, cols] block whose first row is sheet row row0 (0-based),
+    every cell with its address."""
+    from ... import a1
+
     values = np.asarray(values, dtype=np.float64)
     rows, cols = values.shape
     cells = number_cells(values)
     if cells is None:  # a value whose shortest text is longer than NUMBER_WIDTH: variable width
+        letters = [a1.col_name(c) for c in range(cols)]
         return b"".join(
             b'<row r="%d">' % (row0 + i + 1)
-            + b"".join(b"<c><v>" + number_text(v) + b"</v></c>" for v in values[i].tolist())
+            + b"".join(
+                b'<c r="%s%d"><v>%s</v></c>' % (letters[c].encode(), row0 + i + 1, number_text(v))
+                for c, v in enumerate(values[i].tolist())
+            )
             + b"</row>"
             for i in range(rows)
         )
-    view, width = memoryview(cells), cols * CELL_BYTES
+    words = np.frombuffer(cells, "<u4").reshape(rows, cols, 7)
     parts = []
-    for i in range(rows):
-        parts += (b'<row r="%d">' % (row0 + i + 1), view[i * width : (i + 1) * width], b"</row>")
+    i = 0
+    while i < rows:  # runs of rows whose numbers have the same digit count share one layout
+        first = row0 + i + 1
+        nd = len(str(first))
+        n = min(rows - i, 10**nd - first)
+        template, tag_at, groups = _row_layout(cols, nd)
+        out = np.empty((n, template.size), "<u4")
+        out[:] = template
+        digits = _row_digits(first, n, nd)
+        out.view(np.uint8)[:, tag_at : tag_at + nd] = digits
+        for c0, c1, at, hw, letters, digit_at in groups:
+            head = np.zeros((n, hw * 4), np.uint8)
+            head[:, digit_at : digit_at + nd] = digits
+            seg = out[:, at : at + (c1 - c0) * (hw + 7)].reshape(n, c1 - c0, hw + 7)
+            seg[:, :, :hw] = letters[None, :, :] | head.view("<u4")[:, None, :]
+            seg[:, :, hw + 1 : hw + 5] = words[i : i + n, c0:c1, 1:5]
+        parts.append(out.tobytes())
+        i += n
     return b"".join(parts)

@@ -104,32 +104,56 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def value_texts(values: np.ndarray) -> list[str]:
-    """Cached-value texts, row-major: of float64 values Python's repr (exact), '' for NaN;
-    of str values (formulas that give text) the text, escaped."""
+class CellError(str):
+    """An error value as a cached result ('#N/A'), written with t="e"."""
+
+
+def value_texts(values: np.ndarray) -> tuple[list[str], list[str] | None]:
+    """Cached-value texts, row-major, and each cell's type attribute (None: all numbers).
+
+    Of float64 values Python's repr (exact), '' for NaN (no cached value). Of object values
+    (formulas whose results are not all numbers): a float as its repr, a str as the text
+    (t="str"; an empty one untyped, as xlsxwriter writes it), a bool as 1/0 (t="b"), a
+    ``CellError`` as its code (t="e"), None as no value."""
     if values.dtype == object:
-        return [_escape(t) for t in values.ravel().tolist()]
+        texts, types = [], []
+        for v in values.ravel().tolist():
+            if isinstance(v, CellError):
+                texts.append(_escape(v))
+                types.append(' t="e"')
+            elif isinstance(v, str):
+                texts.append(_escape(v))
+                types.append(' t="str"' if v else "")
+            elif isinstance(v, bool):
+                texts.append("1" if v else "0")
+                types.append(' t="b"')
+            elif v is None or v != v:
+                texts.append("")
+                types.append("")
+            else:
+                t = repr(float(v))
+                texts.append(t[:-2] if t.endswith(".0") else t)
+                types.append("")
+        return texts, types
     flat = np.asarray(values, dtype=np.float64).ravel().tolist()
     if not flat:
-        return []
+        return [], None
     texts = repr(flat)[1:-1].split(", ")  # one C-level repr of the list: shortest round-trip texts
     if np.isnan(values).any():
         texts = ["" if t == "nan" else t for t in texts]
-    return texts
+    return texts, None
 
 
 def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[int, int, str]], int]:
     """(sheet row, first column, XML of consecutive cells) runs of a block's cells, and the next si."""
     runs = []
     s = block.style
-    # a text result is typed t="str" (an empty one is not typed, as xlsxwriter writes it)
-    typed = (lambda v: f' s="{s}" t="str"' if v else f' s="{s}"') if block.values.dtype == object else None
     for rect in block.rects if block.formula is not None else ():
         for i0, i1, j0, j1, text, shared in shared_groups(
             block.formula, rect, block.top, block.left, block.verify or verify
         ):
-            texts = value_texts(block.values[i0:i1, j0:j1])
-            attrs = [typed(v) for v in texts] if typed else [f' s="{s}"'] * len(texts)
+            texts, types = value_texts(block.values[i0:i1, j0:j1])
+            attrs = [f' s="{s}"{t}' for t in types] if types else [f' s="{s}"'] * len(texts)
             n = j1 - j0
             c0 = block.left + j0
             if not shared:
@@ -156,10 +180,12 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
             si += 1
     for r0, c0, r1, c1, text in block.arrays:
         n = c1 - c0 + 1
-        texts = value_texts(block.values[r0 - block.top : r1 - block.top + 1, c0 - block.left : c1 - block.left + 1])
+        texts, types = value_texts(
+            block.values[r0 - block.top : r1 - block.top + 1, c0 - block.left : c1 - block.left + 1]
+        )
         letters = [a1.col_name(c) for c in range(c0, c1 + 1)]
         ref = f"{letters[0]}{r0 + 1}:{letters[-1]}{r1 + 1}" if (r0, c0) != (r1, c1) else f"{letters[0]}{r0 + 1}"
-        attrs = [typed(v) for v in texts] if typed else [f' s="{s}"'] * len(texts)
+        attrs = [f' s="{s}"{t}' for t in types] if types else [f' s="{s}"'] * len(texts)
         for k, r in enumerate(range(r0 + 1, r1 + 2)):
             row = [
                 f'<c r="{c}{r}"{a}><v>{v}</v></c>' if v else f'<c r="{c}{r}" s="{s}"/>'

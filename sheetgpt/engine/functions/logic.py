@@ -1,4 +1,4 @@
-"""Logical functions: IF, IFERROR, AND, OR, NOT."""
+"""Logical functions: IF, IFERROR, AND, OR, NOT, TRUE, FALSE."""
 
 from __future__ import annotations
 
@@ -85,10 +85,9 @@ function("AND")(_logic(any_=False))
 function("OR")(_logic(any_=True))
 
 
-# TRUE() and FALSE() as functions: LibreOffice writes them so when it re-saves a book. (Branch
-# truth-engine adds the same two; on merge, keep one.)
 @function("TRUE", 0, 0)
 def true_(ctx, args):
+    """TRUE(): LibreOffice writes the constant TRUE this way when it saves an .xlsx."""
     return const(1.0, BOOL)
 
 

@@ -1,0 +1,106 @@
+"""Cached values the reference does not give, computed by evaluating the book's own formulas.
+
+Most formula cells cache a stage of the float64 reference. The BPE tab's ~10,000 helper
+cells (character codes, merge ranks, positions, ...) are not stages: their cached values are
+what the formulas themselves compute, found by running the fast engine
+(``sheetgpt.engine.evaluator``) on the tabs as written so far. Nothing here restates a
+formula; ``tests/test_cached_values.py`` compares every cached value with LibreOffice's
+recalculated one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from xlsxwriter.worksheet import (
+    CellArrayFormulaTuple,
+    CellBooleanTuple,
+    CellFormulaTuple,
+    CellNumberTuple,
+    CellStringTuple,
+)
+
+from ..engine.evaluator import evaluate
+from ..engine.reader import Book, Sheet
+from ..engine.values import BOOL, EMPTY
+from .xlsx.shared import CellError, FormulaBlock
+
+if TYPE_CHECKING:
+    from ..engine.values import Values
+    from .writer import BookWriter
+
+
+def block_formulas(block: FormulaBlock) -> list[tuple[int, int, str, tuple | None]]:
+    """A FormulaBlock's cells as the reader lists formulas: (row, col, text, array range or None)."""
+    out = []
+    for i0, i1, j0, j1 in block.rects if block.formula is not None else ():
+        out += [
+            (block.top + i, block.left + j, block.formula(i, j), None) for i in range(i0, i1) for j in range(j0, j1)
+        ]
+    out += [(r0, c0, text, (r0, c0, r1, c1)) for r0, c0, r1, c1, text in block.arrays]
+    return out
+
+
+def _sheet(out: BookWriter, name: str, with_formulas: bool) -> Sheet:
+    """A tab as written so far, as the engine's reader would give it (formulas only if asked)."""
+    ws = out.sheets[name]
+    strings = {v: k for k, v in out.wb.str_table.string_table.items()}
+    rows, cols, nums, texts, bools, formulas = [], [], [], {}, {}, []
+    for r, line in ws.table.items():
+        for c, cell in line.items():
+            kind = type(cell)
+            if kind is CellNumberTuple:
+                rows.append(r)
+                cols.append(c)
+                nums.append(float(cell.number))
+            elif kind is CellStringTuple:
+                texts[(r, c)] = strings[cell.string]
+            elif kind is CellBooleanTuple:
+                bools[(r, c)] = bool(cell.boolean)
+            elif with_formulas and kind is CellFormulaTuple:
+                formulas.append((r, c, cell.formula.lstrip("="), None))
+            elif with_formulas and kind is CellArrayFormulaTuple:
+                from .. import a1
+
+                formulas.append((r, c, cell.formula.lstrip("="), a1.parse_range(cell.range)))
+    if with_formulas:
+        for block in ws.shared:
+            formulas += block_formulas(block)
+    cells = [(r, c) for r, c in zip(rows, cols)] + list(texts) + list(bools) + [(f[0], f[1]) for f in formulas]
+    for f in formulas:
+        if f[3]:
+            cells.append((f[3][2], f[3][3]))
+    dims = (max(r for r, _ in cells) + 1, max(c for _, c in cells) + 1) if cells else (0, 0)
+    numbers = (np.array(rows, np.int32), np.array(cols, np.int32), np.array(nums, np.float64))
+    return Sheet(name, numbers=numbers, strings=texts, booleans=bools, formulas=formulas, dims=dims)
+
+
+def evaluate_tab(out: BookWriter, name: str, reads: list[str]) -> Values:
+    """Every formula of tab ``name`` evaluated over the constants of the tabs it ``reads``, as written so far."""
+    sheets = {n: _sheet(out, n, n == name) for n in [name, *reads]}
+    return evaluate(Book(list(sheets), sheets, {}))
+
+
+def fill(block: FormulaBlock, values: Values, sheet: str) -> None:
+    """Set a block's cached values to what the engine computed: numbers, texts, booleans, errors."""
+    h, w = block.values.shape
+    r0, c0 = block.top, block.left
+    nums = values.numbers[sheet][r0 : r0 + h, c0 : c0 + w]
+    kinds = values.kinds[sheet][r0 : r0 + h, c0 : c0 + w]
+    text, errors = values.text[sheet], values.errors[sheet]
+    got = np.empty((h, w), dtype=object)
+    for i in range(h):
+        for j in range(w):
+            rc = (r0 + i, c0 + j)
+            if rc in errors:
+                got[i, j] = CellError(errors[rc])
+            elif rc in text:
+                got[i, j] = text[rc]
+            elif kinds[i, j] == BOOL:
+                got[i, j] = bool(nums[i, j])
+            elif kinds[i, j] == EMPTY:
+                got[i, j] = None
+            else:
+                got[i, j] = float(nums[i, j])
+    block.values = got
