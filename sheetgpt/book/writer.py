@@ -30,6 +30,7 @@ from ..reference import gpt2, with_selected_position, with_teaching_stages
 from ..safe_io import path_text, write_error
 from ..tokenizer import Tokenizer
 from ..weight_text import stored_values
+from . import limits
 from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Tab
 from .tabs import embeddings
@@ -119,6 +120,7 @@ def build_workbook(
         )
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
     layout = Layout(model.config, len(prompt.ids), logits_all, prompt.typed)
+    limits.check(layout, prompt)  # before anything is computed or written
     exercises = resolve_exercises(layout, exercise) if exercise is not None else []
     stored = {name: stored_values(value) for name, value in model.flat.items()}
     trace = gpt2(prompt.ids, model.__class__(model.config, stored, model.path).params, model.config)

@@ -135,7 +135,7 @@ class BpeSheet:
     # ---- the cells ---------------------------------------------------------------------
     def cells(self) -> list[Cell]:
         out: list[Cell] = []
-        self._summary(out)
+        self.summary(out)
         self._characters(out)
         self._words(out)
         for r in range(1, self.rounds + 1):
@@ -157,7 +157,7 @@ class BpeSheet:
             out.append(Cell(top - 1, first_col + j, "slot", j + 1, f'"{name} "0'))
         return a1.span(top - 1, first_col, top - 1, first_col + self.word_bytes - 1)
 
-    def _summary(self, out) -> None:
+    def summary(self, out) -> None:
         n_chars, n_words, word_bytes, T = self.n_chars, self.n_words, self.word_bytes, self.T
         out.append(Cell(0, 0, "title", "BPE: the typed text becomes GPT-2 tokens, in formulas"))
         out.append(

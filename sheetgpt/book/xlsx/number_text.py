@@ -157,14 +157,26 @@ def _row_digits(first: int, n: int, nd: int) -> np.ndarray:
     return (rows // 10 ** np.arange(nd - 1, -1, -1) % 10 + 48).astype(np.uint8)
 
 
-def rows_xml(values: np.ndarray, row0: int) -> bytes:
+# Weight tabs of more cells than this are written without cell addresses (only GPT-2-size wte
+# and larger): with them the full-size book is 1.30 GB, past its 1.25 GB budget; without them on
+# wte alone, about 1.17 GB (BENCHMARKS.md). Gnumeric 1.12.55 reads such a tab as empty.
+ADDRESSED_CELLS = 16_000_000
+
+
+def rows_xml(values: np.ndarray, row0: int, addresses: bool = True) -> bytes:
     """<row r=..>..</row> for a [rows, cols] block whose first row is sheet row row0 (0-based),
-    every cell with its address."""
+    every cell with its address (or, ``addresses`` False, none: ``<c><v>..</v></c>``)."""
     from ... import a1
 
     values = np.asarray(values, dtype=np.float64)
     rows, cols = values.shape
     cells = number_cells(values)
+    if not addresses and cells is not None:
+        view, width = memoryview(cells), cols * CELL_BYTES
+        parts = []
+        for i in range(rows):
+            parts += (b'<row r="%d">' % (row0 + i + 1), view[i * width : (i + 1) * width], b"</row>")
+        return b"".join(parts)
     if cells is None:  # a value whose shortest text is longer than NUMBER_WIDTH: variable width
         letters = [a1.col_name(c) for c in range(cols)]
         return b"".join(
