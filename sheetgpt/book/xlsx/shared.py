@@ -109,39 +109,40 @@ class CellError(str):
 
 
 def value_texts(values: np.ndarray) -> tuple[list[str], list[str] | None]:
-    """Cached-value texts, row-major, and each cell's type attribute (None: all numbers).
+    """Cached values as ``<v>`` elements, row-major ('' for none), and each cell's type attribute
+    (None: all numbers).
 
-    Of float64 values Python's repr (exact), '' for NaN (no cached value). Of object values
-    (formulas whose results are not all numbers): a float as its repr, a str as the text
-    (t="str"; an empty one untyped, as xlsxwriter writes it), a bool as 1/0 (t="b"), a
-    ``CellError`` as its code (t="e"), None as no value."""
+    Of float64 values Python's repr (exact), none for NaN. Of object values (formulas whose
+    results are not all numbers): a float as its repr, a str as the text (t="str"; an empty one
+    untyped, as xlsxwriter writes it; one that starts or ends with white space keeps it with
+    xml:space="preserve", which LibreOffice needs to keep ' quickly' when it re-saves a book),
+    a bool as 1/0 (t="b"), a ``CellError`` as its code (t="e"), None as no value."""
     if values.dtype == object:
         texts, types = [], []
         for v in values.ravel().tolist():
             if isinstance(v, CellError):
-                texts.append(_escape(v))
+                texts.append(f"<v>{_escape(v)}</v>")
                 types.append(' t="e"')
             elif isinstance(v, str):
-                texts.append(_escape(v))
+                edge = v[:1].isspace() or v[-1:].isspace()
+                texts.append(f'<v xml:space="preserve">{_escape(v)}</v>' if edge else f"<v>{_escape(v)}</v>")
                 types.append(' t="str"' if v else "")
             elif isinstance(v, bool):
-                texts.append("1" if v else "0")
+                texts.append("<v>1</v>" if v else "<v>0</v>")
                 types.append(' t="b"')
             elif v is None or v != v:
                 texts.append("")
                 types.append("")
             else:
                 t = repr(float(v))
-                texts.append(t[:-2] if t.endswith(".0") else t)
+                texts.append(f"<v>{t[:-2] if t.endswith('.0') else t}</v>")
                 types.append("")
         return texts, types
     flat = np.asarray(values, dtype=np.float64).ravel().tolist()
     if not flat:
         return [], None
     texts = repr(flat)[1:-1].split(", ")  # one C-level repr of the list: shortest round-trip texts
-    if np.isnan(values).any():
-        texts = ["" if t == "nan" else t for t in texts]
-    return texts, None
+    return ["" if t == "nan" else f"<v>{t}</v>" for t in texts], None
 
 
 def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[int, int, str]], int]:
@@ -159,22 +160,22 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
             if not shared:
                 r = block.top + i0
                 runs.append(
-                    (r, c0, f'<c r="{a1.col_name(c0)}{r + 1}"{attrs[0]}><f>{_escape(text)}</f><v>{texts[0]}</v></c>')
+                    (r, c0, f'<c r="{a1.col_name(c0)}{r + 1}"{attrs[0]}><f>{_escape(text)}</f>{texts[0]}</c>')
                 )
                 continue
             letters = [a1.col_name(c) for c in range(c0, c0 + n)]
             ref = f"{letters[0]}{block.top + i0 + 1}:{letters[-1]}{block.top + i1}"
-            member = f'><f t="shared" si="{si}"/><v>'
+            member = f'><f t="shared" si="{si}"/>'
             for k, i in enumerate(range(i0, i1)):
                 r = block.top + i + 1
                 row = [
-                    f'<c r="{c}{r}"{a}{member}{v}</v></c>'
+                    f'<c r="{c}{r}"{a}{member}{v}</c>'
                     for c, a, v in zip(letters, attrs[k * n : (k + 1) * n], texts[k * n : (k + 1) * n])
                 ]
                 if k == 0:  # the master carries the text and the range
                     row[0] = (
                         f'<c r="{letters[0]}{r}"{attrs[0]}><f t="shared" ref="{ref}" si="{si}">'
-                        f"{_escape(text)}</f><v>{texts[0]}</v></c>"
+                        f"{_escape(text)}</f>{texts[0]}</c>"
                     )
                 runs.append((r - 1, c0, "".join(row)))
             si += 1
@@ -188,13 +189,13 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
         attrs = [f' s="{s}"{t}' for t in types] if types else [f' s="{s}"'] * len(texts)
         for k, r in enumerate(range(r0 + 1, r1 + 2)):
             row = [
-                f'<c r="{c}{r}"{a}><v>{v}</v></c>' if v else f'<c r="{c}{r}" s="{s}"/>'
+                f'<c r="{c}{r}"{a}>{v}</c>' if v else f'<c r="{c}{r}" s="{s}"/>'
                 for c, a, v in zip(letters, attrs[k * n : (k + 1) * n], texts[k * n : (k + 1) * n])
             ]
             if k == 0:
                 row[0] = (
                     f'<c r="{letters[0]}{r}"{attrs[0]}><f t="array" ref="{ref}">{_escape(text)}</f>'
-                    f"<v>{texts[0]}</v></c>"
+                    f"{texts[0]}</c>"
                 )
             runs.append((r - 1, c0, "".join(row)))
     return runs, si

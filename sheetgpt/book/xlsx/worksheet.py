@@ -81,6 +81,16 @@ class FormulaSheet(Worksheet):
         self.table[first_row][first_col] = CellArrayFormulaTuple(formula[2:-1], cell_format, value, cell, atype)
         return 0
 
+    # xlsxwriter writes a formula's cached text as <v> ...</v>; LibreOffice drops the leading space
+    # of ' quickly' there when it re-saves a book without recalculating, unless the text says
+    # xml:space="preserve". This overrides xlsxwriter's writer of that element (a private method).
+    def _xml_formula_element(self, formula, result, attributes=()) -> None:
+        if not (isinstance(result, str) and (result[:1].isspace() or result[-1:].isspace())):
+            return super()._xml_formula_element(formula, result, list(attributes))
+        attr = "".join(f' {key}="{self._escape_attributes(value)}"' for key, value in attributes)
+        formula, result = self._escape_data(formula), self._escape_data(result)
+        self.fh.write(f'<c{attr}><f>{formula}</f><v xml:space="preserve">{result}</v></c>')
+
     # xlsxwriter's _write_rows and _calculate_spans visit every (row, column) of the used
     # rectangle: 50257 rows x 770 columns on the Embeddings and Logit lens tabs, 20 s. These
     # visit the cells there are, in the same order, and write the same XML.
