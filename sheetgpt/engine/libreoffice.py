@@ -264,6 +264,8 @@ def recalculate(
     even ``"=1+1"``), int/float as numbers, None clears the cell. Typing formulas (tests of exercise
     books): ``{"formula": "=AVERAGE(C5:J5)"}`` enters a formula as a person types it in Excel syntax,
     ``{(sheet, "C5:F8"): {"array": "=MMULT(...)"}}`` a CSE array formula over a range.
+    ``{"type": "3/4"}`` types a text as a person does (the cell's input parser and number format:
+    a Text cell keeps 3/4, a General one makes it a date; see :func:`type_texts`).
     ``sheets``: names to read (default: all). ``save_as``: also store the recalculated book as
     xlsx (LibreOffice's export; the sentinel sheet is removed first; cached numbers in it are
     rounded to 15 significant digits, see docs/compat.md). ``prove``: inject and check the
@@ -295,7 +297,7 @@ def recalculate(
         }
         for (s, a), v in (edits or {}).items():
             if isinstance(v, dict) and len(v) == 1 and isinstance(next(iter(v.values())), str):
-                if next(iter(v)) in ("formula", "array"):
+                if next(iter(v)) in ("formula", "array", "type"):
                     continue
             if v is not None and not isinstance(v, (str, int, float)):
                 raise WorkbookError(f"edit {s}!{a}: value must be str, number or None, not {type(v).__name__}")
