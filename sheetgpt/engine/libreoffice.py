@@ -36,6 +36,7 @@ import subprocess
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -263,6 +264,8 @@ def recalculate(
     even ``"=1+1"``), int/float as numbers, None clears the cell. Typing formulas (tests of exercise
     books): ``{"formula": "=AVERAGE(C5:J5)"}`` enters a formula as a person types it in Excel syntax,
     ``{(sheet, "C5:F8"): {"array": "=MMULT(...)"}}`` a CSE array formula over a range.
+    ``{"type": "3/4"}`` types a text as a person does (the cell's input parser and number format:
+    a Text cell keeps 3/4, a General one makes it a date; see :func:`type_texts`).
     ``sheets``: names to read (default: all). ``save_as``: also store the recalculated book as
     xlsx (LibreOffice's export; the sentinel sheet is removed first; cached numbers in it are
     rounded to 15 significant digits, see docs/compat.md). ``prove``: inject and check the
@@ -294,7 +297,7 @@ def recalculate(
         }
         for (s, a), v in (edits or {}).items():
             if isinstance(v, dict) and len(v) == 1 and isinstance(next(iter(v.values())), str):
-                if next(iter(v)) in ("formula", "array"):
+                if next(iter(v)) in ("formula", "array", "type"):
                     continue
             if v is not None and not isinstance(v, (str, int, float)):
                 raise WorkbookError(f"edit {s}!{a}: value must be str, number or None, not {type(v).__name__}")
@@ -354,6 +357,75 @@ def recalculate_texts(
         }
         res = _run_bridge(req, workdir, timeout)
         return res["results"], res.get("timings", {})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class TypedTexts:
+    """What :func:`type_texts` measured, one entry per text."""
+
+    results: list[list[list[list]]]  # per text, per range: rows of values after recalculation
+    held: list[str]  # what the cell holds after typing (getString)
+    kinds: list[str]  # TEXT, VALUE, FORMULA or EMPTY: what the cell holds, not what it shows
+    input_line: list[tuple[str, str]]  # (getString, kind) after typing into the input line instead
+    number_format: str  # the cell's number format code ("@" is Text)
+    timings: dict
+
+
+def type_texts(
+    path: str | os.PathLike,
+    cell: tuple[str, str],
+    texts: list[str],
+    ranges: list[tuple[str, str]],
+    *,
+    number_format: str = "@",
+    timeout: float = 600,
+) -> TypedTexts:
+    """For each text: TYPE it into ``cell`` as a person does, recalculate everything, read ``ranges``.
+
+    Unlike :func:`recalculate_texts` (which sets the text as text), each text goes through the
+    cell's input parser with the cell's number format (UNO ``FormulaLocal``): in a General cell
+    ``3/4`` becomes a date, in a Text cell it stays ``3/4``. As a witness that this is what typing
+    does, each text is also entered through LibreOffice's input line (``.uno:EnterString``) into a
+    scratch cell of format ``number_format``: compare ``input_line`` with ``held``/``kinds`` and
+    ``number_format`` with the argument. One soffice session for everything; recalculation is
+    proven with the sentinel sheet after the first text.
+    """
+    soffice = _require()
+    path = Path(path)
+    if not path.exists():
+        raise WorkbookError(f"{path}: no such file")
+    workdir = tempfile.mkdtemp(prefix="sheetgpt_lo_")
+    try:
+        os.makedirs(os.path.join(workdir, "out"))
+        book = os.path.join(workdir, "book.xlsx")
+        inject_sentinel(path, book)
+        batch = {
+            "cell": list(cell),
+            "texts": list(texts),
+            "ranges": [list(r) for r in ranges],
+            "type": True,
+            "number_format": number_format,
+        }
+        req = {
+            "soffice": soffice,
+            "profile": os.path.join(workdir, "profile"),
+            "input": book,
+            "sentinel": [SENTINEL_SHEET, SENTINEL_CELL, SENTINEL_VALUE],
+            "outdir": os.path.join(workdir, "out"),
+            "timeout": timeout,
+            "batch": batch,
+        }
+        res = _run_bridge(req, workdir, timeout)
+        return TypedTexts(
+            results=res["results"],
+            held=[s for s, _ in res["cells"]],
+            kinds=[k for _, k in res["cells"]],
+            input_line=[(s, k) for s, k in res["input_line"]],
+            number_format=res["number_format"],
+            timings=res.get("timings", {}),
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

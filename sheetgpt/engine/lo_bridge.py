@@ -12,7 +12,8 @@ Request keys:
     edits        [[sheet, cell, value], ...]; str -> text (setString, never a formula),
                  number -> setValue, null -> clear contents; {"formula": "=..."} -> a formula
                  typed as a person types it in Excel syntax (English names, A1, commas), and
-                 {"array": "=..."} with cell a range "C5:F8" -> a CSE array formula over it
+                 {"array": "=..."} with cell a range "C5:F8" -> a CSE array formula over it, and
+                 {"type": text} -> text typed as a person types it (see type_text)
     sheets       list of sheet names to read, or null for all
     sentinel     [sheet, cell, expected_float] or null: checked after calculateAll(), then the
                  sheet is deleted before save_as
@@ -27,6 +28,11 @@ Output (outdir/result.json):
     cell is not a number (text, empty or error). A non-number cell that is in neither the
     text nor the errors list is empty.
 On failure: {"ok": false, "error": "one line"} and exit code 1.
+
+Batch mode (request key "batch", see run_batch): one soffice session for many texts set into
+one cell, each followed by a recalculation and a read of some ranges; with "type": true each
+text is typed (type_text) instead of set as text, and is first typed with the input line into
+a scratch cell of the same number format (type_in_input_line) as a witness.
 """
 
 import array
@@ -161,6 +167,55 @@ def type_formula(doc, cell, value):
         cell.setTokens(tokens)
 
 
+def type_text(cell, text):
+    """Enter ``text`` as a person types it into the cell: the cell's input parser, which honours the
+    cell's number format (a Text cell keeps 3/4, 1e5, =1+1, TRUE; a General one makes a date, a
+    number, a formula, a boolean). ``FormulaLocal`` goes through ScDocFunc::SetNormalString, the
+    parser the input line (``.uno:EnterString``) also ends in; ``setFormula`` does not (it parses
+    with en-US rules and ignores the cell's format) and ``setString`` parses nothing."""
+    cell.setPropertyValue("FormulaLocal", text)
+
+
+def cell_kind(cell):
+    """TEXT, VALUE, FORMULA or EMPTY: what the cell holds (not what a formula returns)."""
+    return cell.getType().value
+
+
+def format_string(doc, cell):
+    return doc.getNumberFormats().getByKey(cell.getPropertyValue("NumberFormat")).FormatString
+
+
+def type_in_input_line(ctx, desktop, texts, number_format):
+    """Each text entered through the input line (dispatch ``.uno:EnterString``, what typing and Enter
+    do) into A1 of a new hidden Calc document, A1 formatted ``number_format``: [[getString, kind]...].
+
+    A witness for type_text. A scratch document because, after ``.uno:EnterString`` into a hidden
+    sheetgpt book, soffice 7.4 headless aborts from an idle task within a second (Signal 6 in
+    vcl::Window::GetCursor; also for a cell nothing depends on, also with autocalc off), and a
+    non-hidden frame under --headless aborts the same way on load. A one-sheet document does not."""
+    from com.sun.star.lang import Locale
+
+    doc = desktop.loadComponentFromURL("private:factory/scalc", "_blank", 0, (prop("Hidden", True),))
+    try:
+        cell = doc.getSheets().getByIndex(0).getCellByPosition(0, 0)
+        formats, locale = doc.getNumberFormats(), Locale()
+        key = formats.queryKey(number_format, locale, False)
+        if key == -1:
+            key = formats.addNew(number_format, locale)
+        cell.setPropertyValue("NumberFormat", key)
+        ctrl = doc.getCurrentController()
+        frame = ctrl.getFrame()
+        dispatcher = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.DispatchHelper", ctx)
+        out = []
+        for text in texts:
+            ctrl.select(cell)
+            dispatcher.executeDispatch(frame, ".uno:EnterString", "", 0, (prop("StringName", text),))
+            out.append([cell.getString(), cell_kind(cell)])
+        return out
+    finally:
+        doc.close(True)
+
+
 def cell_error_text(sheet, c, r):
     cell = sheet.getCellByPosition(c, r)
     s = cell.getString()
@@ -260,7 +315,9 @@ def run(req):
             if not sheets.hasByName(sname):
                 raise KeyError(f"edit: no sheet named {sname!r}")
             cell = sheets.getByName(sname).getCellRangeByName(addr)
-            if isinstance(value, dict):
+            if isinstance(value, dict) and "type" in value:
+                type_text(cell, value["type"])
+            elif isinstance(value, dict):
                 type_formula(doc, cell, value)
             elif value is None:
                 cell.setString("")
@@ -313,9 +370,13 @@ def run(req):
 def run_batch(req):
     """Batch mode (request key ``batch``): for each text, set one cell, recalculate, read some ranges.
 
-    ``batch``: {"cell": [sheet, "B4"], "texts": [...], "ranges": [[sheet, "A1:C9"], ...]}.
+    ``batch``: {"cell": [sheet, "B4"], "texts": [...], "ranges": [[sheet, "A1:C9"], ...]}, and
+    optionally "type": true.
     One soffice session for all texts; ``results`` holds, per text, each range's rows of values
     (numbers as floats, text as str, errors as their display text).
+    With "type": each text is typed (type_text) instead of set as text; ``cells`` holds, per text,
+    [getString, kind] of the cell after typing, ``input_line`` the same after typing it with the
+    input line into a scratch cell of the cell's number format (``number_format``).
     """
     import uno  # noqa: F401  (makes the com.sun.star modules importable)
     from com.sun.star.sheet.FormulaResult import ERROR as FR_ERROR
@@ -324,18 +385,33 @@ def run_batch(req):
     deadline = t0 + float(req.get("timeout", 600))
     with soffice_session(req, deadline) as (ctx, desktop, _mode):
         timings = {"start": time.monotonic() - t0}
+        batch = req["batch"]
+        typing = bool(batch.get("type"))
+        extra = {}
+        if typing:
+            # The witness first, before the book is open (see type_in_input_line).
+            t = time.monotonic()
+            number_format = batch.get("number_format", "@")
+            extra["input_line"] = type_in_input_line(ctx, desktop, batch["texts"], number_format)
+            timings["input_line"] = time.monotonic() - t
         t = time.monotonic()
         doc = load_document(desktop, req["input"])
         timings["load"] = time.monotonic() - t
         sheets = doc.getSheets()
-        batch = req["batch"]
         target = sheets.getByName(batch["cell"][0]).getCellRangeByName(batch["cell"][1])
+        if typing:
+            extra["number_format"] = format_string(doc, target)  # the caller compares it with the witness's
+            extra["cells"] = []
         results, sentinel = [], None
         t = time.monotonic()
         for text in batch["texts"]:
             if time.monotonic() > deadline:
                 raise TimeoutError("batch timed out")
-            target.setString(text)
+            if typing:
+                type_text(target, text)
+                extra["cells"].append([target.getString(), cell_kind(target)])
+            else:
+                target.setString(text)
             doc.calculateAll()
             if sentinel is None and req.get("sentinel"):
                 sname, addr, expected = req["sentinel"]
@@ -356,7 +432,7 @@ def run_batch(req):
             results.append(one)
         timings["texts"] = time.monotonic() - t
         doc.close(True)
-        return {"ok": True, "results": results, "sentinel": sentinel, "timings": timings}
+        return {"ok": True, "results": results, "sentinel": sentinel, "timings": timings, **extra}
 
 
 def stop_soffice(desktop, proc) -> None:
