@@ -178,7 +178,7 @@ def _drop_sheet(sheet):
 
 def _cell(xml: bytes, row: int, col: int, new: bytes) -> bytes:
     """Replace the cell at 1-based sheet row `row`, 0-based column `col` (cells with or without r=)."""
-    m = re.search(rb'<row r="%d"[^>]*>(.*?)</row>' % row, xml, re.S)
+    m = re.search(rb'<row\s+r="%d"[^>]*>(.*?)</row\s*>' % row, xml, re.S)
     cells = list(re.finditer(rb"<c\b[^>]*?(?:/>|>.*?</c>)", m.group(1), re.S))
     a, b = cells[col].span()
     return xml[: m.start(1) + a] + new + xml[m.start(1) + b :]
