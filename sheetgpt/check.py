@@ -27,7 +27,7 @@ from .engine import ENGINES, recompute
 from .engine.reader import Book, read_workbook
 from .engine.values import Values
 from .errors import WorkbookError
-from .reference import gpt2, with_selected_position, with_teaching_stages
+from .reference import gpt2, greedy_fill, with_generation_stages, with_selected_position, with_teaching_stages
 from .weight_text import stored_values
 
 
@@ -110,6 +110,9 @@ class BookInputs:
     weights: dict[str, np.ndarray]
     emb_ids: list[int] = field(default_factory=list)  # Embeddings tab's token cells; -1 = not in the vocabulary
     typed_trace: dict = field(default_factory=dict)  # typed-prompt books: the BPE tab's checked regions
+    generated: list[bool] = field(
+        default_factory=list
+    )  # generating books: the rows that hold the argmax of the row before
 
 
 SPARE_CELLS = 4_000_000  # cells a book may use beyond twice what sheetgpt writes (notes, a scratch tab)
@@ -151,7 +154,7 @@ def _check_extent(book: Book, layout: Layout) -> None:
 
 def read_inputs(book: Book) -> BookInputs:
     config, T, logits_all, typed = guide.read_back(book)
-    layout = Layout(config, T, logits_all, typed)
+    layout = Layout(config, T, logits_all, typed, guide.read_generate(book))
     missing = [t.name for t in layout.tabs if t.name not in book.sheets]
     if missing:
         raise WorkbookError(
@@ -164,20 +167,27 @@ def read_inputs(book: Book) -> BookInputs:
     temperature = predict.read_back(book, layout)
     params = weights.read_back(book, layout)
     emb_ids = embeddings.read_back(book, words)
-    return BookInputs(layout, texts, ids, predict_after, temperature, params, emb_ids, typed_trace)
+    generated = prompt.generated_rows(book, layout, predict_after)
+    return BookInputs(layout, texts, ids, predict_after, temperature, params, emb_ids, typed_trace, generated)
 
 
 def reference_trace(inputs: BookInputs) -> dict:
     config = inputs.layout.config
     used = [max(i, 0) for i in inputs.ids]
     model = Model(config, inputs.weights, Path("."))
+    ids = list(inputs.ids)
+    if any(inputs.generated):  # the reference's own greedy continuation
+        used = greedy_fill(used, inputs.generated, model.params, config)
+        ids = [u if g else i for i, u, g in zip(ids, used, inputs.generated)]
     trace = gpt2(used, model.params, config)
     trace = with_selected_position(trace, inputs.predict_after, inputs.temperature)
+    if inputs.layout.generate:
+        trace = with_generation_stages(trace, config.n_layer)
     trace = with_teaching_stages(
         trace, inputs.weights, config, inputs.predict_after, inputs.emb_ids, embeddings.PAIRS, embeddings.NEAREST
     )
     trace |= inputs.typed_trace
-    trace["prompt.ids"] = np.asarray(inputs.ids, dtype=np.float64)[:, None]
+    trace["prompt.ids"] = np.asarray(ids, dtype=np.float64)[:, None]
     return trace
 
 
@@ -303,5 +313,3 @@ def check_book(
             report.stages.append(compare_region(region, values, trace[region.name], at, rtol))
     report.seconds = time.perf_counter() - started
     return report
-
-

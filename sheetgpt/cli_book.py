@@ -16,6 +16,9 @@ from .errors import SheetGPTError
 from .safe_io import check_temp_name, kind_of, path_text, require_regular_file, write_error
 
 DEFAULT_PROMPT = "Mike is quick. He moves"
+# Token rows of the bundled model's default book: the prompt and its greedy continuation (measured in
+# BENCHMARKS.md: the book's size and its build and check times grow with the rows).
+DEFAULT_GENERATE_ROWS = 24
 
 
 def _size(path: Path) -> str:
@@ -149,13 +152,21 @@ def check_report_paths(book: Path, outputs: dict[str, Path | None], force: bool)
     help="Tokenize a typed text inside the book (a BPE tab of formulas; type into Prompt!B4). "
     "Default: on when the BPE formulas can tokenize the prompt (Latin-1 text).",
 )
+@click.option(
+    "--generate",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Token rows after the prompt that the book fills with its own greedy continuation, in formulas "
+    "(the context is then the prompt plus N rows). 0: rows after the prompt are padding. Default: the "
+    f"bundled model fills its context ({DEFAULT_GENERATE_ROWS} rows in all); other models and --context: 0.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt):
+def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt, generate):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from .book.writer import build_workbook
     from .checkpoint import load_model
     from .hf_cache import model_name
-    from .tokenizer import Tokenizer
+    from .tokenizer import ENDOFTEXT, Tokenizer
 
     started = time.perf_counter()
     if output is not None:  # before loading a model: a name the file system cannot take is refused at once
@@ -167,7 +178,16 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
         raise SheetGPTError(
             f"--context must be between 1 and the model's n_positions ({model.config.n_positions}), got {context}"
         )
+    if generate and context is not None:
+        raise SheetGPTError(
+            f"give --context or --generate, not both: --generate {generate} makes the context the prompt's "
+            f"tokens plus {generate}"
+        )
     tokenizer = Tokenizer.from_dir(model.path)
+    if generate is None:  # the bundled model fills its context, up to DEFAULT_GENERATE_ROWS rows
+        rows = min(DEFAULT_GENERATE_ROWS, model.config.n_positions)
+        n = len(tokenizer.encode(prompt)) if prompt else 0
+        generate = max(rows - n, 0) if model_dir is None and context is None else 0
     output = output or Path("output") / f"{model_name(model.path)}.xlsx"
     check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
     steps = (
@@ -185,6 +205,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
             source=path_text(model.path),
             progress=lambda n, _tab: bar.update(n),
             typed_prompt=typed_prompt,
+            generate=generate,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])
@@ -197,6 +218,11 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
     click.echo(
         f"predicted next token: {tokenizer.display(top)!r} (p = {prob:.3f}); prove it with: sheetgpt check {shown}"
     )
+    if generate:
+        ids = result.ids[len(result.ids) - generate :]
+        eot = tokenizer.special.get(ENDOFTEXT)
+        shown_ids = ids[: ids.index(eot)] if eot in ids else ids
+        click.echo(f"greedy continuation in the book ({generate} rows): {tokenizer.decode(shown_ids)!r}")
 
 
 @click.command("check")

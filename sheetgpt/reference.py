@@ -110,6 +110,15 @@ def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0) -> Trace:
     return trace
 
 
+def greedy_fill(ids, generated, params, config: GPT2Config) -> list[int]:  # [T], [T] bool -> [T]
+    """Each generated row's id is the argmax (the first maximum, like MATCH) of the logits after the rows before it."""
+    ids = [int(i) for i in ids]
+    for t in range(1, len(ids)):
+        if generated[t]:
+            ids[t] = int(np.argmax(gpt2(ids[:t], params, config)["logits"][-1]))
+    return ids
+
+
 def _to_f64(tree):
     if isinstance(tree, dict):
         return {k: _to_f64(v) for k, v in tree.items()}
@@ -183,6 +192,16 @@ def with_selected_position(trace: dict, t: int, temperature: float = 1.0) -> dic
     out["logits"] = trace["logits"][t][:, None]  # [V, 1]
     top, total, probs = next_token_probs(trace["logits"][t], temperature)
     out |= {"predict.max": np.array([[top]]), "predict.sum": np.array([[total]]), "predict.probs": probs[:, None]}
+    return out
+
+
+def with_generation_stages(trace: dict, n_layer: int) -> dict:
+    """The stages a generating book computes differently: each row's argmax (the next token), and
+    attention scores only where a query may look (row t's product reads keys 0..t; the rest is blank)."""
+    out = dict(trace)
+    out["logits.argmax"] = trace["logits.all"].argmax(axis=0)[:, None].astype(np.float64)  # [T, 1], first maximum
+    for i in range(n_layer):
+        out[f"h.{i}.attn.scores"] = trace[f"h.{i}.attn.masked"]  # NaN above the diagonal: blank cells
     return out
 
 

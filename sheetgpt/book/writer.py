@@ -24,7 +24,13 @@ from xlsxwriter.exceptions import FileCreateError
 from ..checkpoint import Model
 from ..errors import SheetGPTError
 from ..prompt import Prompt, make_prompt
-from ..reference import gpt2, with_selected_position, with_teaching_stages
+from ..reference import (
+    gpt2,
+    greedy_fill,
+    with_generation_stages,
+    with_selected_position,
+    with_teaching_stages,
+)
 from ..safe_io import path_text, write_error
 from ..tokenizer import Tokenizer
 from ..weight_text import stored_values
@@ -91,8 +97,13 @@ def build_workbook(
     source: str = "",
     progress: Callable[[int, str], None] | None = None,
     typed_prompt: bool | None = False,
+    generate: int = 0,
 ) -> BuildResult:
-    """Write the whole book to out_path (via a temporary file renamed at the end)."""
+    """Write the whole book to out_path (via a temporary file renamed at the end).
+
+    ``generate`` N > 0: the book's rows are the prompt and N more, each the greedy next token of the
+    rows before it, computed by the book's formulas (``context`` is then the prompt's length + N).
+    """
     started = time.perf_counter()
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".xlsx":
@@ -106,13 +117,21 @@ def build_workbook(
             f"{model.path}: the tokenizer has {tokenizer.vocab_size} tokens but config.json says vocab_size "
             f"{model.config.vocab_size}"
         )
+    if generate:
+        context = _generated_context(prompt_text, tokenizer, model.config.n_positions, generate)
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
-    layout = Layout(model.config, len(prompt.ids), logits_all, prompt.typed)
+    layout = Layout(model.config, len(prompt.ids), logits_all or generate > 0, prompt.typed, generate)
     stored = {name: stored_values(value) for name, value in model.flat.items()}
-    trace = gpt2(prompt.ids, model.__class__(model.config, stored, model.path).params, model.config)
+    params = model.__class__(model.config, stored, model.path).params
+    bpe = prompt.bpe_reference() if prompt.typed else {}
+    if generate:
+        after = [t > prompt.predict_after for t in range(len(prompt.ids))]
+        prompt = prompt.continued(greedy_fill(prompt.ids, after, params, model.config), tokenizer)
+    trace = gpt2(prompt.ids, params, model.config)
     trace = with_selected_position(trace, prompt.predict_after)
-    if prompt.typed:
-        trace |= prompt.bpe_reference()
+    if generate:
+        trace = with_generation_stages(trace, model.config.n_layer)
+    trace |= bpe
     emb_ids = embeddings.default_tokens(tokenizer, prompt)
     trace = with_teaching_stages(
         trace, stored, model.config, prompt.predict_after, emb_ids, embeddings.PAIRS, embeddings.NEAREST
@@ -133,6 +152,18 @@ def build_workbook(
             raise write_error(out_path, exc) from None
         raise
     return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells)
+
+
+def _generated_context(text: str, tokenizer: Tokenizer, n_positions: int, generate: int) -> int:
+    """Token rows of a book that generates ``generate`` tokens after the prompt."""
+    n = len(make_prompt(text, tokenizer, n_positions).ids)
+    if n + generate > n_positions:
+        raise SheetGPTError(
+            f"--generate {generate}: the prompt's {n} tokens and {generate} generated rows are more than the "
+            f"model's n_positions ({n_positions}); use --generate {n_positions - n} or less "
+            "(--context and --generate both set the token rows)"
+        )
+    return n + generate
 
 
 def _remove_stale_parts(out_path: Path) -> None:
