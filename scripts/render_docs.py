@@ -1,5 +1,6 @@
 """Render PNG pictures of a book's tabs for the docs: docs/guide.png, block0.png, attention.png,
-predict.png, logit_lens.png, embeddings.png, generate.png.
+predict.png, logit_lens.png, embeddings.png, generate.png, steering.png (after typing the documented
+flip into the Steering tab: " slow", " quick", strength 1, block 0).
 
     python scripts/render_docs.py [--model DIR] [--prompt TEXT] [--out docs]
 
@@ -41,6 +42,11 @@ def uno_main(req_path):
         doc.enableAutomaticCalculation(False)
         styles = doc.StyleFamilies.getByName("PageStyles")
         for job in req["jobs"]:
+            if job.get("set"):  # values typed into cells first (the Steering tab after a flip), then recalculated
+                for sheet_name, ref, value in job["set"]:
+                    cell = doc.Sheets.getByName(sheet_name).getCellRangeByName(ref)
+                    cell.setString(value) if isinstance(value, str) else cell.setValue(value)
+                doc.calculateAll()
             sheet = doc.Sheets.getByName(job["sheet"])
             area = sheet.getCellRangeByName(job["range"])
             a = area.getRangeAddress()
@@ -107,6 +113,7 @@ def jobs_for(result, outdir, workdir):
     from sheetgpt.a1 import cell as a1
     from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, predict, vocab
     from sheetgpt.book.tabs import prompt as prompt_tab
+    from sheetgpt.book.tabs import steering
 
     layout = result.layout
     T = layout.T
@@ -130,7 +137,7 @@ def jobs_for(result, outdir, workdir):
     ]
     if layout.generate:
         jobs.append((prompt_tab.NAME, "A1:" + a1(prompt_tab.TOP + T - 1, prompt_tab.SO_FAR_COL), "generate"))
-    return [
+    out = [
         {
             "sheet": s,
             "range": r,
@@ -139,6 +146,28 @@ def jobs_for(result, outdir, workdir):
         }
         for s, r, name in jobs
     ]
+    if layout.steer:  # last: it changes the book
+        add = R["steer.add"]
+        flip = [
+            (steering.NAME, a1(steering.A_ROW, steering.VALUE_COL), " slow"),
+            (steering.NAME, a1(steering.B_ROW, steering.VALUE_COL), " quick"),
+            (steering.NAME, a1(steering.STRENGTH_ROW, steering.VALUE_COL), 1.0),
+            (steering.NAME, a1(steering.BLOCK_ROW, steering.VALUE_COL), 0),
+        ]
+        for sheet, rng, name in (
+            (steering.NAME, "A1:" + a1(add.bottom, 9), "steering"),
+            (predict.NAME, "A1:" + a1(R["predict.probs"].top + 14, 13), "steering_predict"),
+        ):
+            out.append(
+                {
+                    "sheet": sheet,
+                    "range": rng,
+                    "set": flip,
+                    "pdf": os.path.join(workdir, name + ".pdf"),
+                    "png": os.path.join(outdir, name + ".png"),
+                }
+            )
+    return out
 
 
 def main(argv):

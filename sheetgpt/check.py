@@ -21,7 +21,7 @@ import numpy as np
 
 from .a1 import cell as cell_name
 from .book.layout import WEIGHTS, Layout, Region
-from .book.tabs import embeddings, guide, predict, prompt, vocab, weights
+from .book.tabs import embeddings, guide, predict, prompt, steering, vocab, weights
 from .checkpoint import Model, param_shapes
 from .engine import ENGINES, recompute
 from .engine.reader import Book, read_workbook
@@ -110,9 +110,9 @@ class BookInputs:
     weights: dict[str, np.ndarray]
     emb_ids: list[int] = field(default_factory=list)  # Embeddings tab's token cells; -1 = not in the vocabulary
     typed_trace: dict = field(default_factory=dict)  # typed-prompt books: the BPE tab's checked regions
-    generated: list[bool] = field(
-        default_factory=list
-    )  # generating books: the rows that hold the argmax of the row before
+    generated: list[bool] = field(default_factory=list)  # generating books: rows that hold the row before's argmax
+    words: vocab.VocabTab | None = None
+    steer: steering.Settings | None = None  # books with a Steering tab: its editable cells
 
 
 SPARE_CELLS = 4_000_000  # cells a book may use beyond twice what sheetgpt writes (notes, a scratch tab)
@@ -154,7 +154,7 @@ def _check_extent(book: Book, layout: Layout) -> None:
 
 def read_inputs(book: Book) -> BookInputs:
     config, T, logits_all, typed = guide.read_back(book)
-    layout = Layout(config, T, logits_all, typed, guide.read_generate(book))
+    layout = Layout(config, T, logits_all, typed, *guide.read_generate(book))
     missing = [t.name for t in layout.tabs if t.name not in book.sheets]
     if missing:
         raise WorkbookError(
@@ -168,7 +168,10 @@ def read_inputs(book: Book) -> BookInputs:
     params = weights.read_back(book, layout)
     emb_ids = embeddings.read_back(book, words)
     generated = prompt.generated_rows(book, layout, predict_after)
-    return BookInputs(layout, texts, ids, predict_after, temperature, params, emb_ids, typed_trace, generated)
+    steer = steering.read_back(book, layout) if layout.steer else None
+    return BookInputs(
+        layout, texts, ids, predict_after, temperature, params, emb_ids, typed_trace, generated, words, steer
+    )
 
 
 def reference_trace(inputs: BookInputs) -> dict:
@@ -176,10 +179,15 @@ def reference_trace(inputs: BookInputs) -> dict:
     used = [max(i, 0) for i in inputs.ids]
     model = Model(config, inputs.weights, Path("."))
     ids = list(inputs.ids)
+    steer_stages, add = {}, None
+    if inputs.steer is not None:
+        wte = np.asarray(inputs.weights["wte"], np.float64)
+        steer_stages = inputs.steer.stages(inputs.words.lookup, wte, config.n_layer)
+        add = steer_stages["steer.add"]
     if any(inputs.generated):  # the reference's own greedy continuation
-        used = greedy_fill(used, inputs.generated, model.params, config)
+        used = greedy_fill(used, inputs.generated, model.params, config, add)
         ids = [u if g else i for i, u, g in zip(ids, used, inputs.generated)]
-    trace = gpt2(used, model.params, config)
+    trace = gpt2(used, model.params, config, steer=add) | steer_stages
     trace = with_selected_position(trace, inputs.predict_after, inputs.temperature)
     if inputs.layout.generate:
         trace = with_generation_stages(trace, config.n_layer)

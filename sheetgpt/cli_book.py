@@ -160,8 +160,17 @@ def check_report_paths(book: Path, outputs: dict[str, Path | None], force: bool)
     "(the context is then the prompt plus N rows). 0: rows after the prompt are padding. Default: the "
     f"bundled model fills its context ({DEFAULT_GENERATE_ROWS} rows in all); other models and --context: 0.",
 )
+@click.option(
+    "--steer",
+    type=(str, str, float, int),
+    default=None,
+    metavar="A B STRENGTH L",
+    help="Activation steering: add STRENGTH x (wte[A] - wte[B]) to the residual stream at the input of block L "
+    "(token texts as the vocab tab shows them), e.g. --steer ' slow' ' quick' 1 0. The book's Steering tab "
+    "holds the four values (editable); books built with --generate have it too, with strength 0.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt, generate):
+def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt, generate, steer):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from .book.writer import build_workbook
     from .checkpoint import load_model
@@ -188,6 +197,10 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
         rows = min(DEFAULT_GENERATE_ROWS, model.config.n_positions)
         n = len(tokenizer.encode(prompt)) if prompt else 0
         generate = max(rows - n, 0) if model_dir is None and context is None else 0
+    if steer is not None:
+        from .book.tabs import steering
+
+        steer = steering.from_cli(steer, tokenizer.display_ids(), model.config.n_layer)
     output = output or Path("output") / f"{model_name(model.path)}.xlsx"
     check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
     steps = (
@@ -206,6 +219,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
             progress=lambda n, _tab: bar.update(n),
             typed_prompt=typed_prompt,
             generate=generate,
+            steer=steer,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])

@@ -90,8 +90,20 @@ def next_token_probs(logits, temperature=1.0):  # [V] -> (max [], sum [], probs 
     return top, e.sum(), e / e.sum()
 
 
-def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0) -> Trace:
-    """Forward pass over token ids; every stage's value, float64, keyed by stage name."""
+def steering(wte, a: int, b: int, strength: float, block: int, n_layer: int):  # -> [n_layer, d]
+    """What activation steering adds to the residual stream at the input of each block: strength x
+    (wte[a] - wte[b]) at block ``block``, zero elsewhere (and everywhere if a, b or the block is not valid)."""
+    add = np.zeros((n_layer, wte.shape[1]))
+    if a >= 0 and b >= 0 and 0 <= block < n_layer:
+        add[block] = strength * (wte[a] - wte[b])
+    return add
+
+
+def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0, steer=None) -> Trace:
+    """Forward pass over token ids; every stage's value, float64, keyed by stage name.
+
+    ``steer`` [n_layer, d] (``steering``): added to every row of the residual stream at each block's
+    input, kept as the stage ``h.{i}.in``."""
     ids = np.asarray(ids, dtype=np.int64)
     f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
     trace: Trace = {"ids": ids}
@@ -102,6 +114,8 @@ def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0) -> Trace:
     eps = config.layer_norm_epsilon
     for i, block in enumerate(params["blocks"]):
         block = _to_f64(block)
+        if steer is not None:
+            x = trace[f"h.{i}.in"] = x + steer[i]  # [T, d] + [d]
         x = transformer_block(x, block, config.n_head, eps, trace, f"h.{i}")
     x = layer_norm(x, f64(params["ln_f"]["g"]), f64(params["ln_f"]["b"]), eps, trace, "ln_f")
     trace["logits"] = x @ wte.T  # [T, d] -> [T, V], tied unembedding
@@ -110,12 +124,12 @@ def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0) -> Trace:
     return trace
 
 
-def greedy_fill(ids, generated, params, config: GPT2Config) -> list[int]:  # [T], [T] bool -> [T]
+def greedy_fill(ids, generated, params, config: GPT2Config, steer=None) -> list[int]:  # [T], [T] bool -> [T]
     """Each generated row's id is the argmax (the first maximum, like MATCH) of the logits after the rows before it."""
     ids = [int(i) for i in ids]
     for t in range(1, len(ids)):
         if generated[t]:
-            ids[t] = int(np.argmax(gpt2(ids[:t], params, config)["logits"][-1]))
+            ids[t] = int(np.argmax(gpt2(ids[:t], params, config, steer=steer)["logits"][-1]))
     return ids
 
 

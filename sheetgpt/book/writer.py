@@ -36,7 +36,7 @@ from ..tokenizer import Tokenizer
 from ..weight_text import stored_values
 from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Tab
-from .tabs import WRITE_ORDER, embeddings
+from .tabs import WRITE_ORDER, embeddings, steering
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
 
@@ -72,6 +72,7 @@ class BookWriter:
     progress: Callable[[int, str], None] | None = None
     sheets: dict = field(default_factory=dict)  # tab name -> FormulaSheet
     streamed: dict[str, np.ndarray] = field(default_factory=dict)  # tab name -> values written by assemble
+    steer: steering.Settings | None = None  # the Steering tab's editable cells (books that have it)
 
     def sheet(self, tab: Tab) -> FormulaSheet:
         return self.sheets[tab.name]
@@ -98,11 +99,14 @@ def build_workbook(
     progress: Callable[[int, str], None] | None = None,
     typed_prompt: bool | None = False,
     generate: int = 0,
+    steer: steering.Settings | None = None,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end).
 
     ``generate`` N > 0: the book's rows are the prompt and N more, each the greedy next token of the
     rows before it, computed by the book's formulas (``context`` is then the prompt's length + N).
+    ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
+    that tab, with strength 0 unless ``steer`` says otherwise.
     """
     started = time.perf_counter()
     out_path = Path(out_path)
@@ -120,14 +124,21 @@ def build_workbook(
     if generate:
         context = _generated_context(prompt_text, tokenizer, model.config.n_positions, generate)
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
-    layout = Layout(model.config, len(prompt.ids), logits_all or generate > 0, prompt.typed, generate)
+    steered = generate > 0 or steer is not None
+    layout = Layout(model.config, len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered)
     stored = {name: stored_values(value) for name, value in model.flat.items()}
     params = model.__class__(model.config, stored, model.path).params
     bpe = prompt.bpe_reference() if prompt.typed else {}
+    steer_stages, add = {}, None
+    if steered:
+        lookup = tokenizer.display_ids()
+        steer = steer or steering.default_settings(lookup)
+        steer_stages = steer.stages(lookup, np.asarray(stored["wte"], np.float64), model.config.n_layer)
+        add = steer_stages["steer.add"]
     if generate:
         after = [t > prompt.predict_after for t in range(len(prompt.ids))]
-        prompt = prompt.continued(greedy_fill(prompt.ids, after, params, model.config), tokenizer)
-    trace = gpt2(prompt.ids, params, model.config)
+        prompt = prompt.continued(greedy_fill(prompt.ids, after, params, model.config, add), tokenizer)
+    trace = gpt2(prompt.ids, params, model.config, steer=add) | steer_stages
     trace = with_selected_position(trace, prompt.predict_after)
     if generate:
         trace = with_generation_stages(trace, model.config.n_layer)
@@ -144,7 +155,7 @@ def build_workbook(
     _remove_stale_parts(out_path)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
     try:
-        cells = _write(tmp, layout, prompt, tokenizer, stored, trace, source or path_text(model.path), progress)
+        cells = _write(tmp, layout, prompt, tokenizer, stored, trace, source or path_text(model.path), progress, steer)
         os.replace(tmp, out_path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -181,14 +192,18 @@ def _remove_stale_parts(out_path: Path) -> None:
             pass
 
 
-def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress) -> int:
+def _write(
+    path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress, steer=None
+) -> int:
     """xlsxwriter writes the frames of every tab to a skeleton book; ``assemble`` then copies its
     members into ``path``, streams the weight tabs' worksheets in their place and merges the
     compute tabs' per-cell formulas (as shared formulas) into theirs."""
     path = Path(path)
     skeleton = path.with_name(path.name + ".skeleton")
     try:
-        cells, weights, formulas = _write_skeleton(skeleton, layout, prompt, tokenizer, stored, trace, source, progress)
+        cells, weights, formulas = _write_skeleton(
+            skeleton, layout, prompt, tokenizer, stored, trace, source, progress, steer
+        )
         cells += assemble(
             str(skeleton),
             str(path),
@@ -202,7 +217,9 @@ def _write(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, t
     return cells
 
 
-def _write_skeleton(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress):
+def _write_skeleton(
+    path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress, steer=None
+):
     """The book with empty weight tabs and without the compute tabs' per-cell formulas; returns
     (cells written, {worksheet member: (tab, values)}, {worksheet member: (tab, formula blocks)})."""
     wb = xlsxwriter.Workbook(
@@ -215,7 +232,7 @@ def _write_skeleton(path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, 
             "constant_memory": False,
         },
     )
-    out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, stored, source, progress)
+    out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, stored, source, progress, steer=steer)
     for tab in layout.tabs:
         ws = wb.add_worksheet(tab.name, worksheet_class=FormulaSheet)
         ws.set_tab_color(TAB_COLORS[tab.kind])

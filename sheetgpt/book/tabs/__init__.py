@@ -18,6 +18,7 @@ from . import (
     merges,
     predict,
     prompt,
+    steering,
     tokenize,
     vocab,
     weights,
@@ -30,6 +31,7 @@ TABS = (
     tokenize,  # Tokenize: how the prompt became token ids, as values
     bpe,  # BPE: GPT-2's tokenizer in formulas (typed-prompt books)
     embed,  # Embed: token + position embeddings
+    steering,  # Steering: strength x (wte[A] - wte[B]) added at a block's input (--generate/--steer books)
     block,  # Block 0, Block 1, ...: one transformer block each
     final_norm,  # Final norm: ln_f and the predicting position's row
     logits,  # Logits: the tied unembedding

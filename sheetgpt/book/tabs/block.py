@@ -30,15 +30,23 @@ def output(layout: Layout, placed: dict[str, Region]) -> Region:
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     out, x = [], placed["embed.h"]
     for i in range(layout.config.n_layer):
-        out.append(_block(layout, i, x))
+        out.append(_block(layout, i, x, placed.get("steer.add")))
         x = out[-1].regions[-1]
     return out
 
 
-def _block(layout: Layout, i: int, x: Region) -> Tab:
+def _block(layout: Layout, i: int, x: Region, add: Region | None = None) -> Tab:
     c, tab, T = layout.config, name(i), layout.T
     d, H, hd = c.n_embd, c.n_head, c.head_dim
     p = f"h.{i}"
+    steered = []
+    if add is not None:  # activation steering: the Steering tab's row for this block, added to every row
+        inp = Region(f"{p}.in", tab, 0, T, d)
+        prev = x
+        inp.formula = lambda t, j: (
+            f"{prev.at(t, j, tab)}+{add.ref(tab)}{a1.cell(add.top + i, add.left + j, row_abs=True)}"
+        )
+        steered, x = [inp], inp
     ln_1 = layer_norm(layout, tab, f"{p}.ln_1", x)
     qkv = linear(layout, tab, f"{p}.attn.c_attn", ln_1[-1], 3 * d)
     qkv.col_header = lambda j: f"{'qkv'[j // d]}{(j % d) // hd}.{(j % d) % hd}"
@@ -55,7 +63,23 @@ def _block(layout: Layout, i: int, x: Region) -> Tab:
     gelu = Region(f"{p}.mlp.gelu", tab, 0, T, 4 * d)
     mlp_proj = linear(layout, tab, f"{p}.mlp.c_proj", gelu, d)
     res_2 = Region(f"{p}.res_2", tab, 0, T, d)
-    regions = [*ln_1, qkv, scores, masked, exp, weights, merged, proj, res_1, *ln_2, fc, gelu, mlp_proj, res_2]
+    regions = [
+        *steered,
+        *ln_1,
+        qkv,
+        scores,
+        masked,
+        exp,
+        weights,
+        merged,
+        proj,
+        res_1,
+        *ln_2,
+        fc,
+        gelu,
+        mlp_proj,
+        res_2,
+    ]
     stack(regions)
 
     def head_cols(region: Region, h: int, i: int) -> str:  # row i of head h's block: $C5:$R5

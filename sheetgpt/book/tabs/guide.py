@@ -29,6 +29,7 @@ CONFIG_TITLE_ROW = PREDICTED_ROW + 3  # "Model configuration", then one row per 
 CONFIG = ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "layer_norm_epsilon", "token rows")
 LOGITS_ALL = "logits for every position"
 GENERATE = "generated rows (greedy)"  # generating books only: --generate N
+STEER = "steering tab"  # books with a Steering tab (--generate or --steer): 1
 # Typed-prompt books: the BPE tab's limits, in TypedLimits' field order.
 TYPED_LIMITS = (
     "typed prompt: max characters",
@@ -45,7 +46,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
 def prompt_row(layout: Layout) -> int:
     """The row of the prompt's text (below the configuration table); a generating book's continuation is
     the row after it."""
-    entries = len(CONFIG) + 1 + (1 if layout.generate else 0) + (len(TYPED_LIMITS) if layout.typed else 0)
+    entries = len(CONFIG) + 1 + bool(layout.generate) + layout.steer + (len(TYPED_LIMITS) if layout.typed else 0)
     return CONFIG_TITLE_ROW + entries + 2
 
 
@@ -87,6 +88,8 @@ def write(out: BookWriter, tab: Tab) -> int:
     config_rows = [*zip(CONFIG, values), (LOGITS_ALL, 1 if layout.logits_all else 0)]
     if layout.generate:
         config_rows.append((GENERATE, layout.generate))
+    if layout.steer:
+        config_rows.append((STEER, 1))
     if layout.typed:  # the BPE tab's limits (check reads them back)
         config_rows += list(zip(TYPED_LIMITS, dataclasses.astuple(layout.typed)))
     for k, (key, value) in enumerate(config_rows, start=1):
@@ -174,16 +177,18 @@ def read_back(book: Book) -> tuple[GPT2Config, int, bool, TypedLimits | None]:
     return config, int(ints["token rows"]), bool(get(LOGITS_ALL)), _typed_limits(book, labels)
 
 
-def read_generate(book: Book) -> int:
-    """The configuration table's generated rows (0: not a generating book)."""
+def read_generate(book: Book) -> tuple[int, bool]:
+    """(the configuration table's generated rows, whether the book has a Steering tab); (0, False)
+    for books without either."""
     guide = book.sheets[NAME]
     labels = {text: r for (r, c), text in guide.strings.items() if c == 0}
-    if GENERATE not in labels:
-        return 0
-    value = readback.number(book, NAME, labels[GENERATE], 1, GENERATE)
-    if value is None or value != int(value) or value < 1:
-        raise WorkbookError(f"Guide tab: {GENERATE} must be a whole number above 0, got {value!r}")
-    return int(value)
+    out = []
+    for label in (GENERATE, STEER):
+        value = readback.number(book, NAME, labels[label], 1, label) if label in labels else 0
+        if value != int(value) or value < 0:
+            raise WorkbookError(f"Guide tab: {label} must be a whole number, got {value!r}")
+        out.append(int(value))
+    return out[0], out[1] > 0
 
 
 def _typed_limits(book: Book, labels: dict[str, int]) -> TypedLimits | None:
