@@ -111,9 +111,8 @@ def build_book(model_dir, prompt, out):
 def jobs_for(result, outdir, workdir):
     """(sheet, A1 range, png name) for each picture, sized from the book's layout."""
     from sheetgpt.a1 import cell as a1
-    from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, predict, vocab
+    from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, predict, steering, vocab
     from sheetgpt.book.tabs import prompt as prompt_tab
-    from sheetgpt.book.tabs import steering
 
     layout = result.layout
     T = layout.T
