@@ -21,7 +21,7 @@ import numpy as np
 
 from .a1 import cell as cell_name
 from .book.layout import WEIGHTS, Layout, Region
-from .book.tabs import embeddings, guide, predict, prompt, steering, vocab, weights
+from .book.tabs import embeddings, guide, neurons, predict, prompt, steering, vocab, weights
 from .checkpoint import Model, param_shapes
 from .engine import ENGINES, recompute
 from .engine.reader import Book, read_workbook
@@ -113,6 +113,7 @@ class BookInputs:
     generated: list[bool] = field(default_factory=list)  # generating books: rows that hold the row before's argmax
     words: vocab.VocabTab | None = None
     steer: steering.Settings | None = None  # books with a Steering tab: its editable cells
+    neuron_block: int = 0  # books with a Neurons tab: the block it shows
 
 
 SPARE_CELLS = 4_000_000  # cells a book may use beyond twice what sheetgpt writes (notes, a scratch tab)
@@ -169,8 +170,20 @@ def read_inputs(book: Book) -> BookInputs:
     emb_ids = embeddings.read_back(book, words)
     generated = prompt.generated_rows(book, layout, predict_after)
     steer = steering.read_back(book, layout) if layout.steer else None
+    neuron_block = neurons.read_back(book, layout) if layout.steer else 0
     return BookInputs(
-        layout, texts, ids, predict_after, temperature, params, emb_ids, typed_trace, generated, words, steer
+        layout,
+        texts,
+        ids,
+        predict_after,
+        temperature,
+        params,
+        emb_ids,
+        typed_trace,
+        generated,
+        words,
+        steer,
+        neuron_block,
     )
 
 
@@ -188,6 +201,8 @@ def reference_trace(inputs: BookInputs) -> dict:
         used = greedy_fill(used, inputs.generated, model.params, config, add)
         ids = [u if g else i for i, u, g in zip(ids, used, inputs.generated)]
     trace = gpt2(used, model.params, config, steer=add) | steer_stages
+    if inputs.steer is not None:
+        trace |= neurons.stages(trace, inputs.layout, inputs.neuron_block, inputs.predict_after)
     trace = with_selected_position(trace, inputs.predict_after, inputs.temperature)
     if inputs.layout.generate:
         trace = with_generation_stages(trace, config.n_layer)

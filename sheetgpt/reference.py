@@ -159,6 +159,20 @@ def logit_lens(outputs, t, g, b, eps, wte) -> Trace:  # n_layer x [T, d] -> the 
     return trace
 
 
+def neuron_view(gelus, block: int, t: int, k: int) -> Trace:  # n_layer x [T, 4d] -> the Neurons tab's stages
+    """The k MLP neurons with the largest GELU activation in each row of block ``block`` (LARGE, then MATCH:
+    the first neuron with that value), and the activations, across all rows, of row t's k neurons."""
+    act = gelus[block]  # [T, 4d]
+    top = -np.sort(-act, axis=-1)[:, :k]  # [T, k], LARGE(row, 1..k)
+    ids = np.array([[np.flatnonzero(row == v)[0] for v in vals] for row, vals in zip(act, top)])  # [T, k]
+    return {
+        "neurons.act": top,
+        "neurons.id": ids.astype(np.float64),
+        "neurons.focus": ids[t][None, :].astype(np.float64),  # [1, k]
+        "neurons.heat": act[:, ids[t]],  # [T, k]
+    }
+
+
 def cosine(a, b):  # [..., d], [..., d] -> [...]
     return (a * b).sum(axis=-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 

@@ -188,7 +188,7 @@ class Layout:
     # argmax of the row before's logits, so every product is laid out a row at a time (no formula of
     # row t reads a later row) and the logits are computed for every row.
     generate: int = 0
-    steer: bool = False  # a Steering tab, whose vector each block adds at its input (h.{i}.in)
+    steer: bool = False  # the Steering tab (whose vector each block adds at its input, h.{i}.in) and the Neurons tab
 
     @cached_property
     def texts(self) -> configparser.ConfigParser:

@@ -36,7 +36,7 @@ from ..tokenizer import Tokenizer
 from ..weight_text import stored_values
 from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Tab
-from .tabs import WRITE_ORDER, embeddings, steering
+from .tabs import WRITE_ORDER, embeddings, neurons, steering
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
 
@@ -73,6 +73,7 @@ class BookWriter:
     sheets: dict = field(default_factory=dict)  # tab name -> FormulaSheet
     streamed: dict[str, np.ndarray] = field(default_factory=dict)  # tab name -> values written by assemble
     steer: steering.Settings | None = None  # the Steering tab's editable cells (books that have it)
+    neuron_block: int = 0  # the Neurons tab's block (books that have it)
 
     def sheet(self, tab: Tab) -> FormulaSheet:
         return self.sheets[tab.name]
@@ -139,6 +140,8 @@ def build_workbook(
         after = [t > prompt.predict_after for t in range(len(prompt.ids))]
         prompt = prompt.continued(greedy_fill(prompt.ids, after, params, model.config, add), tokenizer)
     trace = gpt2(prompt.ids, params, model.config, steer=add) | steer_stages
+    if steered:
+        trace |= neurons.stages(trace, layout, neurons.default_block(layout), prompt.predict_after)
     trace = with_selected_position(trace, prompt.predict_after)
     if generate:
         trace = with_generation_stages(trace, model.config.n_layer)
@@ -233,6 +236,7 @@ def _write_skeleton(
         },
     )
     out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, stored, source, progress, steer=steer)
+    out.neuron_block = neurons.default_block(layout)
     for tab in layout.tabs:
         ws = wb.add_worksheet(tab.name, worksheet_class=FormulaSheet)
         ws.set_tab_color(TAB_COLORS[tab.kind])

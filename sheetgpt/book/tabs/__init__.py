@@ -16,6 +16,7 @@ from . import (
     logit_lens,
     logits,
     merges,
+    neurons,
     predict,
     prompt,
     steering,
@@ -37,6 +38,7 @@ TABS = (
     logits,  # Logits: the tied unembedding
     predict,  # Predict: softmax with a temperature, the top tokens
     logit_lens,  # Logit lens: what each block would predict
+    neurons,  # Neurons: each row's most active MLP neurons in a chosen block, a heatmap (--generate/--steer books)
     embeddings,  # Embeddings: cosine similarity of token vectors
     vocab,  # vocab: every token's id, text and GPT-2 form
     merges,  # merges: the BPE merge ranks (typed-prompt books)

@@ -29,7 +29,7 @@ CONFIG_TITLE_ROW = PREDICTED_ROW + 3  # "Model configuration", then one row per 
 CONFIG = ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "layer_norm_epsilon", "token rows")
 LOGITS_ALL = "logits for every position"
 GENERATE = "generated rows (greedy)"  # generating books only: --generate N
-STEER = "steering tab"  # books with a Steering tab (--generate or --steer): 1
+STEER = "steering and neuron tabs"  # books with the Steering and Neurons tabs (--generate or --steer): 1
 # Typed-prompt books: the BPE tab's limits, in TypedLimits' field order.
 TYPED_LIMITS = (
     "typed prompt: max characters",
@@ -103,6 +103,13 @@ def write(out: BookWriter, tab: Tab) -> int:
         row += 2
     else:
         row = _write_continuation(out, ws, row)
+    if layout.steer:  # what to try on the Steering and Neurons tabs (their texts in regions.ini)
+        for key in ("steer", "neurons"):
+            section = layout.texts[key] if layout.texts.has_section(key) else {}
+            ws.write_string(row, 0, section.get("title", key), fmt.title)
+            ws.write_string(row, 1, section.get("explain", ""), fmt.note)
+            row += 1
+        row += 1
     ws.write_string(row, 0, "Tabs", fmt.title)
     for k, t in enumerate(layout.tabs[1:], start=1):
         ws.write_url(row + k, 0, f"internal:{a1.sheet_prefix(t.name)}A1", fmt.link, t.name)

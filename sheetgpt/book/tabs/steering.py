@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 NAME = "Steering"
 LABEL_COL, VALUE_COL, ID_COL = 0, 1, 2
 A_ROW, B_ROW, STRENGTH_ROW, BLOCK_ROW, STATUS_ROW = 3, 4, 5, 6, 7  # rows 4..8: A, B, strength, block L, status
-OK = (STATUS_ROW, ID_COL)  # C8: 1 when every value is usable, else 0 (steering off)
-REGIONS_TOP = STATUS_ROW + 3 + 3  # the vector's frame starts two rows below the status
+OK = (STATUS_ROW + 1, VALUE_COL)  # B9: 1 when every value is usable, else 0 (steering off)
+REGIONS_TOP = STATUS_ROW + 6  # the data row of the steering vector (its frame starts two rows below the status)
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     c = layout.config
     d, V, n = c.n_embd, c.vocab_size, c.n_layer
     ids = Region("steer.ids", NAME, A_ROW, 2, 1, left=ID_COL, number_format="0")
-    ok = Region("steer.ok", NAME, STATUS_ROW, 1, 1, left=ID_COL, number_format="0")
+    ok = Region("steer.ok", NAME, OK[0], 1, 1, left=OK[1], number_format="0")
     vector = Region("steer.vector", NAME, 0, 1, d)
     add = Region("steer.add", NAME, 0, n, d)
     stack([vector, add], REGIONS_TOP)
@@ -183,6 +183,7 @@ def write(out: BookWriter, tab: Tab) -> int:
         ws.write_array_formula(r, ID_COL, r, ID_COL, "{=" + ids.arrays[i][4] + "}", None, int(trace["steer.ids"][i, 0]))
     ws.write_string(STATUS_ROW, LABEL_COL, "status", fmt.label)
     ws.write_formula(STATUS_ROW, VALUE_COL, "=" + status_formula(n), fmt.note, status_text(s, lookup, n))
+    ws.write_string(OK[0], LABEL_COL, "usable (1) or off (0)", fmt.label)
     ws.write_formula(*OK, "=" + ok.formula(0, 0), fmt.number("0"), int(trace["steer.ok"][0, 0]))
     count = 3
     for region in (vector, add):
