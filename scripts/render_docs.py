@@ -1,5 +1,6 @@
 """Render PNG pictures of a book's tabs for the docs: docs/guide.png, block0.png, attention.png,
-predict.png, logit_lens.png, embeddings.png, generate.png, steering.png (after typing the documented
+predict.png, logit_lens.png, embeddings.png, generate.png, neurons.png, steering.png and
+steering_predict.png (after typing the documented
 flip into the Steering tab: " slow", " quick", strength 1, block 0).
 
     python scripts/render_docs.py [--model DIR] [--prompt TEXT] [--out docs]
@@ -111,7 +112,7 @@ def build_book(model_dir, prompt, out):
 def jobs_for(result, outdir, workdir):
     """(sheet, A1 range, png name) for each picture, sized from the book's layout."""
     from sheetgpt.a1 import cell as a1
-    from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, predict, steering, vocab
+    from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, neurons, predict, steering, vocab
     from sheetgpt.book.tabs import prompt as prompt_tab
 
     layout = result.layout
@@ -136,6 +137,8 @@ def jobs_for(result, outdir, workdir):
     ]
     if layout.generate:
         jobs.append((prompt_tab.NAME, "A1:" + a1(prompt_tab.TOP + T - 1, prompt_tab.SO_FAR_COL), "generate"))
+    if layout.steer:
+        jobs.append((neurons.NAME, "A1:" + a1(R["neurons.heat"].bottom, 2 + neurons.K - 1), "neurons"))
     out = [
         {
             "sheet": s,

@@ -25,7 +25,7 @@ NAME = "Neurons"
 K = 5  # neurons shown per row
 BLOCK = (2, 1)  # B3: the block whose neurons are shown (editable)
 STATUS = (2, 2)  # C3: what the tab shows, or why the block number cannot be used
-FIRST_TOP = 5  # the first region's frame starts on row 6
+FIRST_TOP = 7  # the first region's data row: its title on row 5, below the block cell
 
 
 def default_block(layout: Layout) -> int:
