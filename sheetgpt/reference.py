@@ -127,6 +127,7 @@ def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0, steer=Non
 def greedy_fill(ids, generated, params, config: GPT2Config, steer=None) -> list[int]:  # [T], [T] bool -> [T]
     """Each generated row's id is the argmax (the first maximum, like MATCH) of the logits after the rows before it."""
     ids = [int(i) for i in ids]
+    params = _to_f64(params)  # once, not in every pass
     for t in range(1, len(ids)):
         if generated[t]:
             ids[t] = int(np.argmax(gpt2(ids[:t], params, config, steer=steer)["logits"][-1]))
@@ -136,6 +137,8 @@ def greedy_fill(ids, generated, params, config: GPT2Config, steer=None) -> list[
 def _to_f64(tree):
     if isinstance(tree, dict):
         return {k: _to_f64(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_to_f64(v) for v in tree]
     return np.asarray(tree, dtype=np.float64)
 
 
