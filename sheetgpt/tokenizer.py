@@ -162,7 +162,8 @@ class Tokenizer:
         return bytes(self.byte_decoder[c] for c in t)
 
     def display(self, i: int) -> str:
-        """Readable, printable and unique: ' quick' (real leading space), or '<E2 80>' for bytes that are not clean text."""
+        """Readable, printable and unique: ' quick' (real leading space), or '<E2 80>' for bytes that are
+        not clean text."""
         self._check_id(i)
         return self.display_table()[i]
 
