@@ -153,3 +153,12 @@ def test_typed_steering_tokens_in_libreoffice(steered, bundled):
     assert "token A (slowish) is not in the vocabulary" in by_text["slowish"][0]
     assert tok.display(by_text["slowish"][1]) == " quickly"
     assert tok.display(by_text[" quick"][1]) == " quickly"  # A = B: the vector is zero
+
+
+def test_steering_without_generation(bundled, tmp_path):
+    """--steer with --generate 0: today's layout (whole-range products) plus the Steering and Neurons tabs."""
+    _, tok = bundled
+    result = _build(bundled, tmp_path / "s0.xlsx", FLIP, generate=0)
+    assert not result.layout.generate and result.layout.steer
+    assert tok.display(_top_token(evaluate(read_workbook(result.path)))) == " slowly"
+    assert check_book(result.path).passed
