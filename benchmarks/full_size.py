@@ -2,7 +2,9 @@
 
 Also, in the same run, the baseline: xlsxwriter cell by cell (write_row) on one weight tab;
 with --check, then `sheetgpt check` on the book (wall time and peak memory of its process tree).
-Usage: python benchmarks/full_size.py [--blocks N] [--tokens T] [--width D] [--skip-baseline] [--check]
+Usage: python benchmarks/full_size.py [--blocks N] [--tokens T] [--generate G] [--width D] [--skip-baseline] [--check]
+(--generate G: the book's T rows are a prompt of T - G tokens and G rows the formulas fill with its
+greedy continuation, as `sheetgpt build --generate G`.)
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def baseline_one_tab(values: np.ndarray, path: Path) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--blocks", type=int, default=None)
-    ap.add_argument("--tokens", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=16, help="token rows of the book")
+    ap.add_argument("--generate", type=int, default=0, help="of those rows, how many are generated (greedy)")
     ap.add_argument("--width", type=int, default=768, help="n_embd of the random model (heads of 64)")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument(
@@ -130,9 +133,10 @@ def main() -> None:
         model = model.truncated(args.blocks)
     tokenizer = Tokenizer.from_dir(d)
     load_s = time.perf_counter() - t0
-    out = BENCH / f"gpt2-d{args.width}-{args.blocks or 12}b-{args.tokens}t.xlsx"
+    out = BENCH / f"gpt2-d{args.width}-{args.blocks or 12}b-{args.tokens}t-{args.generate}g.xlsx"
+    prompt = prompt_of(tokenizer, args.tokens - args.generate)
     with MemoryWatch() as mem:
-        result = build_workbook(model, tokenizer, prompt_of(tokenizer, args.tokens), out, force=True)
+        result = build_workbook(model, tokenizer, prompt, out, force=True, generate=args.generate)
     size = out.stat().st_size
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20

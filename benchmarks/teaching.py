@@ -23,8 +23,10 @@ from sheetgpt.random_model import SHAPES, make_random_model
 
 # (label, extra `sheetgpt build` arguments); "{micro}" is a random micro-shaped checkpoint
 VARIANTS = [
-    ("bundled model, defaults (typed prompt, 16 rows, 2 blocks)", []),
-    ("bundled model, token rows (--no-typed-prompt)", ["--no-typed-prompt"]),
+    ("bundled model, defaults (typed prompt, 24 rows: 6 prompt + 18 generated, 2 blocks)", []),
+    ("bundled model, --generate 0 (typed prompt, 16 rows, no generation)", ["--generate", "0"]),
+    ("bundled model, --generate 42 (48 rows: its whole context)", ["--generate", "42"]),
+    ("bundled model, token rows (--no-typed-prompt; 24 rows, generating)", ["--no-typed-prompt"]),
     (
         "bundled model, --blocks 1 --context 8 --no-typed-prompt",
         ["--blocks", "1", "--context", "8", "--no-typed-prompt"],
@@ -54,6 +56,7 @@ def timed(args: list[str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", type=int, nargs="*", default=None, help="run only these variants (0-based)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         micro, wide = Path(tmp) / "micro", Path(tmp) / "wide"
@@ -61,7 +64,9 @@ def main() -> None:
         make_random_model(wide, SHAPES["wide"], 0)
         print("| book | size MB | build s, median (slowest) | check s, median (slowest) |")
         print("|---|---|---|---|")
-        for label, extra in VARIANTS:
+        for k, (label, extra) in enumerate(VARIANTS):
+            if args.only is not None and k not in args.only:
+                continue
             book = Path(tmp) / "book.xlsx"
             build_args = ["build", *[a.format(micro=micro, wide=wide) for a in extra], "-o", str(book), "--force"]
             builds, checks = [], []

@@ -1,5 +1,7 @@
 """Render PNG pictures of a book's tabs for the docs: docs/guide.png, block0.png, attention.png,
-predict.png, logit_lens.png, embeddings.png.
+predict.png, logit_lens.png, embeddings.png, generate.png, neurons.png, steering.png and
+steering_predict.png (after typing the documented
+flip into the Steering tab: " slow", " quick", strength 1, block 0).
 
     python scripts/render_docs.py [--model DIR] [--prompt TEXT] [--out docs]
 
@@ -41,6 +43,11 @@ def uno_main(req_path):
         doc.enableAutomaticCalculation(False)
         styles = doc.StyleFamilies.getByName("PageStyles")
         for job in req["jobs"]:
+            if job.get("set"):  # values typed into cells first (the Steering tab after a flip), then recalculated
+                for sheet_name, ref, value in job["set"]:
+                    cell = doc.Sheets.getByName(sheet_name).getCellRangeByName(ref)
+                    cell.setString(value) if isinstance(value, str) else cell.setValue(value)
+                doc.calculateAll()
             sheet = doc.Sheets.getByName(job["sheet"])
             area = sheet.getCellRangeByName(job["range"])
             a = area.getRangeAddress()
@@ -78,7 +85,7 @@ def build_book(model_dir, prompt, out):
 
     from sheetgpt.book.writer import build_workbook
     from sheetgpt.checkpoint import load_model
-    from sheetgpt.cli_book import DEFAULT_PROMPT
+    from sheetgpt.cli_book import DEFAULT_GENERATE_ROWS, DEFAULT_PROMPT
     from sheetgpt.random_model import SHAPES, make_random_model
     from sheetgpt.tokenizer import Tokenizer
 
@@ -93,16 +100,20 @@ def build_book(model_dir, prompt, out):
             print(f"no bundled model at {bundled}: using a random one-head model", file=sys.stderr)
     model = load_model(model_dir)
     prompt = prompt or DEFAULT_PROMPT
-    # as `sheetgpt build` does: a typed-prompt book when the prompt fits the formulas
+    tokenizer = Tokenizer.from_dir(model_dir)
+    # as `sheetgpt build` does: a typed-prompt book when the prompt fits the formulas, generating to fill its rows
+    rows = min(DEFAULT_GENERATE_ROWS, model.config.n_positions)
+    generate = max(rows - len(tokenizer.encode(prompt)), 0)
     return build_workbook(
-        model, Tokenizer.from_dir(model_dir), prompt, out, force=True, source=str(model_dir), typed_prompt=None
+        model, tokenizer, prompt, out, force=True, source=str(model_dir), typed_prompt=None, generate=generate
     )
 
 
 def jobs_for(result, outdir, workdir):
     """(sheet, A1 range, png name) for each picture, sized from the book's layout."""
     from sheetgpt.a1 import cell as a1
-    from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, predict, vocab
+    from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, neurons, predict, steering, vocab
+    from sheetgpt.book.tabs import prompt as prompt_tab
 
     layout = result.layout
     T = layout.T
@@ -113,7 +124,7 @@ def jobs_for(result, outdir, workdir):
     norm = R["h.0.ln_1.norm"]
     n_tabs = next(k for k, t in enumerate(layout.tabs) if t.name == vocab.NAME)
     jobs = [
-        (guide.NAME, "A1:" + a1(22 + n_tabs, 1), "guide"),
+        (guide.NAME, "A1:" + a1(guide.prompt_row(layout) + 5 + n_tabs, 1), "guide"),
         (block.name(0), "A1:" + a1(norm.bottom, min(norm.right, 11)), "block0"),
         (
             block.name(last),
@@ -124,7 +135,11 @@ def jobs_for(result, outdir, workdir):
         (logit_lens.NAME, "A1:" + a1(lens_out.bottom, min(lens_out.right, 9)), "logit_lens"),
         (embeddings.NAME, "A1:" + a1(R["emb.near.query"].bottom, 11), "embeddings"),
     ]
-    return [
+    if layout.generate:
+        jobs.append((prompt_tab.NAME, "A1:" + a1(prompt_tab.TOP + T - 1, prompt_tab.SO_FAR_COL), "generate"))
+    if layout.steer:
+        jobs.append((neurons.NAME, "A1:" + a1(R["neurons.heat"].bottom, 2 + neurons.K - 1), "neurons"))
+    out = [
         {
             "sheet": s,
             "range": r,
@@ -133,6 +148,28 @@ def jobs_for(result, outdir, workdir):
         }
         for s, r, name in jobs
     ]
+    if layout.steer:  # last: it changes the book
+        add = R["steer.add"]
+        flip = [
+            (steering.NAME, a1(steering.A_ROW, steering.VALUE_COL), " slow"),
+            (steering.NAME, a1(steering.B_ROW, steering.VALUE_COL), " quick"),
+            (steering.NAME, a1(steering.STRENGTH_ROW, steering.VALUE_COL), 1.0),
+            (steering.NAME, a1(steering.BLOCK_ROW, steering.VALUE_COL), 0),
+        ]
+        for sheet, rng, name in (
+            (steering.NAME, "A1:" + a1(add.bottom, 9), "steering"),
+            (predict.NAME, "A1:" + a1(R["predict.probs"].top + 14, 13), "steering_predict"),
+        ):
+            out.append(
+                {
+                    "sheet": sheet,
+                    "range": rng,
+                    "set": flip,
+                    "pdf": os.path.join(workdir, name + ".pdf"),
+                    "png": os.path.join(outdir, name + ".png"),
+                }
+            )
+    return out
 
 
 def main(argv):

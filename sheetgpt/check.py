@@ -22,7 +22,7 @@ import numpy as np
 from . import exercises
 from .a1 import cell as cell_name
 from .book.layout import WEIGHTS, Layout, Region
-from .book.tabs import embeddings, guide, predict, prompt, vocab, weights
+from .book.tabs import embeddings, guide, neurons, predict, prompt, steering, vocab, weights
 from .checkpoint import Model, param_shapes
 from .engine import ENGINES, recompute
 from .engine.cached import file_values
@@ -30,7 +30,7 @@ from .engine.reader import Book, read_workbook
 from .engine.values import Values
 from .errors import WorkbookError
 from .grade import grade
-from .reference import gpt2, with_selected_position, with_teaching_stages
+from .reference import gpt2, greedy_fill, with_generation_stages, with_selected_position, with_teaching_stages
 from .weight_text import stored_values
 
 
@@ -129,6 +129,10 @@ class BookInputs:
     typed_trace: dict = field(default_factory=dict)  # typed-prompt books: the BPE tab's checked regions
     token_formulas: list[int] = field(default_factory=list)  # token rows whose text a teacher's formula gives
     lookup: dict = field(default_factory=dict)  # vocab text -> id, as the book's id lookup sees it
+    generated: list[bool] = field(default_factory=list)  # generating books: rows that hold the row before's argmax
+    words: vocab.VocabTab | None = None
+    steer: steering.Settings | None = None  # books with a Steering tab: its editable cells
+    neuron_block: int = 0  # books with a Neurons tab: the block it shows
 
 
 SPARE_CELLS = 4_000_000  # cells a book may use beyond twice what sheetgpt writes (notes, a scratch tab)
@@ -170,7 +174,7 @@ def _check_extent(book: Book, layout: Layout) -> None:
 
 def read_inputs(book: Book) -> BookInputs:
     config, T, logits_all, typed = guide.read_back(book)
-    layout = Layout(config, T, logits_all, typed)
+    layout = Layout(config, T, logits_all, typed, *guide.read_generate(book))
     missing = [t.name for t in layout.tabs if t.name not in book.sheets]
     if missing:
         raise WorkbookError(
@@ -183,9 +187,26 @@ def read_inputs(book: Book) -> BookInputs:
     temperature = predict.read_back(book, layout)
     params = weights.read_back(book, layout)
     emb_ids = embeddings.read_back(book, words)
-    token_formulas = prompt.teacher_formulas(book, layout)
+    generated = prompt.generated_rows(book, layout, predict_after)
+    steer = steering.read_back(book, layout) if layout.steer else None
+    neuron_block = neurons.read_back(book, layout) if layout.steer else 0
+    # a teacher's formula in a token cell; a generated row's own formula is the book's, not a teacher's
+    token_formulas = [t for t in prompt.teacher_formulas(book, layout) if not generated[t]]
     return BookInputs(
-        layout, texts, ids, predict_after, temperature, params, emb_ids, typed_trace, token_formulas, words.lookup
+        layout,
+        texts,
+        ids,
+        predict_after,
+        temperature,
+        params,
+        emb_ids,
+        typed_trace,
+        token_formulas=token_formulas,
+        lookup=words.lookup,
+        generated=generated,
+        words=words,
+        steer=steer,
+        neuron_block=neuron_block,
     )
 
 
@@ -206,13 +227,26 @@ def reference_trace(inputs: BookInputs) -> dict:
     config = inputs.layout.config
     used = [max(i, 0) for i in inputs.ids]
     model = Model(config, inputs.weights, Path("."))
-    trace = gpt2(used, model.params, config)
+    ids = list(inputs.ids)
+    steer_stages, add = {}, None
+    if inputs.steer is not None:
+        wte = np.asarray(inputs.weights["wte"], np.float64)
+        steer_stages = inputs.steer.stages(inputs.words.lookup, wte, config.n_layer)
+        add = steer_stages["steer.add"]
+    if any(inputs.generated):  # the reference's own greedy continuation
+        used = greedy_fill(used, inputs.generated, model.params, config, add)
+        ids = [u if g else i for i, u, g in zip(ids, used, inputs.generated)]
+    trace = gpt2(used, model.params, config, steer=add) | steer_stages
+    if inputs.steer is not None:
+        trace |= neurons.stages(trace, inputs.layout, inputs.neuron_block, inputs.predict_after)
     trace = with_selected_position(trace, inputs.predict_after, inputs.temperature)
+    if inputs.layout.generate:
+        trace = with_generation_stages(trace, config.n_layer)
     trace = with_teaching_stages(
         trace, inputs.weights, config, inputs.predict_after, inputs.emb_ids, embeddings.PAIRS, embeddings.NEAREST
     )
     trace |= inputs.typed_trace
-    trace["prompt.ids"] = np.asarray(inputs.ids, dtype=np.float64)[:, None]
+    trace["prompt.ids"] = np.asarray(ids, dtype=np.float64)[:, None]
     return trace
 
 
@@ -425,5 +459,3 @@ def check_book(
     report.exercises = grade(inputs.layout, book, values, inputs.weights, trace, report.stages, rtol)
     report.seconds = time.perf_counter() - started
     return report
-
-

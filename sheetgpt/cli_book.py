@@ -16,6 +16,9 @@ from .errors import SheetGPTError
 from .safe_io import check_temp_name, kind_of, path_text, require_regular_file, write_error
 
 DEFAULT_PROMPT = "Mike is quick. He moves"
+# Token rows of the bundled model's default book: the prompt and its greedy continuation (measured in
+# BENCHMARKS.md: the book's size and its build and check times grow with the rows).
+DEFAULT_GENERATE_ROWS = 24
 
 
 def _size(path: Path) -> str:
@@ -158,13 +161,30 @@ def check_report_paths(book: Path, outputs: dict[str, Path | None], force: bool)
     "stage names such as h.0.ln_1.var, or families: layer_norm, variance, attention, mask, softmax, "
     "linear, gelu, mlp, residual, embedding, unembedding; see docs/exercises.md). Grade with sheetgpt grade.",
 )
+@click.option(
+    "--generate",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Token rows after the prompt that the book fills with its own greedy continuation, in formulas "
+    "(the context is then the prompt plus N rows). 0: rows after the prompt are padding. Default: the "
+    f"bundled model fills its context ({DEFAULT_GENERATE_ROWS} rows in all); other models and --context: 0.",
+)
+@click.option(
+    "--steer",
+    type=(str, str, float, int),
+    default=None,
+    metavar="A B STRENGTH L",
+    help="Activation steering: add STRENGTH x (wte[A] - wte[B]) to the residual stream at the input of block L "
+    "(token texts as the vocab tab shows them), e.g. --steer ' slow' ' quick' 1 0. The book's Steering tab "
+    "holds the four values (editable); books built with --generate have it too, with strength 0.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt, exercise):
+def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt, exercise, generate, steer):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from .book.writer import build_workbook
     from .checkpoint import load_model
     from .hf_cache import model_name
-    from .tokenizer import Tokenizer
+    from .tokenizer import ENDOFTEXT, Tokenizer
 
     started = time.perf_counter()
     if output is not None:  # before loading a model: a name the file system cannot take is refused at once
@@ -176,7 +196,24 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
         raise SheetGPTError(
             f"--context must be between 1 and the model's n_positions ({model.config.n_positions}), got {context}"
         )
+    if generate and context is not None:
+        raise SheetGPTError(
+            f"give --context or --generate, not both: --generate {generate} makes the context the prompt's "
+            f"tokens plus {generate}"
+        )
+    if exercise is not None and (generate or steer is not None):
+        raise SheetGPTError("an exercise book neither generates nor steers: leave out --generate and --steer")
     tokenizer = Tokenizer.from_dir(model.path)
+    if generate is None and exercise is not None:
+        generate = 0  # an exercise book predicts one token, once the learner's blanks compute
+    if generate is None:  # the bundled model fills its context, up to DEFAULT_GENERATE_ROWS rows
+        rows = min(DEFAULT_GENERATE_ROWS, model.config.n_positions)
+        n = len(tokenizer.encode(prompt)) if prompt else 0
+        generate = max(rows - n, 0) if model_dir is None and context is None else 0
+    if steer is not None:
+        from .book.tabs import steering
+
+        steer = steering.from_cli(steer, tokenizer.display_ids(), model.config.n_layer)
     output = output or Path("output") / f"{model_name(model.path)}.xlsx"
     check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
     steps = (
@@ -195,6 +232,8 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
             progress=lambda n, _tab: bar.update(n),
             typed_prompt=typed_prompt,
             exercise=exercise,
+            generate=generate,
+            steer=steer,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])
@@ -213,6 +252,11 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
     click.echo(
         f"predicted next token: {tokenizer.display(top)!r} (p = {prob:.3f}); prove it with: sheetgpt check {shown}"
     )
+    if generate:
+        ids = result.ids[len(result.ids) - generate :]
+        eot = tokenizer.special.get(ENDOFTEXT)
+        shown_ids = ids[: ids.index(eot)] if eot in ids else ids
+        click.echo(f"greedy continuation in the book ({generate} rows): {tokenizer.decode(shown_ids)!r}")
 
 
 @click.command("check")

@@ -72,7 +72,15 @@ def _encode(tok: Tokenizer, model: Model, prompt: str) -> list[int]:
 
 
 def continue_ids(
-    ids: list[int], model: Model, logits, n: int, temperature: float, k: int, seed: int | None, stop: int | None = None
+    ids: list[int],
+    model: Model,
+    logits,
+    n: int,
+    temperature: float,
+    k: int,
+    seed: int | None,
+    stop: int | None = None,
+    steer=None,
 ) -> tuple[list[int], str]:
     """Up to n new ids, each after a full forward pass, and why it ended: "n" (n ids made),
     "n_positions" (the sequence filled the context) or "endoftext" (``stop`` was chosen; not kept)."""
@@ -83,7 +91,7 @@ def continue_ids(
         if len(seq) >= config.n_positions:
             return new, "n_positions"
         if new:
-            logits = reference.gpt2(seq, params, config)["logits"][-1]
+            logits = reference.gpt2(seq, params, config, steer=steer)["logits"][-1]
         nxt = choose_next(logits, temperature, k, rng)
         if nxt == stop:
             return new, "endoftext"
@@ -122,19 +130,34 @@ def continue_ids(
     help="Stop the continuation when the model chooses <|endoftext|> (--no-stop: go on past it).",
 )
 @click.option(
+    "--steer",
+    type=(str, str, float, int),
+    default=None,
+    metavar="A B STRENGTH L",
+    help="Activation steering, as in `sheetgpt build --steer`: add STRENGTH x (wte[A] - wte[B]) to the residual "
+    "stream at the input of block L, e.g. --steer ' slow' ' quick' 1 0.",
+)
+@click.option(
     "--json", "as_json", is_flag=True, default=False, help="Print the result as JSON (with the last position's logits)."
 )
-def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, as_json) -> None:
+def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, steer, as_json) -> None:
     """Predict the next token after --prompt with the float64 reference, and continue the text."""
     start = time.perf_counter()
     model, tok = _load(model_dir)
     ids = _encode(tok, model, prompt)
-    logits = reference.gpt2(ids, model.params, model.config)["logits"][-1]  # [V], the last position
+    add = None
+    if steer is not None:
+        from .book.tabs import steering
+
+        settings = steering.from_cli(steer, tok.display_ids(), model.config.n_layer)
+        wte = np.asarray(model.params["wte"], np.float64)
+        add = settings.stages(tok.display_ids(), wte, model.config.n_layer)["steer.add"]
+    logits = reference.gpt2(ids, model.params, model.config, steer=add)["logits"][-1]  # [V], the last position
     probs = softmax(logits)
     k = min(top_k, model.config.vocab_size)
     top = [{"id": int(i), "text": tok.display(int(i)), "prob": float(probs[i])} for i in top_k_ids(logits, k)]
     eot = tok.special.get(ENDOFTEXT) if stop else None
-    new, ended = continue_ids(ids, model, logits, n_tokens, temperature, k, seed, eot)
+    new, ended = continue_ids(ids, model, logits, n_tokens, temperature, k, seed, eot, add)
     seconds = time.perf_counter() - start
     if as_json:
         click.echo(

@@ -12,7 +12,7 @@ the values the BPE tab's checked regions must hold.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import regex
@@ -70,6 +70,11 @@ class Prompt:
     texts: list[str]  # each row's token as the book shows it (Tokenizer.display)
     n_prompt: int  # rows that hold the prompt's tokens
     typed: TypedLimits | None = None  # a typed-prompt book: the BPE tab's sizes
+    pad: int = -1  # the id that fills the BPE tab's rows after the prompt (<|endoftext|>)
+
+    def continued(self, ids: list[int], tokenizer: Tokenizer) -> Prompt:
+        """The same prompt with its rows' ids (and texts) replaced, e.g. by a generated continuation."""
+        return replace(self, ids=list(ids), texts=[tokenizer.display(i) for i in ids])
 
     @property
     def predict_after(self) -> int:
@@ -116,7 +121,9 @@ class Prompt:
         return {
             "bpe.class": cls,
             "bpe.word": word,
-            "bpe.ids": np.array(self.ids, dtype=np.float64)[:, None],
+            "bpe.ids": np.array(
+                self.ids[: self.n_prompt] + [self.pad] * (len(self.ids) - self.n_prompt), dtype=np.float64
+            )[:, None],
             "bpe.count": np.array([[self.n_prompt]], float),
         }
 
@@ -125,7 +132,7 @@ def _rows(text: str, words: list[WordTrace], rows: int, tokenizer: Tokenizer, ty
     ids = [i for w in words for i in w.ids]
     pad = tokenizer.vocab_size - 1  # <|endoftext|> fills rows after the prompt; causal attention ignores them
     all_ids = ids + [pad] * (rows - len(ids))
-    return Prompt(text, words, all_ids, [tokenizer.display(i) for i in all_ids], len(ids), typed)
+    return Prompt(text, words, all_ids, [tokenizer.display(i) for i in all_ids], len(ids), typed, pad)
 
 
 def make_prompt(

@@ -90,8 +90,20 @@ def next_token_probs(logits, temperature=1.0):  # [V] -> (max [], sum [], probs 
     return top, e.sum(), e / e.sum()
 
 
-def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0) -> Trace:
-    """Forward pass over token ids; every stage's value, float64, keyed by stage name."""
+def steering(wte, a: int, b: int, strength: float, block: int, n_layer: int):  # -> [n_layer, d]
+    """What activation steering adds to the residual stream at the input of each block: strength x
+    (wte[a] - wte[b]) at block ``block``, zero elsewhere (and everywhere if a, b or the block is not valid)."""
+    add = np.zeros((n_layer, wte.shape[1]))
+    if a >= 0 and b >= 0 and 0 <= block < n_layer:
+        add[block] = strength * (wte[a] - wte[b])
+    return add
+
+
+def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0, steer=None) -> Trace:
+    """Forward pass over token ids; every stage's value, float64, keyed by stage name.
+
+    ``steer`` [n_layer, d] (``steering``): added to every row of the residual stream at each block's
+    input, kept as the stage ``h.{i}.in``."""
     ids = np.asarray(ids, dtype=np.int64)
     f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
     trace: Trace = {"ids": ids}
@@ -102,6 +114,8 @@ def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0) -> Trace:
     eps = config.layer_norm_epsilon
     for i, block in enumerate(params["blocks"]):
         block = _to_f64(block)
+        if steer is not None:
+            x = trace[f"h.{i}.in"] = x + steer[i]  # [T, d] + [d]
         x = transformer_block(x, block, config.n_head, eps, trace, f"h.{i}")
     x = layer_norm(x, f64(params["ln_f"]["g"]), f64(params["ln_f"]["b"]), eps, trace, "ln_f")
     trace["logits"] = x @ wte.T  # [T, d] -> [T, V], tied unembedding
@@ -110,9 +124,21 @@ def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0) -> Trace:
     return trace
 
 
+def greedy_fill(ids, generated, params, config: GPT2Config, steer=None) -> list[int]:  # [T], [T] bool -> [T]
+    """Each generated row's id is the argmax (the first maximum, like MATCH) of the logits after the rows before it."""
+    ids = [int(i) for i in ids]
+    params = _to_f64(params)  # once, not in every pass
+    for t in range(1, len(ids)):
+        if generated[t]:
+            ids[t] = int(np.argmax(gpt2(ids[:t], params, config, steer=steer)["logits"][-1]))
+    return ids
+
+
 def _to_f64(tree):
     if isinstance(tree, dict):
         return {k: _to_f64(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_to_f64(v) for v in tree]
     return np.asarray(tree, dtype=np.float64)
 
 
@@ -134,6 +160,20 @@ def logit_lens(outputs, t, g, b, eps, wte) -> Trace:  # n_layer x [T, d] -> the 
         "lens.id": logits.argmax(axis=-1)[:, None].astype(np.float64),
     }  # argmax: the first maximum, like MATCH
     return trace
+
+
+def neuron_view(gelus, block: int, t: int, k: int) -> Trace:  # n_layer x [T, 4d] -> the Neurons tab's stages
+    """The k MLP neurons with the largest GELU activation in each row of block ``block`` (LARGE, then MATCH:
+    the first neuron with that value), and the activations, across all rows, of row t's k neurons."""
+    act = gelus[block]  # [T, 4d]
+    top = -np.sort(-act, axis=-1)[:, :k]  # [T, k], LARGE(row, 1..k)
+    ids = np.array([[np.flatnonzero(row == v)[0] for v in vals] for row, vals in zip(act, top)])  # [T, k]
+    return {
+        "neurons.act": top,
+        "neurons.id": ids.astype(np.float64),
+        "neurons.focus": ids[t][None, :].astype(np.float64),  # [1, k]
+        "neurons.heat": act[:, ids[t]],  # [T, k]
+    }
 
 
 def cosine(a, b):  # [..., d], [..., d] -> [...]
@@ -183,6 +223,16 @@ def with_selected_position(trace: dict, t: int, temperature: float = 1.0) -> dic
     out["logits"] = trace["logits"][t][:, None]  # [V, 1]
     top, total, probs = next_token_probs(trace["logits"][t], temperature)
     out |= {"predict.max": np.array([[top]]), "predict.sum": np.array([[total]]), "predict.probs": probs[:, None]}
+    return out
+
+
+def with_generation_stages(trace: dict, n_layer: int) -> dict:
+    """The stages a generating book computes differently: each row's argmax (the next token), and
+    attention scores only where a query may look (row t's product reads keys 0..t; the rest is blank)."""
+    out = dict(trace)
+    out["logits.argmax"] = trace["logits.all"].argmax(axis=0)[:, None].astype(np.float64)  # [T, 1], first maximum
+    for i in range(n_layer):
+        out[f"h.{i}.attn.scores"] = trace[f"h.{i}.attn.masked"]  # NaN above the diagonal: blank cells
     return out
 
 

@@ -177,6 +177,11 @@ class Tokenizer:
             self._display_ids = {s: i for i, s in enumerate(self._display)}
         return self._display
 
+    def display_ids(self) -> dict[str, int]:
+        """``display(i)`` -> i for every id (the texts are unique)."""
+        self.display_table()
+        return dict(self._display_ids)
+
     def id_for_display(self, text: str) -> int | None:
         self.display_table()
         return self._display_ids.get(text)

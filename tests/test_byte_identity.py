@@ -32,7 +32,8 @@ EPOCH = "1700000000"
 
 # name -> (model: None for the bundled one, a fixture folder, or a random shape; prompt; build options)
 BOOKS = {
-    "default": (None, "Mike is quick. He moves", {"typed_prompt": None}),
+    # the CLI's default book: 24 token rows, the prompt's 6 and 18 generated (issue 16)
+    "default": (None, "Mike is quick. He moves", {"typed_prompt": None, "generate": 18}),
     "no-typed-prompt": (None, "Mike is quick. He moves", {"typed_prompt": False}),
     "micro": ("random:micro", "the cat sat on", {}),
     "odd": ("fixture:odd", "a quick test", {"context": 11, "logits_all": True}),

@@ -177,12 +177,18 @@ def weight_range(config: GPT2Config, name: str) -> str:
 
 @dataclass
 class Layout:
-    """Where everything is, for a model config, T token rows, the logits mode and the typed prompt's limits."""
+    """Where everything is, for a model config, T token rows, the logits mode, the typed prompt's limits
+    and generation."""
 
     config: GPT2Config
     T: int
     logits_all: bool = False
     typed: TypedLimits | None = None  # a typed-prompt book: the BPE tab's sizes
+    # A generating book (``sheetgpt build --generate N``, N > 0): each row after the prompt holds the
+    # argmax of the row before's logits, so every product is laid out a row at a time (no formula of
+    # row t reads a later row) and the logits are computed for every row.
+    generate: int = 0
+    steer: bool = False  # the Steering tab (whose vector each block adds at its input, h.{i}.in) and the Neurons tab
 
     @cached_property
     def texts(self) -> configparser.ConfigParser:

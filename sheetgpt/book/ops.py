@@ -25,8 +25,14 @@ def layer_norm(layout: Layout, tab: str, name: str, x: Region, params: str | Non
 
 
 def linear(layout: Layout, tab: str, name: str, x: Region, n_out: int) -> Region:
-    """CSE: {=MMULT(x, w) + b} over the whole [T, n_out] rectangle."""
+    """CSE: {=MMULT(x, w) + b} over the whole [T, n_out] rectangle; in a generating book one such array
+    per row, {=MMULT(x row t, w) + b}, so that row t reads no later row."""
     out = Region(name, tab, 0, layout.T, n_out)
     w, b = weight_range(layout.config, name + ".w"), weight_range(layout.config, name + ".b")
-    out.array_fn = lambda: [(out.top, out.left, out.bottom, out.right, f"MMULT({x.block(tab)},{w})+{b}")]
+    if layout.generate:
+        out.array_fn = lambda: [
+            (out.top + i, out.left, out.top + i, out.right, f"MMULT({x.row(i, tab)},{w})+{b}") for i in range(out.rows)
+        ]
+    else:
+        out.array_fn = lambda: [(out.top, out.left, out.bottom, out.right, f"MMULT({x.block(tab)},{w})+{b}")]
     return out

@@ -26,14 +26,20 @@ from ..errors import SheetGPTError
 from ..exercises import downstream as exercise_downstream
 from ..exercises import resolve as resolve_exercises
 from ..prompt import Prompt, make_prompt
-from ..reference import gpt2, with_selected_position, with_teaching_stages
+from ..reference import (
+    gpt2,
+    greedy_fill,
+    with_generation_stages,
+    with_selected_position,
+    with_teaching_stages,
+)
 from ..safe_io import path_text, write_error
 from ..tokenizer import Tokenizer
 from ..weight_text import stored_values
 from . import limits
 from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Tab
-from .tabs import embeddings
+from .tabs import embeddings, neurons, steering
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
 
@@ -70,6 +76,8 @@ class BookWriter:
     progress: Callable[[int, str], None] | None = None
     sheets: dict = field(default_factory=dict)  # tab name -> FormulaSheet
     streamed: dict[str, np.ndarray] = field(default_factory=dict)  # tab name -> values written by assemble
+    steer: steering.Settings | None = None  # the Steering tab's editable cells (books that have it)
+    neuron_block: int = 0  # the Neurons tab's block (books that have it)
     exercises: tuple[str, ...] = ()  # stages written as empty cells for a learner to fill (sheetgpt.exercises)
     uncached: frozenset[str] = frozenset()  # stages downstream of an exercise: formulas without cached values
 
@@ -103,8 +111,16 @@ def build_workbook(
     progress: Callable[[int, str], None] | None = None,
     typed_prompt: bool | None = False,
     exercise: str | None = None,
+    generate: int = 0,
+    steer: steering.Settings | None = None,
 ) -> BuildResult:
-    """Write the whole book to out_path (via a temporary file renamed at the end)."""
+    """Write the whole book to out_path (via a temporary file renamed at the end).
+
+    ``generate`` N > 0: the book's rows are the prompt and N more, each the greedy next token of the
+    rows before it, computed by the book's formulas (``context`` is then the prompt's length + N).
+    ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
+    that tab, with strength 0 unless ``steer`` says otherwise.
+    """
     started = time.perf_counter()
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".xlsx":
@@ -118,15 +134,32 @@ def build_workbook(
             f"{model.path}: the tokenizer has {tokenizer.vocab_size} tokens but config.json says vocab_size "
             f"{model.config.vocab_size}"
         )
+    if generate:
+        context = _generated_context(prompt_text, tokenizer, model.config.n_positions, generate)
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
-    layout = Layout(model.config, len(prompt.ids), logits_all, prompt.typed)
+    steered = generate > 0 or steer is not None
+    layout = Layout(model.config, len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered)
     limits.check(layout, prompt)  # before anything is computed or written
     exercises = resolve_exercises(layout, exercise) if exercise is not None else []
     stored = {name: stored_values(value) for name, value in model.flat.items()}
-    trace = gpt2(prompt.ids, model.__class__(model.config, stored, model.path).params, model.config)
+    params = model.__class__(model.config, stored, model.path).params
+    bpe = prompt.bpe_reference() if prompt.typed else {}
+    steer_stages, add = {}, None
+    if steered:
+        lookup = tokenizer.display_ids()
+        steer = steer or steering.default_settings(lookup)
+        steer_stages = steer.stages(lookup, np.asarray(stored["wte"], np.float64), model.config.n_layer)
+        add = steer_stages["steer.add"]
+    if generate:
+        after = [t > prompt.predict_after for t in range(len(prompt.ids))]
+        prompt = prompt.continued(greedy_fill(prompt.ids, after, params, model.config, add), tokenizer)
+    trace = gpt2(prompt.ids, params, model.config, steer=add) | steer_stages
+    if steered:
+        trace |= neurons.stages(trace, layout, neurons.default_block(layout), prompt.predict_after)
     trace = with_selected_position(trace, prompt.predict_after)
-    if prompt.typed:
-        trace |= prompt.bpe_reference()
+    if generate:
+        trace = with_generation_stages(trace, model.config.n_layer)
+    trace |= bpe
     emb_ids = embeddings.default_tokens(tokenizer, prompt)
     trace = with_teaching_stages(
         trace, stored, model.config, prompt.predict_after, emb_ids, embeddings.PAIRS, embeddings.NEAREST
@@ -140,7 +173,16 @@ def build_workbook(
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
     try:
         cells = _write(
-            tmp, layout, prompt, tokenizer, stored, trace, source or path_text(model.path), progress, exercises
+            tmp,
+            layout,
+            prompt,
+            tokenizer,
+            stored,
+            trace,
+            source or path_text(model.path),
+            progress,
+            exercises,
+            steer,
         )
         os.replace(tmp, out_path)
     except BaseException as exc:
@@ -149,6 +191,18 @@ def build_workbook(
             raise write_error(out_path, exc) from None
         raise
     return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells, exercises)
+
+
+def _generated_context(text: str, tokenizer: Tokenizer, n_positions: int, generate: int) -> int:
+    """Token rows of a book that generates ``generate`` tokens after the prompt."""
+    n = len(make_prompt(text, tokenizer, n_positions).ids)
+    if n + generate > n_positions:
+        raise SheetGPTError(
+            f"--generate {generate}: the prompt's {n} tokens and {generate} generated rows are more than the "
+            f"model's n_positions ({n_positions}); use --generate {n_positions - n} or less "
+            "(--context and --generate both set the token rows)"
+        )
+    return n + generate
 
 
 def _remove_stale_parts(out_path: Path) -> None:
@@ -167,7 +221,16 @@ def _remove_stale_parts(out_path: Path) -> None:
 
 
 def _write(
-    path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress, exercises=()
+    path,
+    layout: Layout,
+    prompt: Prompt,
+    tokenizer: Tokenizer,
+    stored,
+    trace,
+    source,
+    progress,
+    exercises=(),
+    steer=None,
 ) -> int:
     """xlsxwriter writes the frames of every tab to a skeleton book; ``assemble`` then copies its
     members into ``path``, streams the weight tabs' worksheets in their place and merges the
@@ -176,7 +239,7 @@ def _write(
     skeleton = path.with_name(path.name + ".skeleton")
     try:
         cells, weights, formulas = _write_skeleton(
-            skeleton, layout, prompt, tokenizer, stored, trace, source, progress, exercises
+            skeleton, layout, prompt, tokenizer, stored, trace, source, progress, exercises, steer
         )
         cells += assemble(
             str(skeleton),
@@ -192,7 +255,16 @@ def _write(
 
 
 def _write_skeleton(
-    path, layout: Layout, prompt: Prompt, tokenizer: Tokenizer, stored, trace, source, progress, exercises=()
+    path,
+    layout: Layout,
+    prompt: Prompt,
+    tokenizer: Tokenizer,
+    stored,
+    trace,
+    source,
+    progress,
+    exercises=(),
+    steer=None,
 ):
     """The book with empty weight tabs and without the compute tabs' per-cell formulas; returns
     (cells written, {worksheet member: (tab, values)}, {worksheet member: (tab, formula blocks)})."""
@@ -206,7 +278,8 @@ def _write_skeleton(
             "constant_memory": False,
         },
     )
-    out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, stored, source, progress)
+    out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, stored, source, progress, steer=steer)
+    out.neuron_block = neurons.default_block(layout)
     if exercises:
         out.exercises = tuple(exercises)
         out.uncached = frozenset(exercises) | frozenset(exercise_downstream(layout, exercises))

@@ -182,6 +182,27 @@ class Evaluator:
             )
         return out
 
+    @staticmethod
+    def _rejoin(parts: list[Unit]) -> list[Unit]:
+        """Parts of one unit that are still ordered cell by cell, joined again: cells of the same
+        level are then evaluated in one batch (every head of a generating book's attention row)."""
+        groups: dict[tuple, list[Unit]] = {}
+        for p in parts:
+            groups.setdefault((p.sheet, p.key, p.top_left, p.array), []).append(p)
+        out = []
+        for group in groups.values():
+            if len(group) == 1 or group[0].array is not None:
+                out.extend(group)
+                continue
+            u = group[0]
+            rows = np.concatenate([p.rows for p in group])
+            cols = np.concatenate([p.cols for p in group])
+            boxes = [b for p in group for b in p.boxes]
+            out.append(
+                Unit(u.sheet, u.key, u.ast, rows, cols, None, u.top_left, schedule.reads(u.refs, boxes), boxes, u.refs)
+            )
+        return out
+
     # -- evaluation
     def run(self) -> Values:
         t0 = time.perf_counter()
@@ -197,7 +218,7 @@ class Evaluator:
             parts = [p for u in comp for p in self._split(u)]
             for sub, still in schedule.order(parts) if len(parts) > len(comp) else [(comp, True)]:
                 if still:
-                    self.cell_level(sub)
+                    self.cell_level(self._rejoin(sub))
                 else:
                     self._eval_unit(sub[0], sub[0].rows, sub[0].cols)
         return self._values(units, time.perf_counter() - t0)

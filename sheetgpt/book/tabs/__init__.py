@@ -16,8 +16,10 @@ from . import (
     logit_lens,
     logits,
     merges,
+    neurons,
     predict,
     prompt,
+    steering,
     tokenize,
     vocab,
     weights,
@@ -30,11 +32,13 @@ TABS = (
     tokenize,  # Tokenize: how the prompt became token ids, as values
     bpe,  # BPE: GPT-2's tokenizer in formulas (typed-prompt books)
     embed,  # Embed: token + position embeddings
+    steering,  # Steering: strength x (wte[A] - wte[B]) added at a block's input (--generate/--steer books)
     block,  # Block 0, Block 1, ...: one transformer block each
     final_norm,  # Final norm: ln_f and the predicting position's row
     logits,  # Logits: the tied unembedding
     predict,  # Predict: softmax with a temperature, the top tokens
     logit_lens,  # Logit lens: what each block would predict
+    neurons,  # Neurons: each row's most active MLP neurons in a chosen block, a heatmap (--generate/--steer books)
     embeddings,  # Embeddings: cosine similarity of token vectors
     vocab,  # vocab: every token's id, text and GPT-2 form
     merges,  # merges: the BPE merge ranks (typed-prompt books)

@@ -30,6 +30,8 @@ CONFIG_TITLE_ROW = PREDICTED_ROW + 3  # "Model configuration", then one row per 
 # The configuration rows (label in column A, the number in column B), in order.
 CONFIG = ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "layer_norm_epsilon", "token rows")
 LOGITS_ALL = "logits for every position"
+GENERATE = "generated rows (greedy)"  # generating books only: --generate N
+STEER = "steering and neuron tabs"  # books with the Steering and Neurons tabs (--generate or --steer): 1
 # Typed-prompt books: the BPE tab's limits, in TypedLimits' field order.
 TYPED_LIMITS = (
     "typed prompt: max characters",
@@ -41,6 +43,13 @@ TYPED_LIMITS = (
 
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     return [Tab(NAME, GUIDE)]
+
+
+def prompt_row(layout: Layout) -> int:
+    """The row of the prompt's text (below the configuration table); a generating book's continuation is
+    the row after it."""
+    entries = len(CONFIG) + 1 + bool(layout.generate) + layout.steer + (len(TYPED_LIMITS) if layout.typed else 0)
+    return CONFIG_TITLE_ROW + entries + 2
 
 
 def built_at() -> str:
@@ -87,17 +96,32 @@ def write(out: BookWriter, tab: Tab) -> int:
     ws.write_string(row, 0, "Model configuration", fmt.title)
     values = (c.n_layer, c.n_head, c.n_embd, c.n_positions, c.vocab_size, c.layer_norm_epsilon, layout.T)
     config_rows = [*zip(CONFIG, values), (LOGITS_ALL, 1 if layout.logits_all else 0)]
+    if layout.generate:
+        config_rows.append((GENERATE, layout.generate))
+    if layout.steer:
+        config_rows.append((STEER, 1))
     if layout.typed:  # the BPE tab's limits (check reads them back)
         config_rows += list(zip(TYPED_LIMITS, dataclasses.astuple(layout.typed)))
     for k, (key, value) in enumerate(config_rows, start=1):
         ws.write_string(row + k, 0, key, fmt.label)
         ws.write_number(row + k, 1, value)
     row += len(config_rows) + 2
+    assert row == prompt_row(layout)
     ws.write_string(row, 0, "Prompt", fmt.title)
-    ws.write_formula(row, 1, "=" + prompt_tab.live_text_formula(layout), fmt.text, prompt_tab.live_text(prompt))
-    row += 2
+    if not layout.generate:  # the live prompt (a formula over the Prompt tab)
+        ws.write_formula(row, 1, "=" + prompt_tab.live_text_formula(layout), fmt.text, prompt_tab.live_text(prompt))
+        row += 2
+    else:
+        row = _write_continuation(out, ws, row)
     if out.exercises:  # an exercise book: each exercise, a link to its region
         row = exercises.write_guide(out, ws, row)
+    if layout.steer:  # what to try on the Steering and Neurons tabs (their texts in regions.ini)
+        for key in ("steer", "neurons"):
+            section = layout.texts[key] if layout.texts.has_section(key) else {}
+            ws.write_string(row, 0, section.get("title", key), fmt.title)
+            ws.write_string(row, 1, section.get("explain", ""), fmt.note)
+            row += 1
+        row += 1
     ws.write_string(row, 0, "Tabs", fmt.title)
     for k, t in enumerate(layout.tabs[1:], start=1):
         ws.write_url(row + k, 0, f"internal:{a1.sheet_prefix(t.name)}A1", fmt.link, t.name)
@@ -112,6 +136,23 @@ def write(out: BookWriter, tab: Tab) -> int:
         ws.write_string(row + k, 1, value)
     ws.activate()
     return 0
+
+
+def _write_continuation(out: BookWriter, ws, row: int) -> int:
+    """A generating book's prompt and continuation, as text, from the Prompt tab's running text."""
+    fmt, layout = out.fmt, out.layout
+    shown, rest = prompt_tab.continuation_text(out)
+    ws.write_formula(row, 1, "=" + prompt_tab.prompt_text_formula(layout), fmt.text, shown)
+    ws.write_string(row + 1, 0, "Continuation (greedy)", fmt.title)
+    ws.write_formula(row + 1, 1, "=" + prompt_tab.continuation_formula(layout, a1.cell(row, 1)), fmt.edit, rest)
+    ws.write_string(
+        row + 2,
+        1,
+        "Each row after the prompt on the Prompt tab is the model's most probable next token after the "
+        "rows before it; the text stops at the first <|endoftext|>.",
+        fmt.note,
+    )
+    return row + 4
 
 
 def read_back(book: Book) -> tuple[GPT2Config, int, bool, TypedLimits | None]:
@@ -153,6 +194,20 @@ def read_back(book: Book) -> tuple[GPT2Config, int, bool, TypedLimits | None]:
     except Exception as exc:
         raise WorkbookError(str(getattr(exc, "message", exc))) from None
     return config, int(ints["token rows"]), bool(get(LOGITS_ALL)), _typed_limits(book, labels)
+
+
+def read_generate(book: Book) -> tuple[int, bool]:
+    """(the configuration table's generated rows, whether the book has a Steering tab); (0, False)
+    for books without either."""
+    guide = book.sheets[NAME]
+    labels = {text: r for (r, c), text in guide.strings.items() if c == 0}
+    out = []
+    for label in (GENERATE, STEER):
+        value = readback.number(book, NAME, labels[label], 1, label) if label in labels else 0
+        if value != int(value) or value < 0:
+            raise WorkbookError(f"Guide tab: {label} must be a whole number, got {value!r}")
+        out.append(int(value))
+    return out[0], out[1] > 0
 
 
 def _typed_limits(book: Book, labels: dict[str, int]) -> TypedLimits | None:

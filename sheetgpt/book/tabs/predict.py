@@ -11,6 +11,7 @@ from ... import a1
 from ...errors import WorkbookError
 from .. import cells, readback
 from ..layout import OUTPUT, Layout, Region, Tab
+from . import prompt as prompt_tab
 from . import vocab
 
 if TYPE_CHECKING:
@@ -98,6 +99,14 @@ def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
     ws.write_string(1, 0, "Softmax of the logits, with a temperature you can edit (yellow).", fmt.note)
     ws.write_string(TEMPERATURE[0], 0, "temperature", fmt.label)
     ws.write_number(*TEMPERATURE, 1.0, fmt.edit)
+    if layout.generate:  # the prompt and the greedy continuation, as text
+        shown, rest = prompt_tab.continuation_text(out)
+        r, c = TEMPERATURE[0], RANK_COL
+        ws.write_string(r, c, "prompt", fmt.label)
+        ws.write_formula(r, c + 1, "=" + prompt_tab.prompt_text_formula(layout), fmt.text, shown)
+        ws.write_string(r + 1, c, "continuation", fmt.label)
+        cont = prompt_tab.continuation_formula(layout, a1.cell(r, c + 1))
+        ws.write_formula(r + 1, c + 1, "=" + cont, fmt.edit, rest)
     top = probs_region.top
     for k, label in enumerate(["rank", "probability", "token id", "token"]):
         ws.write_string(probs_region.header_row, RANK_COL + k, label, fmt.header)

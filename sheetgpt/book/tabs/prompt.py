@@ -11,10 +11,10 @@ from ... import a1
 from ...engine.values import num_text
 from ...errors import WorkbookError
 from ...prompt import read_typed_prompt
-from ...tokenizer import Tokenizer
+from ...tokenizer import ENDOFTEXT, Tokenizer
 from .. import readback
 from ..layout import INPUT, Layout, Region, Tab
-from . import bpe, merges, vocab
+from . import bpe, logits, merges, vocab
 
 if TYPE_CHECKING:
     from ...engine.reader import Book, Sheet
@@ -24,9 +24,13 @@ if TYPE_CHECKING:
 NAME = "Prompt"
 TOP = 5  # first token row (sheet row 6)
 TEXT_COL, ID_COL, NOTE_COL = 1, 2, 3  # column A: position; B: token text (editable); C: token id; D: note
+# Generating books: E: the next token's id (argmax of the row's logits); F: the text so far, up to the
+# first generated <|endoftext|>; G: 1 once a generated <|endoftext|> has been met.
+NEXT_COL, SO_FAR_COL, ENDED_COL = 4, 5, 6
 PREDICT_AFTER = (2, 2)  # C3: the position whose next token is predicted
 TYPED_TEXT = (3, 1)  # B4: the text a learner types, in typed-prompt books
 AFTER_NOTE = "(after the predicting position: ignored)"
+GENERATED_NOTE = "generated: the row before's next token"
 
 
 def text_ref(t: int) -> str:
@@ -47,21 +51,42 @@ def typed_text_ref() -> str:
     return a1.sheet_prefix(NAME) + a1.cell(*TYPED_TEXT, True, True)
 
 
-SO_FAR_COL = 4  # token-row books: column E, the text of the rows so far
-
-
 def live_text_formula(layout: Layout) -> str:
     """The prompt the book reads now, from any tab: the typed text, or the token rows up to the
-    predicting position (column E's text so far, at row C3)."""
+    predicting position (the text so far, at row C3)."""
     if layout.typed:
         return '""&' + typed_text_ref()
-    so_far = a1.span(TOP, SO_FAR_COL, TOP + layout.T - 1, SO_FAR_COL)
-    return f"INDEX({a1.sheet_prefix(NAME)}{so_far},{predict_after_ref()}+1)"
+    return prompt_text_formula(layout)
 
 
 def live_text(prompt: Prompt) -> str:
     """What ``live_text_formula`` gives for the prompt the book is built with."""
     return prompt.text if prompt.typed else "".join(prompt.texts[: prompt.predict_after + 1])
+
+
+def prompt_text_formula(layout: Layout) -> str:
+    """The prompt as the token rows spell it: the text so far at the predicting position."""
+    so_far = a1.sheet_prefix(NAME) + a1.span(TOP, SO_FAR_COL, TOP + layout.T - 1, SO_FAR_COL)
+    return f"INDEX({so_far},{predict_after_ref()}+1)"
+
+
+def continuation_text(out: BookWriter) -> tuple[str, str]:
+    """(prompt, continuation) as the sheet shows them: token texts, the continuation up to the first
+    generated <|endoftext|>."""
+    prompt, eot = out.prompt, out.tokenizer.special.get(ENDOFTEXT, -1)
+    shown = "".join(prompt.texts[: prompt.predict_after + 1])
+    rest = []
+    for t in range(prompt.predict_after + 1, len(prompt.ids)):
+        if prompt.ids[t] == eot:
+            break
+        rest.append(prompt.texts[t])
+    return shown, "".join(rest)
+
+
+def continuation_formula(layout: Layout, prompt_cell: str) -> str:
+    """The continuation as text (generating books): the last row's text so far after the prompt's."""
+    last = a1.sheet_prefix(NAME) + a1.cell(TOP + layout.T - 1, SO_FAR_COL, True, True)
+    return f"MID({last},LEN({prompt_cell})+1,32767)"
 
 
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
@@ -70,10 +95,19 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
 
     def formula(i: int) -> str:
         text = a1.cell(TOP + i, TEXT_COL, False, True)
-        return f"IFERROR(MATCH(TRUE,EXACT({texts},{text}),0)-1,-1)"
+        lookup = f"IFERROR(MATCH(TRUE,EXACT({texts},{text}),0)-1,-1)"
+        if not layout.generate or i == 0:
+            return lookup
+        # a row after the predicting position takes the row before's argmax
+        pos, after = a1.cell(TOP + i, 0, False, True), a1.cell(*PREDICT_AFTER, True, True)
+        return f"IF({pos}<={after},{lookup},{a1.cell(TOP + i - 1, NEXT_COL, False, True)})"
 
     region.array_fn = lambda: [(TOP + i, ID_COL, TOP + i, ID_COL, formula(i)) for i in range(layout.T)]
-    return [Tab(NAME, INPUT, [region])]
+    if not layout.generate:
+        return [Tab(NAME, INPUT, [region])]
+    argmax = Region("logits.argmax", NAME, TOP, layout.T, 1, left=NEXT_COL, number_format="0")
+    argmax.formula = lambda i, j: f"MATCH(MAX({logits.column_ref(layout, i)}),{logits.column_ref(layout, i)},0)-1"
+    return [Tab(NAME, INPUT, [region, argmax])]
 
 
 def write(out: BookWriter, tab: Tab) -> int:
@@ -96,7 +130,7 @@ def write(out: BookWriter, tab: Tab) -> int:
             ws.write_string(head, col, label, fmt.header)
         ws.write_string(
             head,
-            4,
+            SO_FAR_COL + 2 if layout.generate else 4,
             "Column B shows the BPE tab's tokens of the text. You may type over one: column C "
             "looks up whatever column B holds in the vocab tab (exact match), so a typed token "
             "wins. Undo (or copy column B's formula from another row) to go back.",
@@ -106,7 +140,11 @@ def write(out: BookWriter, tab: Tab) -> int:
         b = bpe.BpeSheet(layout)
 
         def write_text(r: int, t: int) -> None:
-            ws.write_formula(r, TEXT_COL, f"=INDEX({texts},{b.id_ref(t)}+1)", fmt.edit, prompt.texts[t])
+            text = f"INDEX({texts},{b.id_ref(t)}+1)"
+            if layout.generate and t:  # after the predicting position: the row before's next token
+                pos, nxt = a1.cell(r, 0), a1.cell(r - 1, NEXT_COL)
+                text = f"IF({pos}<={a1.cell(*PREDICT_AFTER, True, True)},{text},INDEX({texts},{nxt}+1))"
+            ws.write_formula(r, TEXT_COL, "=" + text, fmt.edit, prompt.texts[t])
 
     else:
         ws.write_string(0, 0, "Prompt: one token per row", fmt.big)
@@ -118,15 +156,23 @@ def write(out: BookWriter, tab: Tab) -> int:
         for col, label in enumerate(["pos", "token (edit)", "token id", "note"]):
             ws.write_string(head, col, label, fmt.header)
 
-        ws.write_string(head, SO_FAR_COL, "text so far", fmt.header)
-        ws.set_column(SO_FAR_COL, SO_FAR_COL, 40)
+        if not layout.generate:
+            ws.write_string(head, SO_FAR_COL, "text so far", fmt.header)
+            ws.set_column(SO_FAR_COL, SO_FAR_COL, 40)
 
         def write_text(r: int, t: int) -> None:  # token texts are always written as text, never as a formula
+            if t > prompt.predict_after and layout.generate:  # a generated row: the row before's next token
+                texts = vocab.display_range(layout.config.vocab_size)
+                ws.write_formula(
+                    r, TEXT_COL, f"=INDEX({texts},{a1.cell(r - 1, NEXT_COL)}+1)", fmt.token, prompt.texts[t]
+                )
+                return
             ws.write_string(r, TEXT_COL, prompt.texts[t], fmt.edit_text)
-            before = f"{a1.cell(r - 1, SO_FAR_COL)}&" if t else ""
-            ws.write_formula(
-                r, SO_FAR_COL, f"={before}{a1.cell(r, TEXT_COL)}", fmt.note, "".join(prompt.texts[: t + 1])
-            )
+            if not layout.generate:  # the running text (a generating book writes its own, which stops at the end)
+                before = f"{a1.cell(r - 1, SO_FAR_COL)}&" if t else ""
+                ws.write_formula(
+                    r, SO_FAR_COL, f"={before}{a1.cell(r, TEXT_COL)}", fmt.note, "".join(prompt.texts[: t + 1])
+                )
 
     arrays = tab.regions[0].arrays
     for t in range(len(prompt.ids)):
@@ -135,16 +181,51 @@ def write(out: BookWriter, tab: Tab) -> int:
         write_text(r, t)
         ws.write_array_formula(r, ID_COL, r, ID_COL, "{=" + arrays[t][4] + "}", None, prompt.ids[t])
         idcell = a1.cell(r, ID_COL)
+        after = AFTER_NOTE if not layout.generate else GENERATED_NOTE
         ws.write_formula(
             r,
             NOTE_COL,
             f'=IF({idcell}<0,"not in the vocabulary: this row uses token 0; copy a token text from the vocab tab",'
-            f'IF({a1.cell(r, 0)}>{a1.cell(*PREDICT_AFTER, True, True)},"{AFTER_NOTE}",""))',
+            f'IF({a1.cell(r, 0)}>{a1.cell(*PREDICT_AFTER, True, True)},"{after}",""))',
             fmt.note,
-            "" if t <= prompt.predict_after else AFTER_NOTE,
+            "" if t <= prompt.predict_after else after,
         )
+    if layout.generate:
+        _write_generation(out, ws, tab)
     ws.freeze_panes(TOP, 0)
     return 0
+
+
+def _write_generation(out: BookWriter, ws, tab: Tab) -> None:
+    """Columns E..G of a generating book: each row's next token (argmax), the text so far, the end flag."""
+    fmt, layout, prompt, trace = out.fmt, out.layout, out.prompt, out.trace
+    argmax = tab.regions[1]
+    head = argmax.header_row
+    for col, label in ((NEXT_COL, "next token id"), (SO_FAR_COL, "text so far"), (ENDED_COL, "ended")):
+        ws.write_string(head, col, label, fmt.header)
+    ws.set_column(NEXT_COL, NEXT_COL, 12)
+    ws.set_column(SO_FAR_COL, SO_FAR_COL, 60)
+    eot = out.tokenizer.special.get(ENDOFTEXT, -1)
+    after = a1.cell(*PREDICT_AFTER, True, True)
+    nxt = trace["logits.argmax"][:, 0]
+    so_far, ended = "", 0
+    for t in range(layout.T):
+        r = TOP + t
+        ws.write_formula(r, NEXT_COL, "=" + argmax.formula(t, 0), fmt.number("0"), int(nxt[t]))
+        pos, text, tid = a1.cell(r, 0), a1.cell(r, TEXT_COL), a1.cell(r, ID_COL)
+        if t == 0:
+            ws.write_formula(r, ENDED_COL, "=0", fmt.number("0"), 0)
+            ws.write_formula(r, SO_FAR_COL, f"={text}", fmt.text, prompt.texts[0])
+            so_far = prompt.texts[0]
+            continue
+        if t > prompt.predict_after and prompt.ids[t] == eot:
+            ended = 1
+        up = a1.cell(r - 1, ENDED_COL)
+        ws.write_formula(r, ENDED_COL, f"=IF({up}=1,1,IF(AND({pos}>{after},{tid}={eot}),1,0))", fmt.number("0"), ended)
+        so_far += "" if ended else prompt.texts[t]
+        ws.write_formula(
+            r, SO_FAR_COL, f'={a1.cell(r - 1, SO_FAR_COL)}&IF({a1.cell(r, ENDED_COL)}=1,"",{text})', fmt.text, so_far
+        )
 
 
 def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[str], list[int], int, dict]:
@@ -231,6 +312,18 @@ def teacher_formulas(book: Book, layout: Layout) -> list[int]:
 
 def _same_formula(text: str) -> str:
     return text.replace(" ", "").upper()
+
+
+def generated_rows(book: Book, layout: Layout, predict_after: int) -> list[bool]:
+    """The rows whose id is the argmax of the row before's logits: in a generating book, those after the
+    predicting position, and (token-row books) those whose text is a formula, not a typed token."""
+    if not layout.generate:
+        return [False] * layout.T
+    sheet = book.sheets[NAME]
+    return [
+        t > predict_after or (not layout.typed and t > 0 and (TOP + t, TEXT_COL) not in sheet.strings)
+        for t in range(layout.T)
+    ]
 
 
 def _position(predict_after: float, T: int) -> int:

@@ -1,0 +1,122 @@
+"""The Neurons tab: which MLP neurons fire for each token, in a block you choose.
+
+For each token row, the 5 neurons with the largest GELU activation in block L (LARGE over the row of
+the block's GELU region, picked with CHOOSE(L + 1, 'Block 0'!row, 'Block 1'!row, ...); MATCH finds
+each value's neuron, the first on a tie), and a heatmap: the activations, in every row, of the
+predicting position's 5 neurons. Books built with --generate or --steer have this tab.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ... import a1
+from ...errors import WorkbookError
+from ...reference import neuron_view
+from .. import cells, readback
+from ..layout import OUTPUT, Layout, Region, Tab, stack
+from . import prompt
+
+if TYPE_CHECKING:
+    from ...engine.reader import Book
+    from ..writer import BookWriter
+
+NAME = "Neurons"
+K = 5  # neurons shown per row
+BLOCK = (2, 1)  # B3: the block whose neurons are shown (editable)
+STATUS = (2, 2)  # C3: what the tab shows, or why the block number cannot be used
+FIRST_TOP = 7  # the first region's data row: its title on row 5, below the block cell
+
+
+def default_block(layout: Layout) -> int:
+    return layout.config.n_layer - 1
+
+
+def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
+    if not layout.steer:
+        return []
+    T, n = layout.T, layout.config.n_layer
+    rank = dict(col_header=lambda j: j + 1)
+    act = Region("neurons.act", NAME, 0, T, K, **rank)
+    ids = Region("neurons.id", NAME, 0, T, K, number_format="0", **rank)
+    focus = Region("neurons.focus", NAME, 0, 1, K, number_format="0", **rank)
+    heat = Region("neurons.heat", NAME, 0, T, K)
+    stack([act, ids, focus, heat], FIRST_TOP)
+    chosen = a1.cell(*BLOCK, True, True)
+    gelus = [placed[f"h.{b}.mlp.gelu"] for b in range(n)]
+
+    def row(i: int) -> str:  # row i of the chosen block's GELU region
+        return f"CHOOSE({chosen}+1,{','.join(g.row(i, NAME) for g in gelus)})"
+
+    act.formula = lambda i, j: f"LARGE({row(i)},{a1.cell(act.header_row, act.left + j, row_abs=True)})"
+    ids.formula = lambda i, j: f"MATCH({act.at(i, j, NAME)},{row(i)},0)-1"
+    column = lambda j: a1.span(ids.top, ids.left + j, ids.bottom, ids.left + j, (True, True), (False, False))  # noqa: E731
+    focus.formula = lambda i, j: f"INDEX({column(j)},{prompt.predict_after_ref()}+1)"
+    heat.formula = lambda i, j: f"INDEX({row(i)},{a1.cell(focus.top, focus.left + j, row_abs=True)}+1)"
+    return [Tab(NAME, OUTPUT, [act, ids, focus, heat])]
+
+
+def stages(trace: dict, layout: Layout, block: int, t: int) -> dict:
+    """The tab's reference stages, from the trace's GELU activations."""
+    gelus = [trace[f"h.{b}.mlp.gelu"] for b in range(layout.config.n_layer)]
+    return neuron_view(gelus, block, t, K)
+
+
+def write(out: BookWriter, tab: Tab) -> int:
+    ws, fmt, layout = out.sheet(tab), out.fmt, out.layout
+    n = layout.config.n_layer
+    texts = layout.texts["neurons"] if layout.texts.has_section("neurons") else {}
+    ws.write_string(0, 0, texts.get("title", NAME), fmt.big)
+    ws.write_string(1, 0, texts.get("explain", ""), fmt.note)
+    ws.write_string(BLOCK[0], 0, "block", fmt.label)
+    ws.write_number(*BLOCK, out.neuron_block, fmt.edit)
+    chosen = a1.cell(*BLOCK, True, True)
+    ws.write_formula(
+        *STATUS,
+        f"=IF(ISNUMBER({chosen}),IF(AND({chosen}>=0,{chosen}<{n},MOD({chosen},1)=0),"
+        f'"the MLP neurons of block "&{chosen},"type a block number from 0 to {n - 1}"),'
+        f'"type a block number from 0 to {n - 1}")',
+        fmt.note,
+        f"the MLP neurons of block {out.neuron_block}",
+    )
+    count = 0
+    for region in tab.regions:
+        count += cells.write_region(out, ws, region)
+        cells.note(ws, region.title_row, 0, region.text["explain"])
+    act, _, focus, heat = tab.regions
+    # the heatmap: white (lowest) to red (highest), over each region's cells
+    for region in (act, heat):
+        ws.conditional_format(
+            region.top,
+            region.left,
+            region.bottom,
+            region.right,
+            {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#C00000"},
+        )
+    ws.write_string(focus.top, 1, "at the predicting position", fmt.token)
+    for j in range(K):  # the heatmap's columns: the predicting position's neurons, by number
+        ws.write_formula(
+            heat.header_row,
+            heat.left + j,
+            f'="neuron "&{a1.cell(focus.top, focus.left + j)}',
+            fmt.header,
+            f"neuron {int(out.trace['neurons.focus'][0, j])}",
+        )
+    cells.define_names(out, tab)
+    ws.freeze_panes(0, 2)
+    ws.set_column(0, 0, 8)
+    ws.set_column(1, 1, 24)
+    ws.set_column(2, 2 + K, 11)
+    out.done(tab)
+    return count
+
+
+def read_back(book: Book, layout: Layout) -> int:
+    """The block whose neurons the tab shows."""
+    value = readback.number(book, NAME, *BLOCK, "block")
+    if value != int(value) or not 0 <= value < layout.config.n_layer:
+        raise WorkbookError(
+            f"{NAME}!{a1.cell(*BLOCK)} (block) must be a whole number from 0 to {layout.config.n_layer - 1}, "
+            f"got {value!r}"
+        )
+    return int(value)

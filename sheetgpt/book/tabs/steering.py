@@ -1,0 +1,211 @@
+"""The Steering tab: activation steering. strength x (wte[A] - wte[B]) is added to every row of the
+residual stream at the input of block L (each block tab's first region, ``h.{i}.in``).
+
+Four editable cells (token A, token B, strength, block L), their ids by exact lookup in vocab, one
+status message (a bad value is named there and steering is off, instead of errors spreading through
+the blocks), the steering vector, and what each block adds at its input. Books built with --generate
+or --steer have this tab; strength 0 (the default) adds nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ... import a1
+from ...errors import SheetGPTError
+from ...reference import steering
+from .. import cells, readback
+from ..layout import INPUT, Layout, Region, Tab, stack
+from . import embed, vocab
+
+if TYPE_CHECKING:
+    from ...engine.reader import Book
+    from ..writer import BookWriter
+
+NAME = "Steering"
+LABEL_COL, VALUE_COL, ID_COL = 0, 1, 2
+A_ROW, B_ROW, STRENGTH_ROW, BLOCK_ROW, STATUS_ROW = 3, 4, 5, 6, 7  # rows 4..8: A, B, strength, block L, status
+OK = (STATUS_ROW + 1, VALUE_COL)  # B9: 1 when every value is usable, else 0 (steering off)
+REGIONS_TOP = STATUS_ROW + 6  # the data row of the steering vector (its frame starts two rows below the status)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The four editable cells: token texts as the vocab tab shows them, a strength, a block index."""
+
+    a: str = " slow"
+    b: str = " quick"
+    strength: object = 0.0  # a number, or what was typed (text): then steering is off
+    block: object = 0
+
+    def valid(self, lookup: dict[str, int], n_layer: int) -> tuple[int, int, bool]:
+        """(id of A, id of B, usable): ids are -1 for a text not in the vocabulary, as the sheet's lookup."""
+        a, b = lookup.get(self.a, -1), lookup.get(self.b, -1)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (self.strength, self.block))
+        ok = a >= 0 and b >= 0 and numbers and self.block == int(self.block) and 0 <= self.block < n_layer
+        return a, b, bool(ok)
+
+    def stages(self, lookup: dict[str, int], wte: np.ndarray, n_layer: int) -> dict[str, np.ndarray]:
+        """The tab's checked regions, and ``steer.add`` [n_layer, d], what reference.gpt2 adds."""
+        a, b, ok = self.valid(lookup, n_layer)
+        add = (
+            steering(wte, a, b, float(self.strength), int(self.block), n_layer)
+            if ok
+            else np.zeros((n_layer, wte.shape[1]))
+        )
+        vector = wte[a] - wte[b] if ok else np.zeros(wte.shape[1])
+        return {
+            "steer.ids": np.array([[a], [b]], dtype=np.float64),
+            "steer.ok": np.array([[1.0 if ok else 0.0]]),
+            "steer.vector": (float(self.strength) * vector if ok else vector)[None, :],
+            "steer.add": add,
+        }
+
+
+def from_cli(values: tuple[str, str, float, int], lookup: dict[str, int], n_layer: int) -> Settings:
+    """``--steer A B STRENGTH L`` as Settings; a token text not in the vocabulary or a block out of range is
+    refused (SheetGPTError: one line, exit 2)."""
+    a, b, strength, block = values
+    for opt, text in (("A", a), ("B", b)):
+        if text not in lookup:
+            raise SheetGPTError(
+                f"--steer: token {opt} {text!r} is not in the vocabulary; give a token text as the vocab tab "
+                "shows it (with its leading space), e.g. ' slow'"
+            )
+    if not 0 <= block < n_layer:
+        raise SheetGPTError(
+            f"--steer: block L must be from 0 to {n_layer - 1} (the model has {n_layer} blocks), got {block}"
+        )
+    if not np.isfinite(strength):
+        raise SheetGPTError(f"--steer: the strength must be a finite number, got {strength}")
+    return Settings(a, b, float(strength), int(block))
+
+
+def default_settings(lookup: dict[str, int]) -> Settings:
+    """ " slow" - " quick" when the vocabulary has both (the bundled model), else the first token twice."""
+    s = Settings()
+    return s if s.a in lookup and s.b in lookup else Settings(next(iter(lookup), ""), next(iter(lookup), ""))
+
+
+def _cell(r: int, c: int) -> str:
+    return a1.cell(r, c, True, True)
+
+
+def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
+    if not layout.steer:
+        return []
+    c = layout.config
+    d, V, n = c.n_embd, c.vocab_size, c.n_layer
+    ids = Region("steer.ids", NAME, A_ROW, 2, 1, left=ID_COL, number_format="0")
+    ok = Region("steer.ok", NAME, OK[0], 1, 1, left=OK[1], number_format="0")
+    vector = Region("steer.vector", NAME, 0, 1, d)
+    add = Region("steer.add", NAME, 0, n, d)
+    stack([vector, add], REGIONS_TOP)
+    texts = vocab.display_range(V)
+
+    def lookup(i: int) -> str:
+        return f"IFERROR(MATCH(TRUE,EXACT({texts},{_cell(A_ROW + i, VALUE_COL)}),0)-1,-1)"
+
+    ids.array_fn = lambda: [(A_ROW + i, ID_COL, A_ROW + i, ID_COL, lookup(i)) for i in range(2)]
+    a_id, b_id = _cell(A_ROW, ID_COL), _cell(B_ROW, ID_COL)
+    strength, block = _cell(STRENGTH_ROW, VALUE_COL), _cell(BLOCK_ROW, VALUE_COL)
+    # nested IFs: a text typed as the block index never reaches MOD()
+    ok.formula = lambda i, j: (
+        f"IF(AND({a_id}>=0,{b_id}>=0,ISNUMBER({strength}),ISNUMBER({block})),"
+        f"IF(AND({block}>=0,{block}<{n},MOD({block},1)=0),1,0),0)"
+    )
+    ok_cell = _cell(*OK)
+
+    def wte_at(idcell: str, j: int) -> str:
+        return f"INDEX({embed.weight_column('wte', V, j)},{idcell}+1)"
+
+    vector.formula = lambda i, j: f"IF({ok_cell}=1,{strength}*({wte_at(a_id, j)}-{wte_at(b_id, j)}),0)"
+    add.formula = lambda i, j: (
+        f"IF(AND({ok_cell}=1,{a1.cell(add.top + i, 0, col_abs=True)}={block}),"
+        f"{a1.cell(vector.top, vector.left + j, row_abs=True)},0)"
+    )
+    return [Tab(NAME, INPUT, [ids, ok, vector, add])]
+
+
+def status_formula(n_layer: int) -> str:
+    a, b = _cell(A_ROW, VALUE_COL), _cell(B_ROW, VALUE_COL)
+    a_id, b_id = _cell(A_ROW, ID_COL), _cell(B_ROW, ID_COL)
+    strength, block = _cell(STRENGTH_ROW, VALUE_COL), _cell(BLOCK_ROW, VALUE_COL)
+    return (
+        f'IF({a_id}<0,"Steering off: token A ("&{a}&") is not in the vocabulary; copy a token text from the vocab tab",'
+        f'IF({b_id}<0,"Steering off: token B ("&{b}&") is not in the vocabulary; copy a token text from the vocab tab",'
+        f'IF(NOT(ISNUMBER({strength})),"Steering off: the strength must be a number",'
+        f'IF({_cell(*OK)}=0,"Steering off: block L must be a whole number from 0 to {n_layer - 1}",'
+        f'IF({strength}=0,"Strength 0: nothing is added",'
+        f'"On: "&{strength}&" x (wte[A] - wte[B]) is added to every row at the input of block "&{block})))))'
+    )
+
+
+def status_text(s: Settings, lookup: dict[str, int], n_layer: int) -> str:
+    """What ``status_formula`` shows for these settings."""
+    a, b, ok = s.valid(lookup, n_layer)
+    if a < 0:
+        return f"Steering off: token A ({s.a}) is not in the vocabulary; copy a token text from the vocab tab"
+    if b < 0:
+        return f"Steering off: token B ({s.b}) is not in the vocabulary; copy a token text from the vocab tab"
+    if not isinstance(s.strength, (int, float)):
+        return "Steering off: the strength must be a number"
+    if not ok:
+        return f"Steering off: block L must be a whole number from 0 to {n_layer - 1}"
+    if s.strength == 0:
+        return "Strength 0: nothing is added"
+    return f"On: {s.strength:g} x (wte[A] - wte[B]) is added to every row at the input of block {int(s.block)}"
+
+
+def write(out: BookWriter, tab: Tab) -> int:
+    ws, fmt, layout, trace = out.sheet(tab), out.fmt, out.layout, out.trace
+    s: Settings = out.steer
+    n = layout.config.n_layer
+    lookup = {t: i for i, t in reversed(list(enumerate(out.tokenizer.display_table())))}
+    ws.set_column(0, 0, 22)
+    ws.set_column(1, 1, 16)
+    ws.set_column(2, 2, 9)
+    ws.write_string(0, 0, layout.texts["steer"]["title"] if layout.texts.has_section("steer") else NAME, fmt.big)
+    ws.write_string(1, 0, layout.texts["steer"]["explain"] if layout.texts.has_section("steer") else "", fmt.note)
+    for r, label in ((A_ROW, "token A"), (B_ROW, "token B"), (STRENGTH_ROW, "strength"), (BLOCK_ROW, "block L")):
+        ws.write_string(r, LABEL_COL, label, fmt.label)
+    ws.write_string(A_ROW - 1, ID_COL, "token id", fmt.header)
+    ws.write_string(A_ROW, VALUE_COL, s.a, fmt.edit)  # user text: always a string, never a formula
+    ws.write_string(B_ROW, VALUE_COL, s.b, fmt.edit)
+    ws.write_number(STRENGTH_ROW, VALUE_COL, float(s.strength), fmt.edit)
+    ws.write_number(BLOCK_ROW, VALUE_COL, int(s.block), fmt.edit)
+    ids, ok, vector, add = tab.regions
+    for i in range(2):
+        r = A_ROW + i
+        ws.write_array_formula(r, ID_COL, r, ID_COL, "{=" + ids.arrays[i][4] + "}", None, int(trace["steer.ids"][i, 0]))
+    ws.write_string(STATUS_ROW, LABEL_COL, "status", fmt.label)
+    ws.write_formula(STATUS_ROW, VALUE_COL, "=" + status_formula(n), fmt.note, status_text(s, lookup, n))
+    ws.write_string(OK[0], LABEL_COL, "usable (1) or off (0)", fmt.label)
+    ws.write_formula(*OK, "=" + ok.formula(0, 0), fmt.number("0"), int(trace["steer.ok"][0, 0]))
+    count = 3
+    for region in (vector, add):
+        count += cells.write_region(out, ws, region)
+        cells.note(ws, region.title_row, 0, region.text["explain"])
+    ws.write_string(add.header_row, 0, "block", fmt.header)
+    ws.write_string(add.header_row, 1, "", fmt.header)
+    for i in range(n):
+        ws.write_number(add.top + i, 0, i, fmt.label)
+        ws.write_string(add.top + i, 1, f"block {i}", fmt.token)
+    cells.define_names(out, tab)
+    out.done(tab)
+    return count
+
+
+def read_back(book: Book, layout: Layout) -> Settings:
+    """The four editable cells as the book holds them (text where a number was expected is kept: steering off)."""
+    sheet = book.sheets[NAME]
+
+    def value(r: int):
+        number = readback.held(sheet, r, VALUE_COL)
+        return number if number is not None else sheet.strings.get((r, VALUE_COL), "")
+
+    a, b = sheet.strings.get((A_ROW, VALUE_COL), ""), sheet.strings.get((B_ROW, VALUE_COL), "")
+    return Settings(a, b, value(STRENGTH_ROW), value(BLOCK_ROW))
