@@ -370,3 +370,58 @@ def test_the_sentinel_step_copies_unread_members_without_inflating_them(tmp_path
         assert (x.CRC, x.compress_size, x.file_size) == (y.CRC, y.compress_size, y.file_size)
         assert b.testzip() is None
         assert libreoffice.SENTINEL_SHEET.encode() in b.read("xl/workbook.xml")
+
+
+def test_hypothesis_formulas_stay_within_the_memory_cap_and_their_bounds():
+    """Resource bounds under generated input: formulas of random nesting, chain length and
+    reference extent (up to XFD1048576 over a sheet of 5 cells), each read and evaluated inside
+    one process capped at 1 GiB. Every one computes or is refused with a WorkbookError (exit 2):
+    no MemoryError, RecursionError or other exception, and none takes more than a few seconds."""
+    code = r"""
+        import tempfile, time
+        import xlsxwriter
+        from hypothesis import HealthCheck, given, settings, strategies as st
+        from sheetgpt import a1
+        from sheetgpt.engine.evaluator import evaluate
+        from sheetgpt.engine.reader import read_workbook
+        from sheetgpt.errors import WorkbookError
+
+        FUNCS = ["SUM", "SUMPRODUCT", "MAX", "COUNT", "AND", "ROWS", "TRANSPOSE", "MMULT", "INDEX", "MATCH"]
+        outcomes = {"computed": 0, "refused": 0}
+
+        @st.composite
+        def formulas(draw):
+            r0, c0 = draw(st.integers(0, 10)), draw(st.integers(0, 10))
+            r1 = draw(st.sampled_from([r0, r0 + 3, 1000, a1.MAX_ROWS - 1]))
+            c1 = draw(st.sampled_from([c0, c0 + 2, 300, a1.MAX_COLS - 1]))
+            ref = "w!" + a1.span(r0, c0, r1, c1, (False, False), (False, False))
+            f = draw(st.sampled_from(FUNCS))
+            call = {"MMULT": f"MMULT({ref},TRANSPOSE({ref}))", "INDEX": f"INDEX({ref},2,1)",
+                    "MATCH": f"MATCH(3,{ref},0)"}.get(f, f"{f}({ref})")
+            depth, chain = draw(st.integers(0, 80)), draw(st.integers(1, 2500))
+            return "=" + "(" * depth + "+".join([call] + ["1"] * (chain - 1)) + ")" * depth
+
+        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(formulas())
+        def one(formula):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = tmp + "/b.xlsx"
+                wb = xlsxwriter.Workbook(path)
+                wb.add_worksheet("w").write_column("A1", [1, 2, 3, 4, 5])
+                wb.add_worksheet("s").write_formula("A1", formula)
+                wb.close()
+                started = time.monotonic()
+                try:
+                    evaluate(read_workbook(path))
+                    outcomes["computed"] += 1
+                except WorkbookError:
+                    outcomes["refused"] += 1
+                assert time.monotonic() - started < 20, formula[:80]
+
+        one()
+        print(outcomes["computed"], outcomes["refused"])
+    """
+    out = run_capped(code, 1024)
+    assert out.returncode == 0, out.stderr[-3000:]
+    computed, refused = (int(x) for x in out.stdout.split())
+    assert computed > 0 and refused > 0  # the generator reaches both sides of the bounds
