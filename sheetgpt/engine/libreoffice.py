@@ -337,28 +337,9 @@ def recalculate_texts(
     str, or an error's display text such as ``"#N/A"``). Recalculation is proven with the
     sentinel sheet after the first text.
     """
-    soffice = _require()
-    path = Path(path)
-    if not path.exists():
-        raise WorkbookError(f"{path}: no such file")
-    workdir = tempfile.mkdtemp(prefix="sheetgpt_lo_")
-    try:
-        os.makedirs(os.path.join(workdir, "out"))
-        book = os.path.join(workdir, "book.xlsx")
-        inject_sentinel(path, book)
-        req = {
-            "soffice": soffice,
-            "profile": os.path.join(workdir, "profile"),
-            "input": book,
-            "sentinel": [SENTINEL_SHEET, SENTINEL_CELL, SENTINEL_VALUE],
-            "outdir": os.path.join(workdir, "out"),
-            "timeout": timeout,
-            "batch": {"cell": list(cell), "texts": list(texts), "ranges": [list(r) for r in ranges]},
-        }
-        res = _run_bridge(req, workdir, timeout)
-        return res["results"], res.get("timings", {})
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    batch = {"cell": list(cell), "texts": list(texts), "ranges": [list(r) for r in ranges]}
+    res = _run_batch(path, batch, timeout)
+    return res["results"], res.get("timings", {})
 
 
 @dataclass
@@ -392,6 +373,26 @@ def type_texts(
     ``number_format`` with the argument. One soffice session for everything; recalculation is
     proven with the sentinel sheet after the first text.
     """
+    batch = {
+        "cell": list(cell),
+        "texts": list(texts),
+        "ranges": [list(r) for r in ranges],
+        "type": True,
+        "number_format": number_format,
+    }
+    res = _run_batch(path, batch, timeout)
+    return TypedTexts(
+        results=res["results"],
+        held=[s for s, _ in res["cells"]],
+        kinds=[k for _, k in res["cells"]],
+        input_line=[(s, k) for s, k in res["input_line"]],
+        number_format=res["number_format"],
+        timings=res.get("timings", {}),
+    )
+
+
+def _run_batch(path: str | os.PathLike, batch: dict, timeout: float) -> dict:
+    """One soffice session over a copy of ``path`` with the sentinel sheet: the bridge's batch mode."""
     soffice = _require()
     path = Path(path)
     if not path.exists():
@@ -401,13 +402,6 @@ def type_texts(
         os.makedirs(os.path.join(workdir, "out"))
         book = os.path.join(workdir, "book.xlsx")
         inject_sentinel(path, book)
-        batch = {
-            "cell": list(cell),
-            "texts": list(texts),
-            "ranges": [list(r) for r in ranges],
-            "type": True,
-            "number_format": number_format,
-        }
         req = {
             "soffice": soffice,
             "profile": os.path.join(workdir, "profile"),
@@ -417,15 +411,7 @@ def type_texts(
             "timeout": timeout,
             "batch": batch,
         }
-        res = _run_bridge(req, workdir, timeout)
-        return TypedTexts(
-            results=res["results"],
-            held=[s for s, _ in res["cells"]],
-            kinds=[k for _, k in res["cells"]],
-            input_line=[(s, k) for s, k in res["input_line"]],
-            number_format=res["number_format"],
-            timings=res.get("timings", {}),
-        )
+        return _run_bridge(req, workdir, timeout)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
