@@ -24,7 +24,7 @@ from sheetgpt.tokenizer import Tokenizer
 needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
 pytestmark = [needs_lo, pytest.mark.libreoffice]
 
-ROWS = 16  # the default book's token rows (typed-prompt books: at least 16)
+ROWS = 16  # token rows of the bundled model's typed-prompt book with --generate 0 (at least 16)
 TEXT_CELL = (prompt_tab.NAME, a1.cell(*prompt_tab.TYPED_TEXT))
 
 # What a person would expect a Text cell to keep exactly as typed (in General, LibreOffice converts
@@ -101,9 +101,12 @@ INPUTS = LITERAL + APOSTROPHE + NOT_LATIN1
 
 @pytest.fixture(scope="module")
 def default_book(tmp_path_factory):
-    """The default bundled book, exactly as `python -m sheetgpt build` writes it."""
+    """The default bundled book as `python -m sheetgpt build --generate 0` writes it: the rows after
+    the prompt are padding, so every id row is the tokenizer's (tests/test_generate.py types prompts
+    into the generating default book)."""
     out = tmp_path_factory.mktemp("typing") / "default.xlsx"
-    subprocess.run([sys.executable, "-m", "sheetgpt", "build", "-o", str(out)], check=True, capture_output=True)
+    cmd = [sys.executable, "-m", "sheetgpt", "build", "--generate", "0", "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
     return out
 
 
