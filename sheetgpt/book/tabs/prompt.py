@@ -136,15 +136,10 @@ def write(out: BookWriter, tab: Tab) -> int:
             "wins. Undo (or copy column B's formula from another row) to go back.",
             fmt.note,
         )
-        texts = vocab.display_range(layout.config.vocab_size)
-        b = bpe.BpeSheet(layout)
+        own = text_formulas(layout)
 
         def write_text(r: int, t: int) -> None:
-            text = f"INDEX({texts},{b.id_ref(t)}+1)"
-            if layout.generate and t:  # after the predicting position: the row before's next token
-                pos, nxt = a1.cell(r, 0), a1.cell(r - 1, NEXT_COL)
-                text = f"IF({pos}<={a1.cell(*PREDICT_AFTER, True, True)},{text},INDEX({texts},{nxt}+1))"
-            ws.write_formula(r, TEXT_COL, "=" + text, fmt.edit, prompt.texts[t])
+            ws.write_formula(r, TEXT_COL, "=" + own[t], fmt.edit, prompt.texts[t])
 
     else:
         ws.write_string(0, 0, "Prompt: one token per row", fmt.big)
@@ -160,12 +155,11 @@ def write(out: BookWriter, tab: Tab) -> int:
             ws.write_string(head, SO_FAR_COL, "text so far", fmt.header)
             ws.set_column(SO_FAR_COL, SO_FAR_COL, 40)
 
+        own = text_formulas(layout)
+
         def write_text(r: int, t: int) -> None:  # token texts are always written as text, never as a formula
             if t > prompt.predict_after and layout.generate:  # a generated row: the row before's next token
-                texts = vocab.display_range(layout.config.vocab_size)
-                ws.write_formula(
-                    r, TEXT_COL, f"=INDEX({texts},{a1.cell(r - 1, NEXT_COL)}+1)", fmt.token, prompt.texts[t]
-                )
+                ws.write_formula(r, TEXT_COL, "=" + own[t], fmt.token, prompt.texts[t])
                 return
             ws.write_string(r, TEXT_COL, prompt.texts[t], fmt.edit_text)
             if not layout.generate:  # the running text (a generating book writes its own, which stops at the end)
@@ -295,14 +289,30 @@ def value_text(value) -> str:
     return str(value)
 
 
+def text_formulas(layout: Layout) -> list[str | None]:
+    """The formula the book writes in each token row's text cell (None where it writes the text):
+    typed-prompt books look the BPE tab's token up in the vocab tab; in a generating book a row
+    after the prompt shows the row before's next token (a token-row book writes that formula only
+    after its predicting position, which the writer knows)."""
+    texts = vocab.display_range(layout.config.vocab_size)
+    b = bpe.BpeSheet(layout) if layout.typed else None
+    own: list[str | None] = []
+    for t in range(layout.T):
+        r = TOP + t
+        nxt = f"INDEX({texts},{a1.cell(r - 1, NEXT_COL)}+1)" if layout.generate and t else None
+        if b is None:
+            own.append(nxt)
+            continue
+        text = f"INDEX({texts},{b.id_ref(t)}+1)"
+        own.append(text if nxt is None else f"IF({a1.cell(r, 0)}<={a1.cell(*PREDICT_AFTER, True, True)},{text},{nxt})")
+    return own
+
+
 def teacher_formulas(book: Book, layout: Layout) -> list[int]:
     """Token rows whose text cell holds a formula the book did not write there (``=vocab!B300``):
     the text is then what an engine computes for that cell."""
     sheet = book.sheets[NAME]
-    own = {}
-    if layout.typed:
-        texts, b = vocab.display_range(layout.config.vocab_size), bpe.BpeSheet(layout)
-        own = {TOP + t: f"INDEX({texts},{b.id_ref(t)}+1)" for t in range(layout.T)}
+    own = {TOP + t: f or "" for t, f in enumerate(text_formulas(layout))}
     rows = []
     for r, c, text, _ref in sheet.formulas:
         if c == TEXT_COL and TOP <= r < TOP + layout.T and _same_formula(text) != _same_formula(own.get(r, "")):
