@@ -3,7 +3,7 @@
 For each token row, the 5 neurons with the largest GELU activation in block L (LARGE over the row of
 the block's GELU region, picked with CHOOSE(L + 1, 'Block 0'!row, 'Block 1'!row, ...); MATCH finds
 each value's neuron, the first on a tie), and a heatmap: the activations, in every row, of the
-predicting position's 5 neurons. Books built with --generate or --steer have this tab.
+predicting position's 5 neurons (CHOOSE over one INDEX per block). Books built with --generate or --steer have this tab.
 """
 
 from __future__ import annotations
@@ -52,7 +52,13 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     ids.formula = lambda i, j: f"MATCH({act.at(i, j, NAME)},{row(i)},0)-1"
     column = lambda j: a1.span(ids.top, ids.left + j, ids.bottom, ids.left + j, (True, True), (False, False))  # noqa: E731
     focus.formula = lambda i, j: f"INDEX({column(j)},{prompt.predict_after_ref()}+1)"
-    heat.formula = lambda i, j: f"INDEX({row(i)},{a1.cell(focus.top, focus.left + j, row_abs=True)}+1)"
+    def heat_cell(i: int, j: int) -> str:  # the chosen block's activation of focus neuron j in row i
+        k = a1.cell(focus.top, focus.left + j, row_abs=True)
+        # CHOOSE of one INDEX(row, 1, k) per block: Gnumeric 1.12.55 gives #REF! for INDEX over
+        # CHOOSE(ranges), and for INDEX(row, k) without the row number
+        return f"CHOOSE({chosen}+1,{','.join(f'INDEX({g.row(i, NAME)},1,{k}+1)' for g in gelus)})"
+
+    heat.formula = heat_cell
     return [Tab(NAME, OUTPUT, [act, ids, focus, heat])]
 
 
