@@ -19,7 +19,8 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from sheetgpt.check import check_book
+from sheetgpt import a1
+from sheetgpt.check import check_book, read_inputs
 from sheetgpt.cli import main
 from sheetgpt.engine import gnumeric, libreoffice, recompute
 from sheetgpt.engine.reader import read_workbook
@@ -186,19 +187,22 @@ def sheet_part(path: Path, sheet: str) -> str:
 @pytest.mark.parametrize("resave", [APPS["libreoffice"], APPS["gnumeric"], APPS["openpyxl"]])
 def test_a_resaved_book_whose_formula_was_edited_names_the_cell(bundled, tmp_path, resave):
     resaved = resave(bundled["no-typed"], tmp_path)
-    text = [t for r, c, t, _ in read_workbook(resaved).sheets["Block 0"].formulas if (r, c) == (5, 2)]
-    assert text and text[0].startswith("AVERAGE(")  # Block 0!C6, the second token's layer-norm mean
-    part = sheet_part(resaved, "Block 0")
+    mean = read_inputs(read_workbook(bundled["no-typed"])).layout.region("h.0.ln_1.mean")
+    r, c = mean.top + 1, mean.left  # the second token's layer-norm mean, from the layout
+    where = a1.cell(r, c)
+    text = [t for row, col, t, _ in read_workbook(resaved).sheets[mean.tab].formulas if (row, col) == (r, c)]
+    assert text and text[0].startswith("AVERAGE(")
+    part = sheet_part(resaved, mean.tab)
     edited = tmp_path / "edited.xlsx"
     with zipfile.ZipFile(resaved) as z, zipfile.ZipFile(edited, "w", zipfile.ZIP_DEFLATED) as out:
         for name in z.namelist():
             data = z.read(name)
             if name == part:
                 xml = data.decode()
-                new = re.sub(r'(<c r="C6"[^>]*>\s*<f[^>]*>)AVERAGE\(', r"\1SUM(", xml, count=1)
+                new = re.sub(rf'(<c r="{where}"[^>]*>\s*<f[^>]*>)AVERAGE\(', r"\1SUM(", xml, count=1)
                 assert new != xml
                 data = new.encode()
             out.writestr(name, data)
     report = check_book(edited)
     first = next(s for s in report.stages if not s.passed)
-    assert first.first_bad["cell"] == "'Block 0'!C6" and "SUM(" in first.first_bad["formula"]
+    assert first.first_bad["cell"] == a1.where(mean.tab, r, c) and "SUM(" in first.first_bad["formula"]
