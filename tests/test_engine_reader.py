@@ -237,3 +237,45 @@ def test_sheets_read_in_parallel_equal_those_read_in_turn(tmp_path, monkeypatch)
     together = read_workbook(path)
     assert calls == [1]
     assert flat(together) == flat(alone) and list(together.sheets) == list(alone.sheets)
+
+
+def test_a_sheet_read_in_chunks_cuts_at_padded_row_end_tags(tmp_path, monkeypatch):
+    """Rows whose end tag is '</row  >' (valid XML, as the padded weight tabs write it) are cut
+    between chunks like '</row>': a sheet larger than one chunk reads the same as in one piece."""
+    cells = lambda r: "".join(f'<c r="{a1.cell(r, c)}" ><v>{r * 10 + c}</v></c>' for c in range(8))  # noqa: E731
+    rows = "".join(f'<row  r="{r + 1}">{cells(r)}</row  >' for r in range(400))
+    path = tmp_path / "padded.xlsx"
+    _write_padded_book(path, rows)
+    whole = read_workbook(path).sheets["s"].numbers
+    monkeypatch.setattr(reader, "CHUNK", 1000)  # many chunks, each cut at a padded end tag
+    monkeypatch.setattr(reader, "MAX_ROW_XML_BYTES", 4000)
+    parts = read_workbook(path).sheets["s"].numbers
+    assert [x.tolist() for x in parts] == [x.tolist() for x in whole]
+    assert sorted(whole[2].tolist()) == sorted(float(r * 10 + c) for r in range(400) for c in range(8))
+
+
+def _write_padded_book(path, rows: str) -> None:
+    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(
+            "[Content_Types].xml",
+            '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+            'content-types"><Default Extension="xml" ContentType="application/xml"/></Types>',
+        )
+        z.writestr(
+            "xl/workbook.xml",
+            f'<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="{main}" xmlns:r="{rel}"><sheets>'
+            '<sheet name="s" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        )
+        z.writestr(
+            "xl/_rels/workbook.xml.rels",
+            '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
+            f'2006/relationships"><Relationship Id="rId1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/>'
+            "</Relationships>",
+        )
+        z.writestr(
+            "xl/worksheets/sheet1.xml",
+            f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{main}"><sheetData>{rows}</sheetData>'
+            "</worksheet>",
+        )

@@ -193,7 +193,7 @@ def check_members(path, infos: list[zipfile.ZipInfo]) -> None:
             )
 
 
-def _stream(zf: zipfile.ZipFile, name: str, chunk: int = CHUNK):
+def _stream(zf: zipfile.ZipFile, name: str, chunk: int | None = None):
     """Yield decompressed chunks of one member; refuse DOCTYPE and oversize output."""
     try:
         info = zf.getinfo(name)
@@ -204,7 +204,7 @@ def _stream(zf: zipfile.ZipFile, name: str, chunk: int = CHUNK):
     try:
         with zf.open(info) as f:
             while True:
-                data = f.read(chunk)
+                data = f.read(chunk or CHUNK)  # CHUNK read at call time
                 if not data:
                     break
                 total += len(data)
@@ -1144,19 +1144,31 @@ def _read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sh
         if end >= 0:
             body, buf, state = buf[: buf.rfind(b"<", 0, end)], b"", 2
         else:
-            cut = buf.rfind(b"</row>")
+            cut = _after_last_row_end(buf)
             if cut < 0:
                 if len(buf) > MAX_ROW_XML_BYTES:
                     raise WorkbookError(f"{zf.filename}: {part} has a row longer than {MAX_ROW_XML_BYTES} bytes")
                 continue
             else:
-                body, buf = buf[: cut + 6], buf[cut + 6 :]
+                body, buf = buf[:cut], buf[cut:]
         p.chunk(body)
     if state == 0:
         raise WorkbookError(f"{zf.filename}: {part} has no <sheetData>")
     if state == 1:
         raise WorkbookError(f"{zf.filename}: {part} is truncated (no </sheetData>)")
     return p.finish()
+
+
+def _after_last_row_end(buf: bytes) -> int:
+    """The index just past the last complete ``</row>`` end tag in ``buf`` (white space may stand
+    before its '>', as XML allows and sheetgpt's padded weight rows write it), or -1."""
+    k = buf.rfind(b"</row")
+    while k >= 0:
+        e = buf.find(b">", k + 5)
+        if e >= 0 and not buf[k + 5 : e].strip():
+            return e + 1
+        k = buf.rfind(b"</row", 0, k)  # an end tag cut off by the chunk, or </rowX>: look further back
+    return -1
 
 
 def _head_namespaces(buf: bytes, i: int, j: int, where: str) -> re.Pattern:
