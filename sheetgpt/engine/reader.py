@@ -716,14 +716,21 @@ class _SheetParser:
             return False
         p = lt[ic]
         vs = lt[ic + 1]  # '<v>' (so the <c> tag ends at vs - 1)
-        if not ((a[p + 3] == 114) & (a[p + 4] == 61) & (a[p + 5] == 34) & (a[vs - 1] == 62) & (a[vs - 2] != 47)).all():
+        last = len(a) - 1
+        at = p + 3  # r=, after the space of '<c ' and up to three more (padded cells: '<c   r="AB12" >')
+        for _ in range(3):
+            at = at + (a[np.minimum(at, last)] == 32)
+        r_eq = a[np.minimum(at[:, None] + np.arange(3), last)] == np.frombuffer(b'r="', np.uint8)
+        if not (r_eq.all(axis=1) & (a[vs - 1] == 62) & (a[vs - 2] != 47)).all():
             return False  # r= is not the first attribute, or an empty <c/> cell
-        win = a[np.minimum((p + 6)[:, None] + np.arange(11), len(a) - 1)]
+        win = a[np.minimum((at + 3)[:, None] + np.arange(11), last)]
         dec = _decode_refs(win)
         if dec is None:
             return False
         rows, cols, length = dec
-        if ((vs - p) != length + 8).any() and _TYPED_C_RE.search(buf):
+        gap = vs - 1 - (at + 4 + length)  # bytes between r="..."'s closing quote and '>'
+        plain = (gap == 0) | ((gap == 1) & (a[vs - 2] == 32))
+        if (gap < 0).any() or (not plain.all() and _TYPED_C_RE.search(buf)):
             return False  # more attributes than r=, and one of them types the cell
         v = _values_between(a, vs + 3, lt[ic + 2])
         return v is not None and self._accept(rows, cols, v)
