@@ -173,8 +173,8 @@ def write(out: BookWriter, tab: Tab) -> int:
     for r, label in ((A_ROW, "token A"), (B_ROW, "token B"), (STRENGTH_ROW, "strength"), (BLOCK_ROW, "block L")):
         ws.write_string(r, LABEL_COL, label, fmt.label)
     ws.write_string(A_ROW - 1, ID_COL, "token id", fmt.header)
-    ws.write_string(A_ROW, VALUE_COL, s.a, fmt.edit)  # user text: always a string, never a formula
-    ws.write_string(B_ROW, VALUE_COL, s.b, fmt.edit)
+    ws.write_string(A_ROW, VALUE_COL, s.a, fmt.edit_text)  # user text: a Text cell, never a formula
+    ws.write_string(B_ROW, VALUE_COL, s.b, fmt.edit_text)
     ws.write_number(STRENGTH_ROW, VALUE_COL, float(s.strength), fmt.edit)
     ws.write_number(BLOCK_ROW, VALUE_COL, int(s.block), fmt.edit)
     ids, ok, vector, add = tab.regions
