@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_generate import PROMPT, ROWS
+from xlsx_edit import set_value
 
 from sheetgpt import a1
 from sheetgpt.book.tabs import neurons
@@ -34,18 +35,7 @@ def book(tmp_path_factory):
 
 
 def _set_block(src: Path, dst: Path, layout, value: str) -> None:
-    member = f"xl/worksheets/sheet{[t.name for t in layout.tabs].index(neurons.NAME) + 1}.xml"
-    ref = a1.cell(*neurons.BLOCK)
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info.filename)
-            if info.filename == member:
-                xml, n = re.subn(
-                    f'(<c r="{ref}"[^>]*>)<v>[^<]*</v>', lambda m: m.group(1) + f"<v>{value}</v>", data.decode()
-                )
-                assert n == 1
-                data = xml.encode()
-            zout.writestr(info, data)
+    set_value(src, dst, layout, neurons.NAME, a1.cell(*neurons.BLOCK), value)
 
 
 def _neurons_by_engine(path: Path, layout, block: int):

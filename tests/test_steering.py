@@ -8,14 +8,13 @@ values are what an engine recomputes from its formulas.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from test_generate import CLI, PROMPT, ROWS, _ids_by_engine, predicted
+from xlsx_edit import set_value
 
 from sheetgpt import a1
 from sheetgpt.book.tabs import steering
@@ -87,26 +86,15 @@ def test_strength_zero_changes_nothing(bundled, tmp_path):
     assert check_book(result.path).passed
 
 
-def _set_block(src: Path, dst: Path, sheet_index: int, value: str) -> None:
+def _set_block(src: Path, dst: Path, layout, value: str) -> None:
     """A copy of the book with Steering!B7 (block L) holding ``value``."""
-    member = f"xl/worksheets/sheet{sheet_index + 1}.xml"
-    ref = a1.cell(steering.BLOCK_ROW, steering.VALUE_COL)
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info.filename)
-            if info.filename == member:
-                xml, n = re.subn(
-                    f'(<c r="{ref}"[^>]*>)<v>[^<]*</v>', lambda m: m.group(1) + f"<v>{value}</v>", data.decode()
-                )
-                assert n == 1
-                data = xml.encode()
-            zout.writestr(info, data)
+    set_value(src, dst, layout, steering.NAME, a1.cell(steering.BLOCK_ROW, steering.VALUE_COL), value)
 
 
 def test_a_block_out_of_range_turns_steering_off_with_one_message(steered, bundled, tmp_path):
     _, tok = bundled
     bad = tmp_path / "bad.xlsx"
-    _set_block(steered.path, bad, [t.name for t in steered.layout.tabs].index(steering.NAME), "7")
+    _set_block(steered.path, bad, steered.layout, "7")
     values = evaluate(read_workbook(bad))
     status = values.text[steering.NAME][(steering.STATUS_ROW, steering.VALUE_COL)]
     assert status == "Steering off: block L must be a whole number from 0 to 1"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import zipfile
+from pathlib import Path
 from xml.sax.saxutils import escape, unescape
 
 from sheetgpt.a1 import parse_cell as parse_ref
@@ -29,3 +31,18 @@ def unshare_formulas(xml: str) -> str:
         return f'<c r="{ref}"{attrs}><f>{escape(shift_formula(text, r - r0, c - c0))}</f>'
 
     return _SHARED.sub(one, xml)
+
+
+def set_value(src: Path, dst: Path, layout, tab: str, cell: str, value: str) -> None:
+    """A copy of the book whose constant cell ``tab``!``cell`` holds ``value`` (nothing recalculated)."""
+    member = f"xl/worksheets/sheet{[t.name for t in layout.tabs].index(tab) + 1}.xml"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == member:
+                xml, n = re.subn(
+                    f'(<c r="{cell}"[^>]*>)<v>[^<]*</v>', lambda m: m.group(1) + f"<v>{value}</v>", data.decode()
+                )
+                assert n == 1, f"{tab}!{cell} not found once"
+                data = xml.encode()
+            zout.writestr(info, data)
