@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from full_size import BENCH, model_dir, prompt_of  # noqa: E402
+from full_size import BENCH, MemoryWatch, model_dir, prompt_of  # noqa: E402
 
 from sheetgpt.book.writer import build_workbook  # noqa: E402
 from sheetgpt.checkpoint import load_model  # noqa: E402
@@ -27,14 +26,9 @@ from sheetgpt.engine import libreoffice  # noqa: E402
 from sheetgpt.tokenizer import Tokenizer  # noqa: E402
 
 
-class SofficeMemory:
-    """The peak RSS of every soffice.bin process, sampled every 0.5 s from /proc. (A process-tree
-    walk from this process misses it: oosplash starts soffice.bin from a thread of its own.)"""
-
-    def __init__(self):
-        self.peak = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
+class SofficeMemory(MemoryWatch):
+    """The peak RSS of every soffice.bin process, sampled every 0.5 s from /proc. (MemoryWatch's
+    process-tree walk misses it: oosplash starts soffice.bin from a thread of its own.)"""
 
     def _run(self):
         page = os.sysconf("SC_PAGE_SIZE")
@@ -50,14 +44,6 @@ class SofficeMemory:
                 except OSError:
                     continue
             self.peak = max(self.peak, total)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
 
 
 def main() -> None:
