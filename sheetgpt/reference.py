@@ -7,23 +7,30 @@ sheet shows those steps; masked attention scores are NaN (the sheet leaves them 
 
 ``gpt2(ids, params, ...)`` returns a ``Trace``: a dict from stage name (``"h.0.attn.c_attn"``,
 ``"ln_f.out"``, ``"logits"``, ...) to its value. Stage names are the regions' names (sheetgpt/book/tabs/).
+
+The trace is what a book caches, so it must be the same bits on every machine: products go through
+``exact.matmul`` (no BLAS) and exp, tanh, log through ``exact`` (the C library's scalar functions, not
+numpy's SIMD loops); everything else is element-wise IEEE arithmetic or a sum over one axis.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from . import exact
 from .config import GPT2Config
 
 Trace = dict[str, np.ndarray]
 
 
 def gelu(x):  # gelu_new, the tanh form GPT-2 uses
-    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + exact.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * (x * x * x))))
 
 
 def softmax_steps(x):  # [..., n] -> (exp [..., n], weights [..., n]); NaN entries are masked out
-    e = np.where(np.isnan(x), 0.0, np.exp(x - np.nanmax(x, axis=-1, keepdims=True)))
+    e = np.where(np.isnan(x), 0.0, exact.exp(x - np.nanmax(x, axis=-1, keepdims=True)))
     return e, e / e.sum(axis=-1, keepdims=True)
 
 
@@ -37,7 +44,7 @@ def layer_norm(x, g, b, eps, trace, name):  # [T, d] -> [T, d]
 
 
 def linear(x, w, b):  # [T, n_in] -> [T, n_out]
-    return x @ w + b
+    return exact.matmul(x, w) + b
 
 
 def mha(x, c_attn, c_proj, n_head, trace, name):  # [T, d] -> [T, d]
@@ -47,11 +54,11 @@ def mha(x, c_attn, c_proj, n_head, trace, name):  # [T, d] -> [T, d]
     q, k, v = (
         qkv[:, i * d : (i + 1) * d].reshape(T, n_head, hd).transpose(1, 0, 2) for i in range(3)
     )  # 3 x [H, T, hd]
-    scores = q @ k.transpose(0, 2, 1) / np.sqrt(hd)  # [H, T, T]
+    scores = exact.matmul(q, k.transpose(0, 2, 1)) / math.sqrt(hd)  # [H, T, T]
     causal = np.triu(np.ones((T, T), dtype=bool), k=1)  # key position > query position
     masked = np.where(causal, np.nan, scores)  # [H, T, T]
     e, weights = softmax_steps(masked)  # [H, T, T]
-    heads = weights @ v  # [H, T, hd]
+    heads = exact.matmul(weights, v)  # [H, T, hd]
     merged = heads.transpose(1, 0, 2).reshape(T, d)  # [T, d]
     out = linear(merged, c_proj["w"], c_proj["b"])  # [T, d]
     trace |= {
@@ -86,7 +93,7 @@ def transformer_block(x, block, n_head, eps, trace, name):  # [T, d] -> [T, d]
 
 def next_token_probs(logits, temperature=1.0):  # [V] -> (max [], sum [], probs [V])
     top = logits.max()
-    e = np.exp((logits - top) / temperature)
+    e = exact.exp((logits - top) / temperature)
     return top, e.sum(), e / e.sum()
 
 
@@ -104,6 +111,16 @@ def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0, steer=Non
 
     ``steer`` [n_layer, d] (``steering``): added to every row of the residual stream at each block's
     input, kept as the stage ``h.{i}.in``."""
+    trace = hidden(ids, params, config, steer=steer)
+    wte = np.asarray(params["wte"], dtype=np.float64)
+    trace["logits"] = exact.matmul(trace["ln_f.out"], wte.T)  # [T, d] -> [T, V], tied unembedding
+    top, total, probs = next_token_probs(trace["logits"][-1], temperature)
+    trace |= {"predict.max": np.array(top), "predict.sum": np.array(total), "predict.probs": probs}
+    return trace
+
+
+def hidden(ids, params, config: GPT2Config, *, steer=None) -> Trace:
+    """``gpt2`` up to the final norm (``ln_f.out``), without the logits."""
     ids = np.asarray(ids, dtype=np.int64)
     f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
     trace: Trace = {"ids": ids}
@@ -117,11 +134,14 @@ def gpt2(ids, params, config: GPT2Config, *, temperature: float = 1.0, steer=Non
         if steer is not None:
             x = trace[f"h.{i}.in"] = x + steer[i]  # [T, d] + [d]
         x = transformer_block(x, block, config.n_head, eps, trace, f"h.{i}")
-    x = layer_norm(x, f64(params["ln_f"]["g"]), f64(params["ln_f"]["b"]), eps, trace, "ln_f")
-    trace["logits"] = x @ wte.T  # [T, d] -> [T, V], tied unembedding
-    top, total, probs = next_token_probs(trace["logits"][-1], temperature)
-    trace |= {"predict.max": np.array(top), "predict.sum": np.array(total), "predict.probs": probs}
+    layer_norm(x, f64(params["ln_f"]["g"]), f64(params["ln_f"]["b"]), eps, trace, "ln_f")
     return trace
+
+
+def next_logits(ids, params, config: GPT2Config, steer=None):  # [T] -> [V]
+    """The logits after the last token: ``gpt2(...)["logits"][-1]``, the same bits, one row of the unembedding."""
+    last = hidden(ids, params, config, steer=steer)["ln_f.out"][-1:]  # [1, d]
+    return exact.matmul(last, np.asarray(params["wte"], dtype=np.float64).T)[0]
 
 
 def greedy_fill(ids, generated, params, config: GPT2Config, steer=None) -> list[int]:  # [T], [T] bool -> [T]
@@ -130,7 +150,7 @@ def greedy_fill(ids, generated, params, config: GPT2Config, steer=None) -> list[
     params = _to_f64(params)  # once, not in every pass
     for t in range(1, len(ids)):
         if generated[t]:
-            ids[t] = int(np.argmax(gpt2(ids[:t], params, config, steer=steer)["logits"][-1]))
+            ids[t] = int(np.argmax(next_logits(ids[:t], params, config, steer=steer)))
     return ids
 
 
@@ -149,9 +169,9 @@ def logit_lens(outputs, t, g, b, eps, wte) -> Trace:  # n_layer x [T, d] -> the 
     """What the model would predict after position t if it stopped after each block: ln_f, then wte."""
     trace: Trace = {"lens.x": np.stack([h[t] for h in outputs])}  # [n_layer, d], one row per block
     out = layer_norm(trace["lens.x"], g, b, eps, trace, "lens")  # [n_layer, d]
-    logits = out @ wte.T  # [n_layer, V]
+    logits = exact.matmul(out, wte.T)  # [n_layer, V]
     top = logits.max(axis=-1, keepdims=True)  # [n_layer, 1]
-    total = np.exp(logits - top).sum(axis=-1, keepdims=True)  # [n_layer, 1]
+    total = exact.exp(logits - top).sum(axis=-1, keepdims=True)  # [n_layer, 1]
     trace |= {
         "lens.logits": logits.T,
         "lens.max": top,
@@ -176,8 +196,12 @@ def neuron_view(gelus, block: int, t: int, k: int) -> Trace:  # n_layer x [T, 4d
     }
 
 
+def norm(x):  # [..., d] -> [...], the length of each vector
+    return np.sqrt((x * x).sum(axis=-1))
+
+
 def cosine(a, b):  # [..., d], [..., d] -> [...]
-    return (a * b).sum(axis=-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return (a * b).sum(axis=-1) / (norm(a) * norm(b))
 
 
 def embedding_similarity(wte, ids, n_pairs, k) -> Trace:  # wte [V, d], ids [2 n_pairs + 4] -> the Embeddings tab
@@ -190,14 +214,14 @@ def embedding_similarity(wte, ids, n_pairs, k) -> Trace:  # wte [V, d], ids [2 n
     v = wte[np.maximum(ids, 0)]  # [N, d]
     analogy = v[-3] - v[-2] + v[-1]  # [d]
     rows = np.vstack([v, analogy])  # [N + 1, d]
-    norms = np.linalg.norm(wte, axis=-1)  # [V]
+    norms = norm(wte)  # [V]
     q = 2 * n_pairs
     cos = np.stack([cosine(wte, rows[q]), cosine(wte, analogy)], axis=1)  # [V, 2]
     trace: Trace = {
         "emb.ids": ids[:, None].astype(np.float64),
         "emb.vectors": v,
         "emb.analogy": analogy[None],
-        "emb.lengths": np.linalg.norm(rows, axis=-1)[:, None],
+        "emb.lengths": norm(rows)[:, None],
         "emb.pairs": cosine(v[0 : 2 * n_pairs : 2], v[1 : 2 * n_pairs : 2])[:, None],
         "emb.norms": norms[:, None],
         "emb.cos": cos,

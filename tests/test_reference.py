@@ -148,3 +148,10 @@ def test_next_token_probs_sum_to_1(models):
     trace = reference.gpt2([1, 2, 3], model.params, model.config)
     assert abs(trace["predict.probs"].sum() - 1) < 1e-12
     assert trace["predict.probs"].argmax() == trace["logits"][-1].argmax()
+
+
+def test_next_logits_are_the_last_row_of_the_full_logits_bit_for_bit():
+    model = load_model(FIXTURES / "models" / "odd")
+    ids = [5, 1, 3, 0, 7]
+    full = reference.gpt2(ids, model.params, model.config)["logits"][-1]
+    assert np.array_equal(reference.next_logits(ids, model.params, model.config), full)

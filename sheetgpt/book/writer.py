@@ -39,7 +39,7 @@ from ..weight_text import stored_values
 from . import limits
 from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Tab
-from .tabs import embeddings, neurons, steering
+from .tabs import embeddings, guide, neurons, steering
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
 
@@ -278,6 +278,9 @@ def _write_skeleton(
             "constant_memory": False,
         },
     )
+    created = guide.source_date()
+    if created is not None:  # docProps/core.xml's creation time (xlsxwriter writes the current time otherwise)
+        wb.set_properties({"created": created})
     out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, stored, source, progress, steer=steer)
     out.neuron_block = neurons.default_block(layout)
     if exercises:

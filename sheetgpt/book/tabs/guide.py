@@ -52,13 +52,19 @@ def prompt_row(layout: Layout) -> int:
     return CONFIG_TITLE_ROW + entries + 2
 
 
-def built_at() -> str:
-    """The build time shown in the Guide; SOURCE_DATE_EPOCH (the reproducible-builds convention) fixes it."""
+def source_date() -> _dt.datetime | None:
+    """SOURCE_DATE_EPOCH (the reproducible-builds convention) as a UTC time, or None when it is not set."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is not None and epoch.isdigit():
-        return (
-            _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
-        )
+        return _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc)
+    return None
+
+
+def built_at() -> str:
+    """The build time shown in the Guide; SOURCE_DATE_EPOCH fixes it (as it does docProps/core.xml's)."""
+    fixed = source_date()
+    if fixed is not None:
+        return fixed.replace(tzinfo=None).isoformat(timespec="seconds")
     return _dt.datetime.now().isoformat(timespec="seconds")
 
 
