@@ -363,3 +363,20 @@ def test_formula_sheet_writes_what_xlsxwriters_worksheet_writes():
         return zipfile.ZipFile(buf).read("xl/worksheets/sheet1.xml")
 
     assert sheet_xml(worksheet.FormulaSheet) == sheet_xml(None)
+
+
+def test_every_cell_of_a_gpt2_size_weight_tab_has_its_address():
+    # wte at GPT-2 small's size (38.6 M cells) was once written without addresses, which IronCalc
+    # refuses and Gnumeric reads as empty; its last piece, deflated as the book's pieces are
+    values = np.broadcast_to(np.float64(-0.0123456789), (50257, 768))
+    last = deflate.plan("m", "wte", values.shape, b"", b"", cells_per_piece=1 << 19)[-1]
+    deflate._ARRAYS["wte"] = values
+    try:
+        piece = deflate.deflate_piece(last)
+    finally:
+        del deflate._ARRAYS["wte"]
+    xml = zlib.decompress(piece.data, -15)
+    cells = re.findall(rb"<c\b[^>]*>", xml)
+    assert len(cells) == (last.r1 - last.r0) * 768
+    assert all(b' r="' in c for c in cells)
+    assert cells[-1] == b'<c   r="ACN50257" >'

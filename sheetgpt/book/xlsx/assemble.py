@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from .deflate import Piece, Task, deflate_all, plan
-from .number_text import CELL_BYTES
+from .number_text import ADDRESS_BYTES, CELL_BYTES
 from .shared import FormulaBlock
 from .sheet_xml import sheet_parts
 from .zip64 import ZipOut
@@ -51,7 +51,7 @@ def assemble(
                 prefix, suffix = sheet_parts(src.read(info), rows, cols)
                 arrays[tab] = values
                 tasks += plan(info.filename, tab, (rows, cols), prefix, suffix)
-                hints[info.filename] = len(prefix) + len(suffix) + rows * (cols * CELL_BYTES + 24)
+                hints[info.filename] = len(prefix) + len(suffix) + rows * (cols * (CELL_BYTES + ADDRESS_BYTES) + 32)
         out = ZipOut(fp)
         pieces = deflate_all(tasks, arrays, processes, sheets)
         try:

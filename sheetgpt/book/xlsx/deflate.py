@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .number_text import ADDRESSED_CELLS, rows_xml
+from .number_text import rows_xml
 from .sheet_xml import formula_sheet_xml
 
 try:  # ISA-L's deflate: same format, several times faster
@@ -98,9 +98,7 @@ def deflate_piece(task: Task) -> Piece:
     if task.formulas:
         xml = formula_sheet_xml(*_SHEETS[task.member])
     else:
-        values = _ARRAYS[task.tab]
-        addresses = values.size <= ADDRESSED_CELLS
-        xml = task.prefix + rows_xml(values[task.r0 : task.r1], task.r0, addresses) + task.suffix
+        xml = task.prefix + rows_xml(_ARRAYS[task.tab][task.r0 : task.r1], task.r0) + task.suffix
     c = _deflate.compressobj(LEVEL, _deflate.DEFLATED, -15, 9)
     data = c.compress(xml) + c.flush(_deflate.Z_FINISH if task.last else _deflate.Z_SYNC_FLUSH)
     return Piece(task.member, data, zlib.crc32(xml), len(xml), task.last)

@@ -12,8 +12,9 @@ weight tab's XML is built with array operations, about 80 ns a cell:
   one correctly rounded division, which is what a decimal parser computes). Values that are
   not the double of a 9-digit decimal, or are out of range, take Python's shortest
   round-trip ``repr`` instead; zero is ``0``.
-* Every cell carries its ``r`` address (``<c r="AB12"><v>..</v></c>``): the attribute is optional
-  in ECMA-376 §18.3.1.4, but Gnumeric 1.12.55 drops cells without it. Rows whose numbers have
+* Every cell carries its ``r`` address (``<c r="AB12"><v>..</v></c>``), in every tab of every
+  book (full-size wte included): the attribute is optional in ECMA-376 §18.3.1.4, but Gnumeric
+  1.12.55 drops cells without it and IronCalc refuses the book ("Missing "r" XML attribute"). Rows whose numbers have
   the same digit count share one byte layout: a template row (column letters in place) is
   copied once per row, then the row number and the numbers are written into it at
   precomputed offsets, all with array operations (``rows_xml``).
@@ -157,26 +158,17 @@ def _row_digits(first: int, n: int, nd: int) -> np.ndarray:
     return (rows // 10 ** np.arange(nd - 1, -1, -1) % 10 + 48).astype(np.uint8)
 
 
-# Weight tabs of more cells than this are written without cell addresses (only GPT-2-size wte
-# and larger): with them the full-size book is 1.30 GB, past its 1.25 GB budget; without them on
-# wte alone, about 1.17 GB (BENCHMARKS.md). Gnumeric 1.12.55 reads such a tab as empty.
-ADDRESSED_CELLS = 16_000_000
+ADDRESS_BYTES = 16  # at most, per cell: <c r=" + 3 letters + 7 digits, padded to whole words
 
 
-def rows_xml(values: np.ndarray, row0: int, addresses: bool = True) -> bytes:
+def rows_xml(values: np.ndarray, row0: int) -> bytes:
     """<row r=..>..</row> for a [rows, cols] block whose first row is sheet row row0 (0-based),
-    every cell with its address (or, ``addresses`` False, none: ``<c><v>..</v></c>``)."""
+    every cell with its address (IronCalc refuses a cell without one; Gnumeric 1.12.55 drops it)."""
     from ... import a1
 
     values = np.asarray(values, dtype=np.float64)
     rows, cols = values.shape
     cells = number_cells(values)
-    if not addresses and cells is not None:
-        view, width = memoryview(cells), cols * CELL_BYTES
-        parts = []
-        for i in range(rows):
-            parts += (b'<row r="%d">' % (row0 + i + 1), view[i * width : (i + 1) * width], b"</row>")
-        return b"".join(parts)
     if cells is None:  # a value whose shortest text is longer than NUMBER_WIDTH: variable width
         letters = [a1.col_name(c) for c in range(cols)]
         return b"".join(
@@ -206,6 +198,6 @@ def rows_xml(values: np.ndarray, row0: int, addresses: bool = True) -> bytes:
             seg = out[:, at : at + (c1 - c0) * (hw + 7)].reshape(n, c1 - c0, hw + 7)
             seg[:, :, :hw] = letters[None, :, :] | head.view("<u4")[:, None, :]
             seg[:, :, hw + 1 : hw + 5] = words[i : i + n, c0:c1, 1:5]
-        parts.append(out.tobytes())
+        parts.append(out)  # joined as buffers: one copy, not two
         i += n
     return b"".join(parts)
