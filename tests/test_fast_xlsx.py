@@ -341,7 +341,8 @@ def test_cells_merge_into_the_skeletons_rows_in_column_order():
 
 
 def test_formula_sheet_writes_what_xlsxwriters_worksheet_writes():
-    """FormulaSheet's write_formula and sparse row writer give byte-identical sheets."""
+    """FormulaSheet's write_formula and sparse row writer give byte-identical sheets, but for an empty
+    cached text, which it types t="str" as Excel does (xlsxwriter leaves it untyped)."""
 
     def sheet_xml(worksheet_class):
         buf = io.BytesIO()
@@ -362,7 +363,10 @@ def test_formula_sheet_writes_what_xlsxwriters_worksheet_writes():
         wb.close()
         return zipfile.ZipFile(buf).read("xl/worksheets/sheet1.xml")
 
-    assert sheet_xml(worksheet.FormulaSheet) == sheet_xml(None)
+    ours, theirs = sheet_xml(worksheet.FormulaSheet), sheet_xml(None)
+    typed = re.sub(rb'(<c r="[A-Z]+[0-9]+")(><f>[^<]*</f><v></v></c>)', rb'\1 t="str"\2', theirs)
+    assert typed.count(b't="str"') == 20  # the 20 formulas written with value ""
+    assert ours == typed
 
 
 def test_every_cell_of_a_gpt2_size_weight_tab_has_its_address():
@@ -380,3 +384,18 @@ def test_every_cell_of_a_gpt2_size_weight_tab_has_its_address():
     assert len(cells) == (last.r1 - last.r0) * 768
     assert all(b' r="' in c for c in cells)
     assert cells[-1] == b'<c   r="ACN50257" >'
+
+
+def test_a_blank_result_is_cached_as_empty_text_and_an_uncomputed_one_has_no_value():
+    # NaN: the formula gives "" (a masked attention score), written as Excel writes it; None: not
+    # computed (downstream of an exercise's blanks)
+    f = lambda i, j: f'IF($A{i + 1}>0,"",1)'  # noqa: E731
+    blank = shared.FormulaBlock(0, 1, np.array([[np.nan, 2.5]]), 3, [(0, 1, 0, 2)], f)
+    runs, _ = shared.block_runs(blank, "all", 0)
+    xml = "".join(r[2] for r in runs)
+    assert '<c r="B1" s="3" t="str"><f t="shared" ref="B1:C1" si="0">IF($A1&gt;0,"",1)</f><v></v></c>' in xml
+    assert '<c r="C1" s="3"><f t="shared" si="0"/><v>2.5</v></c>' in xml
+    uncomputed = shared.FormulaBlock(0, 1, np.array([[None, "x"]], dtype=object), 3, [(0, 1, 0, 2)], f)
+    xml = "".join(r[2] for r in shared.block_runs(uncomputed, "all", 0)[0])
+    assert '<c r="B1" s="3"><f t="shared" ref="B1:C1" si="0">IF($A1&gt;0,"",1)</f></c>' in xml
+    assert '<c r="C1" s="3" t="str"><f t="shared" si="0"/><v>x</v></c>' in xml

@@ -108,15 +108,20 @@ class CellError(str):
     """An error value as a cached result ('#N/A'), written with t="e"."""
 
 
+EMPTY_TEXT = "<v></v>"  # with t="str": a formula whose result is empty text, as Excel writes it
+
+
 def value_texts(values: np.ndarray) -> tuple[list[str], list[str] | None]:
     """Cached values as ``<v>`` elements, row-major ('' for none), and each cell's type attribute
     (None: all numbers).
 
-    Of float64 values Python's repr (exact), none for NaN. Of object values (formulas whose
-    results are not all numbers): a float as its repr, a str as the text (t="str"; an empty one
-    untyped, as xlsxwriter writes it; one that starts or ends with white space keeps it with
-    xml:space="preserve", which LibreOffice needs to keep ' quickly' when it re-saves a book),
-    a bool as 1/0 (t="b"), a ``CellError`` as its code (t="e"), None as no value."""
+    Of float64 values Python's repr (exact); NaN is the sheet's blank, a formula that gives empty
+    text (the reference's NaN: a masked attention score), written as Excel writes it, ``t="str"``
+    and an empty ``<v></v>``. Of object values (formulas whose results are not all numbers): a float
+    as its repr (NaN as empty text), a str as the text (t="str"; one that starts or ends with white
+    space keeps it with xml:space="preserve", which LibreOffice needs to keep ' quickly' when it
+    re-saves a book), a bool as 1/0 (t="b"), a ``CellError`` as its code (t="e"), None as no value
+    (a formula not computed: downstream of an exercise's blanks)."""
     if values.dtype == object:
         texts, types = [], []
         for v in values.ravel().tolist():
@@ -126,13 +131,16 @@ def value_texts(values: np.ndarray) -> tuple[list[str], list[str] | None]:
             elif isinstance(v, str):
                 edge = v[:1].isspace() or v[-1:].isspace()
                 texts.append(f'<v xml:space="preserve">{_escape(v)}</v>' if edge else f"<v>{_escape(v)}</v>")
-                types.append(' t="str"' if v else "")
+                types.append(' t="str"')
             elif isinstance(v, bool):
                 texts.append("<v>1</v>" if v else "<v>0</v>")
                 types.append(' t="b"')
-            elif v is None or v != v:
+            elif v is None:
                 texts.append("")
                 types.append("")
+            elif v != v:
+                texts.append(EMPTY_TEXT)
+                types.append(' t="str"')
             else:
                 t = repr(float(v))
                 texts.append(f"<v>{t[:-2] if t.endswith('.0') else t}</v>")
@@ -142,7 +150,10 @@ def value_texts(values: np.ndarray) -> tuple[list[str], list[str] | None]:
     if not flat:
         return [], None
     texts = repr(flat)[1:-1].split(", ")  # one C-level repr of the list: shortest round-trip texts
-    return ["" if t == "nan" else f"<v>{t}</v>" for t in texts], None
+    if "nan" not in texts:
+        return [f"<v>{t}</v>" for t in texts], None
+    types = [' t="str"' if t == "nan" else "" for t in texts]
+    return [EMPTY_TEXT if t == "nan" else f"<v>{t}</v>" for t in texts], types
 
 
 def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[int, int, str]], int]:

@@ -83,10 +83,14 @@ class FormulaSheet(Worksheet):
 
     # xlsxwriter writes a formula's cached text as <v> ...</v>; LibreOffice drops the leading space
     # of ' quickly' there when it re-saves a book without recalculating, unless the text says
-    # xml:space="preserve". This overrides xlsxwriter's writer of that element (a private method).
+    # xml:space="preserve". And it writes an empty cached text untyped (<v></v>), which reads as no
+    # value; Excel writes it t="str". This overrides xlsxwriter's writer of that element (a private method).
     def _xml_formula_element(self, formula, result, attributes=()) -> None:
+        attributes = list(attributes or ())
+        if result == "" and not any(key == "t" for key, _ in attributes):
+            attributes.append(("t", "str"))
         if not (isinstance(result, str) and (result[:1].isspace() or result[-1:].isspace())):
-            return super()._xml_formula_element(formula, result, list(attributes))
+            return super()._xml_formula_element(formula, result, attributes)
         attr = "".join(f' {key}="{self._escape_attributes(value)}"' for key, value in attributes)
         formula, result = self._escape_data(formula), self._escape_data(result)
         self.fh.write(f'<c{attr}><f>{formula}</f><v xml:space="preserve">{result}</v></c>')
