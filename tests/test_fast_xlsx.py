@@ -12,6 +12,7 @@ import numpy as np
 import openpyxl
 import pytest
 import xlsxwriter
+from proved import assert_proves_every_region
 
 from sheetgpt import a1
 from sheetgpt.book.xlsx import deflate, number_text, shared, sheet_xml, worksheet
@@ -247,11 +248,11 @@ def test_shared_formula_book_passes_check(tmp_path, model_dir, shape):
     from sheetgpt.tokenizer import Tokenizer
 
     d = model_dir(shape)
-    path = build_workbook(load_model(d), Tokenizer.from_dir(d), "the cat sat", tmp_path / "b.xlsx").path
-    assert check_book(path, engine="fast").passed
+    result = build_workbook(load_model(d), Tokenizer.from_dir(d), "the cat sat", tmp_path / "b.xlsx")
+    assert_proves_every_region(check_book(result.path, engine="fast"), result.layout)
     if not libreoffice.available():
         pytest.skip("LibreOffice is not installed")
-    assert check_book(path, engine="libreoffice").passed
+    assert_proves_every_region(check_book(result.path, engine="libreoffice"), result.layout)
 
 
 def test_shared_groups_split_where_shifting_does_not_give_the_cell_its_text():

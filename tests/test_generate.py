@@ -16,6 +16,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
+from proved import assert_proves_every_region
 
 from sheetgpt import a1
 from sheetgpt.book.tabs import guide
@@ -216,5 +217,4 @@ def test_twenty_typed_prompts_continue_like_predict_in_libreoffice(gen_book, bun
 @needs_lo
 @pytest.mark.libreoffice
 def test_check_passes_on_a_generating_book_in_libreoffice(gen_book):
-    report = check_book(gen_book.path, engine="libreoffice")
-    assert report.passed, [s for s in report.stages if not s.passed][:1]
+    assert_proves_every_region(check_book(gen_book.path, engine="libreoffice"), gen_book.layout)

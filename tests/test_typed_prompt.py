@@ -12,6 +12,7 @@ import random
 
 import numpy as np
 import pytest
+from proved import assert_proves_every_region
 
 from sheetgpt import a1
 from sheetgpt.book.tabs import bpe, predict
@@ -262,7 +263,7 @@ def test_check_passes_on_a_typed_book_fast(typed_book):
 @needs_lo
 @pytest.mark.libreoffice
 def test_check_passes_on_a_typed_book_libreoffice(typed_book):
-    assert check_book(typed_book.path, engine="libreoffice").passed
+    assert_proves_every_region(check_book(typed_book.path, engine="libreoffice"), typed_book.layout)
 
 
 def test_make_prompt_limits_and_refusals(small_model):
