@@ -94,26 +94,37 @@ def test_values_longer_than_the_fixed_width_fall_back_to_repr():
     assert [float(t.split(b"<")[0]) for t in texts] == x.ravel().tolist()
 
 
-def test_readers_read_the_fast_sheet_exactly(tmp_path):
-    w = _awkward_weights(6000).reshape(60, 100)
-    want = stored_values(w)
+@pytest.fixture
+def fast_sheet(tmp_path):
+    """(path, want): a book whose sheet "w" holds awkward float32 weights as written by the fast sheet writer."""
+    want = stored_values(_awkward_weights(6000).reshape(60, 100))
     path = tmp_path / "b.xlsx"
     path.write_bytes(_book_with(want))
     with zipfile.ZipFile(path) as z:
         assert z.testzip() is None
+    return path, want
+
+
+def test_our_reader_and_openpyxl_read_the_fast_sheet_exactly(fast_sheet):
+    from sheetgpt.engine.reader import read_workbook
+
+    path, want = fast_sheet
     ws = openpyxl.load_workbook(path, read_only=True)["w"]
     got = np.array([[0.0 if v is None else v for v in row] for row in ws.iter_rows(values_only=True)], dtype=float)
     assert np.array_equal(got, want)
-    calamine = pytest.importorskip("python_calamine")
-    rows = calamine.CalamineWorkbook.from_path(str(path)).get_sheet_by_name("w").to_python()
-    assert np.array_equal(np.array(rows, dtype=float), want)
-    from sheetgpt.engine.reader import read_workbook
-
     sheet = read_workbook(path, sheets=["w"]).sheets["w"]
     rows_, cols_, vals = sheet.numbers
     got = np.full((60, 100), np.nan)
     got[rows_, cols_] = vals
     assert np.array_equal(got, want)
+
+
+def test_calamine_reads_the_fast_sheet_exactly(fast_sheet):
+    """Optional: python_calamine (Rust's calamine) is not a dependency."""
+    calamine = pytest.importorskip("python_calamine")
+    path, want = fast_sheet
+    rows = calamine.CalamineWorkbook.from_path(str(path)).get_sheet_by_name("w").to_python()
+    assert np.array_equal(np.array(rows, dtype=float), want)
 
 
 def test_crc32_combine_matches_zlib():
