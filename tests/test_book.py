@@ -18,8 +18,6 @@ from sheetgpt.reference import gpt2
 from sheetgpt.tokenizer import Tokenizer
 from sheetgpt.weight_text import stored_values
 
-needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
-
 
 def _assert_all_pass(report):
     failed = [s for s in report.stages if not s.passed]
@@ -42,7 +40,6 @@ def test_formulas_engine_reproduces_every_stage_of_a_micro_book(book):
     }
 
 
-@needs_lo
 @pytest.mark.libreoffice
 @pytest.mark.parametrize("shape", ["micro", "one-head", "odd"])
 def test_libreoffice_reproduces_every_stage(book, shape):
@@ -51,7 +48,6 @@ def test_libreoffice_reproduces_every_stage(book, shape):
     _assert_all_pass(report)
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_editing_a_token_in_libreoffice_gives_the_new_prompts_prediction(book, model_dir):
     result = book("one-head", "the cat sat")
@@ -74,7 +70,6 @@ def test_editing_a_token_in_libreoffice_gives_the_new_prompts_prediction(book, m
     assert top_token == tok.display(int(np.argmax(want)))
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_an_unknown_token_text_shows_a_message_not_a_cascade_of_errors(book):
     result = book("micro", "the cat sat")

@@ -29,11 +29,10 @@ from sheetgpt.book.tabs import block, embed, final_norm, guide, logits, predict,
 from sheetgpt.check import check_book, read_inputs, reference_trace
 from sheetgpt.checkpoint import load_model
 from sheetgpt.cli import main
-from sheetgpt.engine import formulas_engine, libreoffice, recompute
+from sheetgpt.engine import formulas_engine, recompute
 from sheetgpt.engine.reader import read_workbook
 from sheetgpt.random_model import random_params, write_checkpoint, write_tokenizer
 
-needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
 RTOL = 1e-9
 PROMPTS = {"micro": "the cat sat", "one-head": "a quick test", "odd": "hello there"}
 
@@ -170,7 +169,6 @@ def test_fast_engine_equals_the_reference_on_every_formula_cell(books, shape):
     assert_every_cell(books[shape], ["fast"])
 
 
-@needs_lo
 @pytest.mark.libreoffice
 @pytest.mark.parametrize("shape", ["micro", "one-head", "odd"])
 def test_libreoffice_equals_the_reference_and_the_other_engines_on_every_formula_cell(books, shape):

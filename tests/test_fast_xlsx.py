@@ -250,20 +250,13 @@ def test_every_region_is_written_as_its_own_formulas(tmp_path, model_dir, monkey
             assert sheet(bpe.NAME).count(b'<f t="shared" ref=') > 100
 
 
+@pytest.mark.parametrize("engine", ["fast", pytest.param("libreoffice", marks=pytest.mark.libreoffice)])
 @pytest.mark.parametrize("shape", ["micro", "one-head"])
-def test_shared_formula_book_passes_check(tmp_path, model_dir, shape):
-    from sheetgpt.book.writer import build_workbook
+def test_shared_formula_book_passes_check(book, shape, engine):
     from sheetgpt.check import check_book
-    from sheetgpt.checkpoint import load_model
-    from sheetgpt.engine import libreoffice
-    from sheetgpt.tokenizer import Tokenizer
 
-    d = model_dir(shape)
-    result = build_workbook(load_model(d), Tokenizer.from_dir(d), "the cat sat", tmp_path / "b.xlsx")
-    assert_proves_every_region(check_book(result.path, engine="fast"), result.layout)
-    if not libreoffice.available():
-        pytest.skip("LibreOffice is not installed")
-    assert_proves_every_region(check_book(result.path, engine="libreoffice"), result.layout)
+    result = book(shape, "the cat sat")
+    assert_proves_every_region(check_book(result.path, engine=engine), result.layout)
 
 
 def test_shared_groups_split_where_shifting_does_not_give_the_cell_its_text():

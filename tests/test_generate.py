@@ -30,7 +30,6 @@ from sheetgpt.engine.reader import read_workbook
 from sheetgpt.tokenizer import ENDOFTEXT, Tokenizer
 
 CLI = [sys.executable, "-m", "sheetgpt"]
-needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
 PROMPT = "Mike is quick. He moves"
 ROWS = 16  # token rows of the test books: the prompt and its continuation
 
@@ -185,7 +184,6 @@ def _texts() -> list[str]:
     ]
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_twenty_typed_prompts_continue_like_predict_in_libreoffice(gen_book, bundled):
     """One soffice session types each text into Prompt!B4 and recalculates: the ids after the prompt, and
@@ -214,7 +212,6 @@ def test_twenty_typed_prompts_continue_like_predict_in_libreoffice(gen_book, bun
         assert shown[1][0] == "".join(tok.display(i) for i in upto), text
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_check_passes_on_a_generating_book_in_libreoffice(gen_book):
     assert_proves_every_region(check_book(gen_book.path, engine="libreoffice"), gen_book.layout)

@@ -29,7 +29,6 @@ from sheetgpt.reference import gpt2
 from sheetgpt.tokenizer import Tokenizer
 from sheetgpt.weight_text import stored_values
 
-needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
 FLIP = (" slow", " quick", 1.0, 0)  # documented in the README and the Steering tab's text
 
 
@@ -120,13 +119,11 @@ def test_cli_refuses_bad_steering_in_one_line(tmp_path):
     assert not (tmp_path / "b.xlsx").exists()
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_libreoffice_proves_the_steered_book(steered):
     assert_proves_every_region(check_book(steered.path, engine="libreoffice"), steered.layout)
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_typed_steering_tokens_in_libreoffice(steered, bundled):
     """Token A typed into Steering!B4: a vocabulary token steers, anything else shows one message and steering off."""

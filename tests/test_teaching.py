@@ -15,8 +15,6 @@ from sheetgpt.reference import cosine, next_token_probs
 from sheetgpt.tokenizer import Tokenizer
 from sheetgpt.weight_text import stored_values
 
-needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
-
 TEACHING = ("Logit lens", "Embeddings")
 LENS = [
     "lens.x",
@@ -53,7 +51,7 @@ def _teaching_stages_pass(report):
 
 
 @pytest.mark.parametrize(
-    "engine", ["fast", "formulas", pytest.param("libreoffice", marks=[needs_lo, pytest.mark.libreoffice])]
+    "engine", ["fast", "formulas", pytest.param("libreoffice", marks=pytest.mark.libreoffice)]
 )
 def test_logit_lens_and_embeddings_pass_check(book, engine):
     result = book("micro", "the cat sat on")
@@ -105,7 +103,6 @@ def test_a_two_block_book_of_a_larger_shape_has_every_tab(book):
     _teaching_stages_pass(report)
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_temperature_edit_reshapes_the_distribution(book, model_dir):
     result = book("one-head", "the cat sat")
@@ -121,7 +118,6 @@ def test_temperature_edit_reshapes_the_distribution(book, model_dir):
     assert list(top) == [tok.display(int(i)) for i in np.argsort(-want, kind="stable")[:10]]
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_editing_an_embeddings_token_gives_numpys_cosine(book, model_dir):
     result = book("one-head", "the cat sat")

@@ -25,7 +25,6 @@ from sheetgpt.prompt import make_prompt, read_typed_prompt
 from sheetgpt.reference import gpt2
 from sheetgpt.tokenizer import Tokenizer
 
-needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
 CONTEXT = 24
 
 
@@ -203,7 +202,6 @@ def _ranges(layout):
     ]
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_typed_texts_tokenize_and_predict_like_the_reference(typed_book, small_model):
     tok = Tokenizer.from_dir(small_model)
@@ -228,7 +226,6 @@ def test_typed_texts_tokenize_and_predict_like_the_reference(typed_book, small_m
         assert top[0][0] == int(np.argmax(logits)), text
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_texts_beyond_the_limits_show_a_message(typed_book):
     layout = typed_book.layout
@@ -260,7 +257,6 @@ def test_check_passes_on_a_typed_book_fast(typed_book):
     assert {"bpe.class", "bpe.word", "bpe.count", "bpe.ids"} <= {s.stage for s in report.stages}
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_check_passes_on_a_typed_book_libreoffice(typed_book):
     assert_proves_every_region(check_book(typed_book.path, engine="libreoffice"), typed_book.layout)
