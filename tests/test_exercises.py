@@ -97,7 +97,7 @@ def test_an_exercise_book_blanks_hints_lists_and_is_not_done(book):
     assert notes["embed.h"] == "" and not report.passed
 
 
-def test_grade_is_check(book):
+def test_grade_lists_an_undone_exercise_and_exits_1(book):
     built = book("micro", exercise="gelu")
     r = CliRunner().invoke(main, ["grade", str(built.path)])
     assert r.exit_code == 1
