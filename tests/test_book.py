@@ -25,6 +25,7 @@ def _assert_all_pass(report):
     assert len(report.stages) > 20
 
 
+@pytest.mark.slow
 def test_formulas_engine_reproduces_every_stage_of_a_micro_book(book):
     result = book("micro", "the cat sat on")
     report = check_book(result.path, engine="formulas", rtol=1e-9)
@@ -102,6 +103,7 @@ def test_prompt_longer_than_the_context_is_an_error(tmp_path, model_dir):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_context_pads_rows_and_predicts_after_the_last_prompt_token(tmp_path, model_dir):
     d = model_dir("micro")
     model, tok = load_model(d), Tokenizer.from_dir(d)

@@ -184,6 +184,7 @@ def test_adverbs_follow_the_frequencies_of_corpus_ini(lex):
 # ---- held-out figures (float64 reference) ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_heldout_adverb_distribution_matches_the_corpus(heldout, tok, lex):
     """Total variation distance between the next-token distribution at each adverb position and the
     corpus frequencies of that adjective's adverbs (mass on other tokens counts), averaged per

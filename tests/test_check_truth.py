@@ -257,6 +257,7 @@ def teacher_edit(src: Path, dst: Path, texts: dict[str, object]) -> Path:
 
 
 @pytest.mark.parametrize("engine", ["fast", pytest.param("libreoffice", marks=pytest.mark.libreoffice)])
+@pytest.mark.slow
 def test_a_number_or_a_formula_typed_into_a_token_cell_is_the_token_the_book_computes_with(micro, tmp_path, engine):
     vocab = openpyxl.load_workbook(micro)["vocab"]
     words = [vocab.cell(row=r, column=2).value for r in range(1, 264)]
@@ -278,6 +279,7 @@ def test_a_number_or_a_formula_typed_into_a_token_cell_is_the_token_the_book_com
 # ------------------------------------------------------------------ the formulas engine's estimate
 
 
+@pytest.mark.slow
 def test_the_formulas_engine_prints_its_estimate_before_it_goes_ahead(micro):
     from sheetgpt.engine import formulas_engine
 

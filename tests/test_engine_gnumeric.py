@@ -140,7 +140,7 @@ ENGINES = {
 }
 
 
-@pytest.mark.parametrize("engine", [*ENGINES.values(), "formulas"])
+@pytest.mark.parametrize("engine", [*ENGINES.values(), pytest.param("formulas", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("resave", APPS.values())
 def test_a_micro_book_resaved_by_another_app_still_checks(book, tmp_path, resave, engine):
     path = book("micro", "the cat sat").path
@@ -149,6 +149,7 @@ def test_a_micro_book_resaved_by_another_app_still_checks(book, tmp_path, resave
 
 @pytest.mark.parametrize("engine", ENGINES.values())
 @pytest.mark.parametrize("resave", APPS.values())
+@pytest.mark.slow
 def test_the_default_bundled_book_resaved_by_another_app_still_checks(bundled, tmp_path, resave, engine):
     assert_passes(resave(bundled["default"], tmp_path), engine)
 
@@ -175,6 +176,7 @@ def sheet_part(path: Path, sheet: str) -> str:
 
 
 @pytest.mark.parametrize("resave", [APPS["libreoffice"], APPS["gnumeric"], APPS["openpyxl"]])
+@pytest.mark.slow
 def test_a_resaved_book_whose_formula_was_edited_names_the_cell(bundled, tmp_path, resave):
     resaved = resave(bundled["no-typed"], tmp_path)
     mean = read_inputs(read_workbook(bundled["no-typed"])).layout.region("h.0.ln_1.mean")

@@ -208,6 +208,7 @@ def _written(path) -> dict:
 
 
 @pytest.mark.parametrize("shape", ["micro", "one-head", "odd"])
+@pytest.mark.slow
 def test_every_region_is_written_as_its_own_formulas(tmp_path, model_dir, monkeypatch, shape):
     """Each region's cells, read back (shared formulas expanded), hold exactly region.formula(i, j), or
     the region's CSE arrays, in the region's number format; the BPE tab's cells hold BpeSheet's formulas."""

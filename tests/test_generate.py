@@ -79,6 +79,7 @@ def _set_typed_text(src: Path, dst: Path, old: str, new: str) -> None:
             zout.writestr(info, data)
 
 
+@pytest.mark.slow
 def test_the_fast_engine_generates_predicts_continuation_and_check_passes(gen_book, bundled):
     _, tok = bundled
     n = len(tok.encode(PROMPT))
@@ -91,6 +92,7 @@ def test_the_fast_engine_generates_predicts_continuation_and_check_passes(gen_bo
     assert {"prompt.ids", "logits.argmax", "logits.all"} <= {s.stage for s in report.stages}
 
 
+@pytest.mark.slow
 def test_a_new_typed_prompt_rewrites_the_continuation_fast(gen_book, tmp_path):
     text = "The cat is slow. It walks"
     edited = tmp_path / "edited.xlsx"
@@ -106,6 +108,7 @@ def test_a_new_typed_prompt_rewrites_the_continuation_fast(gen_book, tmp_path):
     assert any(not s.passed for s in report.stages if s.stage.startswith(CACHED))
 
 
+@pytest.mark.slow
 def test_a_wrong_argmax_formula_fails_the_check(gen_book, tmp_path):
     """MATCH(MIN(...)) instead of MATCH(MAX(...)) in one row: that row's next token and every row after it go wrong."""
     bad = tmp_path / "bad.xlsx"
@@ -126,6 +129,7 @@ def test_a_wrong_argmax_formula_fails_the_check(gen_book, tmp_path):
     assert {"logits.argmax", "prompt.ids"} <= failed
 
 
+@pytest.mark.slow
 def test_token_row_books_generate_too(bundled, tmp_path):
     """--no-typed-prompt: the rows after the prompt hold formulas, not typed tokens."""
     model, tok = bundled

@@ -59,6 +59,7 @@ def _top_token(values) -> int:
     return int(np.argmax(probs))
 
 
+@pytest.mark.slow
 def test_a_steered_book_flips_quickly_to_slowly_and_checks(steered, bundled):
     _, tok = bundled
     values = evaluate(read_workbook(steered.path))
@@ -73,6 +74,7 @@ def test_a_steered_book_flips_quickly_to_slowly_and_checks(steered, bundled):
     }
 
 
+@pytest.mark.slow
 def test_strength_zero_changes_nothing(bundled, tmp_path):
     """The default book (strength 0) computes exactly the unsteered forward pass."""
     model, tok = bundled
@@ -91,6 +93,7 @@ def _set_block(src: Path, dst: Path, layout, value: str) -> None:
     set_value(src, dst, layout, steering.NAME, a1.cell(steering.BLOCK_ROW, steering.VALUE_COL), value)
 
 
+@pytest.mark.slow
 def test_a_block_out_of_range_turns_steering_off_with_one_message(steered, bundled, tmp_path):
     _, tok = bundled
     bad = tmp_path / "bad.xlsx"
@@ -142,6 +145,7 @@ def test_typed_steering_tokens_in_libreoffice(steered, bundled):
     assert tok.display(by_text[" quick"][1]) == " quickly"  # A = B: the vector is zero
 
 
+@pytest.mark.slow
 def test_steering_without_generation(bundled, tmp_path):
     """--steer with --generate 0: today's layout (whole-range products) plus the Steering and Neurons tabs."""
     _, tok = bundled

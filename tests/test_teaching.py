@@ -51,7 +51,12 @@ def _teaching_stages_pass(report):
 
 
 @pytest.mark.parametrize(
-    "engine", ["fast", "formulas", pytest.param("libreoffice", marks=pytest.mark.libreoffice)]
+    "engine",
+    [
+        "fast",
+        pytest.param("formulas", marks=pytest.mark.slow),
+        pytest.param("libreoffice", marks=pytest.mark.libreoffice),
+    ],
 )
 def test_logit_lens_and_embeddings_pass_check(book, engine):
     result = book("micro", "the cat sat on")
@@ -66,6 +71,7 @@ def test_the_last_block_of_the_lens_is_the_real_prediction(book):
     assert not np.allclose(lens[:, 0], lens[:, -1])  # an earlier block predicts something else
 
 
+@pytest.mark.slow
 def test_tokenize_tab_shows_every_merge_and_the_prompts_ids(book, model_dir):
     prompt = "the cat sat on the mat"
     result = book("odd", prompt)

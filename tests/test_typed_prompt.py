@@ -251,6 +251,7 @@ def test_texts_beyond_the_limits_show_a_message(typed_book):
         assert c3[0][0] == "#N/A" and isinstance(top[0][0], str) and top[0][0].startswith(("#", "Err")), text
 
 
+@pytest.mark.slow
 def test_check_passes_on_a_typed_book_fast(typed_book):
     report = check_book(typed_book.path)
     assert report.passed, [s for s in report.stages if not s.passed][:1]
@@ -277,6 +278,7 @@ def test_make_prompt_limits_and_refusals(small_model):
         make_prompt("日本", tok, 32, typed=True)
 
 
+@pytest.mark.slow
 def test_check_passes_on_a_typed_micro_book_with_the_formulas_engine(model_dir, tmp_path):
     """The third engine: the BPE tab's formulas also compute GPT-2's tokenization in `formulas`."""
     d = model_dir("micro", 3)
