@@ -1,8 +1,8 @@
 """The bundled teaching model (sheetgpt/data/tiny/): loads, is small, and its probabilities mean something.
 
 Every held-out figure is recomputed here with the float64 numpy reference (no torch): the adverb
-distribution against the corpus frequencies of templates/corpus.ini, the calibration of the top-1
-prediction, whose adjective the adverb follows, the demo prompt's distribution, temperature, and a
+distribution against the corpus frequencies of sheetgpt/templates/corpus.ini, the calibration of the
+top-1 prediction, whose adjective the adverb follows, the demo prompt's distribution, temperature, and a
 greedy continuation. The thresholds are those the model was asked for (issue 17), not its own figures.
 """
 
@@ -19,7 +19,7 @@ from sheetgpt.tokenizer import ENDOFTEXT, Tokenizer
 
 DEMO = "Mike is quick. He moves"
 
-# The [heldout] triples of templates/corpus.ini as prompts, with each adjective's most frequent adverb:
+# The [heldout] triples of sheetgpt/templates/corpus.ini as prompts, with each adjective's most frequent adverb:
 # their (name, adjective) pairs never occur in the training stories. Listed here so that a change to
 # the corpus is a visible diff.
 HELDOUT = [
