@@ -54,7 +54,6 @@ def assert_passes(path: Path, engine: str) -> None:
 # ------------------------------------------------------------------ the engine
 
 
-@pytest.mark.gnumeric
 def test_a_missing_ssconvert_is_one_line_with_the_install_command(book, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no ssconvert on it
     monkeypatch.delenv("SHEETGPT_SSCONVERT", raising=False)
