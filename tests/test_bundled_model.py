@@ -200,6 +200,7 @@ def test_heldout_adverb_distribution_matches_the_corpus(heldout, tok, lex):
     assert mean <= 0.1, {a: round(float(np.mean(v)), 3) for a, v in tv.items()}
 
 
+@pytest.mark.slow
 def test_heldout_top1_is_calibrated(heldout, tok):
     """Expected calibration error of the top-1 prediction over every held-out position (10 equal-width
     confidence bins): at most 0.05."""
@@ -219,6 +220,7 @@ def test_heldout_top1_is_calibrated(heldout, tok):
     assert 0.2 < correct.mean() < 0.95  # the stories are neither all chance nor all fixed
 
 
+@pytest.mark.slow
 def test_heldout_adverb_follows_the_right_person(heldout, tok, lex):
     """In held-out stories with 2-3 people, the top adverb is one of the acting person's adjective's
     adverbs in at least 95% of adverb positions."""

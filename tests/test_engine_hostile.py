@@ -194,6 +194,7 @@ def sheets(draw):
     return xml.encode(), hostile
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sheets())
 def test_the_reader_reads_what_a_conforming_parser_reads_or_refuses(tmp_path_factory, generated):
