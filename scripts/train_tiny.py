@@ -1,6 +1,6 @@
 """Train the bundled teaching model sheetgpt/data/tiny/ from scratch, reproducibly, on CPU.
 
-1. corpus: sheetgpt.corpus.generate (seeded; templates/corpus.ini holds the words, the adverb
+1. corpus: sheetgpt.corpus.generate (seeded; sheetgpt/templates/corpus.ini holds the words, the adverb
    frequencies and the story shapes);
 2. tokenizer: our byte-level BPE (sheetgpt.tokenizer.bpe_learn) learned on that corpus,
    run until every word is one token; asserts that every name, pronoun and adverb is;

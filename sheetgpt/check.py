@@ -59,6 +59,10 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
+        """Something was compared (a stage or a weight tab) and all of it matched: a report that
+        compared nothing proves nothing."""
+        if not self.stages and not self.weights:
+            return False
         return all(s.passed for s in self.stages) and all(w["passed"] for w in self.weights)
 
     def to_json(self) -> str:

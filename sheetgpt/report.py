@@ -108,6 +108,8 @@ def verdict(report: CheckReport) -> str:
         w = f"; weights: {len(report.weights) - bad}/{len(report.weights)} tabs equal the checkpoint"
     if report.exercises:
         w += f"; exercises: {exercise_counts(report)}"
+    if not report.stages and not report.weights:
+        return f"FAIL: nothing was compared (no stage, no weight tab; engine {report.engine})"
     if report.passed:
         return (
             f"PASS: {len(report.stages)} stages, {n_cells:,} cells match the float64 reference "

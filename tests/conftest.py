@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
+from engines import EXTERNAL, engine_started_by, required_by
 
 from sheetgpt.book.writer import build_workbook
 from sheetgpt.checkpoint import load_model
@@ -43,20 +47,46 @@ def book(tmp_path_factory, model_dir):
     return make
 
 
+def pytest_configure(config):
+    for name, (_, needs) in EXTERNAL.items():
+        config.addinivalue_line("markers", f"{name}: needs {needs}; skipped where missing (tests/engines.py)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: the slow mark added here counts
 def pytest_collection_modifyitems(config, items):
-    """In CI (SHEETGPT_REQUIRE_LIBREOFFICE=1, SHEETGPT_REQUIRE_GNUMERIC=1) a missing LibreOffice or
-    Gnumeric fails the run instead of skipping."""
-    import os
-    import shutil
+    """Each test marked with an app (tests/engines.py) is slow, and skipped where the app is missing;
+    in CI (SHEETGPT_REQUIRE_LIBREOFFICE=1, SHEETGPT_REQUIRE_GNUMERIC=1) a missing app fails the run."""
+    for name, (available, needs) in EXTERNAL.items():
+        marked = [item for item in items if item.get_closest_marker(name)]
+        for item in marked:
+            item.add_marker(pytest.mark.slow)
+        required = os.environ.get(required_by(name)) == "1"
+        if (marked or required) and not available():
+            if required:
+                raise pytest.UsageError(f"{required_by(name)}=1 but {needs} is not installed")
+            for item in marked:
+                item.add_marker(pytest.mark.skip(reason=f"{needs} is not installed"))
 
-    from sheetgpt.engine import gnumeric, libreoffice
 
-    if os.environ.get("SHEETGPT_REQUIRE_GNUMERIC") == "1" and not gnumeric.available():
-        raise pytest.UsageError("SHEETGPT_REQUIRE_GNUMERIC=1 but Gnumeric's ssconvert is not installed")
+_MARKS: list[set[str]] = []  # the app marks of the test running now (empty between tests)
 
-    if os.environ.get("SHEETGPT_REQUIRE_LIBREOFFICE") == "1" and not libreoffice.available():
-        raise pytest.UsageError(
-            "SHEETGPT_REQUIRE_LIBREOFFICE=1 but LibreOffice headless + python3-uno are not installed"
-        )
-    if os.environ.get("SHEETGPT_REQUIRE_GNUMERIC") == "1" and shutil.which("ssconvert") is None:
-        raise pytest.UsageError("SHEETGPT_REQUIRE_GNUMERIC=1 but Gnumeric (ssconvert) is not installed")
+
+def _refuse_unmarked_apps(event: str, args: tuple) -> None:
+    """A test that starts LibreOffice or Gnumeric without carrying its mark fails at once: the fast
+    loop (-m "not slow") must never start one."""
+    if event == "subprocess.Popen" and _MARKS:
+        name = engine_started_by(args[1])
+        if name is not None and name not in _MARKS[-1]:
+            raise RuntimeError(f"this test runs {name} but is not marked @pytest.mark.{name} (tests/engines.py)")
+
+
+sys.addaudithook(_refuse_unmarked_apps)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _MARKS.append({name for name in EXTERNAL if item.get_closest_marker(name)})
+    try:
+        yield
+    finally:
+        _MARKS.pop()

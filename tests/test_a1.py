@@ -22,7 +22,7 @@ def test_cells_round_trip_and_equal_xlsxwriter():
     assert a1.col_name(a1.MAX_COLS - 1) == "XFD"
 
 
-def test_ranges():
+def test_span_writes_and_parse_range_reads_ranges_in_either_corner_order():
     assert a1.span(4, 2, 19, 39) == "$C$5:$AN$20"
     assert a1.span(4, 2, 4, 39, (False, False), (True, True)) == "$C5:$AN5"
     assert a1.parse_range("E20:B5") == (4, 1, 19, 4)
@@ -36,7 +36,7 @@ def test_ranges():
     [("wte", "wte"), ("Block 0", "'Block 0'"), ("h.0.attn.c_attn.w", "'h.0.attn.c_attn.w'"), ("0x", "'0x'"),
      ("it's", "'it''s'"), ("Final norm", "'Final norm'"), ("_sgpt", "_sgpt")],
 )
-def test_sheet_names(name, quoted):
+def test_sheet_names_are_quoted_only_when_they_need_it(name, quoted):
     assert a1.quote_sheet(name) == quoted
     assert a1.sheet_prefix(name) == quoted + "!"
     assert a1.where(name, 4, 2) == quoted + "!C5"

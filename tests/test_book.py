@@ -18,8 +18,6 @@ from sheetgpt.reference import gpt2
 from sheetgpt.tokenizer import Tokenizer
 from sheetgpt.weight_text import stored_values
 
-needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
-
 
 def _assert_all_pass(report):
     failed = [s for s in report.stages if not s.passed]
@@ -27,6 +25,7 @@ def _assert_all_pass(report):
     assert len(report.stages) > 20
 
 
+@pytest.mark.slow
 def test_formulas_engine_reproduces_every_stage_of_a_micro_book(book):
     result = book("micro", "the cat sat on")
     report = check_book(result.path, engine="formulas", rtol=1e-9)
@@ -42,7 +41,6 @@ def test_formulas_engine_reproduces_every_stage_of_a_micro_book(book):
     }
 
 
-@needs_lo
 @pytest.mark.libreoffice
 @pytest.mark.parametrize("shape", ["micro", "one-head", "odd"])
 def test_libreoffice_reproduces_every_stage(book, shape):
@@ -51,7 +49,6 @@ def test_libreoffice_reproduces_every_stage(book, shape):
     _assert_all_pass(report)
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_editing_a_token_in_libreoffice_gives_the_new_prompts_prediction(book, model_dir):
     result = book("one-head", "the cat sat")
@@ -74,7 +71,6 @@ def test_editing_a_token_in_libreoffice_gives_the_new_prompts_prediction(book, m
     assert top_token == tok.display(int(np.argmax(want)))
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_an_unknown_token_text_shows_a_message_not_a_cascade_of_errors(book):
     result = book("micro", "the cat sat")
@@ -107,6 +103,7 @@ def test_prompt_longer_than_the_context_is_an_error(tmp_path, model_dir):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_context_pads_rows_and_predicts_after_the_last_prompt_token(tmp_path, model_dir):
     d = model_dir("micro")
     model, tok = load_model(d), Tokenizer.from_dir(d)

@@ -1,8 +1,8 @@
 """The bundled teaching model (sheetgpt/data/tiny/): loads, is small, and its probabilities mean something.
 
 Every held-out figure is recomputed here with the float64 numpy reference (no torch): the adverb
-distribution against the corpus frequencies of templates/corpus.ini, the calibration of the top-1
-prediction, whose adjective the adverb follows, the demo prompt's distribution, temperature, and a
+distribution against the corpus frequencies of sheetgpt/templates/corpus.ini, the calibration of the
+top-1 prediction, whose adjective the adverb follows, the demo prompt's distribution, temperature, and a
 greedy continuation. The thresholds are those the model was asked for (issue 17), not its own figures.
 """
 
@@ -19,7 +19,7 @@ from sheetgpt.tokenizer import ENDOFTEXT, Tokenizer
 
 DEMO = "Mike is quick. He moves"
 
-# The [heldout] triples of templates/corpus.ini as prompts, with each adjective's most frequent adverb:
+# The [heldout] triples of sheetgpt/templates/corpus.ini as prompts, with each adjective's most frequent adverb:
 # their (name, adjective) pairs never occur in the training stories. Listed here so that a change to
 # the corpus is a visible diff.
 HELDOUT = [
@@ -184,6 +184,7 @@ def test_adverbs_follow_the_frequencies_of_corpus_ini(lex):
 # ---- held-out figures (float64 reference) ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_heldout_adverb_distribution_matches_the_corpus(heldout, tok, lex):
     """Total variation distance between the next-token distribution at each adverb position and the
     corpus frequencies of that adjective's adverbs (mass on other tokens counts), averaged per
@@ -199,6 +200,7 @@ def test_heldout_adverb_distribution_matches_the_corpus(heldout, tok, lex):
     assert mean <= 0.1, {a: round(float(np.mean(v)), 3) for a, v in tv.items()}
 
 
+@pytest.mark.slow
 def test_heldout_top1_is_calibrated(heldout, tok):
     """Expected calibration error of the top-1 prediction over every held-out position (10 equal-width
     confidence bins): at most 0.05."""
@@ -218,6 +220,7 @@ def test_heldout_top1_is_calibrated(heldout, tok):
     assert 0.2 < correct.mean() < 0.95  # the stories are neither all chance nor all fixed
 
 
+@pytest.mark.slow
 def test_heldout_adverb_follows_the_right_person(heldout, tok, lex):
     """In held-out stories with 2-3 people, the top adverb is one of the acting person's adjective's
     adverbs in at least 95% of adverb positions."""

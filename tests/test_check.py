@@ -29,11 +29,10 @@ from sheetgpt.book.tabs import block, embed, final_norm, guide, logits, predict,
 from sheetgpt.check import check_book, read_inputs, reference_trace
 from sheetgpt.checkpoint import load_model
 from sheetgpt.cli import main
-from sheetgpt.engine import formulas_engine, libreoffice, recompute
+from sheetgpt.engine import formulas_engine, recompute
 from sheetgpt.engine.reader import read_workbook
 from sheetgpt.random_model import random_params, write_checkpoint, write_tokenizer
 
-needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
 RTOL = 1e-9
 PROMPTS = {"micro": "the cat sat", "one-head": "a quick test", "odd": "hello there"}
 
@@ -161,6 +160,7 @@ def books(book):
     return {shape: book(shape, prompt) for shape, prompt in PROMPTS.items()}
 
 
+@pytest.mark.slow
 def test_fast_and_formulas_engines_equal_the_reference_on_every_formula_cell(books):
     assert_every_cell(books["micro"], ["fast", "formulas"])
 
@@ -170,7 +170,6 @@ def test_fast_engine_equals_the_reference_on_every_formula_cell(books, shape):
     assert_every_cell(books[shape], ["fast"])
 
 
-@needs_lo
 @pytest.mark.libreoffice
 @pytest.mark.parametrize("shape", ["micro", "one-head", "odd"])
 def test_libreoffice_equals_the_reference_and_the_other_engines_on_every_formula_cell(books, shape):
@@ -351,6 +350,7 @@ def test_a_deleted_row_of_a_block_tab_fails_where_the_rows_shift(good, tmp_path)
     assert_caught(edited, "h.0.res_1", where(layout, "h.0.res_1", 4, 0))
 
 
+@pytest.mark.slow
 def test_a_changed_weight_fails_the_first_stage_that_uses_it_against_the_checkpoint(good, tmp_path, model_dir):
     path, layout = good
 
@@ -439,6 +439,7 @@ def test_existing_reports_are_not_overwritten_without_force(good, tmp_path):
     assert code == 0 and json.loads(j.read_text())["passed"] and ElementTree.parse(x).getroot().get("failures") == "0"
 
 
+@pytest.mark.slow
 def test_the_formulas_engine_refuses_a_book_estimated_past_its_bound_and_names_the_engines_to_use(book, monkeypatch):
     path = book("odd", "the cat sat on the mat, and then it ran").path
     n, seconds, _ = formulas_engine.estimate(read_workbook(path))

@@ -20,17 +20,13 @@ from click.testing import CliRunner
 
 from sheetgpt.check import CACHED, NOT_A_FORMULA, check_book
 from sheetgpt.cli import main
-from sheetgpt.engine import gnumeric, libreoffice
 from sheetgpt.engine.reader import read_workbook
-
-needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice (soffice + python3-uno) not available")
-needs_gnumeric = pytest.mark.skipif(not gnumeric.available(), reason="Gnumeric (ssconvert) not available")
 
 ENGINES = [
     "fast",
     "formulas",
-    pytest.param("libreoffice", marks=[pytest.mark.libreoffice, needs_lo]),
-    pytest.param("gnumeric", marks=[pytest.mark.gnumeric, needs_gnumeric]),
+    pytest.param("libreoffice", marks=pytest.mark.libreoffice),
+    pytest.param("gnumeric", marks=pytest.mark.gnumeric),
 ]
 
 
@@ -120,7 +116,7 @@ def pasted_values(src: Path, dst: Path, tabs: list[str]) -> Path:
     return rewrite(src, dst, {parts[t]: lambda x: _F.sub("", x) for t in tabs})
 
 
-@pytest.mark.parametrize("engine", ["fast", pytest.param("libreoffice", marks=[pytest.mark.libreoffice, needs_lo])])
+@pytest.mark.parametrize("engine", ["fast", pytest.param("libreoffice", marks=pytest.mark.libreoffice)])
 def test_pasted_values_fail_as_a_value_not_a_formula(micro, tmp_path, engine):
     pasted = pasted_values(micro, tmp_path / "pasted.xlsx", COMPUTED)
     assert all(not read_workbook(pasted).sheets[t].formulas for t in COMPUTED)
@@ -260,7 +256,8 @@ def teacher_edit(src: Path, dst: Path, texts: dict[str, object]) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("engine", ["fast", pytest.param("libreoffice", marks=[pytest.mark.libreoffice, needs_lo])])
+@pytest.mark.parametrize("engine", ["fast", pytest.param("libreoffice", marks=pytest.mark.libreoffice)])
+@pytest.mark.slow
 def test_a_number_or_a_formula_typed_into_a_token_cell_is_the_token_the_book_computes_with(micro, tmp_path, engine):
     vocab = openpyxl.load_workbook(micro)["vocab"]
     words = [vocab.cell(row=r, column=2).value for r in range(1, 264)]
@@ -282,6 +279,7 @@ def test_a_number_or_a_formula_typed_into_a_token_cell_is_the_token_the_book_com
 # ------------------------------------------------------------------ the formulas engine's estimate
 
 
+@pytest.mark.slow
 def test_the_formulas_engine_prints_its_estimate_before_it_goes_ahead(micro):
     from sheetgpt.engine import formulas_engine
 

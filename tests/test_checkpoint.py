@@ -272,14 +272,14 @@ def test_wrong_shape(model_dir):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_nan_and_inf(model_dir, bad):
+def test_a_nan_or_infinite_weight_is_refused_naming_the_tensor_and_index(model_dir, bad):
     t = tensors_of(model_dir)
     t["h.1.ln_2.bias"][5] = bad
     save(model_dir, t)
     load_error(model_dir, "model.safetensors", "'h.1.ln_2.bias'", "NaN or infinity", "[5]")
 
 
-def test_huge_weight(model_dir):
+def test_a_huge_weight_is_refused_as_a_likely_byte_order_mistake(model_dir):
     t = tensors_of(model_dir)
     t["wpe.weight"][3, 3] = 3e5
     save(model_dir, t)

@@ -38,7 +38,7 @@ def one_line_error(result) -> str:
     return lines[0]
 
 
-def test_registered():
+def test_predict_is_a_subcommand_of_the_cli():
     assert main.commands["predict"] is predict_cmd
 
 

@@ -26,11 +26,6 @@ from sheetgpt.engine import gnumeric, libreoffice, recompute
 from sheetgpt.engine.reader import read_workbook
 from sheetgpt.engine.values import Values
 
-needs_gnumeric = pytest.mark.skipif(not gnumeric.available(), reason="Gnumeric (ssconvert) not available")
-needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice (soffice + python3-uno) not available")
-GNUMERIC = [pytest.mark.gnumeric, needs_gnumeric]
-LIBREOFFICE = [pytest.mark.libreoffice, needs_lo]
-
 
 def run(*args) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(map(str, args)))
@@ -59,7 +54,6 @@ def assert_passes(path: Path, engine: str) -> None:
 # ------------------------------------------------------------------ the engine
 
 
-@pytest.mark.gnumeric
 def test_a_missing_ssconvert_is_one_line_with_the_install_command(book, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no ssconvert on it
     monkeypatch.delenv("SHEETGPT_SSCONVERT", raising=False)
@@ -70,20 +64,17 @@ def test_a_missing_ssconvert_is_one_line_with_the_install_command(book, tmp_path
 
 @pytest.mark.parametrize("name", ["default", "no-typed"])
 @pytest.mark.gnumeric
-@needs_gnumeric
 def test_gnumeric_proves_the_bundled_books(bundled, name):
     assert_passes(bundled[name], "gnumeric")
 
 
 @pytest.mark.parametrize("shape", ["micro", "one-head", "odd"])
 @pytest.mark.gnumeric
-@needs_gnumeric
 def test_gnumeric_proves_the_fixture_shapes(book, shape):
     assert_passes(book(shape, "the cat sat").path, "gnumeric")
 
 
 @pytest.mark.gnumeric
-@needs_gnumeric
 def test_gnumeric_really_recalculates_and_returns_full_doubles(book, tmp_path):
     path = resave_openpyxl(book("micro").path, tmp_path)  # no cached values at all: Gnumeric must compute
     values = gnumeric.recalculate(path)
@@ -99,7 +90,6 @@ def test_gnumeric_really_recalculates_and_returns_full_doubles(book, tmp_path):
 
 
 @pytest.mark.gnumeric
-@needs_gnumeric
 def test_a_gnumeric_timeout_is_one_line(book):
     code, out, err = run("check", book("micro").path, "--engine", "gnumeric", "--timeout", "0.001")
     assert code == 2 and "Gnumeric did not finish within 0.001 s" in err and len(err.strip().splitlines()) == 1
@@ -138,18 +128,18 @@ def resave_openpyxl(src: Path, d: Path) -> Path:
 
 
 APPS = {
-    "libreoffice": pytest.param(resave_libreoffice, marks=LIBREOFFICE, id="libreoffice"),
-    "gnumeric": pytest.param(resave_gnumeric, marks=GNUMERIC, id="gnumeric"),
+    "libreoffice": pytest.param(resave_libreoffice, marks=pytest.mark.libreoffice, id="libreoffice"),
+    "gnumeric": pytest.param(resave_gnumeric, marks=pytest.mark.gnumeric, id="gnumeric"),
     "openpyxl": pytest.param(resave_openpyxl, id="openpyxl"),
 }
 ENGINES = {
     "fast": pytest.param("fast", id="fast"),
-    "libreoffice": pytest.param("libreoffice", marks=LIBREOFFICE, id="lo-engine"),
-    "gnumeric": pytest.param("gnumeric", marks=GNUMERIC, id="gnumeric-engine"),
+    "libreoffice": pytest.param("libreoffice", marks=pytest.mark.libreoffice, id="lo-engine"),
+    "gnumeric": pytest.param("gnumeric", marks=pytest.mark.gnumeric, id="gnumeric-engine"),
 }
 
 
-@pytest.mark.parametrize("engine", [*ENGINES.values(), "formulas"])
+@pytest.mark.parametrize("engine", [*ENGINES.values(), pytest.param("formulas", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("resave", APPS.values())
 def test_a_micro_book_resaved_by_another_app_still_checks(book, tmp_path, resave, engine):
     path = book("micro", "the cat sat").path
@@ -158,11 +148,11 @@ def test_a_micro_book_resaved_by_another_app_still_checks(book, tmp_path, resave
 
 @pytest.mark.parametrize("engine", ENGINES.values())
 @pytest.mark.parametrize("resave", APPS.values())
+@pytest.mark.slow
 def test_the_default_bundled_book_resaved_by_another_app_still_checks(bundled, tmp_path, resave, engine):
     assert_passes(resave(bundled["default"], tmp_path), engine)
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_libreoffice_writes_true_as_a_function_and_the_fast_engine_reads_it(bundled, tmp_path):
     resaved = resave_libreoffice(bundled["default"], tmp_path)
@@ -185,6 +175,7 @@ def sheet_part(path: Path, sheet: str) -> str:
 
 
 @pytest.mark.parametrize("resave", [APPS["libreoffice"], APPS["gnumeric"], APPS["openpyxl"]])
+@pytest.mark.slow
 def test_a_resaved_book_whose_formula_was_edited_names_the_cell(bundled, tmp_path, resave):
     resaved = resave(bundled["no-typed"], tmp_path)
     mean = read_inputs(read_workbook(bundled["no-typed"])).layout.region("h.0.ln_1.mean")

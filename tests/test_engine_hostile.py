@@ -194,6 +194,7 @@ def sheets(draw):
     return xml.encode(), hostile
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sheets())
 def test_the_reader_reads_what_a_conforming_parser_reads_or_refuses(tmp_path_factory, generated):
@@ -347,6 +348,7 @@ def test_a_reference_far_beyond_the_sheet_allocates_only_what_the_sheet_holds(tm
     assert "s!B1: a reference of 1,048,576 x 16,384 cells reaches far beyond the 5 x 1 cells" in second
 
 
+@pytest.mark.slow
 def test_the_sentinel_step_copies_unread_members_without_inflating_them(tmp_path):
     """A book whose xl/media member inflates to 768 MB: the LibreOffice engine's copy (with the
     sentinel sheet) is made under a 512 MB address-space cap, and the member is byte-identical."""
@@ -372,6 +374,7 @@ def test_the_sentinel_step_copies_unread_members_without_inflating_them(tmp_path
         assert libreoffice.SENTINEL_SHEET.encode() in b.read("xl/workbook.xml")
 
 
+@pytest.mark.slow
 def test_hypothesis_formulas_stay_within_the_memory_cap_and_their_bounds():
     """Resource bounds under generated input: formulas of random nesting, chain length and
     reference extent (up to XFD1048576 over a sheet of 5 cells), each read and evaluated inside

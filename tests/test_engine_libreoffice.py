@@ -10,9 +10,6 @@ from sheetgpt.engine import libreoffice as lo
 from sheetgpt.engine.values import Values
 from sheetgpt.errors import SheetGPTError, WorkbookError
 
-needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
-pytestmark = pytest.mark.libreoffice
-
 
 def _book(path):
     wb = xlsxwriter.Workbook(str(path), {"use_future_functions": True})
@@ -41,7 +38,7 @@ def _book(path):
     return x @ wt + bias
 
 
-@needs_lo
+@pytest.mark.libreoffice
 def test_recalculate_values_text_errors_and_precision(tmp_path):
     path = tmp_path / "book.xlsx"
     expected = _book(path)
@@ -63,7 +60,7 @@ def test_recalculate_values_text_errors_and_precision(tmp_path):
     assert r.value("A", "Z99") is None
 
 
-@needs_lo
+@pytest.mark.libreoffice
 def test_edit_text_cell_changes_match(tmp_path):
     path = tmp_path / "book.xlsx"
     _book(path)
@@ -78,7 +75,7 @@ def test_edit_text_cell_changes_match(tmp_path):
     assert r.value("A", "B13") == -1.0
 
 
-@needs_lo
+@pytest.mark.libreoffice
 def test_sentinel_proof_fails_loudly(tmp_path, monkeypatch):
     path = tmp_path / "book.xlsx"
     _book(path)
@@ -108,7 +105,7 @@ def test_inject_sentinel_keeps_the_book(tmp_path):
         assert "xl/worksheets/_sgpt_sentinel.xml" in z.namelist()
 
 
-@needs_lo
+@pytest.mark.libreoffice
 def test_save_as_and_convert(tmp_path):
     import openpyxl
 
@@ -125,7 +122,7 @@ def test_save_as_and_convert(tmp_path):
     assert wb["A"]["B13"].value == 3
 
 
-@needs_lo
+@pytest.mark.libreoffice
 def test_timeout_is_one_line(tmp_path):
     path = tmp_path / "book.xlsx"
     _book(path)

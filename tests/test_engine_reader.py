@@ -138,7 +138,7 @@ def test_shared_member_before_its_master(tmp_path):
     _refused(_xlsx(tmp_path / "m.xlsx", _sheet(rows)), r"B1: shared formula si=b?'4'? has no master")
 
 
-def test_refs():
+def test_the_reader_parses_a1_references_with_sheetgpt_a1():
     """The reader's A1 parsing is sheetgpt.a1's."""
     assert a1.col_name(0) == "A" and a1.col_name(27) == "AB" and a1.col_name(16383) == "XFD"
     assert a1.parse_cell("AB12") == (11, 27) and a1.parse_cell("$A$1") == (0, 0)

@@ -8,7 +8,6 @@ not from the grader: each wrong formula is one textbook mistake.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -20,9 +19,6 @@ from sheetgpt.check import check_book
 from sheetgpt.cli import main
 from sheetgpt.engine import libreoffice as lo
 from sheetgpt.errors import SheetGPTError
-
-needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
-needs_gnumeric = pytest.mark.skipif(shutil.which("ssconvert") is None, reason="Gnumeric's ssconvert not installed")
 
 TAB = "Block 0"
 WRONG = "h.0.ln_1.var,h.0.ln_1.norm,h.0.ln_1.out,h.0.attn.scores,h.0.attn.masked,h.0.attn.weights,h.0.mlp.c_fc,"
@@ -101,7 +97,7 @@ def test_an_exercise_book_blanks_hints_lists_and_is_not_done(book):
     assert notes["embed.h"] == "" and not report.passed
 
 
-def test_grade_is_check(book):
+def test_grade_lists_an_undone_exercise_and_exits_1(book):
     built = book("micro", exercise="gelu")
     r = CliRunner().invoke(main, ["grade", str(built.path)])
     assert r.exit_code == 1
@@ -221,8 +217,6 @@ def _typed(layout, styles: dict[str, str]) -> dict:
 def typed_books(tmp_path_factory, model_dir):
     """Two exercise books filled in LibreOffice and saved by it: one with a textbook mistake in each
     exercise (and one left undone), one solved in several styles."""
-    if not lo.available():
-        pytest.skip("LibreOffice (soffice + python3-uno) not available")
     from sheetgpt.book.writer import build_workbook
     from sheetgpt.checkpoint import load_model
     from sheetgpt.tokenizer import Tokenizer
@@ -269,7 +263,7 @@ def typed_books(tmp_path_factory, model_dir):
     return out
 
 
-@needs_lo
+@pytest.mark.libreoffice
 def test_each_known_mistake_typed_in_libreoffice_is_diagnosed(typed_books):
     built, saved = typed_books["wrong"]
     report = check_book(saved)
@@ -298,7 +292,7 @@ def test_each_known_mistake_typed_in_libreoffice_is_diagnosed(typed_books):
     assert not report.passed
 
 
-@needs_lo
+@pytest.mark.libreoffice
 def test_a_right_solution_in_several_styles_passes(typed_books):
     built, saved = typed_books["right"]
     report = check_book(saved)
@@ -307,8 +301,8 @@ def test_a_right_solution_in_several_styles_passes(typed_books):
     assert report.passed, [s for s in report.stages if not s.passed]
 
 
-@needs_gnumeric
-@needs_lo
+@pytest.mark.gnumeric
+@pytest.mark.libreoffice
 def test_books_resaved_by_gnumeric_grade_the_same(typed_books, tmp_path):
     for key in ("right", "wrong"):
         built, saved = typed_books[key]

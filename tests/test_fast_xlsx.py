@@ -12,6 +12,7 @@ import numpy as np
 import openpyxl
 import pytest
 import xlsxwriter
+from proved import assert_proves_every_region
 
 from sheetgpt import a1
 from sheetgpt.book.xlsx import deflate, number_text, shared, sheet_xml, worksheet
@@ -93,26 +94,37 @@ def test_values_longer_than_the_fixed_width_fall_back_to_repr():
     assert [float(t.split(b"<")[0]) for t in texts] == x.ravel().tolist()
 
 
-def test_readers_read_the_fast_sheet_exactly(tmp_path):
-    w = _awkward_weights(6000).reshape(60, 100)
-    want = stored_values(w)
+@pytest.fixture
+def fast_sheet(tmp_path):
+    """(path, want): a book whose sheet "w" holds awkward float32 weights as written by the fast sheet writer."""
+    want = stored_values(_awkward_weights(6000).reshape(60, 100))
     path = tmp_path / "b.xlsx"
     path.write_bytes(_book_with(want))
     with zipfile.ZipFile(path) as z:
         assert z.testzip() is None
+    return path, want
+
+
+def test_our_reader_and_openpyxl_read_the_fast_sheet_exactly(fast_sheet):
+    from sheetgpt.engine.reader import read_workbook
+
+    path, want = fast_sheet
     ws = openpyxl.load_workbook(path, read_only=True)["w"]
     got = np.array([[0.0 if v is None else v for v in row] for row in ws.iter_rows(values_only=True)], dtype=float)
     assert np.array_equal(got, want)
-    calamine = pytest.importorskip("python_calamine")
-    rows = calamine.CalamineWorkbook.from_path(str(path)).get_sheet_by_name("w").to_python()
-    assert np.array_equal(np.array(rows, dtype=float), want)
-    from sheetgpt.engine.reader import read_workbook
-
     sheet = read_workbook(path, sheets=["w"]).sheets["w"]
     rows_, cols_, vals = sheet.numbers
     got = np.full((60, 100), np.nan)
     got[rows_, cols_] = vals
     assert np.array_equal(got, want)
+
+
+def test_calamine_reads_the_fast_sheet_exactly(fast_sheet):
+    """Optional: python_calamine (Rust's calamine) is not a dependency."""
+    calamine = pytest.importorskip("python_calamine")
+    path, want = fast_sheet
+    rows = calamine.CalamineWorkbook.from_path(str(path)).get_sheet_by_name("w").to_python()
+    assert np.array_equal(np.array(rows, dtype=float), want)
 
 
 def test_crc32_combine_matches_zlib():
@@ -196,6 +208,7 @@ def _written(path) -> dict:
 
 
 @pytest.mark.parametrize("shape", ["micro", "one-head", "odd"])
+@pytest.mark.slow
 def test_every_region_is_written_as_its_own_formulas(tmp_path, model_dir, monkeypatch, shape):
     """Each region's cells, read back (shared formulas expanded), hold exactly region.formula(i, j), or
     the region's CSE arrays, in the region's number format; the BPE tab's cells hold BpeSheet's formulas."""
@@ -238,20 +251,13 @@ def test_every_region_is_written_as_its_own_formulas(tmp_path, model_dir, monkey
             assert sheet(bpe.NAME).count(b'<f t="shared" ref=') > 100
 
 
+@pytest.mark.parametrize("engine", ["fast", pytest.param("libreoffice", marks=pytest.mark.libreoffice)])
 @pytest.mark.parametrize("shape", ["micro", "one-head"])
-def test_shared_formula_book_passes_check(tmp_path, model_dir, shape):
-    from sheetgpt.book.writer import build_workbook
+def test_shared_formula_book_passes_check(book, shape, engine):
     from sheetgpt.check import check_book
-    from sheetgpt.checkpoint import load_model
-    from sheetgpt.engine import libreoffice
-    from sheetgpt.tokenizer import Tokenizer
 
-    d = model_dir(shape)
-    path = build_workbook(load_model(d), Tokenizer.from_dir(d), "the cat sat", tmp_path / "b.xlsx").path
-    assert check_book(path, engine="fast").passed
-    if not libreoffice.available():
-        pytest.skip("LibreOffice is not installed")
-    assert check_book(path, engine="libreoffice").passed
+    result = book(shape, "the cat sat")
+    assert_proves_every_region(check_book(result.path, engine=engine), result.layout)
 
 
 def test_shared_groups_split_where_shifting_does_not_give_the_cell_its_text():

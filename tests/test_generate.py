@@ -16,6 +16,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
+from proved import assert_proves_every_region
 
 from sheetgpt import a1
 from sheetgpt.book.tabs import guide
@@ -29,7 +30,6 @@ from sheetgpt.engine.reader import read_workbook
 from sheetgpt.tokenizer import ENDOFTEXT, Tokenizer
 
 CLI = [sys.executable, "-m", "sheetgpt"]
-needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
 PROMPT = "Mike is quick. He moves"
 ROWS = 16  # token rows of the test books: the prompt and its continuation
 
@@ -79,6 +79,7 @@ def _set_typed_text(src: Path, dst: Path, old: str, new: str) -> None:
             zout.writestr(info, data)
 
 
+@pytest.mark.slow
 def test_the_fast_engine_generates_predicts_continuation_and_check_passes(gen_book, bundled):
     _, tok = bundled
     n = len(tok.encode(PROMPT))
@@ -91,6 +92,7 @@ def test_the_fast_engine_generates_predicts_continuation_and_check_passes(gen_bo
     assert {"prompt.ids", "logits.argmax", "logits.all"} <= {s.stage for s in report.stages}
 
 
+@pytest.mark.slow
 def test_a_new_typed_prompt_rewrites_the_continuation_fast(gen_book, tmp_path):
     text = "The cat is slow. It walks"
     edited = tmp_path / "edited.xlsx"
@@ -106,6 +108,7 @@ def test_a_new_typed_prompt_rewrites_the_continuation_fast(gen_book, tmp_path):
     assert any(not s.passed for s in report.stages if s.stage.startswith(CACHED))
 
 
+@pytest.mark.slow
 def test_a_wrong_argmax_formula_fails_the_check(gen_book, tmp_path):
     """MATCH(MIN(...)) instead of MATCH(MAX(...)) in one row: that row's next token and every row after it go wrong."""
     bad = tmp_path / "bad.xlsx"
@@ -126,6 +129,7 @@ def test_a_wrong_argmax_formula_fails_the_check(gen_book, tmp_path):
     assert {"logits.argmax", "prompt.ids"} <= failed
 
 
+@pytest.mark.slow
 def test_token_row_books_generate_too(bundled, tmp_path):
     """--no-typed-prompt: the rows after the prompt hold formulas, not typed tokens."""
     model, tok = bundled
@@ -184,7 +188,6 @@ def _texts() -> list[str]:
     ]
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_twenty_typed_prompts_continue_like_predict_in_libreoffice(gen_book, bundled):
     """One soffice session types each text into Prompt!B4 and recalculates: the ids after the prompt, and
@@ -213,8 +216,6 @@ def test_twenty_typed_prompts_continue_like_predict_in_libreoffice(gen_book, bun
         assert shown[1][0] == "".join(tok.display(i) for i in upto), text
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_check_passes_on_a_generating_book_in_libreoffice(gen_book):
-    report = check_book(gen_book.path, engine="libreoffice")
-    assert report.passed, [s for s in report.stages if not s.passed][:1]
+    assert_proves_every_region(check_book(gen_book.path, engine="libreoffice"), gen_book.layout)

@@ -48,6 +48,7 @@ def _neurons_by_engine(path: Path, layout, block: int):
 
 
 @pytest.mark.parametrize("block", [1, 0])
+@pytest.mark.slow
 def test_top_neurons_and_heatmap_per_block(book, tmp_path, block):
     path = book.path
     if block != neurons.default_block(book.layout):
@@ -75,6 +76,7 @@ def test_the_heatmap_is_a_colour_scale(book):
     assert re.search(f'<conditionalFormatting sqref="{span}"><cfRule type="colorScale"', xml)
 
 
+@pytest.mark.slow
 def test_a_block_out_of_range_is_refused_by_check(book, tmp_path):
     bad = tmp_path / "bad.xlsx"
     _set_block(book.path, bad, book.layout, "5")

@@ -105,3 +105,20 @@ def test_summary_groups_stages_by_tab_and_reports_the_worst_error():
     assert lines[5].strip() == "weights: wte: 'wte'!A1 holds 1.0, the checkpoint 2.0"
     assert len(format_table(r).splitlines()) == 1 + 4 + 2 + 1
     assert verdict(r).startswith("FAIL: 2 of 4 stages")
+
+
+def test_a_report_that_compared_nothing_is_not_a_pass():
+    empty = CheckReport("b.xlsx", "fast", 1e-9)
+    assert not empty.passed and json.loads(empty.to_json())["passed"] is False
+    assert verdict(empty) == "FAIL: nothing was compared (no stage, no weight tab; engine fast)"
+    weights_only = CheckReport("b.xlsx", "fast", 1e-9, weights=[{"param": "wte", "passed": True, "message": ""}])
+    assert weights_only.passed
+
+
+def test_the_cli_says_nothing_was_compared_in_one_line_and_exits_1(small, monkeypatch):
+    import sheetgpt.check
+
+    monkeypatch.setattr(sheetgpt.check, "check_book", lambda path, **_: CheckReport(str(path), "fast", 1e-9))
+    code, lines = check(small, "--quiet")
+    assert code == 1
+    assert len(lines) == 1 and lines[0].startswith("FAIL: nothing was compared"), lines

@@ -316,6 +316,7 @@ def _peak_rss_mb(args) -> tuple[int, str, float]:
         "one cell at XFD1048576",
     ],
 )
+@pytest.mark.slow
 def test_bombs_are_refused_in_a_subprocess_under_500_mb(small, tmp_path, case):
     make, match = MALFORMED[case]
     code, err, peak_mb = _peak_rss_mb(["check", make(small, tmp_path)])
@@ -383,6 +384,7 @@ def test_invalid_utf8_in_argv_is_one_line(micro, tmp_path):
     ["=1+2*3", "+SUM(A1)", "-2+7", "@foo", "a\x00b\x07c\x1b\x7f d", "é ü 中"],
     ids=["equals", "plus", "minus", "at", "control characters", "non-ASCII"],
 )
+@pytest.mark.slow
 def test_odd_prompts_work_as_text_never_as_formulas(micro, tmp_path, prompt):
     out = tmp_path / "b.xlsx"
     result = build(micro, out, prompt)
@@ -400,6 +402,7 @@ def test_odd_prompts_work_as_text_never_as_formulas(micro, tmp_path, prompt):
 # ------------------------------------------------------------------ outputs
 
 
+@pytest.mark.slow
 def test_an_existing_output_is_never_overwritten_without_force(micro, tmp_path):
     out = tmp_path / "b.xlsx"
     out.write_bytes(b"precious")
@@ -408,6 +411,7 @@ def test_an_existing_output_is_never_overwritten_without_force(micro, tmp_path):
     assert build(micro, out, "hi", "--force").exit_code == 0 and out.read_bytes()[:2] == b"PK"
 
 
+@pytest.mark.slow
 def test_an_output_in_a_missing_directory_is_created(micro, tmp_path):
     out = tmp_path / "new" / "deeper" / "b.xlsx"
     assert build(micro, out, "hi").exit_code == 0 and out.exists()
@@ -486,6 +490,7 @@ def _leftovers(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.name != "log")
 
 
+@pytest.mark.slow
 def test_a_build_interrupted_with_sigint_leaves_nothing_and_says_so(slow_model, tmp_path):
     out = tmp_path / "b.xlsx"
     proc = _start_build(slow_model, out, tmp_path / "log")
@@ -495,6 +500,7 @@ def test_a_build_interrupted_with_sigint_leaves_nothing_and_says_so(slow_model, 
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_build_killed_with_sigkill_leaves_no_book_and_the_next_build_cleans_up(slow_model, micro, tmp_path):
     out = tmp_path / "b.xlsx"
     proc = _start_build(slow_model, out, tmp_path / "log")
@@ -665,6 +671,7 @@ def test_fuzz_flipped_trimmed_or_inserted_bytes(small, tmp_path, ops):
 
 @_FUZZ
 @given(data=st.data())
+@pytest.mark.slow
 def test_fuzz_a_corrupted_xml_member(small, tmp_path, data):
     parts = members(small)
     name = data.draw(st.sampled_from(sorted(n for n in parts if n.endswith((".xml", ".rels")))))
@@ -674,6 +681,7 @@ def test_fuzz_a_corrupted_xml_member(small, tmp_path, data):
 
 @_FUZZ
 @given(data=st.data())
+@pytest.mark.slow
 def test_fuzz_a_formula_replaced_by_random_text(small, tmp_path, data):
     parts = members(small)
     sheets = sorted(n for n, v in parts.items() if re.search(rb"<f[^>]*>[^<]", v))

@@ -245,6 +245,7 @@ def test_an_output_name_too_long_for_its_temporary_name_is_refused(micro, tmp_pa
     assert listing(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_model_path_that_is_not_utf8_builds_with_a_safe_provenance(micro, tmp_path):
     d = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9-\xff"))  # Latin-1 bytes: not UTF-8
     shutil.copytree(micro, d)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from proved import assert_proves_every_region
 from test_generate import CLI, PROMPT, ROWS, _ids_by_engine, predicted
 from xlsx_edit import set_value
 
@@ -28,7 +29,6 @@ from sheetgpt.reference import gpt2
 from sheetgpt.tokenizer import Tokenizer
 from sheetgpt.weight_text import stored_values
 
-needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
 FLIP = (" slow", " quick", 1.0, 0)  # documented in the README and the Steering tab's text
 
 
@@ -59,6 +59,7 @@ def _top_token(values) -> int:
     return int(np.argmax(probs))
 
 
+@pytest.mark.slow
 def test_a_steered_book_flips_quickly_to_slowly_and_checks(steered, bundled):
     _, tok = bundled
     values = evaluate(read_workbook(steered.path))
@@ -73,6 +74,7 @@ def test_a_steered_book_flips_quickly_to_slowly_and_checks(steered, bundled):
     }
 
 
+@pytest.mark.slow
 def test_strength_zero_changes_nothing(bundled, tmp_path):
     """The default book (strength 0) computes exactly the unsteered forward pass."""
     model, tok = bundled
@@ -91,6 +93,7 @@ def _set_block(src: Path, dst: Path, layout, value: str) -> None:
     set_value(src, dst, layout, steering.NAME, a1.cell(steering.BLOCK_ROW, steering.VALUE_COL), value)
 
 
+@pytest.mark.slow
 def test_a_block_out_of_range_turns_steering_off_with_one_message(steered, bundled, tmp_path):
     _, tok = bundled
     bad = tmp_path / "bad.xlsx"
@@ -119,14 +122,11 @@ def test_cli_refuses_bad_steering_in_one_line(tmp_path):
     assert not (tmp_path / "b.xlsx").exists()
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_libreoffice_proves_the_steered_book(steered):
-    report = check_book(steered.path, engine="libreoffice")
-    assert report.passed, [s for s in report.stages if not s.passed][:1]
+    assert_proves_every_region(check_book(steered.path, engine="libreoffice"), steered.layout)
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_typed_steering_tokens_in_libreoffice(steered, bundled):
     """Token A typed into Steering!B4: a vocabulary token steers, anything else shows one message and steering off."""
@@ -145,6 +145,7 @@ def test_typed_steering_tokens_in_libreoffice(steered, bundled):
     assert tok.display(by_text[" quick"][1]) == " quickly"  # A = B: the vector is zero
 
 
+@pytest.mark.slow
 def test_steering_without_generation(bundled, tmp_path):
     """--steer with --generate 0: today's layout (whole-range products) plus the Steering and Neurons tabs."""
     _, tok = bundled

@@ -15,8 +15,6 @@ from sheetgpt.reference import cosine, next_token_probs
 from sheetgpt.tokenizer import Tokenizer
 from sheetgpt.weight_text import stored_values
 
-needs_lo = pytest.mark.skipif(not libreoffice.available(), reason="LibreOffice headless + python3-uno not installed")
-
 TEACHING = ("Logit lens", "Embeddings")
 LENS = [
     "lens.x",
@@ -53,7 +51,12 @@ def _teaching_stages_pass(report):
 
 
 @pytest.mark.parametrize(
-    "engine", ["fast", "formulas", pytest.param("libreoffice", marks=[needs_lo, pytest.mark.libreoffice])]
+    "engine",
+    [
+        "fast",
+        pytest.param("formulas", marks=pytest.mark.slow),
+        pytest.param("libreoffice", marks=pytest.mark.libreoffice),
+    ],
 )
 def test_logit_lens_and_embeddings_pass_check(book, engine):
     result = book("micro", "the cat sat on")
@@ -68,6 +71,7 @@ def test_the_last_block_of_the_lens_is_the_real_prediction(book):
     assert not np.allclose(lens[:, 0], lens[:, -1])  # an earlier block predicts something else
 
 
+@pytest.mark.slow
 def test_tokenize_tab_shows_every_merge_and_the_prompts_ids(book, model_dir):
     prompt = "the cat sat on the mat"
     result = book("odd", prompt)
@@ -105,7 +109,6 @@ def test_a_two_block_book_of_a_larger_shape_has_every_tab(book):
     _teaching_stages_pass(report)
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_temperature_edit_reshapes_the_distribution(book, model_dir):
     result = book("one-head", "the cat sat")
@@ -121,7 +124,6 @@ def test_temperature_edit_reshapes_the_distribution(book, model_dir):
     assert list(top) == [tok.display(int(i)) for i in np.argsort(-want, kind="stable")[:10]]
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_editing_an_embeddings_token_gives_numpys_cosine(book, model_dir):
     result = book("one-head", "the cat sat")

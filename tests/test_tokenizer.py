@@ -385,7 +385,7 @@ def test_cli_tokenize_user_errors(tmp_path):
     assert r.exit_code == 2 and "no tokenizer files" in r.output and "Traceback" not in r.output
 
 
-def test_cli_bpe_learn(tmp_path):
+def test_cli_bpe_learn_prints_each_merge_and_overwrites_only_with_force(tmp_path):
     f = tmp_path / "corpus.txt"
     f.write_text(" low" * 5 + " lower" * 2 + " newest" * 6 + " widest" * 3, encoding="utf-8")
     out = tmp_path / "tok"

@@ -12,6 +12,7 @@ import random
 
 import numpy as np
 import pytest
+from proved import assert_proves_every_region
 
 from sheetgpt import a1
 from sheetgpt.book.tabs import bpe, predict
@@ -24,7 +25,6 @@ from sheetgpt.prompt import make_prompt, read_typed_prompt
 from sheetgpt.reference import gpt2
 from sheetgpt.tokenizer import Tokenizer
 
-needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
 CONTEXT = 24
 
 
@@ -202,7 +202,6 @@ def _ranges(layout):
     ]
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_typed_texts_tokenize_and_predict_like_the_reference(typed_book, small_model):
     tok = Tokenizer.from_dir(small_model)
@@ -227,7 +226,6 @@ def test_typed_texts_tokenize_and_predict_like_the_reference(typed_book, small_m
         assert top[0][0] == int(np.argmax(logits)), text
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_texts_beyond_the_limits_show_a_message(typed_book):
     layout = typed_book.layout
@@ -253,16 +251,16 @@ def test_texts_beyond_the_limits_show_a_message(typed_book):
         assert c3[0][0] == "#N/A" and isinstance(top[0][0], str) and top[0][0].startswith(("#", "Err")), text
 
 
+@pytest.mark.slow
 def test_check_passes_on_a_typed_book_fast(typed_book):
     report = check_book(typed_book.path)
     assert report.passed, [s for s in report.stages if not s.passed][:1]
     assert {"bpe.class", "bpe.word", "bpe.count", "bpe.ids"} <= {s.stage for s in report.stages}
 
 
-@needs_lo
 @pytest.mark.libreoffice
 def test_check_passes_on_a_typed_book_libreoffice(typed_book):
-    assert check_book(typed_book.path, engine="libreoffice").passed
+    assert_proves_every_region(check_book(typed_book.path, engine="libreoffice"), typed_book.layout)
 
 
 def test_make_prompt_limits_and_refusals(small_model):
@@ -280,6 +278,7 @@ def test_make_prompt_limits_and_refusals(small_model):
         make_prompt("日本", tok, 32, typed=True)
 
 
+@pytest.mark.slow
 def test_check_passes_on_a_typed_micro_book_with_the_formulas_engine(model_dir, tmp_path):
     """The third engine: the BPE tab's formulas also compute GPT-2's tokenization in `formulas`."""
     d = model_dir("micro", 3)

@@ -21,8 +21,7 @@ from sheetgpt.checkpoint import default_model_dir
 from sheetgpt.engine import libreoffice as lo
 from sheetgpt.tokenizer import Tokenizer
 
-needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
-pytestmark = [needs_lo, pytest.mark.libreoffice]
+pytestmark = pytest.mark.libreoffice
 
 ROWS = 16  # token rows of the bundled model's typed-prompt book with --generate 0 (at least 16)
 TEXT_CELL = (prompt_tab.NAME, a1.cell(*prompt_tab.TYPED_TEXT))

@@ -45,6 +45,7 @@ def shrunk(name: str) -> tuple[dict, GPT2Config]:
 
 
 @pytest.mark.parametrize("name", REAL)
+@pytest.mark.slow
 def test_a_book_of_the_variant_shape_builds_and_checks(name, tmp_path):
     raw, config = shrunk(name)
     assert (config.n_layer, config.n_head) == (REAL[name].n_layer, REAL[name].n_head)
