@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import click
 
 from .cli_types import FiniteFloat
 from .errors import SheetGPTError
-from .safe_io import check_temp_name, kind_of, path_text, require_regular_file, write_error
+from .safe_io import check_report_paths, check_temp_name, path_text, require_regular_file, write_report
 
 DEFAULT_PROMPT = "Mike is quick. He moves"
 # Token rows of the bundled model's default book: the prompt and its greedy continuation (measured in
@@ -46,71 +44,6 @@ class LazyProgressBar:
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.__exit__(*exc)
-
-
-def _atomic_write_text(path: Path, text: str, force: bool) -> None:
-    """Write a report beside its destination under a fresh hidden name, then rename it into place.
-
-    The destination is checked again just before the rename: it must still be a regular file or
-    absent (a symlink or FIFO planted while the check ran is refused, not replaced).
-    """
-    _check_report_path(path, force)
-    fd, tmp = None, None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            fd = None
-            f.write(text)
-        _check_report_path(path, force)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise write_error(path, exc) from None
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-
-
-def _check_report_path(out: Path, force: bool) -> None:
-    """A --json/--junit destination must be new, or a regular file with --force; its directory must exist."""
-    try:
-        st = os.lstat(out)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise SheetGPTError(f"{path_text(out)}: cannot use it as a report ({exc.strerror or exc})") from None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise SheetGPTError(
-            f"{path_text(out)}: is {kind_of(st.st_mode)}; a report is written only to a new or regular file"
-        )
-    if st is not None and not force:
-        raise SheetGPTError(f"{path_text(out)} exists; pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise SheetGPTError(f"{path_text(out)}: no directory {path_text(out.parent)}; create it first")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """The same file (hard links too), or the same place once symlinks in the directories are resolved."""
-    try:
-        if os.path.samefile(a, b):
-            return True
-    except OSError:
-        pass
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def check_report_paths(book: Path, outputs: dict[str, Path | None], force: bool) -> None:
-    """All refusals about --json/--junit, before any checking: kinds of file, --force, clashes."""
-    given = {opt: out for opt, out in outputs.items() if out is not None}
-    for opt, out in given.items():
-        _check_report_path(out, force)
-        check_temp_name(out, f".{out.name}.XXXXXXXX.part")  # mkstemp's random part is 8 characters
-        if _same_file(out, book):
-            raise SheetGPTError(f"{opt} {path_text(out)} is the book being checked; write the report elsewhere")
-    if len(given) == 2 and _same_file(*given.values()):
-        raise SheetGPTError(f"--json and --junit both name {path_text(given['--json'])}; give two different files")
 
 
 @click.command("build")
@@ -352,8 +285,8 @@ def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force, timeout
     if not quiet:
         click.echo(format_table(report) if verbose else summary(report))
     if json_out:
-        _atomic_write_text(json_out, report.to_json(), force)
+        write_report(json_out, report.to_json(), force)
     if junit_out:
-        _atomic_write_text(junit_out, report.to_junit(), force)
+        write_report(junit_out, report.to_junit(), force)
     click.echo(verdict(report) + f"; {report.formula_cells:,} formula cells in {report.seconds:.1f} s")
     raise SystemExit(0 if report.passed else 1)

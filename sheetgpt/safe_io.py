@@ -14,6 +14,7 @@ import json
 import os
 import re
 import stat
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,122 @@ def write_error(path: Path, exc: BaseException) -> SheetGPTError:
         errno.ENAMETOOLONG: "; choose a shorter name",
     }.get(code, "")
     return SheetGPTError(f"{path_text(path)}: cannot write it ({why}){hint}; nothing was written")
+
+
+# ---- putting a finished file in place -----------------------------------------------------
+
+# errno values of a file system that has no hard links (FAT, exFAT, some network and FUSE mounts)
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV}
+
+
+def exists_error(path: Path) -> SheetGPTError:
+    return SheetGPTError(f"{path_text(path)} exists; pass --force to overwrite it")
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process's umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def destination(path: Path, force: bool, what: str = "file") -> os.stat_result | None:
+    """lstat of an output's destination: None when it is free; refused unless ``force`` and a regular
+    file (a symlink, FIFO, device or directory is never replaced, even with --force)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SheetGPTError(f"{path_text(path)}: cannot use it as a {what} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SheetGPTError(
+            f"{path_text(path)}: is {kind_of(st.st_mode)}; a {what} is written only to a new or regular file"
+        )
+    if not force:
+        raise exists_error(path)
+    return st
+
+
+def publish(tmp: Path, dest: Path, force: bool, what: str = "file") -> None:
+    """Put the finished temporary file ``tmp`` (beside ``dest``) at ``dest``, atomically.
+
+    Without ``force`` nothing at ``dest`` is ever replaced, even a file created there while ``tmp``
+    was written: ``os.link`` fails when the name is taken, so of two writers to one new name
+    exactly one succeeds. On a file system without hard links, the name is claimed with
+    ``O_CREAT | O_EXCL`` and then renamed over (the claim is an empty file for that moment).
+    With ``force`` an existing regular file is replaced (``os.replace``) and keeps its mode; a new
+    file gets 0o666 less the umask, as ``open()`` gives. OSError (full disk...) is the caller's.
+    """
+    old = destination(dest, force, what)
+    os.chmod(tmp, stat.S_IMODE(old.st_mode) if old is not None else new_file_mode())
+    if force:
+        os.replace(tmp, dest)
+        return
+    try:
+        os.link(tmp, dest, follow_symlinks=False)
+    except FileExistsError:
+        raise exists_error(dest) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        try:
+            os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            raise exists_error(dest) from None
+        os.replace(tmp, dest)
+        return
+    Path(tmp).unlink(missing_ok=True)
+
+
+# ---- reports (--json, --junit) -------------------------------------------------------------
+
+
+def check_report_path(out: Path, force: bool) -> None:
+    """A --json/--junit destination must be new, or a regular file with --force; its directory must exist."""
+    destination(out, force, "report")
+    if not out.parent.is_dir():
+        raise SheetGPTError(f"{path_text(out)}: no directory {path_text(out.parent)}; create it first")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """The same file (hard links too), or the same place once symlinks in the directories are resolved."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_report_paths(book: Path, outputs: dict[str, Path | None], force: bool) -> None:
+    """All refusals about --json/--junit, before any checking: kinds of file, --force, clashes."""
+    given = {opt: out for opt, out in outputs.items() if out is not None}
+    for opt, out in given.items():
+        check_report_path(out, force)
+        check_temp_name(out, f".{out.name}.XXXXXXXX.part")  # mkstemp's random part is 8 characters
+        if same_file(out, book):
+            raise SheetGPTError(f"{opt} {path_text(out)} is the book being checked; write the report elsewhere")
+    if len(given) == 2 and same_file(*given.values()):
+        raise SheetGPTError(f"--json and --junit both name {path_text(given['--json'])}; give two different files")
+
+
+def write_report(path: Path, text: str, force: bool) -> None:
+    """Write a report beside its destination under a fresh hidden name, then ``publish`` it (the
+    destination is checked again there: a file, symlink or FIFO planted meanwhile is refused)."""
+    check_report_path(path, force)
+    fd, tmp = None, None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            fd = None
+            f.write(text)
+        publish(Path(tmp), path, force, "report")
+        tmp = None
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
