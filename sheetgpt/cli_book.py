@@ -115,14 +115,21 @@ class LazyProgressBar:
 def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt, exercise, generate, steer):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from .book.writer import build_workbook
-    from .checkpoint import load_model
+    from .checkpoint import open_model
     from .hf_cache import model_name
     from .tokenizer import ENDOFTEXT, Tokenizer
 
     started = time.perf_counter()
     if output is not None:  # before loading a model: a name the file system cannot take is refused at once
         check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
-    model = load_model(model_dir)
+    files = open_model(model_dir)  # config.json and the safetensors header, checked; no tensor read yet
+    tokenizer = Tokenizer.from_dir(files.path)
+    if tokenizer.vocab_size != files.config.vocab_size:  # before gigabytes of weights are read for nothing
+        raise SheetGPTError(
+            f"{path_text(files.path)}: the tokenizer has {tokenizer.vocab_size} tokens but config.json says "
+            f"vocab_size {files.config.vocab_size}"
+        )
+    model = files.load()
     if blocks is not None:
         model = model.truncated(blocks)
     if context is not None and not 1 <= context <= model.config.n_positions:
@@ -136,7 +143,6 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
         )
     if exercise is not None and (generate or steer is not None):
         raise SheetGPTError("an exercise book neither generates nor steers: leave out --generate and --steer")
-    tokenizer = Tokenizer.from_dir(model.path)
     if generate is None and exercise is not None:
         generate = 0  # an exercise book predicts one token, once the learner's blanks compute
     if generate is None:  # the bundled model fills its context, up to DEFAULT_GENERATE_ROWS rows

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -102,8 +103,14 @@ def loads_bounded(data: bytes, where: str, error=SheetGPTError, invalid: str = "
         raise error(f"{where}: not UTF-8 text (byte {exc.start}); {invalid}") from None
     except json.JSONDecodeError as exc:
         raise error(f"{where}: {invalid} ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except ValueError:  # an integer past sys.get_int_max_str_digits() (4,300 digits by default)
+        raise error(f"{where}: holds an integer of more than {_max_digits():,} digits; refusing it") from None
     except RecursionError:  # not reachable after the depth check; kept so that it can never be a traceback
         raise error(f"{where}: JSON nested too deeply; refusing it") from None
+
+
+def _max_digits() -> int:
+    return getattr(sys, "get_int_max_str_digits", lambda: 4300)() or 4300
 
 
 def read_json(path: Path, limit: int, what: str, error=SheetGPTError):

@@ -10,10 +10,64 @@ that nothing exits 3. docs/robustness.md lists the classes with their exit codes
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import re
+import shutil
+import struct
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sheetgpt.cli import main
 
 CLI = [sys.executable, "-m", "sheetgpt"]
+COMMIT = "607a30d783dfa663caf39e06633721c8d4cfcd7e"
+HUGE = "7" * 5000  # an integer past Python's 4,300-digit limit on int(str)
+
+
+def cli(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def one_line(result) -> str:
+    """The single line a refusal prints on stderr (progress labels aside), never a traceback."""
+    err = result.stderr if hasattr(result, "stderr") else result
+    assert "Traceback" not in err, err
+    lines = [x for x in err.splitlines() if x.strip() and not re.match(r"(writing tabs|recomputing formulas)", x)]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def peak_rss_mb(args, env=None) -> tuple[int, str, float]:
+    """Run the CLI in a grandchild; its exit code, stderr and peak resident memory (MB)."""
+    probe = (
+        "import json, resource, subprocess, sys\n"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "print(json.dumps([r.returncode, r.stderr, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *CLI, *map(str, args)], capture_output=True, text=True, timeout=120, env=env
+    )
+    return tuple(json.loads(out.stdout))
+
+
+@pytest.fixture(scope="module")
+def small(book):
+    return Path(book("micro", "ab").path)
+
+
+@pytest.fixture
+def micro(model_dir, tmp_path):
+    """A private copy of the micro model directory, free to damage."""
+    d = tmp_path / "micro"
+    shutil.copytree(model_dir("micro"), d)
+    return d
 
 
 # ------------------------------------------------------------------ layers
@@ -40,3 +94,242 @@ def test_a_user_error_is_a_plain_exception_that_the_cli_prints_as_one_line(tmp_p
     assert (str(e), e.message, e.exit_code) == ("x: bad", "x: bad", 2)
     r = subprocess.run([*CLI, "check", str(tmp_path / "missing.xlsx")], capture_output=True, text=True)
     assert (r.returncode, r.stdout, r.stderr) == (2, "", f"Error: {tmp_path / 'missing.xlsx'}: no such file\n")
+
+
+# ------------------------------------------------------------------ crashes (were exit 3)
+
+
+def _parts(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as z:
+        return {i.filename: z.read(i.filename) for i in z.infolist()}
+
+
+def _write(path: Path, parts: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    return path
+
+
+def _sheet(parts: dict[str, bytes], name: str) -> str:
+    wb = parts["xl/workbook.xml"].decode()
+    rid = re.search(rf'<sheet name="{re.escape(name)}" sheetId="\d+" r:id="(rId\d+)"', wb).group(1)
+    rels = parts["xl/_rels/workbook.xml.rels"].decode()
+    return "xl/" + re.search(rf'<Relationship Id="{rid}" Type="[^"]+" Target="([^"]+)"', rels).group(1)
+
+
+NARROWED = {
+    "emptied": lambda x: re.sub(rb"<sheetData>.*</sheetData>", b"<sheetData/>", x, flags=re.S),
+    "rows cut": lambda x: re.sub(rb'<row r="(\d{2,})".*?</row>', b"", x, flags=re.S),
+    "columns cut": lambda x: re.sub(rb'<c r="[D-Z]\d+"[^>]*?(/>|>.*?</c>)', b"", x, flags=re.S),
+}
+
+
+@pytest.mark.parametrize("how", NARROWED)
+@pytest.mark.parametrize("tab", ["Final norm", "Embed", "Logit lens"])
+def test_a_compute_tab_that_does_not_cover_its_regions_fails_those_stages(small, tmp_path, tab, how):
+    """Decision: cells a stage needs that the sheet does not hold are wrong values (exit 1, the stage
+    FAILs at its first missing cell), not an unusable book: the book still reads and computes."""
+    parts = _parts(small)
+    part = _sheet(parts, tab)
+    parts[part] = re.sub(rb"<dimension [^>]*/>", b"", NARROWED[how](parts[part]))
+    bad = _write(tmp_path / "narrow.xlsx", parts)
+    r = cli("check", bad)
+    assert r.exit_code == 1, (r.exit_code, r.output, r.exception)
+    assert re.search(rf"first wrong cell '{tab}'!", r.stdout), r.stdout
+    assert "FAIL" in r.stdout.splitlines()[-1]
+
+
+def test_swapped_sheet_ids_are_a_verdict_or_one_line(small, tmp_path):
+    parts = _parts(small)
+    wb = parts["xl/workbook.xml"].decode()
+    ids = dict(re.findall(r'<sheet name="([^"]+)" sheetId="\d+" r:id="(rId\d+)"', wb))
+    for a, b in [("Final norm", "Logits"), ("Embed", "Final norm"), ("Logits", "Predict"), ("Embed", "Embeddings")]:
+        swapped = wb.replace(f'r:id="{ids[a]}"', "r:id=TMP").replace(f'r:id="{ids[b]}"', f'r:id="{ids[a]}"')
+        parts["xl/workbook.xml"] = swapped.replace("r:id=TMP", f'r:id="{ids[b]}"').encode()
+        r = cli("check", _write(tmp_path / "swapped.xlsx", parts), "-q")
+        assert r.exit_code in (1, 2), (a, b, r.exit_code, r.output)
+        if r.exit_code == 2:
+            assert one_line(r).startswith("Error: ")
+
+
+def test_an_emptied_tab_in_an_exercise_book_is_graded_not_a_crash(book, tmp_path):
+    parts = _parts(Path(book("micro", "ab", exercise="gelu").path))
+    part = _sheet(parts, "Final norm")
+    parts[part] = NARROWED["emptied"](parts[part])
+    r = cli("grade", _write(tmp_path / "ex.xlsx", parts))
+    assert r.exit_code == 1, (r.exit_code, r.output)
+    assert "Exercises:" in r.stdout
+
+
+def _replace_json(path: Path, edit) -> None:
+    path.write_text(edit(path.read_text()))
+
+
+@pytest.mark.parametrize("where", ["config.json", "vocab.json", "safetensors metadata"])
+def test_a_json_integer_past_4300_digits_is_one_line_naming_the_file(micro, tmp_path, where):
+    if where == "config.json":
+        _replace_json(micro / "config.json", lambda t: re.sub(r'"n_layer": *\d+', f'"n_layer": {HUGE}', t))
+        name = "config.json"
+    elif where == "vocab.json":
+        _replace_json(micro / "vocab.json", lambda t: t[: t.rindex("}")] + f', "zzz-huge": {HUGE}}}')
+        name = "vocab.json"
+    else:
+        data = (micro / "model.safetensors").read_bytes()
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + n])
+        header["__metadata__"] = {"format": "pt"}
+        text = json.dumps(header).replace('"format": "pt"', f'"format": "pt", "n": {HUGE}').encode()
+        (micro / "model.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + data[8 + n :])
+        name = "model.safetensors"
+    r = cli("build", "--model", micro, "--prompt", "ab", "-o", tmp_path / "b.xlsx")
+    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
+    line = one_line(r)
+    assert re.fullmatch(rf"Error: \S*{re.escape(name)}: holds an integer of more than 4,300 digits; refusing it", line)
+    assert not (tmp_path / "b.xlsx").exists()
+
+
+@pytest.mark.parametrize("args", [["-v"], [], ["-q"]])
+def test_a_closed_standard_output_exits_quietly_with_141(small, args):
+    """`sheetgpt check book -v | head -3`: the reader went away; exit 141 (as SIGPIPE would) and say nothing."""
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)  # the reader is gone before anything is written
+    try:
+        proc = subprocess.run([*CLI, "check", str(small), *args], stdout=w_fd, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(w_fd)
+    assert proc.returncode == 141, proc.stderr
+    assert [x for x in proc.stderr.splitlines() if x != "recomputing formulas"] == [], proc.stderr
+
+
+def test_head_reads_the_first_lines_of_a_check(small):
+    out = subprocess.run(
+        f'{" ".join(map(str, CLI))} check {small} -v | head -3; echo "rc=${{PIPESTATUS[0]}}"',
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+    )
+    lines = out.stdout.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("stage") and lines[-1] in ("rc=0", "rc=141"), out
+    assert "Error" not in out.stderr and "Exception" not in out.stderr, out.stderr
+
+
+# ------------------------------------------------------------------ unbounded reads
+
+
+@pytest.fixture
+def hub(micro, tmp_path):
+    """A hub cache holding the micro model as org/m; returns (cache env, refs/main)."""
+    root = tmp_path / "hub" / "models--org--m"
+    shutil.copytree(micro, root / "snapshots" / COMMIT)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(COMMIT)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")}
+    return env, root / "refs" / "main"
+
+
+def test_the_hub_cache_fixture_loads(hub, tmp_path):
+    env, _ = hub
+    r = cli("build", "--model", "org/m", "--prompt", "ab", "-o", tmp_path / "b.xlsx", env=env)
+    assert r.exit_code == 0, r.output
+
+
+def test_a_3_gb_ref_is_not_read(hub, tmp_path):
+    env, ref = hub
+    with open(ref, "r+b") as f:
+        f.truncate(3 * 2**30)  # sparse: 3 GB of zero bytes that take no disk space
+    code, err, peak = peak_rss_mb(["build", "--model", "org/m", "-o", tmp_path / "b.xlsx"], env=env)
+    assert code == 2, err
+    assert re.fullmatch(
+        r"Error: \S+/refs/main: does not hold a commit id \(40 hexadecimal digits; this file has "
+        r"more than 128 bytes\); the cache is damaged",
+        one_line(err),
+    ), err
+    assert peak < 300, peak
+
+
+@pytest.mark.parametrize("target", ["/proc/self/environ", "file"])
+def test_a_ref_that_is_a_symlink_is_refused_without_showing_its_target(hub, tmp_path, target):
+    env, ref = hub
+    secret = "sheetgpt-secret-4711"
+    if target == "file":
+        target = tmp_path / "secret.txt"
+        target.write_text(secret)
+    ref.unlink()
+    ref.symlink_to(target)
+    r = subprocess.run(
+        [*CLI, "build", "--model", "org/m", "-o", str(tmp_path / "b.xlsx")],
+        capture_output=True,
+        text=True,
+        env={**env, "SHEETGPT_SECRET": secret},
+    )
+    assert r.returncode == 2 and secret not in r.stderr + r.stdout, r.stderr
+    assert one_line(r.stderr).endswith(
+        "refs/main: is a symbolic link; a ref is a regular file holding a commit id; the cache is damaged"
+    )
+
+
+@pytest.mark.parametrize("content", ["not a commit", COMMIT[:39], COMMIT + "0", "../" + COMMIT[3:], "=" * 40])
+def test_a_ref_that_is_not_40_hex_digits_is_refused_without_echo(hub, tmp_path, content):
+    env, ref = hub
+    ref.write_text(content)
+    r = cli("build", "--model", "org/m", "-o", tmp_path / "b.xlsx", env=env)
+    assert r.exit_code == 2
+    line = one_line(r)
+    assert "does not hold a commit id" in line and content not in line
+
+
+def _sparse_checkpoint(micro: Path, vocab: int) -> None:
+    """model.safetensors whose wte claims [vocab, n_embd] (float32), the data a sparse hole; config.json agrees."""
+    data = (micro / "model.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    config = json.loads((micro / "config.json").read_text())
+    d = config["n_embd"]
+    config["vocab_size"] = vocab
+    (micro / "config.json").write_text(json.dumps(config))
+    entries = sorted(((k, v) for k, v in header.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"])
+    offset, out = 0, {}
+    for k, v in entries:
+        if k in ("wte.weight", "transformer.wte.weight"):
+            v = {**v, "dtype": "F32", "shape": [vocab, d]}
+        size = 4 * int(math.prod(v["shape"])) if v["dtype"] == "F32" else v["data_offsets"][1] - v["data_offsets"][0]
+        out[k] = {**v, "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(out).encode()
+    with open(micro / "model.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        f.truncate(8 + len(text) + offset)
+
+
+def test_a_sparse_4_gb_checkpoint_is_refused_from_its_header(micro, tmp_path):
+    """The header and config.json agree on 4 GB of wte, but the tokenizer has 263 tokens: refused
+    before any tensor data is read."""
+    _sparse_checkpoint(micro, vocab=2**27)  # [2**27, 8] float32 = 4 GiB
+    code, err, peak = peak_rss_mb(["build", "--model", micro, "--prompt", "ab", "-o", tmp_path / "b.xlsx"])
+    assert code == 2, err
+    assert re.search(r"the tokenizer has 263 tokens but config.json says vocab_size 134217728", one_line(err))
+    assert peak < 300, peak
+
+
+def test_a_header_that_disagrees_with_config_is_refused_before_reading(micro, tmp_path):
+    _sparse_checkpoint(micro, vocab=2**27)
+    config = json.loads((micro / "config.json").read_text())
+    (micro / "config.json").write_text(json.dumps({**config, "vocab_size": 263}))
+    code, err, peak = peak_rss_mb(["check", "--model", micro, tmp_path / "none.xlsx"])
+    assert code == 2 and "none.xlsx: no such file" in err  # the book is checked first
+    code, err, peak = peak_rss_mb(["build", "--model", micro, "-o", tmp_path / "b.xlsx"])
+    assert code == 2, err
+    assert "tensor 'wte.weight' has shape [134217728, 8], expected [263, 8] from config.json" in one_line(err)
+    assert peak < 300, peak
+
+
+def test_a_safetensors_header_past_its_bound_is_refused_unread(micro, tmp_path):
+    path = micro / "model.safetensors"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", 50_000_000) + b"{")
+        f.truncate(8 + 50_000_000 + 10)
+    code, err, peak = peak_rss_mb(["build", "--model", micro, "-o", tmp_path / "b.xlsx"])
+    assert code == 2 and "header length 50,000,000 bytes; sheetgpt reads headers of at most" in one_line(err), err
+    assert peak < 300, peak
