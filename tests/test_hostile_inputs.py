@@ -15,9 +15,11 @@ import math
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -333,3 +335,140 @@ def test_a_safetensors_header_past_its_bound_is_refused_unread(micro, tmp_path):
     code, err, peak = peak_rss_mb(["build", "--model", micro, "-o", tmp_path / "b.xlsx"])
     assert code == 2 and "header length 50,000,000 bytes; sheetgpt reads headers of at most" in one_line(err), err
     assert peak < 300, peak
+
+
+# ------------------------------------------------------------------ races and signals
+
+
+def _build_args(model: Path, out: Path, *more):
+    return ("build", "--model", model, "--prompt", "ab", "--no-typed-prompt", "-o", out, *more)
+
+
+@pytest.fixture
+def planting(monkeypatch):
+    """While the book is being written, another program creates a file at its destination."""
+    import sheetgpt.book.writer as writer
+
+    real = writer.assemble
+
+    def assemble_and_plant(skeleton, out_path, *a, **k):
+        result = real(skeleton, out_path, *a, **k)
+        planted = Path(out_path).parent / Path(out_path).name.split(".", 2)[1].join(["", ".xlsx"])
+        planted.write_bytes(b"someone else's file")
+        return result
+
+    monkeypatch.setattr(writer, "assemble", assemble_and_plant)
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard links", "no hard links"])
+def test_a_file_created_at_the_destination_during_a_build_is_kept(model_dir, tmp_path, planting, monkeypatch, links):
+    if not links:  # FAT, exFAT, some network mounts: os.link fails; the name is claimed with O_EXCL
+        monkeypatch.setattr("sheetgpt.safe_io.os.link", _raise(OSError(1, "Operation not permitted")))
+    out = tmp_path / "b.xlsx"
+    r = cli(*_build_args(model_dir("micro"), out))
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert one_line(r) == f"Error: {out} exists; pass --force to overwrite it"
+    assert out.read_bytes() == b"someone else's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.xlsx"]
+
+
+def test_with_force_the_file_created_during_the_build_is_replaced(model_dir, tmp_path, planting):
+    out = tmp_path / "b.xlsx"
+    assert cli(*_build_args(model_dir("micro"), out, "--force")).exit_code == 0
+    assert out.read_bytes()[:2] == b"PK"
+
+
+def _raise(exc):
+    def f(*a, **k):
+        raise exc
+
+    return f
+
+
+def test_two_concurrent_builds_to_one_new_name_one_wins(model_dir, tmp_path):
+    out = tmp_path / "b.xlsx"
+    args = [*CLI, *map(str, _build_args(model_dir("micro"), out))]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    assert "exists; pass --force" in next(err for code, err in results if code == 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.xlsx"]
+
+
+@pytest.fixture
+def umask():
+    def set_to(mask: int) -> None:
+        os.umask(mask)
+
+    old = os.umask(0o022)
+    yield set_to
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_new_reports_and_books_follow_the_umask(small, model_dir, tmp_path, umask, mask):
+    umask(mask)
+    r = cli("check", small, "-q", "--json", tmp_path / "r.json", "--junit", tmp_path / "r.xml")
+    assert r.exit_code == 0, r.output
+    assert cli(*_build_args(model_dir("micro"), tmp_path / "b.xlsx")).exit_code == 0
+    for name in ("r.json", "r.xml", "b.xlsx"):
+        assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o666 & ~mask), name
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o600])
+def test_force_keeps_the_mode_of_the_file_it_replaces(small, model_dir, tmp_path, umask, mode):
+    umask(0o077)
+    for name in ("r.json", "b.xlsx"):
+        (tmp_path / name).write_text("old")
+        os.chmod(tmp_path / name, mode)
+    assert cli("check", small, "-q", "--json", tmp_path / "r.json", "--force").exit_code == 0
+    assert cli(*_build_args(model_dir("micro"), tmp_path / "b.xlsx", "--force")).exit_code == 0
+    for name in ("r.json", "b.xlsx"):
+        assert (tmp_path / name).read_bytes() != b"old"
+        assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(mode), name
+
+
+def test_a_report_file_planted_during_the_check_is_kept(small, tmp_path, monkeypatch):
+    import sheetgpt.check as check
+
+    real = check.check_book
+    out = tmp_path / "r.json"
+
+    def check_then_plant(*a, **k):
+        report = real(*a, **k)
+        out.write_text("someone else's report")
+        return report
+
+    monkeypatch.setattr(check, "check_book", check_then_plant)
+    r = cli("check", small, "-q", "--json", out)
+    assert r.exit_code == 2 and one_line(r) == f"Error: {out} exists; pass --force to overwrite it"
+    assert out.read_text() == "someone else's report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_libreoffice_check_stopped_by_a_signal_leaves_no_temporary_copy(small, tmp_path, signum):
+    from sheetgpt.engine import libreoffice
+
+    if not libreoffice.available():
+        pytest.skip("LibreOffice headless + python3-uno not installed")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen(
+        [*CLI, "check", str(small), "--engine", "libreoffice", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGTERM, signal.SIGHUP)],
+    )
+    deadline = time.time() + 60
+    while not any(tmp.iterdir()) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # LibreOffice is starting on its copy of the book
+    assert proc.poll() is None, "the check finished before it could be stopped"
+    proc.send_signal(signum)
+    assert proc.wait(timeout=60) == 128 + signum
+    assert one_line(proc.stderr.read()) == f"Interrupted ({signal.Signals(signum).name})."
+    assert list(tmp.iterdir()) == []
