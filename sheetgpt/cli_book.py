@@ -253,8 +253,20 @@ def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force, timeout
     """Recompute every formula of BOOK and compare each stage with the float64 reference.
 
     Prints one line per tab, every failing stage in full, and the verdict last (--verbose: one
-    line per stage; --quiet: the verdict alone). Exit code 0: every stage matches; 1: a mismatch;
-    2: the book (or an option) is unusable.
+    line per stage; --quiet: the verdict alone).
+
+    An exercise book (built with --exercise; `sheetgpt grade` is this command) is also graded:
+    per exercise, pass, FAIL with the first wrong cell and a diagnosis, or not done yet; an exercise
+    passes on the values its formulas give, whatever functions the learner used.
+
+    \b
+    Exit codes:
+      0    every stage matches (and every exercise passes)
+      1    a mismatch (in an exercise book: an exercise wrong or not done yet)
+      2    the book or an option is unusable (one line on stderr)
+      3    an internal error: a bug in sheetgpt, please report it
+      130  interrupted (Ctrl+C); 143 SIGTERM, 129 SIGHUP
+      141  standard output closed (`| head`), quietly
     """
     from .check import check_book
     from .checkpoint import load_model

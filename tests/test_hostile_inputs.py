@@ -447,6 +447,7 @@ def test_a_report_file_planted_during_the_check_is_kept(small, tmp_path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
 
 
+@pytest.mark.libreoffice
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_libreoffice_check_stopped_by_a_signal_leaves_no_temporary_copy(small, tmp_path, signum):
     from sheetgpt.engine import libreoffice
@@ -472,3 +473,38 @@ def test_a_libreoffice_check_stopped_by_a_signal_leaves_no_temporary_copy(small,
     assert proc.wait(timeout=60) == 128 + signum
     assert one_line(proc.stderr.read()) == f"Interrupted ({signal.Signals(signum).name})."
     assert list(tmp.iterdir()) == []
+
+
+# ------------------------------------------------------------------ docs true of the CLI
+
+
+@pytest.mark.slow
+def test_the_readme_commands_run_in_order(tmp_path):
+    """README's "What you can do" block, line by line, in a fresh directory: each command works after
+    the ones before it (no --force needed), DIR being the bundled model's directory (2 blocks, a BPE
+    that tokenizes the README's prompts as GPT-2's does, in few tokens). The LibreOffice line is left
+    to the LibreOffice tests."""
+    from sheetgpt.checkpoint import default_model_dir
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("## What you can do", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = [x.split("  #", 1)[0].strip() for x in block.splitlines() if x.strip()]
+    assert len(lines) >= 10 and all(x.startswith("sheetgpt ") for x in lines), lines
+    (tmp_path / "corpus.txt").write_text("the cat sat on the mat; the dog sat on the log. " * 400)
+    env = {**os.environ, "DIR": str(default_model_dir())}
+    for line in lines:
+        if "--engine libreoffice" in line:
+            continue
+        cmd = line.replace("sheetgpt ", " ".join(CLI) + " ", 1).replace(" DIR", ' "$DIR"')
+        r = subprocess.run(cmd, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, (line, r.stdout[-500:], r.stderr[-500:])
+
+
+def test_help_says_what_grade_grades_and_every_exit_code():
+    for verb in ("check", "grade"):
+        r = cli(verb, "--help")
+        assert r.exit_code == 0
+        text = " ".join(r.stdout.split())
+        assert "exercise" in text and "not done yet" in text
+        for code in ("0 every stage matches", "1 a mismatch", "2 the book", "3 an internal error", "130", "141"):
+            assert code in text, (verb, code)
