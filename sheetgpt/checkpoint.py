@@ -180,9 +180,9 @@ def read_header(path: Path) -> tuple[dict[str, TensorEntry], int]:
             )
         if len(shape) > MAX_DIMS:
             raise CheckpointError(f"{path}: tensor {key!r} has {len(shape)} dimensions; GPT-2's tensors have 1 to 4")
-        if dtype not in _DTYPES:
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
             raise CheckpointError(
-                f"{path}: tensor {key!r} has dtype {dtype}; sheetgpt reads F32, F16, BF16 and F64 weights"
+                f"{path}: tensor {key!r} has dtype {str(dtype)[:40]}; sheetgpt reads F32, F16, BF16 and F64 weights"
             )
         nbytes = math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize  # Python ints: [2**32, 2**32] stays exact
         if not (start <= end) or end - start != nbytes:

@@ -10,15 +10,27 @@ SIGPIPE does; anything else is a bug (exit 3).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import sys
 
-import click
 
-from . import __version__
-from .errors import SheetGPTError
+def _interrupted_while_starting(_signum, _frame):
+    """Ctrl+C while the modules (click, numpy...) are imported: nothing to clean up yet, no traceback."""
+    print("Interrupted.", file=sys.stderr)
+    raise SystemExit(130)
+
+
+_STARTING = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _STARTING:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import contextlib  # noqa: E402
+import os  # noqa: E402
+
+import click  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import SheetGPTError  # noqa: E402
 
 INTERNAL_ERROR = 3  # exit code of a bug in sheetgpt: 0 pass, 1 mismatch, 2 bad input, 3 internal error
 INTERRUPTED = 130  # Ctrl+C, as shells report SIGINT (128 + 2); SIGTERM gives 143, SIGHUP 129
@@ -88,6 +100,13 @@ class _Group(click.Group):
     SHEETGPT_DEBUG=1 shows the traceback instead.
     """
 
+    def make_context(self, *args, **kwargs):
+        try:  # `sheetgpt --help | head -1`: the group's own options print before invoke
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            _silence_stdout()
+            raise SystemExit(PIPE_CLOSED) from None
+
     def invoke(self, ctx):
         try:
             with _signals_as_interrupts():
@@ -148,3 +167,5 @@ def _register() -> None:
 
 
 _register()
+if _STARTING:  # from here on Ctrl+C is a KeyboardInterrupt, which _Group turns into a cleanup and exit 130
+    signal.signal(signal.SIGINT, signal.default_int_handler)

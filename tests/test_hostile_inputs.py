@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sheetgpt.cli import main
 
@@ -508,3 +510,243 @@ def test_help_says_what_grade_grades_and_every_exit_code():
         assert "exercise" in text and "not done yet" in text
         for code in ("0 every stage matches", "1 a mismatch", "2 the book", "3 an internal error", "130", "141"):
             assert code in text, (verb, code)
+
+
+# ------------------------------------------------------------------ the sweep: no exit 3 anywhere
+
+SWEEP = settings(
+    max_examples=100, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+# JSON values a hostile file may hold where a size, an id, a shape or an offset belongs
+HOSTILE_NUMBERS = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, -1, 1, 2**31, 2**32, 2**63, 2**64, 10**4299]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=8),
+)
+HOSTILE_JSON = st.recursive(
+    HOSTILE_NUMBERS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=12,
+)
+HOSTILE_TEXT = st.one_of(
+    st.just(HUGE),  # past Python's int limit
+    st.just("1e999999"),
+    st.just("-" + HUGE),
+    st.just("[" * 200 + "]" * 200),
+    st.just("NaN"),
+    st.just("Infinity"),
+    st.just(HUGE + "." + HUGE),
+)
+
+
+def _assert_no_crash(result) -> None:
+    """Exit 0, 1 or 2; a 2 is one line `Error: ...`; never 3 (a bug) nor a traceback."""
+    assert result.exit_code in (0, 1, 2), (result.exit_code, result.output, result.exception)
+    if result.exit_code == 2:
+        assert one_line(result).startswith("Error: ")
+
+
+class Victim:
+    """A copy of the micro model and its original files, restored before each example (a short repr:
+    hypothesis prints the fixtures of a falsifying example)."""
+
+    def __init__(self, d: Path):
+        self.d, self.files = d, {p.name: p.read_bytes() for p in d.iterdir()}
+
+    def __repr__(self) -> str:
+        return f"Victim({self.d.name})"
+
+
+@pytest.fixture(scope="module")
+def victim(model_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("victim") / "m"
+    shutil.copytree(model_dir("micro"), d)
+    return Victim(d)
+
+
+def _restore(victim) -> Path:
+    d, files = victim.d, victim.files
+    for name, data in files.items():
+        (d / name).unlink(missing_ok=True)
+        (d / name).write_bytes(data)
+    return d
+
+
+def _predict(d: Path):
+    return cli("predict", "--model", d, "--prompt", "ab", "-n", "1")
+
+
+@SWEEP
+@given(
+    field=st.sampled_from(["n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "layer_norm_epsilon", "n_ctx"]),
+    value=st.one_of(HOSTILE_JSON, HOSTILE_TEXT.map(lambda t: ("raw", t))),
+)
+def test_sweep_config_json(victim, field, value):
+    d = _restore(victim)
+    config = json.loads((d / "config.json").read_text())
+    if isinstance(value, tuple):
+        text = json.dumps({**config, field: "@@"}).replace('"@@"', value[1])
+    else:
+        text = json.dumps({**config, field: value})
+    (d / "config.json").write_text(text)
+    _assert_no_crash(_predict(d))
+
+
+@SWEEP
+@given(data=st.data())
+def test_sweep_vocab_json(victim, data):
+    d = _restore(victim)
+    vocab = json.loads((d / "vocab.json").read_text())
+    key = data.draw(st.sampled_from(sorted(vocab)))
+    how = data.draw(st.sampled_from(["value", "raw value", "new key", "whole"]))
+    if how == "value":
+        vocab[key] = data.draw(HOSTILE_JSON)
+        text = json.dumps(vocab)
+    elif how == "raw value":
+        text = json.dumps({**vocab, key: "@@"}).replace('"@@"', data.draw(HOSTILE_TEXT))
+    elif how == "new key":
+        vocab[data.draw(st.text(max_size=5))] = data.draw(HOSTILE_NUMBERS)
+        text = json.dumps(vocab)
+    else:
+        text = json.dumps(data.draw(HOSTILE_JSON))
+    (d / "vocab.json").write_text(text)
+    _assert_no_crash(_predict(d))
+
+
+@SWEEP
+@given(data=st.data())
+def test_sweep_safetensors_header(victim, data):
+    d = _restore(victim)
+    raw = (d / "model.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    key = data.draw(st.sampled_from(sorted(header)))
+    field = data.draw(st.sampled_from(["dtype", "shape", "data_offsets", "whole", "metadata", "length"]))
+    body = raw[8 + n :]
+    if field == "metadata":
+        header["__metadata__"] = "@@"
+    elif field == "whole":
+        header[key] = "@@"
+    elif field != "length" and isinstance(header[key], dict):
+        header[key] = {**header[key], field: "@@"}
+    value = data.draw(st.one_of(HOSTILE_JSON.map(json.dumps), HOSTILE_TEXT))
+    text = json.dumps(header).replace('"@@"', value).encode()
+    length = len(text)
+    if field == "length":
+        length = data.draw(st.sampled_from([0, 1, len(text) - 1, len(text) + 1, 2**40, 2**64 - 1]))
+    (d / "model.safetensors").write_bytes(struct.pack("<Q", length) + text + body)
+    _assert_no_crash(_predict(d))
+
+
+@SWEEP
+@given(
+    content=st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=100).map(str.encode),
+        st.just(COMMIT.encode() + b"\n"),
+        st.just(COMMIT.upper().encode()),
+    ),
+    kind=st.sampled_from(["file", "symlink", "directory", "fifo", "missing"]),
+)
+def test_sweep_hub_refs(victim, tmp_path_factory, content, kind):
+    d = _restore(victim)
+    cache = tmp_path_factory.mktemp("hub")
+    root = cache / "models--org--m"
+    shutil.copytree(d, root / "snapshots" / COMMIT)
+    (root / "refs").mkdir()
+    ref = root / "refs" / "main"
+    if kind == "file":
+        ref.write_bytes(content)
+    elif kind == "symlink":
+        (cache / "target").write_bytes(content)
+        ref.symlink_to(cache / "target")
+    elif kind == "directory":
+        ref.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(ref)
+    result = cli("predict", "--model", "org/m", "--prompt", "ab", "-n", "1", env={"HF_HUB_CACHE": str(cache)})
+    _assert_no_crash(result)
+    shown = content.strip().decode("utf-8", "replace")
+    if kind in ("file", "symlink") and not re.fullmatch(r"[0-9a-fA-F]{40}", shown):
+        assert result.exit_code == 2
+        if len(shown) >= 8:  # what is not a commit id is never echoed (shorter texts may occur by chance)
+            assert shown not in result.stderr.replace(str(cache), "")
+
+
+PATH_PARTS = st.one_of(
+    st.sampled_from(["..", ".", "", "r.json", "-", "--force", "~", "book.xlsx", "link", "fifo", "dir", "a" * 300]),
+    st.text(st.characters(blacklist_characters="\x00/", blacklist_categories=["Cs"]), min_size=1, max_size=20),
+)
+
+
+@SWEEP
+@given(
+    parts=st.lists(PATH_PARTS, min_size=1, max_size=3), force=st.booleans(), opt=st.sampled_from(["--json", "--junit"])
+)
+def test_sweep_report_paths(small, tmp_path_factory, parts, force, opt):
+    d = tmp_path_factory.mktemp("reports")
+    shutil.copy(small, d / "book.xlsx")
+    (d / "link").symlink_to(d / "book.xlsx")
+    (d / "dir").mkdir()
+    os.mkfifo(d / "fifo")
+    out = d.joinpath(*parts)
+    result = cli("check", d / "book.xlsx", "-q", opt, out, *(["--force"] if force else []))
+    _assert_no_crash(result)
+    assert (d / "book.xlsx").read_bytes() == small.read_bytes()  # the book is never a report
+    assert not [p.name for p in d.iterdir() if p.name.endswith(".part")]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [["check", "-v"], ["check"], ["build"], ["tokenize", "hello world"], ["predict", "--prompt", "ab"], ["--help"]],
+)
+def test_sweep_closed_stdout(small, tmp_path, verb, model_dir):
+    if verb[0] == "check":
+        args = [*verb, str(small)]
+    elif verb[0] in ("build", "tokenize", "predict"):
+        args = [verb[0], "--model", str(model_dir("micro")), *verb[1:]]
+        if verb[0] == "build":
+            args += ["--prompt", "ab", "-o", str(tmp_path / "b.xlsx")]
+    else:
+        args = verb
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)
+    try:
+        proc = subprocess.run([*CLI, *args], stdout=w_fd, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w_fd)
+    assert proc.returncode in (0, 141), (args, proc.returncode, proc.stderr)
+    assert [x for x in proc.stderr.splitlines() if x not in ("recomputing formulas", "writing tabs")] == []
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.4, 1.5, 3.0])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_sweep_signals_at_any_moment(small, model_dir, tmp_path, delay, signum):
+    """A signal at any moment of a build or a check: it finishes (0), or stops with 128 + n (or, before
+    Python has started, dies of the signal); never a traceback, never a temporary file left."""
+    out = tmp_path / "b.xlsx"
+    for args in (
+        ["build", "--model", str(model_dir("odd")), "--prompt", "ab", "-o", str(out), "--force"],
+        ["check", str(small), "--json", str(tmp_path / "r.json"), "--force"],
+    ):
+        proc = subprocess.Popen(
+            [*CLI, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TMPDIR": str(tmp_path)},
+            preexec_fn=lambda: [
+                signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+            ],
+        )
+        time.sleep(delay)
+        proc.send_signal(signum)
+        code = proc.wait(timeout=120)
+        err = proc.stderr.read()
+        assert code in (0, 128 + signum, -signum), (args, code, err)
+        assert "Traceback" not in err and "internal error" not in err, err
+        assert not [p.name for p in tmp_path.iterdir() if ".part" in p.name or p.name.startswith("sheetgpt")]
