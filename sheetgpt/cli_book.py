@@ -11,7 +11,14 @@ import click
 
 from .cli_types import FiniteFloat
 from .errors import SheetGPTError
-from .safe_io import check_report_paths, check_temp_name, path_text, require_regular_file, write_report
+from .safe_io import (
+    check_report_paths,
+    check_temp_name,
+    destination,
+    path_text,
+    require_regular_file,
+    write_report,
+)
 
 DEFAULT_PROMPT = "Mike is quick. He moves"
 # Token rows of the bundled model's default book: the prompt and its greedy continuation (measured in
@@ -44,6 +51,14 @@ class LazyProgressBar:
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+
+def _check_output(output: Path, force: bool) -> None:
+    """Refusals about -o before any work: a temporary name too long, an existing file without --force, a
+    symlink, FIFO or device even with --force (a directory is build_workbook's to refuse, by name)."""
+    check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
+    if not output.is_dir():
+        destination(output, force, "book")
 
 
 @click.command("build")
@@ -121,7 +136,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
 
     started = time.perf_counter()
     if output is not None:  # before loading a model: a name the file system cannot take is refused at once
-        check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
+        _check_output(output, force)
     files = open_model(model_dir)  # config.json and the safetensors header, checked; no tensor read yet
     tokenizer = Tokenizer.from_dir(files.path)
     if tokenizer.vocab_size != files.config.vocab_size:  # before gigabytes of weights are read for nothing
@@ -154,7 +169,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
 
         steer = steering.from_cli(steer, tokenizer.display_ids(), model.config.n_layer)
     output = output or Path("output") / f"{model_name(model.path)}.xlsx"
-    check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
+    _check_output(output, force)
     steps = (
         model.config.n_layer + 4 + len(model.flat)
     )  # compute tabs (Embed, blocks, Final norm, Logits, Predict) + weight tabs

@@ -374,6 +374,26 @@ def test_a_file_created_at_the_destination_during_a_build_is_kept(model_dir, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.xlsx"]
 
 
+@pytest.mark.parametrize("kind", ["symlink", "dangling symlink", "fifo"])
+def test_a_book_is_written_only_to_a_new_or_regular_file_even_with_force(tmp_path, kind, monkeypatch):
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the refusal")
+
+    monkeypatch.setattr("sheetgpt.checkpoint.open_model", no_model)
+    out, target = tmp_path / "b.xlsx", tmp_path / "target.xlsx"
+    if kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out.symlink_to(target)
+        if kind == "symlink":
+            target.write_bytes(b"kept")
+    r = cli("build", "-o", out, "--force")
+    assert r.exit_code == 2
+    what = "a FIFO (named pipe)" if kind == "fifo" else "a symbolic link"
+    assert one_line(r) == f"Error: {out}: is {what}; a book is written only to a new or regular file"
+    assert kind != "symlink" or target.read_bytes() == b"kept"
+
+
 def test_with_force_the_file_created_during_the_build_is_replaced(model_dir, tmp_path, planting):
     out = tmp_path / "b.xlsx"
     assert cli(*_build_args(model_dir("micro"), out, "--force")).exit_code == 0
