@@ -144,6 +144,29 @@ def test_a_compute_tab_that_does_not_cover_its_regions_fails_those_stages(small,
     assert "FAIL" in r.stdout.splitlines()[-1]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "engine",
+    [pytest.param("gnumeric", marks=pytest.mark.gnumeric), pytest.param("libreoffice", marks=pytest.mark.libreoffice)],
+)
+def test_an_emptied_tab_gets_the_same_verdict_in_every_engine(small, tmp_path, engine):
+    import importlib
+
+    if not importlib.import_module(f"sheetgpt.engine.{engine}").available():
+        pytest.skip(f"{engine} is not installed")
+    parts = _parts(small)
+    part = _sheet(parts, "Final norm")
+    parts[part] = NARROWED["emptied"](parts[part])
+    bad = _write(tmp_path / "narrow.xlsx", parts)
+    verdicts = {}
+    for name in ("fast", engine):
+        r = cli("check", bad, "--engine", name, "--json", tmp_path / f"{name}.json")
+        assert r.exit_code == 1, (name, r.output)
+        report = json.loads((tmp_path / f"{name}.json").read_text())
+        verdicts[name] = sorted(st["stage"] for st in report["stages"] if not st["passed"])
+    assert verdicts["fast"] == verdicts[engine] and "ln_f.mean" in verdicts["fast"]
+
+
 def test_swapped_sheet_ids_are_a_verdict_or_one_line(small, tmp_path):
     parts = _parts(small)
     wb = parts["xl/workbook.xml"].decode()
