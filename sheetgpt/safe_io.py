@@ -30,6 +30,11 @@ NAME_MAX = 255  # bytes in one path component on Linux, macOS and Windows file s
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?', re.S)
 
 
+# Characters that would break a one-line message (or a cell) apart: C0 and C1 controls, DEL, and the
+# line and paragraph separators str.splitlines() also splits on.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def kind_of(mode: int) -> str:
     """What a non-regular file is, for messages: 'a directory', 'a FIFO', 'a device'..."""
     if stat.S_ISDIR(mode):
@@ -50,11 +55,11 @@ def require_regular_file(path: Path, what: str, error=SheetGPTError) -> os.stat_
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
+        raise error(f"{path_text(path)}: no such file") from None
     except OSError as exc:
-        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        raise error(f"{path_text(path)}: cannot be read ({exc.strerror or exc})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"{path}: is {kind_of(st.st_mode)}, expected {what}") from None
+        raise error(f"{path_text(path)}: is {kind_of(st.st_mode)}, expected {what}") from None
     return st
 
 
@@ -63,21 +68,21 @@ def read_capped(path: Path, limit: int, what: str, error=SheetGPTError) -> bytes
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
     except FileNotFoundError:
-        raise error(f"{path}: missing; {what}") from None
+        raise error(f"{path_text(path)}: missing; {what}") from None
     except IsADirectoryError:
-        raise error(f"{path}: is a directory, expected a file") from None
+        raise error(f"{path_text(path)}: is a directory, expected a file") from None
     except OSError as exc:
-        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        raise error(f"{path_text(path)}: cannot be read ({exc.strerror or exc})") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise error(f"{path}: is {kind_of(st.st_mode)}, expected a regular file")
+        raise error(f"{path_text(path)}: is {kind_of(st.st_mode)}, expected a regular file")
     with os.fdopen(fd, "rb") as f:
         if st.st_size > limit:
-            raise error(f"{path}: {st.st_size:,} bytes; such a file may have at most {limit:,} bytes")
+            raise error(f"{path_text(path)}: {st.st_size:,} bytes; such a file may have at most {limit:,} bytes")
         data = f.read(limit + 1)
     if len(data) > limit:  # grew while we read it
-        raise error(f"{path}: grew while read; such a file may have at most {limit:,} bytes")
+        raise error(f"{path_text(path)}: grew while read; such a file may have at most {limit:,} bytes")
     return data
 
 
@@ -122,12 +127,14 @@ def read_json(path: Path, limit: int, what: str, error=SheetGPTError):
 
 
 def path_text(path) -> str:
-    """A path as safe text for a cell or a message: bytes that are not UTF-8 appear as \\xNN.
+    """A path as safe text for a cell or a message: bytes that are not UTF-8 appear as \\xNN, and
+    control characters (a newline in a file name...) as escapes too, so a message stays one line.
 
     Lossless for reading (the escapes name the exact bytes) and always encodable as UTF-8, so a
     model directory with a Latin-1 name can go into the Guide's provenance cell.
     """
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def check_temp_name(path: Path, temp_name: str, error=SheetGPTError) -> None:

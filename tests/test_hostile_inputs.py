@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sheetgpt.cli import main
@@ -730,6 +730,8 @@ PATH_PARTS = st.one_of(
 @given(
     parts=st.lists(PATH_PARTS, min_size=1, max_size=3), force=st.booleans(), opt=st.sampled_from(["--json", "--junit"])
 )
+@example(parts=["r.json", "\x1e"], force=False, opt="--json")  # str.splitlines() splits on \x1e: escaped
+@example(parts=["new\nline.json"], force=False, opt="--junit")
 def test_sweep_report_paths(small, tmp_path_factory, parts, force, opt):
     d = tmp_path_factory.mktemp("reports")
     shutil.copy(small, d / "book.xlsx")
