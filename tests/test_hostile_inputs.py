@@ -570,10 +570,14 @@ HOSTILE_NUMBERS = st.one_of(
     st.none(),
     st.text(max_size=8),
 )
-HOSTILE_JSON = st.recursive(
+HOSTILE_JSON = st.one_of(  # two levels of structure; deeper nesting is HOSTILE_TEXT's 200 brackets
     HOSTILE_NUMBERS,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
-    max_leaves=12,
+    st.lists(HOSTILE_NUMBERS, max_size=4),
+    st.dictionaries(st.text(max_size=6), HOSTILE_NUMBERS, max_size=4),
+    st.lists(
+        st.one_of(st.lists(HOSTILE_NUMBERS, max_size=3), st.dictionaries(st.text(max_size=3), HOSTILE_NUMBERS)),
+        max_size=3,
+    ),
 )
 HOSTILE_TEXT = st.one_of(
     st.just(HUGE),  # past Python's int limit
