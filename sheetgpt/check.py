@@ -283,9 +283,10 @@ def compare_region(
     max_abs = float(np.max(err)) if err.size else 0.0
     pasted = np.zeros_like(blank)
     if formula_cells is not None:
-        held = np.zeros(want.shape, bool)
-        sub = formula_cells[region.top : region.bottom + 1, region.left : region.right + 1][:, cols]
+        held = np.zeros((region.rows, region.width), bool)  # a sheet narrower than the region holds no formula there
+        sub = formula_cells[region.top : region.bottom + 1, region.left : region.right + 1]
         held[: sub.shape[0], : sub.shape[1]] = sub
+        held = held[:, cols]
         pasted = ~blank & ~held & ~np.isnan(got)  # a number where a formula belongs (empty: a wrong value)
     result = StageResult(
         region.name,

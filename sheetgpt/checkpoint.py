@@ -107,7 +107,9 @@ class Model:
         return Model(config, {k: v for k, v in self.flat.items() if k in keep}, self.path)
 
 
-MAX_HEADER_BYTES = 100_000_000  # the safetensors format's own limit on its JSON header
+# The safetensors format allows 100 MB of JSON header; GPT-2 XL's is about 60 kB (580 tensors). 16 MB keeps
+# json.loads of a hostile header to a few hundred MB of Python objects.
+MAX_HEADER_BYTES = 16_000_000
 MAX_DIMS = 8
 
 
@@ -148,9 +150,14 @@ def read_header(path: Path) -> tuple[dict[str, TensorEntry], int]:
         if size < 8:
             raise CheckpointError(f"{path}: {size} bytes, too short to be a safetensors file (truncated download?)")
         (header_len,) = struct.unpack("<Q", f.read(8))
-        if header_len > size - 8 or header_len > MAX_HEADER_BYTES:
+        if header_len > size - 8:
             raise CheckpointError(
                 f"{path}: header length {header_len} exceeds the file size; the file is truncated or not safetensors"
+            )
+        if header_len > MAX_HEADER_BYTES:
+            raise CheckpointError(
+                f"{path}: header length {header_len:,} bytes; sheetgpt reads headers of at most "
+                f"{MAX_HEADER_BYTES:,} bytes (GPT-2's are under 100 kB)"
             )
         raw_header = f.read(header_len)
     header = loads_bounded(
@@ -173,9 +180,9 @@ def read_header(path: Path) -> tuple[dict[str, TensorEntry], int]:
             )
         if len(shape) > MAX_DIMS:
             raise CheckpointError(f"{path}: tensor {key!r} has {len(shape)} dimensions; GPT-2's tensors have 1 to 4")
-        if dtype not in _DTYPES:
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
             raise CheckpointError(
-                f"{path}: tensor {key!r} has dtype {dtype}; sheetgpt reads F32, F16, BF16 and F64 weights"
+                f"{path}: tensor {key!r} has dtype {str(dtype)[:40]}; sheetgpt reads F32, F16, BF16 and F64 weights"
             )
         nbytes = math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize  # Python ints: [2**32, 2**32] stays exact
         if not (start <= end) or end - start != nbytes:
@@ -195,23 +202,25 @@ def read_header(path: Path) -> tuple[dict[str, TensorEntry], int]:
 
 
 def read_safetensors(path: Path, entries: tuple[dict[str, TensorEntry], int] | None = None) -> dict[str, np.ndarray]:
-    """Read every tensor of a .safetensors file as float32/float64 numpy arrays (header checked first)."""
+    """Read every tensor of a .safetensors file as float32/float64 numpy arrays (header checked first).
+
+    Each tensor is read straight into its own array (F32 and F64 are then used as they are), so the
+    peak memory is the tensors themselves, not the file's bytes as well.
+    """
     header, data_start = entries if entries is not None else read_header(path)
+    tensors = {}
     try:
         with open(path, "rb") as f:
-            f.seek(data_start)
-            data = f.read(max((e.end for e in header.values()), default=0))
+            for key, e in header.items():
+                raw = np.empty(e.shape, dtype=_DTYPES[e.dtype])
+                f.seek(data_start + e.start)
+                if f.readinto(memoryview(raw.reshape(-1)).cast("B")) != e.end - e.start:
+                    raise CheckpointError(f"{path}: tensor {key!r} ends past the end of the file (truncated)")
+                if e.dtype == "BF16":
+                    raw = (raw.astype(np.uint32) << 16).view(np.float32)
+                tensors[key] = raw.astype(np.float64 if e.dtype == "F64" else np.float32, copy=False)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    body = memoryview(data)
-    tensors = {}
-    for key, e in header.items():
-        if e.end > len(body):
-            raise CheckpointError(f"{path}: tensor {key!r} ends at byte {e.end} but the data has {len(body)} bytes")
-        raw = np.frombuffer(body[e.start : e.end], dtype=_DTYPES[e.dtype]).reshape(e.shape)
-        if e.dtype == "BF16":
-            raw = (raw.astype(np.uint32) << 16).view(np.float32)
-        tensors[key] = raw.astype(np.float64 if e.dtype == "F64" else np.float32)
     return tensors
 
 
@@ -257,12 +266,74 @@ def check_sizes(config: GPT2Config, shapes: dict[str, tuple[int, ...]], weights:
         )
 
 
+def check_tensors(config: GPT2Config, shapes: dict[str, tuple[int, ...]], weights: Path) -> None:
+    """Every tensor of the header against config.json (after check_sizes): each parameter present with its
+    shape, lm_head (if any) shaped like wte, nothing unexpected. So the bytes read afterwards are exactly
+    what config.json's sizes need, whatever the header claims."""
+    for name, shape in param_shapes(config).items():
+        key = hf_key(name)
+        if key not in shapes:
+            raise CheckpointError(f"{weights}: missing tensor {key!r} (n_layer={config.n_layer} in config.json)")
+        if tuple(shapes[key]) != shape:
+            raise CheckpointError(
+                f"{weights}: tensor {key!r} has shape {list(shapes[key])}, expected {list(shape)} from config.json"
+            )
+    known = {hf_key(name) for name in param_shapes(config)}
+    if "lm_head.weight" in shapes and tuple(shapes["lm_head.weight"]) != tuple(shapes["wte.weight"]):
+        raise CheckpointError(
+            f"{weights}: lm_head.weight has shape {list(shapes['lm_head.weight'])}, not wte's; "
+            "sheetgpt needs GPT-2's tied unembedding"
+        )
+    extra = [k for k in shapes if k not in known and k != "lm_head.weight" and not k.endswith(_SKIPPED_SUFFIXES)]
+    if extra:
+        blocks = sorted({int(k.split(".")[1]) for k in extra if k.startswith("h.") and k.split(".")[1].isdigit()})
+        hint = f"; config.json says n_layer={config.n_layer} but the file has block {blocks[-1]}" if blocks else ""
+        raise CheckpointError(f"{weights}: unexpected tensor {extra[0]!r}{hint}")
+
+
 def _strip_prefix(key: str) -> str:
     return key[len("transformer.") :] if key.startswith("transformer.") else key
 
 
-def load_model(model_dir: str | Path | None = None) -> Model:
-    """Load config.json + model.safetensors from a Hugging Face GPT-2 directory, or a cached hub name.
+@dataclass
+class ModelFiles:
+    """A model directory whose config.json and safetensors header are read and checked against each
+    other, before any tensor data is: ``load()`` then reads exactly the bytes config.json's sizes need."""
+
+    path: Path
+    config: GPT2Config
+    weights: Path
+    header: tuple[dict[str, TensorEntry], int]
+
+    def load(self) -> Model:
+        weights = self.weights
+        raw = {_strip_prefix(k): v for k, v in read_safetensors(weights, self.header).items()}
+        flat = {}
+        for name in param_shapes(self.config):
+            key = hf_key(name)
+            value = raw.pop(key)
+            finite = np.isfinite(value)
+            # the magnitude check comes first: a wrong byte order makes huge values *and* some NaN/inf
+            peak = float(np.abs(value[finite]).max()) if finite.any() else 0.0
+            if peak > _MAX_ABS_WEIGHT:
+                raise CheckpointError(
+                    f"{weights}: tensor {key!r} holds a value of magnitude {peak:.3g}; "
+                    "the file's dtype or byte order is probably wrong"
+                )
+            if not finite.all():
+                bad = np.argwhere(~finite)[0].tolist()
+                raise CheckpointError(f"{weights}: tensor {key!r} holds NaN or infinity (first at index {bad})")
+            flat[name] = value
+        lm_head = raw.pop("lm_head.weight", None)
+        if lm_head is not None and not np.array_equal(lm_head, flat["wte"]):
+            raise CheckpointError(
+                f"{weights}: lm_head.weight differs from wte.weight; sheetgpt needs GPT-2's tied unembedding"
+            )
+        return Model(self.config, flat, self.path)
+
+
+def open_model(model_dir: str | Path | None = None) -> ModelFiles:
+    """A model directory's config.json and safetensors header, checked against each other; no tensor read.
 
     ``model_dir`` is a directory, or a hub repository id ('gpt2', 'openai-community/gpt2') found in
     the local Hugging Face cache (see hf_cache); nothing is ever downloaded.
@@ -281,38 +352,13 @@ def load_model(model_dir: str | Path | None = None) -> Model:
         raise bin_only(path)
     config = GPT2Config.from_json(path / "config.json")
     header = read_header(weights)
-    check_sizes(config, {_strip_prefix(k): e.shape for k, e in header[0].items()}, weights)
-    raw = {_strip_prefix(k): v for k, v in read_safetensors(weights, header).items()}
-    flat = {}
-    for name, shape in param_shapes(config).items():
-        key = hf_key(name)
-        if key not in raw:
-            raise CheckpointError(f"{weights}: missing tensor {key!r} (n_layer={config.n_layer} in config.json)")
-        value = raw.pop(key)
-        if value.shape != shape:
-            raise CheckpointError(
-                f"{weights}: tensor {key!r} has shape {list(value.shape)}, expected {list(shape)} from config.json"
-            )
-        finite = np.isfinite(value)
-        # the magnitude check comes first: a wrong byte order makes huge values *and* some NaN/inf
-        peak = float(np.abs(value[finite]).max()) if finite.any() else 0.0
-        if peak > _MAX_ABS_WEIGHT:
-            raise CheckpointError(
-                f"{weights}: tensor {key!r} holds a value of magnitude {peak:.3g}; "
-                "the file's dtype or byte order is probably wrong"
-            )
-        if not finite.all():
-            bad = np.argwhere(~finite)[0].tolist()
-            raise CheckpointError(f"{weights}: tensor {key!r} holds NaN or infinity (first at index {bad})")
-        flat[name] = value
-    lm_head = raw.pop("lm_head.weight", None)
-    if lm_head is not None and not np.array_equal(lm_head, flat["wte"]):
-        raise CheckpointError(
-            f"{weights}: lm_head.weight differs from wte.weight; sheetgpt needs GPT-2's tied unembedding"
-        )
-    extra = [k for k in raw if not k.endswith(_SKIPPED_SUFFIXES)]
-    if extra:
-        blocks = sorted({int(k.split(".")[1]) for k in extra if k.startswith("h.") and k.split(".")[1].isdigit()})
-        hint = f"; config.json says n_layer={config.n_layer} but the file has block {blocks[-1]}" if blocks else ""
-        raise CheckpointError(f"{weights}: unexpected tensor {extra[0]!r}{hint}")
-    return Model(config, flat, path)
+    shapes = {_strip_prefix(k): e.shape for k, e in header[0].items()}
+    check_sizes(config, shapes, weights)
+    check_tensors(config, shapes, weights)
+    return ModelFiles(path, config, weights, header)
+
+
+def load_model(model_dir: str | Path | None = None) -> Model:
+    """Load config.json + model.safetensors from a Hugging Face GPT-2 directory, or a cached hub name
+    (``open_model``, then its tensors)."""
+    return open_model(model_dir).load()

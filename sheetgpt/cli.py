@@ -1,35 +1,138 @@
 """The `sheetgpt` command: one click group, one subcommand per verb.
 
-Each verb lives in its own module; this file only assembles them.
+Each verb lives in its own module; this file only assembles them, and is the one place that turns
+what the package raises into what a shell sees: a user error (``errors.SheetGPTError``, which
+knows nothing of click) is ``Error: <message>`` on stderr and exit 2; an interruption by SIGINT,
+SIGTERM or SIGHUP runs the same cleanup and exits 128 + the signal's number; a closed standard
+output (``sheetgpt check book -v | head -3``) exits quietly with 141, as a program killed by
+SIGPIPE does; anything else is a bug (exit 3).
 """
 
 from __future__ import annotations
 
-import os
+import signal
+import sys
 
-import click
 
-from . import __version__
+def _interrupted_while_starting(_signum, _frame):
+    """Ctrl+C while the modules (click, numpy...) are imported: nothing to clean up yet, no traceback."""
+    print("Interrupted.", file=sys.stderr)
+    raise SystemExit(130)
+
+
+_STARTING = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _STARTING:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import contextlib  # noqa: E402
+import os  # noqa: E402
+
+import click  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import SheetGPTError  # noqa: E402
 
 INTERNAL_ERROR = 3  # exit code of a bug in sheetgpt: 0 pass, 1 mismatch, 2 bad input, 3 internal error
-INTERRUPTED = 130  # Ctrl+C, as shells report SIGINT
+INTERRUPTED = 130  # Ctrl+C, as shells report SIGINT (128 + 2); SIGTERM gives 143, SIGHUP 129
+PIPE_CLOSED = 128 + 13  # 141: what a shell reports for a program killed by SIGPIPE (`cmd | head`)
+# Signals handled as Ctrl+C is: the temporary files are removed, child processes killed, then exit 128 + n.
+TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so that it unwinds as a Ctrl+C does."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, _frame):
+    for s in TERMINATING:  # a second signal must not cut the cleanup short
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts():
+    """SIGTERM and SIGHUP raise Interrupted while a command runs (only where their action is the
+    default: under nohup, SIGHUP stays ignored)."""
+    saved = {}
+    try:
+        for s in TERMINATING:
+            if signal.getsignal(s) == signal.SIG_DFL:
+                saved[s] = signal.signal(s, _raise_interrupted)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for s, old in saved.items():
+            signal.signal(s, old)
+
+
+def _flush_stdout(quiet: bool = False) -> None:
+    """Flush standard output now, inside the handlers below, rather than at interpreter exit
+    (where a closed pipe would print "Exception ignored" and exit 120). ``quiet``: another
+    failure is on its way out, and a closed pipe must not replace it."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        if not quiet:
+            raise
+
+
+def _silence_stdout() -> None:
+    """After EPIPE: point file descriptor 1 at /dev/null, so that the interpreter's last flush is quiet."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 class _Group(click.Group):
-    """Last resort: an exception no command turned into a user error is a bug in sheetgpt.
+    """The edge between the package and the shell: exit codes and the one line each failure prints.
 
-    It is printed as one line and exits with INTERNAL_ERROR, never 1 (which `check` uses for
-    a mismatch) nor 2 (bad input); SHEETGPT_DEBUG=1 shows the traceback instead.
+    An exception no command turned into a user error is a bug in sheetgpt: one line and exit
+    INTERNAL_ERROR, never 1 (which `check` uses for a mismatch) nor 2 (bad input);
+    SHEETGPT_DEBUG=1 shows the traceback instead.
     """
+
+    def make_context(self, *args, **kwargs):
+        try:  # `sheetgpt --help | head -1`: the group's own options print before invoke
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            _silence_stdout()
+            raise SystemExit(PIPE_CLOSED) from None
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with _signals_as_interrupts():
+                try:
+                    result = super().invoke(ctx)
+                except (SystemExit, click.exceptions.Exit):
+                    _flush_stdout()
+                    raise
+                except BaseException:
+                    _flush_stdout(quiet=True)
+                    raise
+                _flush_stdout()
+                return result
+        except SheetGPTError as exc:
+            click.echo(f"Error: {exc.message}", err=True)
+            raise SystemExit(exc.exit_code) from None
+        except BrokenPipeError:  # the reader of standard output went away (`| head`): not an error
+            _silence_stdout()
+            raise SystemExit(PIPE_CLOSED) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            raise SystemExit(INTERRUPTED) from None
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            name = signal.Signals(signum).name if signum != signal.SIGINT else ""
+            click.echo(f"Interrupted ({name})." if name else "Interrupted.", err=True)
+            raise SystemExit(128 + signum) from None
         except MemoryError:
             click.echo("out of memory: the input is too large to process on this machine", err=True)
             raise SystemExit(INTERNAL_ERROR) from None
@@ -64,3 +167,5 @@ def _register() -> None:
 
 
 _register()
+if _STARTING:  # from here on Ctrl+C is a KeyboardInterrupt, which _Group turns into a cleanup and exit 130
+    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,7 +11,14 @@ import click
 
 from .cli_types import FiniteFloat
 from .errors import SheetGPTError
-from .safe_io import check_temp_name, kind_of, path_text, require_regular_file, write_error
+from .safe_io import (
+    check_report_paths,
+    check_temp_name,
+    destination,
+    path_text,
+    require_regular_file,
+    write_report,
+)
 
 DEFAULT_PROMPT = "Mike is quick. He moves"
 # Token rows of the bundled model's default book: the prompt and its greedy continuation (measured in
@@ -48,69 +53,12 @@ class LazyProgressBar:
             self.bar.__exit__(*exc)
 
 
-def _atomic_write_text(path: Path, text: str, force: bool) -> None:
-    """Write a report beside its destination under a fresh hidden name, then rename it into place.
-
-    The destination is checked again just before the rename: it must still be a regular file or
-    absent (a symlink or FIFO planted while the check ran is refused, not replaced).
-    """
-    _check_report_path(path, force)
-    fd, tmp = None, None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            fd = None
-            f.write(text)
-        _check_report_path(path, force)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise write_error(path, exc) from None
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-
-
-def _check_report_path(out: Path, force: bool) -> None:
-    """A --json/--junit destination must be new, or a regular file with --force; its directory must exist."""
-    try:
-        st = os.lstat(out)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise SheetGPTError(f"{path_text(out)}: cannot use it as a report ({exc.strerror or exc})") from None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise SheetGPTError(
-            f"{path_text(out)}: is {kind_of(st.st_mode)}; a report is written only to a new or regular file"
-        )
-    if st is not None and not force:
-        raise SheetGPTError(f"{path_text(out)} exists; pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise SheetGPTError(f"{path_text(out)}: no directory {path_text(out.parent)}; create it first")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """The same file (hard links too), or the same place once symlinks in the directories are resolved."""
-    try:
-        if os.path.samefile(a, b):
-            return True
-    except OSError:
-        pass
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def check_report_paths(book: Path, outputs: dict[str, Path | None], force: bool) -> None:
-    """All refusals about --json/--junit, before any checking: kinds of file, --force, clashes."""
-    given = {opt: out for opt, out in outputs.items() if out is not None}
-    for opt, out in given.items():
-        _check_report_path(out, force)
-        check_temp_name(out, f".{out.name}.XXXXXXXX.part")  # mkstemp's random part is 8 characters
-        if _same_file(out, book):
-            raise SheetGPTError(f"{opt} {path_text(out)} is the book being checked; write the report elsewhere")
-    if len(given) == 2 and _same_file(*given.values()):
-        raise SheetGPTError(f"--json and --junit both name {path_text(given['--json'])}; give two different files")
+def _check_output(output: Path, force: bool) -> None:
+    """Refusals about -o before any work: a temporary name too long, an existing file without --force, a
+    symlink, FIFO or device even with --force (a directory is build_workbook's to refuse, by name)."""
+    check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
+    if not output.is_dir():
+        destination(output, force, "book")
 
 
 @click.command("build")
@@ -182,14 +130,21 @@ def check_report_paths(book: Path, outputs: dict[str, Path | None], force: bool)
 def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt, exercise, generate, steer):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from .book.writer import build_workbook
-    from .checkpoint import load_model
+    from .checkpoint import open_model
     from .hf_cache import model_name
     from .tokenizer import ENDOFTEXT, Tokenizer
 
     started = time.perf_counter()
     if output is not None:  # before loading a model: a name the file system cannot take is refused at once
-        check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
-    model = load_model(model_dir)
+        _check_output(output, force)
+    files = open_model(model_dir)  # config.json and the safetensors header, checked; no tensor read yet
+    tokenizer = Tokenizer.from_dir(files.path)
+    if tokenizer.vocab_size != files.config.vocab_size:  # before gigabytes of weights are read for nothing
+        raise SheetGPTError(
+            f"{path_text(files.path)}: the tokenizer has {tokenizer.vocab_size} tokens but config.json says "
+            f"vocab_size {files.config.vocab_size}"
+        )
+    model = files.load()
     if blocks is not None:
         model = model.truncated(blocks)
     if context is not None and not 1 <= context <= model.config.n_positions:
@@ -203,7 +158,6 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
         )
     if exercise is not None and (generate or steer is not None):
         raise SheetGPTError("an exercise book neither generates nor steers: leave out --generate and --steer")
-    tokenizer = Tokenizer.from_dir(model.path)
     if generate is None and exercise is not None:
         generate = 0  # an exercise book predicts one token, once the learner's blanks compute
     if generate is None:  # the bundled model fills its context, up to DEFAULT_GENERATE_ROWS rows
@@ -215,7 +169,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
 
         steer = steering.from_cli(steer, tokenizer.display_ids(), model.config.n_layer)
     output = output or Path("output") / f"{model_name(model.path)}.xlsx"
-    check_temp_name(output, f".{output.name}.{os.getpid()}.part.skeleton")
+    _check_output(output, force)
     steps = (
         model.config.n_layer + 4 + len(model.flat)
     )  # compute tabs (Embed, blocks, Final norm, Logits, Predict) + weight tabs
@@ -314,8 +268,20 @@ def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force, timeout
     """Recompute every formula of BOOK and compare each stage with the float64 reference.
 
     Prints one line per tab, every failing stage in full, and the verdict last (--verbose: one
-    line per stage; --quiet: the verdict alone). Exit code 0: every stage matches; 1: a mismatch;
-    2: the book (or an option) is unusable.
+    line per stage; --quiet: the verdict alone).
+
+    An exercise book (built with --exercise; `sheetgpt grade` is this command) is also graded:
+    per exercise, pass, FAIL with the first wrong cell and a diagnosis, or not done yet; an exercise
+    passes on the values its formulas give, whatever functions the learner used.
+
+    \b
+    Exit codes:
+      0    every stage matches (and every exercise passes)
+      1    a mismatch (in an exercise book: an exercise wrong or not done yet)
+      2    the book or an option is unusable (one line on stderr)
+      3    an internal error: a bug in sheetgpt, please report it
+      130  interrupted (Ctrl+C); 143 SIGTERM, 129 SIGHUP
+      141  standard output closed (`| head`), quietly
     """
     from .check import check_book
     from .checkpoint import load_model
@@ -352,8 +318,8 @@ def check_cmd(book, engine, rtol, model_dir, json_out, junit_out, force, timeout
     if not quiet:
         click.echo(format_table(report) if verbose else summary(report))
     if json_out:
-        _atomic_write_text(json_out, report.to_json(), force)
+        write_report(json_out, report.to_json(), force)
     if junit_out:
-        _atomic_write_text(junit_out, report.to_junit(), force)
+        write_report(junit_out, report.to_junit(), force)
     click.echo(verdict(report) + f"; {report.formula_cells:,} formula cells in {report.seconds:.1f} s")
     raise SystemExit(0 if report.passed else 1)

@@ -1,16 +1,29 @@
-"""User-facing errors: one line, exit code 2, never a traceback."""
+"""User-facing errors: one line, exit code 2, never a traceback.
 
-import click
+These are plain exceptions: the reader, the engines and the loaders raise them knowing nothing of
+the command line. The CLI (``cli._Group``) is the one place that maps them to ``Error: <message>``
+on stderr and their exit code.
+"""
 
 
-class SheetGPTError(click.ClickException):
+class SheetGPTError(Exception):
     """Bad input from the user (a file, a prompt, an option).
 
-    click prints it as ``Error: <message>`` and exits with code 2. The message says
-    what is wrong and, where it helps, what to do about it.
+    The message says what is wrong and, where it helps, what to do about it; the CLI prints it as
+    ``Error: <message>`` and exits with ``exit_code``.
     """
 
     exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def format_message(self) -> str:
+        return self.message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class CheckpointError(SheetGPTError):

@@ -16,11 +16,14 @@ over a name, so ``--model gpt2`` still means ``./gpt2`` when that directory exis
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from pathlib import Path
 
 from .errors import CheckpointError
+from .safe_io import kind_of
 
 # The hub moved the original GPT-2 family under organisations; a cache may hold either name.
 ALIASES = {
@@ -35,7 +38,9 @@ DOWNLOAD_FILES = '--include "*.json" "*.safetensors" "*.txt"'
 
 _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _NAME = re.compile(rf"{_PART}(?:/{_PART})?")
-_COMMIT = re.compile(r"[0-9A-Za-z._-]{1,128}")
+_COMMIT = re.compile(r"[0-9a-fA-F]{40}")  # huggingface_hub writes the commit's sha1 into refs/<revision>
+_REF_IS = "a ref is a regular file holding a commit id; the cache is damaged"
+MAX_REF_BYTES = 128  # a ref is 40 characters (and perhaps a newline); a longer file is not a ref
 
 
 def hub_cache_dir() -> Path:
@@ -83,10 +88,8 @@ def snapshot(cache: Path, repo: str, revision: str = "main") -> Path | None:
     if not d.is_dir():
         return None
     ref = d / "refs" / revision
-    if ref.is_file():
-        commit = ref.read_text(encoding="utf-8", errors="replace").strip()
-        if not _COMMIT.fullmatch(commit) or commit in (".", ".."):
-            raise CheckpointError(f"{ref}: does not hold a commit id ({commit[:60]!r}); the cache is damaged")
+    commit = read_ref(ref)
+    if commit is not None:
         snap = d / "snapshots" / commit
         if not snap.is_dir():
             raise CheckpointError(
@@ -100,6 +103,39 @@ def snapshot(cache: Path, repo: str, revision: str = "main") -> Path | None:
     if not snaps:
         return None
     raise CheckpointError(f"{d}: {len(snaps)} snapshots and no refs/{revision} to choose one; pass --model {snaps[-1]}")
+
+
+def read_ref(ref: Path) -> str | None:
+    """The commit a refs/<revision> file names, or None when there is none.
+
+    Only a regular file (never followed through a symlink: the hub writes plain files) and at most
+    MAX_REF_BYTES are read; what it holds is never repeated in a message, so a ref pointed at
+    another file (/proc/self/environ, a key) shows nothing of it.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(ref, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        why = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror or exc})"
+        raise CheckpointError(f"{ref}: {why}; {_REF_IS}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CheckpointError(f"{ref}: is {kind_of(st.st_mode)}; {_REF_IS}")
+        data = os.read(fd, MAX_REF_BYTES + 1)
+    except OSError as exc:
+        raise CheckpointError(f"{ref}: cannot be read ({exc.strerror or exc}); the cache is damaged") from None
+    finally:
+        os.close(fd)
+    commit = data.strip().decode("ascii", "replace")
+    if len(data) > MAX_REF_BYTES or not _COMMIT.fullmatch(commit):
+        raise CheckpointError(
+            f"{ref}: does not hold a commit id (40 hexadecimal digits; this file has "
+            f"{f'more than {MAX_REF_BYTES}' if len(data) > MAX_REF_BYTES else len(data)} bytes); the cache is damaged"
+        )
+    return commit
 
 
 def not_cached(name: str, cache: Path) -> CheckpointError:

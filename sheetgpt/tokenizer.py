@@ -337,6 +337,12 @@ def check(encoder: dict[str, int], merges: list[tuple[str, str]], vocab_path: Pa
         if i in seen:
             raise TokenizerError(f"{vocab_path}: id {i} is used twice ({seen[i]!r} and {t!r})")
         seen[i] = t
+    top = max(seen, default=-1)
+    if top != len(encoder) - 1:  # unique ids >= 0: they are 0..N-1 exactly when the largest is N-1
+        raise TokenizerError(
+            f"{vocab_path}: the largest id is {top:,} but there are {len(encoder):,} tokens; "
+            "ids must run from 0 to the number of tokens - 1, without gaps"
+        )
     for b, c in enumerate(_byte_table()):
         if c not in encoder:
             raise TokenizerError(

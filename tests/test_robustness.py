@@ -476,7 +476,7 @@ def _start_build(model, out: Path, log: Path) -> subprocess.Popen:
         [*CLI, "build", "--model", str(model), "--prompt", "the quick brown fox jumps over it", "-o", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)],
     )
     deadline = time.time() + 60
     while "writing tabs" not in log.read_text() and proc.poll() is None and time.time() < deadline:
@@ -491,12 +491,21 @@ def _leftovers(d: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_build_interrupted_with_sigint_leaves_nothing_and_says_so(slow_model, tmp_path):
+@pytest.mark.parametrize(
+    "signum, code, line",
+    [
+        (signal.SIGINT, 130, "Interrupted."),
+        (signal.SIGTERM, 143, "Interrupted (SIGTERM)."),
+        (signal.SIGHUP, 129, "Interrupted (SIGHUP)."),
+    ],
+)
+def test_a_build_interrupted_by_a_signal_leaves_nothing_and_says_so(slow_model, tmp_path, signum, code, line):
+    """SIGTERM (kill, systemd, CI timeouts) and SIGHUP (a closed terminal) clean up as Ctrl+C does; 128 + n."""
     out = tmp_path / "b.xlsx"
     proc = _start_build(slow_model, out, tmp_path / "log")
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
-    assert one_line_error((tmp_path / "log").read_text()) == "Interrupted."
+    proc.send_signal(signum)
+    assert proc.wait(timeout=60) == code
+    assert one_line_error((tmp_path / "log").read_text()) == line
     assert _leftovers(tmp_path) == []
 
 

@@ -164,7 +164,7 @@ def test_a_report_that_cannot_be_written_leaves_nothing(small, tmp_path, monkeyp
     def full(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("sheetgpt.cli_book.os.replace", full)
+    monkeypatch.setattr("sheetgpt.safe_io.os.link", full)  # a new report is linked into place
     refused("check", str(small), "-q", "--json", str(tmp_path / "r.json"), match="No space left on device")
     assert listing(tmp_path) == []
 
@@ -229,7 +229,7 @@ def test_a_read_only_place_leaves_nothing(micro, tmp_path, monkeypatch, where):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
     if where == "rename":
-        monkeypatch.setattr("sheetgpt.book.writer.os.replace", read_only)
+        monkeypatch.setattr("sheetgpt.safe_io.os.link", read_only)  # a new book is linked into place
     else:  # xlsxwriter's own open of the skeleton: it wraps the OSError in FileCreateError
         monkeypatch.setattr("xlsxwriter.workbook.ZipFile", read_only)
     out = tmp_path / "b.xlsx"

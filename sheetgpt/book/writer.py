@@ -33,7 +33,7 @@ from ..reference import (
     with_selected_position,
     with_teaching_stages,
 )
-from ..safe_io import path_text, write_error
+from ..safe_io import path_text, publish, write_error
 from ..tokenizer import Tokenizer
 from ..weight_text import stored_values
 from . import limits
@@ -184,7 +184,7 @@ def build_workbook(
             exercises,
             steer,
         )
-        os.replace(tmp, out_path)
+        publish(tmp, out_path, force, "book")  # never replaces a file that appeared meanwhile, unless force
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, (OSError, FileCreateError)):  # full disk, read-only place, name too long

@@ -229,6 +229,7 @@ def _run_bridge(req: dict, workdir: str, timeout: float) -> dict:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        env={**os.environ, "TMPDIR": workdir},  # soffice's own lu*.tmp files go with the workdir, even when killed
     )
     try:
         out, err = proc.communicate(timeout=timeout)
