@@ -29,7 +29,7 @@ from .engine.cached import file_values
 from .engine.reader import Book, read_workbook
 from .engine.values import Values
 from .errors import WorkbookError
-from .grade import grade
+from .grade import grade, refuse_problems
 from .reference import gpt2, greedy_fill, with_generation_stages, with_selected_position, with_teaching_stages
 from .weight_text import stored_values
 
@@ -442,6 +442,7 @@ def check_book(
             # stores), so a changed weight also fails the first stage that uses it.
             inputs = replace(inputs, weights={n: stored_values(model.flat[n]) for n in inputs.weights})
     values = recompute(engine, path, book, progress=progress, timeout=timeout, notice=notice)
+    refuse_problems(inputs.layout, book, values)  # a formula no engine could compute, outside any exercise
     trace = reference_trace(with_token_values(inputs, values))
     at = _formula_lookup(book)
     report.formula_cells = sum(len(s.formulas) for s in book.sheets.values())

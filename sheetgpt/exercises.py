@@ -43,7 +43,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "unembedding": ("ln_f.last", "logits", "logits.all"),
 }
 
-GUIDE_TITLE = "Exercises"  # the Guide's section title; check finds the list below it
+GUIDE_TITLE = "Exercises"  # the Guide's section title
+MARK = "EXERCISE: fill the yellow cells"  # the end of an exercise region's title: check finds the exercises by it
 
 
 def short_name(stage: str) -> str:
@@ -226,7 +227,7 @@ def write_blank_region(out: BookWriter, ws, region: Region) -> None:
             ws.write_blank(region.top + i, region.left + j, None, fmt)
     layout = out.layout
     ws.write_string(
-        region.title_row, 0, f"{region.step} · {region.text['title']} · EXERCISE: fill the yellow cells", out.fmt.title
+        region.title_row, 0, f"{region.step} · {region.text['title']} · {MARK}", out.fmt.title
     )
     ws.write_string(
         region.explain_row,
@@ -253,18 +254,13 @@ def write_guide(out: BookWriter, ws, row: int) -> int:
 
 
 def read_back(book: Book, layout: Layout) -> list[str]:
-    """The exercises the Guide lists (none for an ordinary book), as stage names of the layout."""
-    from .book.tabs import guide
-
-    sheet = book.sheets.get(guide.NAME)
-    if sheet is None:
-        return []
-    col_a = {r: text for (r, c), text in sheet.strings.items() if c == 0}
-    title = next((r for r, text in sorted(col_a.items()) if text == GUIDE_TITLE), None)
-    if title is None:
-        return []
-    out, r = [], title + 1
-    while col_a.get(r) in layout.regions:
-        out.append(col_a[r])
-        r += 1
+    """The book's exercises (none for an ordinary book), as stage names in book order: the regions
+    whose title marks them an exercise (``MARK``), as ``write_blank_region`` wrote them. The Guide's
+    list is for the learner and is not read: editing it changes no grade."""
+    out = []
+    for region in exercisable(layout):
+        sheet = book.sheets.get(region.tab)
+        title = sheet.strings.get((region.title_row, 0), "") if sheet is not None else ""
+        if isinstance(title, str) and title.endswith(MARK):
+            out.append(region.name)
     return out

@@ -19,16 +19,19 @@ on the book's inputs (or, for stages without math here, when it reads such an ex
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import exercises
+from . import a1, exercises
 from .a1 import cell as cell_name
 from .book.layout import Layout, Region
+from .engine.parser import Ref, parse, walk
 from .engine.reader import Book
-from .engine.values import Values
+from .engine.values import BOOL, Values
+from .errors import WorkbookError
 from .reference import gelu, softmax_steps
 
 MATCH_RTOL = 1e-7  # a mistake matches when every wrong cell is within this (relative to the stage's scale)
@@ -52,12 +55,15 @@ class Inputs:
     incomplete: bool = False  # an input holds no number where one belongs (empty, an error)
 
     def stage(self, name: str) -> np.ndarray:
-        """A stage's values as the book computed them, in the reference's shape."""
+        """A stage's values as the book computed them, in the reference's shape: NaN where a cell holds
+        no number. An error value is NaN too, and NaN carries through the math as an error carries
+        through a spreadsheet's formulas; an empty cell, a text or a boolean where a number belongs
+        makes the inputs ``incomplete`` (what a function makes of them depends on the function)."""
         region = self.layout.region(name)
-        value = ungrid(region, self.values.number_grid(region))
-        if not name.endswith("attn.masked") and np.isnan(value).any():
+        grid = number_grid(self.values, region)
+        if not name.endswith("attn.masked") and (np.isnan(grid) & ~error_grid(self.values, region)).any():
             self.incomplete = True
-        return value
+        return ungrid(region, grid)
 
     def local(self, short: str) -> np.ndarray:
         """A stage of the same block: 'attn.c_attn' -> h.3.attn.c_attn."""
@@ -72,6 +78,28 @@ class Inputs:
 
     def param(self, name: str) -> np.ndarray:
         return np.asarray(self.weights[name], dtype=np.float64)
+
+
+def number_grid(values: Values, region: Region) -> np.ndarray:
+    """The numbers of a region, NaN where there is none; a boolean (``=TRUE()``) is not a number here,
+    as SUM over a range skips it (the fast engine keeps booleans apart; LibreOffice stores 1 and 0)."""
+    grid = values.number_grid(region)
+    kinds = (values.kinds or {}).get(region.tab)
+    if kinds is not None:
+        k = np.full(grid.shape, -1, np.int8)
+        sub = kinds[region.top : region.bottom + 1, region.left : region.right + 1]
+        k[: sub.shape[0], : sub.shape[1]] = sub
+        grid = np.where(k == BOOL, np.nan, grid)
+    return grid
+
+
+def error_grid(values: Values, region: Region) -> np.ndarray:
+    """Booleans [rows, width]: the region's cells that hold an error value."""
+    out = np.zeros((region.rows, region.width), bool)
+    for r, c in values.errors.get(region.tab, {}):
+        if region.top <= r <= region.bottom and region.left <= c <= region.right:
+            out[r - region.top, c - region.left] = True
+    return out
 
 
 def ungrid(region: Region, grid: np.ndarray) -> np.ndarray:
@@ -335,10 +363,24 @@ def diagnose(inp: Inputs, region: Region, got: np.ndarray, right: np.ndarray, rt
     return None
 
 
+def refuse_problems(layout: Layout, book: Book, values: Values) -> None:
+    """Raise the first formula the engine could not compute (``Values.problems``) that lies outside
+    every exercise region, as ``check`` refuses it in any book; one inside an exercise is graded."""
+    regions = [layout.region(n) for n in exercises.read_back(book, layout)]
+    for p in values.problems:
+        if not any(_inside(regions, p.sheet, r, c) is not None for r, c in zip(p.rows.tolist(), p.cols.tolist())):
+            raise WorkbookError(p.text)
+
+
+def _inside(regions: list[Region], sheet: str, r: int, c: int) -> Region | None:
+    return next((g for g in regions if g.tab == sheet and g.top <= r <= g.bottom and g.left <= c <= g.right), None)
+
+
 def grade(layout: Layout, book: Book, values: Values, weights: dict, trace: dict, stages: list, rtol: float) -> list:
-    """Grade the exercises the Guide lists; note on ``stages`` (check's StageResults, changed in place)
-    what each failing one follows from. Returns one dict per exercise: stage, tab, cells, filled,
-    status (pass / fail / not done yet), and where it applies message, first_bad, diagnosis, follows."""
+    """Grade the book's exercises (``exercises.read_back``); note on ``stages`` (check's StageResults,
+    changed in place) what each failing one follows from. Returns one dict per exercise: stage, tab,
+    cells, filled, status (pass / fail / not done yet), and where it applies message, first_bad,
+    diagnosis, follows."""
     names = exercises.read_back(book, layout)
     if not names:
         return []
@@ -356,6 +398,7 @@ def grade(layout: Layout, book: Book, values: Values, weights: dict, trace: dict
         may_be_empty = np.isnan(region.grid(trace[name])[:, cols])  # masked scores: blank is right
         res = {"stage": name, "tab": region.tab, "cells": int(has_f.size), "filled": int((has_f | has_c).sum())}
         stage = by_name[name]
+        broken = _broken(layout, book, values, weights, region) & has_f
         if has_c.any():
             i, k = (int(x) for x in np.argwhere(has_c)[0])
             res |= {
@@ -363,6 +406,9 @@ def grade(layout: Layout, book: Book, values: Values, weights: dict, trace: dict
                 "message": f"value, not a formula: {_where(region, i, cols[k])} holds a constant; "
                 "write a formula that computes it",
             }
+        elif broken.any():
+            i, k = (int(x) for x in np.argwhere(broken)[0])
+            res |= _broken_cell(layout, book, values, region, region.top + i, region.left + cols[k], trace[name])
         elif not (has_f | may_be_empty).all():
             res |= {"status": NOT_DONE, "message": f"{int(has_f.sum())} of {has_f.size} cells filled"}
         elif stage.passed:
@@ -382,6 +428,127 @@ def grade(layout: Layout, book: Book, values: Values, weights: dict, trace: dict
     return results
 
 
+def _broken(layout: Layout, book: Book, values: Values, weights: dict, region: Region) -> np.ndarray:
+    """Cells of the region (its columns) whose formula gives an error value that its inputs do not
+    explain: where the stage's math on the values it reads is a number, or, for a stage without math
+    here, where the engine found the formula itself broken (an unknown name or function, a cycle)."""
+    cols = region.columns()
+    err = error_grid(values, region)
+    math_ = stage_math(region.name)
+    if math_ is not None:
+        inp = Inputs(layout, values, weights, region.name)
+        try:
+            with np.errstate(all="ignore"):
+                want = region.grid(math_(inp))
+        except (KeyError, ValueError, IndexError):
+            want = None
+        if want is not None and not inp.incomplete:
+            return (err & np.isfinite(want))[:, cols]
+    own = np.zeros_like(err)
+    for p in values.problems:
+        for r, c in zip(p.rows.tolist(), p.cols.tolist()):
+            if p.sheet == region.tab and region.top <= r <= region.bottom and region.left <= c <= region.right:
+                own[r - region.top, c - region.left] = True
+    return (err & own)[:, cols]
+
+
+def _broken_cell(layout: Layout, book: Book, values: Values, region: Region, r: int, c: int, want) -> dict:
+    """A FAIL naming a cell whose formula gives an error value: what it gives, why where the engine
+    knows (``Values.problems``), and a diagnosis of the formula where one applies."""
+    text = _formula_at(book, region.tab, r, c)
+    got = values.describe(region.tab, r, c)
+    grid = region.grid(want)
+    expected = grid[r - region.top, c - region.left]
+    out = {
+        "status": FAIL,
+        "first_bad": {
+            "cell": f"'{region.tab}'!{cell_name(r, c)}",
+            "formula": text,
+            "got": got,
+            "expected": "blank (masked)" if np.isnan(expected) else float(expected),
+        },
+    }
+    problem = next(
+        (
+            p
+            for p in values.problems
+            if p.sheet == region.tab and any(rr == r and cc == c for rr, cc in zip(p.rows.tolist(), p.cols.tolist()))
+        ),
+        None,
+    )
+    if problem is not None:
+        out["message"] = problem.message
+    diagnosis = formula_diagnosis(book, text, region.tab, r, c, problem.message if problem else str(got))
+    if diagnosis:
+        out["diagnosis"] = diagnosis
+    return out
+
+
+def _formula_at(book: Book, sheet: str, r: int, c: int) -> str:
+    for row, col, text, ref in book.sheets[sheet].formulas:
+        if ref is None and (row, col) == (r, c):
+            return "=" + text
+        if ref is not None and ref[0] <= r <= ref[2] and ref[1] <= c <= ref[3]:
+            return "{=" + text + "}"
+    return "(no formula)"
+
+
+_INTERSECTION = re.compile(r"(?<![\w.'!$])([A-Za-z_][\w.]*) +(\$?[A-Za-z]{1,3}\$?\d+(?::\$?[A-Za-z]{1,3}\$?\d+)?)")
+
+
+def formula_diagnosis(book: Book, text: str, sheet: str, r: int, c: int, why: str) -> str | None:
+    """What is wrong with a learner's formula that gives an error value, where the text or the engine
+    says it: ``!`` read as the intersection operator, a circular reference, an unknown name or
+    function, or a reference outside the cells the book holds."""
+    lower = {n.lower(): n for n in book.sheets}
+    m = _INTERSECTION.search(text)
+    if m and m.group(1).lower() in lower:
+        tab = lower[m.group(1).lower()]
+        first = m.group(2).split(":")[0]
+        return (
+            f"`!` read as the intersection operator (the file holds {m.group(0)!r}): in LibreOffice's default "
+            f"syntax write `${a1.sheet_prefix(tab)[:-1].strip(chr(39))}.{first}`, or switch to Excel A1 syntax "
+            "(Tools > Options > LibreOffice Calc > Formula)"
+        )
+    if "circular" in why or why in ("Err:522", "Err:523"):
+        return "a circular reference: the formula reads its own cell, directly or through the stages after it"
+    if why.startswith("unknown name"):
+        return why + "; the book names each stage (embed.h, h.0.ln_1.var, ...): use one of those or a range"
+    if why.startswith("unsupported function"):
+        return why.split(";")[0] + ": write it with the functions Excel and LibreOffice both know"
+    outside = _outside_data(book, text, sheet, r, c)
+    if outside:
+        return outside
+    return None
+
+
+def _outside_data(book: Book, text: str, sheet: str, r: int, c: int) -> str | None:
+    """'it reads X, beyond the cells the book holds on that tab' for the first such reference."""
+    try:
+        ast = parse(text.lstrip("{=").rstrip("}"), r, c)
+    except WorkbookError:
+        return None
+    for node in walk(ast):
+        if type(node) is not Ref:
+            continue
+        tab = node.sheet or sheet
+        sh = next((s for n, s in book.sheets.items() if n.lower() == tab.lower()), None)
+        if sh is None:
+            return f"it reads the tab {tab!r}, which the book does not have"
+        r0 = node.r0 if node.r0_abs else r + node.r0
+        r1 = node.r1 if node.r1_abs else r + node.r1
+        c0 = node.c0 if node.c0_abs else c + node.c0
+        c1 = node.c1 if node.c1_abs else c + node.c1
+        R, C = sh.dims
+        if max(r0, r1) >= R or max(c0, c1) >= C or min(r0, r1, c0, c1) < 0:
+            span = a1.span(min(r0, r1), min(c0, c1), max(r0, r1), max(c0, c1), (False, False), (False, False))
+            return (
+                f"it reads {a1.sheet_prefix(sh.name)}{span}, beyond the cells the book holds on that tab "
+                f"(up to {cell_name(R - 1, C - 1)}); read the stage's cells the region's explanation names"
+            )
+    return None
+
+
 def _where(region: Region, i: int, j: int) -> str:
     return f"'{region.tab}'!{cell_name(region.top + i, region.left + j)}"
 
@@ -395,7 +562,7 @@ def _explain(layout: Layout, values: Values, weights: dict, region: Region, stag
         return out
     if right.all():
         return {"status": PASS, "follows": []}
-    diagnosis = diagnose(Inputs(layout, values, weights, region.name), region, values.number_grid(region), right, rtol)
+    diagnosis = diagnose(Inputs(layout, values, weights, region.name), region, number_grid(values, region), right, rtol)
     if diagnosis:
         out["diagnosis"] = diagnosis
     return out
@@ -415,7 +582,7 @@ def _right_for_inputs(layout: Layout, values: Values, weights: dict, name: str, 
         return None
     if inp.incomplete:  # what an empty or error input gives depends on the function: no verdict
         return None
-    ok, _ = compare(region, values.number_grid(region), want, max(rtol, MATCH_RTOL))
+    ok, _ = compare(region, number_grid(values, region), want, max(rtol, MATCH_RTOL))
     return ok
 
 
