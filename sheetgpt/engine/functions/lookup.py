@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from ...a1 import MAX_COLS, MAX_ROWS
 from ...errors import WorkbookError
 from ..store import CellRange
 from ..values import (
@@ -52,6 +53,12 @@ def index(ctx, args):
     ri, ci = np.broadcast_arrays(ri, ci)
     err = np.where(er != 0, er, ec)
     bad = (ri < 1) | (ri > h) | (ci < 1) | (ci > w)
+    if isinstance(src, CellRange) and ri.shape[1:] == (1, 1) and not err.any() and not bad.any():
+        # one cell per formula cell: a reference, as in Excel (ROW(INDEX(...)) reads its position)
+        B = max(len(src.r0), len(src.c0), ri.shape[0])
+        r0 = np.broadcast_to(src.r0, (B,)) + np.broadcast_to(ri.reshape(-1), (B,)) - 1
+        c0 = np.broadcast_to(src.c0, (B,)) + np.broadcast_to(ci.reshape(-1), (B,)) - 1
+        return CellRange(src.sheet, r0, c0, 1, 1)
     err = np.where((err == 0) & bad, E_REF, err)
     ri, ci = np.where(bad, 1, ri), np.where(bad, 1, ci)
     if isinstance(src, CellRange):
@@ -239,6 +246,8 @@ def _rowcol(is_row: bool):
         a = args[0]
         if not isinstance(a, CellRange):
             raise WorkbookError(f"{ctx.where}: {'ROW' if is_row else 'COLUMN'} needs a reference")
+        if a.h == MAX_ROWS or a.w == MAX_COLS:  # a whole column or row: as far as its values are read
+            a = ctx.store.clip(a)
         start = (a.r0 if is_row else a.c0).astype(float)
         n = a.h if is_row else a.w
         if n == 1:
