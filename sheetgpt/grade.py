@@ -33,7 +33,7 @@ from .engine.parser import Ref, parse, walk
 from .engine.reader import Book
 from .engine.values import BOOL, Values
 from .errors import WorkbookError
-from .reference import gelu, softmax_steps
+from .reference import gelu, layer_norm, linear, softmax_steps
 
 MATCH_RTOL = 1e-7  # a mistake matches when every wrong cell is within this (relative to the stage's scale)
 
@@ -48,10 +48,7 @@ class Inputs:
     values: Values
     weights: dict[str, np.ndarray]
     name: str  # the stage being computed
-
-    @property
-    def prefix(self) -> str:
-        return self.name.rsplit(".", 2)[0] if self.name.startswith("h.") else ""
+    graph: dict[str, set[str]]  # each stage -> the stages it reads (exercises.read_graph)
 
     incomplete: bool = False  # an input holds no number where one belongs (empty, an error)
 
@@ -61,21 +58,30 @@ class Inputs:
         through a spreadsheet's formulas; an empty cell, a text or a boolean where a number belongs
         makes the inputs ``incomplete`` (what a function makes of them depends on the function)."""
         region = self.layout.region(name)
-        grid = number_grid(self.values, region)
-        if not name.endswith("attn.masked") and (np.isnan(grid) & ~error_grid(self.values, region)).any():
+        value = ungrid(region, number_grid(self.values, region))
+        missing = np.isnan(value) & ~ungrid(region, error_grid(self.values, region))
+        if not name.endswith("attn.masked") and missing.any():
             self.incomplete = True
-        return ungrid(region, grid)
+        return value
 
-    def local(self, short: str) -> np.ndarray:
-        """A stage of the same block: 'attn.c_attn' -> h.3.attn.c_attn."""
-        block = self.name.split(".")[1]
-        return self.stage(f"h.{block}.{short}")
+    def reads(self) -> list[str]:
+        """The stages this stage's formulas read, as the book's own formulas say (``exercises.read_graph``)."""
+        return sorted(self.graph.get(self.name, ()))
 
-    def block_input(self) -> np.ndarray:
-        """The residual stream entering this stage's block, or entering ln_f."""
-        n = self.layout.config.n_layer
-        k = int(self.name.split(".")[1]) if self.name.startswith("h.") else n
-        return self.stage("embed.h" if k == 0 else f"h.{k - 1}.res_2")
+    def part(self, suffix: str) -> np.ndarray:
+        """The stage it reads whose name ends with ``suffix`` ('.mean', '.c_proj', ...)."""
+        found = [n for n in self.reads() if n.endswith(suffix)]
+        if len(found) != 1:
+            raise KeyError(f"{self.name} reads no single stage *{suffix}")
+        return self.stage(found[0])
+
+    def input(self) -> np.ndarray:
+        """The one stage it reads that is not one of its named parts: the stream it transforms (the
+        residual entering a layer norm or a residual add, steered or not; a linear layer's input)."""
+        found = [n for n in self.reads() if not n.endswith(_PARTS)]
+        if len(found) != 1:
+            raise KeyError(f"{self.name} reads {found}, not one input")
+        return self.stage(found[0])
 
     def param(self, name: str) -> np.ndarray:
         return np.asarray(self.weights[name], dtype=np.float64)
@@ -114,13 +120,7 @@ def ungrid(region: Region, grid: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- each stage's math
 
 
-def _ln_x(inp: Inputs) -> np.ndarray:
-    which = inp.name.rsplit(".", 1)[0]  # h.0.ln_1, h.0.ln_2, ln_f
-    return inp.local("res_1") if which.endswith("ln_2") else inp.block_input()
-
-
-def _ln(inp: Inputs, part: str) -> np.ndarray:
-    return inp.stage(inp.name.rsplit(".", 1)[0] + "." + part)
+_PARTS = (".mean", ".var", ".c_proj", ".weights", ".wte", ".wpe")  # what Inputs.input() is not
 
 
 def _ln_param(inp: Inputs, p: str) -> np.ndarray:
@@ -131,25 +131,22 @@ def _eps(inp: Inputs) -> float:
     return inp.layout.config.layer_norm_epsilon
 
 
+def _moments(inp: Inputs) -> dict:
+    """The reference's layer norm of the stage's input: its mean and variance (``reference.layer_norm``)."""
+    trace: dict = {}
+    layer_norm(inp.input(), 1.0, 0.0, _eps(inp), trace, "ln")
+    return trace
+
+
 def _qkv(inp: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    qkv = inp.local("attn.c_attn")
+    qkv = inp.part(".c_attn") if not inp.name.endswith(".scores") else inp.input()
     T, d3 = qkv.shape
     d, H = d3 // 3, inp.layout.config.n_head
     return tuple(qkv[:, i * d : (i + 1) * d].reshape(T, H, d // H).transpose(1, 0, 2) for i in range(3))
 
 
-def _linear_input(inp: Inputs) -> np.ndarray:
-    return {
-        "attn.c_attn": lambda: inp.local("ln_1.out"),
-        "attn.c_proj": lambda: inp.local("attn.merged"),
-        "mlp.c_fc": lambda: inp.local("ln_2.out"),
-        "mlp.c_proj": lambda: inp.local("mlp.gelu"),
-    }[exercises.short_name(inp.name)]()
-
-
 def _linear(inp: Inputs, bias: bool = True) -> np.ndarray:
-    y = _linear_input(inp) @ inp.param(inp.name + ".w")
-    return y + inp.param(inp.name + ".b") if bias else y
+    return linear(inp.input(), inp.param(inp.name + ".w"), inp.param(inp.name + ".b") if bias else 0.0)
 
 
 def _causal(T: int, k: int) -> np.ndarray:
@@ -166,11 +163,17 @@ def _exp(m: np.ndarray, axis: int = -1, subtract_max: bool = True) -> np.ndarray
 
 
 def _residual(inp: Inputs, with_x: bool = True) -> np.ndarray:
-    if exercises.short_name(inp.name) == "res_1":
-        x, f = inp.block_input(), inp.local("attn.c_proj")
-    else:
-        x, f = inp.local("res_1"), inp.local("mlp.c_proj")
-    return x + f if with_x else f
+    f = inp.part(".c_proj")
+    return inp.input() + f if with_x else f
+
+
+def _norm(inp: Inputs, eps_inside: bool = True, root: bool = True, eps: bool = True, center: bool = True):
+    x, var = inp.input(), inp.part(".var")
+    e = _eps(inp) if eps else 0.0
+    top = x - inp.part(".mean") if center else x
+    if not root:
+        return top / (var + e)
+    return top / (np.sqrt(var + e) if eps_inside else np.sqrt(var) + e)
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -178,28 +181,28 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 
 def _merged(inp: Inputs) -> np.ndarray:
-    w, (_, _, v) = inp.local("attn.weights"), _qkv(inp)
+    w, (_, _, v) = inp.part(".weights"), _qkv(inp)
     heads = w @ v  # [H, T, hd]
     return heads.transpose(1, 0, 2).reshape(heads.shape[1], -1)
 
 
 # short stage name -> its math from the book's inputs (as the reference computes it)
 STAGES: dict[str, Callable[[Inputs], np.ndarray]] = {
-    "embed.h": lambda i: i.stage("embed.wte") + i.stage("embed.wpe"),
-    "mean": lambda i: _ln_x(i).mean(-1, keepdims=True),
-    "var": lambda i: _ln_x(i).var(-1, keepdims=True),
-    "norm": lambda i: (_ln_x(i) - _ln(i, "mean")) / np.sqrt(_ln(i, "var") + _eps(i)),
-    "out": lambda i: _ln(i, "norm") * _ln_param(i, "g") + _ln_param(i, "b"),
+    "embed.h": lambda i: i.part(".wte") + i.part(".wpe"),
+    "mean": lambda i: _moments(i)["ln.mean"],
+    "var": lambda i: _moments(i)["ln.var"],
+    "norm": _norm,
+    "out": lambda i: i.input() * _ln_param(i, "g") + _ln_param(i, "b"),
     "attn.c_attn": _linear,
     "attn.scores": lambda i: (lambda q, k, v: q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1]))(*_qkv(i)),
-    "attn.masked": lambda i: _mask(i.local("attn.scores")),
-    "attn.exp": lambda i: softmax_steps(i.local("attn.masked"))[0],
-    "attn.weights": lambda i: (lambda e: e / e.sum(-1, keepdims=True))(i.local("attn.exp")),
+    "attn.masked": lambda i: _mask(i.input()),
+    "attn.exp": lambda i: softmax_steps(i.input())[0],
+    "attn.weights": lambda i: (lambda e: e / e.sum(-1, keepdims=True))(i.input()),
     "attn.merged": _merged,
     "attn.c_proj": _linear,
     "res_1": _residual,
     "mlp.c_fc": _linear,
-    "mlp.gelu": lambda i: gelu(i.local("mlp.c_fc")),
+    "mlp.gelu": lambda i: gelu(i.input()),
     "mlp.c_proj": _linear,
     "res_2": _residual,
 }
@@ -207,41 +210,41 @@ STAGES: dict[str, Callable[[Inputs], np.ndarray]] = {
 # short stage name -> the known mistakes: (what the learner did, its math from the same inputs)
 MISTAKES: dict[str, list[tuple[str, Callable[[Inputs], np.ndarray]]]] = {
     "embed.h": [
-        ("the position embedding is missing: GPT-2 adds wpe to wte", lambda i: i.stage("embed.wte")),
-        ("the token embedding is missing: GPT-2 adds wte to wpe", lambda i: i.stage("embed.wpe")),
+        ("the position embedding is missing: GPT-2 adds wpe to wte", lambda i: i.part(".wte")),
+        ("the token embedding is missing: GPT-2 adds wte to wpe", lambda i: i.part(".wpe")),
     ],
     "var": [
         (
             "sample variance (VAR.S, dividing by n-1) where GPT-2 uses the population variance (VAR.P, dividing by n)",
-            lambda i: _ln_x(i).var(-1, ddof=1, keepdims=True),
+            lambda i: i.input().var(-1, ddof=1, keepdims=True),
         ),
         (
             "the mean of the squares without subtracting the mean first",
-            lambda i: (_ln_x(i) ** 2).mean(-1, keepdims=True),
+            lambda i: (i.input() ** 2).mean(-1, keepdims=True),
         ),
-        ("the standard deviation (STDEV.P) where the variance belongs", lambda i: _ln_x(i).std(-1, keepdims=True)),
+        ("the standard deviation (STDEV.P) where the variance belongs", lambda i: i.input().std(-1, keepdims=True)),
     ],
     "norm": [
         (
             "eps is added outside the square root: GPT-2 divides by SQRT(variance + eps)",
-            lambda i: (_ln_x(i) - _ln(i, "mean")) / (np.sqrt(_ln(i, "var")) + _eps(i)),
+            lambda i: _norm(i, eps_inside=False),
         ),
         (
             "eps is missing: GPT-2 divides by SQRT(variance + eps)",
-            lambda i: (_ln_x(i) - _ln(i, "mean")) / np.sqrt(_ln(i, "var")),
+            lambda i: _norm(i, eps=False),
         ),
         (
             "divided by the variance, not by its square root",
-            lambda i: (_ln_x(i) - _ln(i, "mean")) / (_ln(i, "var") + _eps(i)),
+            lambda i: _norm(i, root=False),
         ),
         (
             "the mean is not subtracted",
-            lambda i: _ln_x(i) / np.sqrt(_ln(i, "var") + _eps(i)),
+            lambda i: _norm(i, center=False),
         ),
     ],
     "out": [
-        ("a missing bias: add the layer norm's b", lambda i: _ln(i, "norm") * _ln_param(i, "g")),
-        ("a missing gain: multiply by the layer norm's g", lambda i: _ln(i, "norm") + _ln_param(i, "b")),
+        ("a missing bias: add the layer norm's b", lambda i: i.input() * _ln_param(i, "g")),
+        ("a missing gain: multiply by the layer norm's g", lambda i: i.input() + _ln_param(i, "b")),
     ],
     "attn.scores": [
         (
@@ -256,34 +259,34 @@ MISTAKES: dict[str, list[tuple[str, Callable[[Inputs], np.ndarray]]]] = {
     "attn.masked": [
         (
             "the mask lets a row see the next position: blank the keys after the query (key position > query position)",
-            lambda i: _mask(i.local("attn.scores"), 2),
+            lambda i: _mask(i.input(), 2),
         ),
-        ("the mask also hides the diagonal: a token may attend to itself", lambda i: _mask(i.local("attn.scores"), 0)),
-        ("no causal mask: later positions are not blanked", lambda i: i.local("attn.scores")),
+        ("the mask also hides the diagonal: a token may attend to itself", lambda i: _mask(i.input(), 0)),
+        ("no causal mask: later positions are not blanked", lambda i: i.input()),
     ],
     "attn.exp": [
         (
             "the maximum is taken over the wrong axis (the column, not the row)",
-            lambda i: _exp(i.local("attn.masked"), axis=-2),
+            lambda i: _exp(i.input(), axis=-2),
         ),
-        ("the row's maximum is not subtracted", lambda i: _exp(i.local("attn.masked"), subtract_max=False)),
+        ("the row's maximum is not subtracted", lambda i: _exp(i.input(), subtract_max=False)),
     ],
     "attn.weights": [
         (
             "softmax over the wrong axis: each row (query) must add up to 1, not each column",
-            lambda i: (lambda e: e / e.sum(-2, keepdims=True))(i.local("attn.exp")),
+            lambda i: (lambda e: e / e.sum(-2, keepdims=True))(i.input()),
         ),
     ],
     "mlp.gelu": [
         (
             "erf GELU (0.5*x*(1+ERF(x/SQRT(2)))) where GPT-2 uses the tanh approximation",
-            lambda i: (lambda x: 0.5 * x * (1 + _erf(x / np.sqrt(2))))(i.local("mlp.c_fc")),
+            lambda i: (lambda x: 0.5 * x * (1 + _erf(x / np.sqrt(2))))(i.input()),
         ),
         (
             "the sigmoid approximation x*sigmoid(1.702x) where GPT-2 uses the tanh form",
-            lambda i: (lambda x: x / (1 + np.exp(-1.702 * x)))(i.local("mlp.c_fc")),
+            lambda i: (lambda x: x / (1 + np.exp(-1.702 * x)))(i.input()),
         ),
-        ("ReLU where GPT-2 uses GELU", lambda i: np.maximum(i.local("mlp.c_fc"), 0.0)),
+        ("ReLU where GPT-2 uses GELU", lambda i: np.maximum(i.input(), 0.0)),
     ],
     "res_1": [("a missing residual: add the block's input x", lambda i: _residual(i, with_x=False))],
     "res_2": [("a missing residual: add res_1", lambda i: _residual(i, with_x=False))],
@@ -405,7 +408,7 @@ def grade(layout: Layout, book: Book, values: Values, weights: dict, trace: dict
         may_be_empty = np.isnan(region.grid(trace[name])[:, cols])  # masked scores: blank is right
         res = {"stage": name, "tab": region.tab, "cells": int(has_f.size), "filled": int((has_f | has_c).sum())}
         stage = by_name[name]
-        broken = _broken(layout, book, values, weights, region) & has_f
+        broken = _broken(layout, book, values, weights, region, graph) & has_f
         if has_c.any():
             i, k = (int(x) for x in np.argwhere(has_c)[0])
             res |= {
@@ -421,7 +424,7 @@ def grade(layout: Layout, book: Book, values: Values, weights: dict, trace: dict
         elif stage.passed:
             res["status"] = PASS
         else:
-            res |= _explain(layout, values, weights, region, stage, rtol)
+            res |= _explain(layout, values, weights, region, stage, rtol, graph)
         results.append(res)
     bad = [r["stage"] for r in results if r["status"] != PASS]
     for res in results:
@@ -435,7 +438,7 @@ def grade(layout: Layout, book: Book, values: Values, weights: dict, trace: dict
     return results
 
 
-def _broken(layout: Layout, book: Book, values: Values, weights: dict, region: Region) -> np.ndarray:
+def _broken(layout: Layout, book: Book, values: Values, weights: dict, region: Region, graph: dict) -> np.ndarray:
     """Cells of the region (its columns) whose formula gives an error value that its inputs do not
     explain: where the stage's math on the values it reads is a number, or, for a stage without math
     here, where the engine found the formula itself broken (an unknown name or function, a cycle)."""
@@ -443,7 +446,7 @@ def _broken(layout: Layout, book: Book, values: Values, weights: dict, region: R
     err = error_grid(values, region)
     math_ = stage_math(region.name)
     if math_ is not None:
-        inp = Inputs(layout, values, weights, region.name)
+        inp = Inputs(layout, values, weights, region.name, graph)
         try:
             want = region.grid(quietly(math_, inp))
         except (KeyError, ValueError, IndexError):
@@ -561,28 +564,31 @@ def _where(region: Region, i: int, j: int) -> str:
     return f"'{region.tab}'!{cell_name(region.top + i, region.left + j)}"
 
 
-def _explain(layout: Layout, values: Values, weights: dict, region: Region, stage, rtol: float) -> dict:
+def _explain(layout: Layout, values: Values, weights: dict, region: Region, stage, rtol: float, graph: dict) -> dict:
     """A filled exercise that fails: check's first wrong cell, and a diagnosis from its own inputs; or,
     when it is right for what it reads, a pass that follows from an earlier mistake."""
     out = {"status": FAIL, "first_bad": stage.first_bad}
-    right = _right_for_inputs(layout, values, weights, region.name, rtol)
+    right = _right_for_inputs(layout, values, weights, region.name, rtol, graph)
     if right is None:
         return out
     if right.all():
         return {"status": PASS, "follows": []}
-    diagnosis = diagnose(Inputs(layout, values, weights, region.name), region, number_grid(values, region), right, rtol)
+    inp = Inputs(layout, values, weights, region.name, graph)
+    diagnosis = diagnose(inp, region, number_grid(values, region), right, rtol)
     if diagnosis:
         out["diagnosis"] = diagnosis
     return out
 
 
-def _right_for_inputs(layout: Layout, values: Values, weights: dict, name: str, rtol: float) -> np.ndarray | None:
+def _right_for_inputs(
+    layout: Layout, values: Values, weights: dict, name: str, rtol: float, graph: dict
+) -> np.ndarray | None:
     """Cells of stage ``name`` equal to its math on the values it reads in the book; None without math."""
     math_ = stage_math(name)
     if math_ is None:
         return None
     region = layout.region(name)
-    inp = Inputs(layout, values, weights, name)
+    inp = Inputs(layout, values, weights, name, graph)
     try:
         want = quietly(math_, inp)
     except (KeyError, ValueError, IndexError):
@@ -604,7 +610,7 @@ def _attribute(layout: Layout, values: Values, weights: dict, stages: list, grap
         ups = [n for n in bad if n in exercises.upstream(graph, s.stage)]
         if not ups:
             continue
-        right = _right_for_inputs(layout, values, weights, s.stage, 0.0)
+        right = _right_for_inputs(layout, values, weights, s.stage, 0.0, graph)
         if right is not None and not right.all():
             continue  # wrong for its own inputs: its own failure
         s.note = "follows from exercise " + ", ".join(ups)

@@ -286,3 +286,31 @@ def test_the_guides_list_does_not_change_the_grade(built, tmp_path):
     path = fill(built, tmp_path / "guide.xlsx", right(built), edit)
     r = CliRunner().invoke(main, ["grade", str(path)])
     assert r.exit_code == 0 and "Exercises: 3 of 3 pass, 0 wrong, 0 not done yet" in r.output, r.output
+
+
+# ------------------------------------------------------------------ one graph, one math
+
+
+def test_a_stage_reads_what_the_books_formulas_read(book):
+    """In a book with a Steering tab a block's layer norm and first residual read the steered input
+    (h.0.in), not embed.h: the grade takes each stage's inputs from the formulas (exercises.read_graph)."""
+    from sheetgpt import exercises, grade
+    from sheetgpt.engine.evaluator import evaluate
+    from sheetgpt.engine.reader import read_workbook
+
+    built = book("micro", exercise="h.0.ln_1.mean", generate=2)
+    layout = built.layout
+    values = evaluate(read_workbook(built.path))
+    graph = exercises.read_graph(layout)
+    weights = {}
+
+    def inputs(name):
+        return grade.Inputs(layout, values, weights, name, graph)
+
+    assert inputs("h.0.ln_1.mean").reads() == ["h.0.in"]
+    assert inputs("h.0.res_1").reads() == ["h.0.attn.c_proj", "h.0.in"]
+    steered = inputs("h.0.ln_1.var").input()
+    assert steered.shape == (layout.T, layout.config.n_embd)
+    assert (steered == inputs("h.0.res_1").input()).all()
+    want = values.number_grid(layout.region("h.0.in"))
+    assert (steered == want).all()
