@@ -360,14 +360,25 @@ def compare(region: Region, got: np.ndarray, want: np.ndarray, rtol: float) -> t
     return _close(g, w, scale or 1.0, rtol), scale or 1.0
 
 
-def diagnose(inp: Inputs, region: Region, got: np.ndarray, right: np.ndarray, rtol: float) -> str | None:
+def agrees(region: Region, values: Values, want: np.ndarray, rtol: float, trace: dict) -> np.ndarray:
+    """Cells of the region (its columns) whose values are ``want`` (the reference's shape). Where
+    ``want`` is NaN because an input is an error, the cell agrees only if it holds an error too (a
+    formula passes an error on); a cell the book leaves blank by design (masked scores) agrees blank."""
+    ok, _ = compare(region, number_grid(values, region), want, max(rtol, MATCH_RTOL))
+    cols = region.columns()
+    design = np.isnan(region.grid(trace[region.name]))[:, cols] if region.name in trace else np.zeros_like(ok)
+    passed_on = np.isnan(region.grid(want))[:, cols] & ~design
+    return ok & (~passed_on | error_grid(values, region)[:, cols])
+
+
+def diagnose(inp: Inputs, region: Region, right: np.ndarray, rtol: float, trace: dict) -> str | None:
     """The known mistake the learner's values match (every cell right or as the mistake gives it), or None."""
     for text, fn in MISTAKES.get(_kind(region.name), []):
         try:
             cand = quietly(fn, inp)
         except (KeyError, ValueError, IndexError):
             continue
-        ok, _ = compare(region, got, cand, max(rtol, MATCH_RTOL))
+        ok = agrees(region, inp.values, cand, rtol, trace)
         if ok.all() or (ok | right).all() and (ok & ~right).any():
             return text
     return None
@@ -424,7 +435,7 @@ def grade(layout: Layout, book: Book, values: Values, weights: dict, trace: dict
         elif stage.passed:
             res["status"] = PASS
         else:
-            res |= _explain(layout, values, weights, region, stage, rtol, graph)
+            res |= _explain(layout, values, weights, region, stage, rtol, graph, trace)
         results.append(res)
     bad = [r["stage"] for r in results if r["status"] != PASS]
     for res in results:
@@ -434,7 +445,7 @@ def grade(layout: Layout, book: Book, values: Values, weights: dict, trace: dict
             stage.note = "right for its inputs; follows from exercise " + ", ".join(res["follows"] or ["?"])
         else:
             stage.note = "exercise: " + ("wrong" if res["status"] == FAIL else res["status"])
-    _attribute(layout, values, weights, stages, graph, set(names), bad)
+    _attribute(layout, values, weights, stages, graph, set(names), bad, trace)
     return results
 
 
@@ -564,26 +575,29 @@ def _where(region: Region, i: int, j: int) -> str:
     return f"'{region.tab}'!{cell_name(region.top + i, region.left + j)}"
 
 
-def _explain(layout: Layout, values: Values, weights: dict, region: Region, stage, rtol: float, graph: dict) -> dict:
+def _explain(
+    layout: Layout, values: Values, weights: dict, region: Region, stage, rtol: float, graph: dict, trace: dict
+) -> dict:
     """A filled exercise that fails: check's first wrong cell, and a diagnosis from its own inputs; or,
     when it is right for what it reads, a pass that follows from an earlier mistake."""
     out = {"status": FAIL, "first_bad": stage.first_bad}
-    right = _right_for_inputs(layout, values, weights, region.name, rtol, graph)
+    right = _right_for_inputs(layout, values, weights, region.name, rtol, graph, trace)
     if right is None:
         return out
     if right.all():
         return {"status": PASS, "follows": []}
     inp = Inputs(layout, values, weights, region.name, graph)
-    diagnosis = diagnose(inp, region, number_grid(values, region), right, rtol)
+    diagnosis = diagnose(inp, region, right, rtol, trace)
     if diagnosis:
         out["diagnosis"] = diagnosis
     return out
 
 
 def _right_for_inputs(
-    layout: Layout, values: Values, weights: dict, name: str, rtol: float, graph: dict
+    layout: Layout, values: Values, weights: dict, name: str, rtol: float, graph: dict, trace: dict
 ) -> np.ndarray | None:
-    """Cells of stage ``name`` equal to its math on the values it reads in the book; None without math."""
+    """Cells of stage ``name`` equal to its math on the values it reads in the book; None without math.
+    (``agrees``: an error in an input must be passed on.)"""
     math_ = stage_math(name)
     if math_ is None:
         return None
@@ -595,11 +609,12 @@ def _right_for_inputs(
         return None
     if inp.incomplete:  # what an empty or error input gives depends on the function: no verdict
         return None
-    ok, _ = compare(region, number_grid(values, region), want, max(rtol, MATCH_RTOL))
-    return ok
+    return agrees(region, values, want, rtol, trace)
 
 
-def _attribute(layout: Layout, values: Values, weights: dict, stages: list, graph, names: set, bad: list) -> None:
+def _attribute(
+    layout: Layout, values: Values, weights: dict, stages: list, graph, names: set, bad: list, trace: dict
+) -> None:
     """A failing stage that is not an exercise, downstream of a wrong or unfinished exercise: 'follows from
     exercise X' when its values are its math on what it reads (or when there is no math for it here)."""
     if not bad:
@@ -610,7 +625,7 @@ def _attribute(layout: Layout, values: Values, weights: dict, stages: list, grap
         ups = [n for n in bad if n in exercises.upstream(graph, s.stage)]
         if not ups:
             continue
-        right = _right_for_inputs(layout, values, weights, s.stage, 0.0, graph)
+        right = _right_for_inputs(layout, values, weights, s.stage, 0.0, graph, trace)
         if right is not None and not right.all():
             continue  # wrong for its own inputs: its own failure
         s.note = "follows from exercise " + ", ".join(ups)

@@ -453,3 +453,20 @@ def test_whole_columns_and_rows_read_only_what_the_sheet_holds(tmp_path):
         "6A:A",
     ]
     assert values.problems == []
+
+
+def test_true_is_skipped_by_sum_over_a_range_and_counts_in_arithmetic(tmp_path):
+    """Excel: SUM/AVERAGE/COUNT over a range skip a TRUE cell; TRUE typed as an argument, or in +, is 1."""
+
+    def fill(wb):
+        s = wb.add_worksheet("s")
+        s.write_formula("A1", "=TRUE()")
+        s.write_number("A2", 2)
+        s.write_formula("B1", "=SUM(A1:A2)")
+        s.write_formula("B2", "=A1+A2")
+        s.write_formula("B3", "=SUM(TRUE(),A2)")
+        s.write_formula("B4", "=COUNT(A1:A2)")
+        s.write_formula("B5", "=AVERAGE(A1:A2)")
+
+    values = evaluate(read_workbook(_book(tmp_path / "t.xlsx", fill)))
+    assert [values.value("s", f"B{i}") for i in range(1, 6)] == [2.0, 3.0, 3.0, 1.0, 2.0]

@@ -241,11 +241,22 @@ def test_broken_formulas_outside_exercises_are_refused_as_before(built, tmp_path
 # ------------------------------------------------------------------ fair, engine-independent grades
 
 
-def one_error(built, tmp_path):
+def one_error(built, tmp_path, gelu=None):
     forms = right(built)
     var = forms["h.0.ln_1.var"]
     forms["h.0.ln_1.var"] = lambda i, j: "=1/0" if i == 2 else var(i, j)
-    return fill(built, tmp_path / "div0.xlsx", forms)
+    if gelu:
+        forms["h.0.mlp.gelu"] = lambda i, j: gelu
+    return fill(built, tmp_path / f"div0{gelu is not None}.xlsx", forms)
+
+
+def test_a_wrong_formula_after_an_error_is_still_wrong(built, tmp_path):
+    """Its inputs are errors, so the math gives nothing to compare: a cell that passes no error on
+    (=TRUE(), =0) is wrong, with no diagnosis matched on errors."""
+    for gelu in ("=TRUE()", "=0"):
+        g = grades(check_book(one_error(built, tmp_path, gelu)))
+        assert g["h.0.mlp.gelu"]["status"] == "fail" and "diagnosis" not in g["h.0.mlp.gelu"], g["h.0.mlp.gelu"]
+        assert g["h.0.ln_2.mean"]["status"] == "pass"
 
 
 def test_an_error_in_one_cell_does_not_fail_the_exercises_after_it(built, tmp_path):
@@ -258,11 +269,12 @@ def test_an_error_in_one_cell_does_not_fail_the_exercises_after_it(built, tmp_pa
 
 @needs_lo
 def test_an_error_in_one_cell_grades_the_same_in_libreoffice(built, tmp_path):
-    path = one_error(built, tmp_path)
-    fast, office = check_book(path), check_book(path, engine="libreoffice")
-    assert [(e["stage"], e["status"], e.get("follows")) for e in fast.exercises] == [
-        (e["stage"], e["status"], e.get("follows")) for e in office.exercises
-    ]
+    for gelu in (None, "=TRUE()"):
+        path = one_error(built, tmp_path, gelu)
+        fast, office = check_book(path), check_book(path, engine="libreoffice")
+        assert [(e["stage"], e["status"], e.get("follows")) for e in fast.exercises] == [
+            (e["stage"], e["status"], e.get("follows")) for e in office.exercises
+        ]
 
 
 def test_true_is_not_a_number_in_an_exercise(built, tmp_path):
