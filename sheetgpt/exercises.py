@@ -3,7 +3,7 @@ hint each one shows (the cells its formulas read, as A1 ranges: never the formul
 
 ``sheetgpt build --exercise STAGES`` writes the regions of ``resolve(layout, STAGES)`` with empty,
 input-coloured cells (``write_blank_region``) and lists them on the Guide (``write_guide``), where
-``sheetgpt check`` finds them again (``read_back``) and grades them (``sheetgpt.grade``). What a
+``sheetgpt check`` finds them again by their titles (``read_back``) and grades them (``sheetgpt.grade``). What a
 region reads comes from its own formulas (``reads``), so nothing here re-states a formula.
 """
 
