@@ -2,9 +2,10 @@
 hint each one shows (the cells its formulas read, as A1 ranges: never the formula itself).
 
 ``sheetgpt build --exercise STAGES`` writes the regions of ``resolve(layout, STAGES)`` with empty,
-input-coloured cells (``write_blank_region``) and lists them on the Guide (``write_guide``), where
-``sheetgpt check`` finds them again by their titles (``read_back``) and grades them (``sheetgpt.grade``). What a
-region reads comes from its own formulas (``reads``), so nothing here re-states a formula.
+input-coloured cells and a title that marks them (``write_blank_region``) and lists them on the Guide
+(``write_guide``); ``sheetgpt check`` finds them again by their titles (``read_back``) and grades them
+(``sheetgpt.grade``). What a region reads comes from its own formulas (``reads``), so nothing here
+re-states a formula.
 """
 
 from __future__ import annotations
