@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from . import a1
 from .book.layout import Layout, Region
 from .engine.parser import Ref, parse, walk
@@ -236,6 +238,22 @@ def write_blank_region(out: BookWriter, ws, region: Region) -> None:
         f"{region.text['explain']}  To do: {task(region)}.  Use: {hint(layout, region)}.",
         out.fmt.note,
     )
+
+
+def guarded(out: BookWriter, formula: str, value):
+    """``formula`` (no '=') and its cached ``value`` as an exercise book shows them: until every
+    exercise region holds its numbers, the text "fill the exercises first: ..." (written and cached
+    so), then the formula's own value. An ordinary book: both as they are."""
+    if not out.exercises:
+        return formula, value
+    ranges, n = [], 0
+    for name in out.exercises:
+        r = out.layout.region(name)
+        ranges.append(a1.sheet_prefix(r.tab) + r.absolute)
+        n += int(np.isfinite(r.grid(out.trace[name])[:, r.columns()]).sum())  # masked cells stay blank
+    names = ", ".join(out.exercises[:3]) + (", ..." if len(out.exercises) > 3 else "")
+    text = f"fill the exercises first: {names}"
+    return f'IF(COUNT({",".join(ranges)})<{n},"{text}",{formula})', text
 
 
 def write_guide(out: BookWriter, ws, row: int) -> int:

@@ -326,3 +326,34 @@ def test_a_stage_reads_what_the_books_formulas_read(book):
     assert (steered == inputs("h.0.res_1").input()).all()
     want = values.number_grid(layout.region("h.0.in"))
     assert (steered == want).all()
+
+
+# ------------------------------------------------------------------ an exercise book opened cold
+
+
+FILL_FIRST = "fill the exercises first: h.0.ln_1.var, h.0.ln_2.mean, h.0.mlp.gelu"
+
+
+def test_the_guide_says_fill_first_until_the_exercises_are_done(built, book, tmp_path):
+    cold = openpyxl.load_workbook(built.path, data_only=True)["Guide"]
+    assert cold["B7"].value == FILL_FIRST  # cached so: what any viewer shows before recalculating
+    report = check_book(built.path)
+    guide = [s for s in report.stages if s.tab == "Guide"]
+    assert [(s.stage, s.passed) for s in guide] == [("cached", True)] and guide[0].cells >= 1
+    half = right(built)
+    del half["h.0.mlp.gelu"]
+    from sheetgpt.engine.evaluator import evaluate
+    from sheetgpt.engine.reader import read_workbook
+
+    partly = evaluate(read_workbook(fill(built, tmp_path / "half.xlsx", half)))
+    assert partly.value("Guide", "B7") == FILL_FIRST
+    done = fill(built, tmp_path / "done.xlsx", right(built))
+    plain = openpyxl.load_workbook(book("micro").path, data_only=True)["Guide"]["B7"].value
+    assert evaluate(read_workbook(done)).value("Guide", "B7") == plain  # the normal book's prediction
+    assert [s.stage for s in check_book(done).stages if s.tab == "Guide"] == []  # filled: nothing cold to prove
+
+
+@needs_lo
+def test_libreoffice_shows_the_cold_guide_as_cached(built):
+    report = check_book(built.path, engine="libreoffice")
+    assert [(s.stage, s.passed) for s in report.stages if s.tab == "Guide"] == [("cached", True)]
