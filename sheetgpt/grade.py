@@ -427,7 +427,7 @@ def refuse_problems(layout: Layout, book: Book, values: Values) -> None:
     every exercise region, as ``check`` refuses it in any book; one inside an exercise is graded."""
     regions = [layout.region(n) for n in exercises.read_back(book, layout)]
     for p in values.problems:
-        if not any(_inside(regions, p.sheet, r, c) is not None for r, c in zip(p.rows.tolist(), p.cols.tolist())):
+        if not any(_inside(regions, sheet, r, c) is not None for sheet, r, c in p.cells()):
             raise WorkbookError(p.text)
 
 
@@ -504,8 +504,8 @@ def _broken(layout: Layout, book: Book, values: Values, weights: dict, region: R
             return (err & np.isfinite(want))[:, cols]
     own = np.zeros_like(err)
     for p in values.problems:
-        for r, c in zip(p.rows.tolist(), p.cols.tolist()):
-            if p.sheet == region.tab and region.top <= r <= region.bottom and region.left <= c <= region.right:
+        for sheet, r, c in p.cells():
+            if sheet == region.tab and region.top <= r <= region.bottom and region.left <= c <= region.right:
                 own[r - region.top, c - region.left] = True
     return (err & own)[:, cols]
 
@@ -526,14 +526,7 @@ def _broken_cell(layout: Layout, book: Book, values: Values, region: Region, r: 
             "expected": "blank (masked)" if np.isnan(expected) else float(expected),
         },
     }
-    problem = next(
-        (
-            p
-            for p in values.problems
-            if p.sheet == region.tab and any(rr == r and cc == c for rr, cc in zip(p.rows.tolist(), p.cols.tolist()))
-        ),
-        None,
-    )
+    problem = next((p for p in values.problems if (region.tab, r, c) in set(p.cells())), None)
     if problem is not None:
         out["message"] = problem.message
     diagnosis = formula_diagnosis(book, text, region.tab, r, c, problem.message if problem else str(got))

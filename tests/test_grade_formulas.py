@@ -357,3 +357,22 @@ def test_the_guide_says_fill_first_until_the_exercises_are_done(built, book, tmp
 def test_libreoffice_shows_the_cold_guide_as_cached(built):
     report = check_book(built.path, engine="libreoffice")
     assert [(s.stage, s.passed) for s in report.stages if s.tab == "Guide"] == [("cached", True)]
+
+
+def test_a_circular_reference_through_another_tab_fails_the_exercise(book, tmp_path):
+    built = book("micro", exercise="embed.h")
+    R = built.layout.region
+    wte, wpe, mean = R("embed.wte"), R("embed.wpe"), R("h.0.ln_1.mean")
+    forms = {"embed.h": lambda i, j: f"={wte.at(i, j, 'Embed')}+{wpe.at(i, j, 'Embed')}"}
+    first = forms["embed.h"]
+    # row 0 adds Block 0's layer-norm mean of row 0, which reads this row: a cycle through two tabs
+    forms["embed.h"] = lambda i, j: (
+        first(i, j)
+        + (f"+'Block 0'!{openpyxl.utils.get_column_letter(mean.left + 1)}{mean.top + 1}" if (i, j) == (0, 0) else "")
+    )
+    path = fill(built, tmp_path / "cycle2.xlsx", forms)
+    r = CliRunner().invoke(main, ["grade", str(path)])
+    assert r.exit_code == 1, r.output
+    e = grades(check_book(path))["embed.h"]
+    assert e["status"] == "fail" and e["first_bad"]["cell"].startswith("'Embed'!"), e
+    assert e["message"] == "circular reference" and "circular reference" in e["diagnosis"]

@@ -336,11 +336,13 @@ class Evaluator:
         unit_of = np.repeat(np.arange(len(comp)), np.diff(starts + [n]))
         if cycle:
             # the cells on the cycle, and those waiting on it, hold #VALUE!; the problem names the cycle's
-            cells = [(comp[int(unit_of[j])], j - starts[int(unit_of[j])]) for j in cycle]
-            sheet = cells[0][0].sheet
-            on = [(int(u.rows[i]), int(u.cols[i])) for u, i in cells if u.sheet == sheet]
-            rows, cols = np.array([r for r, _ in on]), np.array([c for _, c in on])
-            self._problem(sheet, rows, cols, None, "circular reference", "#VALUE!")
+            by_sheet: dict[str, list] = {}
+            for j in cycle:
+                u, i = comp[int(unit_of[j])], j - starts[int(unit_of[j])]
+                by_sheet.setdefault(u.sheet, []).append((int(u.rows[i]), int(u.cols[i])))
+            (sheet, on), *rest = [(sh, np.array(cells).reshape(-1, 2)) for sh, cells in by_sheet.items()]
+            self._problem(sheet, on[:, 0], on[:, 1], None, "circular reference", "#VALUE!")
+            self.problems[-1].more = [(sh, cells[:, 0], cells[:, 1]) for sh, cells in rest]
             for j in np.flatnonzero(levels < 0).tolist():
                 u, i = comp[int(unit_of[j])], j - starts[int(unit_of[j])]
                 if u.array is not None:

@@ -35,10 +35,14 @@ _WHOLE_RE = re.compile(
 )
 
 
+# what follows the ':' of a whole column or row (and never of a cell range): a fast test first
+_MAYBE_WHOLE = re.compile(r":\$?(?:[A-Za-z]{1,3}(?![\w.$!(\[])|[0-9])")
+
+
 def whole_to_a1(text: str) -> str:
     """``text`` with each whole-column or whole-row reference written as the A1 range it is:
     ``A:B`` -> ``A$1:B$1048576``, ``$3:4`` -> ``$A$3:$XFD4``; other text as it is."""
-    if ":" not in text:
+    if ":" not in text or not _MAYBE_WHOLE.search(text):
         return text
 
     def sub(m: re.Match) -> str:
@@ -68,12 +72,13 @@ def to_r1c1(text: str, row: int, col: int) -> str:
     one formula) share one parse, cached by the text with every run replaced by ``#``.
     Whole columns and rows are ranges over the whole grid (``whole_to_a1``).
     """
-    if ":" in text and _WHOLE_RE.search(text) and any(m.group(1) is None for m in _WHOLE_RE.finditer(text)):
-        text = whole_to_a1(text)
     digits = _DIGITS.findall(text)
     skeleton = _skeleton(text, digits)
     template = _TEMPLATES.get(skeleton)
     if template is None:
+        whole = whole_to_a1(text)  # (a text with whole columns or rows never gets a template of its own)
+        if whole != text:
+            return to_r1c1(whole, row, col)
         if len(_TEMPLATES) > 100_000:
             _TEMPLATES.clear()
         template = _TEMPLATES[skeleton] = _template(text)

@@ -224,6 +224,13 @@ class Problem:
     cols: np.ndarray
     message: str
     code: str
+    more: list = field(default_factory=list)  # (sheet, rows, cols) on other sheets: a cycle through several tabs
+
+    def cells(self):
+        """(sheet, row, col) of every cell of the problem."""
+        for sheet, rows, cols in [(self.sheet, self.rows, self.cols), *self.more]:
+            for r, c in zip(np.asarray(rows).tolist(), np.asarray(cols).tolist()):
+                yield sheet, r, c
 
     def at(self, i: int = 0) -> str:
         return where(self.sheet, int(self.rows[i]), int(self.cols[i]))
