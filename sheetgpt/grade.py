@@ -1,12 +1,15 @@
 """Grading an exercise book: each exercise passes, fails (with a diagnosis where the mistake is a known
 one), or is not done yet; stages after it that fail only because of it say so.
 
-The grade depends on values, never on formula text. ``sheetgpt check`` has recomputed every formula
-(the learner's too); for each exercise region this module
+The grade depends on values; formula text only names a diagnosis. ``sheetgpt check`` has recomputed
+every formula (the learner's too); for each exercise region (``exercises.read_back``) this module
 
 * counts its cells: a formula, a constant (a pasted number is "value, not a formula"), or empty;
+* fails a cell whose formula gives an error value its inputs do not explain (an unknown name or
+  function, a cycle, LibreOffice's intersection syntax: ``formula_diagnosis``);
 * recomputes the stage from the values the region itself reads in the book (``STAGES``: the stage's
-  math, as the reference computes it), so that a region that is right for its (wrong) inputs is told
+  math, with the reference's functions where it has one; what it reads is what the book's formulas
+  read, ``exercises.read_graph``), so that a region that is right for its (wrong) inputs is told
   apart from a region that is wrong;
 * where the learner's values are wrong, recomputes the stage with each known mistake (``MISTAKES``)
   from the same inputs, and names the one the learner's values match.
@@ -51,7 +54,7 @@ class Inputs:
     name: str  # the stage being computed
     graph: dict[str, set[str]]  # each stage -> the stages it reads (exercises.read_graph)
 
-    incomplete: bool = False  # an input holds no number where one belongs (empty, an error)
+    incomplete: bool = False  # an input holds no number where one belongs and no error (empty, text, TRUE)
 
     def stage(self, name: str) -> np.ndarray:
         """A stage's values as the book computed them, in the reference's shape: NaN where a cell holds
@@ -558,7 +561,7 @@ def formula_diagnosis(book: Book, text: str, sheet: str, r: int, c: int, why: st
         first = m.group(2).split(":")[0]
         return (
             f"`!` read as the intersection operator (the file holds {m.group(0)!r}): in LibreOffice's default "
-            f"syntax write `${a1.sheet_prefix(tab)[:-1].strip(chr(39))}.{first}`, or switch to Excel A1 syntax "
+            f"syntax write `${a1.sheet_prefix(tab)[:-1]}.{first}`, or switch to Excel A1 syntax "
             "(Tools > Options > LibreOffice Calc > Formula)"
         )
     if "circular" in why or why in ("Err:522", "Err:523"):
