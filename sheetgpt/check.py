@@ -29,7 +29,7 @@ from .engine.cached import file_values
 from .engine.reader import Book, read_workbook
 from .engine.values import Values
 from .errors import WorkbookError
-from .grade import grade
+from .grade import cold_cache, grade, refuse_problems
 from .reference import gpt2, greedy_fill, with_generation_stages, with_selected_position, with_teaching_stages
 from .weight_text import stored_values
 
@@ -447,6 +447,7 @@ def check_book(
             # stores), so a changed weight also fails the first stage that uses it.
             inputs = replace(inputs, weights={n: stored_values(model.flat[n]) for n in inputs.weights})
     values = recompute(engine, path, book, progress=progress, timeout=timeout, notice=notice)
+    refuse_problems(inputs.layout, book, values)  # a formula no engine could compute, outside any exercise
     trace = reference_trace(with_token_values(inputs, values))
     at = _formula_lookup(book)
     report.formula_cells = sum(len(s.formulas) for s in book.sheets.values())
@@ -461,6 +462,12 @@ def check_book(
             report.stages.append(compare_region(region, values, trace[region.name], at, rtol, grid))
         if cached is not None:
             report.stages.append(cached_stage(tab, book, cached, trace, at, rtol))
+    sentinel = {(guide.NAME, guide.SENTINEL_ROW, 1)}
+    # an exercise book before the learner starts: the Guide shows "fill the exercises first", cached so
+    cold = cold_cache(inputs.layout, book, values, rtol, [guide.NAME], sentinel)
+    if cold is not None:
+        report.stages.append(StageResult(CACHED, guide.NAME, cold["cells"], 0.0, 0.0, cold["passed"]))
+        report.stages[-1].first_bad = cold["first_bad"] and dict(cold["first_bad"], source="cached", formula="")
     report.exercises = grade(inputs.layout, book, values, inputs.weights, trace, report.stages, rtol)
     report.seconds = time.perf_counter() - started
     return report

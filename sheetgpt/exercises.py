@@ -2,9 +2,10 @@
 hint each one shows (the cells its formulas read, as A1 ranges: never the formula itself).
 
 ``sheetgpt build --exercise STAGES`` writes the regions of ``resolve(layout, STAGES)`` with empty,
-input-coloured cells (``write_blank_region``) and lists them on the Guide (``write_guide``), where
-``sheetgpt check`` finds them again (``read_back``) and grades them (``sheetgpt.grade``). What a
-region reads comes from its own formulas (``reads``), so nothing here re-states a formula.
+input-coloured cells and a title that marks them (``write_blank_region``) and lists them on the Guide
+(``write_guide``); ``sheetgpt check`` finds them again by their titles (``read_back``) and grades them
+(``sheetgpt.grade``). What a region reads comes from its own formulas (``reads``), so nothing here
+re-states a formula.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from . import a1
 from .book.layout import Layout, Region
@@ -43,7 +46,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "unembedding": ("ln_f.last", "logits", "logits.all"),
 }
 
-GUIDE_TITLE = "Exercises"  # the Guide's section title; check finds the list below it
+GUIDE_TITLE = "Exercises"  # the Guide's section title
+MARK = "EXERCISE: fill the yellow cells"  # the end of an exercise region's title: check finds the exercises by it
 
 
 def short_name(stage: str) -> str:
@@ -226,7 +230,7 @@ def write_blank_region(out: BookWriter, ws, region: Region) -> None:
             ws.write_blank(region.top + i, region.left + j, None, fmt)
     layout = out.layout
     ws.write_string(
-        region.title_row, 0, f"{region.step} · {region.text['title']} · EXERCISE: fill the yellow cells", out.fmt.title
+        region.title_row, 0, f"{region.step} · {region.text['title']} · {MARK}", out.fmt.title
     )
     ws.write_string(
         region.explain_row,
@@ -234,6 +238,22 @@ def write_blank_region(out: BookWriter, ws, region: Region) -> None:
         f"{region.text['explain']}  To do: {task(region)}.  Use: {hint(layout, region)}.",
         out.fmt.note,
     )
+
+
+def guarded(out: BookWriter, formula: str, value):
+    """``formula`` (no '=') and its cached ``value`` as an exercise book shows them: until every
+    exercise region holds its numbers, the text "fill the exercises first: ..." (written and cached
+    so), then the formula's own value. An ordinary book: both as they are."""
+    if not out.exercises:
+        return formula, value
+    ranges, n = [], 0
+    for name in out.exercises:
+        r = out.layout.region(name)
+        ranges.append(a1.sheet_prefix(r.tab) + r.absolute)
+        n += int(np.isfinite(r.grid(out.trace[name])[:, r.columns()]).sum())  # masked cells stay blank
+    names = ", ".join(out.exercises[:3]) + (", ..." if len(out.exercises) > 3 else "")
+    text = f"fill the exercises first: {names}"
+    return f'IF(COUNT({",".join(ranges)})<{n},"{text}",{formula})', text
 
 
 def write_guide(out: BookWriter, ws, row: int) -> int:
@@ -253,18 +273,13 @@ def write_guide(out: BookWriter, ws, row: int) -> int:
 
 
 def read_back(book: Book, layout: Layout) -> list[str]:
-    """The exercises the Guide lists (none for an ordinary book), as stage names of the layout."""
-    from .book.tabs import guide
-
-    sheet = book.sheets.get(guide.NAME)
-    if sheet is None:
-        return []
-    col_a = {r: text for (r, c), text in sheet.strings.items() if c == 0}
-    title = next((r for r, text in sorted(col_a.items()) if text == GUIDE_TITLE), None)
-    if title is None:
-        return []
-    out, r = [], title + 1
-    while col_a.get(r) in layout.regions:
-        out.append(col_a[r])
-        r += 1
+    """The book's exercises (none for an ordinary book), as stage names in book order: the regions
+    whose title marks them an exercise (``MARK``), as ``write_blank_region`` wrote them. The Guide's
+    list is for the learner and is not read: editing it changes no grade."""
+    out = []
+    for region in exercisable(layout):
+        sheet = book.sheets.get(region.tab)
+        title = sheet.strings.get((region.title_row, 0), "") if sheet is not None else ""
+        if isinstance(title, str) and title.endswith(MARK):
+            out.append(region.name)
     return out

@@ -14,6 +14,7 @@ from sheetgpt.a1 import cell as cell_name
 from sheetgpt.a1 import col_name, parse_cell
 from sheetgpt.engine import schedule
 from sheetgpt.engine.evaluator import Evaluator, evaluate
+from sheetgpt.engine.parser import Err
 from sheetgpt.engine.reader import Book, Sheet, read_workbook
 from sheetgpt.engine.values import BOOL
 from sheetgpt.errors import WorkbookError
@@ -289,37 +290,59 @@ def test_a_formula_over_blocks_that_read_each_other_in_turn_needs_no_cell_order(
     assert mismatches(book, res, oracle_values(path)) == []
 
 
-def test_a_reference_above_the_first_row_is_refused(tmp_path):
+def test_a_reference_above_the_first_row_is_ref_and_a_problem(tmp_path):
     def fill(wb):
         wb.add_worksheet("s").write_formula("A3", "=A1+1")
 
     ev = Evaluator(read_workbook(_book(tmp_path / "o.xlsx", fill)))
     ev.unit("s", "R[-2]C[0]+1", np.array([2, 3]), np.array([0, 0]), None)  # from A3 and A4: rows 1 and 2
-    with pytest.raises(WorkbookError, match=r"s!A2: reference off the sheet"):
-        ev.unit("s", "R[-2]C[0]+1", np.array([1, 2]), np.array([0, 0]), None)  # from A2: row -1
-    with pytest.raises(WorkbookError, match=r"s!C1: reference off the sheet"):
-        ev.unit("s", "SUM(R1C1:R[0]C[-3])", np.array([0]), np.array([2]), (0, 2, 0, 2))
+    assert ev.problems == []
+    assert ev.unit("s", "R[-2]C[0]+1", np.array([1, 2]), np.array([0, 0]), None).ast == Err("#REF!")  # from A2
+    assert ev.unit("s", "SUM(R1C1:R[0]C[-3])", np.array([0]), np.array([2]), (0, 2, 0, 2)).ast == Err("#REF!")
+    assert [p.text for p in ev.problems] == ["s!A2: reference off the sheet", "s!C1: reference off the sheet"]
 
 
-def test_circular_reference_names_a_cell(tmp_path):
+def _problems(path) -> tuple[list[str], object]:
+    values = evaluate(read_workbook(path))
+    return [p.text for p in values.problems], values
+
+
+def test_a_circular_reference_is_an_error_value_naming_its_cells(tmp_path):
     def fill(wb):
         s = wb.add_worksheet("Block 1")
         s.write_formula("A1", "=B1+1")
         s.write_formula("B1", "=C1+1")
         s.write_formula("C1", "=A1+1")
         s.write_formula("D1", "=1")
+        s.write_formula("E1", "=A1*2")  # waits on the cycle
+        s.write_formula("F1", "=D1+1")
 
+    path = _book(tmp_path / "c.xlsx", fill)
+    texts, values = _problems(path)
+    assert len(texts) == 1 and re.fullmatch(r"'Block 1'!(A1|B1|C1): circular reference", texts[0])
+    p = values.problems[0]
+    assert sorted(zip(p.rows.tolist(), p.cols.tolist())) == [(0, 0), (0, 1), (0, 2)]
+    assert [values.value("Block 1", c) for c in ("A1", "B1", "C1", "D1", "E1", "F1")] == ["#VALUE!"] * 3 + [
+        1.0,
+        "#VALUE!",
+        2.0,
+    ]
     with pytest.raises(WorkbookError, match=r"'Block 1'!(A1|B1|C1): circular reference"):
-        evaluate(read_workbook(_book(tmp_path / "c.xlsx", fill)))
+        evaluate(read_workbook(path), strict=True)
 
 
-def test_unsupported_function_names_cell(tmp_path):
+def test_an_unsupported_function_is_name_error_naming_its_cell(tmp_path):
     def fill(wb):
         s = wb.add_worksheet("Block 3")
         s.write_formula("F27", "=VLOOKUP(1,A1:B2,2,0)")
+        s.write_formula("F28", "=F27")
 
-    with pytest.raises(WorkbookError, match=r"'Block 3'!F27: unsupported function VLOOKUP"):
-        evaluate(read_workbook(_book(tmp_path / "u.xlsx", fill)))
+    texts, values = _problems(_book(tmp_path / "u.xlsx", fill))
+    assert texts == [
+        "'Block 3'!F27: unsupported function VLOOKUP (the fast engine does not know it); "
+        "check with --engine libreoffice"
+    ]
+    assert values.value("Block 3", "F27") == values.value("Block 3", "F28") == "#NAME?"
 
 
 def test_missing_sheet_names_cell(tmp_path):
@@ -327,8 +350,9 @@ def test_missing_sheet_names_cell(tmp_path):
         s = wb.add_worksheet("a")
         s.write_formula("B2", "=nosuch!A1+1")
 
-    with pytest.raises(WorkbookError, match=r"a!B2: .*'nosuch'"):
-        evaluate(read_workbook(_book(tmp_path / "m.xlsx", fill)))
+    texts, values = _problems(_book(tmp_path / "m.xlsx", fill))
+    assert texts == ["a!B2: reference to a sheet that does not exist: 'nosuch'"]
+    assert values.value("a", "B2") == "#REF!"
 
 
 def test_grouped_mmult_is_one_matrix_product(tmp_path):
@@ -355,3 +379,94 @@ def test_grouped_mmult_is_one_matrix_product(tmp_path):
     np.testing.assert_allclose(res.numbers["o"], X @ Wt, rtol=1e-12, atol=1e-12)
     assert res.groups == 1
     print(f"grouped MMULT: {T * M / dt:,.0f} cells/s")
+
+
+def test_defined_names_of_ranges_and_constants_on_both_scopes(tmp_path):
+    data = [[1.0, 2.0, 4.0], [3.0, -1.0, 0.5]]
+
+    def fill(wb):
+        d = wb.add_worksheet("Data 1")
+        for i, row in enumerate(data):
+            d.write_row(i, 0, row)
+        s, t = wb.add_worksheet("s"), wb.add_worksheet("t")
+        wb.define_name("block.x", "='Data 1'!$A$1:$C$2")
+        wb.define_name("half", "=0.5")
+        wb.define_name("greeting", '="hi"')
+        wb.define_name("twice", "=half*4")  # a name through a name
+        wb.define_name("s!half", "=10")  # s's own: hides the book's on s
+        wb.define_name("left", "='Data 1'!$A1")  # relative: the row moves with the cell
+        s.write_formula("A1", "=SUM(block.x)")
+        s.write_formula("A2", "=_xlfn.VAR.P(INDEX(block.x,1,0))")
+        s.write_formula("A3", "=SUM(INDEX(block.x,0,3))")
+        s.write_formula("A4", "=half")
+        s.write_formula("A5", "=t!half")
+        s.write_formula("A6", "=twice")
+        s.write_formula("A7", '=greeting&"!"')
+        s.write_formula("A8", "=ROWS(block.x)*COLUMNS(block.x)")
+        t.write_formula("A1", "=half")
+        t.write_formula("A2", "=left")  # at row 2: 'Data 1'!A2
+        t.write_formula("A3", "=INDEX(block.x,3,0)")
+        t.write_formula("A4", "=IFERROR(nosuch,7)")
+
+    values = evaluate(read_workbook(_book(tmp_path / "n.xlsx", fill)))
+    row1 = data[0]
+    mean = sum(row1) / 3
+    got = [values.value("s", f"A{i}") for i in range(1, 9)]
+    assert got == [
+        math.fsum(sum(data, [])),
+        pytest.approx(sum((x - mean) ** 2 for x in row1) / 3, rel=1e-15),
+        4.5,
+        10.0,
+        0.5,
+        2.0,
+        "hi!",
+        6.0,
+    ]
+    assert [values.value("t", f"A{i}") for i in range(1, 5)] == [0.5, 3.0, "#REF!", 7.0]
+    assert [p.text for p in values.problems] == ["t!A4: unknown name 'nosuch' (the book defines no such name)"]
+
+
+def test_whole_columns_and_rows_read_only_what_the_sheet_holds(tmp_path):
+    def fill(wb):
+        d = wb.add_worksheet("Embed")
+        d.write_column("A1", [1, 2, 3])
+        d.write_column("C1", [10, 20])
+        s = wb.add_worksheet("s")
+        s.write_formula("A1", "=SUM(Embed!A:A)")
+        s.write_formula("A2", "=SUM(Embed!A:XFD)")
+        s.write_formula("A3", "=SUM(Embed!1:1048576)")
+        s.write_formula("A4", "=SUM(Embed!$2:$2)")
+        s.write_formula("A5", "=COUNT(Embed!B:C)+ROWS(Embed!A:A)+COLUMNS(Embed!1:2)")
+        s.write_formula("A6", "=MATCH(3,Embed!A:A,0)")
+        s.write_formula("A7", "=_xlfn.VAR.P(Embed!$A:$A)")
+        s.write_formula("A8", '=SUM(Embed!A:A)&"A:A"')
+
+    values = evaluate(read_workbook(_book(tmp_path / "w.xlsx", fill)))
+    assert [values.value("s", f"A{i}") for i in range(1, 9)] == [
+        6.0,
+        36.0,
+        36.0,
+        22.0,
+        2.0 + 1048576 + 16384,
+        3.0,
+        pytest.approx(2 / 3, rel=1e-15),
+        "6A:A",
+    ]
+    assert values.problems == []
+
+
+def test_true_is_skipped_by_sum_over_a_range_and_counts_in_arithmetic(tmp_path):
+    """Excel: SUM/AVERAGE/COUNT over a range skip a TRUE cell; TRUE typed as an argument, or in +, is 1."""
+
+    def fill(wb):
+        s = wb.add_worksheet("s")
+        s.write_formula("A1", "=TRUE()")
+        s.write_number("A2", 2)
+        s.write_formula("B1", "=SUM(A1:A2)")
+        s.write_formula("B2", "=A1+A2")
+        s.write_formula("B3", "=SUM(TRUE(),A2)")
+        s.write_formula("B4", "=COUNT(A1:A2)")
+        s.write_formula("B5", "=AVERAGE(A1:A2)")
+
+    values = evaluate(read_workbook(_book(tmp_path / "t.xlsx", fill)))
+    assert [values.value("s", f"B{i}") for i in range(1, 6)] == [2.0, 3.0, 3.0, 1.0, 2.0]

@@ -300,7 +300,8 @@ def test_long_and_deep_formulas_are_computed(tmp_path, formula, value):
 )
 def test_formulas_nested_beyond_excel_are_refused(tmp_path, formula):
     with pytest.raises(WorkbookError, match="nested more than 64 levels"):
-        evaluate(_one_formula(tmp_path, formula))
+        evaluate(_one_formula(tmp_path, formula), strict=True)
+    assert evaluate(_one_formula(tmp_path, formula)).errors["s"] == {(0, 0): "#NAME?"}  # graded where a learner's
 
 
 # ------------------------------------------------------------------ memory, under a cap
@@ -337,7 +338,7 @@ def test_a_reference_far_beyond_the_sheet_allocates_only_what_the_sheet_holds(tm
         print(evaluate(book).numbers["s"][:4, 0].tolist())
         book = read_workbook({str(path)!r})
         try:
-            evaluate(book)
+            evaluate(book, strict=True)
         except WorkbookError as e:
             print(e.message)
     """
@@ -415,7 +416,7 @@ def test_hypothesis_formulas_stay_within_the_memory_cap_and_their_bounds():
                 wb.close()
                 started = time.monotonic()
                 try:
-                    evaluate(read_workbook(path))
+                    evaluate(read_workbook(path), strict=True)
                     outcomes["computed"] += 1
                 except WorkbookError:
                     outcomes["refused"] += 1

@@ -16,7 +16,7 @@ from sheetgpt.errors import WorkbookError
 DATA = [0.5, -1.25, 2.0, 3.5, -0.75]
 
 
-def _eval(tmp_path, formulas: list[str]) -> list[float]:
+def _eval(tmp_path, formulas: list[str], strict: bool = False) -> list[float]:
     path = tmp_path / "f.xlsx"
     wb = xlsxwriter.Workbook(str(path))
     ws = wb.add_worksheet("x")
@@ -25,7 +25,7 @@ def _eval(tmp_path, formulas: list[str]) -> list[float]:
     for k, f in enumerate(formulas):
         ws.write_formula(2 + k, 0, f)
     wb.close()
-    values = evaluate(read_workbook(path))
+    values = evaluate(read_workbook(path), strict=strict)
     return [values.describe("x", 2 + k, 0) for k in range(len(formulas))]
 
 
@@ -67,4 +67,5 @@ def test_sample_statistics_of_one_number_are_div0(tmp_path):
 
 def test_an_unknown_function_suggests_libreoffice(tmp_path):
     with pytest.raises(WorkbookError, match=r"unsupported function GAMMALN .*--engine libreoffice"):
-        _eval(tmp_path, ["=GAMMALN(3)"])
+        _eval(tmp_path, ["=GAMMALN(3)"], strict=True)
+    assert _eval(tmp_path, ["=GAMMALN(3)", "=_xlfn.VAR.P(nosuch)", "=_xlfn.VAR.P(embed A1:E1)"]) == ["#NAME?"] * 3

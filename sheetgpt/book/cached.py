@@ -79,7 +79,7 @@ def _sheet(out: BookWriter, name: str, with_formulas: bool) -> Sheet:
 def evaluate_tab(out: BookWriter, name: str, reads: list[str]) -> Values:
     """Every formula of tab ``name`` evaluated over the constants of the tabs it ``reads``, as written so far."""
     sheets = {n: _sheet(out, n, n == name) for n in [name, *reads]}
-    return evaluate(Book(list(sheets), sheets, {}))
+    return evaluate(Book(list(sheets), sheets, {}), strict=True)  # sheetgpt's own formulas: none may fail
 
 
 def fill(block: FormulaBlock, values: Values, sheet: str) -> None:

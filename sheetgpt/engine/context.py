@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..a1 import MAX_COLS, MAX_ROWS
 from ..errors import WorkbookError
 from .functions import FUNCTIONS
 from .operators import binary
@@ -55,6 +56,8 @@ class Context:
             return x
         if x is None:
             return empty()
+        if x.h == MAX_ROWS or x.w == MAX_COLS:  # a whole column or row: its cells beyond the sheet are empty
+            x = self.store.clip(x)
         self.store.check_area(x, self.where)
         if len(x.r0) == 1 and len(x.c0) == 1:
             return self.store.block(x.sheet, int(x.r0[0]), int(x.c0[0]), x.h, x.w)

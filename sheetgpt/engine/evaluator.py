@@ -4,8 +4,13 @@ Formula cells are grouped by (sheet, canonical R1C1 text): cells in a group (a `
 compute the same formula up to relative references, so each group is evaluated once,
 batched over its N cells (``context``, ``values``). A CSE array formula is its own unit
 written over its whole range. ``schedule`` orders the units; groups that read each other
-are resolved cell by cell; a true circular reference raises WorkbookError naming a cell on
-the cycle.
+are resolved cell by cell.
+
+A formula the engine cannot compute is not the end of the book: its cells show the error value
+Excel shows (``#NAME?`` for a formula that cannot be read, an unknown name or function; ``#VALUE!``
+for a circular reference, whose cells and the cells waiting on them get it), and the evaluator
+records a ``Problem`` naming its cells. ``Values.problems`` carries them to the caller, which
+refuses the book or grades the cell (``check``).
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from ..errors import WorkbookError
 from . import schedule
 from .context import Context
 from .functions import FUNCTIONS
-from .parser import Call, Node, Ref, parse_r1c1, walk
+from .names import Names
+from .parser import Call, Err, Node, Ref, parse_r1c1, walk
 from .r1c1 import shift_formula, to_r1c1
 from .reader import Book
 from .store import MAX_BATCH_ELEMENTS, Store
-from .values import BOOL, ERR_BASE, NUM, Batch, Values, broadcast
+from .values import BOOL, E_VALUE, ERR_BASE, NUM, Batch, Problem, Values, broadcast, error
 
 
 @dataclass
@@ -69,9 +75,11 @@ class Evaluator:
     def __init__(self, book: Book, progress=None):
         self.book = book
         self.store = Store(book)
+        self.names = Names(book.defined_names)
         self.progress = progress
         self.done = 0
         self.total = 0
+        self.problems: list[Problem] = []
 
     # -- building units
     def units(self) -> list[Unit]:
@@ -118,31 +126,48 @@ class Evaluator:
 
     def unit(self, sheet: str, key: str, rows: np.ndarray, cols: np.ndarray, rng, top_left: bool = False) -> Unit:
         """The unit of the R1C1 formula ``key`` at ``rows``, ``cols`` (``rng``: a CSE formula's
-        range, or None), its functions and references checked; a problem names the first cell."""
-        at = where(sheet, int(rows[0]), int(cols[0]))
+        range, or None), its names resolved, its functions and references checked. A formula that
+        cannot be computed becomes its error value, with a ``Problem`` that names its first cell."""
+        try:
+            return self._unit(sheet, key, rows, cols, rng, top_left)
+        except _Broken as b:
+            self._problem(sheet, rows, cols, rng, b.message, b.code)
+            u = Unit(sheet, key, Err(b.code), rows, cols, rng, top_left)
+            u.boxes = [rng] if rng else schedule.rects(rows, cols)
+            return u
+
+    def _problem(self, sheet: str, rows, cols, rng, message: str, code: str) -> None:
+        if rng is not None and len(rows) == 1:
+            r0, c0, r1, c1 = rng
+            rows, cols = (a.ravel() for a in np.mgrid[r0 : r1 + 1, c0 : c1 + 1])
+        self.problems.append(Problem(sheet, np.asarray(rows), np.asarray(cols), message, code))
+
+    def _unit(self, sheet: str, key: str, rows: np.ndarray, cols: np.ndarray, rng, top_left: bool) -> Unit:
         try:
             ast = parse_r1c1(key)
         except WorkbookError as e:
-            raise WorkbookError(f"{at}: {e.message}") from None
+            raise _Broken(e.message) from None
+        unknown: list[str] = []
+        ast = self.names.resolve(ast, sheet, unknown)
         u = Unit(sheet, key, ast, rows, cols, rng, top_left)
         refs = []
         for node in walk(ast):
             if type(node) is Call:
                 fn = FUNCTIONS.get(node.name)
                 if fn is None:
-                    raise WorkbookError(
-                        f"{at}: unsupported function {node.name} (the fast engine does not know it); "
+                    raise _Broken(
+                        f"unsupported function {node.name} (the fast engine does not know it); "
                         "check with --engine libreoffice"
                     )
                 lo, hi = fn.min_args, fn.max_args
                 if not lo <= len(node.args) <= hi:
-                    raise WorkbookError(
-                        f"{at}: {node.name} takes {lo if lo == hi else f'{lo} to {hi}'} arguments, got {len(node.args)}"
+                    raise _Broken(
+                        f"{node.name} takes {lo if lo == hi else f'{lo} to {hi}'} arguments, got {len(node.args)}"
                     )
             elif type(node) is Ref:
                 sh = sheet if node.sheet is None else self.store.sheet(node.sheet)
                 if sh is None:
-                    raise WorkbookError(f"{at}: reference to a sheet that does not exist: {node.sheet!r}")
+                    raise _Broken(f"reference to a sheet that does not exist: {node.sheet!r}", "#REF!")
                 refs.append((sh, node))
         u.boxes = [rng] if rng else schedule.rects(rows, cols)
         u.refs = refs
@@ -151,8 +176,12 @@ class Evaluator:
         cells = u.boxes if rng is None else [(int(rows[0]), int(cols[0]), int(rows[0]), int(cols[0]))]
         for _, ref in refs:
             if any(min(schedule.extent(ref, *box)[:2]) < 0 for box in cells):
-                raise WorkbookError(f"{at}: reference off the sheet")
+                raise _Broken("reference off the sheet", "#REF!")
         u.reads = schedule.reads(refs, u.boxes)
+        if unknown:  # computed (IFERROR may catch its #NAME?), and reported
+            self._problem(
+                sheet, rows, cols, rng, f"unknown name {unknown[0]!r} (the book defines no such name)", "#NAME?"
+            )
         return u
 
     @staticmethod
@@ -252,7 +281,18 @@ class Evaluator:
 
     def _eval_chunk(self, u: Unit, rows, cols) -> None:
         ctx = Context(self.store, u.sheet, rows, cols, where(u.sheet, int(rows[0]), int(cols[0])))
-        v = ctx.val(ctx.eval(u.ast))
+        try:
+            with np.errstate(all="ignore"):
+                v = ctx.val(ctx.eval(u.ast))
+            if u.array is None and v.shape[1:] != (1, 1) and not u.top_left:
+                raise WorkbookError(
+                    f"{ctx.where}: formula gives a {v.shape[1]}x{v.shape[2]} array in a plain cell; "
+                    "enter it as an array formula"
+                )
+        except WorkbookError as e:
+            message = e.message.removeprefix(ctx.where + ": ")
+            self._problem(u.sheet, rows, cols, u.array, message, "#VALUE!")
+            v = error((1, 1, 1), E_VALUE)
         if u.array is not None:
             r0, c0, r1, c1 = u.array
             H, W = r1 - r0 + 1, c1 - c0 + 1
@@ -263,11 +303,6 @@ class Evaluator:
             self.store.write(u.sheet, rr, cc, Batch(v.num[0], v.kind[0], None if v.txt is None else v.txt[0]))
             self.done += H * W
         else:
-            if v.shape[1:] != (1, 1) and not u.top_left:
-                raise WorkbookError(
-                    f"{ctx.where}: formula gives a {v.shape[1]}x{v.shape[2]} array in a plain cell; "
-                    "enter it as an array formula"
-                )
             B = len(rows)
             flat = Batch(
                 np.broadcast_to(v.num[:, 0, 0], (B,)),
@@ -297,13 +332,32 @@ class Evaluator:
             else:
                 owner[u.sheet][u.rows, u.cols] = np.arange(starts[k], starts[k] + len(u.rows))
         src, dst = schedule.cell_edges(comp, starts, owner, n)  # dst reads src
-        levels = schedule.cell_levels(comp, starts, n, src, dst)
+        levels, cycle = schedule.cell_levels(n, src, dst)
         unit_of = np.repeat(np.arange(len(comp)), np.diff(starts + [n]))
+        if cycle:
+            # the cells on the cycle, and those waiting on it, hold #VALUE!; the problem names the cycle's
+            by_sheet: dict[str, list] = {}
+            for j in cycle:
+                u, i = comp[int(unit_of[j])], j - starts[int(unit_of[j])]
+                by_sheet.setdefault(u.sheet, []).append((int(u.rows[i]), int(u.cols[i])))
+            (sheet, on), *rest = [(sh, np.array(cells).reshape(-1, 2)) for sh, cells in by_sheet.items()]
+            self._problem(sheet, on[:, 0], on[:, 1], None, "circular reference", "#VALUE!")
+            self.problems[-1].more = [(sh, cells[:, 0], cells[:, 1]) for sh, cells in rest]
+            for j in np.flatnonzero(levels < 0).tolist():
+                u, i = comp[int(unit_of[j])], j - starts[int(unit_of[j])]
+                if u.array is not None:
+                    r0, c0, r1, c1 = u.array
+                    rr, cc = (a.ravel() for a in np.mgrid[r0 : r1 + 1, c0 : c1 + 1])
+                else:
+                    rr, cc = u.rows[i : i + 1], u.cols[i : i + 1]
+                self.store.write(u.sheet, rr, cc, error(rr.shape, E_VALUE))
+                self.done += len(rr)
         index_in_unit = np.arange(n) - np.array(starts)[unit_of]
         order = np.lexsort((index_in_unit, unit_of, levels))
+        order = order[levels[order] >= 0]
         key = levels[order] * len(comp) + unit_of[order]
         cuts = np.flatnonzero(np.diff(key)) + 1
-        for sel in np.split(order, cuts):
+        for sel in np.split(order, cuts) if len(order) else []:
             u = comp[int(unit_of[sel[0]])]
             idx = index_in_unit[sel]
             self._eval_unit(u, u.rows[idx], u.cols[idx])
@@ -328,10 +382,22 @@ class Evaluator:
             kinds=kinds,
             formula_cells=self.total,
             groups=len(units),
+            problems=self.problems,
         )
 
 
-def evaluate(book: Book, *, progress=None) -> Values:
+class _Broken(Exception):
+    """A formula that cannot be computed: ``message`` says why, its cells show ``code``."""
+
+    def __init__(self, message: str, code: str = "#NAME?"):
+        self.message, self.code = message, code
+
+
+def evaluate(book: Book, *, progress=None, strict: bool = False) -> Values:
     """Recompute every formula cell of ``book``. ``progress(done, total)`` is called
-    after each batch."""
-    return Evaluator(book, progress).run()
+    after each batch. A formula that cannot be computed shows its error value and is listed in
+    ``Values.problems``; ``strict``: raise the first one as a WorkbookError instead."""
+    values = Evaluator(book, progress).run()
+    if strict and values.problems:
+        raise WorkbookError(values.problems[0].text)
+    return values

@@ -7,6 +7,7 @@ prefix. Nodes are NamedTuples (as fast to read as tuples):
 
     Num(value) Str(value) Bool(value) Err(code) Missing()
     Ref(sheet, r0, r0_abs, c0, c0_abs, r1, r1_abs, c1, c1_abs)   a cell (both ends equal) or a range
+    Name(sheet, name)   a defined name (sheet: 'Sheet1!name', None without one), resolved by ``names``
     Neg(x) Pct(x) Bin(op, a, b) Call(name, args)
 
 A relative row or column is the offset from the formula's cell; an absolute one, the 0-based index.
@@ -57,6 +58,13 @@ class Ref(NamedTuple):
     c1_abs: bool
 
 
+class Name(NamedTuple):
+    """A defined name, as written: ``embed.h`` (sheet None) or ``Embed!scale``."""
+
+    sheet: str | None
+    name: str
+
+
 class Neg(NamedTuple):
     x: Node
 
@@ -76,7 +84,7 @@ class Call(NamedTuple):
     args: tuple[Node, ...]
 
 
-Node = Num | Str | Bool | Err | Missing | Ref | Neg | Pct | Bin | Call
+Node = Num | Str | Bool | Err | Missing | Ref | Name | Neg | Pct | Bin | Call
 
 
 def operands(node: Node) -> tuple[Node, ...]:
@@ -101,6 +109,33 @@ def walk(node: Node):
         stack.extend(reversed(operands(node)))
 
 
+def substitute(node: Node, leaf) -> Node:
+    """The tree with each leaf replaced by ``leaf(node)`` (the same node where it returns it), without
+    recursion; an unchanged subtree is the same object."""
+    todo: list = [(node, False)]
+    done: list = []
+    while todo:
+        n, ready = todo.pop()
+        kids = operands(n)
+        if not kids:
+            done.append(leaf(n))
+        elif not ready:
+            todo.append((n, True))
+            todo.extend((k, False) for k in reversed(kids))
+        else:
+            new = done[len(done) - len(kids) :]
+            del done[len(done) - len(kids) :]
+            if all(a is b for a, b in zip(new, kids)):
+                done.append(n)
+            elif type(n) is Bin:
+                done.append(Bin(n.op, new[0], new[1]))
+            elif type(n) is Call:
+                done.append(Call(n.name, tuple(new)))
+            else:
+                done.append(type(n)(new[0]))
+    return done[0]
+
+
 _TOKEN_RE = re.compile(
     r"""\s*(?:
     (?P<str>"(?:[^"]|"")*")
@@ -111,7 +146,7 @@ _TOKEN_RE = re.compile(
   | (?P<err>\#(?:NULL!|DIV/0!|VALUE!|REF!|NAME\?|NUM!|N/A))
   | (?P<func>[A-Za-z_][\w.]*)\s*\(
   | (?P<bool>TRUE|FALSE)(?![\w(.])
-  | (?P<name>[A-Za-z_\\][\w.]*)
+  | (?P<name>(?P<nsheet>'(?:[^']|'')+'!|[A-Za-z_\\][\w.]*!)?[A-Za-z_\\][\w.]*)
   | (?P<op><>|<=|>=|[-+*/^&=<>%(),{};:])
     )""",
     re.X | re.I,
@@ -149,6 +184,8 @@ def _tokens(text: str) -> list[tuple[str, object]]:
         kind = m.lastgroup
         if kind in ("r0", "c0", "r1", "c1", "sheet"):
             kind = "ref"
+        elif kind == "nsheet":
+            kind = "name"
         if kind == "str":
             out.append(("str", m.group("str")[1:-1].replace('""', '"')))
         elif kind == "ref":
@@ -166,7 +203,7 @@ def _tokens(text: str) -> list[tuple[str, object]]:
         elif kind == "bool":
             out.append(("bool", m.group("bool").upper() == "TRUE"))
         elif kind == "name":
-            raise WorkbookError(f"unsupported name {m.group('name')!r} in formula (defined names are not supported)")
+            out.append(("name", m.group("name")))
         else:
             out.append(("op", m.group("op")))
     return out
@@ -258,6 +295,11 @@ class _Parser:
             return Err(v)
         if kind == "ref":
             return _ref_node(v)
+        if kind == "name":
+            sheet, _, name = v.rpartition("!")
+            if sheet.startswith("'"):
+                sheet = sheet[1:-1].replace("''", "'")
+            return Name(sheet or None, name)
         if kind == "func":
             args = []
             if self.peek() == ("op", ")"):

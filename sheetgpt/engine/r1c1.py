@@ -25,6 +25,43 @@ _A1_RE = re.compile(
 )
 
 
+# whole columns (A:C, $A:$A) and whole rows (1:3, $2:$2), optionally on a sheet
+_WHOLE_RE = re.compile(
+    r'("(?:[^"]|"")*")'
+    r"|(?<![\w.$'!:])("
+    + _SHEET
+    + r")?(?:(\$?)([A-Za-z]{1,3}):(\$?)([A-Za-z]{1,3})|(\$?)([0-9]{1,7}):(\$?)([0-9]{1,7}))"
+    r"(?![\w(.!\[:$])"
+)
+
+
+# what follows the ':' of a whole column or row (and never of a cell range): a fast test first
+_MAYBE_WHOLE = re.compile(r":\$?(?:[A-Za-z]{1,3}(?![\w.$!(\[])|[0-9])")
+
+
+def whole_to_a1(text: str) -> str:
+    """``text`` with each whole-column or whole-row reference written as the A1 range it is:
+    ``A:B`` -> ``A$1:B$1048576``, ``$3:4`` -> ``$A$3:$XFD4``; other text as it is."""
+    if ":" not in text or not _MAYBE_WHOLE.search(text):
+        return text
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) is not None:
+            return m.group(1)
+        sheet = m.group(2) or ""
+        if m.group(4) is not None:
+            a, b = m.group(4), m.group(6)
+            if col_index(a) >= MAX_COLS or col_index(b) >= MAX_COLS:
+                return m.group(0)
+            return f"{sheet}{m.group(3)}{a}$1:{m.group(5)}{b}${MAX_ROWS}"
+        a, b = m.group(8), m.group(10)
+        if not (1 <= int(a) <= MAX_ROWS and 1 <= int(b) <= MAX_ROWS):
+            return m.group(0)
+        return f"{sheet}$A{m.group(7)}{a}:${col_name(MAX_COLS - 1)}{m.group(9)}{b}"
+
+    return _WHOLE_RE.sub(sub, text)
+
+
 def to_r1c1(text: str, row: int, col: int) -> str:
     """Canonical form of ``text`` (no leading '=') at 0-based (row, col).
 
@@ -33,11 +70,15 @@ def to_r1c1(text: str, row: int, col: int) -> str:
 
     Texts that differ only in their runs of digits (``B4+1`` and ``B5+1``, a column of
     one formula) share one parse, cached by the text with every run replaced by ``#``.
+    Whole columns and rows are ranges over the whole grid (``whole_to_a1``).
     """
     digits = _DIGITS.findall(text)
     skeleton = _skeleton(text, digits)
     template = _TEMPLATES.get(skeleton)
     if template is None:
+        whole = whole_to_a1(text)  # (a text with whole columns or rows never gets a template of its own)
+        if whole != text:
+            return to_r1c1(whole, row, col)
         if len(_TEMPLATES) > 100_000:
             _TEMPLATES.clear()
         template = _TEMPLATES[skeleton] = _template(text)
@@ -86,7 +127,7 @@ def column_keys(texts: list[str], top: int, col: int) -> list[str]:
             end += 1
         filled = 1
         template = _TEMPLATES.get(_skeleton(texts[i], runs[i]))  # to_r1c1 just made it
-        if end - i > 1 and template is not None:
+        if end - i > 1 and template is not None and whole_to_a1(texts[i]) == texts[i]:
             digits = np.array(runs[i:end])  # [cells, runs] of str
             relative = np.array([p is not None and not p[0] for p in template[1]], bool)
             if (

@@ -142,7 +142,7 @@ class Sheet:
 class Book:
     sheet_names: list[str]
     sheets: dict[str, Sheet]
-    defined_names: dict[str, str]
+    defined_names: dict[str, str]  # name -> its formula text; a sheet-scoped name is keyed 'Sheet!name'
 
 
 # ----------------------------------------------------------------------------- zip
@@ -1232,11 +1232,13 @@ def read_workbook(path, sheets=None, progress=None) -> Book:
         order: list[tuple[str, str]] = []
         named: set[str] = set()  # lower-case, as Excel compares sheet names
         parts: set[str] = set()
+        listed: list[str] = []  # every sheet, in order: a sheet-scoped name's localSheetId indexes it
         for prefix, attrs in _SHEET_TAG_RE.findall(wb):
             if prefix and prefix[:-1] not in main:
                 continue  # an element of another namespace
             a = _attrs(attrs)
             nm = unescape(a.get(b"name", b""))
+            listed.append(nm)
             rid = next((a[k] for k in rel_ids if k in a), None)
             if rid not in rels:
                 raise WorkbookError(f"{path}: sheet {nm!r} has no relationship {rid!r}")
@@ -1256,7 +1258,9 @@ def read_workbook(path, sheets=None, progress=None) -> Book:
         defined = {}
         for attrs, text in _DEFNAME_RE.findall(wb):
             a = _attrs(attrs)
-            defined[unescape(a.get(b"name", b""))] = unescape(text)
+            local = a.get(b"localSheetId", b"")
+            scope = listed[int(local)] + "!" if local.isdigit() and int(local) < len(listed) else ""
+            defined[scope + unescape(a.get(b"name", b""))] = unescape(text)  # sheet-scoped: 'Sheet!name'
         want = None if sheets is None else set(sheets)
         if want is not None:
             missing = want - {n for n, _ in order}

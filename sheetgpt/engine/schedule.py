@@ -4,18 +4,17 @@ Groups (``evaluator.Unit``) are ordered by the rectangles they read and write: t
 connected components of that graph (Tarjan's algorithm; a component of more than one group,
 or a group reading its own cells, is a cycle of rectangles) in dependency order. Inside such
 a cycle the cells themselves are levelled (Kahn's algorithm, a level at a time in numpy: a
-cell's level is one more than the highest level it reads); a true circular reference names
-one of its cells. (``graphlib.TopologicalSorter`` gives no components, and levels cells in
-Python one at a time: 48,000 cells in 16 levels take it 0.13 s and this 0.018 s; only a
-single chain of cells, one per level, is faster there: 20,000 cells 0.06 s against 0.09 s.)
+cell's level is one more than the highest level it reads); the cells of a true circular
+reference are left without a level, and one cycle among them is named.
+(``graphlib.TopologicalSorter`` gives no components, and levels cells in Python one at a time:
+48,000 cells in 16 levels take it 0.13 s and this 0.018 s; only a single chain of cells, one per
+level, is faster there: 20,000 cells 0.06 s against 0.09 s.)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..a1 import where
-from ..errors import WorkbookError
 from .parser import Ref
 
 
@@ -178,8 +177,9 @@ def cell_edges(comp: list, starts: list[int], owner: dict, n: int) -> tuple[np.n
     return codes % n, codes // n
 
 
-def cell_levels(comp: list, starts: list[int], n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Kahn's algorithm, a level at a time; a circular reference names one of its cells."""
+def cell_levels(n: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Kahn's algorithm, a level at a time: (the level of each of the ``n`` nodes, -1 for a node on
+    a circular reference or waiting on one; the nodes of one such cycle, in order, or [])."""
     order = np.argsort(src, kind="stable")
     readers, first = dst[order], np.searchsorted(src[order], np.arange(n + 1))
     waiting = np.bincount(dst, minlength=n)
@@ -190,13 +190,16 @@ def cell_levels(comp: list, starts: list[int], n: int, src: np.ndarray, dst: np.
         nxt = np.concatenate([readers[first[j] : first[j + 1]] for j in frontier.tolist()] or [np.zeros(0, np.int64)])
         np.subtract.at(waiting, nxt, 1)
         frontier, lv = np.unique(nxt[waiting[nxt] == 0]), lv + 1
-    if (levels < 0).any():
-        # walk back along dependencies among the unresolved until a node repeats
-        j, seen = int(np.flatnonzero(levels < 0)[0]), set()
-        while j not in seen:
-            seen.add(j)
-            j = int(next(s for s, d in zip(src, dst) if d == j and levels[s] < 0))
-        k = int(np.searchsorted(starts, j, side="right") - 1)
-        u, i = comp[k], j - starts[k]
-        raise WorkbookError(f"{where(u.sheet, int(u.rows[i]), int(u.cols[i]))}: circular reference")
-    return levels
+    if not (levels < 0).any():
+        return levels, []
+    # walk back along dependencies among the unresolved until a node repeats: that loop is a cycle
+    by_dst: dict[int, int] = {}
+    for s, d in zip(src.tolist(), dst.tolist()):
+        if levels[s] < 0 and levels[d] < 0:
+            by_dst.setdefault(d, s)
+    j, path, seen = int(np.flatnonzero(levels < 0)[0]), [], {}
+    while j not in seen:
+        seen[j] = len(path)
+        path.append(j)
+        j = by_dst[j]
+    return levels, path[seen[j] :]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..a1 import ERRORS, parse_cell
+from ..a1 import ERRORS, parse_cell, where
 
 EMPTY, NUM, TEXT, BOOL = 0, 1, 2, 3
 ERR_BASE = 10
@@ -215,6 +215,32 @@ def booleans(res, err) -> Batch:
 
 
 @dataclass
+class Problem:
+    """A formula the fast engine could not compute (it cannot be read; an unknown name or function; a
+    circular reference, ...): its cells (0-based ``rows``, ``cols`` of ``sheet``) show ``code``."""
+
+    sheet: str
+    rows: np.ndarray
+    cols: np.ndarray
+    message: str
+    code: str
+    more: list = field(default_factory=list)  # (sheet, rows, cols) on other sheets: a cycle through several tabs
+
+    def cells(self):
+        """(sheet, row, col) of every cell of the problem."""
+        for sheet, rows, cols in [(self.sheet, self.rows, self.cols), *self.more]:
+            for r, c in zip(np.asarray(rows).tolist(), np.asarray(cols).tolist()):
+                yield sheet, r, c
+
+    def at(self, i: int = 0) -> str:
+        return where(self.sheet, int(self.rows[i]), int(self.cols[i]))
+
+    @property
+    def text(self) -> str:
+        return f"{self.at()}: {self.message}"
+
+
+@dataclass
 class Values:
     """The values an engine recomputed for a book, by sheet, cells 0-based from A1.
 
@@ -224,7 +250,8 @@ class Values:
     ``timings``: seconds, ``total`` and, from LibreOffice, its phases.
     From the fast engine also ``kinds`` (int8 EMPTY/NUM/TEXT/BOOL/error codes by cell),
     ``formula_cells`` and ``groups`` (formula groups evaluated); from LibreOffice the sentinel's
-    value after the recalculation and right after loading (see engine.libreoffice).
+    value after the recalculation and right after loading (see engine.libreoffice); from the fast
+    engine, ``problems``: the formulas it could not compute (their cells show error values).
     """
 
     numbers: dict[str, np.ndarray]
@@ -236,6 +263,7 @@ class Values:
     groups: int = 0
     sentinel: float | None = None
     sentinel_on_load: float | None = None
+    problems: list[Problem] = field(default_factory=list)
     _objects: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property

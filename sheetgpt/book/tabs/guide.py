@@ -87,7 +87,8 @@ def write(out: BookWriter, tab: Tab) -> int:
     ws.write_string(PREDICTED_ROW, 0, "Predicted next token", fmt.title)
     probs = out.trace["predict.probs"][:, 0]
     top = out.tokenizer.display(int(np.argmax(probs)))  # LARGE then MATCH: the first of equal ones
-    ws.write_formula(PREDICTED_ROW, 1, "=" + predict.top_token_ref(layout), fmt.edit, top)
+    formula, top = exercises.guarded(out, predict.top_token_ref(layout), top)  # an exercise book: "fill ... first"
+    ws.write_formula(PREDICTED_ROW, 1, "=" + formula, fmt.edit, top)
     ws.write_string(SENTINEL_ROW, 0, "Recalculated? (2 = yes, 0 = no)", fmt.label)
     # Sentinel: the one cached value that is deliberately not the formula's (0); any recalculation shows 2.
     ws.write_formula(SENTINEL_ROW, 1, "=1+1", fmt.text, 0)
@@ -150,7 +151,8 @@ def _write_continuation(out: BookWriter, ws, row: int) -> int:
     shown, rest = prompt_tab.continuation_text(out)
     ws.write_formula(row, 1, "=" + prompt_tab.prompt_text_formula(layout), fmt.text, shown)
     ws.write_string(row + 1, 0, "Continuation (greedy)", fmt.title)
-    ws.write_formula(row + 1, 1, "=" + prompt_tab.continuation_formula(layout, a1.cell(row, 1)), fmt.edit, rest)
+    formula, rest = exercises.guarded(out, prompt_tab.continuation_formula(layout, a1.cell(row, 1)), rest)
+    ws.write_formula(row + 1, 1, "=" + formula, fmt.edit, rest)
     ws.write_string(
         row + 2,
         1,

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from ...a1 import MAX_COLS, MAX_ROWS
 from ...errors import WorkbookError
 from ..store import CellRange
 from ..values import (
@@ -47,9 +48,17 @@ def index(ctx, args):
         if h == 1:  # one index into a single row counts along the row
             ri, ci = ci, ri
             er, ec = ec, er
+    if isinstance(src, CellRange) and ((ri == 0).all() or (ci == 0).all()):
+        return _index_slice(ctx, src, ri, er, ci, ec)
     ri, ci = np.broadcast_arrays(ri, ci)
     err = np.where(er != 0, er, ec)
     bad = (ri < 1) | (ri > h) | (ci < 1) | (ci > w)
+    if isinstance(src, CellRange) and ri.shape[1:] == (1, 1) and not err.any() and not bad.any():
+        # one cell per formula cell: a reference, as in Excel (ROW(INDEX(...)) reads its position)
+        B = max(len(src.r0), len(src.c0), ri.shape[0])
+        r0 = np.broadcast_to(src.r0, (B,)) + np.broadcast_to(ri.reshape(-1), (B,)) - 1
+        c0 = np.broadcast_to(src.c0, (B,)) + np.broadcast_to(ci.reshape(-1), (B,)) - 1
+        return CellRange(src.sheet, r0, c0, 1, 1)
     err = np.where((err == 0) & bad, E_REF, err)
     ri, ci = np.where(bad, 1, ri), np.where(bad, 1, ci)
     if isinstance(src, CellRange):
@@ -72,6 +81,27 @@ def index(ctx, args):
     err = np.broadcast_to(err, v.shape)
     kind = np.where(err != 0, err, v.kind).astype(np.int8)
     return Batch(np.where(err != 0, 0.0, v.num), kind, v.txt)
+
+
+def _index_slice(ctx, src: CellRange, ri, er, ci, ec):
+    """INDEX(range, r, 0), INDEX(range, 0, c), INDEX(range, 0, 0): a whole row, column or the range,
+    as a reference (so VAR.P(INDEX(embed.h, 1, 0)) reads one row); an index beyond it is #REF!."""
+    whole_r, whole_c = (ri == 0).all(), (ci == 0).all()
+    B = max(len(src.r0), len(src.c0), ri.shape[0], ci.shape[0])
+    r, c = np.broadcast_to(ri.reshape(-1), (B,)), np.broadcast_to(ci.reshape(-1), (B,))
+    bad = ((r < 1) | (r > src.h)) & ~whole_r | ((c < 1) | (c > src.w)) & ~whole_c
+    err = np.broadcast_to(np.where(er != 0, er, ec).reshape(-1), (B,))
+    r0 = np.broadcast_to(src.r0, (B,)) + (0 if whole_r else np.where(bad, 0, r - 1))
+    c0 = np.broadcast_to(src.c0, (B,)) + (0 if whole_c else np.where(bad, 0, c - 1))
+    out = CellRange(src.sheet, r0, c0, src.h if whole_r else 1, src.w if whole_c else 1)
+    if not bad.any() and not err.any():
+        return out
+    code = np.where(err != 0, err, np.where(bad, E_REF, 0))[:, None, None]
+    if (code != 0).all():
+        return Batch(np.zeros(code.shape), code.astype(np.int8))
+    v = ctx.val(out)
+    code = np.broadcast_to(code, v.shape)
+    return Batch(np.where(code != 0, 0.0, v.num), np.where(code != 0, code, v.kind).astype(np.int8), v.txt)
 
 
 _WILD = re.compile(r"~([*?~])|([*?])|([^*?~]+)")
@@ -216,6 +246,8 @@ def _rowcol(is_row: bool):
         a = args[0]
         if not isinstance(a, CellRange):
             raise WorkbookError(f"{ctx.where}: {'ROW' if is_row else 'COLUMN'} needs a reference")
+        if a.h == MAX_ROWS or a.w == MAX_COLS:  # a whole column or row: as far as its values are read
+            a = ctx.store.clip(a)
         start = (a.r0 if is_row else a.c0).astype(float)
         n = a.h if is_row else a.w
         if n == 1:
