@@ -44,19 +44,15 @@ def book(tmp_path_factory, model_dir):
 
 
 def pytest_collection_modifyitems(config, items):
-    """In CI (SHEETGPT_REQUIRE_LIBREOFFICE=1, SHEETGPT_REQUIRE_GNUMERIC=1) a missing LibreOffice or
-    Gnumeric fails the run instead of skipping."""
+    """In CI (SHEETGPT_REQUIRE_LIBREOFFICE=1, SHEETGPT_REQUIRE_GNUMERIC=1, SHEETGPT_REQUIRE_IRONCALC=1)
+    a missing engine fails the run instead of skipping: every engine of the registry but the
+    in-process ones can be required so."""
     import os
-    import shutil
 
-    from sheetgpt.engine import gnumeric, libreoffice
+    from sheetgpt.engine.registry import BACKENDS
 
-    if os.environ.get("SHEETGPT_REQUIRE_GNUMERIC") == "1" and not gnumeric.available():
-        raise pytest.UsageError("SHEETGPT_REQUIRE_GNUMERIC=1 but Gnumeric's ssconvert is not installed")
-
-    if os.environ.get("SHEETGPT_REQUIRE_LIBREOFFICE") == "1" and not libreoffice.available():
-        raise pytest.UsageError(
-            "SHEETGPT_REQUIRE_LIBREOFFICE=1 but LibreOffice headless + python3-uno are not installed"
-        )
-    if os.environ.get("SHEETGPT_REQUIRE_GNUMERIC") == "1" and shutil.which("ssconvert") is None:
-        raise pytest.UsageError("SHEETGPT_REQUIRE_GNUMERIC=1 but Gnumeric (ssconvert) is not installed")
+    for entry in BACKENDS:
+        if os.environ.get(f"SHEETGPT_REQUIRE_{entry.name.upper()}") == "1":
+            module = entry.load()
+            if not module.available():
+                raise pytest.UsageError(f"SHEETGPT_REQUIRE_{entry.name.upper()}=1 but {module.MISSING}")

@@ -54,6 +54,8 @@ SENTINEL_CELL = "A1"
 SENTINEL_FORMULA = "1/7"
 SENTINEL_VALUE = 1.0 / 7.0
 SENTINEL_CACHED = -1  # deliberately wrong cached value written into the file
+SENTINEL = True  # the backend protocol (registry.Backend)
+TYPED_EDITS = True
 
 
 # --------------------------------------------------------------------------- discovery
@@ -247,6 +249,11 @@ def _run_bridge(req: dict, workdir: str, timeout: float) -> dict:
     if not res.get("ok"):
         raise WorkbookError(f"LibreOffice recalculation failed: {res.get('error')}")
     return res
+
+
+def recompute(path, book=None, *, progress=None, timeout: float = 1800, notice=None, edits=None) -> Values:
+    """The backend protocol (``registry.Backend``): :func:`recalculate`; ``book`` is not needed."""
+    return recalculate(path, edits=edits, timeout=timeout)
 
 
 def recalculate(
