@@ -305,7 +305,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
     type=FiniteFloat(0, 7 * 86400, low_open=True),
     default=1800,
     show_default=True,
-    help="Seconds an outside engine may take (--engine libreoffice, gnumeric); a GPT-2-small-shaped book "
+    help="Seconds an outside engine may take (--engine libreoffice, gnumeric, ironcalc); a GPT-2-small-shaped book "
     "with --blocks 2 takes about 5 minutes on 2 cores.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="One line per stage instead of one per tab.")

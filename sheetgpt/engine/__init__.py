@@ -3,7 +3,7 @@
 ``reader`` reads a workbook safely; ``r1c1`` and ``parser`` turn formula text into named
 nodes; ``values``, ``operators`` and ``functions`` give Excel's semantics on numpy batches;
 ``store``, ``context``, ``schedule`` and ``evaluator`` are the fast engine. ``registry`` lists
-the engines (``fast``, ``formulas_engine``, ``libreoffice``, ``gnumeric``:
+the engines (``fast``, ``formulas_engine``, ``libreoffice``, ``gnumeric``, ``ironcalc_engine``:
 one module each, one protocol); ``external`` refuses a book that links outside itself before
 any engine sees it; ``cached`` reads the values a file stores. Every engine returns ``values.Values``.
 """

@@ -56,6 +56,7 @@ BACKENDS = (
     Entry("formulas", "formulas_engine", "the formulas package (small books)"),
     Entry("libreoffice", "libreoffice", "LibreOffice headless, recalculation forced and proven"),
     Entry("gnumeric", "gnumeric", "Gnumeric's ssconvert --recalc, recalculation proven"),
+    Entry("ironcalc", "ironcalc_engine", "IronCalc (pip install 'sheetgpt[ironcalc]'), recalculation proven"),
 )
 ENGINES = tuple(e.name for e in BACKENDS)
 
