@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .registry import ENGINES, backend
 
 if TYPE_CHECKING:
-    from .reader import Book
+    from .book import Book
     from .values import Values
 
 __all__ = ["ENGINES", "recompute"]

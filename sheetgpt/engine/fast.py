@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import WorkbookError
-from .reader import Book
+from .book import Book
 from .values import Values
 
 SENTINEL = False  # it never reads a cached value: every formula cell is evaluated from its formula

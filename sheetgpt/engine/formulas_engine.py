@@ -10,7 +10,7 @@ import numpy as np
 
 from ..a1 import parse_cell
 from ..errors import WorkbookError
-from .reader import Book
+from .book import Book
 from .values import Values
 
 # What the formulas package costs, measured on this 2-core machine with formulas 1.2 (cells = formula

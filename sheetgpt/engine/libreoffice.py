@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SheetGPTError, WorkbookError
-from .reader import check_members, read_small
 from .values import Values
+from .zip_limits import check_members, read_small
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 BRIDGE = Path(__file__).with_name("lo_bridge.py")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..errors import WorkbookError
 
 if TYPE_CHECKING:
-    from .reader import Book
+    from .book import Book
     from .values import Values
 
 
