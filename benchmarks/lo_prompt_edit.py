@@ -4,7 +4,7 @@
 
 Builds the bundled model's default book (a generating book, as `sheetgpt build` writes it) and, with
 --full-size-blocks N, a GPT-2-small-shaped book (random weights, benchmarks/full_size.py's model) cut to
-N blocks, 16 token rows of which 8 generated. One soffice session per book (libreoffice.recalculate_texts)
+N blocks, 16 token rows of which 8 generated. One soffice session per book (tests/lo_batch.py: recalculate_texts)
 types each text into Prompt!B4 and recalculates everything (calculateAll, as Ctrl+Shift+F9); prints the
 load time and the recompute time per text, and checks the continuation equals the reference's.
 The goal (issue 16): under 10 s per edit for the default book.
@@ -22,9 +22,11 @@ from sheetgpt.book.tabs import prompt as prompt_tab
 from sheetgpt.book.writer import build_workbook
 from sheetgpt.checkpoint import default_model_dir, load_model
 from sheetgpt.cli_book import DEFAULT_GENERATE_ROWS, DEFAULT_PROMPT
-from sheetgpt.engine import libreoffice as lo
 from sheetgpt.reference import greedy_fill
 from sheetgpt.tokenizer import Tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import lo_batch  # noqa: E402  (tests/lo_batch.py: one soffice session for many typed texts)
 
 TEXTS = ["The cat is slow. It walks", "Anna is happy. She", "Tom is quiet. He speaks", "The dog runs", "He eats"]
 
@@ -35,7 +37,7 @@ def measure(label: str, model, tok, prompt: str, rows: int, generate: int, n_tex
     ids_range = a1.span(prompt_tab.TOP, prompt_tab.ID_COL, prompt_tab.TOP + T - 1, prompt_tab.ID_COL)
     texts = (TEXTS * n_texts)[:n_texts]
     cell = (prompt_tab.NAME, a1.cell(*prompt_tab.TYPED_TEXT))
-    results, timings = lo.recalculate_texts(book.path, cell, texts, [(prompt_tab.NAME, ids_range)], timeout=3600)
+    results, timings = lo_batch.recalculate_texts(book.path, cell, texts, [(prompt_tab.NAME, ids_range)], timeout=3600)
     for text, (ids_rows,) in zip(texts, results):
         ids = tok.encode(text)
         want = greedy_fill(ids + [0] * (T - len(ids)), [t >= len(ids) for t in range(T)], model.params, model.config)

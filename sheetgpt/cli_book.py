@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from .cli_types import FiniteFloat
+from .engine.registry import ENGINES
+from .engine.registry import help_text as engine_help
 from .errors import SheetGPTError
 from .safe_io import (
     check_report_paths,
@@ -217,12 +219,10 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
 @click.argument("book", type=click.Path(path_type=Path))
 @click.option(
     "--engine",
-    type=click.Choice(["fast", "formulas", "libreoffice", "gnumeric"]),
+    type=click.Choice(ENGINES),
     default="fast",
     show_default=True,
-    help="fast: our vectorized evaluator; formulas: the formulas package (small books); "
-    "libreoffice: LibreOffice headless, recalculation forced and proven; "
-    "gnumeric: Gnumeric's ssconvert --recalc, recalculation proven.",
+    help=engine_help(),
 )
 @click.option(
     "--rtol",
@@ -259,7 +259,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
     type=FiniteFloat(0, 7 * 86400, low_open=True),
     default=1800,
     show_default=True,
-    help="Seconds LibreOffice or Gnumeric may take (--engine libreoffice, gnumeric); a GPT-2-small-shaped book "
+    help="Seconds an outside engine may take (--engine libreoffice, gnumeric, ironcalc); a GPT-2-small-shaped book "
     "with --blocks 2 takes about 5 minutes on 2 cores.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="One line per stage instead of one per tab.")

@@ -49,7 +49,7 @@ def book(tmp_path_factory, model_dir):
 
 def pytest_configure(config):
     for name, (_, needs) in EXTERNAL.items():
-        config.addinivalue_line("markers", f"{name}: needs {needs}; skipped where missing (tests/engines.py)")
+        config.addinivalue_line("markers", f"{name}: runs {name}; skipped where it is missing ({needs}; tests/engines.py)")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects: the slow mark added here counts
@@ -63,9 +63,9 @@ def pytest_collection_modifyitems(config, items):
         required = os.environ.get(required_by(name)) == "1"
         if (marked or required) and not available():
             if required:
-                raise pytest.UsageError(f"{required_by(name)}=1 but {needs} is not installed")
+                raise pytest.UsageError(f"{required_by(name)}=1 but {needs}")
             for item in marked:
-                item.add_marker(pytest.mark.skip(reason=f"{needs} is not installed"))
+                item.add_marker(pytest.mark.skip(reason=needs))
 
 
 _MARKS: list[set[str]] = []  # the app marks of the test running now (empty between tests)

@@ -1,22 +1,23 @@
 """The spreadsheet apps some tests run, in one place: each one's pytest mark and how to tell it is installed.
 
-A test that runs LibreOffice or Gnumeric carries its mark, ``@pytest.mark.libreoffice`` or
-``@pytest.mark.gnumeric`` (a parameter: ``pytest.param("gnumeric", marks=pytest.mark.gnumeric)``),
+A test that runs LibreOffice, Gnumeric or IronCalc carries its mark, ``@pytest.mark.libreoffice``,
+``@pytest.mark.gnumeric`` or ``@pytest.mark.ironcalc`` (a parameter: ``pytest.param("gnumeric", marks=pytest.mark.gnumeric)``),
 and nothing else: conftest.py registers the marks, skips a marked test where the app is missing
 (by the engine module's own ``available()``), fails the run instead where CI requires the app
-(``SHEETGPT_REQUIRE_LIBREOFFICE=1``, ``SHEETGPT_REQUIRE_GNUMERIC=1``), and marks the test ``slow``.
+(``SHEETGPT_REQUIRE_LIBREOFFICE=1``, ``SHEETGPT_REQUIRE_GNUMERIC=1``, ``SHEETGPT_REQUIRE_IRONCALC=1``), and marks the test ``slow``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sheetgpt.engine import gnumeric, libreoffice
+from sheetgpt.engine.registry import BACKENDS
 
-# mark name (= engine name) -> (is it installed?, what it needs, for the skip reason)
+IN_PROCESS = {"fast", "formulas"}  # always there: no mark, never skipped
+
+# mark name (= engine name) -> (is it installed?, what it needs, for the skip reason); from the registry
 EXTERNAL: dict[str, tuple[Callable[[], bool], str]] = {
-    "libreoffice": (libreoffice.available, "LibreOffice headless (soffice) + python3-uno"),
-    "gnumeric": (gnumeric.available, "Gnumeric's ssconvert (apt-get install gnumeric)"),
+    entry.name: (entry.load().available, entry.load().MISSING) for entry in BACKENDS if entry.name not in IN_PROCESS
 }
 
 

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sheetgpt import a1
-from sheetgpt.engine import libreoffice, reader
+from sheetgpt.engine import libreoffice, zip_limits
 from sheetgpt.engine.evaluator import evaluate
 from sheetgpt.engine.reader import read_workbook
 from sheetgpt.errors import WorkbookError
@@ -258,7 +258,7 @@ def test_duplicate_sheets_and_members_are_refused(tmp_path):
 def test_a_zip_of_too_many_members_is_refused(tmp_path):
     path = write_xlsx(tmp_path / "z.xlsx", _sheet(""))
     with zipfile.ZipFile(path, "a", zipfile.ZIP_STORED) as z:
-        for i in range(reader.MAX_MEMBERS):
+        for i in range(zip_limits.MAX_MEMBERS):
             z.writestr(f"junk/{i}", b"")
     with pytest.raises(WorkbookError, match="members"):
         read_workbook(path)
@@ -266,7 +266,7 @@ def test_a_zip_of_too_many_members_is_refused(tmp_path):
 
 def test_declared_sizes_are_bounded_in_total(tmp_path, monkeypatch):
     path = write_xlsx(tmp_path / "t.xlsx", _sheet('<row r="1"><c r="A1"><v>1</v></c></row>'))
-    monkeypatch.setattr(reader, "MAX_TOTAL_BYTES", 1000)
+    monkeypatch.setattr(zip_limits, "MAX_TOTAL_BYTES", 1000)
     with pytest.raises(WorkbookError, match="in all"):
         read_workbook(path)
 

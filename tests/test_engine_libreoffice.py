@@ -2,6 +2,7 @@
 
 import zipfile
 
+import lo_batch
 import numpy as np
 import pytest
 import xlsxwriter
@@ -116,7 +117,7 @@ def test_save_as_and_convert(tmp_path):
     wb = openpyxl.load_workbook(saved, data_only=True)
     assert lo.SENTINEL_SHEET not in wb.sheetnames
     assert wb["A"]["A11"].value == pytest.approx(1 / 3, rel=1e-14)  # 15 significant digits
-    conv = lo.convert_with_recalc(path, tmp_path / "conv" / "c.xlsx")
+    conv = lo_batch.convert_with_recalc(path, tmp_path / "conv" / "c.xlsx")
     wb = openpyxl.load_workbook(conv, data_only=True)
     assert wb["A"]["A11"].value == pytest.approx(1 / 3, rel=1e-14)
     assert wb["A"]["B13"].value == 3
@@ -137,7 +138,7 @@ def test_missing_libreoffice(monkeypatch, tmp_path):
     assert str(e.value.message) == lo.MISSING
     assert e.value.exit_code == 2
     with pytest.raises(SheetGPTError, match="apt-get install libreoffice-calc-nogui python3-uno"):
-        lo.convert_with_recalc(tmp_path / "x.xlsx", tmp_path / "y.xlsx")
+        lo_batch.convert_with_recalc(tmp_path / "x.xlsx", tmp_path / "y.xlsx")
 
 
 def test_missing_uno(monkeypatch, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import xlsxwriter
 
 from sheetgpt import a1
-from sheetgpt.engine import reader
+from sheetgpt.engine import pool, zip_limits
 from sheetgpt.engine.evaluator import evaluate
 from sheetgpt.engine.reader import read_workbook
 from sheetgpt.errors import WorkbookError
@@ -184,7 +184,7 @@ def test_zip_bomb_declared_and_ratio(tmp_path, monkeypatch):
     p.write_bytes(bytes(data))
     _refused(p)
     # a real high-ratio member (deflate tops out near 1030:1, so the test lowers the limit)
-    monkeypatch.setattr(reader, "MAX_RATIO", 100)
+    monkeypatch.setattr(zip_limits, "MAX_RATIO", 100)
     row = b"<row><c><v>0</v></c></row>" * ((32 << 20) // 26)
     _refused(_xlsx(tmp_path / "r.xlsx", _sheet("").replace(b"<sheetData>", b"<sheetData>" + row)), "zip bomb")
 
@@ -224,16 +224,16 @@ def test_sheets_read_in_parallel_equal_those_read_in_turn(tmp_path, monkeypatch)
             for name, s in book.sheets.items()
         }
 
-    monkeypatch.setattr(reader, "PARALLEL_BYTES", 1 << 40)
+    monkeypatch.setattr(pool, "PARALLEL_BYTES", 1 << 40)
     alone = read_workbook(path)
-    monkeypatch.setattr(reader, "PARALLEL_BYTES", 0)
-    calls, parallel = [], reader.read_parallel
+    monkeypatch.setattr(pool, "PARALLEL_BYTES", 0)
+    calls, parallel = [], pool.read_parallel
 
     def spy(*args, **kwargs):
         calls.append(1)
         return parallel(*args, **kwargs)
 
-    monkeypatch.setattr(reader, "read_parallel", spy)
+    monkeypatch.setattr(pool, "read_parallel", spy)
     together = read_workbook(path)
     assert calls == [1]
     assert flat(together) == flat(alone) and list(together.sheets) == list(alone.sheets)
@@ -247,8 +247,8 @@ def test_a_sheet_read_in_chunks_cuts_at_padded_row_end_tags(tmp_path, monkeypatc
     path = tmp_path / "padded.xlsx"
     _write_padded_book(path, rows)
     whole = read_workbook(path).sheets["s"].numbers
-    monkeypatch.setattr(reader, "CHUNK", 1000)  # many chunks, each cut at a padded end tag
-    monkeypatch.setattr(reader, "MAX_ROW_XML_BYTES", 4000)
+    monkeypatch.setattr(zip_limits, "CHUNK", 1000)  # many chunks, each cut at a padded end tag
+    monkeypatch.setattr(zip_limits, "MAX_ROW_XML_BYTES", 4000)
     parts = read_workbook(path).sheets["s"].numbers
     assert [x.tolist() for x in parts] == [x.tolist() for x in whole]
     assert sorted(whole[2].tolist()) == sorted(float(r * 10 + c) for r in range(400) for c in range(8))

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import lo_batch
 import pytest
 from proved import assert_proves_every_region
 
@@ -201,7 +202,7 @@ def test_twenty_typed_prompts_continue_like_predict_in_libreoffice(gen_book, bun
     texts = _texts()
     assert len(set(texts)) == 20
     cell = (prompt_tab.NAME, a1.cell(*prompt_tab.TYPED_TEXT))
-    results, _ = lo.recalculate_texts(
+    results, _ = lo_batch.recalculate_texts(
         gen_book.path, cell, texts, [(prompt_tab.NAME, ids_range), (guide.NAME, shown_range)]
     )
     eot = tok.special[ENDOFTEXT]

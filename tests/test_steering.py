@@ -11,6 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import lo_batch
 import numpy as np
 import pytest
 from proved import assert_proves_every_region
@@ -135,7 +136,7 @@ def test_typed_steering_tokens_in_libreoffice(steered, bundled):
     status = a1.cell(steering.STATUS_ROW, steering.VALUE_COL)
     probs = a1.span(8, 2, 8 + tok.vocab_size - 1, 2)
     texts = [" slow", "slowish", " quick"]
-    results, _ = lo.recalculate_texts(
+    results, _ = lo_batch.recalculate_texts(
         steered.path, cell, texts, [(steering.NAME, status + ":" + status), ("Predict", probs)]
     )
     by_text = {t: (r[0][0][0], int(np.argmax([row[0] for row in r[1]]))) for t, r in zip(texts, results)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 
+import lo_batch
 import numpy as np
 import pytest
 from proved import assert_proves_every_region
@@ -214,7 +215,7 @@ def test_typed_texts_tokenize_and_predict_like_the_reference(typed_book, small_m
     ]
     texts = fitting[:220]
     assert len(texts) >= 200
-    results, _ = lo.recalculate_texts(typed_book.path, TEXT_CELL, texts, _ranges(layout))
+    results, _ = lo_batch.recalculate_texts(typed_book.path, TEXT_CELL, texts, _ranges(layout))
     pad = tok.vocab_size - 1
     for text, (ids_rows, status, top, c3) in zip(texts, results):
         ids = tok.encode(text)
@@ -241,7 +242,7 @@ def test_texts_beyond_the_limits_show_a_message(typed_book):
         "é" * (lim.max_word_bytes // 2 + 1): "bytes",  # Latin-1 letters are 2 UTF-8 bytes
         "§§§§§§§§ §§§§§§§ §§§§§§§": "Too many tokens",  # 3 words of 16 bytes, about 46 tokens
     }
-    results, _ = lo.recalculate_texts(typed_book.path, TEXT_CELL, list(cases), _ranges(layout))
+    results, _ = lo_batch.recalculate_texts(typed_book.path, TEXT_CELL, list(cases), _ranges(layout))
     for (text, expect), (ids_rows, status, top, c3) in zip(cases.items(), results):
         message = status[0][0]
         assert expect in message, (text, message)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import lo_batch
 import pytest
 
 from sheetgpt import a1
@@ -117,7 +118,7 @@ def _ranges():
 
 def test_awkward_inputs_typed_into_the_text_cell_tokenize_like_sheetgpt_tokenize(default_book):
     assert len(INPUTS) >= 40
-    typed = lo.type_texts(default_book, TEXT_CELL, INPUTS, _ranges())
+    typed = lo_batch.type_texts(default_book, TEXT_CELL, INPUTS, _ranges())
     assert typed.number_format == "@"  # Prompt!B4 is a Text cell
     tok = Tokenizer.from_dir(default_model_dir())
     pad = tok.vocab_size - 1
@@ -150,7 +151,7 @@ def test_typing_goes_through_the_input_parser(tmp_path):
     ws.write_formula("C4", "=ISTEXT(B4)", None, True)
     wb.close()
     texts = ["3/4", "1e5", "50%", "=1+1", "TRUE", "'q", "'3/4", "+3", "hello"]
-    typed = lo.type_texts(path, ("Prompt", "B4"), texts, [("Prompt", "C4")], number_format="General")
+    typed = lo_batch.type_texts(path, ("Prompt", "B4"), texts, [("Prompt", "C4")], number_format="General")
     assert typed.number_format == "General"
     assert list(zip(typed.held, typed.kinds)) == list(typed.input_line)
     kinds = dict(zip(texts, typed.kinds))

@@ -21,8 +21,8 @@ from xlsxwriter.worksheet import (
     CellStringTuple,
 )
 
+from ..engine.book import Book, Sheet
 from ..engine.evaluator import evaluate
-from ..engine.reader import Book, Sheet
 from ..engine.values import BOOL, EMPTY
 from .xlsx.shared import CellError, FormulaBlock
 

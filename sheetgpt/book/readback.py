@@ -10,7 +10,7 @@ from .. import a1
 from ..errors import WorkbookError
 
 if TYPE_CHECKING:
-    from ..engine.reader import Book, Sheet
+    from ..engine.book import Book, Sheet
 
 
 def held(sheet: Sheet, r: int, c: int) -> float | None:

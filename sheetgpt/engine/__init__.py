@@ -2,10 +2,10 @@
 
 ``reader`` reads a workbook safely; ``r1c1`` and ``parser`` turn formula text into named
 nodes; ``values``, ``operators`` and ``functions`` give Excel's semantics on numpy batches;
-``store``, ``context``, ``schedule`` and ``evaluator`` are the fast engine. ``libreoffice``,
-``gnumeric`` and ``formulas_engine`` run the three independent engines; ``external`` refuses a
-book that links outside itself before any engine sees it; ``cached`` reads the values a file
-stores. Every engine returns ``values.Values``.
+``store``, ``context``, ``schedule`` and ``evaluator`` are the fast engine. ``registry`` lists
+the engines (``fast``, ``formulas_engine``, ``libreoffice``, ``gnumeric``, ``ironcalc_engine``:
+one module each, one protocol); ``external`` refuses a book that links outside itself before
+any engine sees it; ``cached`` reads the values a file stores. Every engine returns ``values.Values``.
 """
 
 from __future__ import annotations
@@ -13,41 +13,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import WorkbookError
+from .registry import ENGINES, backend
 
 if TYPE_CHECKING:
-    from .reader import Book
+    from .book import Book
     from .values import Values
 
-ENGINES = ("fast", "formulas", "libreoffice", "gnumeric")
+__all__ = ["ENGINES", "recompute"]
 
 
-def recompute(engine: str, path: Path, book: Book, *, progress=None, timeout: float = 1800, notice=None) -> Values:
+def recompute(
+    engine: str, path: Path, book: Book, *, progress=None, timeout: float = 1800, notice=None, edits=None
+) -> Values:
     """Every formula of the book at ``path`` (already read as ``book``) recomputed by ``engine``.
 
-    ``progress(done, total)``: the fast engine's formula cells; ``timeout``: seconds LibreOffice or
-    Gnumeric may take; ``notice(text)``: what the slow engines say before they start. A book that
-    refers outside itself is refused first (``external``).
+    ``progress(done, total)``: the fast engine's formula cells; ``timeout``: seconds an outside
+    engine may take; ``notice(text)``: what the slow engines say before they start; ``edits``:
+    typed-text edits, for the engines whose ``TYPED_EDITS`` is true. A book that refers outside
+    itself is refused first (``external``).
     """
     from .external import refuse_external_links
 
-    if engine not in ENGINES:
-        raise WorkbookError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    module = backend(engine)
     refuse_external_links(path, book)
-    if engine == "fast":
-        from .evaluator import evaluate
-
-        return evaluate(book, progress=progress)
-    if engine == "formulas":
-        from . import formulas_engine
-
-        return formulas_engine.recompute(path, book, notice)
-    if engine == "libreoffice":
-        from .libreoffice import recalculate
-
-        return recalculate(path, timeout=timeout)
-    if engine == "gnumeric":
-        from . import gnumeric
-
-        return gnumeric.recalculate(path, timeout=timeout)
-    raise WorkbookError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    return module.recompute(path, book, progress=progress, timeout=timeout, notice=notice, edits=edits)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reader import Book, Sheet
+from .book import Book, Sheet
 from .values import Values
 
 

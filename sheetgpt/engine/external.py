@@ -22,7 +22,8 @@ import re
 
 from ..a1 import cell
 from ..errors import WorkbookError
-from .reader import Book, Formulas, open_zip, read_small
+from .book import Book, Formulas
+from .zip_limits import open_zip, read_small
 
 _STRING = re.compile(r'"(?:[^"]|"")*"')
 _QUOTED = re.compile(r"'(?:[^']|'')*'")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..a1 import parse_cell
 from ..errors import WorkbookError
-from .reader import Book
+from .book import Book
 from .values import Values
 
 # What the formulas package costs, measured on this 2-core machine with formulas 1.2 (cells = formula
@@ -23,6 +23,10 @@ BYTES_PER_CELL = 12_500
 # or in an ordinary machine's memory. About 650,000 cells (memory) and 820,000 cells (time).
 MAX_SECONDS = 30 * 60
 MAX_BYTES = 8 << 30
+
+SENTINEL = False  # it builds every formula cell from its formula, never from a cached value
+TYPED_EDITS = False
+MISSING = "the formulas package is not installed: pip install formulas"
 
 _KEY = re.compile(r"^'\[[^\]]*\](.*)'!([A-Z]+\d+)(?::([A-Z]+\d+))?$")  # "'[book.xlsx]SHEET'!A1:B2"
 
@@ -43,12 +47,20 @@ def describe(n: int, seconds: float, nbytes: int) -> str:
     return f"{n:,} cells, about {time_text} and {nbytes / (1 << 30):.1f} GB"
 
 
-def recompute(path: Path, book: Book, notice=None) -> Values:
+def available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("formulas") is not None
+
+
+def recompute(path: Path, book: Book, *, progress=None, timeout: float = 1800, notice=None, edits=None) -> Values:
     """Every formula of the book at ``path`` (read as ``book``) recomputed by `formulas`.
 
     A book whose estimate (``estimate``) passes MAX_SECONDS or MAX_BYTES is refused; otherwise
     ``notice(text)`` is told the estimate before the work starts.
     """
+    if edits:
+        raise WorkbookError("--engine formulas takes no edits; use --engine libreoffice or ironcalc")
     n, seconds, nbytes = estimate(book)
     if seconds > MAX_SECONDS or nbytes > MAX_BYTES:
         raise WorkbookError(

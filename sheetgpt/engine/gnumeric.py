@@ -36,6 +36,8 @@ from .reader import read_workbook
 from .values import Values
 
 MISSING = "Gnumeric's ssconvert is not installed: apt-get install gnumeric"
+SENTINEL = True
+TYPED_EDITS = False
 
 
 def find_ssconvert() -> str | None:
@@ -85,6 +87,13 @@ def _run(cmd: list[str], env: dict, cwd: str, timeout: float) -> subprocess.Comp
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def recompute(path, book=None, *, progress=None, timeout: float = 1800, notice=None, edits=None) -> Values:
+    """The backend protocol (``registry.Backend``): :func:`recalculate`; ``book`` is not needed."""
+    if edits:
+        raise WorkbookError("--engine gnumeric takes no edits; use --engine libreoffice or ironcalc")
+    return recalculate(path, timeout=timeout)
 
 
 def recalculate(path: str | os.PathLike, *, timeout: float = 1800) -> Values:

@@ -36,14 +36,13 @@ import subprocess
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SheetGPTError, WorkbookError
-from .reader import check_members, read_small
 from .values import Values
+from .zip_limits import check_members, read_small
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 BRIDGE = Path(__file__).with_name("lo_bridge.py")
@@ -54,6 +53,8 @@ SENTINEL_CELL = "A1"
 SENTINEL_FORMULA = "1/7"
 SENTINEL_VALUE = 1.0 / 7.0
 SENTINEL_CACHED = -1  # deliberately wrong cached value written into the file
+SENTINEL = True  # the backend protocol (registry.Backend)
+TYPED_EDITS = True
 
 
 # --------------------------------------------------------------------------- discovery
@@ -250,6 +251,11 @@ def _run_bridge(req: dict, workdir: str, timeout: float) -> dict:
     return res
 
 
+def recompute(path, book=None, *, progress=None, timeout: float = 1800, notice=None, edits=None) -> Values:
+    """The backend protocol (``registry.Backend``): :func:`recalculate`; ``book`` is not needed."""
+    return recalculate(path, edits=edits, timeout=timeout)
+
+
 def recalculate(
     path: str | os.PathLike,
     *,
@@ -266,7 +272,7 @@ def recalculate(
     books): ``{"formula": "=AVERAGE(C5:J5)"}`` enters a formula as a person types it in Excel syntax,
     ``{(sheet, "C5:F8"): {"array": "=MMULT(...)"}}`` a CSE array formula over a range.
     ``{"type": "3/4"}`` types a text as a person does (the cell's input parser and number format:
-    a Text cell keeps 3/4, a General one makes it a date; see :func:`type_texts`).
+    a Text cell keeps 3/4, a General one makes it a date; see ``type_texts`` in tests/lo_batch.py).
     ``sheets``: names to read (default: all). ``save_as``: also store the recalculated book as
     xlsx (LibreOffice's export; the sentinel sheet is removed first; cached numbers in it are
     rounded to 15 significant digits, see docs/compat.md). ``prove``: inject and check the
@@ -321,173 +327,3 @@ def recalculate(
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def recalculate_texts(
-    path: str | os.PathLike,
-    cell: tuple[str, str],
-    texts: list[str],
-    ranges: list[tuple[str, str]],
-    *,
-    timeout: float = 600,
-) -> tuple[list[list[list[list]]], dict]:
-    """For each text: set ``cell`` (sheet, "B4") to it as TEXT, recalculate everything, read ``ranges``.
-
-    One soffice session for all texts (start-up and load are paid once). Returns
-    ``(results, timings)``: ``results[k][m]`` is range m's rows of values after text k (float,
-    str, or an error's display text such as ``"#N/A"``). Recalculation is proven with the
-    sentinel sheet after the first text.
-    """
-    batch = {"cell": list(cell), "texts": list(texts), "ranges": [list(r) for r in ranges]}
-    res = _run_batch(path, batch, timeout)
-    return res["results"], res.get("timings", {})
-
-
-@dataclass
-class TypedTexts:
-    """What :func:`type_texts` measured, one entry per text."""
-
-    results: list[list[list[list]]]  # per text, per range: rows of values after recalculation
-    held: list[str]  # what the cell holds after typing (getString)
-    kinds: list[str]  # TEXT, VALUE, FORMULA or EMPTY: what the cell holds, not what it shows
-    input_line: list[tuple[str, str]]  # (getString, kind) after typing into the input line instead
-    number_format: str  # the cell's number format code ("@" is Text)
-    timings: dict
-
-
-def type_texts(
-    path: str | os.PathLike,
-    cell: tuple[str, str],
-    texts: list[str],
-    ranges: list[tuple[str, str]],
-    *,
-    number_format: str = "@",
-    timeout: float = 600,
-) -> TypedTexts:
-    """For each text: TYPE it into ``cell`` as a person does, recalculate everything, read ``ranges``.
-
-    Unlike :func:`recalculate_texts` (which sets the text as text), each text goes through the
-    cell's input parser with the cell's number format (UNO ``FormulaLocal``): in a General cell
-    ``3/4`` becomes a date, in a Text cell it stays ``3/4``. As a witness that this is what typing
-    does, each text is also entered through LibreOffice's input line (``.uno:EnterString``) into a
-    scratch cell of format ``number_format``: compare ``input_line`` with ``held``/``kinds`` and
-    ``number_format`` with the argument. One soffice session for everything; recalculation is
-    proven with the sentinel sheet after the first text.
-    """
-    batch = {
-        "cell": list(cell),
-        "texts": list(texts),
-        "ranges": [list(r) for r in ranges],
-        "type": True,
-        "number_format": number_format,
-    }
-    res = _run_batch(path, batch, timeout)
-    return TypedTexts(
-        results=res["results"],
-        held=[s for s, _ in res["cells"]],
-        kinds=[k for _, k in res["cells"]],
-        input_line=[(s, k) for s, k in res["input_line"]],
-        number_format=res["number_format"],
-        timings=res.get("timings", {}),
-    )
-
-
-def _run_batch(path: str | os.PathLike, batch: dict, timeout: float) -> dict:
-    """One soffice session over a copy of ``path`` with the sentinel sheet: the bridge's batch mode."""
-    soffice = _require()
-    path = Path(path)
-    if not path.exists():
-        raise WorkbookError(f"{path}: no such file")
-    workdir = tempfile.mkdtemp(prefix="sheetgpt_lo_")
-    try:
-        os.makedirs(os.path.join(workdir, "out"))
-        book = os.path.join(workdir, "book.xlsx")
-        inject_sentinel(path, book)
-        req = {
-            "soffice": soffice,
-            "profile": os.path.join(workdir, "profile"),
-            "input": book,
-            "sentinel": [SENTINEL_SHEET, SENTINEL_CELL, SENTINEL_VALUE],
-            "outdir": os.path.join(workdir, "out"),
-            "timeout": timeout,
-            "batch": batch,
-        }
-        return _run_bridge(req, workdir, timeout)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def convert_with_recalc(path: str | os.PathLike, out_path: str | os.PathLike, *, timeout: float = 600) -> Path:
-    """``soffice --headless --convert-to xlsx`` with the forced-recalc profile.
-
-    The output's cached values are LibreOffice's recomputed ones, but the xlsx export writes
-    numbers with at most 15 significant digits (not full doubles): use :func:`recalculate` for
-    exact comparisons. Proof: a sentinel-only book is converted in the same soffice run (same
-    profile and settings) and must come back with ``1/7`` (to 15 digits) in place of its wrong
-    cached value.
-    """
-    soffice = _require()
-    path, out_path = Path(path), Path(out_path)
-    if not path.exists():
-        raise WorkbookError(f"{path}: no such file")
-    workdir = tempfile.mkdtemp(prefix="sheetgpt_lo_")
-    try:
-        from .lo_bridge import profile_url, write_profile
-
-        profile = os.path.join(workdir, "profile")
-        write_profile(profile)
-        indir, outdir = os.path.join(workdir, "in"), os.path.join(workdir, "out")
-        os.makedirs(indir)
-        os.makedirs(outdir)
-        src = os.path.join(indir, "book.xlsx")
-        shutil.copyfile(path, src)
-        sent_src = os.path.join(indir, "sentinel.xlsx")
-        _write_sentinel_book(sent_src)
-        cmd = [
-            soffice,
-            "--headless",
-            "--invisible",
-            "--norestore",
-            "--nologo",
-            "--nolockcheck",
-            "-env:UserInstallation=" + profile_url(profile),
-            "--convert-to",
-            "xlsx:Calc MS Excel 2007 XML",
-            "--outdir",
-            outdir,
-            src,
-            sent_src,
-        ]
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-        )
-        try:
-            proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise WorkbookError(f"LibreOffice conversion timed out after {timeout:g} s") from None
-        finally:
-            _kill_group(proc)
-        out_book = os.path.join(outdir, "book.xlsx")
-        out_sent = os.path.join(outdir, "sentinel.xlsx")
-        if not os.path.exists(out_book) or not os.path.exists(out_sent):
-            raise WorkbookError(f"LibreOffice could not convert {path} (exit {proc.returncode})")
-        import openpyxl
-
-        v = openpyxl.load_workbook(out_sent, data_only=True).active["A1"].value
-        if not isinstance(v, (int, float)) or abs(v - SENTINEL_VALUE) > 1e-14:
-            raise WorkbookError(f"recalculation not proven: sentinel reads {v!r} after conversion")
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(out_book, out_path)
-        return out_path
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _write_sentinel_book(dst: str) -> None:
-    import xlsxwriter
-
-    wb = xlsxwriter.Workbook(dst)
-    ws = wb.add_worksheet("Sheet1")
-    ws.write_formula(SENTINEL_CELL, "=" + SENTINEL_FORMULA, None, SENTINEL_CACHED)
-    wb.close()

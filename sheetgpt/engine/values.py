@@ -249,8 +249,9 @@ class Values:
     errors that have no Excel name 'Err:502'). ``values[sheet]`` is all three as one object array.
     ``timings``: seconds, ``total`` and, from LibreOffice, its phases.
     From the fast engine also ``kinds`` (int8 EMPTY/NUM/TEXT/BOOL/error codes by cell),
-    ``formula_cells`` and ``groups`` (formula groups evaluated); from LibreOffice the sentinel's
-    value after the recalculation and right after loading (see engine.libreoffice); from the fast
+    ``formula_cells`` and ``groups`` (formula groups evaluated); from the engines that prove their
+    recalculation (``registry``: LibreOffice, Gnumeric, IronCalc) the sentinel's value after it, and
+    from LibreOffice and IronCalc also right after loading (see engine.libreoffice); from the fast
     engine, ``problems``: the formulas it could not compute (their cells show error values).
     """
 

@@ -12,7 +12,7 @@ from ..layout import COMPUTE, FRAME_ROWS, Layout, Region, Tab, stack, weight_ran
 from . import vocab
 
 if TYPE_CHECKING:
-    from ...engine.reader import Book
+    from ...engine.book import Book
     from ...prompt import Prompt
     from ..writer import BookWriter
 

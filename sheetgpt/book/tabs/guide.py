@@ -20,7 +20,7 @@ from . import predict
 from . import prompt as prompt_tab
 
 if TYPE_CHECKING:
-    from ...engine.reader import Book
+    from ...engine.book import Book
     from ..writer import BookWriter
 
 NAME = "Guide"

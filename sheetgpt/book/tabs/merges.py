@@ -8,7 +8,7 @@ from ... import a1
 from ..layout import INPUT, Layout, Region, Tab
 
 if TYPE_CHECKING:
-    from ...engine.reader import Book
+    from ...engine.book import Book
     from ..writer import BookWriter
 
 NAME = "merges"

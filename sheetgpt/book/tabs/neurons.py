@@ -18,7 +18,7 @@ from ..layout import OUTPUT, Layout, Region, Tab, stack
 from . import prompt
 
 if TYPE_CHECKING:
-    from ...engine.reader import Book
+    from ...engine.book import Book
     from ..writer import BookWriter
 
 NAME = "Neurons"

@@ -15,7 +15,7 @@ from . import prompt as prompt_tab
 from . import vocab
 
 if TYPE_CHECKING:
-    from ...engine.reader import Book
+    from ...engine.book import Book
     from ..writer import BookWriter
 
 NAME = "Predict"

@@ -17,7 +17,7 @@ from ..layout import INPUT, Layout, Region, Tab
 from . import bpe, logits, merges, vocab
 
 if TYPE_CHECKING:
-    from ...engine.reader import Book, Sheet
+    from ...engine.book import Book, Sheet
     from ...prompt import Prompt
     from ..writer import BookWriter
 

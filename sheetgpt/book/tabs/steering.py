@@ -22,7 +22,7 @@ from ..layout import INPUT, Layout, Region, Tab, stack
 from . import embed, vocab
 
 if TYPE_CHECKING:
-    from ...engine.reader import Book
+    from ...engine.book import Book
     from ..writer import BookWriter
 
 NAME = "Steering"

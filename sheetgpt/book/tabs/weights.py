@@ -15,7 +15,7 @@ from ...errors import WorkbookError
 from ..layout import WEIGHTS, Layout, Region, Tab, weight_tab_shape
 
 if TYPE_CHECKING:
-    from ...engine.reader import Book
+    from ...engine.book import Book
     from ..writer import BookWriter
 
 
