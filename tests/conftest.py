@@ -49,7 +49,8 @@ def book(tmp_path_factory, model_dir):
 
 def pytest_configure(config):
     for name, (_, needs) in EXTERNAL.items():
-        config.addinivalue_line("markers", f"{name}: runs {name}; skipped where it is missing ({needs}; tests/engines.py)")
+        text = f"{name}: runs {name}; skipped where it is missing ({needs}; tests/engines.py)"
+        config.addinivalue_line("markers", text)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects: the slow mark added here counts

@@ -1,10 +1,11 @@
 """The spreadsheet apps some tests run, in one place: each one's pytest mark and how to tell it is installed.
 
-A test that runs LibreOffice, Gnumeric or IronCalc carries its mark, ``@pytest.mark.libreoffice``,
-``@pytest.mark.gnumeric`` or ``@pytest.mark.ironcalc`` (a parameter: ``pytest.param("gnumeric", marks=pytest.mark.gnumeric)``),
-and nothing else: conftest.py registers the marks, skips a marked test where the app is missing
-(by the engine module's own ``available()``), fails the run instead where CI requires the app
-(``SHEETGPT_REQUIRE_LIBREOFFICE=1``, ``SHEETGPT_REQUIRE_GNUMERIC=1``, ``SHEETGPT_REQUIRE_IRONCALC=1``), and marks the test ``slow``.
+A test that runs LibreOffice, Gnumeric or IronCalc carries its mark (``@pytest.mark.libreoffice``,
+``@pytest.mark.gnumeric``, ``@pytest.mark.ironcalc``; as a parameter:
+``pytest.param("gnumeric", marks=pytest.mark.gnumeric)``) and nothing else: conftest.py registers the
+marks, skips a marked test where the app is missing (by the engine module's own ``available()``),
+fails the run instead where CI requires the app (``SHEETGPT_REQUIRE_<ENGINE>=1``), and marks the
+test ``slow``. The apps are the engine registry's backends that are not in-process.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from sheetgpt.book.tabs import prompt as prompt_tab
 from sheetgpt.book.writer import build_workbook
 from sheetgpt.check import CACHED, check_book
 from sheetgpt.checkpoint import default_model_dir, load_model
-from sheetgpt.engine import libreoffice as lo
 from sheetgpt.engine.evaluator import evaluate
 from sheetgpt.engine.reader import read_workbook
 from sheetgpt.tokenizer import ENDOFTEXT, Tokenizer

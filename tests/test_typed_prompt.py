@@ -21,7 +21,6 @@ from sheetgpt.book.tabs import prompt as prompt_tab
 from sheetgpt.book.writer import build_workbook
 from sheetgpt.check import check_book
 from sheetgpt.checkpoint import default_model_dir, load_model
-from sheetgpt.engine import libreoffice as lo
 from sheetgpt.prompt import make_prompt, read_typed_prompt
 from sheetgpt.reference import gpt2
 from sheetgpt.tokenizer import Tokenizer

@@ -19,7 +19,6 @@ from sheetgpt import a1
 from sheetgpt.book.tabs import bpe
 from sheetgpt.book.tabs import prompt as prompt_tab
 from sheetgpt.checkpoint import default_model_dir
-from sheetgpt.engine import libreoffice as lo
 from sheetgpt.tokenizer import Tokenizer
 
 pytestmark = pytest.mark.libreoffice
