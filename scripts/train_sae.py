@@ -14,7 +14,7 @@
    + SAE_CARD.md, with the figures computed by sheetgpt.sae (float64) from the exported weights,
    which tests/test_sae.py recomputes.
 
-    python3 scripts/train_sae.py        # about a minute on one CPU thread
+    python3 scripts/train_sae.py        # about 5 minutes on one CPU thread (4 runs of the sweep)
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def evaluate(sae, x) -> dict:
     }
 
 
-def write_sae(out: Path, tensors: dict, d_in: int, d_sae: int, labels: list[str] | None, extra: dict | None = None):
+def write_sae(out: Path, tensors: dict, d_in: int, d_sae: int, extra: dict | None = None):
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / "sae_weights.safetensors"))
     cfg = {
@@ -262,8 +262,6 @@ def write_sae(out: Path, tensors: dict, d_in: int, d_sae: int, labels: list[str]
         **(extra or {}),
     }
     (out / "cfg.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-    if labels is not None:
-        (out / "labels.json").write_text(json.dumps(labels, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def main() -> None:
@@ -289,7 +287,7 @@ def main() -> None:
     tmp = args.out.parent / "_sae_sweep"
     for l1 in args.l1:
         tensors = train(x_train, d_sae, l1, args)
-        write_sae(tmp, tensors, d, d_sae, None)
+        write_sae(tmp, tensors, d, d_sae)
         r = evaluate(load_sae(tmp, model.config), x_eval)
         sweep.append({"l1": l1, "fve": r["fve"], "l0": r["l0"], "dead": r["dead"]})
         results[l1] = tensors
@@ -301,7 +299,7 @@ def main() -> None:
     chosen = max(ok, key=lambda s: s["l1"]) if ok else max(sweep, key=lambda s: s["fve"])
     l1 = chosen["l1"]
     tensors = results[l1]
-    write_sae(args.out, tensors, d, d_sae, None, {"l1_coefficient": l1, "seed": args.seed})
+    write_sae(args.out, tensors, d, d_sae, {"l1_coefficient": l1, "seed": args.seed})
     sae = load_sae(args.out, model.config)
     r = evaluate(sae, x_eval)
     groups = word_groups(lex)
@@ -314,6 +312,8 @@ def main() -> None:
     }
     (args.out / "labels.json").write_text(json.dumps(payload, indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
     write_card(args, sweep, chosen, r, labels, ctx, len(x_train), len(x_eval), d, d_sae)
+    for p in args.out.iterdir():
+        p.chmod(0o644)  # shipped in the package, readable by all
     print(f"chose l1 {l1:g}: FVE {r['fve']:.4f}, L0 {r['l0']:.2f}, dead {r['dead']}; wrote {args.out}")
 
 
