@@ -45,3 +45,15 @@ def echo_features(model: Model, texts: list[str], ids: list[int], n_prompt: int,
             click.echo(f"        {feature:>6}  {act:8.4f}  {sae.label(feature)}")
         if not top:
             click.echo("        (no active feature)")
+
+
+def as_json(model: Model, ids: list[int], sae: SAE, k: int, steer=None) -> list[dict]:
+    """Per token of prompt + continuation: its top k features and its relative reconstruction error."""
+    tops, err = token_features(model, ids, sae, k, steer)
+    return [
+        {
+            "error": float(e),
+            "top": [{"feature": f, "activation": a, "label": sae.label(f)} for f, a in top],
+        }
+        for top, e in zip(tops, err)
+    ]

@@ -156,6 +156,7 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, ste
     start = time.perf_counter()
     model, tok = _load(model_dir)
     ids = _encode(tok, model, prompt)
+    sae = None
     if features or sae_dir is not None:
         from . import cli_features
 
@@ -185,6 +186,7 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, ste
                     "continuation_text": tok.decode(new),
                     "stopped_by": ended,
                     "logits": logits.tolist(),
+                    **({"features": cli_features.as_json(model, ids + new, sae, top_k, add)} if sae else {}),
                 },
                 ensure_ascii=False,
             )
@@ -205,7 +207,7 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, ste
     stopped = {"n": "", "n_positions": " (stopped at n_positions)", "endoftext": f" (stopped at {ENDOFTEXT})"}[ended]
     click.echo(f"continuation ({how}){stopped}: {tok.decode(new)!r}")
     click.echo(f"  ids: {new}")
-    if features or sae_dir is not None:
+    if sae is not None:
         seq = ids + new
         cli_features.echo_features(model, [tok.display(i) for i in seq], seq, len(ids), sae, top_k, add)
     click.echo(f"{len(ids)} prompt tokens + {len(new)} new tokens, {len(new) or 1} forward passes, {seconds:.2f} s")

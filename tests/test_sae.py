@@ -135,6 +135,12 @@ def _bad_cases(tmp_path):
         (p / "sae_weights.safetensors").unlink()
 
     yield "noweights", noweights, "sae_weights.safetensors: missing"
+
+    def labels(p):
+        write_sae(p, d_in=d, hook="blocks.1.hook_resid_pre")
+        (p / "labels.json").write_text(json.dumps({"labels": ["one"]}))
+
+    yield "labels", labels, "one text per feature"
     yield (
         "topk",
         lambda p: write_sae(p, d_in=d, hook="blocks.1.hook_resid_pre", cfg_extra={"architecture": "topk"}),
@@ -231,3 +237,23 @@ def test_predict_features_prints_labels():
     rows = re.findall(r"^\s+(\d+)\s+([0-9.]+)\s+(.*)$", out, re.M)
     assert rows and all(labels[int(k)] == lab or lab == f"feature {k}" for k, _, lab in rows)
     assert "' He'" in out  # the pronoun's row is there
+
+
+def test_predict_features_json_is_the_encoder_on_the_reference_stream():
+    prompt = "Sally is calm. She reads"
+    result = CliRunner().invoke(main, ["predict", "--prompt", prompt, "-n", "2", "--features", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    model = load_model(default_model_dir())
+    ids = out["prompt_ids"] + out["continuation_ids"]
+    trace = reference.gpt2(ids, model.params, model.config)
+    x = trace["h.0.res_2"]  # the input of block 1
+    w = {k: v.astype(np.float64) for k, v in read_safetensors(default_sae_dir() / "sae_weights.safetensors").items()}
+    f = np.maximum((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"], 0)
+    assert len(out["features"]) == len(ids)
+    for t, row in enumerate(out["features"]):
+        want = np.argsort(-f[t], kind="stable")[: len(row["top"])]
+        assert [e["feature"] for e in row["top"]] == want.tolist()
+        np.testing.assert_allclose([e["activation"] for e in row["top"]], f[t, want], rtol=1e-9, atol=1e-12)
+        x_hat = f[t] @ w["W_dec"] + w["b_dec"]
+        assert abs(row["error"] - np.linalg.norm(x[t] - x_hat) / np.linalg.norm(x[t])) < 1e-9
