@@ -7,7 +7,9 @@ are folders ``blocks.N.hook_resid_pre/`` holding these two files, 151 MB for 768
 
 - ``cfg.json``: ``d_in`` (the width of the stream it reads), ``d_sae`` (the number of features) and
   ``hook_name`` (TransformerLens's name of the point it reads, ``blocks.8.hook_resid_pre``); SAELens 6
-  moved ``hook_name`` into ``metadata`` (``{"metadata": {"hook_name": ...}}``), which is read too.
+  moved ``hook_name`` into ``metadata`` (``{"d_in": 2048, "d_sae": 8192, ..., "metadata": {"hook_name":
+  "blocks.7.hook_attn_out", "sae_lens_version": "6.21.0", ...}}`` in a published cfg.json on the
+  Hugging Face hub), which is read too.
   ``apply_b_dec_to_input`` (default true) says whether b_dec is subtracted before encoding;
   ``architecture`` must be ``standard`` and ``activation_fn_str`` / ``activation_fn`` ``relu`` if given.
 - ``sae_weights.safetensors``: ``W_enc`` [d_in, d_sae], ``W_dec`` [d_sae, d_in], ``b_enc`` [d_sae],
