@@ -140,11 +140,27 @@ def continue_ids(
 @click.option(
     "--json", "as_json", is_flag=True, default=False, help="Print the result as JSON (with the last position's logits)."
 )
-def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, steer, as_json) -> None:
+@click.option(
+    "--features", is_flag=True, default=False, help="Print each token's top sparse-autoencoder features (--sae)."
+)
+@click.option(
+    "--sae",
+    "sae_dir",
+    type=click.Path(),
+    default=None,
+    help="SAE directory in SAELens's layout (cfg.json + sae_weights.safetensors) for --features.  "
+    "[default: the bundled model's SAE]",
+)
+def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, steer, as_json, features, sae_dir) -> None:
     """Predict the next token after --prompt with the float64 reference, and continue the text."""
     start = time.perf_counter()
     model, tok = _load(model_dir)
     ids = _encode(tok, model, prompt)
+    sae = None
+    if features or sae_dir is not None:
+        from . import cli_features
+
+        sae = cli_features.load(model, sae_dir)
     add = None
     if steer is not None:
         from .book.tabs import steering
@@ -170,6 +186,7 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, ste
                     "continuation_text": tok.decode(new),
                     "stopped_by": ended,
                     "logits": logits.tolist(),
+                    **({"features": cli_features.as_json(model, ids + new, sae, top_k, add)} if sae else {}),
                 },
                 ensure_ascii=False,
             )
@@ -190,4 +207,7 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, ste
     stopped = {"n": "", "n_positions": " (stopped at n_positions)", "endoftext": f" (stopped at {ENDOFTEXT})"}[ended]
     click.echo(f"continuation ({how}){stopped}: {tok.decode(new)!r}")
     click.echo(f"  ids: {new}")
+    if sae is not None:
+        seq = ids + new
+        cli_features.echo_features(model, [tok.display(i) for i in seq], seq, len(ids), sae, top_k, add)
     click.echo(f"{len(ids)} prompt tokens + {len(new)} new tokens, {len(new) or 1} forward passes, {seconds:.2f} s")
