@@ -28,7 +28,7 @@ from .xlsx.shared import CellError, FormulaBlock
 
 if TYPE_CHECKING:
     from ..engine.values import Values
-    from .writer import BookWriter
+    from .output import BookWriter
 
 
 def block_formulas(block: FormulaBlock) -> list[tuple[int, int, str, tuple | None]]:

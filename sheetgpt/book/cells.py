@@ -15,7 +15,7 @@ from .xlsx.shared import FormulaBlock
 from .xlsx.worksheet import style_index
 
 if TYPE_CHECKING:
-    from .writer import BookWriter
+    from .output import BookWriter
 
 
 def note(ws, row: int, col: int, text: str) -> None:

@@ -14,7 +14,7 @@ from ..layout import COMPUTE, DATA_COL, Layout, Region, Tab, stack
 from ..ops import layer_norm, linear
 
 if TYPE_CHECKING:
-    from ..writer import BookWriter
+    from ..output import BookWriter
 
 
 def name(i: int) -> str:

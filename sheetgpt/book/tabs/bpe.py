@@ -46,7 +46,8 @@ from . import bytes_table, merges, prompt, vocab
 
 if TYPE_CHECKING:
     from ...prompt import Prompt
-    from ..writer import BookWriter
+    from ..output import BookWriter
+    from ..trace import BookInputs
 
 NAME = "BPE"
 BIG = 1_000_000_000  # "no rank": larger than any merge rank
@@ -537,6 +538,12 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         Region("bpe.ids", NAME, b.token_top, layout.T, 1, left=2, number_format="0"),
     ]
     return [Tab(NAME, INPUT, regions)]
+
+
+def stages(inputs: BookInputs, trace: dict) -> dict:
+    """The checked regions: what our tokenizer gives for the typed text (``Prompt.bpe_reference``,
+    computed with the Prompt tab's inputs)."""
+    return inputs["prompt"].bpe
 
 
 def write(out: BookWriter, tab: Tab) -> int:

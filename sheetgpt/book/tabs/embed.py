@@ -10,7 +10,7 @@ from ..layout import COMPUTE, Layout, Region, Tab, stack
 from . import prompt
 
 if TYPE_CHECKING:
-    from ..writer import BookWriter
+    from ..output import BookWriter
 
 NAME = "Embed"
 

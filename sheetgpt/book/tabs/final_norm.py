@@ -11,7 +11,7 @@ from ..ops import layer_norm
 from . import block, prompt
 
 if TYPE_CHECKING:
-    from ..writer import BookWriter
+    from ..output import BookWriter
 
 NAME = "Final norm"
 

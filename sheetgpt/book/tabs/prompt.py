@@ -5,6 +5,7 @@ A typed-prompt book shows the text in B4 and fills the token rows from the BPE t
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ... import a1
@@ -14,12 +15,14 @@ from ...prompt import read_typed_prompt
 from ...tokenizer import ENDOFTEXT, Tokenizer
 from .. import readback
 from ..layout import INPUT, Layout, Region, Tab
-from . import bpe, logits, merges, vocab
+from . import bpe, logits, vocab
 
 if TYPE_CHECKING:
     from ...engine.reader import Book, Sheet
+    from ...engine.values import Values
     from ...prompt import Prompt
-    from ..writer import BookWriter
+    from ..output import BookWriter
+    from ..trace import BookInputs, Build
 
 NAME = "Prompt"
 TOP = 5  # first token row (sheet row 6)
@@ -222,7 +225,48 @@ def _write_generation(out: BookWriter, ws, tab: Tab) -> None:
         )
 
 
-def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[str], list[int], int, dict]:
+@dataclass(frozen=True)
+class TokenRows:
+    """The Prompt tab's inputs: what the forward pass runs on."""
+
+    texts: list[str]  # each row's token text
+    ids: list[int]  # each row's id; -1 where the text is not in the vocabulary
+    predict_after: int  # the position whose next token is predicted
+    generated: list[bool]  # rows whose id is the argmax of the row before's logits (generating books)
+    teacher_rows: list[int] = field(default_factory=list)  # rows whose text a teacher's formula gives
+    bpe: dict = field(default_factory=dict)  # typed-prompt books: the BPE tab's checked regions
+
+
+def given(build: Build, inputs: BookInputs) -> TokenRows:
+    p, layout = build.prompt, inputs.layout
+    generated = [bool(layout.generate) and t > p.predict_after for t in range(len(p.ids))]
+    return TokenRows(list(p.texts), list(p.ids), p.predict_after, generated, [], p.bpe_reference() if p.typed else {})
+
+
+def read_back(book: Book, layout: Layout, inputs: BookInputs) -> TokenRows:
+    """The token rows as the book's formulas see them."""
+    texts, ids, predict_after, bpe_stages = _read_rows(book, layout, inputs)
+    generated = generated_rows(book, layout, predict_after)
+    # a teacher's formula in a token cell; a generated row's own formula is the book's, not a teacher's
+    teacher = [t for t in teacher_formulas(book, layout) if not generated[t]]
+    return TokenRows(texts, ids, predict_after, generated, teacher, bpe_stages)
+
+
+def recomputed(rows: TokenRows, values: Values, inputs: BookInputs) -> TokenRows:
+    """The rows with each teacher's token formula replaced by what the engine computed for its cell."""
+    if not rows.teacher_rows:
+        return rows
+    lookup = inputs["vocab"].lookup
+    texts, ids = list(rows.texts), list(rows.ids)
+    for t in rows.teacher_rows:
+        r, c = TOP + t, TEXT_COL
+        error = values.errors.get(NAME, {}).get((r, c))
+        texts[t] = value_text(values.describe(NAME, r, c)) if error is None else error + "\0"
+        ids[t] = lookup.get(texts[t], -1)
+    return replace(rows, texts=texts, ids=ids)
+
+
+def _read_rows(book: Book, layout: Layout, inputs: BookInputs) -> tuple[list[str], list[int], int, dict]:
     """(token texts, ids, predicting position, the BPE tab's reference stages) as the book's formulas see them.
 
     Token-row books: each row's text, its id by exact lookup, the predicting position in C3.
@@ -230,6 +274,7 @@ def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[s
     token row whose text is a constant typed over the BPE's formula uses that text's id, as the
     sheet does; the predicting position is the last token's unless C3 holds a number.
     """
+    words = inputs["vocab"]
     sheet = book.sheets[NAME]
     typed_over = [constant_text(sheet, TOP + t, TEXT_COL) for t in range(layout.T)]
     if not layout.typed:
@@ -241,7 +286,7 @@ def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[s
     if text is None:
         held = readback.held(sheet, r, c)
         text = "" if held is None else _number_text(held)
-    encoder, pairs = words.encoder(), merges.read_back(book, layout.typed.n_merges)
+    encoder, pairs = words.encoder(), inputs["merges"]
     if None in encoder or any(None in pair for pair in pairs):
         raise WorkbookError(
             "the vocab tab (column C) or the merges tab (columns B, C) has an empty cell; "
