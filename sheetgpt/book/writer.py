@@ -30,10 +30,10 @@ from ..safe_io import path_text, write_error
 from ..tokenizer import Tokenizer
 from ..weight_text import stored_values
 from . import limits
+from . import tabs as registry
 from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, BookOptions, Layout
 from .output import BookWriter
-from .tabs import TABS
 from .trace import BookInputs, Build, book_trace, given_inputs
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
@@ -101,7 +101,7 @@ def build_workbook(
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
     steered = generate > 0 or steer is not None  # the Steering and Neurons tabs
     options = BookOptions(len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered)
-    layout = Layout(model.config, options, TABS)
+    layout = registry.layout(model.config, options)  # registry.TABS at call time (a test may add a tab)
     limits.check(layout, prompt)  # before anything is computed or written
     exercises = resolve_exercises(layout, exercise) if exercise is not None else []
     stored = {name: stored_values(value) for name, value in model.flat.items()}

@@ -10,7 +10,7 @@ from ..layout import INPUT, Layout, Region, Tab
 if TYPE_CHECKING:
     from ...engine.reader import Book
     from ..output import BookWriter
-    from ..trace import BookInputs
+    from ..trace import BookInputs, Build
 
 NAME = "merges"
 LEFT_COL, RIGHT_COL, MERGED_ID_COL, KEY_COL = 1, 2, 6, 7
