@@ -527,6 +527,27 @@ def status_text(p: Prompt) -> str:
 # ---- the tab -----------------------------------------------------------------------------------
 
 
+TOO_BIG = "lower --context or shorten --prompt, or pass --no-typed-prompt"  # book.limits' advice
+
+
+def extent(layout: Layout) -> tuple[int, int]:
+    """(rows, columns) beyond the checked regions: the token rows last; the widest, the merge rounds' groups."""
+    b = BpeSheet(layout)
+    rows = b.token_top + layout.T
+    cols = max(b.CUMTXT + 1, (b.g_tok + b.word_bytes) if b.rounds else b.slot0 + 2 * b.word_bytes + 1)
+    return rows, cols
+
+
+def long_formulas(layout: Layout):
+    """(cell, text) of the summary's formulas: its token count adds a term per word; the other formulas
+    do not grow with the book."""
+    summary = []
+    BpeSheet(layout).summary(summary)
+    for c in summary:
+        if c.kind in ("formula", "array"):
+            yield (c.row, c.col), c.content
+
+
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     if not layout.typed:
         return []

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 NAME = "Embed"
 
 
+# Exercise families (sheetgpt.exercises): stage names as the regions' (blocks': without "h.N.").
+EXERCISES = {"embedding": ("embed.h",)}
+
+
 def weight_column(name: str, rows: int, j: int) -> str:
     """Column j of a weight tab, rows absolute: wte!B$1:B$300."""
     return a1.sheet_prefix(name) + a1.span(0, j, rows - 1, j, (True, True), (False, False))

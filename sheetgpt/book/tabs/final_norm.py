@@ -16,6 +16,14 @@ if TYPE_CHECKING:
 NAME = "Final norm"
 
 
+# Exercise families (sheetgpt.exercises): its stages join the blocks' layer norms, and the unembedding.
+EXERCISES = {
+    "layer_norm": ("ln_f.mean", "ln_f.var", "ln_f.norm", "ln_f.out"),
+    "variance": ("ln_f.var",),
+    "unembedding": ("ln_f.last",),
+}
+
+
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     T = layout.T
     ln_f = layer_norm(layout, NAME, "ln_f", block.output(layout, placed))

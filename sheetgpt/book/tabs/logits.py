@@ -15,6 +15,9 @@ NAME = "Logits"
 ALL_LEFT = DATA_COL + 2  # column E: the first column of the logits of every position
 
 
+EXERCISES = {"unembedding": ("logits", "logits.all")}  # exercise families (sheetgpt.exercises)
+
+
 def column_ref(layout: Layout, t: int) -> str:
     """Position t's column of the logits of every position, from any tab: Logits!$F$5:$F$554."""
     top = FRAME_ROWS + 1
