@@ -25,7 +25,7 @@ from .engine.parser import Ref, parse, walk
 from .errors import SheetGPTError
 
 if TYPE_CHECKING:
-    from .book.writer import BookWriter
+    from .book.output import BookWriter
     from .engine.reader import Book
 
 

@@ -38,11 +38,11 @@ import numpy as np
 from ... import a1
 from ...prompt import DIGIT, LETTER, OTHER, SPACE, UNKNOWN
 from ...tokenizer import ENDOFTEXT
-from .. import cached, cells
+from .. import cells, fill_cached, prompt_cells
 from ..layout import FRAME_ROWS, INPUT, Layout, Region, Tab
 from ..xlsx.shared import FormulaBlock
 from ..xlsx.worksheet import style_index
-from . import bytes_table, merges, prompt, vocab
+from . import bytes_table, merges, vocab
 
 if TYPE_CHECKING:
     from ...prompt import Prompt
@@ -193,7 +193,7 @@ class BpeSheet:
         )
         rows = [
             (self.STATUS, "status", "formula", msg),
-            (self.TEXT, "text (from Prompt!B4)", "formula", '""&' + prompt.typed_text_ref()),
+            (self.TEXT, "text (from Prompt!B4)", "formula", '""&' + prompt_cells.typed_text_ref()),
             (self.N_ROW, "max characters", "number", n_chars),
             (self.W_ROW, "max words", "number", n_words),
             (self.L_ROW, "max bytes per word", "number", word_bytes),
@@ -595,10 +595,10 @@ def write(out: BookWriter, tab: Tab) -> int:
 
 def finish(out: BookWriter, tab: Tab) -> None:
     """The cached value of every formula: the BPE tab's formulas evaluated over the typed text and
-    the bytes, merges and vocab tabs (``book.cached``); the checked regions must equal the reference."""
-    values = cached.evaluate_tab(out, NAME, [prompt.NAME, bytes_table.NAME, merges.NAME, vocab.NAME])
+    the bytes, merges and vocab tabs (``book.fill_cached``); the checked regions must equal the reference."""
+    values = fill_cached.evaluate_tab(out, NAME, [prompt_cells.NAME, bytes_table.NAME, merges.NAME, vocab.NAME])
     for block in out.sheet(tab).shared:
-        cached.fill(block, values, NAME)
+        fill_cached.fill(block, values, NAME)
     for region in tab.regions:
         got = values.number_grid(region)
         want = np.asarray(out.trace[region.name], dtype=np.float64).reshape(got.shape)

@@ -15,6 +15,24 @@ from ...prompt import read_typed_prompt
 from ...tokenizer import ENDOFTEXT, Tokenizer
 from .. import readback
 from ..layout import INPUT, Layout, Region, Tab
+from ..prompt_cells import (  # noqa: F401 (the tab's cells, named here too)
+    AFTER_NOTE,
+    ENDED_COL,
+    GENERATED_NOTE,
+    ID_COL,
+    NAME,
+    NEXT_COL,
+    NOTE_COL,
+    PREDICT_AFTER,
+    SO_FAR_COL,
+    TEXT_COL,
+    TOP,
+    TYPED_TEXT,
+    id_ref,
+    predict_after_ref,
+    text_ref,
+    typed_text_ref,
+)
 from . import bpe, logits, vocab
 
 if TYPE_CHECKING:
@@ -23,36 +41,6 @@ if TYPE_CHECKING:
     from ...prompt import Prompt
     from ..output import BookWriter
     from ..trace import BookInputs, Build
-
-NAME = "Prompt"
-TOP = 5  # first token row (sheet row 6)
-TEXT_COL, ID_COL, NOTE_COL = 1, 2, 3  # column A: position; B: token text (editable); C: token id; D: note
-# Generating books: E: the next token's id (argmax of the row's logits); F: the text so far, up to the
-# first generated <|endoftext|>; G: 1 once a generated <|endoftext|> has been met.
-NEXT_COL, SO_FAR_COL, ENDED_COL = 4, 5, 6
-PREDICT_AFTER = (2, 2)  # C3: the position whose next token is predicted
-TYPED_TEXT = (3, 1)  # B4: the text a learner types, in typed-prompt books
-AFTER_NOTE = "(after the predicting position: ignored)"
-GENERATED_NOTE = "generated: the row before's next token"
-
-
-def text_ref(t: int) -> str:
-    """Token t's text, from any tab: Prompt!$B$6."""
-    return a1.sheet_prefix(NAME) + a1.cell(TOP + t, TEXT_COL, True, True)
-
-
-def id_ref(t: int) -> str:
-    """Token t's id, from any tab, row relative: Prompt!$C6."""
-    return a1.sheet_prefix(NAME) + a1.cell(TOP + t, ID_COL, False, True)
-
-
-def predict_after_ref() -> str:
-    return a1.sheet_prefix(NAME) + a1.cell(*PREDICT_AFTER, True, True)
-
-
-def typed_text_ref() -> str:
-    return a1.sheet_prefix(NAME) + a1.cell(*TYPED_TEXT, True, True)
-
 
 def live_text_formula(layout: Layout) -> str:
     """The prompt the book reads now, from any tab: the typed text, or the token rows up to the
