@@ -5,7 +5,8 @@ inputs are the book's constants: the weight tabs, the vocab tab, the token texts
 Prompt tab, the predicting position and the temperature. From those it computes the
 reference (``reference.gpt2``); from the formula text it recomputes every cell with an
 engine; then, region by region of the book's layout (``sheetgpt.book``), it compares the two.
-Each tab module reads back what it holds (``read_back``).
+Each tab module reads back what it holds (``read_back``); ``book.trace.book_trace``, the function
+the writer cached its values from, computes the reference from those inputs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
@@ -21,8 +22,10 @@ import numpy as np
 
 from . import exercises
 from .a1 import cell as cell_name
-from .book.layout import WEIGHTS, Layout, Region
-from .book.tabs import embeddings, guide, neurons, predict, prompt, steering, vocab, weights
+from .book.layout import GUIDE, WEIGHTS, Layout, Region
+from .book.tabs import read_layout
+from .book.trace import BookInputs, book_trace, tab_name
+from .book.trace import read_inputs as read_tab_inputs
 from .checkpoint import Model, param_shapes
 from .engine import ENGINES, recompute
 from .engine.cached import file_values
@@ -30,7 +33,6 @@ from .engine.reader import Book, read_workbook
 from .engine.values import Values
 from .errors import WorkbookError
 from .grade import cold_cache, grade, refuse_problems
-from .reference import gpt2, greedy_fill, with_generation_stages, with_selected_position, with_teaching_stages
 from .weight_text import stored_values
 
 
@@ -121,24 +123,6 @@ CACHED = "cached"  # the stage, one per tab, that proves the values the file sto
 # ------------------------------------------------------------------ reading the book's inputs
 
 
-@dataclass
-class BookInputs:
-    layout: Layout
-    texts: list[str]
-    ids: list[int]  # -1 where a token text is not in the vocabulary
-    predict_after: int
-    temperature: float
-    weights: dict[str, np.ndarray]
-    emb_ids: list[int] = field(default_factory=list)  # Embeddings tab's token cells; -1 = not in the vocabulary
-    typed_trace: dict = field(default_factory=dict)  # typed-prompt books: the BPE tab's checked regions
-    token_formulas: list[int] = field(default_factory=list)  # token rows whose text a teacher's formula gives
-    lookup: dict = field(default_factory=dict)  # vocab text -> id, as the book's id lookup sees it
-    generated: list[bool] = field(default_factory=list)  # generating books: rows that hold the row before's argmax
-    words: vocab.VocabTab | None = None
-    steer: steering.Settings | None = None  # books with a Steering tab: its editable cells
-    neuron_block: int = 0  # books with a Neurons tab: the block it shows
-
-
 SPARE_CELLS = 4_000_000  # cells a book may use beyond twice what sheetgpt writes (notes, a scratch tab)
 
 
@@ -177,81 +161,25 @@ def _check_extent(book: Book, layout: Layout) -> None:
 
 
 def read_inputs(book: Book) -> BookInputs:
-    config, T, logits_all, typed = guide.read_back(book)
-    layout = Layout(config, T, logits_all, typed, *guide.read_generate(book))
+    """The book's layout (from its Guide) and every tab's inputs, as the book holds them."""
+    layout = read_layout(book)
     missing = [t.name for t in layout.tabs if t.name not in book.sheets]
     if missing:
         raise WorkbookError(
-            f"the book has no tab {missing[0]!r} (its Guide says n_layer={config.n_layer}); "
+            f"the book has no tab {missing[0]!r} (its Guide says n_layer={layout.config.n_layer}); "
             "was a tab deleted or renamed?"
         )
     _check_extent(book, layout)
-    words = vocab.read_back(book, layout)
-    texts, ids, predict_after, typed_trace = prompt.read_back(book, layout, words)
-    temperature = predict.read_back(book, layout)
-    params = weights.read_back(book, layout)
-    emb_ids = embeddings.read_back(book, words)
-    generated = prompt.generated_rows(book, layout, predict_after)
-    steer = steering.read_back(book, layout) if layout.steer else None
-    neuron_block = neurons.read_back(book, layout) if layout.steer else 0
-    # a teacher's formula in a token cell; a generated row's own formula is the book's, not a teacher's
-    token_formulas = [t for t in prompt.teacher_formulas(book, layout) if not generated[t]]
-    return BookInputs(
-        layout,
-        texts,
-        ids,
-        predict_after,
-        temperature,
-        params,
-        emb_ids,
-        typed_trace,
-        token_formulas=token_formulas,
-        lookup=words.lookup,
-        generated=generated,
-        words=words,
-        steer=steer,
-        neuron_block=neuron_block,
-    )
+    return read_tab_inputs(layout, book)
 
 
 def with_token_values(inputs: BookInputs, values: Values) -> BookInputs:
-    """The inputs with each teacher's token formula replaced by what the engine computed for its cell."""
-    if not inputs.token_formulas:
-        return inputs
-    texts, ids = list(inputs.texts), list(inputs.ids)
-    for t in inputs.token_formulas:
-        r, c = prompt.TOP + t, prompt.TEXT_COL
-        error = values.errors.get(prompt.NAME, {}).get((r, c))
-        texts[t] = prompt.value_text(values.describe(prompt.NAME, r, c)) if error is None else error + "\0"
-        ids[t] = inputs.lookup.get(texts[t], -1)
-    return replace(inputs, texts=texts, ids=ids)
-
-
-def reference_trace(inputs: BookInputs) -> dict:
-    config = inputs.layout.config
-    used = [max(i, 0) for i in inputs.ids]
-    model = Model(config, inputs.weights, Path("."))
-    ids = list(inputs.ids)
-    steer_stages, add = {}, None
-    if inputs.steer is not None:
-        wte = np.asarray(inputs.weights["wte"], np.float64)
-        steer_stages = inputs.steer.stages(inputs.words.lookup, wte, config.n_layer)
-        add = steer_stages["steer.add"]
-    if any(inputs.generated):  # the reference's own greedy continuation
-        used = greedy_fill(used, inputs.generated, model.params, config, add)
-        ids = [u if g else i for i, u, g in zip(ids, used, inputs.generated)]
-    trace = gpt2(used, model.params, config, steer=add) | steer_stages
-    if inputs.steer is not None:
-        trace |= neurons.stages(trace, inputs.layout, inputs.neuron_block, inputs.predict_after)
-    trace = with_selected_position(trace, inputs.predict_after, inputs.temperature)
-    if inputs.layout.generate:
-        trace = with_generation_stages(trace, config.n_layer)
-    trace = with_teaching_stages(
-        trace, inputs.weights, config, inputs.predict_after, inputs.emb_ids, embeddings.PAIRS, embeddings.NEAREST
-    )
-    trace |= inputs.typed_trace
-    trace["prompt.ids"] = np.asarray(ids, dtype=np.float64)[:, None]
-    return trace
+    """The inputs with those that are formulas (a teacher's token formula) as the engine computed them."""
+    for module in inputs.layout.present:
+        name = tab_name(module)
+        if hasattr(module, "recomputed") and name in inputs:
+            inputs = inputs.replace(name, module.recomputed(inputs[name], values, inputs))
+    return inputs
 
 
 # ------------------------------------------------------------------ comparison
@@ -396,7 +324,7 @@ def check_weights(inputs: BookInputs, model: Model) -> list[dict]:
             out.append({"param": name, "passed": False, "message": f"{name}: not in the checkpoint {model.path}"})
             continue
         want = model.flat[name]
-        got = inputs.weights[name]
+        got = inputs["weights"][name]
         if want.shape != got.shape:
             out.append(
                 {
@@ -442,13 +370,14 @@ def check_book(
     report = CheckReport(str(path), engine, rtol)
     if model is not None:
         report.weights = check_weights(inputs, model)
-        if all(n in model.flat and model.flat[n].shape == w.shape for n, w in inputs.weights.items()):
+        weights = inputs["weights"]
+        if all(n in model.flat and model.flat[n].shape == w.shape for n, w in weights.items()):
             # The reference is then the checkpoint's own forward pass (on the numbers a book of it
             # stores), so a changed weight also fails the first stage that uses it.
-            inputs = replace(inputs, weights={n: stored_values(model.flat[n]) for n in inputs.weights})
+            inputs = inputs.replace("weights", {n: stored_values(model.flat[n]) for n in weights})
     values = recompute(engine, path, book, progress=progress, timeout=timeout, notice=notice)
     refuse_problems(inputs.layout, book, values)  # a formula no engine could compute, outside any exercise
-    trace = reference_trace(with_token_values(inputs, values))
+    trace = book_trace(with_token_values(inputs, values))
     at = _formula_lookup(book)
     report.formula_cells = sum(len(s.formulas) for s in book.sheets.values())
     tabs = inputs.layout.compute_tabs()
@@ -462,12 +391,13 @@ def check_book(
             report.stages.append(compare_region(region, values, trace[region.name], at, rtol, grid))
         if cached is not None:
             report.stages.append(cached_stage(tab, book, cached, trace, at, rtol))
+    guide = next(t.module for t in inputs.layout.tabs if t.kind == GUIDE)
     sentinel = {(guide.NAME, guide.SENTINEL_ROW, 1)}
     # an exercise book before the learner starts: the Guide shows "fill the exercises first", cached so
     cold = cold_cache(inputs.layout, book, values, rtol, [guide.NAME], sentinel)
     if cold is not None:
         report.stages.append(StageResult(CACHED, guide.NAME, cold["cells"], 0.0, 0.0, cold["passed"]))
         report.stages[-1].first_bad = cold["first_bad"] and dict(cold["first_bad"], source="cached", formula="")
-    report.exercises = grade(inputs.layout, book, values, inputs.weights, trace, report.stages, rtol)
+    report.exercises = grade(inputs.layout, book, values, inputs["weights"], trace, report.stages, rtol)
     report.seconds = time.perf_counter() - started
     return report

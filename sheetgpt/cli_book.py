@@ -28,6 +28,24 @@ DEFAULT_PROMPT = "Mike is quick. He moves"
 DEFAULT_GENERATE_ROWS = 24
 
 
+EXERCISE_HELP = (
+    "An exercise book: these stages' cells are left empty for a learner to fill (comma-separated "
+    "stage names such as h.0.ln_1.var, or families: {families}; see docs/exercises.md). Grade with sheetgpt grade."
+)
+
+
+class ExerciseOption(click.Option):
+    """--exercise, whose help lists the exercise families the tab modules declare (read when help is shown,
+    so that the command line does not import the tabs to start)."""
+
+    def get_help_record(self, ctx):
+        from .book.tabs import TABS
+        from .exercises import families
+
+        self.help = EXERCISE_HELP.format(families=", ".join(families(TABS)))
+        return super().get_help_record(ctx)
+
+
 def _size(path: Path) -> str:
     n = path.stat().st_size
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
@@ -105,11 +123,10 @@ def _check_output(output: Path, force: bool) -> None:
 @click.option(
     "--exercise",
     "exercise",
+    cls=ExerciseOption,
     default=None,
     metavar="STAGES",
-    help="An exercise book: these stages' cells are left empty for a learner to fill (comma-separated "
-    "stage names such as h.0.ln_1.var, or families: layer_norm, variance, attention, mask, softmax, "
-    "linear, gelu, mlp, residual, embedding, unembedding; see docs/exercises.md). Grade with sheetgpt grade.",
+    help=EXERCISE_HELP,
 )
 @click.option(
     "--generate",

@@ -24,13 +24,6 @@ class GPT2Config:
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
-    @property
-    def n_params(self) -> int:
-        """Parameters counted once (lm_head is tied to wte)."""
-        d, L = self.n_embd, self.n_layer
-        per_block = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * 4 * d + 4 * d) + (4 * d * d + d)
-        return self.vocab_size * d + self.n_positions * d + L * per_block + 2 * d
-
     def validate(self, where: str = "config.json") -> GPT2Config:
         for name in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"):
             value = getattr(self, name)

@@ -6,12 +6,18 @@ input-coloured cells and a title that marks them (``write_blank_region``) and li
 (``write_guide``); ``sheetgpt check`` finds them again by their titles (``read_back``) and grades them
 (``sheetgpt.grade``). What a region reads comes from its own formulas (``reads``), so nothing here
 re-states a formula.
+
+The tabs whose regions can be exercises, and the families, come from the tab modules: a module with
+``EXERCISES`` (``{family: stage names without the block prefix}``) offers its regions, and a family is
+the union of its stages over the modules that name it, in book order (``families``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,29 +28,18 @@ from .engine.parser import Ref, parse, walk
 from .errors import SheetGPTError
 
 if TYPE_CHECKING:
-    from .book.writer import BookWriter
+    from .book.output import BookWriter
     from .engine.reader import Book
 
-# Tabs whose regions can be exercises: the forward pass itself (teaching tabs such as the Logit
-# lens or Embeddings, and the BPE tokenizer, are not).
-EXERCISE_TABS = re.compile(r"^(Embed|Block \d+|Final norm|Logits)$")
 
-# Families: a name for several stages at once. Each lists stage names without the block prefix
-# ("ln_1.var" stands for h.0.ln_1.var, h.1.ln_1.var, ...).
-_LN = ("mean", "var", "norm", "out")
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "embedding": ("embed.h",),
-    "layer_norm": tuple(f"{ln}.{s}" for ln in ("ln_1", "ln_2", "ln_f") for s in _LN),
-    "variance": ("ln_1.var", "ln_2.var", "ln_f.var"),
-    "attention": ("attn.scores", "attn.masked", "attn.exp", "attn.weights", "attn.merged"),
-    "mask": ("attn.masked",),
-    "softmax": ("attn.exp", "attn.weights"),
-    "linear": ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"),
-    "gelu": ("mlp.gelu",),
-    "mlp": ("mlp.c_fc", "mlp.gelu", "mlp.c_proj"),
-    "residual": ("res_1", "res_2"),
-    "unembedding": ("ln_f.last", "logits", "logits.all"),
-}
+def families(modules: Iterable[ModuleType]) -> dict[str, tuple[str, ...]]:
+    """Family -> stage names without the block prefix ("ln_1.var" stands for h.0.ln_1.var, h.1.ln_1.var,
+    ...): each module's ``EXERCISES`` joined, families in the order the modules first name them."""
+    out: dict[str, tuple[str, ...]] = {}
+    for module in modules:
+        for family, stages in getattr(module, "EXERCISES", {}).items():
+            out[family] = out.get(family, ()) + tuple(s for s in stages if s not in out.get(family, ()))
+    return out
 
 GUIDE_TITLE = "Exercises"  # the Guide's section title
 MARK = "EXERCISE: fill the yellow cells"  # the end of an exercise region's title: check finds the exercises by it
@@ -57,7 +52,7 @@ def short_name(stage: str) -> str:
 
 def exercisable(layout: Layout) -> list[Region]:
     """The regions that can be exercises, in book order."""
-    return [r for t in layout.compute_tabs() if EXERCISE_TABS.match(t.name) for r in t.regions]
+    return [r for t in layout.compute_tabs() if hasattr(t.module, "EXERCISES") for r in t.regions]
 
 
 def resolve(layout: Layout, spec: str) -> list[str]:
@@ -67,6 +62,7 @@ def resolve(layout: Layout, spec: str) -> list[str]:
     """
     regions = exercisable(layout)
     names = {r.name for r in regions}
+    family = families(layout.modules)
     wanted: set[str] = set()
     unknown = []
     for word in (w.strip() for w in spec.split(",")):
@@ -74,8 +70,8 @@ def resolve(layout: Layout, spec: str) -> list[str]:
             continue
         if word in names:
             wanted.add(word)
-        elif word in FAMILIES:
-            wanted |= {r.name for r in regions if short_name(r.name) in FAMILIES[word]}
+        elif word in family:
+            wanted |= {r.name for r in regions if short_name(r.name) in family[word]}
         else:
             unknown.append(word)
     if unknown or not wanted:
@@ -84,7 +80,7 @@ def resolve(layout: Layout, spec: str) -> list[str]:
         shorts = [s if s == r.name else block + s for r in regions for s in [short_name(r.name)]]
         raise SheetGPTError(
             f"--exercise: unknown stage {', '.join(repr(w) for w in unknown) or '(none given)'}; "
-            f"give stage names ({', '.join(dict.fromkeys(shorts))}) or families ({', '.join(FAMILIES)})"
+            f"give stage names ({', '.join(dict.fromkeys(shorts))}) or families ({', '.join(family)})"
         )
     return [r.name for r in regions if r.name in wanted]
 

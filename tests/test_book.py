@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import openpyxl
 import pytest
+from xlsx_edit import set_value
 
 from sheetgpt import a1
 from sheetgpt.book.tabs import logits, predict
@@ -174,3 +175,83 @@ def test_a_new_tab_is_one_module_and_one_line_in_tabs(tmp_path, model_dir, monke
     assert wb["Notes"]["A1"].value == "a teacher's notes"
     assert any(c.value == "Notes" for row in wb["Guide"].iter_rows() for c in row)
     assert check_book(result.path).passed
+
+
+def _toy_tab():
+    """A tab module as a contributor would write it, with every part of the protocol (book/tabs/__init__.py):
+    an editable factor (its inputs, given and read back), a region of formulas (its stage), a limit's advice
+    and an exercise family."""
+    import types
+
+    from sheetgpt import a1
+    from sheetgpt.book import cells, readback
+    from sheetgpt.book.layout import COMPUTE, Region, Tab, stack
+
+    toy = types.ModuleType("toy")
+    toy.NAME, toy.FACTOR = "Toy", (2, 1)  # B3
+    toy.TOO_BIG = "lower --context (the Toy tab)"
+    toy.EXERCISES = {"toy": ("toy.scaled",)}
+
+    def tabs(layout, placed):
+        h = placed["embed.h"]
+        region = Region("toy.scaled", toy.NAME, 0, layout.T, layout.config.n_embd)
+        stack([region], 6)
+        factor = a1.cell(*toy.FACTOR, True, True)
+        region.formula = lambda i, j: f"{factor}*{h.at(i, j, toy.NAME)}"
+        return [Tab(toy.NAME, COMPUTE, [region])]
+
+    def write(out, tab):
+        out.sheet(tab).write_string(toy.FACTOR[0], 0, "factor", out.fmt.label)
+        out.sheet(tab).write_number(*toy.FACTOR, out.inputs["toy"], out.fmt.edit)
+        return cells.write_compute_tab(out, tab)
+
+    toy.tabs, toy.write = tabs, write
+    toy.given = lambda build, inputs: 2.0
+    toy.read_back = lambda book, layout, inputs: readback.number(book, toy.NAME, *toy.FACTOR, "factor")
+    toy.stages = lambda inputs, trace: {"toy.scaled": inputs["toy"] * trace["embed.h"]}
+    return toy
+
+
+def test_a_tab_with_inputs_stages_limits_and_exercises_is_one_module_and_one_line(tmp_path, model_dir, monkeypatch):
+    """The registry is all the package needs: a toy tab registered in TABS is written with its cached values,
+    read back and proven by check (its own stage too), named by the limits and offered as an exercise."""
+    from sheetgpt import exercises
+    from sheetgpt.book import limits
+    from sheetgpt.book import tabs as tab_modules
+    from sheetgpt.book.layout import COMPUTE, Region, Tab
+    from sheetgpt.book.trace import book_trace
+    from sheetgpt.check import read_inputs
+    from sheetgpt.engine.reader import read_workbook
+    from sheetgpt.errors import SheetGPTError
+    from sheetgpt.prompt import make_prompt
+
+    toy = _toy_tab()
+    k = tab_modules.TABS.index(tab_modules.predict)
+    monkeypatch.setattr(tab_modules, "TABS", (*tab_modules.TABS[:k], toy, *tab_modules.TABS[k:]))
+    d = model_dir("micro")
+    model, tok = load_model(d), Tokenizer.from_dir(d)
+    result = build_workbook(model, tok, "the cat sat", tmp_path / "b.xlsx")
+    assert np.array_equal(result.trace["toy.scaled"], 2.0 * result.trace["embed.h"])
+    inputs = read_inputs(read_workbook(result.path))
+    assert inputs["toy"] == 2.0
+    assert np.array_equal(book_trace(inputs)["toy.scaled"], result.trace["toy.scaled"])
+    report = check_book(result.path)
+    toy_stages = [s for s in report.stages if s.tab == "Toy"]
+    assert [s.stage for s in toy_stages] == ["toy.scaled", "cached"] and all(s.passed for s in toy_stages)
+    assert report.passed
+
+    # the factor as a learner edits it: check reads it back and proves the recomputed tab against it
+    edited = tmp_path / "edited.xlsx"
+    set_value(result.path, edited, result.layout, "Toy", "B3", "3")
+    report = check_book(edited)
+    assert next(s for s in report.stages if s.stage == "toy.scaled").passed
+    assert next(s for s in report.stages if s.tab == "Toy" and s.stage == "cached").passed is False  # stale cache
+
+    # its exercise family, and the limits' advice
+    assert exercises.resolve(result.layout, "toy") == ["toy.scaled"]
+    assert "toy" in exercises.families(tab_modules.TABS)
+    wide = _toy_tab()
+    wide.tabs = lambda layout, placed: [Tab("Toy", COMPUTE, [Region("toy.wide", "Toy", 5, 1, 20_000)])]
+    monkeypatch.setattr(tab_modules, "TABS", (*tab_modules.TABS[:k], wide, *tab_modules.TABS[k + 1 :]))
+    with pytest.raises(SheetGPTError, match=r"the Toy tab would need 20,002 columns .*lower --context \(the Toy tab\)"):
+        limits.check(tab_modules.layout(model.config, result.layout.options), make_prompt("the cat sat", tok, 1024))

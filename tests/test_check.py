@@ -26,7 +26,8 @@ from xlsx_edit import unshare_formulas
 from sheetgpt.a1 import cell as cell_name
 from sheetgpt.book.layout import Layout
 from sheetgpt.book.tabs import block, embed, final_norm, guide, logits, predict, prompt, vocab
-from sheetgpt.check import check_book, read_inputs, reference_trace
+from sheetgpt.book.trace import book_trace
+from sheetgpt.check import check_book, read_inputs
 from sheetgpt.checkpoint import load_model
 from sheetgpt.cli import main
 from sheetgpt.engine import formulas_engine, recompute
@@ -56,7 +57,7 @@ def expected_cells(path: Path) -> dict[tuple[str, int, int], tuple[object, float
     """
     book = read_workbook(path)
     inputs = read_inputs(book)
-    layout, trace, T = inputs.layout, reference_trace(inputs), inputs.layout.T
+    layout, trace, T = inputs.layout, book_trace(inputs), inputs.layout.T
     forward = forward_tabs(layout)
     shown = [book.sheets[vocab.NAME].strings[(i, vocab.DISPLAY_COL)] for i in range(layout.config.vocab_size)]
     want = {}
@@ -75,12 +76,12 @@ def expected_cells(path: Path) -> dict[tuple[str, int, int], tuple[object, float
                 continue
             if region.rows == T and tab.name != prompt.NAME:  # pos | token label | numbers
                 for i in range(T):
-                    want[(tab.name, region.top + i, 1)] = (inputs.texts[i], 0.0)
+                    want[(tab.name, region.top + i, 1)] = (inputs["prompt"].texts[i], 0.0)
             for h in range(region.heads):  # key-token labels above each head's matrix
                 for k in range(T):
-                    want[(tab.name, region.top - 2, region.head_left(h) + k)] = (inputs.texts[k], 0.0)
+                    want[(tab.name, region.top - 2, region.head_left(h) + k)] = (inputs["prompt"].texts[k], 0.0)
     for t in range(T):
-        note = "" if t <= inputs.predict_after else "(after the predicting position: ignored)"
+        note = "" if t <= inputs["prompt"].predict_after else "(after the predicting position: ignored)"
         want[(prompt.NAME, prompt.TOP + t, prompt.NOTE_COL)] = (note, 0.0)
     probs = trace["predict.probs"][:, 0]
     order = np.argsort(-probs, kind="stable")
@@ -92,9 +93,9 @@ def expected_cells(path: Path) -> dict[tuple[str, int, int], tuple[object, float
     want[(guide.NAME, guide.PREDICTED_ROW, 1)] = (shown[order[0]], 0.0)
     want[(guide.NAME, guide.SENTINEL_ROW, 1)] = (2.0, 0.0)
     # the prompt the book reads now: the Prompt tab's text so far, the Guide's copy of it
-    so_far = "".join(inputs.texts[: inputs.predict_after + 1])
+    so_far = "".join(inputs["prompt"].texts[: inputs["prompt"].predict_after + 1])
     for t in range(T if not layout.typed else 0):
-        want[(prompt.NAME, prompt.TOP + t, prompt.SO_FAR_COL)] = ("".join(inputs.texts[: t + 1]), 0.0)
+        want[(prompt.NAME, prompt.TOP + t, prompt.SO_FAR_COL)] = ("".join(inputs["prompt"].texts[: t + 1]), 0.0)
     guide_prompt = [r for (r, c), s in book.sheets[guide.NAME].strings.items() if c == 0 and s == "Prompt"]
     typed_text = book.sheets[prompt.NAME].strings.get(prompt.TYPED_TEXT, "")
     want[(guide.NAME, guide_prompt[0], 1)] = (typed_text if layout.typed else so_far, 0.0)

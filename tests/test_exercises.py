@@ -320,3 +320,20 @@ def test_books_resaved_by_gnumeric_grade_the_same(typed_books, tmp_path):
                 (e["stage"], e["status"], e.get("diagnosis")) for e in b.exercises
             ], (key, name)
             assert [s.passed for s in a.stages] == [s.passed for s in b.stages]
+
+
+def test_docs_list_the_families_the_tab_modules_declare():
+    """docs/exercises.md's family table is the registry's: same families, same order, same stages."""
+    import re
+    from pathlib import Path
+
+    from sheetgpt.book.tabs import TABS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "exercises.md").read_text(encoding="utf-8")
+    section = text.split("## Families", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:3] for line in section.splitlines() if re.match(r"\| `", line)]
+    documented = {re.findall(r"`([^`]+)`", name)[0]: tuple(re.findall(r"`([^`]+)`", stages)) for name, stages in rows}
+    declared = exercises.families(TABS)
+    assert list(documented) == list(declared)
+    for family, stages in declared.items():
+        assert documented[family] == stages, family

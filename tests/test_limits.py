@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from sheetgpt.a1 import MAX_CELL_CHARS, MAX_COLS, MAX_FORMULA_CHARS, MAX_ROWS
 from sheetgpt.book import limits
-from sheetgpt.book.layout import Layout
+from sheetgpt.book.layout import BookOptions
+from sheetgpt.book.tabs import layout as layout_of
 from sheetgpt.cli import main
 from sheetgpt.config import GPT2Config
 from sheetgpt.errors import SheetGPTError
@@ -51,13 +52,14 @@ def fake_prompt(T: int, text: str = "x") -> Prompt:
 
 
 def test_a_vocabulary_past_the_last_row_is_refused_naming_the_model():
-    layout = Layout(GPT2Config(n_layer=1, n_head=1, n_embd=4, n_positions=8, vocab_size=MAX_ROWS + 1), 4)
+    config = GPT2Config(n_layer=1, n_head=1, n_embd=4, n_positions=8, vocab_size=MAX_ROWS + 1)
+    layout = layout_of(config, BookOptions(4))
     with pytest.raises(SheetGPTError, match=f"{MAX_ROWS:,} a spreadsheet allows: .*--model"):
         limits.check(layout, fake_prompt(4))
 
 
 def test_a_prompt_longer_than_a_cell_is_refused_naming_prompt():
-    layout = Layout(GPT2Config(n_layer=1, n_head=1, n_embd=4, n_positions=8, vocab_size=300), 4)
+    layout = layout_of(GPT2Config(n_layer=1, n_head=1, n_embd=4, n_positions=8, vocab_size=300), BookOptions(4))
     with pytest.raises(SheetGPTError, match=f"{MAX_CELL_CHARS:,} a cell holds: shorten --prompt"):
         limits.check(layout, fake_prompt(4, "a" * (MAX_CELL_CHARS + 1)))
     limits.check(layout, fake_prompt(4, "a" * MAX_CELL_CHARS))  # at the limit: fine

@@ -12,12 +12,12 @@ import numpy as np
 
 from .. import a1, exercises
 from .layout import Region, Tab
-from .tabs import prompt as prompt_tab
+from .prompt_cells import text_ref
 from .xlsx.shared import FormulaBlock
 from .xlsx.worksheet import style_index
 
 if TYPE_CHECKING:
-    from .writer import BookWriter
+    from .output import BookWriter
 
 
 def note(ws, row: int, col: int, text: str) -> None:
@@ -68,7 +68,7 @@ def write_region(out: BookWriter, ws, region: Region) -> int:
         ws.write_string(head, 1, "token", fmt.header)
         for i in range(region.rows):
             ws.write_number(region.top + i, 0, i, fmt.label)
-            ws.write_formula(region.top + i, 1, "=" + prompt_tab.text_ref(i), fmt.token, out.prompt.texts[i])
+            ws.write_formula(region.top + i, 1, "=" + text_ref(i), fmt.token, out.prompt.texts[i])
     write_headers(out, ws, region)
     if region.name in out.exercises:
         exercises.write_blank_region(out, ws, region)
@@ -122,7 +122,7 @@ def write_headers(out: BookWriter, ws, region: Region) -> None:
             c0 = region.head_left(h)
             ws.write_string(head - 2, c0, f"head {h}", fmt.title)
             for k in range(region.block_cols):
-                ws.write_formula(head - 1, c0 + k, "=" + prompt_tab.text_ref(k), fmt.header, out.prompt.texts[k])
+                ws.write_formula(head - 1, c0 + k, "=" + text_ref(k), fmt.header, out.prompt.texts[k])
                 ws.write_number(head, c0 + k, k, fmt.header)
         return
     for j in range(region.cols):

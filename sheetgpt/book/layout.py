@@ -175,14 +175,13 @@ def weight_range(config: GPT2Config, name: str) -> str:
     return a1.sheet_prefix(name) + a1.span(0, 0, rows - 1, cols - 1)
 
 
-@dataclass
-class Layout:
-    """Where everything is, for a model config, T token rows, the logits mode, the typed prompt's limits
-    and generation."""
+@dataclass(frozen=True)
+class BookOptions:
+    """What a book holds besides its model: the one object the writer builds from the command line
+    and the checker reads back from the Guide's configuration table; ``Layout`` is built from it."""
 
-    config: GPT2Config
-    T: int
-    logits_all: bool = False
+    context: int  # token rows
+    logits_all: bool = False  # logits for every position (always in a generating book)
     typed: TypedLimits | None = None  # a typed-prompt book: the BPE tab's sizes
     # A generating book (``sheetgpt build --generate N``, N > 0): each row after the prompt holds the
     # argmax of the row before's logits, so every product is laid out a row at a time (no formula of
@@ -190,17 +189,45 @@ class Layout:
     generate: int = 0
     steer: bool = False  # the Steering tab (whose vector each block adds at its input, h.{i}.in) and the Neurons tab
 
+
+@dataclass
+class Layout:
+    """Where everything is, for a model config and the book's options; ``modules`` are the tab modules
+    in book order (``sheetgpt.book.tabs.TABS``: passed in, so that this module imports no tab)."""
+
+    config: GPT2Config
+    options: BookOptions
+    modules: tuple[ModuleType, ...]
+
+    @property
+    def T(self) -> int:
+        return self.options.context
+
+    @property
+    def logits_all(self) -> bool:
+        return self.options.logits_all
+
+    @property
+    def typed(self) -> TypedLimits | None:
+        return self.options.typed
+
+    @property
+    def generate(self) -> int:
+        return self.options.generate
+
+    @property
+    def steer(self) -> bool:
+        return self.options.steer
+
     @cached_property
     def texts(self) -> configparser.ConfigParser:
         return load_texts()
 
     @cached_property
     def tabs(self) -> list[Tab]:
-        from .tabs import TABS  # the tab modules import this module
-
         tabs: list[Tab] = []
         placed: dict[str, Region] = {}  # every region placed so far, by name
-        for module in TABS:
+        for module in self.modules:
             for tab in module.tabs(self, placed):
                 tab.module = module
                 tabs.append(tab)
@@ -222,8 +249,10 @@ class Layout:
         """The tabs that hold regions: the ones ``sheetgpt check`` compares."""
         return [t for t in self.tabs if t.regions]
 
-    def weight_tabs(self) -> list[Tab]:
-        return [t for t in self.tabs if t.kind == WEIGHTS]
+    @cached_property
+    def present(self) -> tuple[ModuleType, ...]:
+        """The tab modules that placed at least one tab in this book, in book order."""
+        return tuple(m for m in self.modules if any(t.module is m for t in self.tabs))
 
     def _number_steps(self, tabs: list[Tab]) -> None:
         fill = dict(

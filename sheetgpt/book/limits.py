@@ -18,31 +18,29 @@ def _fix(tab: Tab, layout: Layout, rows: bool = False) -> str:
     """The option to change when ``tab`` is too big (too many ``rows``, or else too wide or long)."""
     if tab.shape is not None or (rows and layout.config.vocab_size >= MAX_ROWS - 64):  # the model's own size
         return "this model's parameters do not fit a sheet; choose a smaller --model"
-    if tab.name == "BPE":
-        return "lower --context or shorten --prompt, or pass --no-typed-prompt"
-    if tab.name.startswith("Block") or layout.T > 1:
+    fix = getattr(tab.module, "TOO_BIG", None)  # the tab module's own advice
+    if fix:
+        return fix
+    if layout.T > 1:
         return "lower --context"
     return "choose a smaller --model"
 
 
 def _extent(tab: Tab, layout: Layout) -> tuple[int, int]:
-    """(rows, columns) the tab uses, 1-based counts."""
+    """(rows, columns) the tab uses, 1-based counts: its regions, and what its module's ``extent`` adds."""
     if tab.shape is not None:
         return tab.shape
     rows = max((r.bottom + 1 for r in tab.regions), default=0)
     cols = max((r.right + 1 for r in tab.regions), default=0)
-    if tab.name == "BPE":  # its last section is the token rows; its widest, the merge rounds' token groups
-        from .tabs.bpe import BpeSheet
-
-        b = BpeSheet(layout)
-        rows = max(rows, b.token_top + layout.T)
-        cols = max(cols, b.CUMTXT + 1, (b.g_tok + b.word_bytes) if b.rounds else b.slot0 + 2 * b.word_bytes + 1)
+    if hasattr(tab.module, "extent"):
+        more_rows, more_cols = tab.module.extent(layout)
+        rows, cols = max(rows, more_rows), max(cols, more_cols)
     return rows, cols
 
 
 def _formulas(tab: Tab, layout: Layout):
-    """(cell, text) of the tab's longest formulas: each region's corner cells and arrays; the BPE tab's
-    summary (its token count adds a term per word; its other formulas do not grow with the book)."""
+    """(cell, text) of the tab's longest formulas: each region's corner cells and arrays, and those its
+    module's ``long_formulas`` names."""
     for region in tab.regions:
         if region.formula is not None:
             cols = region.columns()
@@ -50,14 +48,8 @@ def _formulas(tab: Tab, layout: Layout):
                 yield (region.top + i, region.left + j), region.formula(i, j)
         for r0, c0, _r1, _c1, text in region.arrays:
             yield (r0, c0), text
-    if tab.name == "BPE":
-        from .tabs.bpe import BpeSheet
-
-        summary = []
-        BpeSheet(layout).summary(summary)
-        for c in summary:
-            if c.kind in ("formula", "array"):
-                yield (c.row, c.col), c.content
+    if hasattr(tab.module, "long_formulas"):
+        yield from tab.module.long_formulas(layout)
 
 
 def check(layout: Layout, prompt: Prompt) -> None:

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import xlsxwriter
 from xlsxwriter.exceptions import FileCreateError
 
@@ -26,22 +26,21 @@ from ..errors import SheetGPTError
 from ..exercises import downstream as exercise_downstream
 from ..exercises import resolve as resolve_exercises
 from ..prompt import Prompt, make_prompt
-from ..reference import (
-    gpt2,
-    greedy_fill,
-    with_generation_stages,
-    with_selected_position,
-    with_teaching_stages,
-)
 from ..safe_io import path_text, publish, write_error
 from ..tokenizer import Tokenizer
 from ..weight_text import stored_values
 from . import limits
+from . import tabs as registry
 from .formats import Formats
-from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Tab
-from .tabs import embeddings, guide, neurons, steering
+from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, BookOptions, Layout
+from .output import BookWriter
+from .tabs import guide
+from .trace import BookInputs, Build, book_trace, given_inputs
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
+
+if TYPE_CHECKING:
+    from .tabs.steering import Settings
 
 TAB_COLORS = {GUIDE: "#7F7F7F", INPUT: "#2E75B6", COMPUTE: "#70AD47", OUTPUT: "#C55A11", WEIGHTS: "#BFBFBF"}
 
@@ -59,43 +58,7 @@ class BuildResult:
     seconds: float
     cells: int
     exercises: list[str] = field(default_factory=list)
-
-
-@dataclass
-class BookWriter:
-    """The book being written, as each tab module's ``write(out, tab)`` sees it."""
-
-    wb: xlsxwriter.Workbook
-    fmt: Formats
-    layout: Layout
-    prompt: Prompt
-    tokenizer: Tokenizer
-    trace: dict
-    stored: dict[str, np.ndarray]  # the weights as the book stores them
-    source: str  # where the model came from (the Guide's provenance)
-    progress: Callable[[int, str], None] | None = None
-    sheets: dict = field(default_factory=dict)  # tab name -> FormulaSheet
-    streamed: dict[str, np.ndarray] = field(default_factory=dict)  # tab name -> values written by assemble
-    steer: steering.Settings | None = None  # the Steering tab's editable cells (books that have it)
-    neuron_block: int = 0  # the Neurons tab's block (books that have it)
-    exercises: tuple[str, ...] = ()  # stages written as empty cells for a learner to fill (sheetgpt.exercises)
-    uncached: frozenset[str] = frozenset()  # stages downstream of an exercise: formulas without cached values
-
-    def cached(self, name: str) -> np.ndarray:
-        """A stage's cached values: the reference's, or NaN (none) downstream of an exercise."""
-        value = np.asarray(self.trace[name], dtype=np.float64)
-        return np.full(value.shape, np.nan) if name in self.uncached else value
-
-    def sheet(self, tab: Tab) -> FormulaSheet:
-        return self.sheets[tab.name]
-
-    def stream(self, tab: Tab, values: np.ndarray) -> None:
-        """Leave the tab empty here: ``assemble`` writes these [rows, cols] numbers into it."""
-        self.streamed[tab.name] = values
-
-    def done(self, tab: Tab) -> None:
-        if self.progress:
-            self.progress(1, tab.name)
+    inputs: BookInputs | None = None  # what the trace was computed from (book.trace)
 
 
 def build_workbook(
@@ -112,7 +75,7 @@ def build_workbook(
     typed_prompt: bool | None = False,
     exercise: str | None = None,
     generate: int = 0,
-    steer: steering.Settings | None = None,
+    steer: Settings | None = None,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end).
 
@@ -137,33 +100,17 @@ def build_workbook(
     if generate:
         context = _generated_context(prompt_text, tokenizer, model.config.n_positions, generate)
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
-    steered = generate > 0 or steer is not None
-    layout = Layout(model.config, len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered)
+    steered = generate > 0 or steer is not None  # the Steering and Neurons tabs
+    options = BookOptions(len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered)
+    layout = registry.layout(model.config, options)  # registry.TABS at call time (a test may add a tab)
     limits.check(layout, prompt)  # before anything is computed or written
     exercises = resolve_exercises(layout, exercise) if exercise is not None else []
     stored = {name: stored_values(value) for name, value in model.flat.items()}
-    params = model.__class__(model.config, stored, model.path).params
-    bpe = prompt.bpe_reference() if prompt.typed else {}
-    steer_stages, add = {}, None
-    if steered:
-        lookup = tokenizer.display_ids()
-        steer = steer or steering.default_settings(lookup)
-        steer_stages = steer.stages(lookup, np.asarray(stored["wte"], np.float64), model.config.n_layer)
-        add = steer_stages["steer.add"]
-    if generate:
-        after = [t > prompt.predict_after for t in range(len(prompt.ids))]
-        prompt = prompt.continued(greedy_fill(prompt.ids, after, params, model.config, add), tokenizer)
-    trace = gpt2(prompt.ids, params, model.config, steer=add) | steer_stages
-    if steered:
-        trace |= neurons.stages(trace, layout, neurons.default_block(layout), prompt.predict_after)
-    trace = with_selected_position(trace, prompt.predict_after)
-    if generate:
-        trace = with_generation_stages(trace, model.config.n_layer)
-    trace |= bpe
-    emb_ids = embeddings.default_tokens(tokenizer, prompt)
-    trace = with_teaching_stages(
-        trace, stored, model.config, prompt.predict_after, emb_ids, embeddings.PAIRS, embeddings.NEAREST
-    )
+    settings = {"steering": steer} if steer is not None else {}  # the command line's values for a tab's cells
+    inputs = given_inputs(layout, Build(model.config, tokenizer, prompt, stored, settings))
+    trace = book_trace(inputs)
+    if generate:  # the rows after the prompt: the reference's greedy continuation
+        prompt = prompt.continued([int(i) for i in trace["ids"]], tokenizer)
 
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,12 +124,11 @@ def build_workbook(
             layout,
             prompt,
             tokenizer,
-            stored,
+            inputs,
             trace,
             source or path_text(model.path),
             progress,
             exercises,
-            steer,
         )
         publish(tmp, out_path, force, "book")  # never replaces a file that appeared meanwhile, unless force
     except BaseException as exc:
@@ -190,7 +136,7 @@ def build_workbook(
         if isinstance(exc, (OSError, FileCreateError)):  # full disk, read-only place, name too long
             raise write_error(out_path, exc) from None
         raise
-    return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells, exercises)
+    return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells, exercises, inputs)
 
 
 def _generated_context(text: str, tokenizer: Tokenizer, n_positions: int, generate: int) -> int:
@@ -225,12 +171,11 @@ def _write(
     layout: Layout,
     prompt: Prompt,
     tokenizer: Tokenizer,
-    stored,
+    inputs: BookInputs,
     trace,
     source,
     progress,
     exercises=(),
-    steer=None,
 ) -> int:
     """xlsxwriter writes the frames of every tab to a skeleton book; ``assemble`` then copies its
     members into ``path``, streams the weight tabs' worksheets in their place and merges the
@@ -239,7 +184,7 @@ def _write(
     skeleton = path.with_name(path.name + ".skeleton")
     try:
         cells, weights, formulas = _write_skeleton(
-            skeleton, layout, prompt, tokenizer, stored, trace, source, progress, exercises, steer
+            skeleton, layout, prompt, tokenizer, inputs, trace, source, progress, exercises
         )
         cells += assemble(
             str(skeleton),
@@ -259,12 +204,11 @@ def _write_skeleton(
     layout: Layout,
     prompt: Prompt,
     tokenizer: Tokenizer,
-    stored,
+    inputs: BookInputs,
     trace,
     source,
     progress,
     exercises=(),
-    steer=None,
 ):
     """The book with empty weight tabs and without the compute tabs' per-cell formulas; returns
     (cells written, {worksheet member: (tab, values)}, {worksheet member: (tab, formula blocks)})."""
@@ -281,8 +225,7 @@ def _write_skeleton(
     created = guide.source_date()
     if created is not None:  # docProps/core.xml's creation time (xlsxwriter writes the current time otherwise)
         wb.set_properties({"created": created})
-    out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, stored, source, progress, steer=steer)
-    out.neuron_block = neurons.default_block(layout)
+    out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, inputs, source, progress)
     if exercises:
         out.exercises = tuple(exercises)
         out.uncached = frozenset(exercises) | frozenset(exercise_downstream(layout, exercises))

@@ -1,10 +1,24 @@
-"""One module per tab. Each has ``tabs(layout, placed)`` (its tabs and regions, placed below
-one another), ``write(out, tab)`` (its frame, labels and formulas) and, where ``sheetgpt check``
-needs something from it, ``read_back``.
+"""One module per tab, and ``TABS``, the registry: the tabs in book order.
 
-Adding a tab: a new module here, its texts in templates/regions.ini, and one line in TABS.
+What a tab module declares (only ``tabs`` and ``write`` are required; the rest where the tab has it):
+
+- ``tabs(layout, placed) -> list[Tab]``: its tabs and their regions, placed (``placed``: every region
+  of the tabs before it, by name); no tab for a book without it.
+- ``write(out, tab) -> int``: its frame, labels and formulas (``out``: ``book.output.BookWriter``);
+  ``finish(out, tab)``: cached values that need tabs written after it.
+- ``given(build, inputs)`` and ``read_back(book, layout, inputs)``: its inputs (what its editable cells
+  hold) in a book being built and in a written book, the same object either way (``book.trace``).
+- ``before_forward(inputs) -> dict`` and ``stages(inputs, trace) -> dict``: the trace's stages it adds
+  (``book.trace.book_trace``); ``recomputed(its_inputs, values, inputs)``: inputs that are formulas, as
+  an engine computed them (``sheetgpt check``).
+- ``TOO_BIG``: the option to change when it crosses a spreadsheet limit; ``extent(layout)`` and
+  ``long_formulas(layout)``: cells beyond its regions (``book.limits``).
+- ``EXERCISES``: its exercise families ({family: stage names without the block prefix}); a tab with
+  it can have exercises (``sheetgpt.exercises``).
+- ``GUIDE_SECTION``: a regions.ini section the Guide shows (what to try on the tab).
 """
 
+from ..layout import Layout
 from . import (
     block,
     bpe,
@@ -45,3 +59,13 @@ TABS = (
     bytes_table,  # bytes: character classes and byte symbols (typed-prompt books)
     weights,  # one tab per parameter, wte ... ln_f.b
 )
+
+
+def layout(config, options) -> Layout:
+    """The layout of a book with these tabs."""
+    return Layout(config, options, TABS)
+
+
+def read_layout(book) -> Layout:
+    """The layout of a written book, from its Guide's configuration table."""
+    return layout(*guide.read_config(book))

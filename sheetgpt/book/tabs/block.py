@@ -14,7 +14,23 @@ from ..layout import COMPUTE, DATA_COL, Layout, Region, Tab, stack
 from ..ops import layer_norm, linear
 
 if TYPE_CHECKING:
-    from ..writer import BookWriter
+    from ..output import BookWriter
+
+
+TOO_BIG = "lower --context"  # book.limits' advice: a block tab grows with the token rows
+_LN = ("mean", "var", "norm", "out")
+# Exercise families (sheetgpt.exercises): stage names without "h.N." (each block's).
+EXERCISES = {
+    "layer_norm": tuple(f"{ln}.{s}" for ln in ("ln_1", "ln_2") for s in _LN),
+    "variance": ("ln_1.var", "ln_2.var"),
+    "attention": ("attn.scores", "attn.masked", "attn.exp", "attn.weights", "attn.merged"),
+    "mask": ("attn.masked",),
+    "softmax": ("attn.exp", "attn.weights"),
+    "linear": ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"),
+    "gelu": ("mlp.gelu",),
+    "mlp": ("mlp.c_fc", "mlp.gelu", "mlp.c_proj"),
+    "residual": ("res_1", "res_2"),
+}
 
 
 def name(i: int) -> str:

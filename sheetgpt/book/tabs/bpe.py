@@ -38,15 +38,16 @@ import numpy as np
 from ... import a1
 from ...prompt import DIGIT, LETTER, OTHER, SPACE, UNKNOWN
 from ...tokenizer import ENDOFTEXT
-from .. import cached, cells
+from .. import cells, fill_cached, prompt_cells
 from ..layout import FRAME_ROWS, INPUT, Layout, Region, Tab
 from ..xlsx.shared import FormulaBlock
 from ..xlsx.worksheet import style_index
-from . import bytes_table, merges, prompt, vocab
+from . import bytes_table, merges, vocab
 
 if TYPE_CHECKING:
     from ...prompt import Prompt
-    from ..writer import BookWriter
+    from ..output import BookWriter
+    from ..trace import BookInputs
 
 NAME = "BPE"
 BIG = 1_000_000_000  # "no rank": larger than any merge rank
@@ -192,7 +193,7 @@ class BpeSheet:
         )
         rows = [
             (self.STATUS, "status", "formula", msg),
-            (self.TEXT, "text (from Prompt!B4)", "formula", '""&' + prompt.typed_text_ref()),
+            (self.TEXT, "text (from Prompt!B4)", "formula", '""&' + prompt_cells.typed_text_ref()),
             (self.N_ROW, "max characters", "number", n_chars),
             (self.W_ROW, "max words", "number", n_words),
             (self.L_ROW, "max bytes per word", "number", word_bytes),
@@ -526,6 +527,27 @@ def status_text(p: Prompt) -> str:
 # ---- the tab -----------------------------------------------------------------------------------
 
 
+TOO_BIG = "lower --context or shorten --prompt, or pass --no-typed-prompt"  # book.limits' advice
+
+
+def extent(layout: Layout) -> tuple[int, int]:
+    """(rows, columns) beyond the checked regions: the token rows last; the widest, the merge rounds' groups."""
+    b = BpeSheet(layout)
+    rows = b.token_top + layout.T
+    cols = max(b.CUMTXT + 1, (b.g_tok + b.word_bytes) if b.rounds else b.slot0 + 2 * b.word_bytes + 1)
+    return rows, cols
+
+
+def long_formulas(layout: Layout):
+    """(cell, text) of the summary's formulas: its token count adds a term per word; the other formulas
+    do not grow with the book."""
+    summary = []
+    BpeSheet(layout).summary(summary)
+    for c in summary:
+        if c.kind in ("formula", "array"):
+            yield (c.row, c.col), c.content
+
+
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     if not layout.typed:
         return []
@@ -537,6 +559,12 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         Region("bpe.ids", NAME, b.token_top, layout.T, 1, left=2, number_format="0"),
     ]
     return [Tab(NAME, INPUT, regions)]
+
+
+def stages(inputs: BookInputs, trace: dict) -> dict:
+    """The checked regions: what our tokenizer gives for the typed text (``Prompt.bpe_reference``,
+    computed with the Prompt tab's inputs)."""
+    return inputs["prompt"].bpe
 
 
 def write(out: BookWriter, tab: Tab) -> int:
@@ -567,10 +595,10 @@ def write(out: BookWriter, tab: Tab) -> int:
 
 def finish(out: BookWriter, tab: Tab) -> None:
     """The cached value of every formula: the BPE tab's formulas evaluated over the typed text and
-    the bytes, merges and vocab tabs (``book.cached``); the checked regions must equal the reference."""
-    values = cached.evaluate_tab(out, NAME, [prompt.NAME, bytes_table.NAME, merges.NAME, vocab.NAME])
+    the bytes, merges and vocab tabs (``book.fill_cached``); the checked regions must equal the reference."""
+    values = fill_cached.evaluate_tab(out, NAME, [prompt_cells.NAME, bytes_table.NAME, merges.NAME, vocab.NAME])
     for block in out.sheet(tab).shared:
-        cached.fill(block, values, NAME)
+        fill_cached.fill(block, values, NAME)
     for region in tab.regions:
         got = values.number_grid(region)
         want = np.asarray(out.trace[region.name], dtype=np.float64).reshape(got.shape)

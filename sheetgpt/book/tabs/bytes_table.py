@@ -10,7 +10,7 @@ from ...tokenizer import bytes_to_unicode
 from ..layout import INPUT, Layout, Region, Tab
 
 if TYPE_CHECKING:
-    from ..writer import BookWriter
+    from ..output import BookWriter
 
 NAME = "bytes"
 CODE_COL, CHAR_COL, CLASS_COL, SYMBOLS_COL, BYTE_SYMBOL_COL, TOKEN_ID_COL = 0, 1, 2, 3, 6, 7

@@ -10,9 +10,13 @@ from ..layout import COMPUTE, Layout, Region, Tab, stack
 from . import prompt
 
 if TYPE_CHECKING:
-    from ..writer import BookWriter
+    from ..output import BookWriter
 
 NAME = "Embed"
+
+
+# Exercise families (sheetgpt.exercises): stage names as the regions' (blocks': without "h.N.").
+EXERCISES = {"embedding": ("embed.h",)}
 
 
 def weight_column(name: str, rows: int, j: int) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ... import a1
+from ...reference import embedding_similarity
 from ...tokenizer import Tokenizer
 from .. import cells
 from ..layout import COMPUTE, FRAME_ROWS, Layout, Region, Tab, stack, weight_range
@@ -14,7 +17,8 @@ from . import vocab
 if TYPE_CHECKING:
     from ...engine.book import Book
     from ...prompt import Prompt
-    from ..writer import BookWriter
+    from ..output import BookWriter
+    from ..trace import BookInputs, Build
 
 NAME = "Embeddings"
 TOP = 5  # first row of the editable tokens
@@ -293,7 +297,18 @@ def write(out: BookWriter, tab: Tab) -> int:
     return count
 
 
-def read_back(book: Book, words: vocab.VocabTab) -> list[int]:
+def given(build: Build, inputs: BookInputs) -> list[int]:
+    """The ids of the editable tokens in a book being built (``default_tokens``)."""
+    return default_tokens(build.tokenizer, build.prompt)
+
+
+def read_back(book: Book, layout: Layout, inputs: BookInputs) -> list[int]:
     """The ids of the editable tokens (-1: a text not in the vocabulary)."""
-    strings = book.sheets[NAME].strings
-    return [words.lookup.get(strings.get(rc, ""), -1) for rc in input_cells()]
+    strings, lookup = book.sheets[NAME].strings, inputs["vocab"].lookup
+    return [lookup.get(strings.get(rc, ""), -1) for rc in input_cells()]
+
+
+def stages(inputs: BookInputs, trace: dict) -> dict:
+    """Cosines of the pairs, the nearest tokens of the query and of the analogy."""
+    wte = np.asarray(inputs["weights"]["wte"], dtype=np.float64)
+    return embedding_similarity(wte, inputs["embeddings"], PAIRS, NEAREST)

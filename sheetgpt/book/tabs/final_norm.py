@@ -11,9 +11,17 @@ from ..ops import layer_norm
 from . import block, prompt
 
 if TYPE_CHECKING:
-    from ..writer import BookWriter
+    from ..output import BookWriter
 
 NAME = "Final norm"
+
+
+# Exercise families (sheetgpt.exercises): its stages join the blocks' layer norms, and the unembedding.
+EXERCISES = {
+    "layer_norm": ("ln_f.mean", "ln_f.var", "ln_f.norm", "ln_f.out"),
+    "variance": ("ln_f.var",),
+    "unembedding": ("ln_f.last",),
+}
 
 
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:

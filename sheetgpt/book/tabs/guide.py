@@ -15,13 +15,13 @@ from ...config import GPT2Config
 from ...errors import WorkbookError
 from ...prompt import TypedLimits
 from .. import readback
-from ..layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Region, Tab
+from ..layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, BookOptions, Layout, Region, Tab
 from . import predict
 from . import prompt as prompt_tab
 
 if TYPE_CHECKING:
     from ...engine.book import Book
-    from ..writer import BookWriter
+    from ..output import BookWriter
 
 NAME = "Guide"
 PREDICTED_ROW = 6  # B7: the predicted next token; B8: the recalculation sentinel (shows 2 once recalculated)
@@ -122,13 +122,14 @@ def write(out: BookWriter, tab: Tab) -> int:
         row = _write_continuation(out, ws, row)
     if out.exercises:  # an exercise book: each exercise, a link to its region
         row = exercises.write_guide(out, ws, row)
-    if layout.steer:  # what to try on the Steering and Neurons tabs (their texts in regions.ini)
-        for key in ("steer", "neurons"):
-            section = layout.texts[key] if layout.texts.has_section(key) else {}
-            ws.write_string(row, 0, section.get("title", key), fmt.title)
-            ws.write_string(row, 1, section.get("explain", ""), fmt.note)
-            row += 1
+    # what to try on the tabs that say so (GUIDE_SECTION: their texts' section in regions.ini)
+    keys = [m.GUIDE_SECTION for m in layout.present if hasattr(m, "GUIDE_SECTION")]
+    for key in keys:
+        section = layout.texts[key] if layout.texts.has_section(key) else {}
+        ws.write_string(row, 0, section.get("title", key), fmt.title)
+        ws.write_string(row, 1, section.get("explain", ""), fmt.note)
         row += 1
+    row += 1 if keys else 0
     ws.write_string(row, 0, "Tabs", fmt.title)
     for k, t in enumerate(layout.tabs[1:], start=1):
         ws.write_url(row + k, 0, f"internal:{a1.sheet_prefix(t.name)}A1", fmt.link, t.name)
@@ -163,9 +164,8 @@ def _write_continuation(out: BookWriter, ws, row: int) -> int:
     return row + 4
 
 
-def read_back(book: Book) -> tuple[GPT2Config, int, bool, TypedLimits | None]:
-    """(config, token rows, logits for every position, the typed prompt's limits or None) from the
-    configuration table."""
+def read_config(book: Book) -> tuple[GPT2Config, BookOptions]:
+    """The model's configuration and the book's options, from the configuration table."""
     guide = book.sheets.get(NAME)
     if guide is None:
         raise WorkbookError("the book has no Guide tab; it was not made by sheetgpt build")
@@ -201,10 +201,12 @@ def read_back(book: Book) -> tuple[GPT2Config, int, bool, TypedLimits | None]:
         config.validate("Guide tab")
     except Exception as exc:
         raise WorkbookError(str(getattr(exc, "message", exc))) from None
-    return config, int(ints["token rows"]), bool(get(LOGITS_ALL)), _typed_limits(book, labels)
+    generate, steer = _read_generate(book)
+    options = BookOptions(int(ints["token rows"]), bool(get(LOGITS_ALL)), _typed_limits(book, labels), generate, steer)
+    return config, options
 
 
-def read_generate(book: Book) -> tuple[int, bool]:
+def _read_generate(book: Book) -> tuple[int, bool]:
     """(the configuration table's generated rows, whether the book has a Steering tab); (0, False)
     for books without either."""
     guide = book.sheets[NAME]

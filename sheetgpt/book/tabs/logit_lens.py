@@ -8,16 +8,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from ...reference import logit_lens
 from .. import cells
 from ..layout import FRAME_ROWS, OUTPUT, Layout, Region, Tab, stack, weight_range
 from ..ops import layer_norm
 from . import vocab
 
 if TYPE_CHECKING:
-    from ..writer import BookWriter
+    from ..output import BookWriter
+    from ..trace import BookInputs
 
 NAME = "Logit lens"
 SUMMARY_TOP = 4  # first row of the summary table (block, top token, probability, token id)
+
+
+def stages(inputs: BookInputs, trace: dict) -> dict:
+    """ln_f and the tied unembedding applied to each block's output at the predicting position."""
+    config, weights = inputs.layout.config, inputs["weights"]
+    f64 = {name: np.asarray(weights[name], dtype=np.float64) for name in ("wte", "ln_f.g", "ln_f.b")}
+    outputs = [trace[f"h.{i}.res_2"] for i in range(config.n_layer)]
+    t = inputs["prompt"].predict_after
+    return logit_lens(outputs, t, f64["ln_f.g"], f64["ln_f.b"], config.layer_norm_epsilon, f64["wte"])
 
 
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:

@@ -9,10 +9,13 @@ from .. import cells
 from ..layout import DATA_COL, FRAME_ROWS, OUTPUT, Layout, Region, Tab, weight_range
 
 if TYPE_CHECKING:
-    from ..writer import BookWriter
+    from ..output import BookWriter
 
 NAME = "Logits"
 ALL_LEFT = DATA_COL + 2  # column E: the first column of the logits of every position
+
+
+EXERCISES = {"unembedding": ("logits", "logits.all")}  # exercise families (sheetgpt.exercises)
 
 
 def column_ref(layout: Layout, t: int) -> str:

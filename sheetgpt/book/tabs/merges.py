@@ -9,7 +9,8 @@ from ..layout import INPUT, Layout, Region, Tab
 
 if TYPE_CHECKING:
     from ...engine.book import Book
-    from ..writer import BookWriter
+    from ..output import BookWriter
+    from ..trace import BookInputs, Build
 
 NAME = "merges"
 LEFT_COL, RIGHT_COL, MERGED_ID_COL, KEY_COL = 1, 2, 6, 7
@@ -46,7 +47,12 @@ def write(out: BookWriter, tab: Tab) -> int:
     return 0
 
 
-def read_back(book: Book, n_merges: int) -> list[tuple[str | None, str | None]]:
+def given(build: Build, inputs: BookInputs) -> list[tuple[str | None, str | None]]:
+    """The ranked merges a new book's tab holds (``write``)."""
+    return [(a, c) for a, c in build.tokenizer.merges]
+
+
+def read_back(book: Book, layout: Layout, inputs: BookInputs) -> list[tuple[str | None, str | None]]:
     """The ranked merges (left, right) as the tab holds them (None: an empty cell)."""
     strings = book.sheets[NAME].strings
-    return [(strings.get((k, LEFT_COL)), strings.get((k, RIGHT_COL))) for k in range(1, n_merges + 1)]
+    return [(strings.get((k, LEFT_COL)), strings.get((k, RIGHT_COL))) for k in range(1, layout.typed.n_merges + 1)]

@@ -19,9 +19,11 @@ from . import prompt
 
 if TYPE_CHECKING:
     from ...engine.book import Book
-    from ..writer import BookWriter
+    from ..output import BookWriter
+    from ..trace import BookInputs, Build
 
 NAME = "Neurons"
+GUIDE_SECTION = "neurons"  # the Guide shows this section of regions.ini: what to try here
 K = 5  # neurons shown per row
 BLOCK = (2, 1)  # B3: the block whose neurons are shown (editable)
 STATUS = (2, 2)  # C3: what the tab shows, or why the block number cannot be used
@@ -62,10 +64,15 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     return [Tab(NAME, OUTPUT, [act, ids, focus, heat])]
 
 
-def stages(trace: dict, layout: Layout, block: int, t: int) -> dict:
+def given(build: Build, inputs: BookInputs) -> int:
+    """The block a new book shows: the last (``default_block``)."""
+    return default_block(inputs.layout)
+
+
+def stages(inputs: BookInputs, trace: dict) -> dict:
     """The tab's reference stages, from the trace's GELU activations."""
-    gelus = [trace[f"h.{b}.mlp.gelu"] for b in range(layout.config.n_layer)]
-    return neuron_view(gelus, block, t, K)
+    gelus = [trace[f"h.{b}.mlp.gelu"] for b in range(inputs.layout.config.n_layer)]
+    return neuron_view(gelus, inputs["neurons"], inputs["prompt"].predict_after, K)
 
 
 def write(out: BookWriter, tab: Tab) -> int:
@@ -75,7 +82,8 @@ def write(out: BookWriter, tab: Tab) -> int:
     ws.write_string(0, 0, texts.get("title", NAME), fmt.big)
     ws.write_string(1, 0, texts.get("explain", ""), fmt.note)
     ws.write_string(BLOCK[0], 0, "block", fmt.label)
-    ws.write_number(*BLOCK, out.neuron_block, fmt.edit)
+    block = out.inputs["neurons"]
+    ws.write_number(*BLOCK, block, fmt.edit)
     chosen = a1.cell(*BLOCK, True, True)
     ws.write_formula(
         *STATUS,
@@ -83,7 +91,7 @@ def write(out: BookWriter, tab: Tab) -> int:
         f'"the MLP neurons of block "&{chosen},"type a block number from 0 to {n - 1}"),'
         f'"type a block number from 0 to {n - 1}")',
         fmt.note,
-        f"the MLP neurons of block {out.neuron_block}",
+        f"the MLP neurons of block {block}",
     )
     count = 0
     for region in tab.regions:
@@ -117,7 +125,7 @@ def write(out: BookWriter, tab: Tab) -> int:
     return count
 
 
-def read_back(book: Book, layout: Layout) -> int:
+def read_back(book: Book, layout: Layout, inputs: BookInputs) -> int:
     """The block whose neurons the tab shows."""
     value = readback.number(book, NAME, *BLOCK, "block")
     if value != int(value) or not 0 <= value < layout.config.n_layer:

@@ -16,10 +16,12 @@ from . import vocab
 
 if TYPE_CHECKING:
     from ...engine.book import Book
-    from ..writer import BookWriter
+    from ..output import BookWriter
+    from ..trace import BookInputs, Build
 
 NAME = "Predict"
 TEMPERATURE = (2, 2)  # C3
+TEMPERATURE_VALUE = 1.0  # what a new book holds there
 TOP_K = 10
 # The top-k table, beside the probabilities: rank, probability, token id, token (columns F..I).
 RANK_COL, PROB_COL, ID_COL, TOKEN_COL = 5, 6, 7, 8
@@ -98,7 +100,7 @@ def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
     ws.write_string(0, 0, "Next-token prediction", fmt.big)
     ws.write_string(1, 0, "Softmax of the logits, with a temperature you can edit (yellow).", fmt.note)
     ws.write_string(TEMPERATURE[0], 0, "temperature", fmt.label)
-    ws.write_number(*TEMPERATURE, 1.0, fmt.edit)
+    ws.write_number(*TEMPERATURE, TEMPERATURE_VALUE, fmt.edit)
     if layout.generate:  # the prompt and the greedy continuation, as text
         shown, rest = prompt_tab.continuation_text(out)
         r, c = TEMPERATURE[0], RANK_COL
@@ -144,7 +146,12 @@ def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
     ws.insert_chart(top + n + 2, RANK_COL, chart, {"x_scale": 1.2, "y_scale": 1.2})
 
 
-def read_back(book: Book, layout: Layout) -> float:
+def given(build: Build, inputs: BookInputs) -> float:
+    """The temperature a new book's softmax uses (the cell ``write`` writes)."""
+    return TEMPERATURE_VALUE
+
+
+def read_back(book: Book, layout: Layout, inputs: BookInputs) -> float:
     """The temperature the book's softmax uses."""
     temperature = readback.number(book, NAME, *TEMPERATURE, "temperature")
     if not temperature > 0:

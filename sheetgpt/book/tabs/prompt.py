@@ -5,6 +5,7 @@ A typed-prompt book shows the text in B4 and fills the token rows from the BPE t
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ... import a1
@@ -14,42 +15,32 @@ from ...prompt import read_typed_prompt
 from ...tokenizer import ENDOFTEXT, Tokenizer
 from .. import readback
 from ..layout import INPUT, Layout, Region, Tab
-from . import bpe, logits, merges, vocab
+from ..prompt_cells import (  # noqa: F401 (the tab's cells, named here too)
+    AFTER_NOTE,
+    ENDED_COL,
+    GENERATED_NOTE,
+    ID_COL,
+    NAME,
+    NEXT_COL,
+    NOTE_COL,
+    PREDICT_AFTER,
+    SO_FAR_COL,
+    TEXT_COL,
+    TOP,
+    TYPED_TEXT,
+    id_ref,
+    predict_after_ref,
+    text_ref,
+    typed_text_ref,
+)
+from . import bpe, logits, vocab
 
 if TYPE_CHECKING:
     from ...engine.book import Book, Sheet
+    from ...engine.values import Values
     from ...prompt import Prompt
-    from ..writer import BookWriter
-
-NAME = "Prompt"
-TOP = 5  # first token row (sheet row 6)
-TEXT_COL, ID_COL, NOTE_COL = 1, 2, 3  # column A: position; B: token text (editable); C: token id; D: note
-# Generating books: E: the next token's id (argmax of the row's logits); F: the text so far, up to the
-# first generated <|endoftext|>; G: 1 once a generated <|endoftext|> has been met.
-NEXT_COL, SO_FAR_COL, ENDED_COL = 4, 5, 6
-PREDICT_AFTER = (2, 2)  # C3: the position whose next token is predicted
-TYPED_TEXT = (3, 1)  # B4: the text a learner types, in typed-prompt books
-AFTER_NOTE = "(after the predicting position: ignored)"
-GENERATED_NOTE = "generated: the row before's next token"
-
-
-def text_ref(t: int) -> str:
-    """Token t's text, from any tab: Prompt!$B$6."""
-    return a1.sheet_prefix(NAME) + a1.cell(TOP + t, TEXT_COL, True, True)
-
-
-def id_ref(t: int) -> str:
-    """Token t's id, from any tab, row relative: Prompt!$C6."""
-    return a1.sheet_prefix(NAME) + a1.cell(TOP + t, ID_COL, False, True)
-
-
-def predict_after_ref() -> str:
-    return a1.sheet_prefix(NAME) + a1.cell(*PREDICT_AFTER, True, True)
-
-
-def typed_text_ref() -> str:
-    return a1.sheet_prefix(NAME) + a1.cell(*TYPED_TEXT, True, True)
-
+    from ..output import BookWriter
+    from ..trace import BookInputs, Build
 
 def live_text_formula(layout: Layout) -> str:
     """The prompt the book reads now, from any tab: the typed text, or the token rows up to the
@@ -222,7 +213,48 @@ def _write_generation(out: BookWriter, ws, tab: Tab) -> None:
         )
 
 
-def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[str], list[int], int, dict]:
+@dataclass(frozen=True)
+class TokenRows:
+    """The Prompt tab's inputs: what the forward pass runs on."""
+
+    texts: list[str]  # each row's token text
+    ids: list[int]  # each row's id; -1 where the text is not in the vocabulary
+    predict_after: int  # the position whose next token is predicted
+    generated: list[bool]  # rows whose id is the argmax of the row before's logits (generating books)
+    teacher_rows: list[int] = field(default_factory=list)  # rows whose text a teacher's formula gives
+    bpe: dict = field(default_factory=dict)  # typed-prompt books: the BPE tab's checked regions
+
+
+def given(build: Build, inputs: BookInputs) -> TokenRows:
+    p, layout = build.prompt, inputs.layout
+    generated = [bool(layout.generate) and t > p.predict_after for t in range(len(p.ids))]
+    return TokenRows(list(p.texts), list(p.ids), p.predict_after, generated, [], p.bpe_reference() if p.typed else {})
+
+
+def read_back(book: Book, layout: Layout, inputs: BookInputs) -> TokenRows:
+    """The token rows as the book's formulas see them."""
+    texts, ids, predict_after, bpe_stages = _read_rows(book, layout, inputs)
+    generated = generated_rows(book, layout, predict_after)
+    # a teacher's formula in a token cell; a generated row's own formula is the book's, not a teacher's
+    teacher = [t for t in teacher_formulas(book, layout) if not generated[t]]
+    return TokenRows(texts, ids, predict_after, generated, teacher, bpe_stages)
+
+
+def recomputed(rows: TokenRows, values: Values, inputs: BookInputs) -> TokenRows:
+    """The rows with each teacher's token formula replaced by what the engine computed for its cell."""
+    if not rows.teacher_rows:
+        return rows
+    lookup = inputs["vocab"].lookup
+    texts, ids = list(rows.texts), list(rows.ids)
+    for t in rows.teacher_rows:
+        r, c = TOP + t, TEXT_COL
+        error = values.errors.get(NAME, {}).get((r, c))
+        texts[t] = value_text(values.describe(NAME, r, c)) if error is None else error + "\0"
+        ids[t] = lookup.get(texts[t], -1)
+    return replace(rows, texts=texts, ids=ids)
+
+
+def _read_rows(book: Book, layout: Layout, inputs: BookInputs) -> tuple[list[str], list[int], int, dict]:
     """(token texts, ids, predicting position, the BPE tab's reference stages) as the book's formulas see them.
 
     Token-row books: each row's text, its id by exact lookup, the predicting position in C3.
@@ -230,6 +262,7 @@ def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[s
     token row whose text is a constant typed over the BPE's formula uses that text's id, as the
     sheet does; the predicting position is the last token's unless C3 holds a number.
     """
+    words = inputs["vocab"]
     sheet = book.sheets[NAME]
     typed_over = [constant_text(sheet, TOP + t, TEXT_COL) for t in range(layout.T)]
     if not layout.typed:
@@ -241,7 +274,7 @@ def read_back(book: Book, layout: Layout, words: vocab.VocabTab) -> tuple[list[s
     if text is None:
         held = readback.held(sheet, r, c)
         text = "" if held is None else _number_text(held)
-    encoder, pairs = words.encoder(), merges.read_back(book, layout.typed.n_merges)
+    encoder, pairs = words.encoder(), inputs["merges"]
     if None in encoder or any(None in pair for pair in pairs):
         raise WorkbookError(
             "the vocab tab (column C) or the merges tab (columns B, C) has an empty cell; "

@@ -23,9 +23,11 @@ from . import embed, vocab
 
 if TYPE_CHECKING:
     from ...engine.book import Book
-    from ..writer import BookWriter
+    from ..output import BookWriter
+    from ..trace import BookInputs, Build
 
 NAME = "Steering"
+GUIDE_SECTION = "steer"  # the Guide shows this section of regions.ini: what to try here
 LABEL_COL, VALUE_COL, ID_COL = 0, 1, 2
 A_ROW, B_ROW, STRENGTH_ROW, BLOCK_ROW, STATUS_ROW = 3, 4, 5, 6, 7  # rows 4..8: A, B, strength, block L, status
 OK = (STATUS_ROW + 1, VALUE_COL)  # B9: 1 when every value is usable, else 0 (steering off)
@@ -162,7 +164,7 @@ def status_text(s: Settings, lookup: dict[str, int], n_layer: int) -> str:
 
 def write(out: BookWriter, tab: Tab) -> int:
     ws, fmt, layout, trace = out.sheet(tab), out.fmt, out.layout, out.trace
-    s: Settings = out.steer
+    s: Settings = out.inputs["steering"]
     n = layout.config.n_layer
     lookup = {t: i for i, t in reversed(list(enumerate(out.tokenizer.display_table())))}
     ws.set_column(0, 0, 22)
@@ -199,7 +201,18 @@ def write(out: BookWriter, tab: Tab) -> int:
     return count
 
 
-def read_back(book: Book, layout: Layout) -> Settings:
+def given(build: Build, inputs: BookInputs) -> Settings:
+    """The cells of a book being built: ``--steer``'s values, else strength 0 (``default_settings``)."""
+    return build.settings.get("steering") or default_settings(inputs["vocab"].lookup)
+
+
+def before_forward(inputs: BookInputs) -> dict[str, np.ndarray]:
+    """The tab's checked regions, and ``steer.add``, what the forward pass adds at each block's input."""
+    wte = np.asarray(inputs["weights"]["wte"], np.float64)
+    return inputs["steering"].stages(inputs["vocab"].lookup, wte, inputs.layout.config.n_layer)
+
+
+def read_back(book: Book, layout: Layout, inputs: BookInputs) -> Settings:
     """The four editable cells as the book holds them (text where a number was expected is kept: steering off)."""
     sheet = book.sheets[NAME]
 

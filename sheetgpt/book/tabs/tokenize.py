@@ -8,7 +8,7 @@ from ...tokenizer import display_text
 from ..layout import INPUT, Layout, Region, Tab
 
 if TYPE_CHECKING:
-    from ..writer import BookWriter
+    from ..output import BookWriter
 
 NAME = "Tokenize"
 

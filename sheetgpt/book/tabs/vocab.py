@@ -10,7 +10,8 @@ from ..layout import INPUT, Layout, Region, Tab
 
 if TYPE_CHECKING:
     from ...engine.book import Book
-    from ..writer import BookWriter
+    from ..output import BookWriter
+    from ..trace import BookInputs, Build
 
 NAME = "vocab"
 DISPLAY_COL, FORM_COL = 1, 2  # B: the token as the book shows it (Tokenizer.display); C: its GPT-2 form
@@ -54,12 +55,21 @@ class VocabTab:
         return {form: i for i, form in enumerate(self.forms)}
 
 
-def read_back(book: Book, layout: Layout) -> VocabTab:
-    strings = book.sheets[NAME].strings
-    V = layout.config.vocab_size
-    display = [strings.get((i, DISPLAY_COL)) for i in range(V)]
+def _vocab_tab(display: list[str | None], forms: list[str | None]) -> VocabTab:
     lookup: dict[str, int] = {}
     for i, text in enumerate(display):
         if text is not None:
             lookup.setdefault(text, i)
-    return VocabTab(display, [strings.get((i, FORM_COL)) for i in range(V)], lookup)
+    return VocabTab(display, forms, lookup)
+
+
+def given(build: Build, inputs: BookInputs) -> VocabTab:
+    """The vocab tab of a book being built: what ``write`` writes."""
+    t = build.tokenizer
+    return _vocab_tab(list(t.display_table()), [t.token_str(i) for i in range(t.vocab_size)])
+
+
+def read_back(book: Book, layout: Layout, inputs: BookInputs) -> VocabTab:
+    strings = book.sheets[NAME].strings
+    V = layout.config.vocab_size
+    return _vocab_tab([strings.get((i, DISPLAY_COL)) for i in range(V)], [strings.get((i, FORM_COL)) for i in range(V)])

@@ -16,7 +16,8 @@ from ..layout import WEIGHTS, Layout, Region, Tab, weight_tab_shape
 
 if TYPE_CHECKING:
     from ...engine.book import Book
-    from ..writer import BookWriter
+    from ..output import BookWriter
+    from ..trace import BookInputs, Build
 
 
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
@@ -24,11 +25,16 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
 
 
 def write(out: BookWriter, tab: Tab) -> int:
-    out.stream(tab, out.stored[tab.name].reshape(tab.shape))
+    out.stream(tab, out.inputs["weights"][tab.name].reshape(tab.shape))
     return 0
 
 
-def read_back(book: Book, layout: Layout) -> dict[str, np.ndarray]:
+def given(build: Build, inputs: BookInputs) -> dict[str, np.ndarray]:
+    """Every parameter as the book stores it (9 significant digits, ``weight_text.stored_values``)."""
+    return build.weights
+
+
+def read_back(book: Book, layout: Layout, inputs: BookInputs) -> dict[str, np.ndarray]:
     """Every parameter as the book holds it, in the checkpoint's shape."""
     weights = {}
     for name, shape in param_shapes(layout.config).items():

@@ -1,4 +1,4 @@
-"""Cached values the reference does not give, computed by evaluating the book's own formulas.
+"""Cached values the reference does not give, filled in by evaluating the book's own formulas (the BPE tab's).
 
 Most formula cells cache a stage of the float64 reference. The BPE tab's ~10,000 helper
 cells (character codes, merge ranks, positions, ...) are not stages: their cached values are
@@ -28,7 +28,7 @@ from .xlsx.shared import CellError, FormulaBlock
 
 if TYPE_CHECKING:
     from ..engine.values import Values
-    from .writer import BookWriter
+    from .output import BookWriter
 
 
 def block_formulas(block: FormulaBlock) -> list[tuple[int, int, str, tuple | None]]:
