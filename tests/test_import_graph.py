@@ -90,7 +90,7 @@ def test_the_graph_sees_relative_lazy_and_type_checking_imports():
     assert "sheetgpt.book.layout" in graph["sheetgpt.book.tabs.block"]  # from ..layout import ...
     assert "sheetgpt.a1" in graph["sheetgpt.book.tabs.block"]  # from ... import a1
     assert "sheetgpt.book.writer" in graph["sheetgpt.cli_book"]  # inside a function
-    assert "sheetgpt.engine.reader" in graph["sheetgpt.book.tabs.prompt"]  # under TYPE_CHECKING
+    assert "sheetgpt.engine.book" in graph["sheetgpt.book.tabs.prompt"]  # under TYPE_CHECKING
 
 
 def test_find_cycle_finds_one():
