@@ -48,7 +48,7 @@ def index(ctx, args):
         if h == 1:  # one index into a single row counts along the row
             ri, ci = ci, ri
             er, ec = ec, er
-    if isinstance(src, CellRange) and ((ri == 0).all() or (ci == 0).all()):
+    if isinstance(src, CellRange) and len(args) == 3 and (_zero(ri) or _zero(ci)):
         return _index_slice(ctx, src, ri, er, ci, ec)
     ri, ci = np.broadcast_arrays(ri, ci)
     err = np.where(er != 0, er, ec)
@@ -83,10 +83,17 @@ def index(ctx, args):
     return Batch(np.where(err != 0, 0.0, v.num), kind, v.txt)
 
 
+def _zero(i) -> bool:
+    """An index that is one 0 for every cell (INDEX(range, 1, 0) as typed): a whole row or column.
+    (A 0 computed per cell, as in IF(n>=0, INDEX(range, n+1), ""), stays #REF!: both branches of
+    IF are evaluated here, and a whole column there would be an array in a plain cell.)"""
+    return i.shape == (1, 1, 1) and int(i[0, 0, 0]) == 0
+
+
 def _index_slice(ctx, src: CellRange, ri, er, ci, ec):
     """INDEX(range, r, 0), INDEX(range, 0, c), INDEX(range, 0, 0): a whole row, column or the range,
     as a reference (so VAR.P(INDEX(embed.h, 1, 0)) reads one row); an index beyond it is #REF!."""
-    whole_r, whole_c = (ri == 0).all(), (ci == 0).all()
+    whole_r, whole_c = _zero(ri), _zero(ci)
     B = max(len(src.r0), len(src.c0), ri.shape[0], ci.shape[0])
     r, c = np.broadcast_to(ri.reshape(-1), (B,)), np.broadcast_to(ci.reshape(-1), (B,))
     bad = ((r < 1) | (r > src.h)) & ~whole_r | ((c < 1) | (c > src.w)) & ~whole_c
