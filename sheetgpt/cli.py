@@ -48,18 +48,9 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _raise_interrupted(signum, _frame):
-    if os.getpid() != _HANDLER_PID[0]:
-        # A forked worker (the deflate and reader pools, the IronCalc child) inherits this handler:
-        # there the signal keeps its default action, so Pool.terminate() still ends the worker.
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        return
     for s in TERMINATING:  # a second signal must not cut the cleanup short
         signal.signal(s, signal.SIG_IGN)
     raise Interrupted(signum)
-
-
-_HANDLER_PID = [0]  # the process that installed _raise_interrupted
 
 
 @contextlib.contextmanager
@@ -67,7 +58,6 @@ def _signals_as_interrupts():
     """SIGTERM and SIGHUP raise Interrupted while a command runs (only where their action is the
     default: under nohup, SIGHUP stays ignored)."""
     saved = {}
-    _HANDLER_PID[0] = os.getpid()
     try:
         for s in TERMINATING:
             if signal.getsignal(s) == signal.SIG_DFL:
