@@ -47,7 +47,14 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+_OWNER = [0]  # the pid that installed the handlers: forked workers (deflate, reader pools) inherit them
+
+
 def _raise_interrupted(signum, _frame):
+    if os.getpid() != _OWNER[0]:  # a forked worker (Pool.terminate sends SIGTERM): die as it always did
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     for s in TERMINATING:  # a second signal must not cut the cleanup short
         signal.signal(s, signal.SIG_IGN)
     raise Interrupted(signum)
@@ -58,6 +65,7 @@ def _signals_as_interrupts():
     """SIGTERM and SIGHUP raise Interrupted while a command runs (only where their action is the
     default: under nohup, SIGHUP stays ignored)."""
     saved = {}
+    _OWNER[0] = os.getpid()
     try:
         for s in TERMINATING:
             if signal.getsignal(s) == signal.SIG_DFL:

@@ -185,7 +185,7 @@ def destination(path: Path, force: bool, what: str = "file") -> os.stat_result |
     file (a symlink, FIFO, device or directory is never replaced, even with --force)."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a directory that is missing or a file: said where it is made
         return None
     except OSError as exc:
         raise SheetGPTError(f"{path_text(path)}: cannot use it as a {what} ({exc.strerror or exc})") from None

@@ -799,3 +799,19 @@ def test_sweep_signals_at_any_moment(small, model_dir, tmp_path, delay, signum):
         assert code in (0, 128 + signum, -signum), (args, code, err)
         assert "Traceback" not in err and "internal error" not in err, err
         assert not [p.name for p in tmp_path.iterdir() if ".part" in p.name or p.name.startswith("sheetgpt")]
+
+
+def test_a_forked_worker_still_dies_of_sigterm():
+    """Pool.terminate() stops the deflate and reader workers with SIGTERM: a worker forked while the CLI's
+    handler is installed must die of it, not unwind as the CLI does (which hung Pool.join)."""
+    from sheetgpt.cli import _signals_as_interrupts
+
+    with _signals_as_interrupts():
+        pid = os.fork()
+        if pid == 0:  # the worker
+            time.sleep(30)
+            os._exit(0)
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
