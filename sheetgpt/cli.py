@@ -60,6 +60,22 @@ def _raise_interrupted(signum, _frame):
     raise Interrupted(signum)
 
 
+def _default_signals_in_child() -> None:
+    """Right after a fork (the deflate and reader pools, from any thread): the child dies of SIGTERM and
+    SIGHUP at once, as it did before the CLI's handler. A handler that first has to run Python code
+    can miss its moment: a worker forked while Pool.terminate() ran was left waiting on the pool's queue."""
+    for s in TERMINATING:
+        try:
+            if signal.getsignal(s) is _raise_interrupted:
+                signal.signal(s, signal.SIG_DFL)
+        except ValueError:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_signals_in_child)
+
+
 @contextlib.contextmanager
 def _signals_as_interrupts():
     """SIGTERM and SIGHUP raise Interrupted while a command runs (only where their action is the
