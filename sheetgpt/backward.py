@@ -122,17 +122,17 @@ def attention_backward(dheads, q, k, v, weights):  # dheads [H, T, hd], q k v [H
     return dq, dk, dv, dweights, dscores
 
 
-def mha_backward(dout, x, c_attn, c_proj, n_head, trace, name, grads, pname):  # dout [T, d] -> dx [T, d]
+def mha_backward(dout, x, attn, n_head, trace, name, grads):  # dout [T, d] -> dx [T, d]
     T, d = dout.shape
     hd = d // n_head
     merged, qkv, weights = trace[f"{name}.merged"], trace[f"{name}.c_attn"], trace[f"{name}.weights"]
-    dmerged, grads[f"{pname}.c_proj.w"], grads[f"{pname}.c_proj.b"] = linear_backward(dout, merged, c_proj["w"])
+    dmerged, grads[f"{name}.c_proj.w"], grads[f"{name}.c_proj.b"] = linear_backward(dout, merged, attn["c_proj"]["w"])
     heads = lambda a: a.reshape(T, n_head, hd).transpose(1, 0, 2)  # noqa: E731  [T, d] -> [H, T, hd]
     q, k, v = (heads(qkv[:, i * d : (i + 1) * d]) for i in range(3))
     dq, dk, dv, dweights, dscores = attention_backward(heads(dmerged), q, k, v, weights)
     unheads = lambda a: a.transpose(1, 0, 2).reshape(T, d)  # noqa: E731  [H, T, hd] -> [T, d]
     dqkv = np.concatenate([unheads(dq), unheads(dk), unheads(dv)], axis=1)  # [T, 3d]
-    dx, grads[f"{pname}.c_attn.w"], grads[f"{pname}.c_attn.b"] = linear_backward(dqkv, x, c_attn["w"])
+    dx, grads[f"{name}.c_attn.w"], grads[f"{name}.c_attn.b"] = linear_backward(dqkv, x, attn["c_attn"]["w"])
     return dx, {
         f"d{name}.c_proj": dout,
         f"d{name}.merged": dmerged,
@@ -142,31 +142,25 @@ def mha_backward(dout, x, c_attn, c_proj, n_head, trace, name, grads, pname):  #
     }
 
 
-def ffn_backward(dout, x, c_fc, c_proj, trace, name, grads, pname):  # dout [T, d] -> dx [T, d]
+def ffn_backward(dout, x, mlp, trace, name, grads):  # dout [T, d] -> dx [T, d]
     up, act = trace[f"{name}.c_fc"], trace[f"{name}.gelu"]
-    dact, grads[f"{pname}.c_proj.w"], grads[f"{pname}.c_proj.b"] = linear_backward(dout, act, c_proj["w"])
+    dact, grads[f"{name}.c_proj.w"], grads[f"{name}.c_proj.b"] = linear_backward(dout, act, mlp["c_proj"]["w"])
     dup = gelu_backward(dact, up)
-    dx, grads[f"{pname}.c_fc.w"], grads[f"{pname}.c_fc.b"] = linear_backward(dup, x, c_fc["w"])
+    dx, grads[f"{name}.c_fc.w"], grads[f"{name}.c_fc.b"] = linear_backward(dup, x, mlp["c_fc"]["w"])
     return dx, {f"d{name}.c_proj": dout, f"d{name}.gelu": dact, f"d{name}.c_fc": dup}
 
 
 def transformer_block_backward(dout, x_in, block, n_head, eps, trace, name, grads):  # dout [T, d] -> dx [T, d]
     """x = x_in + mha(ln_1(x_in)); out = x + ffn(ln_2(x)): the residual adds pass the gradient on unchanged."""
     acts = {f"d{name}.res_2": dout}
-    dm, a = ffn_backward(
-        dout, trace[f"{name}.ln_2.out"], block["mlp"]["c_fc"], block["mlp"]["c_proj"], trace, f"{name}.mlp", grads,
-        f"{name}.mlp",
-    )
+    dm, a = ffn_backward(dout, trace[f"{name}.ln_2.out"], block["mlp"], trace, f"{name}.mlp", grads)
     acts |= a | {f"d{name}.ln_2.out": dm}
     dx, grads[f"{name}.ln_2.g"], grads[f"{name}.ln_2.b"] = layer_norm_backward(
         dm, trace, f"{name}.ln_2", block["ln_2"]["g"], eps
     )
     dres_1 = dout + dx
     acts[f"d{name}.res_1"] = dres_1
-    da, a = mha_backward(
-        dres_1, trace[f"{name}.ln_1.out"], block["attn"]["c_attn"], block["attn"]["c_proj"], n_head, trace,
-        f"{name}.attn", grads, f"{name}.attn",
-    )
+    da, a = mha_backward(dres_1, trace[f"{name}.ln_1.out"], block["attn"], n_head, trace, f"{name}.attn", grads)
     acts |= a | {f"d{name}.ln_1.out": da}
     dx, grads[f"{name}.ln_1.g"], grads[f"{name}.ln_1.b"] = layer_norm_backward(
         da, trace, f"{name}.ln_1", block["ln_1"]["g"], eps
