@@ -43,6 +43,14 @@ def objective_at(ids, flat, config, objective, t):
     return B.objective_value(reference.gpt2(ids, nest(flat, config.n_layer), config)["logits"][t], objective)
 
 
+def central_difference(ids, flat, config, objective, t, name, idx):
+    plus, minus = dict(flat), dict(flat)
+    plus[name], minus[name] = flat[name].copy(), flat[name].copy()
+    plus[name][idx] += H
+    minus[name][idx] -= H
+    return (objective_at(ids, plus, config, objective, t) - objective_at(ids, minus, config, objective, t)) / (2 * H)
+
+
 def sample_entries(shape, rng, n=24):
     size = int(np.prod(shape))
     flat_idx = np.arange(size) if size <= n else rng.choice(size, n, replace=False)
@@ -71,13 +79,7 @@ def test_parameter_gradients_equal_finite_differences(micro, t, which):
         if name == "wte":  # the rows that matter: the prompt's tokens (embedding) and the objective's token
             entries += [(int(ids[0]), j) for j in range(w.shape[1])] + [(objective.target, 0)]
         for idx in entries:
-            plus, minus = dict(flat), dict(flat)
-            plus[name], minus[name] = w.copy(), w.copy()
-            plus[name][idx] += H
-            minus[name][idx] -= H
-            fd = (objective_at(ids, plus, config, objective, t) - objective_at(ids, minus, config, objective, t)) / (
-                2 * H
-            )
+            fd = central_difference(ids, flat, config, objective, t, name, idx)
             assert abs(fd - grad[idx]) <= FD_RTOL * scale, f"{which} t={t} d{name}{idx}: {grad[idx]} vs fd {fd}"
 
 
@@ -94,13 +96,7 @@ def test_embed_h_gradient_equals_finite_differences(micro, which):
     fd = np.zeros_like(dh)
     for r in range(len(ids)):
         for j in range(config.n_embd):
-            plus, minus = dict(flat), dict(flat)
-            plus["wpe"], minus["wpe"] = flat["wpe"].copy(), flat["wpe"].copy()
-            plus["wpe"][r, j] += H
-            minus["wpe"][r, j] -= H
-            fd[r, j] = (objective_at(ids, plus, config, objective, t) - objective_at(ids, minus, config, objective, t)) / (
-                2 * H
-            )
+            fd[r, j] = central_difference(ids, flat, config, objective, t, "wpe", (r, j))
     assert rel_err(dh, fd) <= FD_RTOL
     assert np.array_equal(g.params["wpe"][: len(ids)], dh) and not g.params["wpe"][len(ids) :].any()
 
