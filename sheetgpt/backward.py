@@ -93,14 +93,18 @@ def linear_backward(dout, x, w):  # dout [T, n_out], x [T, n_in], w [n_in, n_out
     return exact.matmul(dout, w.T), exact.matmul(x.T, dout), dout.sum(axis=0)
 
 
-def layer_norm_backward(dout, trace, name, g, eps):  # dout [T, d] -> dx [T, d], dg [d], db [d]
+def layer_norm_backward(dout, trace, name, g, eps, acts=None):  # dout [T, d] -> dx [T, d], dg [d], db [d]
     """out = norm * g + b, norm = (x - mean) * rstd: llm.c's compact form
-    dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = dout * g."""
+    dx = rstd * (dnorm - dmean - norm * dvar), dnorm = dout * g, dmean = mean(dnorm), dvar = mean(dnorm * norm).
+    ``acts``: where to keep dnorm, dmean and dvar (as d{name}.dnorm, ...)."""
     norm = trace[f"{name}.norm"]  # [T, d]
     rstd = 1 / np.sqrt(trace[f"{name}.var"] + eps)  # [T, 1]
     dnorm = dout * g  # [T, d]
-    dx = rstd * (dnorm - dnorm.mean(axis=-1, keepdims=True) - norm * (dnorm * norm).mean(axis=-1, keepdims=True))
-    return dx, (dout * norm).sum(axis=0), dout.sum(axis=0)
+    dmean = dnorm.mean(axis=-1, keepdims=True)  # [T, 1]
+    dvar = (dnorm * norm).mean(axis=-1, keepdims=True)  # [T, 1]
+    if acts is not None:
+        acts |= {f"d{name}.out": dout, f"d{name}.dnorm": dnorm, f"d{name}.dmean": dmean, f"d{name}.dvar": dvar}
+    return rstd * (dnorm - dmean - norm * dvar), (dout * norm).sum(axis=0), dout.sum(axis=0)
 
 
 def gelu_backward(dout, x):  # dout [T, n], x [T, n] (the GELU's input) -> dx [T, n]
@@ -154,16 +158,16 @@ def transformer_block_backward(dout, x_in, block, n_head, eps, trace, name, grad
     """x = x_in + mha(ln_1(x_in)); out = x + ffn(ln_2(x)): the residual adds pass the gradient on unchanged."""
     acts = {f"d{name}.res_2": dout}
     dm, a = ffn_backward(dout, trace[f"{name}.ln_2.out"], block["mlp"], trace, f"{name}.mlp", grads)
-    acts |= a | {f"d{name}.ln_2.out": dm}
+    acts |= a
     dx, grads[f"{name}.ln_2.g"], grads[f"{name}.ln_2.b"] = layer_norm_backward(
-        dm, trace, f"{name}.ln_2", block["ln_2"]["g"], eps
+        dm, trace, f"{name}.ln_2", block["ln_2"]["g"], eps, acts
     )
     dres_1 = dout + dx
     acts[f"d{name}.res_1"] = dres_1
     da, a = mha_backward(dres_1, trace[f"{name}.ln_1.out"], block["attn"], n_head, trace, f"{name}.attn", grads)
-    acts |= a | {f"d{name}.ln_1.out": da}
+    acts |= a
     dx, grads[f"{name}.ln_1.g"], grads[f"{name}.ln_1.b"] = layer_norm_backward(
-        da, trace, f"{name}.ln_1", block["ln_1"]["g"], eps
+        da, trace, f"{name}.ln_1", block["ln_1"]["g"], eps, acts
     )
     return dres_1 + dx, acts
 
@@ -199,9 +203,9 @@ def backward(ids, params, config: GPT2Config, objective, t: int = -1, trace: Tra
     dlogits = np.zeros_like(trace["logits"])  # [T, V]
     dlogits[t] = objective_backward(trace["logits"][t], objective)
     acts["dlogits"] = dlogits
-    dx = acts["dln_f.out"] = exact.matmul(dlogits, wte)  # [T, V] @ [V, d] -> [T, d]
+    dx = exact.matmul(dlogits, wte)  # [T, V] @ [V, d] -> [T, d], d ln_f.out
     dwte_out = exact.matmul(dlogits.T, trace["ln_f.out"])  # [V, T] @ [T, d] -> [V, d], the unembedding's share
-    dx, grads["ln_f.g"], grads["ln_f.b"] = layer_norm_backward(dx, trace, "ln_f", params["ln_f"]["g"], eps)
+    dx, grads["ln_f.g"], grads["ln_f.b"] = layer_norm_backward(dx, trace, "ln_f", params["ln_f"]["g"], eps, acts)
     for i in reversed(range(config.n_layer)):
         x_in = trace[f"h.{i - 1}.res_2"] if i > 0 else trace["embed.h"]
         dx, a = transformer_block_backward(dx, x_in, params["blocks"][i], config.n_head, eps, trace, f"h.{i}", grads)
@@ -237,16 +241,8 @@ def saliency(ids, params, config: GPT2Config, t: int = -1) -> Trace:
     trace = reference.gpt2(ids, params, config)
     predicted = int(np.argmax(trace["logits"][t]))
     g = backward(ids, params, config, Prob(predicted), t, trace)
-    grad = g.acts["dembed.h"]  # [T, d]
-    x = trace["embed.wte"]  # [T, d], wte[ids]
-    grad_x_input = np.sqrt(((grad * x) ** 2).sum(axis=-1))  # [T]
-    return {
-        "predicted": np.array(predicted),
-        "prob": np.array(g.value),
-        "grad_norm": np.sqrt((grad * grad).sum(axis=-1)),
-        "grad_x_input": grad_x_input,
-        "score": grad_x_input / grad_x_input.sum(),
-    }
+    scores = saliency_scores(g.acts["dembed.h"], trace["embed.wte"])  # d embed.h and wte[ids], [T, d]
+    return {"predicted": np.array(predicted), "prob": np.array(g.value)} | scores
 
 
 def sgd_step(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> dict[str, np.ndarray]:
@@ -278,3 +274,34 @@ def train_step(ids, flat: dict[str, np.ndarray], config: GPT2Config, target: int
         _, _, after = softmax_parts(reference.gpt2(ids, nest(new, config.n_layer), config)["logits"][t])
         steps.append(Step(target, lr, g.value, float(before[target]), float(after[target]), after, norms))
     return steps
+
+
+# ---- the Saliency tab's stages (book shapes; sheetgpt/book/tabs/saliency.py writes them) -----------
+
+
+def saliency_stages(trace: Trace, params, config: GPT2Config, t: int) -> Trace:
+    """The Saliency tab's stages for the forward ``trace`` (``reference.gpt2``, before the book's
+    predicting-row stages): the backward pass of the predicted token's probability at row t, from
+    d logits down to d embed.h, and Ecco's grad_x_input per token row."""
+    if "blocks" not in params:
+        params = nest(params, config.n_layer)
+    logits = trace["logits"][t]  # [V]
+    predicted = int(np.argmax(logits))  # the first maximum, like MATCH
+    g = backward(trace["ids"], params, config, Prob(predicted), t, trace)
+    _, total, _ = softmax_parts(logits)
+    s = saliency_scores(g.acts["dembed.h"], trace["embed.wte"])
+    out = {"sal.sum": np.array([[total]]), "sal.id": np.array([[float(predicted)]])}
+    out["dlogits"] = g.acts["dlogits"][t][:, None]  # [V, 1]
+    out["dln_f.last"] = g.acts["dln_f.out"][t][None, :]  # [1, d]
+    keep = ("dln_f.", "dh.", "dembed.h")
+    out |= {name: value for name, value in g.acts.items() if name.startswith(keep)}
+    return out | {f"sal.{k}": v[:, None] for k, v in s.items()}
+
+
+def saliency_scores(grad, x) -> dict[str, np.ndarray]:  # d embed.h [T, d], wte[ids] [T, d] -> [T] each
+    grad_x_input = np.sqrt((grad * grad * x * x).sum(axis=-1))
+    return {
+        "grad_norm": np.sqrt((grad * grad).sum(axis=-1)),
+        "grad_x_input": grad_x_input,
+        "score": grad_x_input / grad_x_input.sum(),
+    }

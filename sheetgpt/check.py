@@ -21,8 +21,9 @@ import numpy as np
 
 from . import exercises
 from .a1 import cell as cell_name
+from .backward import saliency_stages
 from .book.layout import WEIGHTS, Layout, Region
-from .book.tabs import embeddings, guide, neurons, predict, prompt, steering, vocab, weights
+from .book.tabs import embeddings, guide, neurons, predict, prompt, saliency, steering, vocab, weights
 from .checkpoint import Model, param_shapes
 from .engine import ENGINES, recompute
 from .engine.cached import file_values
@@ -174,7 +175,7 @@ def _check_extent(book: Book, layout: Layout) -> None:
 
 def read_inputs(book: Book) -> BookInputs:
     config, T, logits_all, typed = guide.read_back(book)
-    layout = Layout(config, T, logits_all, typed, *guide.read_generate(book))
+    layout = Layout(config, T, logits_all, typed, *guide.read_generate(book), saliency=saliency.NAME in book.sheets)
     missing = [t.name for t in layout.tabs if t.name not in book.sheets]
     if missing:
         raise WorkbookError(
@@ -239,6 +240,8 @@ def reference_trace(inputs: BookInputs) -> dict:
     trace = gpt2(used, model.params, config, steer=add) | steer_stages
     if inputs.steer is not None:
         trace |= neurons.stages(trace, inputs.layout, inputs.neuron_block, inputs.predict_after)
+    if saliency.wanted(inputs.layout):
+        trace |= saliency_stages(trace, model.params, config, inputs.predict_after)
     trace = with_selected_position(trace, inputs.predict_after, inputs.temperature)
     if inputs.layout.generate:
         trace = with_generation_stages(trace, config.n_layer)

@@ -178,8 +178,17 @@ def check_report_paths(book: Path, outputs: dict[str, Path | None], force: bool)
     "(token texts as the vocab tab shows them), e.g. --steer ' slow' ' quick' 1 0. The book's Steering tab "
     "holds the four values (editable); books built with --generate have it too, with strength 0.",
 )
+@click.option(
+    "--saliency",
+    is_flag=True,
+    default=False,
+    help="Add the Saliency tab: the backward pass of the predicted token's probability down to the token "
+    "embeddings, in formulas, and Ecco's grad_x_input score per token (a book that neither generates nor steers).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt, exercise, generate, steer):
+def build_cmd(
+    model_dir, prompt, output, blocks, context, logits, force, typed_prompt, exercise, generate, steer, saliency
+):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from .book.writer import build_workbook
     from .checkpoint import load_model
@@ -203,8 +212,10 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
         )
     if exercise is not None and (generate or steer is not None):
         raise SheetGPTError("an exercise book neither generates nor steers: leave out --generate and --steer")
+    if saliency and (generate or steer is not None):
+        raise SheetGPTError("a --saliency book neither generates nor steers: leave out --generate and --steer")
     tokenizer = Tokenizer.from_dir(model.path)
-    if generate is None and exercise is not None:
+    if generate is None and (exercise is not None or saliency):
         generate = 0  # an exercise book predicts one token, once the learner's blanks compute
     if generate is None:  # the bundled model fills its context, up to DEFAULT_GENERATE_ROWS rows
         rows = min(DEFAULT_GENERATE_ROWS, model.config.n_positions)
@@ -234,6 +245,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
             exercise=exercise,
             generate=generate,
             steer=steer,
+            explain=saliency,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])

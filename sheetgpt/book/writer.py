@@ -21,6 +21,7 @@ import numpy as np
 import xlsxwriter
 from xlsxwriter.exceptions import FileCreateError
 
+from ..backward import saliency_stages
 from ..checkpoint import Model
 from ..errors import SheetGPTError
 from ..exercises import downstream as exercise_downstream
@@ -39,7 +40,7 @@ from ..weight_text import stored_values
 from . import limits
 from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Tab
-from .tabs import embeddings, neurons, steering
+from .tabs import embeddings, neurons, saliency, steering
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
 
@@ -113,13 +114,15 @@ def build_workbook(
     exercise: str | None = None,
     generate: int = 0,
     steer: steering.Settings | None = None,
+    explain: bool = False,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end).
 
     ``generate`` N > 0: the book's rows are the prompt and N more, each the greedy next token of the
     rows before it, computed by the book's formulas (``context`` is then the prompt's length + N).
     ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
-    that tab, with strength 0 unless ``steer`` says otherwise.
+    that tab, with strength 0 unless ``steer`` says otherwise. ``explain``: the Saliency tab (books that
+    neither generate nor steer).
     """
     started = time.perf_counter()
     out_path = Path(out_path)
@@ -138,7 +141,9 @@ def build_workbook(
         context = _generated_context(prompt_text, tokenizer, model.config.n_positions, generate)
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
     steered = generate > 0 or steer is not None
-    layout = Layout(model.config, len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered)
+    layout = Layout(
+        model.config, len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered, saliency=explain
+    )
     limits.check(layout, prompt)  # before anything is computed or written
     exercises = resolve_exercises(layout, exercise) if exercise is not None else []
     stored = {name: stored_values(value) for name, value in model.flat.items()}
@@ -156,6 +161,8 @@ def build_workbook(
     trace = gpt2(prompt.ids, params, model.config, steer=add) | steer_stages
     if steered:
         trace |= neurons.stages(trace, layout, neurons.default_block(layout), prompt.predict_after)
+    if saliency.wanted(layout):
+        trace |= saliency_stages(trace, params, model.config, prompt.predict_after)
     trace = with_selected_position(trace, prompt.predict_after)
     if generate:
         trace = with_generation_stages(trace, model.config.n_layer)
