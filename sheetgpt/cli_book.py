@@ -183,7 +183,7 @@ def check_report_paths(book: Path, outputs: dict[str, Path | None], force: bool)
     is_flag=True,
     default=False,
     help="Add the Saliency tab: the backward pass of the predicted token's probability down to the token "
-    "embeddings, in formulas, and Ecco's grad_x_input score per token (a book that neither generates nor steers).",
+    "embeddings, in formulas, and Ecco's grad_x_input score per token.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def build_cmd(
@@ -212,10 +212,8 @@ def build_cmd(
         )
     if exercise is not None and (generate or steer is not None):
         raise SheetGPTError("an exercise book neither generates nor steers: leave out --generate and --steer")
-    if saliency and (generate or steer is not None):
-        raise SheetGPTError("a --saliency book neither generates nor steers: leave out --generate and --steer")
     tokenizer = Tokenizer.from_dir(model.path)
-    if generate is None and (exercise is not None or saliency):
+    if generate is None and exercise is not None:
         generate = 0  # an exercise book predicts one token, once the learner's blanks compute
     if generate is None:  # the bundled model fills its context, up to DEFAULT_GENERATE_ROWS rows
         rows = min(DEFAULT_GENERATE_ROWS, model.config.n_positions)

@@ -17,7 +17,7 @@ from xlsx_edit import set_value
 
 from sheetgpt import backward
 from sheetgpt.book.tabs import prompt as prompt_tab
-from sheetgpt.book.tabs import saliency
+from sheetgpt.book.tabs import saliency, steering
 from sheetgpt.book.writer import build_workbook
 from sheetgpt.check import check_book
 from sheetgpt.checkpoint import default_model_dir, load_model
@@ -133,12 +133,23 @@ def test_check_names_a_wrong_backward_formula(monkeypatch, tmp_path, stage, old,
     assert not report.passed and failed[0] == stage, failed
 
 
-def test_build_refuses_saliency_with_generate_or_steer(tmp_path):
-    out = str(tmp_path / "b.xlsx")
-    for extra in (["--generate", "2"], ["--steer", " slow", " quick", "1", "0"]):
-        result = CliRunner().invoke(main, ["build", "--prompt", PROMPT, "--saliency", "-o", out, *extra])
-        assert result.exit_code == 2 and "--saliency" in result.output, result.output
-        assert not Path(out).exists()
+def test_a_generating_steered_book_explains_its_prediction(tmp_path):
+    """Generated rows and a steering vector are inputs like any other: the backward reads the forward's values."""
+    model, tok = load_model(MICRO), Tokenizer.from_dir(MICRO)
+    settings = steering.from_cli(("t", "c", 1.0, 0), tok.display_ids(), model.config.n_layer)
+    result = build_workbook(model, tok, "the cat", tmp_path / "gen.xlsx", generate=2, steer=settings, explain=True)
+    report = check_book(result.path)
+    assert report.passed, [s for s in report.stages if not s.passed]
+    assert len(backward_stages(report)) == 12 + 16 * model.config.n_layer
+    assert not result.trace["sal.score"][6:].any() and result.trace["sal.score"][:6].all()  # t = 5, the prompt's last
+
+
+def test_build_saliency_from_the_command_line(tmp_path):
+    out = tmp_path / "b.xlsx"
+    args = ["build", "--model", str(MICRO), "--prompt", "the cat", "--context", "8", "--saliency", "-o", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert saliency.NAME in read_workbook(out).sheets
 
 
 def test_books_without_the_flag_have_no_saliency_tab(tmp_path):

@@ -189,7 +189,7 @@ class Layout:
     # row t reads a later row) and the logits are computed for every row.
     generate: int = 0
     steer: bool = False  # the Steering tab (whose vector each block adds at its input, h.{i}.in) and the Neurons tab
-    saliency: bool = False  # the Saliency tab: the backward pass of the prediction (not in generating/steered books)
+    saliency: bool = False  # the Saliency tab: the backward pass of the prediction (--saliency)
 
     @cached_property
     def texts(self) -> configparser.ConfigParser:

@@ -121,8 +121,8 @@ def build_workbook(
     ``generate`` N > 0: the book's rows are the prompt and N more, each the greedy next token of the
     rows before it, computed by the book's formulas (``context`` is then the prompt's length + N).
     ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
-    that tab, with strength 0 unless ``steer`` says otherwise. ``explain``: the Saliency tab (books that
-    neither generate nor steer).
+    that tab, with strength 0 unless ``steer`` says otherwise. ``explain``: the Saliency tab, the backward
+    pass of the prediction.
     """
     started = time.perf_counter()
     out_path = Path(out_path)

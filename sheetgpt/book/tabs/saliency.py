@@ -9,7 +9,8 @@ forward's stage names with a ``d`` in front (``dh.0.mlp.gelu``); sheetgpt/backwa
 reference (``saliency_stages``) and docs/backward.md derives each formula.
 
 Portable formulas only: MMULT with TRANSPOSE in CSE arrays, SUMPRODUCT of plain ranges, AVERAGE,
-TANH. Books that generate or steer do not have this tab (yet).
+TANH. In generating and steered books the backward reads the forward's values like any other book
+(a steering vector is a constant added to the stream: the gradient passes it unchanged).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ GELU_C = "SQRT(2/PI())"
 
 
 def wanted(layout: Layout) -> bool:
-    return layout.saliency and not layout.generate and not layout.steer
+    return layout.saliency
 
 
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
