@@ -17,16 +17,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ... import a1
 from .. import cells
 from ..layout import COMPUTE, FRAME_ROWS, Layout, Region, Tab, stack, weight_range
+from . import prompt as prompt_tab
 from . import vocab
 
 if TYPE_CHECKING:
     from ..writer import BookWriter
 
 NAME = "Saliency"
-SUMMARY_ROWS = 5  # title, explanation, the prediction explained, its probability, a blank row
+SUMMARY_TOP = 6  # the summary's first token row: title, explanation, the prediction, its probability, blank, header
 GELU_C = "SQRT(2/PI())"
 
 
@@ -83,7 +86,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     )
     score.formula = lambda i, j: f"{gxi.at(i, 0, NAME, col_abs=True)}/SUM({gxi.block(NAME)})"
     regions += [grad_norm, gxi, score]
-    stack(regions, SUMMARY_ROWS + FRAME_ROWS + 1)
+    stack(regions, SUMMARY_TOP + T + 1 + FRAME_ROWS + 1)  # below the summary
     _ = H, hd  # the head sizes are read again in _block_backward
     return [Tab(NAME, COMPUTE, regions)]
 
@@ -190,7 +193,8 @@ def _block_backward(layout: Layout, placed: dict[str, Region], i: int, dres_2: R
 
 
 def write(out: BookWriter, tab: Tab) -> int:
-    """The prediction explained on top (token and probability), the regions, a heatmap of the scores."""
+    """On top: the prediction explained (token and probability) and each token's score as a heatmap;
+    then the regions, in the order they compute."""
     count = cells.write_compute_tab(out, tab)
     ws, fmt, layout = out.sheet(tab), out.fmt, out.layout
     texts = layout.texts["saliency"] if layout.texts.has_section("saliency") else {}
@@ -206,11 +210,16 @@ def write(out: BookWriter, tab: Tab) -> int:
     ws.write_string(3, 0, "probability", fmt.label)
     p = 1 / float(out.cached("sal.sum").ravel()[0]) if known else 0
     ws.write_formula(3, 2, f"=1/{total.at(0, 0, NAME)}", fmt.number("0.0%"), p)
-    ws.conditional_format(
-        score.top,
-        score.left,
-        score.bottom,
-        score.left,
-        {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#C00000", "min_type": "num", "min_value": 0},
-    )
-    return count + 2
+    for col, label in enumerate(["pos", "token", "saliency"]):
+        ws.write_string(SUMMARY_TOP - 1, col, label, fmt.header)
+    scores = out.cached("sal.score")[:, 0]
+    num = fmt.number("0.000")
+    for t in range(layout.T):
+        r = SUMMARY_TOP + t
+        ws.write_number(r, 0, t, fmt.label)
+        ws.write_formula(r, 1, "=" + prompt_tab.text_ref(t), fmt.token, out.prompt.texts[t])
+        ws.write_formula(r, 2, f"={score.at(t, 0, NAME)}", num, 0 if np.isnan(scores[t]) else float(scores[t]))
+    heat = {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#C00000", "min_type": "num", "min_value": 0}
+    ws.conditional_format(SUMMARY_TOP, 2, SUMMARY_TOP + layout.T - 1, 2, heat)
+    ws.conditional_format(score.top, score.left, score.bottom, score.left, heat)
+    return count + 2 + layout.T
