@@ -1,5 +1,5 @@
 """Render PNG pictures of a book's tabs for the docs: docs/guide.png, block0.png, attention.png,
-predict.png, logit_lens.png, embeddings.png, generate.png, neurons.png, steering.png and
+predict.png, logit_lens.png, saliency.png, embeddings.png, generate.png, neurons.png, steering.png and
 steering_predict.png (after typing the documented
 flip into the Steering tab: " slow", " quick", strength 1, block 0).
 
@@ -105,14 +105,22 @@ def build_book(model_dir, prompt, out):
     rows = min(DEFAULT_GENERATE_ROWS, model.config.n_positions)
     generate = max(rows - len(tokenizer.encode(prompt)), 0)
     return build_workbook(
-        model, tokenizer, prompt, out, force=True, source=str(model_dir), typed_prompt=None, generate=generate
+        model,
+        tokenizer,
+        prompt,
+        out,
+        force=True,
+        source=str(model_dir),
+        typed_prompt=None,
+        generate=generate,
+        explain=True,
     )
 
 
 def jobs_for(result, outdir, workdir):
     """(sheet, A1 range, png name) for each picture, sized from the book's layout."""
     from sheetgpt.a1 import cell as a1
-    from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, neurons, predict, steering, vocab
+    from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, neurons, predict, saliency, steering, vocab
     from sheetgpt.book.tabs import prompt as prompt_tab
 
     layout = result.layout
@@ -134,6 +142,7 @@ def jobs_for(result, outdir, workdir):
         (predict.NAME, "A1:" + a1(R["predict.probs"].top + 30, 13), "predict"),
         (logit_lens.NAME, "A1:" + a1(lens_out.bottom, min(lens_out.right, 9)), "logit_lens"),
         (embeddings.NAME, "A1:" + a1(R["emb.near.query"].bottom, 11), "embeddings"),
+        (saliency.NAME, "A1:" + a1(saliency.SUMMARY_TOP + T - 1, 4), "saliency"),
     ]
     if layout.generate:
         jobs.append((prompt_tab.NAME, "A1:" + a1(prompt_tab.TOP + T - 1, prompt_tab.SO_FAR_COL), "generate"))

@@ -145,8 +145,17 @@ def _check_output(output: Path, force: bool) -> None:
     "(token texts as the vocab tab shows them), e.g. --steer ' slow' ' quick' 1 0. The book's Steering tab "
     "holds the four values (editable); books built with --generate have it too, with strength 0.",
 )
+@click.option(
+    "--saliency",
+    is_flag=True,
+    default=False,
+    help="Add the Saliency tab: the backward pass of the predicted token's probability down to the token "
+    "embeddings, in formulas, and Ecco's grad_x_input score per token.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_prompt, exercise, generate, steer):
+def build_cmd(
+    model_dir, prompt, output, blocks, context, logits, force, typed_prompt, exercise, generate, steer, saliency
+):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from .book.writer import build_workbook
     from .checkpoint import open_model
@@ -207,6 +216,7 @@ def build_cmd(model_dir, prompt, output, blocks, context, logits, force, typed_p
             exercise=exercise,
             generate=generate,
             steer=steer,
+            explain=saliency,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])

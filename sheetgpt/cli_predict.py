@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import reference
+from . import cli_backward, reference
 from .checkpoint import Model, default_model_dir, load_model
 from .cli_types import FiniteFloat
 from .errors import SheetGPTError
@@ -151,9 +151,27 @@ def continue_ids(
     help="SAE directory in SAELens's layout (cfg.json + sae_weights.safetensors) for --features.  "
     "[default: the bundled model's SAE]",
 )
-def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, steer, as_json, features, sae_dir) -> None:
+@cli_backward.add_options
+def predict_cmd(
+    model_dir,
+    prompt,
+    n_tokens,
+    temperature,
+    top_k,
+    seed,
+    stop,
+    steer,
+    as_json,
+    features,
+    sae_dir,
+    saliency,
+    train_step,
+    target,
+    lr,
+) -> None:
     """Predict the next token after --prompt with the float64 reference, and continue the text."""
     start = time.perf_counter()
+    cli_backward.check_options(saliency, train_step, target, lr, steer)
     model, tok = _load(model_dir)
     ids = _encode(tok, model, prompt)
     sae = None
@@ -172,6 +190,10 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, ste
     probs = softmax(logits)
     k = min(top_k, model.config.vocab_size)
     top = [{"id": int(i), "text": tok.display(int(i)), "prob": float(probs[i])} for i in top_k_ids(logits, k)]
+    explain = cli_backward.saliency_report(ids, model, tok) if saliency else None
+    step = None
+    if train_step:
+        step = cli_backward.train_step_report(ids, model, tok, target, lr, k, int(np.argmax(logits)))
     eot = tok.special.get(ENDOFTEXT) if stop else None
     new, ended = continue_ids(ids, model, logits, n_tokens, temperature, k, seed, eot, add)
     seconds = time.perf_counter() - start
@@ -187,6 +209,8 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, ste
                     "stopped_by": ended,
                     "logits": logits.tolist(),
                     **({"features": cli_features.as_json(model, ids + new, sae, top_k, add)} if sae else {}),
+                    **({"saliency": explain} if saliency else {}),
+                    **({"train_step": step} if train_step else {}),
                 },
                 ensure_ascii=False,
             )
@@ -203,6 +227,10 @@ def predict_cmd(model_dir, prompt, n_tokens, temperature, top_k, seed, stop, ste
     click.echo(f"next token (top {k}, probabilities at temperature 1):")
     for t in top:
         click.echo(f"  {t['id']:>6}  {t['prob']:.6f}  {t['text']!r}")
+    if explain:
+        cli_backward.print_saliency(explain)
+    if step:
+        cli_backward.print_train_step(step)
     how = "greedy" if temperature == 0 else f"sampled, temperature {temperature:g}, top {k}, seed {seed}"
     stopped = {"n": "", "n_positions": " (stopped at n_positions)", "endoftext": f" (stopped at {ENDOFTEXT})"}[ended]
     click.echo(f"continuation ({how}){stopped}: {tok.decode(new)!r}")

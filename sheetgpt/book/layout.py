@@ -188,6 +188,7 @@ class BookOptions:
     # row t reads a later row) and the logits are computed for every row.
     generate: int = 0
     steer: bool = False  # the Steering tab (whose vector each block adds at its input, h.{i}.in) and the Neurons tab
+    saliency: bool = False  # the Saliency tab: the backward pass of the prediction (--saliency)
 
 
 @dataclass
@@ -218,6 +219,10 @@ class Layout:
     @property
     def steer(self) -> bool:
         return self.options.steer
+
+    @property
+    def saliency(self) -> bool:
+        return self.options.saliency
 
     @cached_property
     def texts(self) -> configparser.ConfigParser:
@@ -267,7 +272,10 @@ class Layout:
         )
         for tab in tabs:
             for k, region in enumerate(tab.regions, start=1):
-                key = region.name.split(".", 2)[2] if region.name.startswith("h.") else region.name
+                key, block = region.name, tab.name
+                if region.name.startswith(("h.", "dh.")):  # one text for every block; dh.0.mlp.gelu: [dmlp.gelu]
+                    head, n, key = region.name.split(".", 2)
+                    key, block = (key, block) if head == "h" else (f"d{key}", f"Block {n}")
                 section = self.texts[key] if self.texts.has_section(key) else {}
-                region.text = {f: section.get(f, "").format(**fill, block=tab.name) for f in ("title", "explain")}
+                region.text = {f: section.get(f, "").format(**fill, block=block) for f in ("title", "explain")}
                 region.step = f"{tab.name} · step {k}" if tab.kind == COMPUTE else tab.name

@@ -76,13 +76,15 @@ def build_workbook(
     exercise: str | None = None,
     generate: int = 0,
     steer: Settings | None = None,
+    explain: bool = False,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end).
 
     ``generate`` N > 0: the book's rows are the prompt and N more, each the greedy next token of the
     rows before it, computed by the book's formulas (``context`` is then the prompt's length + N).
     ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
-    that tab, with strength 0 unless ``steer`` says otherwise.
+    that tab, with strength 0 unless ``steer`` says otherwise. ``explain``: the Saliency tab, the backward
+    pass of the prediction.
     """
     started = time.perf_counter()
     out_path = Path(out_path)
@@ -101,7 +103,9 @@ def build_workbook(
         context = _generated_context(prompt_text, tokenizer, model.config.n_positions, generate)
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
     steered = generate > 0 or steer is not None  # the Steering and Neurons tabs
-    options = BookOptions(len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered)
+    options = BookOptions(
+        len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered, saliency=explain
+    )
     layout = registry.layout(model.config, options)  # registry.TABS at call time (a test may add a tab)
     limits.check(layout, prompt)  # before anything is computed or written
     exercises = resolve_exercises(layout, exercise) if exercise is not None else []

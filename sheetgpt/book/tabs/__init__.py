@@ -33,6 +33,7 @@ from . import (
     neurons,
     predict,
     prompt,
+    saliency,
     steering,
     tokenize,
     vocab,
@@ -51,6 +52,7 @@ TABS = (
     final_norm,  # Final norm: ln_f and the predicting position's row
     logits,  # Logits: the tied unembedding
     predict,  # Predict: softmax with a temperature, the top tokens
+    saliency,  # Saliency: the backward pass of the prediction to the token embeddings, Ecco's grad_x_input (--saliency)
     logit_lens,  # Logit lens: what each block would predict
     neurons,  # Neurons: each row's most active MLP neurons in a chosen block, a heatmap (--generate/--steer books)
     embeddings,  # Embeddings: cosine similarity of token vectors
