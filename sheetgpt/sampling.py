@@ -145,7 +145,7 @@ def _parse_number(option: str, text: str) -> float:
     except (TypeError, ValueError):
         x = None
     if x is None or not np.isfinite(x):
-        raise SheetGPTError(f"{option} {text!r} is not a number")
+        raise SheetGPTError(f"Invalid value for '{option}': {text!r} is not a number")
     return x
 
 
@@ -174,7 +174,7 @@ def from_cli(sample: bool, temperature: str | None, top_k: str | None, top_p: st
     why = s.problem()
     if why is not None:
         option = {"temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "seed": "--seed"}[why]
-        raise SheetGPTError(f"{option} {given[option]}: {PROBLEMS[why]}")
+        raise SheetGPTError(f"Invalid value for '{option}': {given[option]!r}: {PROBLEMS[why]}")
     return Settings(SAMPLE, float(s.temperature), int(s.top_k), float(s.top_p), int(s.seed))
 
 

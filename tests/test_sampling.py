@@ -137,3 +137,69 @@ def test_from_cli_defaults():
     assert sampling.from_cli(False, None, None, None, None) == Settings()
     assert sampling.from_cli(True, None, None, None, None) == Settings("sample", 1.0, 0, 1.0, 0)
     assert sampling.from_cli(True, "0.7", "5", "0.9", "12") == Settings("sample", 0.7, 5, 0.9, 12)
+
+
+# ---- `sheetgpt predict --sample` on the bundled model -------------------------------------------
+
+PROMPT = "Mike is quick. He moves"
+
+
+def _predict(*args: str) -> dict:
+    import json
+
+    from click.testing import CliRunner
+
+    from sheetgpt.cli import main
+
+    result = CliRunner().invoke(main, ["predict", "--prompt", PROMPT, "--json", "--no-stop", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_predict_top_k_1_and_temperature_0_equal_greedy():
+    greedy = _predict("-n", "8")["continuation_ids"]
+    for seed in ("0", "7", "123456"):
+        assert _predict("-n", "8", "--sample", "--top-k", "1", "--seed", seed)["continuation_ids"] == greedy
+        assert _predict("-n", "8", "--sample", "--temperature", "0", "--seed", seed)["continuation_ids"] == greedy
+
+
+def test_predict_samples_with_the_sheets_generator():
+    from sheetgpt import reference
+    from sheetgpt.checkpoint import default_model_dir, load_model
+
+    out = _predict("-n", "3", "--sample", "--seed", "5", "--temperature", "1.5", "--top-p", "0.95")
+    model = load_model(default_model_dir())
+    s = Settings("sample", 1.5, 0, 0.95, 5)
+    seq, xs = list(out["prompt_ids"]), sampling.states(5, 3)
+    for n in range(3):  # draw n + 1 for the (n + 1)-th new token, whatever the seed spread
+        logits = reference.gpt2(seq, model.params, model.config)["logits"][-1]
+        seq.append(sampling.sample(logits, s, xs[n] / MODULUS).token)
+    assert out["continuation_ids"] == seq[len(out["prompt_ids"]) :]
+
+
+@pytest.mark.parametrize("prompt", [PROMPT, "Sally is"])
+def test_first_sampled_token_frequencies_match_the_model(prompt):
+    """Over 2,000 seeds at temperature 1, the first sampled token's frequencies are within total
+    variation 0.03 of the model's softmax (for 2,000 independent draws the expected distance is about
+    0.5 x sum sqrt(p (1 - p) / 2000) <= 0.5 x sqrt(K / 2000), 0.02 for K = 3 likely tokens), plus the
+    probability beyond the 64 candidates, which is never sampled."""
+    from sheetgpt import reference
+    from sheetgpt.checkpoint import default_model_dir, load_model
+    from sheetgpt.cli_predict import continue_ids
+    from sheetgpt.tokenizer import Tokenizer
+
+    d = default_model_dir()
+    model, tok = load_model(d), Tokenizer.from_dir(d)
+    ids = tok.encode(prompt)
+    logits = reference.gpt2(ids, model.params, model.config)["logits"][-1]
+    e = np.exp(logits - logits.max())
+    p = e / e.sum()  # the model's probabilities (numpy, not the module under test)
+    beyond = np.sort(p)[::-1][CAP:].sum()
+    N = 2000
+    counts = np.zeros(len(p))
+    for seed in range(N):
+        new, _ = continue_ids(ids, model, logits, 1, Settings("sample", 1.0, 0, 1.0, seed))
+        counts[new[0]] += 1
+    tv = 0.5 * np.abs(counts / N - p).sum()
+    assert tv <= 0.03 + beyond, (tv, beyond)
+    assert (counts > 0).sum() >= 2  # the draws are not all greedy
