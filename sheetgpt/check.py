@@ -19,10 +19,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from . import exercises
+from . import exercises, sampling
 from .a1 import cell as cell_name
 from .book.layout import WEIGHTS, Layout, Region
-from .book.tabs import embeddings, guide, neurons, predict, prompt, steering, vocab, weights
+from .book.tabs import embeddings, guide, neurons, predict, prompt, sample, steering, vocab, weights
 from .checkpoint import Model, param_shapes
 from .engine import ENGINES, recompute
 from .engine.cached import file_values
@@ -30,7 +30,7 @@ from .engine.reader import Book, read_workbook
 from .engine.values import Values
 from .errors import WorkbookError
 from .grade import grade
-from .reference import gpt2, greedy_fill, with_generation_stages, with_selected_position, with_teaching_stages
+from .reference import gpt2, with_generation_stages, with_selected_position, with_teaching_stages
 from .weight_text import stored_values
 
 
@@ -133,6 +133,8 @@ class BookInputs:
     words: vocab.VocabTab | None = None
     steer: steering.Settings | None = None  # books with a Steering tab: its editable cells
     neuron_block: int = 0  # books with a Neurons tab: the block it shows
+    sample: sampling.Settings | None = None  # generating books: the Sample tab's editable cells
+    sample_row: int = 0  # the row the Sample tab's view shows
 
 
 SPARE_CELLS = 4_000_000  # cells a book may use beyond twice what sheetgpt writes (notes, a scratch tab)
@@ -190,6 +192,7 @@ def read_inputs(book: Book) -> BookInputs:
     generated = prompt.generated_rows(book, layout, predict_after)
     steer = steering.read_back(book, layout) if layout.steer else None
     neuron_block = neurons.read_back(book, layout) if layout.steer else 0
+    sample_settings, sample_row = sample.read_back(book, layout) if layout.generate else (None, 0)
     # a teacher's formula in a token cell; a generated row's own formula is the book's, not a teacher's
     token_formulas = [t for t in prompt.teacher_formulas(book, layout) if not generated[t]]
     return BookInputs(
@@ -207,6 +210,8 @@ def read_inputs(book: Book) -> BookInputs:
         words=words,
         steer=steer,
         neuron_block=neuron_block,
+        sample=sample_settings,
+        sample_row=sample_row,
     )
 
 
@@ -233,8 +238,9 @@ def reference_trace(inputs: BookInputs) -> dict:
         wte = np.asarray(inputs.weights["wte"], np.float64)
         steer_stages = inputs.steer.stages(inputs.words.lookup, wte, config.n_layer)
         add = steer_stages["steer.add"]
-    if any(inputs.generated):  # the reference's own greedy continuation
-        used = greedy_fill(used, inputs.generated, model.params, config, add)
+    if any(inputs.generated):  # the reference's own continuation: greedy, or sampled as the Sample tab says
+        settings = inputs.sample or sampling.Settings()
+        used = sampling.fill(used, inputs.generated, model.params, config, settings, inputs.predict_after, add)
         ids = [u if g else i for i, u, g in zip(ids, used, inputs.generated)]
     trace = gpt2(used, model.params, config, steer=add) | steer_stages
     if inputs.steer is not None:
@@ -242,6 +248,7 @@ def reference_trace(inputs: BookInputs) -> dict:
     trace = with_selected_position(trace, inputs.predict_after, inputs.temperature)
     if inputs.layout.generate:
         trace = with_generation_stages(trace, config.n_layer)
+        trace |= sample.stages(trace, inputs.sample, inputs.predict_after, inputs.sample_row)
     trace = with_teaching_stages(
         trace, inputs.weights, config, inputs.predict_after, inputs.emb_ids, embeddings.PAIRS, embeddings.NEAREST
     )

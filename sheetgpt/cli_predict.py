@@ -17,6 +17,7 @@ import numpy as np
 
 from . import reference, sampling
 from .checkpoint import Model, default_model_dir, load_model
+from .cli_types import sampling_options
 from .errors import SheetGPTError
 from .tokenizer import ENDOFTEXT, Tokenizer
 
@@ -92,37 +93,7 @@ def continue_ids(
 @click.option(
     "-n", "n_tokens", type=click.IntRange(min=0), default=10, help="How many tokens to add (stops at n_positions)."
 )
-@click.option(
-    "--sample",
-    is_flag=True,
-    default=False,
-    help="Sample the continuation as the book's Sample tab does (sheetgpt.sampling: a Park-Miller generator, "
-    f"temperature, top-k, top-p over the top {sampling.CAP} candidates). Without it: greedy.",
-)
-@click.option(
-    "--temperature",
-    default=None,
-    metavar="T",
-    help=f"With --sample: 0 is greedy; from {sampling.MIN_TEMPERATURE:g} to {sampling.MAX_TEMPERATURE:g} "
-    "samples from softmax(logits / T).  [default: 1]",
-)
-@click.option(
-    "--top-k", "top_k", default=None, metavar="K", help="With --sample: keep the K most likely (0: off).  [default: 0]"
-)
-@click.option(
-    "--top-p",
-    "top_p",
-    default=None,
-    metavar="P",
-    help="With --sample: keep the smallest set of most likely tokens whose probability reaches P, above 0 and "
-    "at most 1 (1: off).  [default: 1]",
-)
-@click.option(
-    "--seed",
-    default=None,
-    metavar="S",
-    help=f"With --sample: the generator's seed, a whole number from 0 to {sampling.MAX_SEED}.  [default: 0]",
-)
+@sampling_options
 @click.option("--show", type=click.IntRange(min=1), default=5, help="How many most likely next tokens to show.")
 @click.option(
     "--stop/--no-stop",

@@ -21,6 +21,7 @@ import numpy as np
 import xlsxwriter
 from xlsxwriter.exceptions import FileCreateError
 
+from .. import sampling
 from ..checkpoint import Model
 from ..errors import SheetGPTError
 from ..exercises import downstream as exercise_downstream
@@ -28,7 +29,6 @@ from ..exercises import resolve as resolve_exercises
 from ..prompt import Prompt, make_prompt
 from ..reference import (
     gpt2,
-    greedy_fill,
     with_generation_stages,
     with_selected_position,
     with_teaching_stages,
@@ -39,7 +39,7 @@ from ..weight_text import stored_values
 from . import limits
 from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, Layout, Tab
-from .tabs import embeddings, neurons, steering
+from .tabs import embeddings, neurons, sample, steering
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
 
@@ -78,6 +78,8 @@ class BookWriter:
     streamed: dict[str, np.ndarray] = field(default_factory=dict)  # tab name -> values written by assemble
     steer: steering.Settings | None = None  # the Steering tab's editable cells (books that have it)
     neuron_block: int = 0  # the Neurons tab's block (books that have it)
+    sample: sampling.Settings | None = None  # the Sample tab's editable cells (generating books)
+    sample_row: int = 0  # the row whose choice the Sample tab's view shows
     exercises: tuple[str, ...] = ()  # stages written as empty cells for a learner to fill (sheetgpt.exercises)
     uncached: frozenset[str] = frozenset()  # stages downstream of an exercise: formulas without cached values
 
@@ -113,6 +115,7 @@ def build_workbook(
     exercise: str | None = None,
     generate: int = 0,
     steer: steering.Settings | None = None,
+    sample_settings: sampling.Settings | None = None,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end).
 
@@ -120,6 +123,8 @@ def build_workbook(
     rows before it, computed by the book's formulas (``context`` is then the prompt's length + N).
     ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
     that tab, with strength 0 unless ``steer`` says otherwise.
+    ``sample_settings``: the Sample tab's cells (generating books; default greedy): the generated rows
+    are those choices (``sheetgpt.sampling``).
     """
     started = time.perf_counter()
     out_path = Path(out_path)
@@ -151,14 +156,17 @@ def build_workbook(
         steer_stages = steer.stages(lookup, np.asarray(stored["wte"], np.float64), model.config.n_layer)
         add = steer_stages["steer.add"]
     if generate:
+        sample_settings = sample_settings or sampling.Settings()
         after = [t > prompt.predict_after for t in range(len(prompt.ids))]
-        prompt = prompt.continued(greedy_fill(prompt.ids, after, params, model.config, add), tokenizer)
+        ids = sampling.fill(prompt.ids, after, params, model.config, sample_settings, prompt.predict_after, add)
+        prompt = prompt.continued(ids, tokenizer)
     trace = gpt2(prompt.ids, params, model.config, steer=add) | steer_stages
     if steered:
         trace |= neurons.stages(trace, layout, neurons.default_block(layout), prompt.predict_after)
     trace = with_selected_position(trace, prompt.predict_after)
     if generate:
         trace = with_generation_stages(trace, model.config.n_layer)
+        trace |= sample.stages(trace, sample_settings, prompt.predict_after, prompt.predict_after)
     trace |= bpe
     emb_ids = embeddings.default_tokens(tokenizer, prompt)
     trace = with_teaching_stages(
@@ -183,6 +191,7 @@ def build_workbook(
             progress,
             exercises,
             steer,
+            sample_settings,
         )
         os.replace(tmp, out_path)
     except BaseException as exc:
@@ -231,6 +240,7 @@ def _write(
     progress,
     exercises=(),
     steer=None,
+    sample_settings=None,
 ) -> int:
     """xlsxwriter writes the frames of every tab to a skeleton book; ``assemble`` then copies its
     members into ``path``, streams the weight tabs' worksheets in their place and merges the
@@ -239,7 +249,7 @@ def _write(
     skeleton = path.with_name(path.name + ".skeleton")
     try:
         cells, weights, formulas = _write_skeleton(
-            skeleton, layout, prompt, tokenizer, stored, trace, source, progress, exercises, steer
+            skeleton, layout, prompt, tokenizer, stored, trace, source, progress, exercises, steer, sample_settings
         )
         cells += assemble(
             str(skeleton),
@@ -265,6 +275,7 @@ def _write_skeleton(
     progress,
     exercises=(),
     steer=None,
+    sample_settings=None,
 ):
     """The book with empty weight tabs and without the compute tabs' per-cell formulas; returns
     (cells written, {worksheet member: (tab, values)}, {worksheet member: (tab, formula blocks)})."""
@@ -280,6 +291,7 @@ def _write_skeleton(
     )
     out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, stored, source, progress, steer=steer)
     out.neuron_block = neurons.default_block(layout)
+    out.sample, out.sample_row = sample_settings, prompt.predict_after
     if exercises:
         out.exercises = tuple(exercises)
         out.uncached = frozenset(exercises) | frozenset(exercise_downstream(layout, exercises))

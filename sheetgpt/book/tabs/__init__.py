@@ -19,6 +19,7 @@ from . import (
     neurons,
     predict,
     prompt,
+    sample,
     steering,
     tokenize,
     vocab,
@@ -37,6 +38,7 @@ TABS = (
     final_norm,  # Final norm: ln_f and the predicting position's row
     logits,  # Logits: the tied unembedding
     predict,  # Predict: softmax with a temperature, the top tokens
+    sample,  # Sample: how each generated row chooses its token, greedy or sampled (--generate books)
     logit_lens,  # Logit lens: what each block would predict
     neurons,  # Neurons: each row's most active MLP neurons in a chosen block, a heatmap (--generate/--steer books)
     embeddings,  # Embeddings: cosine similarity of token vectors

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 NAME = "Prompt"
 TOP = 5  # first token row (sheet row 6)
 TEXT_COL, ID_COL, NOTE_COL = 1, 2, 3  # column A: position; B: token text (editable); C: token id; D: note
-# Generating books: E: the next token's id (argmax of the row's logits); F: the text so far, up to the
+# Generating books: E: the most likely next token's id (argmax of the row's logits; the next row takes the
+# Sample tab's choice, this one unless it samples); F: the text so far, up to the
 # first generated <|endoftext|>; G: 1 once a generated <|endoftext|> has been met.
 NEXT_COL, SO_FAR_COL, ENDED_COL = 4, 5, 6
 PREDICT_AFTER = (2, 2)  # C3: the position whose next token is predicted
@@ -89,6 +90,12 @@ def continuation_formula(layout: Layout, prompt_cell: str) -> str:
     return f"MID({last},LEN({prompt_cell})+1,32767)"
 
 
+def next_ref(layout: Layout, t: int) -> str:
+    """Row t's next token id as the generated row after it takes it: the Sample tab's choice (the
+    argmax unless the Sample tab samples), row relative."""
+    return layout.region("sample.next").at(t, 0, NAME, col_abs=True)
+
+
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     region = Region("prompt.ids", NAME, TOP, layout.T, 1, left=ID_COL, number_format="0")
     texts = vocab.display_range(layout.config.vocab_size)
@@ -98,9 +105,9 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         lookup = f"IFERROR(MATCH(TRUE,EXACT({texts},{text}),0)-1,-1)"
         if not layout.generate or i == 0:
             return lookup
-        # a row after the predicting position takes the row before's argmax
+        # a row after the predicting position takes the row before's next token (the Sample tab's choice)
         pos, after = a1.cell(TOP + i, 0, False, True), a1.cell(*PREDICT_AFTER, True, True)
-        return f"IF({pos}<={after},{lookup},{a1.cell(TOP + i - 1, NEXT_COL, False, True)})"
+        return f"IF({pos}<={after},{lookup},{next_ref(layout, i - 1)})"
 
     region.array_fn = lambda: [(TOP + i, ID_COL, TOP + i, ID_COL, formula(i)) for i in range(layout.T)]
     if not layout.generate:
@@ -195,7 +202,7 @@ def _write_generation(out: BookWriter, ws, tab: Tab) -> None:
     fmt, layout, prompt, trace = out.fmt, out.layout, out.prompt, out.trace
     argmax = tab.regions[1]
     head = argmax.header_row
-    for col, label in ((NEXT_COL, "next token id"), (SO_FAR_COL, "text so far"), (ENDED_COL, "ended")):
+    for col, label in ((NEXT_COL, "most likely next id"), (SO_FAR_COL, "text so far"), (ENDED_COL, "ended")):
         ws.write_string(head, col, label, fmt.header)
     ws.set_column(NEXT_COL, NEXT_COL, 12)
     ws.set_column(SO_FAR_COL, SO_FAR_COL, 60)
@@ -299,7 +306,7 @@ def text_formulas(layout: Layout) -> list[str | None]:
     own: list[str | None] = []
     for t in range(layout.T):
         r = TOP + t
-        nxt = f"INDEX({texts},{a1.cell(r - 1, NEXT_COL)}+1)" if layout.generate and t else None
+        nxt = f"INDEX({texts},{next_ref(layout, t - 1)}+1)" if layout.generate and t else None
         if b is None:
             own.append(nxt)
             continue

@@ -108,6 +108,7 @@ def _kth(largest: bool):
         k, ek = to_num(kv)  # [B?, p, q]
         B = max(x.shape[0], k.shape[0])
         x = np.broadcast_to(x, (B, x.shape[1]))
+        err = np.broadcast_to(err, (B,))  # one range for every cell, a k per cell: LARGE($E$5:$E$554, C$3)
         s = np.sort(np.where(np.isnan(x), np.inf, x), axis=1)  # ascending, skipped last
         n = (~np.isnan(x)).sum(1)
         kk = np.floor(np.broadcast_to(k, (B,) + k.shape[1:])).astype(np.int64) if k.size else k
