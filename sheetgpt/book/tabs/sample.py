@@ -12,6 +12,7 @@ book writes the same continuation as a book without this tab.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +21,7 @@ from ... import a1, sampling
 from ...errors import WorkbookError
 from ...sampling import CAP, MAX_SEED, MAX_TEMPERATURE, MIN_TEMPERATURE, MODULUS, MULTIPLIER, SEED_MULTIPLIER
 from .. import cells, readback
+from ..xlsx.worksheet import style_index
 from ..layout import FRAME_ROWS, INPUT, Layout, Region, Tab, stack
 from . import logits as logits_tab
 from . import prompt, vocab
@@ -278,6 +280,8 @@ def write(out: BookWriter, tab: Tab) -> int:
     for region in (shown, view, *rows):
         count += cells.write_region(out, ws, region)
         cells.note(ws, region.title_row, 0, region.text["explain"])
+        if region in (shown, view):  # whole numbers (ids, counts) in their own format
+            _split_format(ws, region, {"sample.shown": (1, 4), "sample.view": (0, 1)}[region.name], fmt)
     # the view's rows: rank k and the candidate's text; where u fell
     texts_range = vocab.display_range(layout.config.vocab_size)
     ws.write_string(view.header_row, 0, "k", fmt.header)
@@ -301,9 +305,20 @@ def write(out: BookWriter, tab: Tab) -> int:
         )
     cells.define_names(out, tab)
     ws.freeze_panes(0, 2)
-    ws.set_column(2, 2 + candidates(layout), 9)
+    ws.set_column(2, 2 + candidates(layout), 11)
     out.done(tab)
     return count
+
+
+def _split_format(ws, region: Region, whole: tuple[int, int], fmt) -> None:
+    """Columns whole[0]..whole[1] - 1 of the region's formulas (just handed to the sheet) shown as whole numbers."""
+    block = ws.shared.pop()
+    j0, j1 = whole
+    C = region.cols
+    number = style_index(fmt.number(region.number_format))
+    for a, b, style in ((0, j0, number), (j0, j1, style_index(fmt.number("0"))), (j1, C, number)):
+        if b > a:
+            ws.shared.append(replace(block, rects=[(0, region.rows, a, b)], style=style))
 
 
 def read_back(book: Book, layout: Layout) -> tuple[sampling.Settings, int]:
