@@ -265,9 +265,16 @@ def stages(logits_all, s: Settings, predict_after: int) -> dict[str, np.ndarray]
         "sample.next": np.zeros((T, 1)),
     }
     xs = states(int(s.seed), T) if s.sampling else []
+    out["sample.above"] = np.zeros((T, 1))
+    out["sample.set"], out["sample.setv"] = np.zeros((T, C)), np.zeros((T, C))
     for t in range(T):
         values, ids = candidates(logits_all[:, t])
         out["sample.top"][t], out["sample.id"][t] = values, ids
+        above = values > values[-1]  # the sheet's set: the ids above the last candidate's value, then its ties
+        in_sheet = np.concatenate([np.sort(ids[above]), np.sort(ids[~above])])
+        out["sample.above"][t, 0] = np.sum(logits_all[:, t] > values[-1])
+        out["sample.set"][t] = in_sheet
+        out["sample.setv"][t] = logits_all[in_sheet, t]
         out["sample.next"][t, 0] = greedy(logits_all[:, t])
         if not s.sampling:
             continue

@@ -21,8 +21,8 @@ from ... import a1, sampling
 from ...errors import WorkbookError
 from ...sampling import CAP, MAX_SEED, MAX_TEMPERATURE, MIN_TEMPERATURE, MODULUS, MULTIPLIER, SEED_MULTIPLIER
 from .. import cells, readback
-from ..xlsx.worksheet import style_index
 from ..layout import FRAME_ROWS, INPUT, Layout, Region, Tab, stack
+from ..xlsx.worksheet import style_index
 from . import logits as logits_tab
 from . import prompt, vocab
 
@@ -124,13 +124,16 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     )
     draw = Region("sample.draw", NAME, 0, T, 2, number_format="0.000000", col_header=lambda j: ("x", "u")[j])
     top = Region("sample.top", NAME, 0, T, C, number_format="0.000", **k_header)
+    above = Region("sample.above", NAME, 0, T, 1, number_format="0")
+    chosen = Region("sample.set", NAME, 0, T, C, number_format="0", **k_header)
+    chosen_v = Region("sample.setv", NAME, 0, T, C, number_format="0.000", **k_header)
     ids = Region("sample.id", NAME, 0, T, C, number_format="0", **k_header)
     weight = Region("sample.weight", NAME, 0, T, C, number_format="0.0000", **k_header)
     cum = Region("sample.cum", NAME, 0, T, C, number_format="0.0000", **k_header)
     kept = Region("sample.kept", NAME, 0, T, 1, number_format="0")
     pick = Region("sample.pick", NAME, 0, T, 1, number_format="0")
     nxt = Region("sample.next", NAME, 0, T, 1, number_format="0")
-    stack([shown, view, draw, top, ids, weight, cum, kept, pick, nxt], SHOWN_TOP)
+    stack([shown, view, draw, top, above, chosen, chosen_v, ids, weight, cum, kept, pick, nxt], SHOWN_TOP)
     after = prompt.predict_after_ref()
     argmax = placed["logits.argmax"]
     ok.formula = lambda i, j: ok_formula()
@@ -156,11 +159,27 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     top.formula = lambda i, j: f"LARGE({col(i)},{k_of(top, j)})"
     first_row = FRAME_ROWS + 2  # the sheet row number of id 0 in a Logits column
 
+    # The candidates' ids in three steps, each one pass over the row's logits at most: how many logits
+    # are above the C-th largest; the candidate set in id order (those above it, then the lowest ids
+    # that equal it, to make C); then each candidate's id: the r-th lowest id in the set holding its
+    # value, r = 1 unless candidates before it hold the same value (a tie: lower ids first).
+    above.formula = lambda i, j: f"SUMPRODUCT(({col(i)}>{top.at(i, C - 1, NAME, col_abs=True)})*1)"
+
+    def set_formula(i: int) -> str:
+        vc, n = top.at(i, C - 1, NAME, col_abs=True), above.at(i, 0, NAME, col_abs=True)
+        k = a1.span(chosen.header_row, chosen.left, chosen.header_row, chosen.right)
+        row = f"ROW({col(i)})-{first_row}"
+        return f"IF({k}<={n},SMALL(IF({col(i)}>{vc},{row}),{k}),SMALL(IF({col(i)}={vc},{row}),{k}-{n}))"
+
+    chosen.array_fn = lambda: [
+        (chosen.top + i, chosen.left, chosen.top + i, chosen.right, set_formula(i)) for i in range(T)
+    ]
+    chosen_v.formula = lambda i, j: f"INDEX({col(i)},{chosen.at(i, j, NAME)}+1)"
+
     def id_formula(i: int, j: int) -> str:
         v = top.at(i, j, NAME)
-        # the r-th lowest id holding v, r = how many candidates before this one hold v too, plus 1
         r = f"{k_of(top, j)}-MATCH({v},{top.row(i, NAME)},0)+1"
-        return f"SMALL(IF({col(i)}={v},ROW({col(i)})-{first_row}),{r})"
+        return f"SMALL(IF({chosen_v.row(i, NAME)}={v},{chosen.row(i, NAME)}),{r})"
 
     ids.array_fn = lambda: [
         (ids.top + i, ids.left + j, ids.top + i, ids.left + j, id_formula(i, j)) for i in range(T) for j in range(C)
@@ -224,7 +243,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         return f'IF(ISNUMBER({w}),IF({k}<={m_cell},{at_row(cum, k)}/{at_row(cum, m_cell)},""),"")'
 
     view.formula = view_formula
-    return [Tab(NAME, INPUT, [ok, shown, view, draw, top, ids, weight, cum, kept, pick, nxt])]
+    return [Tab(NAME, INPUT, [ok, shown, view, draw, top, above, chosen, chosen_v, ids, weight, cum, kept, pick, nxt])]
 
 
 def stages(trace: dict, s: sampling.Settings, predict_after: int, show: int) -> dict[str, np.ndarray]:
