@@ -284,3 +284,30 @@ def test_gnumeric_proves_a_sampled_book(bundled, tmp_path, s):
     report = check_book(book.path, engine="gnumeric")
     assert report.passed, [r for r in report.stages if not r.passed][:1]
     assert book.ids[-GENERATE:] == predicted(s)
+
+
+def test_ties_are_decided_as_the_reference_decides(tmp_path):
+    """A micro model whose tokens 10..199 share one embedding row: their logits tie exactly at every
+    position, in the candidates and at the 64th; the sheet's ids (lower id first) and its samples
+    are the reference's."""
+    from sheetgpt.random_model import SHAPES, random_params, write_checkpoint, write_tokenizer
+
+    config = SHAPES["micro"]
+    params = random_params(config, seed=2)
+    params["wte"][10:200] = params["wte"][5]
+    d = write_checkpoint(tmp_path / "m", config, params)
+    write_tokenizer(d, config.vocab_size)
+    model, tok = load_model(d), Tokenizer.from_dir(d)
+    s = Settings("sample", 2.0, 0, 1.0, 9)
+    book = build_workbook(model, tok, "ab", tmp_path / "t.xlsx", typed_prompt=False, generate=5, sample_settings=s)
+    values = evaluate(read_workbook(book.path))
+    ids = values.numbers[sample_tab.NAME]
+    region = book.layout.region("sample.id")
+    top = book.layout.region("sample.top")
+    sheet_ids = ids[region.top : region.bottom + 1, region.left : region.right + 1]
+    sheet_top = ids[top.top : top.bottom + 1, top.left : top.right + 1]
+    assert (np.diff(sheet_top, axis=1) == 0).sum() >= 20  # the premise: many ties among the candidates
+    assert np.array_equal(sheet_ids, book.trace["sample.id"])
+    report = check_book(book.path)
+    assert report.passed and any(r.stage == "sample.id" for r in report.stages)
+    assert _ids(values, book.layout.T) == book.ids
