@@ -156,7 +156,12 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         return f'IF({OK}=1,IF({pos}<{after},"",IF({pos}={after},{first},MOD({MULTIPLIER}*{up},{MODULUS}))),"")'
 
     draw.formula = draw_formula
-    top.formula = lambda i, j: f"LARGE({col(i)},{k_of(top, j)})"
+    # Every formula that reads a whole row of logits is one array formula per row (LARGE with the 64 k's,
+    # INDEX with the 64 ids), not one per cell: a full-size row of 50,257 logits is then read a few times.
+    top_k = a1.span(top.header_row, top.left, top.header_row, top.right)
+    top.array_fn = lambda: [
+        (top.top + i, top.left, top.top + i, top.right, f"LARGE({col(i)},{top_k})") for i in range(T)
+    ]
     first_row = FRAME_ROWS + 2  # the sheet row number of id 0 in a Logits column
 
     # The candidates' ids in three steps, each one pass over the row's logits at most: how many logits
@@ -174,7 +179,10 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     chosen.array_fn = lambda: [
         (chosen.top + i, chosen.left, chosen.top + i, chosen.right, set_formula(i)) for i in range(T)
     ]
-    chosen_v.formula = lambda i, j: f"INDEX({col(i)},{chosen.at(i, j, NAME)}+1)"
+    chosen_v.array_fn = lambda: [
+        (chosen_v.top + i, chosen_v.left, chosen_v.top + i, chosen_v.right, f"INDEX({col(i)},{chosen.row(i, NAME)}+1)")
+        for i in range(T)
+    ]
 
     def id_formula(i: int, j: int) -> str:
         v = top.at(i, j, NAME)
