@@ -156,8 +156,10 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         return f'IF({OK}=1,IF({pos}<{after},"",IF({pos}={after},{first},MOD({MULTIPLIER}*{up},{MODULUS}))),"")'
 
     draw.formula = draw_formula
-    # Every formula that reads a whole row of logits is one array formula per row (LARGE with the 64 k's,
-    # INDEX with the 64 ids), not one per cell: a full-size row of 50,257 logits is then read a few times.
+    # Every formula that reads a whole row of logits is one array formula per row (LARGE with the 64 k's;
+    # the set's logits as MMULT(logits, one-hot of the 64 ids), exact: one product is not 0), not one per
+    # cell: a full-size row of 50,257 logits is then read a few times. (Gnumeric gives #VALUE! for INDEX
+    # with an array of rows.)
     top_k = a1.span(top.header_row, top.left, top.header_row, top.right)
     top.array_fn = lambda: [
         (top.top + i, top.left, top.top + i, top.right, f"LARGE({col(i)},{top_k})") for i in range(T)
@@ -180,7 +182,13 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         (chosen.top + i, chosen.left, chosen.top + i, chosen.right, set_formula(i)) for i in range(T)
     ]
     chosen_v.array_fn = lambda: [
-        (chosen_v.top + i, chosen_v.left, chosen_v.top + i, chosen_v.right, f"INDEX({col(i)},{chosen.row(i, NAME)}+1)")
+        (
+            chosen_v.top + i,
+            chosen_v.left,
+            chosen_v.top + i,
+            chosen_v.right,
+            f"MMULT(TRANSPOSE({col(i)}),(ROW({col(i)})-{first_row}={chosen.row(i, NAME)})*1)",
+        )
         for i in range(T)
     ]
 
