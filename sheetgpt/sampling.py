@@ -15,7 +15,10 @@ the predicting position draws u(1) (its next token is the first generated one), 
 The choice, for one row's logits l[0..V-1] (every step is one cell of the Sample tab):
 
 1. Candidates: the CAP largest logits v(1) >= v(2) >= ... (``LARGE(logits, k)``), and their ids: the
-   lowest id holding v(k) that no earlier candidate took (``MATCH``; a tie goes to the lower id first).
+   lowest id holding v(k) that no earlier candidate took (a tie goes to the lower id first). The sheet
+   finds them in one pass per row: the ids above v(CAP) and then the lowest ids equal to it (SMALL),
+   their logits, and for each k the r-th lowest of those ids holding v(k), r = k - (the first k'
+   with v(k') = v(k)) + 1.
 2. Weights w(k) = EXP((v(k) - v(1)) / T) for k <= top-k (every k when top-k is 0 or empty), else 0.
 3. Cumulative sums S(k) = S(k - 1) + w(k), one addition per cell, in candidate order.
 4. Top-p keeps the first m candidates, m the first k with S(k) >= p * S(CAP): the smallest prefix whose
@@ -25,7 +28,10 @@ The choice, for one row's logits l[0..V-1] (every step is one cell of the Sample
    renormalized over the m kept, exceeds u (k <= m always, as u < 1).
 
 The comparisons are written exactly as the sheet computes them (S(k) >= p * S(CAP), not S(k) / S(CAP)
->= p), so the book and this module decide every boundary the same way. Greedy (mode "greedy",
+>= p), so the book and this module decide every boundary the same way. The sheet's running sums are
+one MMULT per row (the weights times a triangle of ones); an engine may add them in another order
+(LibreOffice's compensated sums), so a u within a rounding error (about 1e-16) of a boundary could
+pick the neighbouring candidate there, and ``sheetgpt check`` would report that row. Greedy (mode "greedy",
 temperature 0, or settings that cannot be used) takes the argmax, the first maximum, as
 ``MATCH(MAX(...))``; top-k = 1 is the same token. Capping the candidates at CAP keeps a full-size
 row's cost at CAP LARGE/MATCH cells whatever the vocabulary; probability beyond the CAP-th candidate
