@@ -185,9 +185,6 @@ class Formulas:
                 yield (r, c, text if (r, c) == (r0, c0) else shift_formula(text, r - r0, c - c0), None)
         yield from self.arrays
 
-    def __getitem__(self, i):
-        return list(self)[i]
-
     def __bool__(self) -> bool:
         return len(self) > 0
 
