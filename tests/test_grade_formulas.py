@@ -7,9 +7,7 @@ exercises are graded as usual and nothing outside the exercises changes.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import shutil
 
 import openpyxl
 import pytest
@@ -20,8 +18,8 @@ from sheetgpt.cli import main
 from sheetgpt.engine import libreoffice as lo
 
 SPEC = "h.0.ln_1.var,h.0.ln_2.mean,h.0.mlp.gelu"
-needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
-needs_gnumeric = pytest.mark.skipif(shutil.which("ssconvert") is None, reason="Gnumeric's ssconvert not installed")
+needs_lo = pytest.mark.libreoffice  # tests/engines.py: skipped where missing, slow, required in CI
+needs_gnumeric = pytest.mark.gnumeric
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +100,7 @@ def test_stage_names_pass_in_gnumeric(built, tmp_path):
 
 
 @needs_lo
-@pytest.mark.skipif(importlib.util.find_spec("ironcalc") is None, reason="ironcalc not installed")
+@pytest.mark.ironcalc
 def test_stage_names_compute_in_ironcalc(built, tmp_path):
     """IronCalc reads the book as LibreOffice saves it (not openpyxl's files): the names typed there."""
     import ironcalc
