@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 
 
 def _interrupted_while_starting(_signum, _frame):
@@ -88,11 +89,32 @@ def _signals_as_interrupts():
                 saved[s] = signal.signal(s, _raise_interrupted)
     except ValueError:  # not the main thread: leave signals alone
         pass
+    hook, sys.unraisablehook = sys.unraisablehook, _deliver_again(sys.unraisablehook)
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         for s, old in saved.items():
             signal.signal(s, old)
+
+
+def _deliver_again(default):
+    """An interrupt raised while Python ran a weakref callback or a __del__ is "ignored" there (printed
+    with a traceback, and the command goes on): send the same signal again instead, so that it is
+    raised where the program is, as any other interrupt."""
+
+    def hook(args):
+        exc = args.exc_value
+        if isinstance(exc, KeyboardInterrupt) and os.getpid() == _OWNER[0]:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            if signum != signal.SIGINT:
+                signal.signal(signum, _raise_interrupted)
+            # from another thread, a moment later: sent from here, it would be raised inside this hook
+            threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+            return
+        default(args)
+
+    return hook
 
 
 def _flush_stdout(quiet: bool = False) -> None:

@@ -815,3 +815,25 @@ def test_a_forked_worker_still_dies_of_sigterm():
         os.kill(pid, signal.SIGTERM)
         _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+def test_an_interrupt_that_lands_in_a_weakref_callback_still_stops_the_command():
+    """Python prints an exception raised in a weakref callback as "Exception ignored" and goes on; the
+    CLI's hook sends the signal again, so the command stops with 128 + n and prints no traceback."""
+    code = (
+        "import os, signal, weakref, time, click\n"
+        "from sheetgpt import cli\n"
+        "class T: pass\n"
+        "@click.command()\n"
+        "def slow():\n"
+        "    t = T()\n"
+        "    r = weakref.ref(t, lambda _: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(0.5))\n"
+        "    del t\n"
+        "    time.sleep(5)\n"
+        "    print('went on')\n"
+        "cli.main.add_command(slow)\n"
+        "cli.main(['slow'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and "went on" not in proc.stdout, proc.stderr
