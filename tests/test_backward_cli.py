@@ -7,6 +7,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from test_cli_predict import one_line_error  # one line, exit 2: the same rule as predict's other errors
 
 from sheetgpt.cli import main
 
@@ -21,13 +22,6 @@ def predict_json(*args: str) -> dict:
     result = predict(*args, "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 def test_saliency_scores_are_eccos_on_the_bundled_model():
