@@ -772,6 +772,16 @@ def test_sweep_closed_stdout(small, tmp_path, verb, model_dir):
     assert [x for x in proc.stderr.splitlines() if x not in ("recomputing formulas", "writing tabs")] == []
 
 
+def _interpreter_still_starting(err: str) -> bool:
+    """A Ctrl+C that lands while the interpreter is still starting: in ``site`` ("Fatal Python error:
+    init_import_site", exit 1), or in runpy's import of the package before sheetgpt.cli's first lines
+    install its handler (a traceback, then death by SIGINT). No program can handle a signal before its
+    first line runs; every frame of the report is the interpreter's or an import statement's."""
+    frames = re.findall(r'File "([^"]+)", line \d+', err)
+    ours = [f for f in frames if "/sheetgpt/" in f and not f.endswith(("/__main__.py", "/__init__.py"))]
+    return err.rstrip().endswith("KeyboardInterrupt") and not ours
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.4, 1.5, 3.0])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_sweep_signals_at_any_moment(small, model_dir, tmp_path, delay, signum):
@@ -796,6 +806,8 @@ def test_sweep_signals_at_any_moment(small, model_dir, tmp_path, delay, signum):
         proc.send_signal(signum)
         code = proc.wait(timeout=120)
         err = proc.stderr.read()
+        if signum == signal.SIGINT and code in (1, -signum) and _interpreter_still_starting(err):
+            continue  # CPython's own report of a Ctrl+C before any line of sheetgpt ran (below)
         assert code in (0, 128 + signum, -signum), (args, code, err)
         assert "Traceback" not in err and "internal error" not in err, err
         assert not [p.name for p in tmp_path.iterdir() if ".part" in p.name or p.name.startswith("sheetgpt")]
