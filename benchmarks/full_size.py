@@ -79,11 +79,19 @@ class MemoryWatch:
             return 0
 
     def _children(self, pid: int) -> list[int]:
+        """Children started by any thread of pid (each thread's own list: /proc/pid/task/tid/children)."""
+        kids = []
         try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                return [int(c) for c in f.read().split()]
+            tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
             return []
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    kids.extend(int(c) for c in f.read().split())
+            except OSError:
+                pass
+        return kids
 
     def _run(self):
         while not self._stop.wait(0.05):
