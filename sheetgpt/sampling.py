@@ -14,11 +14,10 @@ the predicting position draws u(1) (its next token is the first generated one), 
 
 The choice, for one row's logits l[0..V-1] (every step is one cell of the Sample tab):
 
-1. Candidates: the CAP largest logits v(1) >= v(2) >= ... (``LARGE(logits, k)``), and their ids: the
-   lowest id holding v(k) that no earlier candidate took (a tie goes to the lower id first). The sheet
-   finds them in one pass per row: the ids above v(CAP) and then the lowest ids equal to it (SMALL),
-   their logits, and for each k the r-th lowest of those ids holding v(k), r = k - (the first k'
-   with v(k') = v(k)) + 1.
+1. Candidates: the CAP largest logits v(1) >= v(2) >= ... (``LARGE(logits, k)``, one cell each), and
+   their ids: the lowest id holding v(k) that no earlier candidate took (a tie goes to the lower id
+   first): the r-th lowest id whose logit equals v(k) (``SMALL(IF(logits = v(k), id), r)``, a one-cell
+   array formula), r = k - (the first k' with v(k') = v(k)) + 1.
 2. Weights w(k) = EXP((v(k) - v(1)) / T) for k <= top-k (every k when top-k is 0 or empty), else 0.
 3. Cumulative sums S(k) = S(k - 1) + w(k), one addition per cell, in candidate order.
 4. Top-p keeps the first m candidates, m the first k with S(k) >= p * S(CAP): the smallest prefix whose
@@ -271,16 +270,9 @@ def stages(logits_all, s: Settings, predict_after: int) -> dict[str, np.ndarray]
         "sample.next": np.zeros((T, 1)),
     }
     xs = states(int(s.seed), T) if s.sampling else []
-    out["sample.above"] = np.zeros((T, 1))
-    out["sample.set"], out["sample.setv"] = np.zeros((T, C)), np.zeros((T, C))
     for t in range(T):
         values, ids = candidates(logits_all[:, t])
         out["sample.top"][t], out["sample.id"][t] = values, ids
-        above = values > values[-1]  # the sheet's set: the ids above the last candidate's value, then its ties
-        in_sheet = np.concatenate([np.sort(ids[above]), np.sort(ids[~above])])
-        out["sample.above"][t, 0] = np.sum(logits_all[:, t] > values[-1])
-        out["sample.set"][t] = in_sheet
-        out["sample.setv"][t] = logits_all[in_sheet, t]
         out["sample.next"][t, 0] = greedy(logits_all[:, t])
         if not s.sampling:
             continue

@@ -126,16 +126,13 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     )
     draw = Region("sample.draw", NAME, 0, T, 2, number_format="0.000000", col_header=lambda j: ("x", "u")[j])
     top = Region("sample.top", NAME, 0, T, C, number_format="0.000", **k_header)
-    above = Region("sample.above", NAME, 0, T, 1, number_format="0")
-    chosen = Region("sample.set", NAME, 0, T, C, number_format="0", **k_header)
-    chosen_v = Region("sample.setv", NAME, 0, T, C, number_format="0.000", **k_header)
     ids = Region("sample.id", NAME, 0, T, C, number_format="0", **k_header)
     weight = Region("sample.weight", NAME, 0, T, C, number_format="0.0000", **k_header)
     cum = Region("sample.cum", NAME, 0, T, C, number_format="0.0000", **k_header)
     kept = Region("sample.kept", NAME, 0, T, 1, number_format="0")
     pick = Region("sample.pick", NAME, 0, T, 1, number_format="0")
     nxt = Region("sample.next", NAME, 0, T, 1, number_format="0")
-    stack([shown, view, draw, top, above, chosen, chosen_v, ids, weight, cum, kept, pick, nxt], SHOWN_TOP)
+    stack([shown, view, draw, top, ids, weight, cum, kept, pick, nxt], SHOWN_TOP)
     after = prompt.predict_after_ref()
     argmax = placed["logits.argmax"]
     ok.formula = lambda i, j: ok_formula()
@@ -158,46 +155,18 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         return f'IF({OK}=1,IF({pos}<{after},"",IF({pos}={after},{first},MOD({MULTIPLIER}*{up},{MODULUS}))),"")'
 
     draw.formula = draw_formula
-    # Every formula that reads a whole row of logits is one array formula per row (LARGE with the 64 k's;
-    # the set's logits as MMULT(logits, one-hot of the 64 ids), exact: one product is not 0), not one per
-    # cell: a full-size row of 50,257 logits is then read a few times. (Gnumeric gives #VALUE! for INDEX
-    # with an array of rows.)
-    top_k = a1.span(top.header_row, top.left, top.header_row, top.right)
-    top.array_fn = lambda: [
-        (top.top + i, top.left, top.top + i, top.right, f"LARGE({col(i)},{top_k})") for i in range(T)
-    ]
+    # Every formula that reads a row of logits is one cell, computed alike by every engine (IronCalc 0.9
+    # gives #N/IMPL! for LARGE with a range of k's and for SMALL(IF(...)) entered over several cells, see
+    # docs/compat.md): the k-th largest logit, LARGE(logits, k) with k the column's header; its id, the
+    # r-th lowest id holding that value (a one-cell array formula), r = 1 unless candidates before it
+    # hold the same value (a tie: lower ids first).
+    top.formula = lambda i, j: f"LARGE({col(i)},{k_of(top, j)})"
     first_row = FRAME_ROWS + 2  # the sheet row number of id 0 in a Logits column
-
-    # The candidates' ids in three steps, each one pass over the row's logits at most: how many logits
-    # are above the C-th largest; the candidate set in id order (those above it, then the lowest ids
-    # that equal it, to make C); then each candidate's id: the r-th lowest id in the set holding its
-    # value, r = 1 unless candidates before it hold the same value (a tie: lower ids first).
-    above.formula = lambda i, j: f"SUMPRODUCT(({col(i)}>{top.at(i, C - 1, NAME, col_abs=True)})*1)"
-
-    def set_formula(i: int) -> str:
-        vc, n = top.at(i, C - 1, NAME, col_abs=True), above.at(i, 0, NAME, col_abs=True)
-        k = a1.span(chosen.header_row, chosen.left, chosen.header_row, chosen.right)
-        row = f"ROW({col(i)})-{first_row}"
-        return f"IF({k}<={n},SMALL(IF({col(i)}>{vc},{row}),{k}),SMALL(IF({col(i)}={vc},{row}),{k}-{n}))"
-
-    chosen.array_fn = lambda: [
-        (chosen.top + i, chosen.left, chosen.top + i, chosen.right, set_formula(i)) for i in range(T)
-    ]
-    chosen_v.array_fn = lambda: [
-        (
-            chosen_v.top + i,
-            chosen_v.left,
-            chosen_v.top + i,
-            chosen_v.right,
-            f"MMULT(TRANSPOSE({col(i)}),(ROW({col(i)})-{first_row}={chosen.row(i, NAME)})*1)",
-        )
-        for i in range(T)
-    ]
 
     def id_formula(i: int, j: int) -> str:
         v = top.at(i, j, NAME)
         r = f"{k_of(top, j)}-MATCH({v},{top.row(i, NAME)},0)+1"
-        return f"SMALL(IF({chosen_v.row(i, NAME)}={v},{chosen.row(i, NAME)}),{r})"
+        return f"SMALL(IF({col(i)}={v},ROW({col(i)})-{first_row}),{r})"
 
     ids.array_fn = lambda: [
         (ids.top + i, ids.left + j, ids.top + i, ids.left + j, id_formula(i, j)) for i in range(T) for j in range(C)
@@ -261,7 +230,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         return f'IF(ISNUMBER({w}),IF({k}<={m_cell},{at_row(cum, k)}/{at_row(cum, m_cell)},""),"")'
 
     view.formula = view_formula
-    return [Tab(NAME, INPUT, [ok, shown, view, draw, top, above, chosen, chosen_v, ids, weight, cum, kept, pick, nxt])]
+    return [Tab(NAME, INPUT, [ok, shown, view, draw, top, ids, weight, cum, kept, pick, nxt])]
 
 
 @dataclass(frozen=True)
