@@ -25,7 +25,7 @@ from sheetgpt.book.writer import build_workbook
 from sheetgpt.check import CACHED, check_book
 from sheetgpt.checkpoint import default_model_dir, load_model
 from sheetgpt.cli import main
-from sheetgpt.engine import gnumeric
+from sheetgpt.engine import ironcalc_engine
 from sheetgpt.engine import libreoffice as lo
 from sheetgpt.engine.evaluator import evaluate
 from sheetgpt.engine.reader import read_workbook
@@ -35,8 +35,6 @@ from sheetgpt.tokenizer import Tokenizer
 
 PROMPT = "Mike is quick. He moves"  # 6 tokens
 GENERATE = 4
-needs_lo = pytest.mark.skipif(not lo.available(), reason="LibreOffice (soffice + python3-uno) not available")
-needs_gnumeric = pytest.mark.skipif(not gnumeric.available(), reason="Gnumeric (ssconvert) not available")
 CELLS = {
     "mode": (sample_tab.MODE_ROW, 1),
     "temperature": (sample_tab.TEMP_ROW, 1),
@@ -226,10 +224,9 @@ def test_check_proves_a_book_with_a_text_temperature(sampled, tmp_path):
     assert any(r.stage == "sample.ok" and r.passed for r in report.stages)
 
 
-# ---- LibreOffice and Gnumeric ------------------------------------------------------------------
+# ---- LibreOffice, Gnumeric and IronCalc ------------------------------------------------------------------
 
 
-@needs_lo
 @pytest.mark.libreoffice
 @pytest.mark.slow
 def test_libreoffice_samples_as_predict_does_after_seed_edits(sampled):
@@ -249,7 +246,6 @@ def test_libreoffice_samples_as_predict_does_after_seed_edits(sampled):
         assert got == predicted(Settings("sample", 1.0, 0, 1.0, int(seed))), seed
 
 
-@needs_lo
 @pytest.mark.libreoffice
 @pytest.mark.slow
 def test_a_seed_edited_and_saved_in_libreoffice_passes_check(sampled, tmp_path):
@@ -266,7 +262,6 @@ def test_a_seed_edited_and_saved_in_libreoffice_passes_check(sampled, tmp_path):
     assert ids == predicted(Settings("sample", 1.5, 0, 0.9, 77))
 
 
-@needs_lo
 @pytest.mark.libreoffice
 @pytest.mark.slow
 def test_libreoffice_proves_a_sampled_book(bundled, tmp_path):
@@ -276,7 +271,6 @@ def test_libreoffice_proves_a_sampled_book(bundled, tmp_path):
     assert book.ids[-GENERATE:] == predicted(Settings("sample", 0.8, 5, 0.95, 123))
 
 
-@needs_gnumeric
 @pytest.mark.gnumeric
 @pytest.mark.slow
 @pytest.mark.parametrize("s", [Settings("sample", 1.0, 0, 1.0, 3), Settings("sample", 2.0, 3, 0.8, 31337)])
@@ -287,10 +281,9 @@ def test_gnumeric_proves_a_sampled_book(bundled, tmp_path, s):
     assert book.ids[-GENERATE:] == predicted(s)
 
 
-def test_ties_are_decided_as_the_reference_decides(tmp_path):
+def _tied_book(tmp_path):
     """A micro model whose tokens 10..199 share one embedding row: their logits tie exactly at every
-    position, in the candidates and at the 64th; the sheet's ids (lower id first) and its samples
-    are the reference's."""
+    position, in the candidates and at the 64th."""
     from sheetgpt.random_model import SHAPES, random_params, write_checkpoint, write_tokenizer
 
     config = SHAPES["micro"]
@@ -300,7 +293,12 @@ def test_ties_are_decided_as_the_reference_decides(tmp_path):
     write_tokenizer(d, config.vocab_size)
     model, tok = load_model(d), Tokenizer.from_dir(d)
     s = Settings("sample", 2.0, 0, 1.0, 9)
-    book = build_workbook(model, tok, "ab", tmp_path / "t.xlsx", typed_prompt=False, generate=5, sample_settings=s)
+    return build_workbook(model, tok, "ab", tmp_path / "t.xlsx", typed_prompt=False, generate=5, sample_settings=s)
+
+
+def test_ties_are_decided_as_the_reference_decides(tmp_path):
+    """The tied book's ids (lower id first) and its samples are the reference's."""
+    book = _tied_book(tmp_path)
     values = evaluate(read_workbook(book.path))
     ids = values.numbers[sample_tab.NAME]
     region = book.layout.region("sample.id")
@@ -312,3 +310,39 @@ def test_ties_are_decided_as_the_reference_decides(tmp_path):
     report = check_book(book.path)
     assert report.passed and any(r.stage == "sample.id" for r in report.stages)
     assert _ids(values, book.layout.T) == book.ids
+
+
+@pytest.mark.ironcalc
+def test_ironcalc_decides_ties_as_the_reference_decides(tmp_path):
+    book = _tied_book(tmp_path)
+    report = check_book(book.path, engine="ironcalc")
+    assert report.passed, [r for r in report.stages if not r.passed][:1]
+    assert any(r.stage == "sample.id" for r in report.stages)
+
+
+@pytest.mark.ironcalc
+@pytest.mark.parametrize("s", [Settings("sample", 1.0, 0, 1.0, 3), Settings("sample", 2.0, 3, 0.8, 31337)])
+def test_ironcalc_proves_a_sampled_book(bundled, tmp_path, s):
+    book = _build(bundled, tmp_path / "i.xlsx", s)
+    report = check_book(book.path, engine="ironcalc")
+    assert report.passed, [r for r in report.stages if not r.passed][:1]
+    assert book.ids[-GENERATE:] == predicted(s)
+
+
+@pytest.mark.ironcalc
+def test_ironcalc_samples_as_predict_does_after_edits(sampled):
+    """Settings typed through IronCalc's own input parser (set_user_input), then evaluate()."""
+    T = sampled.layout.T
+    cell = {key: (sample_tab.NAME, a1.cell(*rc)) for key, rc in CELLS.items()}
+    for s in (
+        Settings("sample", 1.0, 0, 1.0, 0),
+        Settings("sample", 1.0, 0, 1.0, 999999),
+        Settings("sample", 0.7, 5, 0.9, 4242),
+        Settings("sample", 3.0, 20, 1.0, 17),
+    ):
+        edits = {cell[key]: {"type": str(getattr(s, key))} for key in ("temperature", "top_k", "top_p", "seed")}
+        values = ironcalc_engine.recalculate(sampled.path, edits=edits)
+        assert _ids(values, T)[-GENERATE:] == predicted(s), s
+    values = ironcalc_engine.recalculate(sampled.path, edits={cell["temperature"]: {"type": "hot"}})
+    assert _status(values) == sample_tab.FALLBACK + sampling.PROBLEMS["temperature"]
+    assert _ids(values, T)[-GENERATE:] == predicted(Settings())
