@@ -1,8 +1,9 @@
 """Render PNG pictures of a book's tabs for the docs: docs/guide.png, block0.png, attention.png,
 predict.png, logit_lens.png, saliency.png, embeddings.png, generate.png, neurons.png, steering.png and
 steering_predict.png (after typing the documented
-flip into the Steering tab: " slow", " quick", strength 1, block 0) and sample.png (the Sample tab after
-typing sample and seed 6, steering off again).
+flip into the Steering tab: " slow", " quick", strength 1, block 0), sample.png (the Sample tab after
+typing sample and seed 6, steering off again) and sample_seed6.png, sample_seed2.png (the Prompt tab's
+sampled story with seeds 6 and 2).
 
     python scripts/render_docs.py [--model DIR] [--prompt TEXT] [--out docs]
 
@@ -207,6 +208,17 @@ def jobs_for(result, outdir, workdir):
                 "png": os.path.join(outdir, "sample.png"),
             }
         )
+        story = "A1:" + a1(prompt_tab.TOP + T - 1, prompt_tab.SO_FAR_COL)  # the Prompt tab's story, seeds 6 and 2
+        for seed in (6, 2):
+            out.append(
+                {
+                    "sheet": prompt_tab.NAME,
+                    "range": story,
+                    "set": [(sample.NAME, a1(sample.SEED_ROW, sample.VALUE_COL), seed)],
+                    "pdf": os.path.join(workdir, f"sample_seed{seed}.pdf"),
+                    "png": os.path.join(outdir, f"sample_seed{seed}.png"),
+                }
+            )
     return out
 
 
