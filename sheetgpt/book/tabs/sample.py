@@ -1,13 +1,14 @@
 """The Sample tab (generating books): how each generated row chooses its token, greedy or sampled.
 
 Five editable cells (mode, temperature, top-k, top-p, seed), a status message, and per token row:
-the generator's state x and u = x / (2^31 - 1), the top CAP logits (LARGE) and their ids (MATCH, the
-lower id first on a tie), the weights EXP((v - v1) / T) (0 beyond top-k), their running sums, how
-many candidates top-p keeps, the candidate u picks, and the next token: the sampled one, or the
-argmax when greedy. The Prompt tab's generated rows take that next token. A view shows one chosen
-row's candidates with their probabilities, the cumulative column and where u fell. The rule, and
-the reference that proves these cells, are in ``sheetgpt.sampling``; defaults are greedy, so the
-book writes the same continuation as a book without this tab.
+the generator's state x and u = x / (2^31 - 1), the top CAP logits (LARGE, one cell each) and their
+ids (a one-cell SMALL(IF(...)) each, the lower id first on a tie), the weights EXP((v - v1) / T) (0
+beyond top-k), their running sums, how many candidates top-p keeps, the candidate u picks, and the
+next token: the sampled one, or the argmax when greedy. The Prompt tab's generated rows take that
+next token. A view shows one chosen row's candidates with their probabilities, the cumulative
+column and where u fell. The rule, and the reference that proves these cells, are in
+``sheetgpt.sampling``; defaults are greedy, so the book writes the same continuation as a book
+without this tab.
 """
 
 from __future__ import annotations
