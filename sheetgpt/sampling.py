@@ -33,7 +33,7 @@ one MMULT per row (the weights times a triangle of ones); an engine may add them
 pick the neighbouring candidate there, and ``sheetgpt check`` would report that row. Greedy (mode "greedy",
 temperature 0, or settings that cannot be used) takes the argmax, the first maximum, as
 ``MATCH(MAX(...))``; top-k = 1 is the same token. Capping the candidates at CAP keeps a full-size
-row's cost at CAP LARGE/MATCH cells whatever the vocabulary; probability beyond the CAP-th candidate
+row's cost at CAP LARGE and CAP SMALL(IF) cells whatever the vocabulary; probability beyond the CAP-th candidate
 is never sampled (it acts as a top-k of CAP, applied before top-p, as Hugging Face applies top-k
 before top-p).
 """
