@@ -1,7 +1,9 @@
 """Render PNG pictures of a book's tabs for the docs: docs/guide.png, block0.png, attention.png,
 predict.png, logit_lens.png, saliency.png, embeddings.png, generate.png, neurons.png, steering.png and
 steering_predict.png (after typing the documented
-flip into the Steering tab: " slow", " quick", strength 1, block 0).
+flip into the Steering tab: " slow", " quick", strength 1, block 0), sample.png (the Sample tab after
+typing sample and seed 6, steering off again) and sample_seed6.png, sample_seed2.png (the Prompt tab's
+sampled story with seeds 6 and 2).
 
     python scripts/render_docs.py [--model DIR] [--prompt TEXT] [--out docs]
 
@@ -120,7 +122,18 @@ def build_book(model_dir, prompt, out):
 def jobs_for(result, outdir, workdir):
     """(sheet, A1 range, png name) for each picture, sized from the book's layout."""
     from sheetgpt.a1 import cell as a1
-    from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, neurons, predict, saliency, steering, vocab
+    from sheetgpt.book.tabs import (
+        block,
+        embeddings,
+        guide,
+        logit_lens,
+        neurons,
+        predict,
+        saliency,
+        sample,
+        steering,
+        vocab,
+    )
     from sheetgpt.book.tabs import prompt as prompt_tab
 
     layout = result.layout
@@ -176,6 +189,34 @@ def jobs_for(result, outdir, workdir):
                     "set": flip,
                     "pdf": os.path.join(workdir, name + ".pdf"),
                     "png": os.path.join(outdir, name + ".png"),
+                }
+            )
+    if layout.generate:  # last: it changes the book
+        view = R["sample.view"]
+        typed = [
+            (sample.NAME, a1(sample.MODE_ROW, sample.VALUE_COL), "sample"),
+            (sample.NAME, a1(sample.SEED_ROW, sample.VALUE_COL), 6),
+        ]
+        if layout.steer:
+            typed.insert(0, (steering.NAME, a1(steering.STRENGTH_ROW, steering.VALUE_COL), 0.0))
+        out.append(
+            {
+                "sheet": sample.NAME,
+                "range": "A1:" + a1(view.top + 11, view.right + 1),
+                "set": typed,
+                "pdf": os.path.join(workdir, "sample.pdf"),
+                "png": os.path.join(outdir, "sample.png"),
+            }
+        )
+        story = "A1:" + a1(prompt_tab.TOP + T - 1, prompt_tab.SO_FAR_COL)  # the Prompt tab's story, seeds 6 and 2
+        for seed in (6, 2):
+            out.append(
+                {
+                    "sheet": prompt_tab.NAME,
+                    "range": story,
+                    "set": [(sample.NAME, a1(sample.SEED_ROW, sample.VALUE_COL), seed)],
+                    "pdf": os.path.join(workdir, f"sample_seed{seed}.pdf"),
+                    "png": os.path.join(outdir, f"sample_seed{seed}.png"),
                 }
             )
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .cli_types import FiniteFloat
+from .cli_types import FiniteFloat, sampling_options
 from .engine.registry import ENGINES
 from .engine.registry import help_text as engine_help
 from .errors import SheetGPTError
@@ -152,17 +152,36 @@ def _check_output(output: Path, force: bool) -> None:
     help="Add the Saliency tab: the backward pass of the predicted token's probability down to the token "
     "embeddings, in formulas, and Ecco's grad_x_input score per token.",
 )
+@sampling_options
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def build_cmd(
-    model_dir, prompt, output, blocks, context, logits, force, typed_prompt, exercise, generate, steer, saliency
+    model_dir,
+    prompt,
+    output,
+    blocks,
+    context,
+    logits,
+    force,
+    typed_prompt,
+    exercise,
+    generate,
+    steer,
+    sample,
+    temperature,
+    top_k,
+    top_p,
+    seed,
+    saliency,
 ):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
+    from . import sampling
     from .book.writer import build_workbook
     from .checkpoint import open_model
     from .hf_cache import model_name
     from .tokenizer import ENDOFTEXT, Tokenizer
 
     started = time.perf_counter()
+    sample_settings = sampling.from_cli(sample, temperature, top_k, top_p, seed)  # the Sample tab's cells
     if output is not None:  # before loading a model: a name the file system cannot take is refused at once
         _check_output(output, force)
     files = open_model(model_dir)  # config.json and the safetensors header, checked; no tensor read yet
@@ -192,6 +211,8 @@ def build_cmd(
         rows = min(DEFAULT_GENERATE_ROWS, model.config.n_positions)
         n = len(tokenizer.encode(prompt)) if prompt else 0
         generate = max(rows - n, 0) if model_dir is None and context is None else 0
+    if sample and not generate:
+        raise SheetGPTError("--sample sets the Sample tab of a generating book: give --generate N (N > 0) too")
     if steer is not None:
         from .book.tabs import steering
 
@@ -217,6 +238,7 @@ def build_cmd(
             generate=generate,
             steer=steer,
             explain=saliency,
+            sample_settings=sample_settings,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])
@@ -239,7 +261,8 @@ def build_cmd(
         ids = result.ids[len(result.ids) - generate :]
         eot = tokenizer.special.get(ENDOFTEXT)
         shown_ids = ids[: ids.index(eot)] if eot in ids else ids
-        click.echo(f"greedy continuation in the book ({generate} rows): {tokenizer.decode(shown_ids)!r}")
+        how = "sampled" if sample_settings.sampling else "greedy"
+        click.echo(f"{how} continuation in the book ({generate} rows): {tokenizer.decode(shown_ids)!r}")
 
 
 @click.command("check")

@@ -1,8 +1,9 @@
 """`sheetgpt predict`: run the float64 reference on a prompt and continue it.
 
 It shows what the workbook computes: the prompt's tokens, the next-token distribution
-(top k) and a continuation, each new token from a full forward pass of ``reference.gpt2``
-over the whole sequence so far (no cache; these models are small).
+(the --show most likely) and a continuation, each new token from a full forward pass of
+``reference.gpt2`` over the whole sequence so far (no cache; these models are small): greedy, or
+with --sample drawn as the book's Sample tab draws it (``sheetgpt.sampling``).
 """
 
 from __future__ import annotations
@@ -14,31 +15,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import cli_backward, reference
+from . import cli_backward, reference, sampling
 from .checkpoint import Model, default_model_dir, load_model
-from .cli_types import FiniteFloat
+from .cli_types import sampling_options
 from .errors import SheetGPTError
 from .tokenizer import ENDOFTEXT, Tokenizer
-
-# Below 1e-3 sampling is greedy in all but name; far below (1e-320, a denormal) logits / T overflows to inf.
-MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 1e6
-
-
-def softmax(x):  # [n] -> [n]
-    e = np.exp(x - x.max())
-    return e / e.sum()
-
-
-def top_k_ids(logits, k: int):  # [V] -> [k], highest first; ties go to the lower id
-    return np.argsort(-logits, kind="stable")[:k]
-
-
-def choose_next(logits, temperature: float, k: int, rng) -> int:  # [V] -> one id
-    """Greedy (argmax) when temperature is 0, else a draw from softmax(logits / T) over the top k."""
-    if temperature == 0:
-        return int(np.argmax(logits))
-    top = top_k_ids(logits, k)
-    return int(rng.choice(top, p=softmax(logits[top] / temperature)))
 
 
 def _load(model_dir: str | None) -> tuple[Model, Tokenizer]:
@@ -76,23 +57,22 @@ def continue_ids(
     model: Model,
     logits,
     n: int,
-    temperature: float,
-    k: int,
-    seed: int | None,
+    settings: sampling.Settings,
     stop: int | None = None,
     steer=None,
 ) -> tuple[list[int], str]:
     """Up to n new ids, each after a full forward pass, and why it ended: "n" (n ids made),
-    "n_positions" (the sequence filled the context) or "endoftext" (``stop`` was chosen; not kept)."""
-    rng = np.random.default_rng(seed)
+    "n_positions" (the sequence filled the context) or "endoftext" (``stop`` was chosen; not kept).
+    The k-th new id uses the generator's k-th draw (``sampling.states``), as the book's rows do."""
     params, config = model.params, model.config
+    draws = [sampling.uniform(x) for x in sampling.states(int(settings.seed), n)] if settings.sampling else []
     seq, new = list(ids), []
     while len(new) < n:
         if len(seq) >= config.n_positions:
             return new, "n_positions"
         if new:
             logits = reference.gpt2(seq, params, config, steer=steer)["logits"][-1]
-        nxt = choose_next(logits, temperature, k, rng)
+        nxt = sampling.next_token(logits, settings, draws[len(new)] if draws else None)
         if nxt == stop:
             return new, "endoftext"
         seq.append(nxt)
@@ -113,17 +93,8 @@ def continue_ids(
 @click.option(
     "-n", "n_tokens", type=click.IntRange(min=0), default=10, help="How many tokens to add (stops at n_positions)."
 )
-@click.option(
-    "--temperature",
-    type=FiniteFloat(MIN_TEMPERATURE, MAX_TEMPERATURE, zero=True, what="greedy"),
-    default=0.0,
-    help=f"0 is greedy (argmax); from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g} samples from "
-    "softmax(logits / T) over the top k.",
-)
-@click.option(
-    "--top-k", "top_k", type=click.IntRange(min=1), default=5, help="How many next tokens to show, and to sample from."
-)
-@click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed of numpy's default_rng for sampling (>= 0).")
+@sampling_options
+@click.option("--show", type=click.IntRange(min=1), default=5, help="How many most likely next tokens to show.")
 @click.option(
     "--stop/--no-stop",
     default=True,
@@ -156,9 +127,12 @@ def predict_cmd(
     model_dir,
     prompt,
     n_tokens,
+    sample,
     temperature,
     top_k,
+    top_p,
     seed,
+    show,
     stop,
     steer,
     as_json,
@@ -171,6 +145,7 @@ def predict_cmd(
 ) -> None:
     """Predict the next token after --prompt with the float64 reference, and continue the text."""
     start = time.perf_counter()
+    settings = sampling.from_cli(sample, temperature, top_k, top_p, seed)  # before loading anything
     cli_backward.check_options(saliency, train_step, target, lr, steer)
     model, tok = _load(model_dir)
     ids = _encode(tok, model, prompt)
@@ -183,19 +158,20 @@ def predict_cmd(
     if steer is not None:
         from .book.tabs import steering
 
-        settings = steering.from_cli(steer, tok.display_ids(), model.config.n_layer)
+        steered = steering.from_cli(steer, tok.display_ids(), model.config.n_layer)
         wte = np.asarray(model.params["wte"], np.float64)
-        add = settings.stages(tok.display_ids(), wte, model.config.n_layer)["steer.add"]
+        add = steered.stages(tok.display_ids(), wte, model.config.n_layer)["steer.add"]
     logits = reference.gpt2(ids, model.params, model.config, steer=add)["logits"][-1]  # [V], the last position
-    probs = softmax(logits)
-    k = min(top_k, model.config.vocab_size)
-    top = [{"id": int(i), "text": tok.display(int(i)), "prob": float(probs[i])} for i in top_k_ids(logits, k)]
+    probs = reference.next_token_probs(logits)[2]
+    k = min(show, model.config.vocab_size)
+    shown = sampling.candidates(logits, k)[1]
+    top = [{"id": int(i), "text": tok.display(int(i)), "prob": float(probs[i])} for i in shown]
     explain = cli_backward.saliency_report(ids, model, tok) if saliency else None
     step = None
     if train_step:
         step = cli_backward.train_step_report(ids, model, tok, target, lr, k, int(np.argmax(logits)))
     eot = tok.special.get(ENDOFTEXT) if stop else None
-    new, ended = continue_ids(ids, model, logits, n_tokens, temperature, k, seed, eot, add)
+    new, ended = continue_ids(ids, model, logits, n_tokens, settings, eot, add)
     seconds = time.perf_counter() - start
     if as_json:
         click.echo(
@@ -203,12 +179,19 @@ def predict_cmd(
                 {
                     "prompt_ids": ids,
                     "tokens": [tok.display(i) for i in ids],
-                    "top_k": top,
+                    "top": top,
+                    "sampling": {
+                        "mode": "sample" if settings.sampling else "greedy",
+                        "temperature": settings.temperature,
+                        "top_k": settings.top_k,
+                        "top_p": settings.top_p,
+                        "seed": settings.seed,
+                    },
                     "continuation_ids": new,
                     "continuation_text": tok.decode(new),
                     "stopped_by": ended,
                     "logits": logits.tolist(),
-                    **({"features": cli_features.as_json(model, ids + new, sae, top_k, add)} if sae else {}),
+                    **({"features": cli_features.as_json(model, ids + new, sae, show, add)} if sae else {}),
                     **({"saliency": explain} if saliency else {}),
                     **({"train_step": step} if train_step else {}),
                 },
@@ -231,11 +214,14 @@ def predict_cmd(
         cli_backward.print_saliency(explain)
     if step:
         cli_backward.print_train_step(step)
-    how = "greedy" if temperature == 0 else f"sampled, temperature {temperature:g}, top {k}, seed {seed}"
+    how = "greedy"
+    if settings.sampling:
+        s = settings
+        how = f"sampled: temperature {s.temperature:g}, top-k {s.top_k or 'off'}, top-p {s.top_p:g}, seed {s.seed}"
     stopped = {"n": "", "n_positions": " (stopped at n_positions)", "endoftext": f" (stopped at {ENDOFTEXT})"}[ended]
     click.echo(f"continuation ({how}){stopped}: {tok.decode(new)!r}")
     click.echo(f"  ids: {new}")
     if sae is not None:
         seq = ids + new
-        cli_features.echo_features(model, [tok.display(i) for i in seq], seq, len(ids), sae, top_k, add)
+        cli_features.echo_features(model, [tok.display(i) for i in seq], seq, len(ids), sae, show, add)
     click.echo(f"{len(ids)} prompt tokens + {len(new)} new tokens, {len(new) or 1} forward passes, {seconds:.2f} s")

@@ -44,3 +44,50 @@ class FiniteFloat(click.ParamType):
 
     def __repr__(self) -> str:
         return f"FiniteFloat({self.low}, {self.high})"
+
+
+def sampling_options(fn):
+    """--sample, --temperature, --top-k, --top-p, --seed: taken as typed, checked by
+    ``sheetgpt.sampling.from_cli`` (one line, exit 2) with the rules the book's Sample tab applies."""
+    from .sampling import CAP, MAX_SEED, MAX_TEMPERATURE, MIN_TEMPERATURE
+
+    options = [
+        click.option(
+            "--sample",
+            is_flag=True,
+            default=False,
+            help="Sample the continuation as the book's Sample tab does (sheetgpt.sampling: a Park-Miller "
+            f"generator, temperature, top-k, top-p over the top {CAP} candidates). Without it: greedy.",
+        ),
+        click.option(
+            "--temperature",
+            default=None,
+            metavar="T",
+            help=f"With --sample: 0 is greedy; from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g} samples from "
+            "softmax(logits / T).  [default: 1]",
+        ),
+        click.option(
+            "--top-k",
+            "top_k",
+            default=None,
+            metavar="K",
+            help="With --sample: keep the K most likely (0: off).  [default: 0]",
+        ),
+        click.option(
+            "--top-p",
+            "top_p",
+            default=None,
+            metavar="P",
+            help="With --sample: keep the fewest most likely tokens whose probability reaches P, above 0 and at "
+            "most 1 (1: off).  [default: 1]",
+        ),
+        click.option(
+            "--seed",
+            default=None,
+            metavar="S",
+            help=f"With --sample: the generator's seed, a whole number from 0 to {MAX_SEED}.  [default: 0]",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn

@@ -53,12 +53,12 @@ def test_json_matches_hf_golden(shape):
     got = np.array(out["logits"])
     assert got.shape == want.shape
     assert np.max(np.abs(got - want)) <= 1e-10 * np.max(np.abs(want))
-    assert out["top_k"][0]["id"] == int(np.argmax(want))
+    assert out["top"][0]["id"] == int(np.argmax(want))
     if len(ids) < load_model(FIXTURES / "models" / shape).config.n_positions:
         assert out["continuation_ids"][0] == int(np.argmax(want))  # greedy by default
     else:  # the prompt fills the context: nothing is added
         assert out["continuation_ids"] == []
-    probs = [t["prob"] for t in out["top_k"]]
+    probs = [t["prob"] for t in out["top"]]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-12
     assert len(out["tokens"]) == len(ids)
 
@@ -75,7 +75,7 @@ def test_greedy_continuation_is_argmax_of_the_reference():
 
 def test_sampling_is_reproducible_with_seed():
     d = str(FIXTURES / "models" / "wide")
-    args = ["--model", d, "--prompt", "the cat sat", "-n", "12", "--temperature", "1.5", "--top-k", "20"]
+    args = ["--model", d, "--prompt", "the cat sat", "-n", "12", "--sample", "--temperature", "1.5", "--top-k", "20"]
     a = predict_json(*args, "--seed", "7")
     b = predict_json(*args, "--seed", "7")
     others = [predict_json(*args, "--seed", str(s))["continuation_ids"] for s in (8, 9, 10)]
@@ -84,11 +84,15 @@ def test_sampling_is_reproducible_with_seed():
     assert any(o != a["continuation_ids"] for o in others)
 
 
-def test_sampling_stays_in_top_k():
+def test_sampling_stays_in_top_k_and_show_is_apart():
     d = str(FIXTURES / "models" / "micro")
-    out = predict_json("--model", d, "--prompt", "a", "-n", "1", "--temperature", "5", "--top-k", "2", "--seed", "1")
-    assert out["continuation_ids"][0] in [t["id"] for t in out["top_k"]]
-    assert len(out["top_k"]) == 2
+    for seed in range(5):
+        out = predict_json(
+            "--model", d, "--prompt", "a", "-n", "1", "--sample", "--temperature", "5", "--top-k", "2",
+            "--seed", str(seed), "--show", "7",
+        )  # fmt: skip
+        assert out["continuation_ids"][0] in [t["id"] for t in out["top"][:2]]
+        assert len(out["top"]) == 7
 
 
 def test_stops_at_n_positions():
@@ -135,7 +139,7 @@ def test_error_missing_bundled_model(monkeypatch, tmp_path):
     assert "bundled" in line and str(tmp_path / "tiny") in line
 
 
-@pytest.mark.parametrize("args", [["-n", "-1"], ["--temperature", "-0.5"], ["--top-k", "0"]])
+@pytest.mark.parametrize("args", [["-n", "-1"], ["--show", "0"]])
 def test_error_bad_options(args):
     result = predict("--model", str(FIXTURES / "models" / "micro"), "--prompt", "hi", *args)
     assert result.exit_code == 2
@@ -167,7 +171,7 @@ def eot_model(tmp_path_factory):
 def test_predict_stops_at_endoftext_and_says_so(eot_model):
     out = predict_json("--model", str(eot_model), "--prompt", "ab", "-n", "5")
     assert out["continuation_ids"] == [] and out["stopped_by"] == "endoftext"
-    assert out["top_k"][0]["text"] == "<|endoftext|>"
+    assert out["top"][0]["text"] == "<|endoftext|>"
     text = predict("--model", str(eot_model), "--prompt", "ab", "-n", "5")
     assert text.exit_code == 0, text.output
     assert "(stopped at <|endoftext|>)" in text.output
@@ -196,17 +200,32 @@ def test_stopped_by_reports_n_positions_and_n():
         ["--temperature", "1e-4"],
         ["--temperature", "1e7"],
         ["--temperature", "x"],
+        ["--temperature", "-0.5"],
         ["--seed", "-1"],
+        ["--seed", "1.5"],
+        ["--seed", "ten"],
+        ["--top-k", "2.5"],
+        ["--top-k", "-1"],
+        ["--top-k", "many"],
+        ["--top-p", "0"],
+        ["--top-p", "1.5"],
+        ["--top-p", "x"],
     ],
 )
-def test_bad_option_values_are_refused_at_parse_time(args, monkeypatch):
+def test_bad_sampling_values_are_one_line_before_loading(args, monkeypatch):
     monkeypatch.setattr("sheetgpt.cli_predict._load", lambda *a: pytest.fail("the model was loaded"))
-    result = predict("--model", str(FIXTURES / "models" / "micro"), "--prompt", "hi", *args)
-    assert result.exit_code == 2, result.output
-    assert "Invalid value for" in result.output and "Traceback" not in result.output
+    line = one_line_error(predict("--model", str(FIXTURES / "models" / "micro"), "--prompt", "hi", "--sample", *args))
+    assert f"Invalid value for '{args[0]}'" in line
+
+
+def test_sampling_options_without_sample_are_refused():
+    line = one_line_error(predict("--model", str(FIXTURES / "models" / "micro"), "--prompt", "hi", "--top-p", "0.9"))
+    assert "--sample" in line
 
 
 @pytest.mark.parametrize("t", ["0", "0.0", "0.001", "1", "1e6"])
 def test_temperatures_in_range_are_accepted(t):
-    out = predict_json("--model", str(FIXTURES / "models" / "micro"), "--prompt", "hi", "-n", "1", "--temperature", t)
+    out = predict_json(
+        "--model", str(FIXTURES / "models" / "micro"), "--prompt", "hi", "-n", "1", "--sample", "--temperature", t
+    )
     assert len(out["continuation_ids"]) == 1

@@ -470,3 +470,57 @@ def test_true_is_skipped_by_sum_over_a_range_and_counts_in_arithmetic(tmp_path):
 
     values = evaluate(read_workbook(_book(tmp_path / "t.xlsx", fill)))
     assert [values.value("s", f"B{i}") for i in range(1, 6)] == [2.0, 3.0, 3.0, 1.0, 2.0]
+
+
+def test_cells_reading_one_large_absolute_range_share_a_block_node(tmp_path, monkeypatch):
+    """A generation-shaped cycle: row 1 holds tokens, C2:F301 one shared formula of 300 "logits" per
+    token, and five cells read each column whole ($C$2:$C$301: its 4 largest, and the next token
+    where the second largest is). In the cell order that range is one block node (300 edges in, one
+    per reader), not 300 edges per reader; the values are those of the plain edges and of Python."""
+
+    def fill(wb):
+        s = wb.add_worksheet("s")
+        s.write_number("C1", 3)
+        for t in range(4):
+            col = col_name(2 + t)
+            for r in range(2, 302):
+                s.write_formula(f"{col}{r}", f"=MOD(ROW()*({col}$1+1)*7919,1009)")
+            if t < 3:  # the 4 largest below it (4 readers), and the next token: where the second is (a 5th)
+                rng = f"${col}$2:${col}$301"
+                for r in range(303, 307):
+                    s.write_formula(f"{col}{r}", f"=LARGE({rng},ROW()-302)")
+                s.write_formula(f"{col_name(3 + t)}1", f"=MATCH({col}304,{rng},0)")
+
+    path = _book(tmp_path / "gen.xlsx", fill)
+    tokens = [3]
+    for _ in range(3):
+        logits = [r * (tokens[-1] + 1) * 7919 % 1009 for r in range(2, 302)]
+        tokens.append(logits.index(sorted(logits)[-2]) + 1)
+    edges = []
+    real = schedule.cell_edges
+
+    def counted(*args):
+        out = real(*args)
+        edges.append(len(out[0]))
+        return out
+
+    monkeypatch.setattr(schedule, "cell_edges", counted)
+    shared = evaluate(read_workbook(path))
+    monkeypatch.setattr(schedule, "SHARED_BLOCK", 10**9)
+    plain = evaluate(read_workbook(path))
+    assert shared.numbers["s"][0, 2:6].tolist() == plain.numbers["s"][0, 2:6].tolist() == tokens
+    assert np.array_equal(shared.numbers["s"], plain.numbers["s"], equal_nan=True)
+    # 900 logits reading their token; then per block 300 + 5 readers (+ the token reading the second), or 5 x 300
+    assert edges[0] == 900 + 3 * (300 + 5 + 1) and edges[1] == 900 + 3 * (5 * 300 + 1)
+
+
+def test_a_cell_reading_a_large_range_that_holds_it_is_a_circular_reference(tmp_path):
+    def fill(wb):
+        s = wb.add_worksheet("s")
+        for r in range(2, 301):
+            s.write_number(f"A{r}", r)
+        s.write_formula("A1", "=SUM($A$1:$A$300)")
+
+    texts, values = _problems(_book(tmp_path / "self.xlsx", fill))
+    assert texts == ["s!A1: circular reference"]
+    assert values.value("s", "A1") == "#VALUE!"

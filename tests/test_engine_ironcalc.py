@@ -2,9 +2,9 @@
 
 The books: the default bundled book (typed prompt, 18 generated rows, steering and neuron tabs), the
 --no-typed-prompt book, the fixture shapes, a steered book, an exercise book a learner filled in
-LibreOffice (saved by it), and the default book re-saved by LibreOffice. The typed-prompt test types
-a text into Prompt!B4 through IronCalc's own input parser and compares the continuation with
-`sheetgpt predict`'s (the float64 reference, in another process).
+LibreOffice (saved by it), the default book re-saved by LibreOffice, and a sampled book (Sample
+tab). The typed-prompt test types a text into Prompt!B4 through IronCalc's own input parser and
+compares the continuation with `sheetgpt predict`'s (the float64 reference, in another process).
 """
 
 from __future__ import annotations
@@ -50,13 +50,15 @@ def assert_passes(path: Path):
 
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory):
-    """Books built by the CLI: the default, --no-typed-prompt, and steered (' slow' - ' quick', strength 1)."""
+    """Books built by the CLI: the default, --no-typed-prompt, steered (' slow' - ' quick', strength 1), and
+    sampled (the Sample tab's generator, temperature, top-k and top-p)."""
     d = tmp_path_factory.mktemp("bundled")
     out = {}
     for name, extra in (
         ("default", []),
         ("no-typed", ["--no-typed-prompt"]),
         ("steered", ["--steer", " slow", " quick", "1", "0"]),
+        ("sampled", ["--sample", "--seed", "7", "--temperature", "1.5", "--top-k", "20", "--top-p", "0.9"]),
     ):
         code, stdout, stderr = run("build", "-o", d / f"{name}.xlsx", *extra)
         assert code == 0, (stdout, stderr)
@@ -64,7 +66,7 @@ def bundled(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name", ["default", "no-typed", "steered"])
+@pytest.mark.parametrize("name", ["default", "no-typed", "steered", "sampled"])
 def test_ironcalc_proves_the_bundled_books(bundled, name):
     code, out, err = run("check", bundled[name], "--engine", "ironcalc", "-q")
     assert code == 0, (out, err)

@@ -229,7 +229,7 @@ def test_shipped_labels_name_the_top_activating_tokens(shipped):
 
 def test_predict_features_prints_labels():
     result = CliRunner().invoke(
-        main, ["predict", "--prompt", "Mike is quick. He moves", "-n", "1", "--features", "--top-k", "3"]
+        main, ["predict", "--prompt", "Mike is quick. He moves", "-n", "1", "--features", "--show", "3"]
     )
     assert result.exit_code == 0, result.output
     labels = json.loads((default_sae_dir() / "labels.json").read_text())["labels"]

@@ -10,7 +10,8 @@ from .. import a1
 NAME = "Prompt"
 TOP = 5  # first token row (sheet row 6)
 TEXT_COL, ID_COL, NOTE_COL = 1, 2, 3  # column A: position; B: token text (editable); C: token id; D: note
-# Generating books: E: the next token's id (argmax of the row's logits); F: the text so far, up to the
+# Generating books: E: the most likely next token's id (argmax of the row's logits; the next row takes the
+# Sample tab's choice, this one unless it samples); F: the text so far, up to the
 # first generated <|endoftext|>; G: 1 once a generated <|endoftext|> has been met.
 NEXT_COL, SO_FAR_COL, ENDED_COL = 4, 5, 6
 PREDICT_AFTER = (2, 2)  # C3: the position whose next token is predicted

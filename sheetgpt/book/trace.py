@@ -7,8 +7,9 @@ from the command line's options (each module's ``given(build, inputs)``), the ch
 (each module's ``read_back(book, layout, inputs)``), so the same tab gives the same inputs either way.
 
 The forward pass reads the Prompt tab's token ids, the weight tabs and the Predict tab's temperature;
-a tab that acts on the forward pass (steering) gives its stages before it (``before_forward``), and
-every tab adds the stages only it shows after it (``stages``).
+a tab that acts on the forward pass (steering) gives its stages before it (``before_forward``), a tab
+that says how generated rows choose their tokens gives its settings (``generation``: the Sample tab;
+greedy without one), and every tab adds the stages only it shows after it (``stages``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import sampling
 from ..checkpoint import Model
-from ..reference import gpt2, greedy_fill, with_generation_stages, with_selected_position
+from ..reference import gpt2, with_generation_stages, with_selected_position
 
 if TYPE_CHECKING:
     from ..config import GPT2Config
@@ -115,7 +117,8 @@ def _hooks(layout: Layout, hook: str) -> list:
 
 def book_trace(inputs: BookInputs) -> dict:
     """Every stage of the book, float64, keyed by its region's name; ``ids``: the token ids the forward
-    pass ran on (a generating book's rows after the prompt: the reference's own greedy continuation)."""
+    pass ran on (a generating book's rows after the prompt: the reference's own continuation, greedy or
+    sampled as the ``generation`` hook says; the default settings give the greedy one)."""
     layout = inputs.layout
     config = layout.config
     tokens, weights = inputs["prompt"], inputs["weights"]
@@ -126,8 +129,10 @@ def book_trace(inputs: BookInputs) -> dict:
     add = before.get(RESIDUAL_ADD)
     used = [max(i, 0) for i in tokens.ids]  # an id the vocabulary does not hold: the sheet uses token 0
     ids = list(tokens.ids)
-    if any(tokens.generated):
-        used = greedy_fill(used, tokens.generated, params, config, add)
+    if any(tokens.generated):  # the one place a book's continuation is computed
+        rules = [hook(inputs) for hook in _hooks(layout, "generation")]
+        rule = rules[0] if rules else sampling.Settings()
+        used = sampling.fill(used, tokens.generated, params, config, rule, tokens.predict_after, add)
         ids = [u if g else i for i, u, g in zip(ids, used, tokens.generated)]
     trace = gpt2(used, params, config, steer=add) | before
     trace = with_selected_position(trace, tokens.predict_after, inputs["predict"])

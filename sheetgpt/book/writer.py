@@ -40,6 +40,7 @@ from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
 
 if TYPE_CHECKING:
+    from ..sampling import Settings as SampleSettings
     from .tabs.steering import Settings
 
 TAB_COLORS = {GUIDE: "#7F7F7F", INPUT: "#2E75B6", COMPUTE: "#70AD47", OUTPUT: "#C55A11", WEIGHTS: "#BFBFBF"}
@@ -77,14 +78,18 @@ def build_workbook(
     generate: int = 0,
     steer: Settings | None = None,
     explain: bool = False,
+    sample_settings: SampleSettings | None = None,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end).
 
-    ``generate`` N > 0: the book's rows are the prompt and N more, each the greedy next token of the
-    rows before it, computed by the book's formulas (``context`` is then the prompt's length + N).
+    ``generate`` N > 0: the book's rows are the prompt and N more, each the next token of the rows
+    before it, computed by the book's formulas (``context`` is then the prompt's length + N).
     ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
     that tab, with strength 0 unless ``steer`` says otherwise. ``explain``: the Saliency tab, the backward
     pass of the prediction.
+    that tab, with strength 0 unless ``steer`` says otherwise.
+    ``sample_settings``: the Sample tab's cells (generating books; default greedy): the generated rows
+    are those choices (``sheetgpt.sampling``).
     """
     started = time.perf_counter()
     out_path = Path(out_path)
@@ -110,10 +115,11 @@ def build_workbook(
     limits.check(layout, prompt)  # before anything is computed or written
     exercises = resolve_exercises(layout, exercise) if exercise is not None else []
     stored = {name: stored_values(value) for name, value in model.flat.items()}
-    settings = {"steering": steer} if steer is not None else {}  # the command line's values for a tab's cells
+    settings = {"steering": steer, "sample": sample_settings}  # the command line's values for a tab's cells
+    settings = {tab: value for tab, value in settings.items() if value is not None}
     inputs = given_inputs(layout, Build(model.config, tokenizer, prompt, stored, settings))
     trace = book_trace(inputs)
-    if generate:  # the rows after the prompt: the reference's greedy continuation
+    if generate:  # the rows after the prompt: the reference's continuation (greedy unless the Sample tab samples)
         prompt = prompt.continued([int(i) for i in trace["ids"]], tokenizer)
 
     try:

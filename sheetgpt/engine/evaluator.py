@@ -331,8 +331,9 @@ class Evaluator:
                 owner[u.sheet][r0 : r1 + 1, c0 : c1 + 1] = starts[k]
             else:
                 owner[u.sheet][u.rows, u.cols] = np.arange(starts[k], starts[k] + len(u.rows))
-        src, dst = schedule.cell_edges(comp, starts, owner, n)  # dst reads src
-        levels, cycle = schedule.cell_levels(n, src, dst)
+        src, dst, nodes = schedule.cell_edges(comp, starts, owner, n)  # dst reads src; block nodes n.. (no cells)
+        levels, cycle = schedule.cell_levels(nodes, src, dst)
+        levels, cycle = levels[:n], [j for j in cycle if j < n]
         unit_of = np.repeat(np.arange(len(comp)), np.diff(starts + [n]))
         if cycle:
             # the cells on the cycle, and those waiting on it, hold #VALUE!; the problem names the cycle's

@@ -139,12 +139,21 @@ def order(units: list):
         yield [units[i] for i in comp], len(comp) > 1 or bool(self_loop[comp[0]])
 
 
-def cell_edges(comp: list, starts: list[int], owner: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(src, dst) node pairs among the component's ``n`` nodes, dst reading src, without repeats.
+SHARED_BLOCK = 256  # an absolute range of at least this many cells is one node between it and its readers
+
+
+def cell_edges(comp: list, starts: list[int], owner: dict, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(src, dst, nodes): node pairs, dst reading src, without repeats, among the component's ``n``
+    nodes and the block nodes added here; ``nodes`` counts both.
 
     A unit's cells are the nodes starts[k]... (a CSE array is one node); ``owner[sheet]`` holds
-    each cell's node, -1 outside the component."""
+    each cell's node, -1 outside the component. An absolute range of SHARED_BLOCK cells or more
+    (``$E$5:$E$50261``, a row of logits that 64 LARGE cells read) becomes one block node n, n + 1, ...:
+    its cells -> the block -> each reader, h x w + readers edges instead of h x w per reader (a
+    block node is levelled like a cell and evaluates nothing)."""
     src, dst = [], []
+    blocks: dict[tuple, int] = {}
+    nodes = n
     for k, u in enumerate(comp):
         node = (np.zeros(1, np.int64) if u.array is not None else np.arange(len(u.rows))) + starts[k]
         for sh, ref in u.refs:  # (sheet names resolved when the unit was made)
@@ -156,6 +165,21 @@ def cell_edges(comp: list, starts: list[int], owner: dict, n: int) -> tuple[np.n
             h, w = r1 - r0 + 1, c1 - c0 + 1
             live = (h > 0) & (w > 0)
             if not live.any():
+                continue
+            if ref.r0_abs and ref.r1_abs and ref.c0_abs and ref.c1_abs and int(h[0]) * int(w[0]) >= SHARED_BLOCK:
+                key = (sh, int(r0[0]), int(c0[0]), int(r1[0]), int(c1[0]))  # the same cells for every reader
+                b = blocks.get(key)
+                if b is None:
+                    got = own[key[1] : key[3] + 1, key[2] : key[4] + 1]
+                    got = got[got >= 0]
+                    b = blocks[key] = nodes if len(got) else -1
+                    if b >= 0:
+                        nodes += 1
+                        src.append(got)
+                        dst.append(np.full(len(got), b))
+                if b >= 0:
+                    src.append(np.full(len(node), b))
+                    dst.append(node)
                 continue
             if (h[live] == h[live][0]).all() and (w[live] == w[live][0]).all():
                 # one shape for every cell: gather all the blocks at once
@@ -171,10 +195,10 @@ def cell_edges(comp: list, starts: list[int], owner: dict, n: int) -> tuple[np.n
                 src.append(got)
                 dst.append(np.full(len(got), node[i]))
     if not src:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    codes = np.sort(np.concatenate(dst) * n + np.concatenate(src))
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), nodes
+    codes = np.sort(np.concatenate(dst) * nodes + np.concatenate(src))
     codes = codes[np.r_[True, codes[1:] != codes[:-1]]]  # (np.unique hashes: several times slower here)
-    return codes % n, codes // n
+    return codes % nodes, codes // nodes, nodes
 
 
 def cell_levels(n: int, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, list[int]]:

@@ -11,6 +11,8 @@ What a tab module declares (only ``tabs`` and ``write`` are required; the rest w
 - ``before_forward(inputs) -> dict`` and ``stages(inputs, trace) -> dict``: the trace's stages it adds
   (``book.trace.book_trace``); ``recomputed(its_inputs, values, inputs)``: inputs that are formulas, as
   an engine computed them (``sheetgpt check``).
+- ``generation(inputs) -> sampling.Settings``: how a generating book's rows after the prompt choose
+  their tokens (``book.trace``; greedy when no tab says).
 - ``TOO_BIG``: the option to change when it crosses a spreadsheet limit; ``extent(layout)`` and
   ``long_formulas(layout)``: cells beyond its regions (``book.limits``).
 - ``EXERCISES``: its exercise families ({family: stage names without the block prefix}); a tab with
@@ -34,6 +36,7 @@ from . import (
     predict,
     prompt,
     saliency,
+    sample,
     steering,
     tokenize,
     vocab,
@@ -53,6 +56,7 @@ TABS = (
     logits,  # Logits: the tied unembedding
     predict,  # Predict: softmax with a temperature, the top tokens
     saliency,  # Saliency: the backward pass of the prediction to the token embeddings, Ecco's grad_x_input (--saliency)
+    sample,  # Sample: how each generated row chooses its token, greedy or sampled (--generate books)
     logit_lens,  # Logit lens: what each block would predict
     neurons,  # Neurons: each row's most active MLP neurons in a chosen block, a heatmap (--generate/--steer books)
     embeddings,  # Embeddings: cosine similarity of token vectors

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ..output import BookWriter
     from ..trace import BookInputs, Build
 
+
 def live_text_formula(layout: Layout) -> str:
     """The prompt the book reads now, from any tab: the typed text, or the token rows up to the
     predicting position (the text so far, at row C3)."""
@@ -80,6 +81,12 @@ def continuation_formula(layout: Layout, prompt_cell: str) -> str:
     return f"MID({last},LEN({prompt_cell})+1,32767)"
 
 
+def next_ref(layout: Layout, t: int) -> str:
+    """Row t's next token id as the generated row after it takes it: the Sample tab's choice (the
+    argmax unless the Sample tab samples), row relative."""
+    return layout.region("sample.next").at(t, 0, NAME, col_abs=True)
+
+
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     region = Region("prompt.ids", NAME, TOP, layout.T, 1, left=ID_COL, number_format="0")
     texts = vocab.display_range(layout.config.vocab_size)
@@ -89,9 +96,9 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         lookup = f"IFERROR(MATCH(TRUE,EXACT({texts},{text}),0)-1,-1)"
         if not layout.generate or i == 0:
             return lookup
-        # a row after the predicting position takes the row before's argmax
+        # a row after the predicting position takes the row before's next token (the Sample tab's choice)
         pos, after = a1.cell(TOP + i, 0, False, True), a1.cell(*PREDICT_AFTER, True, True)
-        return f"IF({pos}<={after},{lookup},{a1.cell(TOP + i - 1, NEXT_COL, False, True)})"
+        return f"IF({pos}<={after},{lookup},{next_ref(layout, i - 1)})"
 
     region.array_fn = lambda: [(TOP + i, ID_COL, TOP + i, ID_COL, formula(i)) for i in range(layout.T)]
     if not layout.generate:
@@ -186,7 +193,7 @@ def _write_generation(out: BookWriter, ws, tab: Tab) -> None:
     fmt, layout, prompt, trace = out.fmt, out.layout, out.prompt, out.trace
     argmax = tab.regions[1]
     head = argmax.header_row
-    for col, label in ((NEXT_COL, "next token id"), (SO_FAR_COL, "text so far"), (ENDED_COL, "ended")):
+    for col, label in ((NEXT_COL, "most likely next id"), (SO_FAR_COL, "text so far"), (ENDED_COL, "ended")):
         ws.write_string(head, col, label, fmt.header)
     ws.set_column(NEXT_COL, NEXT_COL, 12)
     ws.set_column(SO_FAR_COL, SO_FAR_COL, 60)
@@ -332,7 +339,7 @@ def text_formulas(layout: Layout) -> list[str | None]:
     own: list[str | None] = []
     for t in range(layout.T):
         r = TOP + t
-        nxt = f"INDEX({texts},{a1.cell(r - 1, NEXT_COL)}+1)" if layout.generate and t else None
+        nxt = f"INDEX({texts},{next_ref(layout, t - 1)}+1)" if layout.generate and t else None
         if b is None:
             own.append(nxt)
             continue

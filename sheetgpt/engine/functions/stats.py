@@ -107,9 +107,11 @@ def _kth(largest: bool):
         kv = ctx.val(args[1])
         k, ek = to_num(kv)  # [B?, p, q]
         B = max(x.shape[0], k.shape[0])
-        x = np.broadcast_to(x, (B, x.shape[1]))
-        s = np.sort(np.where(np.isnan(x), np.inf, x), axis=1)  # ascending, skipped last
-        n = (~np.isnan(x)).sum(1)
+        # sorted once per distinct array: one range for every cell and a k per cell (LARGE($E$5:$E$554, C$3))
+        # sorts it once
+        s = np.broadcast_to(np.sort(np.where(np.isnan(x), np.inf, x), axis=1), (B, x.shape[1]))  # skipped last
+        n = np.broadcast_to((~np.isnan(x)).sum(1), (B,))
+        err = np.broadcast_to(err, (B,))
         kk = np.floor(np.broadcast_to(k, (B,) + k.shape[1:])).astype(np.int64) if k.size else k
         nb = n.reshape((B,) + (1,) * (kk.ndim - 1))
         bad = (kk < 1) | (kk > nb)
