@@ -1,0 +1,109 @@
+"""The docs are what the CLI does now: scripts/render_docs.py renders every picture and text sample the
+README and docs/ show from the CLI's own books, and these tests fail when the committed ones differ.
+
+The README's "What you can do" commands, run in order in a fresh directory, are
+tests/test_hostile_inputs.py::test_the_readme_commands_run_in_order.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+SCRIPT = ROOT / "scripts" / "render_docs.py"
+CLI = [sys.executable, "-m", "sheetgpt"]
+
+
+def render_docs():
+    """scripts/render_docs.py as a module (its dataclasses need it in sys.modules)."""
+    if "render_docs" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("render_docs", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["render_docs"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["render_docs"]
+
+
+def shown_pictures() -> dict[str, str]:
+    """{png name: the markdown file that shows it} for every docs/*.png the README and docs/*.md show."""
+    shown = {}
+    for md in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for ref in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md.read_text()):
+            shown[Path(ref).stem] = md.name
+    return shown
+
+
+def test_every_picture_shown_is_rendered_and_every_rendered_one_shown():
+    """A picture the docs show is one the script renders (so --check covers it), none is left over, and
+    docs/renders.json holds the cell texts of each."""
+    import json
+
+    rd = render_docs()
+    rendered = {p.png for p in rd.PICTURES}
+    assert len(rendered) == len(rd.PICTURES), "two pictures with one name"
+    assert set(shown_pictures()) == rendered
+    assert {p.stem for p in (ROOT / "docs").glob("*.png")} == rendered, "a docs/*.png nothing renders"
+    assert set(json.loads((ROOT / "docs" / "renders.json").read_text())) == rendered
+    assert {p.book for p in rd.PICTURES} <= set(rd.BOOKS)
+
+
+def test_samples_are_readme_blocks_and_timings_are_all_that_is_ignored():
+    rd = render_docs()
+    readme = (ROOT / "README.md").read_text()
+    for s in rd.SAMPLES:
+        assert "```\n$ sheetgpt " + " ".join(s.args) in readme
+    assert rd.timeless("35,818 formula cells in 9.7 s") == "35,818 formula cells in <t> s"
+    assert rd.timeless("worst rel err 3.2e-16") == "worst rel err 3.2e-16"
+    assert rd.timeless("0.1295943744601161, expected 1.0") == "0.1295943744601161, expected 1.0"
+
+
+def test_with_samples_replaces_a_block_and_a_fact():
+    rd = render_docs()
+    text = "a\n```\n$ sheetgpt grade x.xlsx   # old\nold output\n```\nfrom `=VAR.P(A1)` typed\n"
+    out = rd.with_samples(text, {"$ sheetgpt grade x.xlsx": "$ sheetgpt grade x.xlsx\nnew\n"}, [("`", "=B", "` typed")])
+    assert out == "a\n```\n$ sheetgpt grade x.xlsx\nnew\n```\nfrom `=B` typed\n"
+
+
+def test_png_reader_and_drift(tmp_path):
+    """read_png decodes what pdftoppm writes (here: a committed picture), and png_drift tells a picture
+    from itself (nothing) and from another (its size)."""
+    rd = render_docs()
+    guide, predict = ROOT / "docs" / "guide.png", ROOT / "docs" / "predict.png"
+    pixels = rd.read_png(guide)
+    assert pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.min() == 0 and pixels.max() == 255
+    assert rd.png_drift(guide, guide) == ""
+    assert rd.png_drift(guide, predict).startswith("size ")
+
+
+@pytest.mark.slow
+def test_the_teachers_commands_run_in_order(tmp_path):
+    """README's "For teachers" block: its builds work one after the other in a fresh directory."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## For teachers", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = [x.split("  #", 1)[0].strip() for x in block.splitlines() if x.strip()]
+    builds = [x for x in lines if x.startswith("sheetgpt build ")]
+    assert len(builds) >= 2 and all(x.startswith("sheetgpt ") for x in lines), lines
+    for line in builds:
+        cmd = line.replace("sheetgpt ", " ".join(CLI) + " ", 1)
+        r = subprocess.run(cmd, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, (line, r.stdout[-500:], r.stderr[-500:])
+
+
+@pytest.mark.libreoffice
+def test_the_docs_are_current():
+    """scripts/render_docs.py --check: every picture's cell texts equal docs/renders.json, every PNG looks
+    like the committed one, and the README's samples are what the CLI prints (timings aside)."""
+    if shutil.which("pdftoppm") is None:
+        if os.environ.get("SHEETGPT_REQUIRE_LIBREOFFICE") == "1":
+            pytest.fail("pdftoppm (poppler-utils) is not installed")
+        pytest.skip("pdftoppm (poppler-utils) is not installed")
+    r = subprocess.run([sys.executable, str(SCRIPT), "--check"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
