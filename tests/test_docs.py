@@ -107,3 +107,39 @@ def test_the_docs_are_current():
         pytest.skip("pdftoppm (poppler-utils) is not installed")
     r = subprocess.run([sys.executable, str(SCRIPT), "--check"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+# ------------------------------------------------------------------ what `check --engine formulas` says it costs
+
+
+def test_range_cells_counts_every_cell_each_formula_names(tmp_path):
+    import xlsxwriter
+
+    from sheetgpt.engine.formulas_engine import range_cells
+    from sheetgpt.engine.reader import read_workbook
+
+    path = tmp_path / "r.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    ws, other = wb.add_worksheet("a"), wb.add_worksheet("x y")
+    ws.write_formula("D1", "=SUM(A1:B3)")  # 6
+    ws.write_formula("D2", "=SUMPRODUCT('x y'!$A$1:$C$2,A1:C2)+A1")  # 6 + 6; a single cell is no range
+    ws.write_array_formula("E1:E2", "{=MMULT(A1:C2,'x y'!A1:A3)}")  # 6 + 3, once for the array
+    other.write_number(0, 0, 1.0)
+    wb.close()
+    assert range_cells(read_workbook(path)) == 6 + 12 + 9
+
+
+@pytest.mark.slow
+def test_the_formulas_estimate_of_the_default_book_is_what_it_took(tmp_path):
+    """Issue 28: `sheetgpt check` of the default book with --engine formulas took 7.48 GB while the
+    estimate it printed said 2.8 GB. The estimate now comes within 10% of that, and of the 1.2 GB
+    measured on a --blocks 1 --context 8 --no-typed-prompt book (ru_maxrss of the check, this machine)."""
+    from sheetgpt.engine.formulas_engine import estimate
+    from sheetgpt.engine.reader import read_workbook
+
+    for args, measured in (([], 7.48e9), (["--blocks", "1", "--context", "8", "--no-typed-prompt"], 1.2e9)):
+        path = tmp_path / f"b{len(args)}.xlsx"
+        r = subprocess.run([*CLI, "build", *args, "-o", str(path)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        _n, _seconds, nbytes = estimate(read_workbook(path))
+        assert 0.9 * measured <= nbytes <= 1.1 * measured, (args, nbytes)
