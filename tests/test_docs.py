@@ -143,3 +143,9 @@ def test_the_formulas_estimate_of_the_default_book_is_what_it_took(tmp_path):
         assert r.returncode == 0, r.stderr
         _n, _seconds, nbytes = estimate(read_workbook(path))
         assert 0.9 * measured <= nbytes <= 1.1 * measured, (args, nbytes)
+
+
+def test_the_command_list_says_what_grade_does():
+    r = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=60)
+    grade = next(line for line in r.stdout.splitlines() if line.strip().startswith("grade "))
+    assert "exercise book" in grade and "not done yet" in grade
