@@ -457,14 +457,14 @@ def read_png(path):
     if tuple(header[8:13]) != (8, 2, 0, 0, 0):
         raise ValueError(f"{path}: not an 8-bit RGB PNG as scripts/render_docs.py writes")
     raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + width * 3)
-    filters, rows = raw[:, 0], raw[:, 1:].astype(np.int64)
+    filters, rows = raw[:, 0], raw[:, 1:]
     if not set(np.unique(filters)) <= {0, 2}:
         raise ValueError(f"{path}: PNG filters {sorted(set(filters))}; write_png uses None and Up only")
-    # an Up row adds the row above; a None row starts afresh: a cumulative sum restarted at each None row
-    total = np.cumsum(rows, axis=0)
-    start = np.maximum.accumulate(np.where(filters == 0, np.arange(height), 0))
-    before = np.vstack([np.zeros((1, width * 3), np.int64), total[:-1]])[start]
-    return ((total - before) % 256).astype(np.uint8).reshape(height, width, 3)
+    # an Up row adds the row above (uint8 sums wrap mod 256, as PNG's do); a None row starts afresh
+    starts = [*np.flatnonzero(filters == 0), height]
+    out = np.cumsum(rows[: starts[0]], axis=0, dtype=np.uint8)
+    parts = [out] + [np.cumsum(rows[a:b], axis=0, dtype=np.uint8) for a, b in zip(starts, starts[1:])]
+    return np.vstack(parts).reshape(height, width, 3)
 
 
 def png_drift(new, old):
@@ -474,8 +474,29 @@ def png_drift(new, old):
     a, b = read_png(new), read_png(old)
     if a.shape != b.shape:
         return f"size {a.shape[1]}x{a.shape[0]}, committed {b.shape[1]}x{b.shape[0]}"
-    share = float((np.abs(a.astype(int) - b.astype(int)).max(axis=2) > PIXEL_DELTA).mean())
+    share = float((np.abs(a.astype(np.int16) - b).max(axis=2) > PIXEL_DELTA).mean())
     return f"{share:.1%} of its pixels differ" if share > PIXEL_TOLERANCE else ""
+
+
+def compare(renders, fresh, readme, wanted, docs=DOCS):
+    """What differs between the fresh renders (texts ``renders``, PNGs in ``fresh``) and the committed docs
+    (renders.json and the PNGs in ``docs``), and between the README and ``wanted``, timings aside."""
+    with open(os.path.join(docs, "renders.json"), encoding="utf-8") as f:
+        committed = json.load(f)
+    drift = []
+    for name, r in renders.items():
+        if name not in committed:
+            drift.append(f"docs/{name}.png: not in docs/renders.json")
+            continue
+        if r != committed[name]:
+            drift.append(f"docs/{name}.png: the cells {r['cells']} show other texts than docs/renders.json says")
+        if not os.path.exists(os.path.join(docs, name + ".png")):
+            drift.append(f"docs/{name}.png: missing")
+        elif why := png_drift(os.path.join(fresh, name + ".png"), os.path.join(docs, name + ".png")):
+            drift.append(f"docs/{name}.png: {why}")
+    if timeless(wanted) != timeless(readme):
+        drift.append("README.md: a text sample or a quoted fact differs from what the CLI prints now")
+    return drift
 
 
 def main(argv):
@@ -498,20 +519,7 @@ def main(argv):
     wanted = with_samples(readme, blocks, _inline(layouts.__getitem__))
     drift = []
     if args.check:
-        with open(RENDERS, encoding="utf-8") as f:
-            committed = json.load(f)
-        for name, r in renders.items():
-            if name not in committed:
-                drift.append(f"docs/{name}.png: not in docs/renders.json")
-                continue
-            if r != committed[name]:
-                drift.append(f"docs/{name}.png: the cells {r['cells']} show other texts than docs/renders.json says")
-            if not os.path.exists(os.path.join(DOCS, name + ".png")):
-                drift.append(f"docs/{name}.png: missing")
-            elif why := png_drift(os.path.join(work, "png", name + ".png"), os.path.join(DOCS, name + ".png")):
-                drift.append(f"docs/{name}.png: {why}")
-        if timeless(wanted) != timeless(readme):
-            drift.append("README.md: a text sample or a quoted fact differs from what the CLI prints now")
+        drift = compare(renders, os.path.join(work, "png"), readme, wanted)
         for line in drift:
             print(line, file=sys.stderr)
         if drift:

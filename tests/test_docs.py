@@ -149,3 +149,31 @@ def test_the_command_list_says_what_grade_does():
     r = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=60)
     grade = next(line for line in r.stdout.splitlines() if line.strip().startswith("grade "))
     assert "exercise book" in grade and "not done yet" in grade
+
+
+def test_check_finds_a_changed_text_a_changed_picture_and_a_changed_sample(tmp_path):
+    """compare(), what --check reports: nothing for the committed docs themselves; then one line per drift."""
+    import json
+
+    rd = render_docs()
+    docs = ROOT / "docs"
+    renders = {k: v for k, v in json.loads((docs / "renders.json").read_text()).items() if k in ("guide", "predict")}
+    fresh = tmp_path / "png"
+    fresh.mkdir()
+    for name in renders:
+        shutil.copyfile(docs / f"{name}.png", fresh / f"{name}.png")
+    readme = (ROOT / "README.md").read_text()
+    assert rd.compare(renders, fresh, readme, readme) == []
+    assert rd.compare(renders, fresh, readme, readme.replace("in 9.", "in 19.")) == []  # a timing
+
+    changed = json.loads(json.dumps(renders))
+    changed["predict"]["texts"][8][6] = "59.32%"
+    pixels = rd.read_png(docs / "guide.png").copy()
+    pixels[100:300, 100:400] = (255, 0, 0)  # a fill where there was none
+    rd.write_png(fresh / "guide.png", pixels)
+    sample = readme.replace("1 of 3 pass, 1 wrong", "2 of 3 pass, 0 wrong")
+    drift = rd.compare(changed, fresh, readme, sample)
+    assert len(drift) == 3, drift
+    assert drift[0].startswith("docs/guide.png: ") and "pixels differ" in drift[0]
+    assert drift[1].startswith("docs/predict.png: the cells Predict!")
+    assert drift[2].startswith("README.md:")
