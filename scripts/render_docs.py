@@ -15,7 +15,7 @@ What it does, in order:
    (filter Up, so that ``read_png`` reads it back with numpy alone);
 4. runs each SAMPLES command in the work directory (``python -m sheetgpt ...``) and puts its output in
    the README's ```` ``` ```` block that starts with ``$ sheetgpt ...`` (timings kept as printed);
-   INLINE facts (a formula the README quotes) are put in their places too.
+   the facts ``_inline`` lists (a command and a formula the README quotes) are put in their places too.
 
 ``--check`` (tests/test_docs.py runs it in CI) writes nothing: it compares what it rendered with the
 committed docs: each picture's cell texts exactly with docs/renders.json (what a reader reads: numbers,
@@ -250,7 +250,9 @@ sal = _Lazy("sheetgpt.book.tabs.saliency")
 PICTURES = [
     Picture("guide", "default", _guide),
     Picture("generate", "default", _tab("prompt", lambda L: "A1:" + a1(pc.TOP + L.T - 1, pc.SO_FAR_COL))),
-    Picture("block0", "default", lambda L: ("Block 0", "A1:" + a1(L.regions["h.0.ln_1.norm"].bottom, 11))),
+    Picture(
+        "block0", "default", lambda L: (L.region("h.0.ln_1.norm").tab, "A1:" + a1(L.region("h.0.ln_1.norm").bottom, 11))
+    ),
     Picture("attention", "default", _attention),
     Picture("predict", "default", _tab("predict", _below("predict.probs", 30, 14))),
     Picture("logit_lens", "default", _tab("logit_lens", _top("lens.out", 10))),
