@@ -209,7 +209,27 @@ def _register() -> None:
     commands = [build_cmd, check_cmd, tokenize_cmd, bpe_learn_cmd, predict_cmd]
     for cmd in commands:
         main.add_command(cmd)
-    main.add_command(check_cmd, "grade")  # an exercise book's grader: the same command
+    main.add_command(_grade(check_cmd))  # an exercise book's grader: the same command, its own help
+
+
+GRADE_HELP = (
+    "Grade an exercise book (built with --exercise): per exercise, pass, FAIL with the first wrong cell "
+    "and a diagnosis, or not done yet; every other stage is proven as check proves it (the same command)."
+)
+
+
+def _grade(check_cmd: click.Command) -> click.Command:
+    """`sheetgpt grade`: check's options and callback, with help that says what it grades."""
+    import inspect
+
+    return click.Command(
+        "grade",
+        params=check_cmd.params,
+        callback=check_cmd.callback,
+        help=GRADE_HELP + "\n\n" + inspect.cleandoc(check_cmd.help or ""),
+        short_help="Grade an exercise book: per exercise, pass, FAIL or not done yet.",
+        context_settings=check_cmd.context_settings,
+    )
 
 
 _register()

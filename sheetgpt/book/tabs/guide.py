@@ -73,7 +73,7 @@ def built_at() -> str:
 def write(out: BookWriter, tab: Tab) -> int:
     ws, fmt, layout, prompt = out.sheet(tab), out.fmt, out.layout, out.prompt
     c = layout.config
-    ws.set_column(0, 0, 30)
+    ws.set_column(0, 0, 46)  # the section titles in full ("Neurons: which MLP neurons fire for each token")
     ws.set_column(1, 1, 60)
     ws.write_string(0, 0, "sheetgpt: GPT-2 as a spreadsheet", fmt.big)
     lines = [

@@ -127,6 +127,7 @@ def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
         ws.write_formula(r, TOKEN_COL, f"=INDEX({texts},{tid}+1)", fmt.token, token)
     ws.set_column(0, 0, 22)
     ws.set_column(1, 1, 16)
+    ws.set_column(RANK_COL, PROB_COL, 12)  # "continuation" and "probability" in full
     ws.set_column(TOKEN_COL, TOKEN_COL, 16)
     n = min(TOP_K, V)
     chart = out.wb.add_chart({"type": "bar"})
