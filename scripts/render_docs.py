@@ -257,6 +257,10 @@ def _sample(seed, first=False):
     return edits
 
 
+def _story(L):  # the Prompt tab's rows: the prompt and its continuation
+    return "A1:" + a1(pc.TOP + L.T - 1, pc.SO_FAR_COL)
+
+
 def _sample_view(L):
     view = L.regions["sample.view"]
     return "A1:" + a1(view.top + 11, view.right + 1)
@@ -267,7 +271,7 @@ sal = _Lazy("sheetgpt.book.tabs.saliency")
 
 PICTURES = [
     Picture("guide", "default", _guide),
-    Picture("generate", "default", _tab("prompt", lambda L: "A1:" + a1(pc.TOP + L.T - 1, pc.SO_FAR_COL))),
+    Picture("generate", "default", _tab("prompt", _story)),
     Picture(
         "block0", "default", lambda L: (L.region("h.0.ln_1.norm").tab, "A1:" + a1(L.region("h.0.ln_1.norm").bottom, 11))
     ),
@@ -279,8 +283,8 @@ PICTURES = [
     Picture("steering", "default", _tab("steering", _top("steer.add", 10)), _steer_flip),  # these two change the book
     Picture("steering_predict", "default", _tab("predict", _below("predict.probs", 11, 14))),
     Picture("sample", "default", _tab("sample", _sample_view), _sample(6, first=True)),  # these change the book too
-    Picture("sample_seed6", "default", _tab("prompt", lambda L: "A1:" + a1(pc.TOP + L.T - 1, pc.SO_FAR_COL))),
-    Picture("sample_seed2", "default", _tab("prompt", lambda L: "A1:" + a1(pc.TOP + L.T - 1, pc.SO_FAR_COL)), _sample(2)),
+    Picture("sample_seed6", "default", _tab("prompt", _story)),
+    Picture("sample_seed2", "default", _tab("prompt", _story), _sample(2)),
     Picture("saliency", "saliency", _tab("saliency", lambda L: "A1:" + a1(sal.SUMMARY_TOP + L.T - 1, 7))),
     Picture("exercise_before", "exercise", _exercise_region),
     Picture("exercise_after", "exercise", _exercise_region, _learner, save="filled.xlsx"),
