@@ -59,8 +59,9 @@ def version() -> str | None:
 
 
 def recompute(path, book=None, *, progress=None, timeout: float = 1800, notice=None, edits=None) -> Values:
-    """The backend protocol (``registry.Backend``): :func:`recalculate`; ``book`` is not needed."""
-    return recalculate(path, edits=edits, timeout=timeout)
+    """The backend protocol (``registry.Backend``): :func:`recalculate`, with the sheets of ``book``
+    that hold no formula (and no edit) taken from the book as read (see :func:`recalculate`)."""
+    return recalculate(path, edits=edits, timeout=timeout, book=book)
 
 
 def _check_edits(edits: dict) -> list[tuple[str, str, object]]:
@@ -75,20 +76,29 @@ def _check_edits(edits: dict) -> list[tuple[str, str, object]]:
     return out
 
 
-def recalculate(path: str | os.PathLike, *, edits: dict | None = None, timeout: float = 1800) -> Values:
-    """Every formula of the book at ``path`` recomputed by IronCalc, after ``edits`` (``{(sheet, "B4"): value}``)."""
+def recalculate(path: str | os.PathLike, *, edits: dict | None = None, timeout: float = 1800, book=None) -> Values:
+    """Every formula of the book at ``path`` recomputed by IronCalc, after ``edits`` (``{(sheet, "B4"): value}``).
+
+    With ``book`` (the same file as ``engine.reader`` read it), a sheet that holds no formula and no
+    edit is not read back from IronCalc: recalculation cannot change a constant, and reading the
+    124 M weights of a full-size book one call each (IronCalc's API has no bulk read) takes minutes
+    and, through ``get_all_cells``, over 10 GB of Python tuples. Its values are the book's, as read;
+    every formula that reads them is IronCalc's, so a constant IronCalc read wrongly still fails.
+    """
     if not available():
         raise SheetGPTError(MISSING)
     path = Path(path)
     if not path.exists():
         raise WorkbookError(f"{path}: no such file")
     todo = _check_edits(edits or {})
+    edited = {sheet for sheet, _, _ in todo}
+    constant = [] if book is None else [n for n, sh in book.sheets.items() if not len(sh.formulas) and n not in edited]
     started = time.perf_counter()
     work = tempfile.mkdtemp(prefix="sheetgpt-ironcalc-")
     try:
         src = os.path.join(work, "in.xlsx")
         inject_sentinel(path, src)
-        result = _in_child(src, todo, timeout)
+        result = _in_child(src, todo, timeout, frozenset(constant))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if isinstance(result, str):
@@ -96,15 +106,28 @@ def recalculate(path: str | os.PathLike, *, edits: dict | None = None, timeout: 
     values = result
     if values.sentinel != SENTINEL_VALUE:
         raise WorkbookError(f"{path}: recalculation not proven: IronCalc's sentinel reads {values.sentinel!r}, not 1/7")
+    for name in constant:
+        _from_book(values, book.sheets[name])
     values.timings["total"] = time.perf_counter() - started
     return values
 
 
-def _in_child(src: str, edits: list, timeout: float) -> Values | str:
+def _from_book(values: Values, sheet) -> None:
+    """A sheet without formulas as the book holds it (numbers, booleans as 1/0, text, error literals)."""
+    grid = sheet.dense()
+    if sheet.booleans:
+        grid = grid.copy()
+        for (r, c), b in sheet.booleans.items():
+            grid[r, c] = 1.0 if b else 0.0
+    values.numbers[sheet.name], values.text[sheet.name] = grid, dict(sheet.strings)
+    values.errors[sheet.name] = dict(sheet.errors)
+
+
+def _in_child(src: str, edits: list, timeout: float, skip: frozenset = frozenset()) -> Values | str:
     """:func:`_run` in a forked process: its Values, or a one-line message of what went wrong."""
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(src, edits, send), daemon=True)
+    child = ctx.Process(target=_child, args=(src, edits, skip, send), daemon=True)
     child.start()
     send.close()
     try:
@@ -122,12 +145,12 @@ def _in_child(src: str, edits: list, timeout: float) -> Values | str:
         child.join(10)
 
 
-def _child(src: str, edits: list, send) -> None:
+def _child(src: str, edits: list, skip: frozenset, send) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # IronCalc prints one line per formula cell stored without a value,
     os.dup2(devnull, 2)  # and a Rust panic its backtrace: the exception below says it in one line
     try:
-        out: Values | str = _run(src, edits)
+        out: Values | str = _run(src, edits, skip)
     except BaseException as e:  # pyo3 panics are BaseException; the parent wants one line
         out = f"IronCalc could not recompute the book ({' '.join(f'{type(e).__name__}: {e}'.split())[:300]})"
     send.send(out)
@@ -135,7 +158,7 @@ def _child(src: str, edits: list, send) -> None:
     os._exit(0)
 
 
-def _run(src: str, edits: list) -> Values | str:
+def _run(src: str, edits: list, skip: frozenset = frozenset()) -> Values | str:
     import ironcalc
 
     t0 = time.perf_counter()
@@ -165,7 +188,7 @@ def _run(src: str, edits: list) -> Values | str:
     t1 = time.perf_counter()
     model.evaluate()
     t2 = time.perf_counter()
-    values = _read(model, names)
+    values = _read(model, names, skip)
     values.sentinel = values.numbers.pop(SENTINEL_SHEET)[sr, sc]
     values.text.pop(SENTINEL_SHEET)
     values.errors.pop(SENTINEL_SHEET)
@@ -175,33 +198,33 @@ def _run(src: str, edits: list) -> Values | str:
     return values
 
 
-def _read(model, names: list[str]) -> Values:
-    """Every non-empty cell of every sheet, as IronCalc holds it after ``evaluate()``."""
+def _read(model, names: list[str], skip: frozenset = frozenset()) -> Values:
+    """Every non-empty cell of every sheet but ``skip``, as IronCalc holds it after ``evaluate()``
+    (each sheet's used rectangle, one ``get_cell_value`` a cell: about 0.25 us; None is empty)."""
     import ironcalc
 
     error = ironcalc.CellType.ErrorValue
-    cells: dict[int, list[tuple[int, int]]] = {i: [] for i in range(len(names))}
-    for s, r, c in model.get_all_cells():
-        cells[s].append((r - 1, c - 1))
     numbers, text, errors = {}, {}, {}
     for i, name in enumerate(names):
-        at = cells[i]
-        rows = 1 + max((r for r, _ in at), default=-1)
-        cols = 1 + max((c for _, c in at), default=-1)
-        grid = np.full((rows, cols), np.nan)
+        if name in skip:
+            continue
+        r0, r1, c0, c1 = model.get_sheet_dimensions(i)  # 1-based, inclusive
+        grid = np.full((r1, c1), np.nan)
         t: dict = {}
         e: dict = {}
-        for r, c in at:
-            v = model.get_cell_value(i, r + 1, c + 1)
-            if v is None:
-                continue
-            if isinstance(v, bool):
-                grid[r, c] = 1.0 if v else 0.0
-            elif isinstance(v, (int, float)):
-                grid[r, c] = v
-            elif model.get_cell_type(i, r + 1, c + 1) == error:
-                e[(r, c)] = v
-            else:
-                t[(r, c)] = v
+        get = model.get_cell_value
+        for r in range(r0, r1 + 1):
+            for c in range(c0, c1 + 1):
+                v = get(i, r, c)
+                if v is None:
+                    continue
+                if isinstance(v, bool):
+                    grid[r - 1, c - 1] = 1.0 if v else 0.0
+                elif isinstance(v, (int, float)):
+                    grid[r - 1, c - 1] = v
+                elif model.get_cell_type(i, r, c) == error:
+                    e[(r - 1, c - 1)] = v
+                else:
+                    t[(r - 1, c - 1)] = v
         numbers[name], text[name], errors[name] = grid, t, e
     return Values(numbers, text, errors)
