@@ -152,9 +152,53 @@ def _check_output(output: Path, force: bool) -> None:
     help="Add the Saliency tab: the backward pass of the predicted token's probability down to the token "
     "embeddings, in formulas, and Ecco's grad_x_input score per token.",
 )
+@click.option(
+    "--features",
+    is_flag=True,
+    default=False,
+    help="Add the Features tab: the bundled sparse autoencoder's top features per token, their labels, the "
+    "reconstruction error and a heat map of one feature, in formulas (bundled model; --sae for another).",
+)
+@click.option(
+    "--sae",
+    "sae_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="SAE directory in SAELens's layout (cfg.json with d_in, d_sae, hook_name blocks.L.hook_resid_pre; "
+    "sae_weights.safetensors with W_enc, W_dec, b_enc, b_dec) for the Features tab (implies --features).",
+)
+@click.option(
+    "--sae-features",
+    type=click.IntRange(min=5),
+    default=None,
+    help="Keep only N of the SAE's features in the book: those most active on the prompt (with --feature). "
+    "Default: all of them.",
+)
+@click.option(
+    "--feature",
+    type=int,
+    default=None,
+    help="The feature the Features tab's heat map shows (editable there). Default: the most active at the "
+    "predicting position.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def build_cmd(
-    model_dir, prompt, output, blocks, context, logits, force, typed_prompt, exercise, generate, steer, saliency
+    model_dir,
+    prompt,
+    output,
+    blocks,
+    context,
+    logits,
+    force,
+    typed_prompt,
+    exercise,
+    generate,
+    steer,
+    saliency,
+    features,
+    sae_dir,
+    sae_features,
+    feature,
 ):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from .book.writer import build_workbook
@@ -196,6 +240,17 @@ def build_cmd(
         from .book.tabs import steering
 
         steer = steering.from_cli(steer, tokenizer.display_ids(), model.config.n_layer)
+    sae = None
+    if features or sae_dir is not None:
+        from .sae import load_sae
+
+        sae = load_sae(sae_dir, model.config)  # one line, exit 2, for a directory this model cannot use
+        if feature is not None and not 0 <= feature < sae.d_sae:
+            raise SheetGPTError(f"--feature must be a feature number from 0 to {sae.d_sae - 1}, got {feature}")
+        if exercise is not None:
+            raise SheetGPTError("an exercise book has no Features tab: leave out --features and --sae")
+    elif feature is not None or sae_features is not None:
+        raise SheetGPTError("--feature and --sae-features need --features or --sae DIR")
     output = output or Path("output") / f"{model_name(model.path)}.xlsx"
     _check_output(output, force)
     steps = (
@@ -217,6 +272,9 @@ def build_cmd(
             generate=generate,
             steer=steer,
             explain=saliency,
+            sae=sae,
+            feature=feature,
+            sae_features=sae_features,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])
