@@ -175,6 +175,14 @@ def _check_output(output: Path, force: bool) -> None:
     "Default: all of them.",
 )
 @click.option(
+    "--steer-feature",
+    type=(int, float, int),
+    default=None,
+    metavar="K STRENGTH L",
+    help="Feature steering (with --features or --sae): add STRENGTH x W_dec[K], feature K's decoder row, to the "
+    "residual stream at the input of block L; the Steering tab's feature cell holds K (editable).",
+)
+@click.option(
     "--feature",
     type=int,
     default=None,
@@ -198,6 +206,7 @@ def build_cmd(
     features,
     sae_dir,
     sae_features,
+    steer_feature,
     feature,
 ):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
@@ -249,8 +258,14 @@ def build_cmd(
             raise SheetGPTError(f"--feature must be a feature number from 0 to {sae.d_sae - 1}, got {feature}")
         if exercise is not None:
             raise SheetGPTError("an exercise book has no Features tab: leave out --features and --sae")
-    elif feature is not None or sae_features is not None:
-        raise SheetGPTError("--feature and --sae-features need --features or --sae DIR")
+        if steer_feature is not None:
+            if steer is not None:
+                raise SheetGPTError("give --steer or --steer-feature, not both (one direction at a time)")
+            from .book.tabs import steering
+
+            steer = steering.from_feature_cli(steer_feature, tokenizer.display_ids(), model.config.n_layer, sae.d_sae)
+    elif feature is not None or sae_features is not None or steer_feature is not None:
+        raise SheetGPTError("--feature, --sae-features and --steer-feature need --features or --sae DIR")
     output = output or Path("output") / f"{model_name(model.path)}.xlsx"
     _check_output(output, force)
     steps = (
