@@ -153,11 +153,11 @@ def _check_output(output: Path, force: bool) -> None:
     "embeddings, in formulas, and Ecco's grad_x_input score per token.",
 )
 @click.option(
-    "--features",
-    is_flag=True,
-    default=False,
-    help="Add the Features tab: the bundled sparse autoencoder's top features per token, their labels, the "
-    "reconstruction error and a heat map of one feature, in formulas (bundled model; --sae for another).",
+    "--features/--no-features",
+    default=None,
+    help="The Features tab: a sparse autoencoder's top features per token, their labels, the reconstruction "
+    "error and a heat map of one feature, in formulas, and steering by a feature on the Steering tab. "
+    "Default: on for the bundled model (its SAE, sheetgpt/data/tiny/sae), off for others (--sae DIR).",
 )
 @click.option(
     "--sae",
@@ -250,6 +250,15 @@ def build_cmd(
 
         steer = steering.from_cli(steer, tokenizer.display_ids(), model.config.n_layer)
     sae = None
+    if features is None:  # the bundled model's books have the Features tab (not exercises, nor --blocks 1)
+        features = model_dir is None and exercise is None and sae_dir is None
+        if features:
+            from .sae import default_sae_dir, read_cfg
+
+            try:
+                read_cfg(default_sae_dir() / "cfg.json", model.config)
+            except SheetGPTError:
+                features = False
     if features or sae_dir is not None:
         from .sae import load_sae
 

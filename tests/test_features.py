@@ -159,7 +159,7 @@ def _with_text(src: Path, dst: Path, layout, tab: str, cell: str, text: str) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("typed", ["192", "3.5", "-1", "text"])
+@pytest.mark.parametrize("typed", ["192", "-1", "text"])
 def test_a_bad_feature_number_shows_one_message_and_changes_nothing_else(book, tmp_path, typed):
     bad = tmp_path / "bad.xlsx"
     cell = a1.cell(*features.FEATURE)
@@ -333,8 +333,8 @@ def test_a_wide_sae_is_capped_by_sae_features(bundled, tmp_path):
     result = build_workbook(model, tok, PROMPT, tmp_path / "capped.xlsx", typed_prompt=True, sae=sae, sae_features=16)
     t = load_file(str(sae_dir / "sae_weights.safetensors"))
     values = evaluate(read_workbook(result.path))
-    x = values.number_grid(result.layout.region("embed.h"))  # not generating or steered: h.1's input is h.0.res_2
-    x = values.number_grid(result.layout.region("h.0.res_2"))
+    # not generating or steered: h.1's input is h.0.res_2; the prompt's 6 rows (the rest: room to type)
+    x = values.number_grid(result.layout.region("h.0.res_2"))[:6]
     pre = (x - t["b_dec"].astype(np.float64)) @ t["W_enc"].astype(np.float64) + t["b_enc"]
     best = np.argsort(-pre.max(axis=0), kind="stable")[:16]
     feature = int(np.argmax(pre[len(x) - 1]))  # the heat map's default: most active at the predicting position

@@ -68,7 +68,9 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     chosen, col = a1.cell(*FEATURE, True, True), a1.cell(*COLUMN, True, True)
     id_row = w.row(layout, w.IDS)
     column.formula = lambda i, j: f"IF(ISNUMBER({chosen}),IFERROR(MATCH({chosen},{id_row},0)-1,-1),-1)"
-    heat.formula = lambda i, j: f"IF({col}>=0,INDEX({f.row(i, NAME)},1,{col}+1),0)"
+    # MAX(., 0): INDEX(row, 1, 0) would be the whole row, which an engine that computes both branches of IF
+    # (the fast one) would put in one cell
+    heat.formula = lambda i, j: f"IF({col}>=0,INDEX({f.row(i, NAME)},1,MAX({col},0)+1),0)"
     act.formula = lambda i, j: f"LARGE({f.row(i, NAME)},{a1.cell(act.header_row, act.left + j, row_abs=True)})"
     ids.formula = lambda i, j: (
         f"IF({act.at(i, j, NAME)}>0,INDEX({id_row},1,MATCH({act.at(i, j, NAME)},{f.row(i, NAME)},0)),-1)"
@@ -181,7 +183,7 @@ def write(out: BookWriter, tab: Tab) -> int:
     refusal = _refusal(ids)
     ws.write_formula(
         *STATUS,
-        f'=IF({col}<0,"{refusal}","heat map of feature "&{chosen}&": "&INDEX({label_row},1,{col}+1))',
+        f'=IF({col}<0,"{refusal}","heat map of feature "&{chosen}&": "&INDEX({label_row},1,MAX({col},0)+1))',
         fmt.note,
         status_text(ids, labels, value),
     )

@@ -181,7 +181,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         )
         vector.formula = lambda i, j: (
             f"IF({ok_cell}=1,{strength}*IF({col_cell}>=0,"
-            f"INDEX({sae_weights.column(layout, sae_weights.W_DEC, j)},{col_cell}+1),"
+            f"INDEX({sae_weights.column(layout, sae_weights.W_DEC, j)},MAX({col_cell},0)+1),"
             f"{wte_at(a_id, j)}-{wte_at(b_id, j)}),0)"
         )
         regions.insert(2, col)
