@@ -1,7 +1,9 @@
 """Render PNG pictures of a book's tabs for the docs: docs/guide.png, block0.png, attention.png,
 predict.png, logit_lens.png, saliency.png, embeddings.png, generate.png, neurons.png, steering.png and
 steering_predict.png (after typing the documented
-flip into the Steering tab: " slow", " quick", strength 1, block 0).
+flip into the Steering tab: " slow", " quick", strength 1, block 0), features.png, features_heat.png (feature
+12 typed into the Features tab) and features_steering.png, features_steering_prompt.png (feature 144,
+strength 4, block 1 typed into the Steering tab).
 
     python scripts/render_docs.py [--model DIR] [--prompt TEXT] [--out docs]
 
@@ -87,12 +89,15 @@ def build_book(model_dir, prompt, out):
     from sheetgpt.checkpoint import load_model
     from sheetgpt.cli_book import DEFAULT_GENERATE_ROWS, DEFAULT_PROMPT
     from sheetgpt.random_model import SHAPES, make_random_model
+    from sheetgpt.sae import default_sae_dir, load_sae
     from sheetgpt.tokenizer import Tokenizer
 
+    sae = None
     if model_dir is None:
         bundled = Path(ROOT) / "sheetgpt" / "data" / "tiny"
         if (bundled / "config.json").exists():
             model_dir = bundled
+            sae = default_sae_dir()  # the bundled model's books have the Features tab
         else:
             model_dir = Path(tempfile.mkdtemp(prefix="sheetgpt_docs_model_"))
             make_random_model(model_dir, SHAPES["one-head"], 0)
@@ -114,13 +119,24 @@ def build_book(model_dir, prompt, out):
         typed_prompt=None,
         generate=generate,
         explain=True,
+        sae=load_sae(sae, model.config) if sae is not None else None,
     )
 
 
 def jobs_for(result, outdir, workdir):
     """(sheet, A1 range, png name) for each picture, sized from the book's layout."""
     from sheetgpt.a1 import cell as a1
-    from sheetgpt.book.tabs import block, embeddings, guide, logit_lens, neurons, predict, saliency, steering, vocab
+    from sheetgpt.book.tabs import (
+        block,
+        embeddings,
+        guide,
+        logit_lens,
+        neurons,
+        predict,
+        saliency,
+        steering,
+        vocab,
+    )
     from sheetgpt.book.tabs import prompt as prompt_tab
 
     layout = result.layout
@@ -178,7 +194,50 @@ def jobs_for(result, outdir, workdir):
                     "png": os.path.join(outdir, name + ".png"),
                 }
             )
+    if layout.sae:
+        out += _feature_jobs(result, outdir, workdir)
     return out
+
+
+HEAT_FEATURE = 12  # ' He' after '.': the heat map lights up each ' He' after a full stop
+FEATURE_FLIP = (144, 4.0, 1)  # ' happy' after ' is', x 4 at block 1: ' quickly' -> ' happily' (README)
+
+
+def _feature_jobs(result, outdir, workdir):
+    """The three interfaces of the Features tab: top features per token, a heat map, steering by a feature."""
+    from sheetgpt.a1 import cell as a1
+    from sheetgpt.book.tabs import features, steering
+    from sheetgpt.book.tabs import prompt as prompt_tab
+
+    R, T = result.layout.regions, result.layout.T
+    top, act = R["sae.id"], R["sae.act"]
+    # unsteered (the Steering pictures before typed a flip), and feature 12 in the heat map's cell
+    heat = [
+        (steering.NAME, a1(steering.STRENGTH_ROW, steering.VALUE_COL), 0.0),
+        (features.NAME, a1(*features.FEATURE), HEAT_FEATURE),
+    ]
+    k, strength, blk = FEATURE_FLIP
+    flip = [
+        (steering.NAME, a1(steering.FEATURE_ROW, steering.VALUE_COL), k),
+        (steering.NAME, a1(steering.STRENGTH_ROW, steering.VALUE_COL), strength),
+        (steering.NAME, a1(steering.BLOCK_ROW, steering.VALUE_COL), blk),
+    ]
+    jobs = [
+        (features.NAME, a1(act.title_row, 0) + ":" + a1(top.bottom, top.right + 1 + features.K), "features", heat),
+        (features.NAME, "A1:" + a1(R["sae.heat"].bottom, 6), "features_heat", heat),
+        (steering.NAME, "A1:" + a1(steering.FEATURE_ROW, 9), "features_steering", flip),
+        (prompt_tab.NAME, "A1:" + a1(prompt_tab.TOP + T - 1, prompt_tab.SO_FAR_COL), "features_steering_prompt", flip),
+    ]
+    return [
+        {
+            "sheet": sheet,
+            "range": rng,
+            "set": values,
+            "pdf": os.path.join(workdir, name + ".pdf"),
+            "png": os.path.join(outdir, name + ".png"),
+        }
+        for sheet, rng, name, values in jobs
+    ]
 
 
 def main(argv):
