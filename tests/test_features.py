@@ -296,7 +296,7 @@ def test_build_refuses_bad_feature_options_in_one_line(tmp_path):
     assert "--feature must be a feature number from 0 to 191" in _one_line_error(
         ["build", "--features", "--feature", "192", *out]
     )
-    assert "need --features or --sae" in _one_line_error(["build", "--feature", "3", *out])
+    assert "need --features or --sae" in _one_line_error(["build", "--no-features", "--feature", "3", *out])
     assert "K must be a feature number from 0 to 191" in _one_line_error(
         ["build", "--features", "--steer-feature", "500", "1", "1", *out]
     )
