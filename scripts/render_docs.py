@@ -139,6 +139,7 @@ EXERCISES = "h.0.ln_1.var,h.0.attn.weights,h.0.mlp.gelu"
 BOOKS = {
     "default": [],
     "saliency": ["--saliency"],
+    "features": [],  # the default book again: its pictures' edits (a feature, feature steering) stay apart
     "exercise": ["--blocks", "1", "--exercise", EXERCISES],
 }
 
@@ -266,8 +267,33 @@ def _sample_view(L):
     return "A1:" + a1(view.top + 11, view.right + 1)
 
 
+HEAT_FEATURE = 12  # ' He' after '.': the heat map lights up each ' He' after a full stop (README)
+FEATURE_FLIP = (144, 4.0, 1)  # ' happy' after ' is', x 4 at block 1: ' quickly' -> ' happily' (README)
+
+
+def _heat(L):  # the Features tab's heat map on feature 12
+    from sheetgpt.book.tabs import features as f
+
+    return [(f.NAME, a1(*f.FEATURE), HEAT_FEATURE)]
+
+
+def _feature_flip(L):  # the Steering tab's feature cell, strength and block
+    from sheetgpt.book.tabs import steering as s
+
+    rows = (s.FEATURE_ROW, s.STRENGTH_ROW, s.BLOCK_ROW)
+    return [(s.NAME, a1(r, s.VALUE_COL), v) for r, v in zip(rows, FEATURE_FLIP)]
+
+
+def _top_features(L):
+    top, act = L.regions["sae.id"], L.regions["sae.act"]
+    from sheetgpt.book.tabs import features as f
+
+    return a1(act.title_row, 0) + ":" + a1(top.bottom, top.right + 1 + f.K)
+
+
 pc = _Lazy("sheetgpt.book.prompt_cells")  # row and column constants, imported when first read
 sal = _Lazy("sheetgpt.book.tabs.saliency")
+st = _Lazy("sheetgpt.book.tabs.steering")
 
 PICTURES = [
     Picture("guide", "default", _guide),
@@ -285,6 +311,10 @@ PICTURES = [
     Picture("sample", "default", _tab("sample", _sample_view), _sample(6, first=True)),  # these change the book too
     Picture("sample_seed6", "default", _tab("prompt", _story)),
     Picture("sample_seed2", "default", _tab("prompt", _story), _sample(2)),
+    Picture("features", "features", _tab("features", _top_features), _heat),
+    Picture("features_heat", "features", _tab("features", _top("sae.heat", 7))),
+    Picture("features_steering", "features", _tab("steering", lambda L: "A1:" + a1(st.FEATURE_ROW, 9)), _feature_flip),
+    Picture("features_steering_prompt", "features", _tab("prompt", _story)),
     Picture("saliency", "saliency", _tab("saliency", lambda L: "A1:" + a1(sal.SUMMARY_TOP + L.T - 1, 7))),
     Picture("exercise_before", "exercise", _exercise_region),
     Picture("exercise_after", "exercise", _exercise_region, _learner, save="filled.xlsx"),

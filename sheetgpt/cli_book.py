@@ -153,6 +153,43 @@ def _check_output(output: Path, force: bool) -> None:
     "embeddings, in formulas, and Ecco's grad_x_input score per token.",
 )
 @sampling_options
+@click.option(
+    "--features/--no-features",
+    default=None,
+    help="The Features tab: a sparse autoencoder's top features per token, their labels, the reconstruction "
+    "error and a heat map of one feature, in formulas, and steering by a feature on the Steering tab. "
+    "Default: on for the bundled model (its SAE, sheetgpt/data/tiny/sae), off for others (--sae DIR).",
+)
+@click.option(
+    "--sae",
+    "sae_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="SAE directory in SAELens's layout (cfg.json with d_in, d_sae, hook_name blocks.L.hook_resid_pre; "
+    "sae_weights.safetensors with W_enc, W_dec, b_enc, b_dec) for the Features tab (implies --features).",
+)
+@click.option(
+    "--sae-features",
+    type=click.IntRange(min=5),
+    default=None,
+    help="Keep only N of the SAE's features in the book: those most active on the prompt (with --feature). "
+    "Default: all of them.",
+)
+@click.option(
+    "--steer-feature",
+    type=(int, float, int),
+    default=None,
+    metavar="K STRENGTH L",
+    help="Feature steering (with --features or --sae): add STRENGTH x W_dec[K], feature K's decoder row, to the "
+    "residual stream at the input of block L; the Steering tab's feature cell holds K (editable).",
+)
+@click.option(
+    "--feature",
+    type=int,
+    default=None,
+    help="The feature the Features tab's heat map shows (editable there). Default: the most active at the "
+    "predicting position.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def build_cmd(
     model_dir,
@@ -172,6 +209,11 @@ def build_cmd(
     top_p,
     seed,
     saliency,
+    features,
+    sae_dir,
+    sae_features,
+    steer_feature,
+    feature,
 ):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from . import sampling
@@ -217,6 +259,32 @@ def build_cmd(
         from .book.tabs import steering
 
         steer = steering.from_cli(steer, tokenizer.display_ids(), model.config.n_layer)
+    sae = None
+    if features is None:  # the bundled model's books have the Features tab (not exercises, nor --blocks 1)
+        features = model_dir is None and exercise is None and sae_dir is None
+        if features:
+            from .sae import default_sae_dir, read_cfg
+
+            try:
+                read_cfg(default_sae_dir() / "cfg.json", model.config)
+            except SheetGPTError:
+                features = False
+    if features or sae_dir is not None:
+        from .sae import load_sae
+
+        sae = load_sae(sae_dir, model.config)  # one line, exit 2, for a directory this model cannot use
+        if feature is not None and not 0 <= feature < sae.d_sae:
+            raise SheetGPTError(f"--feature must be a feature number from 0 to {sae.d_sae - 1}, got {feature}")
+        if exercise is not None:
+            raise SheetGPTError("an exercise book has no Features tab: leave out --features and --sae")
+        if steer_feature is not None:
+            if steer is not None:
+                raise SheetGPTError("give --steer or --steer-feature, not both (one direction at a time)")
+            from .book.tabs import steering
+
+            steer = steering.from_feature_cli(steer_feature, tokenizer.display_ids(), model.config.n_layer, sae.d_sae)
+    elif feature is not None or sae_features is not None or steer_feature is not None:
+        raise SheetGPTError("--feature, --sae-features and --steer-feature need --features or --sae DIR")
     output = output or Path("output") / f"{model_name(model.path)}.xlsx"
     _check_output(output, force)
     steps = (
@@ -239,6 +307,9 @@ def build_cmd(
             steer=steer,
             explain=saliency,
             sample_settings=sample_settings,
+            sae=sae,
+            feature=feature,
+            sae_features=sae_features,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])

@@ -109,6 +109,14 @@ def continue_ids(
     "stream at the input of block L, e.g. --steer ' slow' ' quick' 1 0.",
 )
 @click.option(
+    "--steer-feature",
+    type=(int, float, int),
+    default=None,
+    metavar="K STRENGTH L",
+    help="Feature steering, as in `sheetgpt build --steer-feature`: add STRENGTH x W_dec[K] (the SAE's feature "
+    "K, --sae or the bundled one) to the residual stream at the input of block L.",
+)
+@click.option(
     "--json", "as_json", is_flag=True, default=False, help="Print the result as JSON (with the last position's logits)."
 )
 @click.option(
@@ -135,6 +143,7 @@ def predict_cmd(
     show,
     stop,
     steer,
+    steer_feature,
     as_json,
     features,
     sae_dir,
@@ -150,11 +159,22 @@ def predict_cmd(
     model, tok = _load(model_dir)
     ids = _encode(tok, model, prompt)
     sae = None
-    if features or sae_dir is not None:
+    if features or sae_dir is not None or steer_feature is not None:
         from . import cli_features
 
         sae = cli_features.load(model, sae_dir)
     add = None
+    if steer_feature is not None:
+        from .book.tabs import steering
+
+        if steer is not None:
+            raise SheetGPTError("give --steer or --steer-feature, not both (one direction at a time)")
+        settings = steering.from_feature_cli(steer_feature, tok.display_ids(), model.config.n_layer, sae.d_sae)
+        wte = np.asarray(model.params["wte"], np.float64)
+        held = (sae.feature_ids, sae.W_dec)
+        add = settings.stages(tok.display_ids(), wte, model.config.n_layer, held)["steer.add"]
+        if not features and sae_dir is None:
+            sae = None  # steering only: no feature listing
     if steer is not None:
         from .book.tabs import steering
 

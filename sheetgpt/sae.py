@@ -70,6 +70,7 @@ class SAE:
     labels: list[str]
     path: Path
     apply_b_dec_to_input: bool = True
+    ids: np.ndarray | None = None  # [d_sae] each feature's number in the published SAE (a subset: ``subset``)
 
     @property
     def d_in(self) -> int:
@@ -90,6 +91,45 @@ class SAE:
 
     def label(self, k: int) -> str:
         return self.labels[k] if k < len(self.labels) and self.labels[k] else f"feature {k}"
+
+    @property
+    def feature_ids(self) -> np.ndarray:  # [d_sae] each column's feature number
+        return np.arange(self.d_sae) if self.ids is None else self.ids
+
+    def subset(self, keep) -> SAE:
+        """Only the features ``keep`` (numbers of this SAE, ascending): their encoder columns, decoder rows,
+        biases and labels; b_dec is folded into the encoder bias when the SAE does not subtract it, so that
+        the result always computes ReLU((x - b_dec) W_enc + b_enc)."""
+        keep = np.asarray(sorted(set(int(k) for k in keep)), dtype=np.int64)
+        b_enc = (
+            self.b_enc if self.apply_b_dec_to_input else self.b_enc + exact.matmul(self.b_dec[None, :], self.W_enc)[0]
+        )
+        return SAE(
+            self.hook_name,
+            self.block,
+            self.W_enc[:, keep],
+            self.W_dec[keep],
+            b_enc[keep],
+            self.b_dec,
+            [self.label(int(k)) for k in keep],
+            self.path,
+            True,
+            self.feature_ids[keep],
+        )
+
+
+def select_features(sae: SAE, x, n: int, keep=()) -> list[int]:  # [T, d_in] -> feature numbers
+    """The ``n`` features with the largest activation anywhere in ``x`` (ties: the lower number first),
+    with ``keep`` (a feature a book must show) among them: ``--sae-features N``."""
+    f = sae.encode(x).max(axis=0)
+    order = [int(k) for k in np.argsort(-f, kind="stable")]
+    chosen = [k for k in keep if 0 <= k < sae.d_sae][:n]
+    for k in order:
+        if len(chosen) >= n:
+            break
+        if k not in chosen:
+            chosen.append(k)
+    return sorted(chosen)
 
 
 def resid_pre(trace: dict, block: int):  # -> [T, d]

@@ -34,6 +34,7 @@ from sheetgpt.book.writer import build_workbook
 from sheetgpt.check import check_book
 from sheetgpt.checkpoint import load_model
 from sheetgpt.random_model import SHAPES, make_random_model
+from sheetgpt.sae import load_sae
 from sheetgpt.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ PROMPT = "Mike is quick. He moves"
 # "blocks" is the CLI's --blocks (Model.truncated), not a build_workbook option.
 BOOKS = {
     # the CLI's default book: 24 token rows, the prompt's 6 and 18 generated (issue 16)
-    "default": (None, PROMPT, {"typed_prompt": None, "generate": 18}),
+    "default": (None, PROMPT, {"typed_prompt": None, "generate": 18, "sae": "bundled"}),
     "no-typed-prompt": (None, PROMPT, {"typed_prompt": False}),
     "micro": ("random:micro", "the cat sat on", {}),
     "odd": ("fixture:odd", "a quick test", {"context": 11, "logits_all": True}),
@@ -77,6 +78,8 @@ def build(name: str, tmp_path: Path) -> Path:
     tokenizer = Tokenizer.from_dir(model.path)
     if "blocks" in options:
         model = model.truncated(options.pop("blocks"))
+    if options.get("sae") == "bundled":  # the bundled model's books have the Features tab (issue 27)
+        options["sae"] = load_sae(None, model.config)
     out = tmp_path / f"{name}.xlsx"
     return build_workbook(model, tokenizer, prompt, out, source=f"fixed source for {name}", **options).path
 

@@ -189,6 +189,9 @@ class BookOptions:
     generate: int = 0
     steer: bool = False  # the Steering tab (whose vector each block adds at its input, h.{i}.in) and the Neurons tab
     saliency: bool = False  # the Saliency tab: the backward pass of the prediction (--saliency)
+    # The Features tab and the SAE's weight tabs (--features, --sae DIR): (the block whose input the
+    # SAE reads, the number of features the book holds); None: no SAE.
+    sae: tuple[int, int] | None = None
 
 
 @dataclass
@@ -223,6 +226,10 @@ class Layout:
     @property
     def saliency(self) -> bool:
         return self.options.saliency
+
+    @property
+    def sae(self) -> tuple[int, int] | None:
+        return self.options.sae
 
     @cached_property
     def texts(self) -> configparser.ConfigParser:

@@ -40,6 +40,7 @@ from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
 
 if TYPE_CHECKING:
+    from ..sae import SAE
     from ..sampling import Settings as SampleSettings
     from .tabs.steering import Settings
 
@@ -79,6 +80,9 @@ def build_workbook(
     steer: Settings | None = None,
     explain: bool = False,
     sample_settings: SampleSettings | None = None,
+    sae: SAE | None = None,
+    feature: float | None = None,
+    sae_features: int | None = None,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end).
 
@@ -86,10 +90,10 @@ def build_workbook(
     before it, computed by the book's formulas (``context`` is then the prompt's length + N).
     ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
     that tab, with strength 0 unless ``steer`` says otherwise. ``explain``: the Saliency tab, the backward
-    pass of the prediction.
-    that tab, with strength 0 unless ``steer`` says otherwise.
-    ``sample_settings``: the Sample tab's cells (generating books; default greedy): the generated rows
-    are those choices (``sheetgpt.sampling``).
+    pass of the prediction. ``sample_settings``: the Sample tab's cells (generating books; default
+    greedy): the generated rows are those choices (``sheetgpt.sampling``). ``sae``: the Features tab and
+    the SAE's weight tabs (``sae_features`` N: only the N features most active on the prompt);
+    ``feature``: the feature its heat map shows (default: the most active one at the predicting position).
     """
     started = time.perf_counter()
     out_path = Path(out_path)
@@ -108,15 +112,24 @@ def build_workbook(
         context = _generated_context(prompt_text, tokenizer, model.config.n_positions, generate)
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
     steered = generate > 0 or steer is not None  # the Steering and Neurons tabs
+    settings = {"steering": steer, "sample": sample_settings}  # the command line's values for a tab's cells
+    settings = {tab: value for tab, value in settings.items() if value is not None}
+    if sae is not None:
+        sae, settings["features"] = _book_sae(model, prompt, sae, feature, sae_features, steer)
+        settings["sae"] = sae
     options = BookOptions(
-        len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered, saliency=explain
+        len(prompt.ids),
+        logits_all or generate > 0,
+        prompt.typed,
+        generate,
+        steered,
+        saliency=explain,
+        sae=(sae.block, sae.d_sae) if sae is not None else None,
     )
     layout = registry.layout(model.config, options)  # registry.TABS at call time (a test may add a tab)
     limits.check(layout, prompt)  # before anything is computed or written
     exercises = resolve_exercises(layout, exercise) if exercise is not None else []
     stored = {name: stored_values(value) for name, value in model.flat.items()}
-    settings = {"steering": steer, "sample": sample_settings}  # the command line's values for a tab's cells
-    settings = {tab: value for tab, value in settings.items() if value is not None}
     inputs = given_inputs(layout, Build(model.config, tokenizer, prompt, stored, settings))
     trace = book_trace(inputs)
     if generate:  # the rows after the prompt: the reference's continuation (greedy unless the Sample tab samples)
@@ -147,6 +160,24 @@ def build_workbook(
             raise write_error(out_path, exc) from None
         raise
     return BuildResult(out_path, layout, trace, prompt.ids, time.perf_counter() - started, cells, exercises, inputs)
+
+
+def _book_sae(model: Model, prompt: Prompt, sae: SAE, feature, n: int | None, steer) -> tuple[SAE, float]:
+    """The SAE as the book holds it (``n``: only the n features most active on the prompt, with the heat
+    map's and the steering's features among them) and the heat map's feature (default: the most active
+    at the predicting position of the prompt's forward pass)."""
+    from ..reference import gpt2
+    from ..sae import resid_pre, select_features
+
+    x = resid_pre(gpt2([max(i, 0) for i in prompt.ids], model.params, model.config), sae.block)
+    if feature is None:
+        feature = int(sae.encode(x[prompt.predict_after : prompt.predict_after + 1])[0].argmax())
+    keep = [int(feature)] + (
+        [int(steer.feature)] if steer is not None and int(getattr(steer, "feature", -1)) >= 0 else []
+    )
+    if n is None or n >= sae.d_sae:
+        return sae.subset(range(sae.d_sae)), float(feature)
+    return sae.subset(select_features(sae, x, n, keep)), float(feature)
 
 
 def _generated_context(text: str, tokenizer: Tokenizer, n_positions: int, generate: int) -> int:

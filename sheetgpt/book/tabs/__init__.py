@@ -27,6 +27,7 @@ from . import (
     bytes_table,
     embed,
     embeddings,
+    features,
     final_norm,
     guide,
     logit_lens,
@@ -35,6 +36,7 @@ from . import (
     neurons,
     predict,
     prompt,
+    sae_weights,
     saliency,
     sample,
     steering,
@@ -59,11 +61,13 @@ TABS = (
     sample,  # Sample: how each generated row chooses its token, greedy or sampled (--generate books)
     logit_lens,  # Logit lens: what each block would predict
     neurons,  # Neurons: each row's most active MLP neurons in a chosen block, a heatmap (--generate/--steer books)
+    features,  # Features: a sparse autoencoder's top features per token, a heat map of one (--features, --sae)
     embeddings,  # Embeddings: cosine similarity of token vectors
     vocab,  # vocab: every token's id, text and GPT-2 form
     merges,  # merges: the BPE merge ranks (typed-prompt books)
     bytes_table,  # bytes: character classes and byte symbols (typed-prompt books)
     weights,  # one tab per parameter, wte ... ln_f.b
+    sae_weights,  # the SAE's weights: sae.ids, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec (--features, --sae)
 )
 
 

@@ -14,6 +14,7 @@ from ... import __version__, a1, exercises
 from ...config import GPT2Config
 from ...errors import WorkbookError
 from ...prompt import TypedLimits
+from ...sae import MAX_D_SAE
 from .. import readback
 from ..layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, BookOptions, Layout, Region, Tab
 from . import predict
@@ -33,6 +34,8 @@ LOGITS_ALL = "logits for every position"
 GENERATE = "generated rows (greedy)"  # generating books only: --generate N
 STEER = "steering and neuron tabs"  # books with the Steering and Neurons tabs (--generate or --steer): 1
 SALIENCY = "saliency tab"  # books with the Saliency tab (--saliency): 1
+SAE_BLOCK = "features tab: SAE reads block"  # books with the Features tab (--features, --sae): the SAE's block
+SAE_FEATURES = "features tab: SAE features"  # ... and the number of features the book holds
 # Typed-prompt books: the BPE tab's limits, in TypedLimits' field order.
 TYPED_LIMITS = (
     "typed prompt: max characters",
@@ -49,7 +52,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
 def prompt_row(layout: Layout) -> int:
     """The row of the prompt's text (below the configuration table); a generating book's continuation is
     the row after it."""
-    entries = len(CONFIG) + 1 + bool(layout.generate) + layout.steer + layout.saliency
+    entries = len(CONFIG) + 1 + bool(layout.generate) + layout.steer + layout.saliency + 2 * bool(layout.sae)
     entries += len(TYPED_LIMITS) if layout.typed else 0
     return CONFIG_TITLE_ROW + entries + 2
 
@@ -111,6 +114,8 @@ def write(out: BookWriter, tab: Tab) -> int:
         config_rows.append((STEER, 1))
     if layout.saliency:
         config_rows.append((SALIENCY, 1))
+    if layout.sae:
+        config_rows += [(SAE_BLOCK, layout.sae[0]), (SAE_FEATURES, layout.sae[1])]
     if layout.typed:  # the BPE tab's limits (check reads them back)
         config_rows += list(zip(TYPED_LIMITS, dataclasses.astuple(layout.typed)))
     for k, (key, value) in enumerate(config_rows, start=1):
@@ -207,8 +212,25 @@ def read_config(book: Book) -> tuple[GPT2Config, BookOptions]:
         raise WorkbookError(str(getattr(exc, "message", exc))) from None
     generate, steer, saliency = _read_generate(book)
     typed = _typed_limits(book, labels)
-    options = BookOptions(int(ints["token rows"]), bool(get(LOGITS_ALL)), typed, generate, steer, saliency)
+    sae = _read_sae(book, labels, config)
+    options = BookOptions(int(ints["token rows"]), bool(get(LOGITS_ALL)), typed, generate, steer, saliency, sae)
     return config, options
+
+
+def _read_sae(book: Book, labels: dict[str, int], config: GPT2Config) -> tuple[int, int] | None:
+    """(the SAE's block, its features in the book) from the configuration table, or None for a book without."""
+    if SAE_BLOCK not in labels and SAE_FEATURES not in labels:
+        return None
+    block, count = (
+        readback.number(book, NAME, labels[k], 1, k) if k in labels else None for k in (SAE_BLOCK, SAE_FEATURES)
+    )
+    if block is None or count is None:
+        raise WorkbookError(f"Guide tab: a book with the Features tab gives both {SAE_BLOCK!r} and {SAE_FEATURES!r}")
+    if block != int(block) or not 0 <= block < config.n_layer:
+        raise WorkbookError(f"Guide tab: {SAE_BLOCK} must be a block number from 0 to {config.n_layer - 1}")
+    if count != int(count) or not 1 <= count <= MAX_D_SAE:
+        raise WorkbookError(f"Guide tab: {SAE_FEATURES} must be a whole number from 1 to {MAX_D_SAE:,}, got {count!r}")
+    return int(block), int(count)
 
 
 def _read_generate(book: Book) -> tuple[int, bool, bool]:

@@ -19,7 +19,7 @@ from ...errors import SheetGPTError
 from ...reference import steering
 from .. import cells, readback
 from ..layout import INPUT, Layout, Region, Tab, stack
-from . import embed, vocab
+from . import embed, sae_weights, vocab
 
 if TYPE_CHECKING:
     from ...engine.book import Book
@@ -31,6 +31,8 @@ GUIDE_SECTION = "steer"  # the Guide shows this section of regions.ini: what to 
 LABEL_COL, VALUE_COL, ID_COL = 0, 1, 2
 A_ROW, B_ROW, STRENGTH_ROW, BLOCK_ROW, STATUS_ROW = 3, 4, 5, 6, 7  # rows 4..8: A, B, strength, block L, status
 OK = (STATUS_ROW + 1, VALUE_COL)  # B9: 1 when every value is usable, else 0 (steering off)
+FEATURE_ROW = STATUS_ROW + 2  # B10 (books with an SAE): feature k, whose decoder row replaces wte[A] - wte[B]; -1: off
+NO_FEATURE = -1  # the feature cell's value that steers along wte[A] - wte[B]
 REGIONS_TOP = STATUS_ROW + 6  # the data row of the steering vector (its frame starts two rows below the status)
 
 
@@ -42,29 +44,55 @@ class Settings:
     b: str = " quick"
     strength: object = 0.0  # a number, or what was typed (text): then steering is off
     block: object = 0
+    feature: object = NO_FEATURE  # books with an SAE: steer along this feature's decoder row instead
 
-    def valid(self, lookup: dict[str, int], n_layer: int) -> tuple[int, int, bool]:
+    def column(self, ids: np.ndarray | None) -> int:
+        """The feature cell's column in the SAE's tabs (what C10 computes): -1 for NO_FEATURE (or a book
+        without an SAE), -2 for text or a number that is not one of the book's features."""
+        if ids is None or (_number(self.feature) and self.feature == NO_FEATURE):
+            return -1
+        hit = np.nonzero(ids == self.feature)[0] if _number(self.feature) else []
+        return int(hit[0]) if len(hit) else -2
+
+    def valid(self, lookup: dict[str, int], n_layer: int, ids: np.ndarray | None = None) -> tuple[int, int, bool]:
         """(id of A, id of B, usable): ids are -1 for a text not in the vocabulary, as the sheet's lookup."""
         a, b = lookup.get(self.a, -1), lookup.get(self.b, -1)
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (self.strength, self.block))
-        ok = a >= 0 and b >= 0 and numbers and self.block == int(self.block) and 0 <= self.block < n_layer
+        col = self.column(ids)
+        numbers = all(_number(v) for v in (self.strength, self.block))
+        direction = col >= 0 or (col == -1 and a >= 0 and b >= 0)
+        ok = direction and numbers and self.block == int(self.block) and 0 <= self.block < n_layer
         return a, b, bool(ok)
 
-    def stages(self, lookup: dict[str, int], wte: np.ndarray, n_layer: int) -> dict[str, np.ndarray]:
-        """The tab's checked regions, and ``steer.add`` [n_layer, d], what reference.gpt2 adds."""
-        a, b, ok = self.valid(lookup, n_layer)
-        add = (
-            steering(wte, a, b, float(self.strength), int(self.block), n_layer)
-            if ok
-            else np.zeros((n_layer, wte.shape[1]))
-        )
-        vector = wte[a] - wte[b] if ok else np.zeros(wte.shape[1])
-        return {
+    def stages(
+        self, lookup: dict[str, int], wte: np.ndarray, n_layer: int, sae: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The tab's checked regions, and ``steer.add`` [n_layer, d], what reference.gpt2 adds; ``sae``: the
+        book's (feature numbers [N], W_dec [N, d]) when it has an SAE."""
+        ids, W_dec = sae if sae is not None else (None, None)
+        a, b, ok = self.valid(lookup, n_layer, ids)
+        col = self.column(ids)
+        if ok and col >= 0:  # feature steering: the feature's decoder row
+            vector = W_dec[col]
+        else:
+            vector = wte[a] - wte[b] if ok else np.zeros(wte.shape[1])
+        add = np.zeros((n_layer, wte.shape[1]))
+        if ok:
+            add[int(self.block)] = float(self.strength) * vector
+            if col < 0:  # the token direction, as reference.steering computes it
+                add = steering(wte, a, b, float(self.strength), int(self.block), n_layer)
+        out = {
             "steer.ids": np.array([[a], [b]], dtype=np.float64),
             "steer.ok": np.array([[1.0 if ok else 0.0]]),
             "steer.vector": (float(self.strength) * vector if ok else vector)[None, :],
             "steer.add": add,
         }
+        if sae is not None:
+            out["steer.col"] = np.array([[col]], dtype=np.float64)
+        return out
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def from_cli(values: tuple[str, str, float, int], lookup: dict[str, int], n_layer: int) -> Settings:
@@ -86,6 +114,20 @@ def from_cli(values: tuple[str, str, float, int], lookup: dict[str, int], n_laye
     return Settings(a, b, float(strength), int(block))
 
 
+def from_feature_cli(values: tuple[int, float, int], lookup: dict[str, int], n_layer: int, d_sae: int) -> Settings:
+    """``--steer-feature K STRENGTH L`` as Settings (the token cells keep their defaults); a feature, block
+    or strength that cannot be used is refused (SheetGPTError: one line, exit 2)."""
+    feature, strength, block = values
+    if not 0 <= feature < d_sae:
+        raise SheetGPTError(f"--steer-feature: K must be a feature number from 0 to {d_sae - 1}, got {feature}")
+    if not 0 <= block < n_layer:
+        raise SheetGPTError(f"--steer-feature: block L must be from 0 to {n_layer - 1}, got {block}")
+    if not np.isfinite(strength):
+        raise SheetGPTError(f"--steer-feature: the strength must be a finite number, got {strength}")
+    s = default_settings(lookup)
+    return Settings(s.a, s.b, float(strength), int(block), int(feature))
+
+
 def default_settings(lookup: dict[str, int]) -> Settings:
     """ " slow" - " quick" when the vocabulary has both (the bundled model), else the first token twice."""
     s = Settings()
@@ -103,6 +145,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     d, V, n = c.n_embd, c.vocab_size, c.n_layer
     ids = Region("steer.ids", NAME, A_ROW, 2, 1, left=ID_COL, number_format="0")
     ok = Region("steer.ok", NAME, OK[0], 1, 1, left=OK[1], number_format="0")
+    col = Region("steer.col", NAME, FEATURE_ROW, 1, 1, left=ID_COL, number_format="0")
     vector = Region("steer.vector", NAME, 0, 1, d)
     add = Region("steer.add", NAME, 0, n, d)
     stack([vector, add], REGIONS_TOP)
@@ -125,17 +168,46 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         return f"INDEX({embed.weight_column('wte', V, j)},{idcell}+1)"
 
     vector.formula = lambda i, j: f"IF({ok_cell}=1,{strength}*({wte_at(a_id, j)}-{wte_at(b_id, j)}),0)"
+    regions = [ids, ok, vector, add]
+    if layout.sae:  # a second direction: feature k's decoder row (the SAE's tab sae.W_dec)
+        feature, col_cell = _cell(FEATURE_ROW, VALUE_COL), _cell(FEATURE_ROW, ID_COL)
+        col.formula = lambda i, j: (
+            f"IF(ISNUMBER({feature}),IF({feature}={NO_FEATURE},-1,"
+            f"IFERROR(MATCH({feature},{sae_weights.row(layout, sae_weights.IDS)},0)-1,-2)),-2)"
+        )
+        ok.formula = lambda i, j: (
+            f"IF(AND(OR({col_cell}>=0,AND({col_cell}=-1,{a_id}>=0,{b_id}>=0)),ISNUMBER({strength}),"
+            f"ISNUMBER({block})),IF(AND({block}>=0,{block}<{n},MOD({block},1)=0),1,0),0)"
+        )
+        vector.formula = lambda i, j: (
+            f"IF({ok_cell}=1,{strength}*IF({col_cell}>=0,"
+            f"INDEX({sae_weights.column(layout, sae_weights.W_DEC, j)},MAX({col_cell},0)+1),"
+            f"{wte_at(a_id, j)}-{wte_at(b_id, j)}),0)"
+        )
+        regions.insert(2, col)
     add.formula = lambda i, j: (
         f"IF(AND({ok_cell}=1,{a1.cell(add.top + i, 0, col_abs=True)}={block}),"
         f"{a1.cell(vector.top, vector.left + j, row_abs=True)},0)"
     )
-    return [Tab(NAME, INPUT, [ids, ok, vector, add])]
+    return [Tab(NAME, INPUT, regions)]
 
 
-def status_formula(n_layer: int) -> str:
+def status_formula(n_layer: int, sae: bool = False) -> str:
     a, b = _cell(A_ROW, VALUE_COL), _cell(B_ROW, VALUE_COL)
     a_id, b_id = _cell(A_ROW, ID_COL), _cell(B_ROW, ID_COL)
     strength, block = _cell(STRENGTH_ROW, VALUE_COL), _cell(BLOCK_ROW, VALUE_COL)
+    if sae:  # the feature cell first: a feature direction needs no tokens
+        feature, col = _cell(FEATURE_ROW, VALUE_COL), _cell(FEATURE_ROW, ID_COL)
+        return (
+            f"IF({col}=-2,\"Steering off: the feature must be one of the SAE's feature numbers (tab sae.ids), "
+            f'or {NO_FEATURE} to steer along wte[A] - wte[B]",'
+            f"IF({col}=-1,{status_formula(n_layer)},"
+            f'IF(NOT(ISNUMBER({strength})),"Steering off: the strength must be a number",'
+            f'IF({_cell(*OK)}=0,"Steering off: block L must be a whole number from 0 to {n_layer - 1}",'
+            f'IF({strength}=0,"Strength 0: nothing is added",'
+            f'"On: "&{strength}&" x W_dec[feature "&{feature}&"] is added to every row at the input of block "'
+            f"&{block})))))"
+        )
     return (
         f'IF({a_id}<0,"Steering off: token A ("&{a}&") is not in the vocabulary; copy a token text from the vocab tab",'
         f'IF({b_id}<0,"Steering off: token B ("&{b}&") is not in the vocabulary; copy a token text from the vocab tab",'
@@ -146,8 +218,24 @@ def status_formula(n_layer: int) -> str:
     )
 
 
-def status_text(s: Settings, lookup: dict[str, int], n_layer: int) -> str:
-    """What ``status_formula`` shows for these settings."""
+def status_text(s: Settings, lookup: dict[str, int], n_layer: int, ids: np.ndarray | None = None) -> str:
+    """What ``status_formula`` shows for these settings (``ids``: the book's SAE feature numbers)."""
+    col = s.column(ids)
+    if col == -2:
+        return (
+            "Steering off: the feature must be one of the SAE's feature numbers (tab sae.ids), "
+            f"or {NO_FEATURE} to steer along wte[A] - wte[B]"
+        )
+    if col >= 0:
+        _, _, ok = s.valid(lookup, n_layer, ids)
+        if not _number(s.strength):
+            return "Steering off: the strength must be a number"
+        if not ok:
+            return f"Steering off: block L must be a whole number from 0 to {n_layer - 1}"
+        if s.strength == 0:
+            return "Strength 0: nothing is added"
+        where = f"is added to every row at the input of block {int(s.block)}"
+        return f"On: {s.strength:g} x W_dec[feature {s.feature:g}] {where}"
     a, b, ok = s.valid(lookup, n_layer)
     if a < 0:
         return f"Steering off: token A ({s.a}) is not in the vocabulary; copy a token text from the vocab tab"
@@ -179,15 +267,28 @@ def write(out: BookWriter, tab: Tab) -> int:
     ws.write_string(B_ROW, VALUE_COL, s.b, fmt.edit_text)
     ws.write_number(STRENGTH_ROW, VALUE_COL, float(s.strength), fmt.edit)
     ws.write_number(BLOCK_ROW, VALUE_COL, int(s.block), fmt.edit)
-    ids, ok, vector, add = tab.regions
+    ids, ok, vector, add = tab.regions[:2] + tab.regions[-2:]
     for i in range(2):
         r = A_ROW + i
         ws.write_array_formula(r, ID_COL, r, ID_COL, "{=" + ids.arrays[i][4] + "}", None, int(trace["steer.ids"][i, 0]))
     ws.write_string(STATUS_ROW, LABEL_COL, "status", fmt.label)
-    ws.write_formula(STATUS_ROW, VALUE_COL, "=" + status_formula(n), fmt.note, status_text(s, lookup, n))
+    ids_held = _sae_ids(out.inputs)
+    ws.write_formula(
+        STATUS_ROW, VALUE_COL, "=" + status_formula(n, bool(layout.sae)), fmt.note, status_text(s, lookup, n, ids_held)
+    )
     ws.write_string(OK[0], LABEL_COL, "usable (1) or off (0)", fmt.label)
     ws.write_formula(*OK, "=" + ok.formula(0, 0), fmt.number("0"), int(trace["steer.ok"][0, 0]))
     count = 3
+    if layout.sae:  # the feature direction: its cell, and its column in the SAE's tabs
+        col = tab.regions[2]
+        ws.write_string(FEATURE_ROW, LABEL_COL, f"feature k ({NO_FEATURE}: A - B)", fmt.label)
+        if _number(s.feature):
+            ws.write_number(FEATURE_ROW, VALUE_COL, s.feature, fmt.edit)
+        else:
+            ws.write_string(FEATURE_ROW, VALUE_COL, str(s.feature), fmt.edit_text)
+        ws.write_formula(FEATURE_ROW, ID_COL, "=" + col.formula(0, 0), fmt.number("0"), int(trace["steer.col"][0, 0]))
+        ws.write_string(FEATURE_ROW, ID_COL + 1, "its column in sae.W_dec (-1: A - B, -2: not a feature)", fmt.note)
+        count += 1
     for region in (vector, add):
         count += cells.write_region(out, ws, region)
         cells.note(ws, region.title_row, 0, region.text["explain"])
@@ -209,7 +310,15 @@ def given(build: Build, inputs: BookInputs) -> Settings:
 def before_forward(inputs: BookInputs) -> dict[str, np.ndarray]:
     """The tab's checked regions, and ``steer.add``, what the forward pass adds at each block's input."""
     wte = np.asarray(inputs["weights"]["wte"], np.float64)
-    return inputs["steering"].stages(inputs["vocab"].lookup, wte, inputs.layout.config.n_layer)
+    sae = None
+    if inputs.layout.sae:
+        held = inputs["sae_weights"]
+        sae = (held[sae_weights.IDS][0], held[sae_weights.W_DEC])
+    return inputs["steering"].stages(inputs["vocab"].lookup, wte, inputs.layout.config.n_layer, sae)
+
+
+def _sae_ids(inputs: BookInputs) -> np.ndarray | None:
+    return inputs["sae_weights"][sae_weights.IDS][0] if inputs.layout.sae else None
 
 
 def read_back(book: Book, layout: Layout, inputs: BookInputs) -> Settings:
@@ -221,4 +330,5 @@ def read_back(book: Book, layout: Layout, inputs: BookInputs) -> Settings:
         return number if number is not None else sheet.strings.get((r, VALUE_COL), "")
 
     a, b = sheet.strings.get((A_ROW, VALUE_COL), ""), sheet.strings.get((B_ROW, VALUE_COL), "")
-    return Settings(a, b, value(STRENGTH_ROW), value(BLOCK_ROW))
+    feature = value(FEATURE_ROW) if layout.sae else NO_FEATURE
+    return Settings(a, b, value(STRENGTH_ROW), value(BLOCK_ROW), feature)
