@@ -148,7 +148,12 @@ def cold(out: BookWriter, verify: str) -> None:
     """An exercise book's cached values as it shows them before the learner starts: every formula
     cell that reads an exercise's blank cells, directly or through other formulas (the book's own
     formula graph, ``engine.reach``), caches "fill exercise X first" (X: the first exercise it waits
-    on, by its title); every other cell keeps its true value."""
+    on, by its title); every other cell keeps its true value.
+
+    LibreOffice recomputes every CSE array formula when it opens a book (it keeps the cached values of
+    the other formulas), from the cached values of the cells it reads; an array that waits on a blank
+    would then show #VALUE! (MMULT of a text). In an exercise book such an array is written
+    ``IFERROR(formula, "fill exercise X first")``, the same values once its inputs are numbers."""
     regions = [out.layout.region(n) for n in out.exercises]
     labels = reach(formula_book(out, verify), exercises.blanks(out.layout, list(out.exercises)))
     texts = np.array([exercises.cold_text(r) for r in regions], dtype=object)
@@ -161,6 +166,8 @@ def cold(out: BookWriter, verify: str) -> None:
             for c, cell in line.items():
                 if type(cell) in (CellFormulaTuple, CellArrayFormulaTuple) and r < H and c < W and lab[r, c] != NONE:
                     line[c] = cell._replace(value=texts[lab[r, c]])
+                    if type(cell) is CellArrayFormulaTuple:
+                        line[c] = line[c]._replace(formula=_or_text(cell.formula, texts[lab[r, c]]))
         for block in ws.shared:
             h, w = block.values.shape
             sub = np.full((h, w), NONE, lab.dtype)
@@ -171,3 +178,13 @@ def cold(out: BookWriter, verify: str) -> None:
                 values = block.values.astype(object)
                 values[waits] = texts[sub[waits]]
                 block.values = values
+                block.arrays = [
+                    (r0, c0, r1, c1, text if sub[r0 - block.top, c0 - block.left] == NONE else
+                     _or_text(text, texts[sub[r0 - block.top, c0 - block.left]]))
+                    for r0, c0, r1, c1, text in block.arrays
+                ]
+
+
+def _or_text(formula: str, text: str) -> str:
+    """``formula`` (no '=') giving ``text`` where it gives an error."""
+    return "IFERROR({},\"{}\")".format(formula.lstrip("="), text.replace('"', '""'))
