@@ -153,10 +153,12 @@ def cold(out: BookWriter, verify: str) -> None:
     LibreOffice recomputes every CSE array formula when it opens a book (it keeps the cached values of
     the other formulas), from the cached values of the cells it reads; an array that waits on a blank
     would then show #VALUE! (MMULT of a text). In an exercise book such an array is written
-    ``IFERROR(formula, "fill exercise X first")``, the same values once its inputs are numbers."""
+    ``IFERROR(formula, IF(COUNT(X)=0, "fill exercise X first", formula))``: the message while exercise
+    X holds no number and the formula gives an error, else the formula's own values (and errors)."""
     regions = [out.layout.region(n) for n in out.exercises]
     labels = reach(formula_book(out, verify), exercises.blanks(out.layout, list(out.exercises)))
     texts = np.array([exercises.cold_text(r) for r in regions], dtype=object)
+    spans = [a1.sheet_prefix(r.tab) + r.absolute for r in regions]
     for name, ws in out.sheets.items():
         lab = labels[name]
         if (lab == NONE).all():
@@ -167,7 +169,8 @@ def cold(out: BookWriter, verify: str) -> None:
                 if type(cell) in (CellFormulaTuple, CellArrayFormulaTuple) and r < H and c < W and lab[r, c] != NONE:
                     line[c] = cell._replace(value=texts[lab[r, c]])
                     if type(cell) is CellArrayFormulaTuple:
-                        line[c] = line[c]._replace(formula=_or_text(cell.formula, texts[lab[r, c]]))
+                        k = lab[r, c]
+                        line[c] = line[c]._replace(formula=_or_text(cell.formula, texts[k], spans[k]))
         for block in ws.shared:
             h, w = block.values.shape
             sub = np.full((h, w), NONE, lab.dtype)
@@ -178,13 +181,14 @@ def cold(out: BookWriter, verify: str) -> None:
                 values = block.values.astype(object)
                 values[waits] = texts[sub[waits]]
                 block.values = values
-                block.arrays = [
-                    (r0, c0, r1, c1, text if sub[r0 - block.top, c0 - block.left] == NONE else
-                     _or_text(text, texts[sub[r0 - block.top, c0 - block.left]]))
-                    for r0, c0, r1, c1, text in block.arrays
-                ]
+                arrays = []
+                for r0, c0, r1, c1, text in block.arrays:
+                    k = sub[r0 - block.top, c0 - block.left]
+                    arrays.append((r0, c0, r1, c1, text if k == NONE else _or_text(text, texts[k], spans[k])))
+                block.arrays = arrays
 
 
-def _or_text(formula: str, text: str) -> str:
-    """``formula`` (no '=') giving ``text`` where it gives an error."""
-    return "IFERROR({},\"{}\")".format(formula.lstrip("="), text.replace('"', '""'))
+def _or_text(formula: str, text: str, exercise: str) -> str:
+    """``formula`` (no '='), giving ``text`` where it gives an error while ``exercise`` holds no number."""
+    f, quoted = formula.lstrip("="), text.replace('"', '""')
+    return f'IFERROR({f},IF(COUNT({exercise})=0,"{quoted}",{f}))'
