@@ -153,8 +153,8 @@ def cold(out: BookWriter, verify: str) -> None:
     LibreOffice recomputes every CSE array formula when it opens a book (it keeps the cached values of
     the other formulas), from the cached values of the cells it reads; an array that waits on a blank
     would then show #VALUE! (MMULT of a text). In an exercise book such an array is written
-    ``IFERROR(formula, IF(COUNT(X)=0, "fill exercise X first", formula))``: the message while exercise
-    X holds no number and the formula gives an error, else the formula's own values (and errors)."""
+    ``IFERROR(formula, IF(COUNTA(X)=0, "fill exercise X first", formula))``: the message while exercise
+    X is untouched (all its cells empty) and the formula gives an error, else the formula's own values (and errors)."""
     regions = [out.layout.region(n) for n in out.exercises]
     labels = reach(formula_book(out, verify), exercises.blanks(out.layout, list(out.exercises)))
     texts = np.array([exercises.cold_text(r) for r in regions], dtype=object)
@@ -189,6 +189,6 @@ def cold(out: BookWriter, verify: str) -> None:
 
 
 def _or_text(formula: str, text: str, exercise: str) -> str:
-    """``formula`` (no '='), giving ``text`` where it gives an error while ``exercise`` holds no number."""
+    """``formula`` (no '='), giving ``text`` where it gives an error while every cell of ``exercise`` is empty."""
     f, quoted = formula.lstrip("="), text.replace('"', '""')
-    return f'IFERROR({f},IF(COUNT({exercise})=0,"{quoted}",{f}))'
+    return f'IFERROR({f},IF(COUNTA({exercise})=0,"{quoted}",{f}))'
