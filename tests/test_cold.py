@@ -247,3 +247,28 @@ def test_libreoffice_opening_a_cold_exercise_book_shows_no_error_and_check_passe
     report = check_book(built.path, engine="libreoffice")
     cached = [s for s in report.stages if s.stage == "cached"]
     assert cached and all(s.passed for s in cached), [s.first_bad for s in cached if not s.passed]
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "fast",
+        pytest.param("libreoffice", marks=pytest.mark.libreoffice),
+        pytest.param("gnumeric", marks=pytest.mark.gnumeric),
+        pytest.param("ironcalc", marks=pytest.mark.ironcalc),
+    ],
+)
+def test_the_filled_book_passes_and_grades_in_every_engine(book, tmp_path, engine):
+    """The learner's right formulas (VAR.P of each row the layer norm reads), typed over the cold book:
+    the guarded arrays after them compute the stages, and every exercise passes."""
+    built = book("micro", exercise="variance")
+    reads = {"h.0.ln_1.var": "embed.h", "h.0.ln_2.var": "h.0.res_1", "ln_f.var": "h.0.res_2"}
+    wb = openpyxl.load_workbook(built.path)
+    for name in built.exercises:
+        r, x = built.layout.region(name), built.layout.region(reads[name])
+        for i in range(r.rows):
+            wb[r.tab].cell(r.top + i + 1, r.left + 1).value = f"=_xlfn.VAR.P({x.row(i, r.tab)})"
+    wb.save(tmp_path / "filled.xlsx")
+    report = check_book(tmp_path / "filled.xlsx", engine=engine)
+    assert [(e["stage"], e["status"]) for e in report.exercises] == [(n, "pass") for n in built.exercises]
+    assert report.passed, [s for s in report.stages if not s.passed][:1]
