@@ -27,7 +27,7 @@ from ..engine.book import Book, Formulas, Sheet
 from ..engine.evaluator import evaluate
 from ..engine.reach import NONE, reach
 from ..engine.values import BOOL, EMPTY
-from .xlsx.shared import CellError, FormulaBlock, shared_groups
+from .xlsx.shared import CellError, FormulaBlock
 
 if TYPE_CHECKING:
     from ..engine.values import Values
@@ -124,9 +124,7 @@ def formula_book(out: BookWriter, verify: str) -> Book:
                     f.arrays.append((r, c, cell.formula.lstrip("="), a1.parse_range(cell.range)))
         for block in ws.shared:
             for rect in block.rects if block.formula is not None else ():
-                for i0, i1, j0, j1, text, shared in shared_groups(
-                    block.formula, rect, block.top, block.left, block.verify or verify
-                ):
+                for i0, i1, j0, j1, text, shared in block.shared_groups(rect, verify):
                     r0, c0 = block.top + i0, block.left + j0
                     if not shared:
                         f.add_plain(r0, c0, text)

@@ -13,10 +13,12 @@ are visited until nothing changes.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from . import schedule
-from .reader import Book
+from .book import Book, Sheet
 
 NONE = np.iinfo(np.int32).max  # the label of a cell that reads no source
 
@@ -27,7 +29,9 @@ def reach(book: Book, sources: list[tuple[str, int, int, int, int]]) -> dict[str
     A grid covers the sheet's formula cells and sources (cells beyond it read nothing)."""
     from .evaluator import Evaluator
 
-    units = Evaluator(book, values=False).units()
+    wanted = _sheets_that_may_read(book, {s[0] for s in sources})
+    part = {n: sh if n in wanted else Sheet(n) for n, sh in book.sheets.items()}
+    units = Evaluator(Book(book.sheet_names, part, book.defined_names), values=False).units()
     shape = {name: [0, 0] for name in book.sheets}
     for u in units:
         for _r0, _c0, r1, c1 in u.boxes:
@@ -44,6 +48,43 @@ def reach(book: Book, sources: list[tuple[str, int, int, int, int]]) -> dict[str
             changed = any([_visit(u, labels) for u in comp])
             changed = changed and cyclic
     return labels
+
+
+_SHEET_REF = re.compile(r"'((?:[^']|'')+)'!|([A-Za-z_\\][\w.]*)!")
+_WORD = re.compile(r"[A-Za-z_\\][\w.]*")
+
+
+def _texts(sheet: Sheet) -> list[str]:
+    f = sheet.formulas
+    if hasattr(f, "shared"):  # the reader's Formulas: a shared group's master text stands for its cells
+        return list(f.texts) + [g[2] for g in f.shared] + [a[2] for a in f.arrays]
+    return [t for _r, _c, t, _ref in f]
+
+
+def _sheets_that_may_read(book: Book, targets: set[str]) -> set[str]:
+    """The sheets whose formulas name, directly or through other sheets' formulas, one of ``targets``:
+    sheet by sheet from the formula texts (a formula that may use a defined name may read any sheet),
+    so more than the cells need, never less. The others need no walk (a BPE tab's thousands of
+    formulas in an exercise book)."""
+    names = {k.rpartition("!")[2].lower() for k in book.defined_names}
+    lower = {n.lower(): n for n in book.sheets}
+    reads: dict[str, set[str]] = {}
+    for name, sheet in book.sheets.items():
+        found: set[str] = set()
+        for text in _texts(sheet):
+            found.add(name)
+            plain = re.sub(r'"(?:[^"]|"")*"', '""', text)
+            for quoted, bare in _SHEET_REF.findall(plain):
+                found.add(lower.get((quoted.replace("''", "'") if quoted else bare).lower(), ""))
+            if names and any(w.lower() in names for w in _WORD.findall(plain)):
+                found |= set(book.sheets)
+        reads[name] = found
+    out = set(targets)
+    while True:
+        more = {n for n, r in reads.items() if n not in out and r & out}
+        if not more:
+            return out
+        out |= more
 
 
 def _visit(u, labels: dict[str, np.ndarray]) -> bool:
