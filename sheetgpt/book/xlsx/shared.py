@@ -129,7 +129,7 @@ def value_texts(values: np.ndarray) -> tuple[list[str], list[str] | None]:
     as its repr (NaN as empty text), a str as the text (t="str"; one that starts or ends with white
     space keeps it with xml:space="preserve", which LibreOffice needs to keep ' quickly' when it
     re-saves a book), a bool as 1/0 (t="b"), a ``CellError`` as its code (t="e"), None as no value
-    (a formula not computed: downstream of an exercise's blanks)."""
+    (a formula without a cached value; sheetgpt's own books cache one in every formula cell)."""
     if values.dtype == object:
         texts, types = [], []
         for v in values.ravel().tolist():
