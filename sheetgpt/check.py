@@ -20,8 +20,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from . import exercises
+from . import cold, exercises
 from .a1 import cell as cell_name
+from .a1 import parse_range
 from .book.layout import GUIDE, WEIGHTS, Layout, Region
 from .book.tabs import read_layout
 from .book.trace import BookInputs, book_trace, tab_name
@@ -32,7 +33,7 @@ from .engine.cached import file_values
 from .engine.reader import Book, read_workbook
 from .engine.values import Values
 from .errors import WorkbookError
-from .grade import cold_cache, grade, refuse_problems
+from .grade import grade, refuse_problems
 from .weight_text import stored_values
 
 
@@ -295,6 +296,12 @@ def has_cached_values(book: Book, tabs) -> bool:
     return any(len(book.sheets[t.name].cached) for t in tabs)
 
 
+def _rc(cell: str) -> tuple[int, int]:
+    """(row, col) of "'Sheet'!B7"."""
+    r0, c0, _r1, _c1 = parse_range(cell.rpartition("!")[2])
+    return r0, c0
+
+
 def _formula_lookup(book: Book) -> Callable:
     index: dict = {}
 
@@ -381,23 +388,37 @@ def check_book(
     at = _formula_lookup(book)
     report.formula_cells = sum(len(s.formulas) for s in book.sheets.values())
     tabs = inputs.layout.compute_tabs()
-    # An exercise book leaves the stages after its blanks uncached on purpose, and the learner's
-    # app caches what it likes: its grade rests on recomputed values alone.
-    proves_cache = has_cached_values(book, tabs) and not exercises.read_back(book, inputs.layout)
+    # An exercise book's cached values are proven while nobody has filled it (``cold.prove``: "fill
+    # exercise X first" where a value waits on a blank); once the learner's app saved it, it caches
+    # what it likes, and the grade rests on recomputed values alone.
+    names = exercises.read_back(book, inputs.layout)
+    proves_cache = has_cached_values(book, tabs) and not names
     cached = file_values(book, [t.name for t in tabs]) if proves_cache else None
+    waits = None
+    if names and has_cached_values(book, tabs) and cold.unfilled(book, inputs.layout, names):
+        waits = cold.waiting(book, inputs.layout, names)
+    guide = next(t.module for t in inputs.layout.tabs if t.kind == GUIDE)
+    sentinel = {(guide.NAME, guide.SENTINEL_ROW, 1)}
+
+    def cold_stage(name: str) -> None:
+        res = cold.prove(name, inputs.layout, book, values, trace, *waits, rtol, sentinel)
+        if res is not None:
+            report.stages.append(StageResult(CACHED, name, res["cells"], res["max_abs"], res["max_rel"], res["passed"]))
+            bad = res["first_bad"]
+            report.stages[-1].first_bad = bad and dict(bad, source="cached", formula=at(name, *_rc(bad["cell"])))
+
     for tab in tabs:
         grid = formula_grid(book, tab.name)
         for region in tab.regions:
             report.stages.append(compare_region(region, values, trace[region.name], at, rtol, grid))
         if cached is not None:
             report.stages.append(cached_stage(tab, book, cached, trace, at, rtol))
-    guide = next(t.module for t in inputs.layout.tabs if t.kind == GUIDE)
-    sentinel = {(guide.NAME, guide.SENTINEL_ROW, 1)}
-    # an exercise book before the learner starts: the Guide shows "fill the exercises first", cached so
-    cold = cold_cache(inputs.layout, book, values, rtol, [guide.NAME], sentinel)
-    if cold is not None:
-        report.stages.append(StageResult(CACHED, guide.NAME, cold["cells"], 0.0, 0.0, cold["passed"]))
-        report.stages[-1].first_bad = cold["first_bad"] and dict(cold["first_bad"], source="cached", formula="")
+        elif waits is not None:
+            cold_stage(tab.name)
+    if waits is not None:  # the tabs without stages (the Guide): their formulas' cached values
+        for tab in inputs.layout.tabs:
+            if not tab.regions and tab.kind != WEIGHTS:
+                cold_stage(tab.name)
     report.exercises = grade(inputs.layout, book, values, inputs["weights"], trace, report.stages, rtol)
     report.seconds = time.perf_counter() - started
     return report

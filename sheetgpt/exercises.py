@@ -236,6 +236,16 @@ def write_blank_region(out: BookWriter, ws, region: Region) -> None:
     )
 
 
+def cold_text(region: Region) -> str:
+    """What a cell that waits on exercise ``region`` caches before the learner starts (its title)."""
+    return f'fill exercise "{region.step} · {region.text["title"]}" first'
+
+
+def blanks(layout: Layout, names: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """The exercise regions' cells, as ``engine.reach`` sources: (tab, r0, c0, r1, c1), in book order."""
+    return [(r.tab, r.top, r.left, r.bottom, r.right) for r in map(layout.region, names)]
+
+
 def guarded(out: BookWriter, formula: str, value):
     """``formula`` (no '=') and its cached ``value`` as an exercise book shows them: until every
     exercise region holds its numbers, the text "fill the exercises first: ..." (written and cached

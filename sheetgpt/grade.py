@@ -32,7 +32,6 @@ import numpy as np
 from . import a1, exercises
 from .a1 import cell as cell_name
 from .book.layout import Layout, Region
-from .engine.cached import file_values
 from .engine.parser import Ref, parse, walk
 from .engine.reader import Book
 from .engine.values import BOOL, Values
@@ -386,43 +385,6 @@ def diagnose(inp: Inputs, region: Region, right: np.ndarray, rtol: float, trace:
         if ok.all() or (ok | right).all() and (ok & ~right).any():
             return text
     return None
-
-
-def cold_cache(layout: Layout, book: Book, values: Values, rtol: float, sheets, skip=()) -> dict | None:
-    """An exercise book that nobody has filled yet: every value the file caches on ``sheets`` must be
-    what its formula gives ("fill the exercises first" where a value waits on an exercise):
-    {"cells", "passed", "first_bad"}. None for an ordinary book or once a cell is filled.
-    ``skip``: (sheet, row, col) of cells whose cache differs on purpose (the recalculation sentinel)."""
-    names = exercises.read_back(book, layout)
-    if not names:
-        return None
-    for name in names:
-        region = layout.region(name)
-        has_f, has_c = cell_states(book, region, formula_cells(book, region.tab))
-        if has_f.any() or has_c.any():
-            return None
-    cells, first = 0, None
-    for name in sheets:
-        sheet = book.sheets[name]
-        if not sheet.cached:
-            continue
-        cached = file_values(book, [name])
-        got = values.numbers[name]
-        scale = float(np.nanmax(np.abs(got))) if np.isfinite(got).any() else 1.0
-        for r, c in sheet.cached:
-            if (name, r, c) in skip:
-                continue
-            cells += 1
-            want, have = values.describe(name, r, c), cached.describe(name, r, c)
-            same = (
-                want == have
-                or isinstance(want, float)
-                and isinstance(have, float)
-                and abs(want - have) <= rtol * (scale or 1.0)
-            )
-            if not same and first is None:
-                first = {"cell": f"{a1.sheet_prefix(name)}{cell_name(r, c)}", "got": have, "expected": want}
-    return {"cells": cells, "passed": first is None, "first_bad": first}
 
 
 def refuse_problems(layout: Layout, book: Book, values: Values) -> None:

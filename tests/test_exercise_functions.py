@@ -69,3 +69,22 @@ def test_an_unknown_function_suggests_libreoffice(tmp_path):
     with pytest.raises(WorkbookError, match=r"unsupported function GAMMALN .*--engine libreoffice"):
         _eval(tmp_path, ["=GAMMALN(3)"], strict=True)
     assert _eval(tmp_path, ["=GAMMALN(3)", "=_xlfn.VAR.P(nosuch)", "=_xlfn.VAR.P(embed A1:E1)"]) == ["#NAME?"] * 3
+
+
+def test_counta_counts_every_cell_that_is_not_empty(tmp_path):
+    """COUNTA (an exercise book's array guard asks whether an exercise is untouched): numbers, texts,
+    empty text, booleans and errors count; empty cells do not."""
+    path = tmp_path / "c.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("x")
+    ws.write_number(0, 0, 1.5)
+    ws.write_string(0, 1, "a")
+    ws.write_formula(0, 2, '=""', None, "")
+    ws.write_boolean(0, 3, True)
+    ws.write_formula(0, 4, "=1/0")
+    for k, f in enumerate(["=COUNTA(A1:H1)", "=COUNTA(F1:H1)", "=COUNTA(A1,G1,B1:C1)", "=COUNTA(A1:H1)=0"]):
+        ws.write_formula(2 + k, 0, f)
+    wb.close()
+    values = evaluate(read_workbook(path))
+    assert [values.describe("x", 2 + k, 0) for k in range(3)] == [5.0, 0.0, 3.0]
+    assert values.numbers["x"][5, 0] == 0.0  # FALSE

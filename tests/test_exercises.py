@@ -80,11 +80,12 @@ def test_an_exercise_book_blanks_hints_lists_and_is_not_done(book):
     names = [row[0] for row in guide]
     k = names.index("Exercises")
     assert names[k + 1 : k + 4] == ["h.0.ln_1.var", "h.0.attn.exp", "h.0.attn.weights"]
-    # downstream stages keep their formulas, without cached values (none claims a prediction yet)
+    # downstream stages keep their formulas, cached as a message (none claims a prediction yet)
     norm = layout.region("h.0.ln_1.norm")
     assert str(ws.cell(norm.top + 1, norm.left + 1).value).startswith("=")
     cached = openpyxl.load_workbook(built.path, data_only=True)
-    assert cached[TAB].cell(norm.top + 1, norm.left + 1).value is None
+    shown = cached[TAB].cell(norm.top + 1, norm.left + 1).value
+    assert shown == 'fill exercise "Block 0 · step 2 · Layer norm 1: variance" first'
     assert cached["Embed"].cell(x.top + 1, x.left + 1).value is not None  # upstream keeps its values
 
     report = check_book(built.path)

@@ -393,8 +393,8 @@ def test_every_cell_of_a_gpt2_size_weight_tab_has_its_address():
 
 
 def test_a_blank_result_is_cached_as_empty_text_and_an_uncomputed_one_has_no_value():
-    # NaN: the formula gives "" (a masked attention score), written as Excel writes it; None: not
-    # computed (downstream of an exercise's blanks)
+    # NaN: the formula gives "" (a masked attention score), written as Excel writes it; None: no
+    # cached value (the backend allows it; sheetgpt's own books cache every formula cell)
     f = lambda i, j: f'IF($A{i + 1}>0,"",1)'  # noqa: E731
     blank = shared.FormulaBlock(0, 1, np.array([[np.nan, 2.5]]), 3, [(0, 1, 0, 2)], f)
     runs, _ = shared.block_runs(blank, "all", 0)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .. import a1, exercises
 from .layout import Region, Tab
 from .prompt_cells import text_ref
@@ -74,8 +72,6 @@ def write_region(out: BookWriter, ws, region: Region) -> int:
         exercises.write_blank_region(out, ws, region)
         return region.rows * len(region.columns())
     grid = region.grid(out.cached(region.name))
-    if region.name in out.uncached:  # downstream of an exercise: no cached value (NaN would be empty text)
-        grid = np.full(grid.shape, None, dtype=object)
     num = fmt.number(region.number_format)
     if region.formula is not None:  # merged in later by the xlsx backend, as shared formulas
         if region.heads:

@@ -1,4 +1,5 @@
-"""Cached values the reference does not give, filled in by evaluating the book's own formulas (the BPE tab's).
+"""Cached values the reference does not give, filled in by evaluating the book's own formulas (the BPE tab's),
+and an exercise book's cold cache: "fill exercise X first" in every formula cell that waits on a blank (``cold``).
 
 Most formula cells cache a stage of the float64 reference. The BPE tab's ~10,000 helper
 cells (character codes, merge ranks, positions, ...) are not stages: their cached values are
@@ -21,8 +22,10 @@ from xlsxwriter.worksheet import (
     CellStringTuple,
 )
 
-from ..engine.book import Book, Sheet
+from .. import a1, exercises
+from ..engine.book import Book, Formulas, Sheet
 from ..engine.evaluator import evaluate
+from ..engine.reach import NONE, reach
 from ..engine.values import BOOL, EMPTY
 from .xlsx.shared import CellError, FormulaBlock
 
@@ -61,8 +64,6 @@ def _sheet(out: BookWriter, name: str, with_formulas: bool) -> Sheet:
             elif with_formulas and kind is CellFormulaTuple:
                 formulas.append((r, c, cell.formula.lstrip("="), None))
             elif with_formulas and kind is CellArrayFormulaTuple:
-                from .. import a1
-
                 formulas.append((r, c, cell.formula.lstrip("="), a1.parse_range(cell.range)))
     if with_formulas:
         for block in ws.shared:
@@ -104,3 +105,88 @@ def fill(block: FormulaBlock, values: Values, sheet: str) -> None:
             else:
                 got[i, j] = float(nums[i, j])
     block.values = got
+
+
+# ---------------------------------------------------------------------------- an exercise book opened cold
+
+
+def formula_book(out: BookWriter, verify: str) -> Book:
+    """Every tab's formulas as written so far, as the engine's reader gives them from the finished
+    file (a FormulaBlock's rectangles as the shared formulas ``assemble`` writes), without values."""
+    sheets = {}
+    for name, ws in out.sheets.items():
+        f = Formulas()
+        for r, line in ws.table.items():
+            for c, cell in line.items():
+                if type(cell) is CellFormulaTuple:
+                    f.add_plain(r, c, cell.formula.lstrip("="))
+                elif type(cell) is CellArrayFormulaTuple:
+                    f.arrays.append((r, c, cell.formula.lstrip("="), a1.parse_range(cell.range)))
+        for block in ws.shared:
+            for rect in block.rects if block.formula is not None else ():
+                for i0, i1, j0, j1, text, shared in block.shared_groups(rect, verify):
+                    r0, c0 = block.top + i0, block.left + j0
+                    if not shared:
+                        f.add_plain(r0, c0, text)
+                        continue
+                    rows, cols = np.mgrid[r0 : block.top + i1, c0 : block.left + j1]
+                    si = len(f.shared)
+                    f.add_shared_master(si, r0, c0, text)
+                    f.add_shared_members(si, rows.ravel().tolist()[1:], cols.ravel().tolist()[1:])
+            f.arrays += [(r0, c0, text, (r0, c0, r1, c1)) for r0, c0, r1, c1, text in block.arrays]
+        sheets[name] = Sheet(name, formulas=f)
+    index = {ws.index: name for name, ws in out.sheets.items()}
+    names = {
+        (f"{index[i]}!{n}" if i >= 0 else n): text.lstrip("=") for n, i, text, _hidden in out.wb.defined_names
+    }
+    return Book(list(sheets), sheets, names)
+
+
+def cold(out: BookWriter, verify: str) -> None:
+    """An exercise book's cached values as it shows them before the learner starts: every formula
+    cell that reads an exercise's blank cells, directly or through other formulas (the book's own
+    formula graph, ``engine.reach``), caches "fill exercise X first" (X: the first exercise it waits
+    on, by its title); every other cell keeps its true value.
+
+    LibreOffice recomputes every CSE array formula when it opens a book (it keeps the cached values of
+    the other formulas), from the cached values of the cells it reads; an array that waits on a blank
+    would then show #VALUE! (MMULT of a text). In an exercise book such an array is written
+    ``IFERROR(formula, IF(COUNTA(X)=0, "fill exercise X first", formula))``: the message while exercise
+    X is untouched (all its cells empty) and the formula gives an error, else the formula's own values (and errors)."""
+    regions = [out.layout.region(n) for n in out.exercises]
+    labels = reach(formula_book(out, verify), exercises.blanks(out.layout, list(out.exercises)))
+    texts = np.array([exercises.cold_text(r) for r in regions], dtype=object)
+    spans = [a1.sheet_prefix(r.tab) + r.absolute for r in regions]
+    for name, ws in out.sheets.items():
+        lab = labels[name]
+        if (lab == NONE).all():
+            continue
+        H, W = lab.shape
+        for r, line in ws.table.items():
+            for c, cell in line.items():
+                if type(cell) in (CellFormulaTuple, CellArrayFormulaTuple) and r < H and c < W and lab[r, c] != NONE:
+                    line[c] = cell._replace(value=texts[lab[r, c]])
+                    if type(cell) is CellArrayFormulaTuple:
+                        k = lab[r, c]
+                        line[c] = line[c]._replace(formula=_or_text(cell.formula, texts[k], spans[k]))
+        for block in ws.shared:
+            h, w = block.values.shape
+            sub = np.full((h, w), NONE, lab.dtype)
+            part = lab[block.top : block.top + h, block.left : block.left + w]
+            sub[: part.shape[0], : part.shape[1]] = part
+            waits = sub != NONE
+            if waits.any():
+                values = block.values.astype(object)
+                values[waits] = texts[sub[waits]]
+                block.values = values
+                arrays = []
+                for r0, c0, r1, c1, text in block.arrays:
+                    k = sub[r0 - block.top, c0 - block.left]
+                    arrays.append((r0, c0, r1, c1, text if k == NONE else _or_text(text, texts[k], spans[k])))
+                block.arrays = arrays
+
+
+def _or_text(formula: str, text: str, exercise: str) -> str:
+    """``formula`` (no '='), giving ``text`` where it gives an error while every cell of ``exercise`` is empty."""
+    f, quoted = formula.lstrip("="), text.replace('"', '""')
+    return f'IFERROR({f},IF(COUNTA({exercise})=0,"{quoted}",{f}))'

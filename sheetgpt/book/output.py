@@ -35,12 +35,11 @@ class BookWriter:
     sheets: dict = field(default_factory=dict)  # tab name -> FormulaSheet
     streamed: dict[str, np.ndarray] = field(default_factory=dict)  # tab name -> values written by assemble
     exercises: tuple[str, ...] = ()  # stages written as empty cells for a learner to fill (sheetgpt.exercises)
-    uncached: frozenset[str] = frozenset()  # stages downstream of an exercise: formulas without cached values
 
     def cached(self, name: str) -> np.ndarray:
-        """A stage's cached values: the reference's, or NaN (none) downstream of an exercise."""
-        value = np.asarray(self.trace[name], dtype=np.float64)
-        return np.full(value.shape, np.nan) if name in self.uncached else value
+        """A stage's cached values: the reference's (an exercise book's cells that wait on a blank
+        get "fill exercise X first" afterwards: ``fill_cached.cold``)."""
+        return np.asarray(self.trace[name], dtype=np.float64)
 
     def sheet(self, tab: Tab) -> FormulaSheet:
         return self.sheets[tab.name]

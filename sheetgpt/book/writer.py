@@ -23,13 +23,12 @@ from xlsxwriter.exceptions import FileCreateError
 
 from ..checkpoint import Model
 from ..errors import SheetGPTError
-from ..exercises import downstream as exercise_downstream
 from ..exercises import resolve as resolve_exercises
 from ..prompt import Prompt, make_prompt
 from ..safe_io import path_text, publish, write_error
 from ..tokenizer import Tokenizer
 from ..weight_text import stored_values
-from . import limits
+from . import fill_cached, limits
 from . import tabs as registry
 from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, BookOptions, Layout
@@ -267,9 +266,7 @@ def _write_skeleton(
     if created is not None:  # docProps/core.xml's creation time (xlsxwriter writes the current time otherwise)
         wb.set_properties({"created": created})
     out = BookWriter(wb, Formats(wb), layout, prompt, tokenizer, trace, inputs, source, progress)
-    if exercises:
-        out.exercises = tuple(exercises)
-        out.uncached = frozenset(exercises) | frozenset(exercise_downstream(layout, exercises))
+    out.exercises = tuple(exercises)
     for tab in layout.tabs:
         ws = wb.add_worksheet(tab.name, worksheet_class=FormulaSheet)
         ws.set_tab_color(TAB_COLORS[tab.kind])
@@ -280,6 +277,8 @@ def _write_skeleton(
     for tab in layout.tabs:  # cached values that need tabs written later (the BPE tab's)
         if hasattr(tab.module, "finish"):
             tab.module.finish(out, tab)
+    if out.exercises:  # before the learner starts: "fill exercise X first" wherever a value waits on a blank
+        fill_cached.cold(out, SHARED_VERIFY)
     # xlsxwriter names worksheet parts sheet1.xml, sheet2.xml, ... in order.
     member = {name: f"xl/worksheets/sheet{ws.index + 1}.xml" for name, ws in out.sheets.items()}
     weights = {member[name]: (name, values) for name, values in out.streamed.items()}

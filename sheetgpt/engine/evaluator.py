@@ -72,9 +72,10 @@ def _fills_on_grid(key: str, rows: np.ndarray, cols: np.ndarray) -> bool:
 class Evaluator:
     """Recomputes ``book``: ``units()`` groups its formula cells, ``run()`` evaluates them in order."""
 
-    def __init__(self, book: Book, progress=None):
+    def __init__(self, book: Book, progress=None, values: bool = True):
         self.book = book
-        self.store = Store(book)
+        # values=False: for ``units()`` alone (engine.reach), which needs the sheets' names, not their cells
+        self.store = Store(book) if values else _SheetNames(book)
         self.names = Names(book.defined_names)
         self.progress = progress
         self.done = 0
@@ -385,6 +386,16 @@ class Evaluator:
             groups=len(units),
             problems=self.problems,
         )
+
+
+class _SheetNames:
+    """What building units needs of a ``Store``: a sheet's name as the book spells it."""
+
+    def __init__(self, book: Book):
+        self.lower = {n.lower(): n for n in book.sheets}
+
+    def sheet(self, name: str) -> str | None:
+        return self.lower.get(name.lower())
 
 
 class _Broken(Exception):

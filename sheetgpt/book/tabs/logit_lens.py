@@ -99,13 +99,12 @@ def write(out: BookWriter, tab: Tab) -> int:
     prob, ids = layout.region("lens.prob"), layout.region("lens.id")
     for i in range(n_layer):
         r, tid = SUMMARY_TOP + i, int(trace["lens.id"][i, 0])
-        known = "lens.id" not in out.uncached  # else: downstream of an exercise, no cached values
         ws.write_string(r, 0, f"after block {i}", fmt.label)
-        token = out.tokenizer.display(tid) if known else 0
+        token = out.tokenizer.display(tid)
         ws.write_formula(r, 1, f"=INDEX({shown},{ids.at(i, 0, NAME)}+1)", fmt.token, token)
-        p_top = float(trace["lens.prob"][i, 0]) if known else 0
+        p_top = float(trace["lens.prob"][i, 0])
         ws.write_formula(r, 2, f"={prob.at(i, 0, NAME)}", fmt.number("0.0%"), p_top)
-        ws.write_formula(r, 3, f"={ids.at(i, 0, NAME)}", fmt.number("0"), tid if known else 0)
+        ws.write_formula(r, 3, f"={ids.at(i, 0, NAME)}", fmt.number("0"), tid)
     ws.conditional_format(
         SUMMARY_TOP,
         2,

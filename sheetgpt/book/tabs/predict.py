@@ -54,7 +54,7 @@ def write(out: BookWriter, tab: Tab) -> int:
     ws, fmt = out.sheet(tab), out.fmt
     count = 0
     for region in tab.regions:
-        value = out.cached(region.name)  # NaN downstream of an exercise: no cached value (xlsxwriter's 0)
+        value = out.cached(region.name)
         num = fmt.number(region.number_format)
         if region.rows == 1:
             ws.write_string(region.top, 0, region.text["title"], fmt.label)
@@ -87,7 +87,7 @@ def write(out: BookWriter, tab: Tab) -> int:
 
 
 def _value(x) -> float:
-    return float(x) if np.isfinite(x) else 0  # 0: xlsxwriter's placeholder for a formula not computed
+    return float(x) if np.isfinite(x) else 0
 
 
 def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
@@ -120,10 +120,9 @@ def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
         r = top + k
         prob, tid = a1.cell(r, PROB_COL), a1.cell(r, ID_COL)
         ws.write_number(r, RANK_COL, k + 1, fmt.label)
-        known = "predict.probs" not in out.uncached  # else: downstream of an exercise, no cached values
-        ws.write_formula(r, PROB_COL, f"=LARGE({probs},{k + 1})", pct, float(p[order[k]]) if known else 0)
-        ws.write_formula(r, ID_COL, f"=MATCH({prob},{probs},0)-1", fmt.number("0"), int(order[k]) if known else 0)
-        token = tokenizer.display(int(order[k])) if known else 0
+        ws.write_formula(r, PROB_COL, f"=LARGE({probs},{k + 1})", pct, float(p[order[k]]))
+        ws.write_formula(r, ID_COL, f"=MATCH({prob},{probs},0)-1", fmt.number("0"), int(order[k]))
+        token = tokenizer.display(int(order[k]))
         ws.write_formula(r, TOKEN_COL, f"=INDEX({texts},{tid}+1)", fmt.token, token)
     ws.set_column(0, 0, 22)
     ws.set_column(1, 1, 16)

@@ -215,14 +215,13 @@ def write(out: BookWriter, tab: Tab) -> int:
     ws.write_string(0, 0, texts.get("title", NAME), fmt.big)
     ws.write_string(1, 0, texts.get("explain", ""), fmt.note)
     pred, total, score = (layout.region(n) for n in ("sal.id", "sal.sum", "sal.score"))
-    known = "sal.id" not in out.uncached  # else: downstream of an exercise, no cached values
-    tid = int(out.cached("sal.id").ravel()[0]) if known else 0
+    tid = int(out.cached("sal.id").ravel()[0])
     ws.write_string(2, 0, "explains", fmt.label)
     shown = vocab.display_range(layout.config.vocab_size)
-    token = out.tokenizer.display(tid) if known else 0
+    token = out.tokenizer.display(tid)
     ws.write_formula(2, 2, f"=INDEX({shown},{pred.at(0, 0, NAME)}+1)", fmt.token, token)
     ws.write_string(3, 0, "probability", fmt.label)
-    p = 1 / float(out.cached("sal.sum").ravel()[0]) if known else 0
+    p = 1 / float(out.cached("sal.sum").ravel()[0])
     ws.write_formula(3, 2, f"=1/{total.at(0, 0, NAME)}", fmt.number("0.0%"), p)
     for col, label in enumerate(["pos", "token", "saliency"]):
         ws.write_string(SUMMARY_TOP - 1, col, label, fmt.header)

@@ -32,6 +32,14 @@ class FormulaBlock:
     formula: Callable[[int, int], str] | None = None
     arrays: list[tuple[int, int, int, int, str]] = field(default_factory=list)
     verify: str | None = None  # overrides the book's verify ("all": cells not generated as fills of one formula)
+    groups: dict = field(default_factory=dict, repr=False, compare=False)  # (rect, verify) -> shared_groups'
+
+    def shared_groups(self, rect: tuple[int, int, int, int], verify: str) -> list:
+        """``shared_groups`` of one of its rectangles, found once (an exercise book asks before assemble)."""
+        key = (rect, self.verify or verify)
+        if key not in self.groups:
+            self.groups[key] = shared_groups(self.formula, rect, self.top, self.left, self.verify or verify)
+        return self.groups[key]
 
 
 SAMPLE_CELLS = 64  # interior cells checked per rectangle (besides its edges and diagonal) when verify="sample"
@@ -121,7 +129,7 @@ def value_texts(values: np.ndarray) -> tuple[list[str], list[str] | None]:
     as its repr (NaN as empty text), a str as the text (t="str"; one that starts or ends with white
     space keeps it with xml:space="preserve", which LibreOffice needs to keep ' quickly' when it
     re-saves a book), a bool as 1/0 (t="b"), a ``CellError`` as its code (t="e"), None as no value
-    (a formula not computed: downstream of an exercise's blanks)."""
+    (a formula without a cached value; sheetgpt's own books cache one in every formula cell)."""
     if values.dtype == object:
         texts, types = [], []
         for v in values.ravel().tolist():
@@ -161,9 +169,7 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
     runs = []
     s = block.style
     for rect in block.rects if block.formula is not None else ():
-        for i0, i1, j0, j1, text, shared in shared_groups(
-            block.formula, rect, block.top, block.left, block.verify or verify
-        ):
+        for i0, i1, j0, j1, text, shared in block.shared_groups(rect, verify):
             texts, types = value_texts(block.values[i0:i1, j0:j1])
             attrs = [f' s="{s}"{t}' for t in types] if types else [f' s="{s}"'] * len(texts)
             n = j1 - j0

@@ -1,5 +1,5 @@
 """Statistical functions: AVERAGE, VAR.P/VAR.S/STDEV.P/STDEV.S (and VARP, VAR, STDEVP, STDEV), MAX,
-MIN, LARGE, SMALL, COUNT; and how SUM-like functions collect numbers."""
+MIN, LARGE, SMALL, COUNT, COUNTA; and how SUM-like functions collect numbers."""
 
 from __future__ import annotations
 
@@ -46,6 +46,18 @@ def collect(ctx, args):
 def count(ctx, args):
     x, _ = collect(ctx, args)
     return per_cell((~np.isnan(x)).sum(1).astype(float), 0)
+
+
+@function("COUNTA")
+def counta(ctx, args):
+    """Cells and values that are not empty: numbers, texts (empty text too), booleans and errors."""
+    total = np.zeros(1)
+    for a in args:
+        if a is None:
+            continue
+        v = ctx.val(ctx.store.clip(a) if isinstance(a, CellRange) else a)
+        total = total + (v.kind.reshape(v.shape[0], -1) != EMPTY).sum(1)
+    return per_cell(total.astype(float), 0)
 
 
 @function("AVERAGE")
