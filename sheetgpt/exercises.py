@@ -41,6 +41,7 @@ def families(modules: Iterable[ModuleType]) -> dict[str, tuple[str, ...]]:
             out[family] = out.get(family, ()) + tuple(s for s in stages if s not in out.get(family, ()))
     return out
 
+
 GUIDE_TITLE = "Exercises"  # the Guide's section title
 MARK = "EXERCISE: fill the yellow cells"  # the end of an exercise region's title: check finds the exercises by it
 
@@ -225,9 +226,7 @@ def write_blank_region(out: BookWriter, ws, region: Region) -> None:
         for j in region.columns():
             ws.write_blank(region.top + i, region.left + j, None, fmt)
     layout = out.layout
-    ws.write_string(
-        region.title_row, 0, f"{region.step} · {region.text['title']} · {MARK}", out.fmt.title
-    )
+    ws.write_string(region.title_row, 0, f"{region.step} · {region.text['title']} · {MARK}", out.fmt.title)
     ws.write_string(
         region.explain_row,
         0,

@@ -189,6 +189,7 @@ class BookOptions:
     generate: int = 0
     steer: bool = False  # the Steering tab (whose vector each block adds at its input, h.{i}.in) and the Neurons tab
     saliency: bool = False  # the Saliency tab: the backward pass of the prediction (--saliency)
+    train: bool = False  # the training book's tabs: one step of gradient descent (--train)
 
 
 @dataclass
@@ -223,6 +224,10 @@ class Layout:
     @property
     def saliency(self) -> bool:
         return self.options.saliency
+
+    @property
+    def train(self) -> bool:
+        return self.options.train
 
     @cached_property
     def texts(self) -> configparser.ConfigParser:
@@ -273,8 +278,11 @@ class Layout:
         for tab in tabs:
             for k, region in enumerate(tab.regions, start=1):
                 key, block = region.name, tab.name
-                if region.name.startswith(("h.", "dh.")):  # one text for every block; dh.0.mlp.gelu: [dmlp.gelu]
-                    head, n, key = region.name.split(".", 2)
+                for prefix in ("nll.", "new."):  # the training book's: its own section, else the stage's
+                    if key.startswith(prefix) and not self.texts.has_section(key):
+                        key = key[len(prefix) :]
+                if key.startswith(("h.", "dh.")):  # one text for every block; dh.0.mlp.gelu: [dmlp.gelu]
+                    head, n, key = key.split(".", 2)
                     key, block = (key, block) if head == "h" else (f"d{key}", f"Block {n}")
                 section = self.texts[key] if self.texts.has_section(key) else {}
                 region.text = {f: section.get(f, "").format(**fill, block=block) for f in ("title", "explain")}

@@ -76,7 +76,8 @@ def build_workbook(
     exercise: str | None = None,
     generate: int = 0,
     steer: Settings | None = None,
-    explain: bool = False,
+    explain: bool = True,
+    train: bool = False,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end).
 
@@ -84,7 +85,8 @@ def build_workbook(
     rows before it, computed by the book's formulas (``context`` is then the prompt's length + N).
     ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
     that tab, with strength 0 unless ``steer`` says otherwise. ``explain``: the Saliency tab, the backward
-    pass of the prediction.
+    pass of the prediction (every book has it unless ``explain`` is False: ``--no-saliency``). ``train``: the
+    training tabs (one step of gradient descent, ``--train``).
     """
     started = time.perf_counter()
     out_path = Path(out_path)
@@ -104,7 +106,7 @@ def build_workbook(
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
     steered = generate > 0 or steer is not None  # the Steering and Neurons tabs
     options = BookOptions(
-        len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered, saliency=explain
+        len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered, saliency=explain, train=train
     )
     layout = registry.layout(model.config, options)  # registry.TABS at call time (a test may add a tab)
     limits.check(layout, prompt)  # before anything is computed or written

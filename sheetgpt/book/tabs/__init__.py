@@ -36,6 +36,8 @@ from . import (
     saliency,
     steering,
     tokenize,
+    train,
+    train_weights,
     vocab,
     weights,
 )
@@ -53,6 +55,7 @@ TABS = (
     logits,  # Logits: the tied unembedding
     predict,  # Predict: softmax with a temperature, the top tokens
     saliency,  # Saliency: the backward pass of the prediction to the token embeddings, Ecco's grad_x_input (--saliency)
+    train,  # Train: one step of gradient descent on a target's loss, and the forward pass after it (--train)
     logit_lens,  # Logit lens: what each block would predict
     neurons,  # Neurons: each row's most active MLP neurons in a chosen block, a heatmap (--generate/--steer books)
     embeddings,  # Embeddings: cosine similarity of token vectors
@@ -60,6 +63,7 @@ TABS = (
     merges,  # merges: the BPE merge ranks (typed-prompt books)
     bytes_table,  # bytes: character classes and byte symbols (typed-prompt books)
     weights,  # one tab per parameter, wte ... ln_f.b
+    train_weights,  # d wte ..., new wte ...: each parameter's gradient and updated value (--train)
 )
 
 
