@@ -158,10 +158,6 @@ def test_every_book_has_the_tab_unless_no_saliency(tmp_path):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
         assert (saliency.NAME in read_workbook(out).sheets) is present
-    model = load_model(MICRO)
-    plain = build_workbook(model, Tokenizer.from_dir(MICRO), "the cat", tmp_path / "p.xlsx", context=8, explain=False)
-    assert saliency.NAME not in [t.name for t in plain.layout.tabs]
-    assert "dlogits" not in plain.trace
 
 
 def test_a_saliency_tab_past_the_last_row_is_refused_naming_no_saliency():

@@ -35,6 +35,7 @@ from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, BookOptions, Layout
 from .output import BookWriter
 from .tabs import guide
+from .tabs.train import TrainCells
 from .trace import BookInputs, Build, book_trace, given_inputs
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
@@ -77,7 +78,7 @@ def build_workbook(
     generate: int = 0,
     steer: Settings | None = None,
     explain: bool = True,
-    train: bool = False,
+    train: bool | TrainCells = False,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end).
 
@@ -86,7 +87,8 @@ def build_workbook(
     ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
     that tab, with strength 0 unless ``steer`` says otherwise. ``explain``: the Saliency tab, the backward
     pass of the prediction (every book has it unless ``explain`` is False: ``--no-saliency``). ``train``: the
-    training tabs (one step of gradient descent, ``--train``).
+    training tabs (one step of gradient descent, ``--train``); a ``TrainCells``: with those target and
+    learning-rate cells (default: the predicted token, 0.005).
     """
     started = time.perf_counter()
     out_path = Path(out_path)
@@ -106,13 +108,21 @@ def build_workbook(
     prompt = make_prompt(prompt_text, tokenizer, model.config.n_positions, context=context, typed=typed_prompt)
     steered = generate > 0 or steer is not None  # the Steering and Neurons tabs
     options = BookOptions(
-        len(prompt.ids), logits_all or generate > 0, prompt.typed, generate, steered, saliency=explain, train=train
+        len(prompt.ids),
+        logits_all or generate > 0,
+        prompt.typed,
+        generate,
+        steered,
+        saliency=explain,
+        train=bool(train),
     )
     layout = registry.layout(model.config, options)  # registry.TABS at call time (a test may add a tab)
     limits.check(layout, prompt)  # before anything is computed or written
     exercises = resolve_exercises(layout, exercise) if exercise is not None else []
     stored = {name: stored_values(value) for name, value in model.flat.items()}
     settings = {"steering": steer} if steer is not None else {}  # the command line's values for a tab's cells
+    if isinstance(train, TrainCells):
+        settings["train"] = train
     inputs = given_inputs(layout, Build(model.config, tokenizer, prompt, stored, settings))
     trace = book_trace(inputs)
     if generate:  # the rows after the prompt: the reference's greedy continuation

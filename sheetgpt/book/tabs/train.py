@@ -8,7 +8,9 @@ gradient of every parameter (tab ``d wte``, ...) and the updated parameters ``W 
 ...), each laid out like its weight tab; this module also writes a second forward pass over the updated
 parameters (``Embed after``, ``Block 0 after``, ..., ``Logits after``: the forward tabs' formulas with
 every weight tab replaced by its ``new`` tab), and on the Train tab the target's probability before and
-after the step and the new top 5. No macros, no iteration: every formula reads only what comes before.
+after the step and the new top 5 (train_weights places those tabs, after the weight tabs, so that the
+book and check's report go in the order they compute). No macros, no iteration: every formula reads only
+what comes before.
 
 A target not in the vocabulary or a learning rate that is text or negative: the status cell names it and
 the step is off (learning rate 0: the updated parameters are the parameters), nothing else changes.
@@ -133,7 +135,7 @@ def _renamer(config) -> Callable[[str], str]:
     return rename
 
 
-def _after_tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
+def after_tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     """The forward tabs again, each region renamed ``new.`` + stage, every formula over the updated
     parameters and the other 'after' tabs (the same cells: the layout is the forward's)."""
     rename = _renamer(layout.config)
@@ -166,7 +168,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         return []
     c = layout.config
     T, V = layout.T, c.vocab_size
-    after = _after_tabs(layout, placed)
+    after = after_tabs(layout, placed)  # placed by train_weights, at the end of the book: the same cells
     new_logits = next(r for t in after for r in t.regions if r.name == "new.logits")
     lg, top = placed["logits"], placed["predict.max"]
     M = top.at(0, 0, NAME, True, True)
@@ -230,13 +232,13 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     )
     regions.append(onehot)
     stack(regions, NORMS_ROW + len(params) + 2 + FRAME_ROWS)
-    summary = [tid, ok, k, lr, total, loss, p_before, max_after, total_after, p_after, top_logit, top_id, top_prob]
-    return [Tab(NAME, COMPUTE, [*summary, norms, *regions]), *after]
+    before, after_step = [tid, ok, k, lr, total, loss, p_before], [norms, max_after, total_after, p_after]
+    # in the order they compute (check reports them so): the step, its backward, then what the step changed
+    train_tab = Tab(NAME, COMPUTE, [*before, *regions, *after_step, top_logit, top_id, top_prob])
+    return [train_tab]  # the tabs after it in the book: train_weights.tabs
 
 
 def write(out: BookWriter, tab: Tab) -> int:
-    if tab.name != NAME:  # a tab of the second forward pass
-        return cells.write_compute_tab(out, tab)
     ws, fmt, layout, trace = out.sheet(tab), out.fmt, out.layout, out.trace
     s: TrainCells = out.inputs["train"]
     texts = layout.texts["train"] if layout.texts.has_section("train") else {}
@@ -269,9 +271,10 @@ def write(out: BookWriter, tab: Tab) -> int:
     lookup = out.inputs["vocab"].lookup
     ws.write_formula(STATUS_ROW, VALUE_COL, "=" + status_formula(), fmt.note, status_text(s, lookup))
     regions = {r.name: r for r in tab.regions}
-    first = tab.regions.index(regions["nll.dlogits"])  # the summary's regions, then the stacked backward
+    first, last = (tab.regions.index(regions[n]) for n in ("nll.dlogits", "nll.onehot"))
+    stacked = tab.regions[first : last + 1]  # the backward, with frames; the rest: cells at fixed places
     count = 1
-    for r in tab.regions[:first]:
+    for r in tab.regions[:first] + tab.regions[last + 1 :]:
         count += cells.write_formulas(ws, r, trace, fmt.number(r.number_format))
     ws.write_string(TOP_ROW - 2, LABEL_COL, "after the step: the new top 5", fmt.title)
     for col, label in enumerate(["rank", "token", "id", "logit", "probability"]):
@@ -290,7 +293,7 @@ def write(out: BookWriter, tab: Tab) -> int:
     for name in ("nll.p_before", "nll.p_after"):
         r = regions[name]
         ws.write_formula(r.top, r.left + 1, f"={a1.cell(r.top, r.left)}", fmt.number("0.0%"), float(trace[name][0, 0]))
-    for r in tab.regions[first:]:
+    for r in stacked:
         count += cells.write_region(out, ws, r)
         cells.note(ws, r.title_row, 0, r.text["explain"])
     cells.define_names(out, tab)

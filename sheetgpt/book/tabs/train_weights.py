@@ -9,6 +9,8 @@ gradient of cell B3 of ``wte``):
   (the rows below: 0, no position there); wte, tied, collects the unembedding's share
   ``d logits x ln_f.last`` and the embedding's ``onehot x d embed.h`` (a token used twice adds both rows).
 - ``new W``: ``{=W - lr * dW}``, one CSE array over the tab, with the Train tab's learning rate used.
+
+Then the forward pass over the updated parameters (``Embed after``, ..., ``Logits after``; train.after_tabs).
 """
 
 from __future__ import annotations
@@ -88,11 +90,14 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
             (n.top, n.left, n.bottom, n.right, f"{weight_range(c, param)}-{lr}*{dw}")
         ]
         news.append(Tab(n.tab, COMPUTE, [n]))
-    return [*grads, *news]
+    return [*grads, *news, *train.after_tabs(layout, placed)]
 
 
 def write(out: BookWriter, tab: Tab) -> int:
-    """Laid out like the weight tab: no frame, the region's numbers from A1; its explanation as a note."""
+    """Laid out like the weight tab: no frame, the region's numbers from A1; its explanation as a note.
+    The tabs of the forward pass after the step: as the forward tabs."""
+    if tab.name.endswith(train.AFTER):
+        return cells.write_compute_tab(out, tab)
     ws = out.sheet(tab)
     (region,) = tab.regions
     count = cells.write_formulas(ws, region, out.trace, out.fmt.number(region.number_format))
