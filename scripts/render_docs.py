@@ -1,7 +1,8 @@
 """Render PNG pictures of a book's tabs for the docs: docs/guide.png, block0.png, attention.png,
 predict.png, logit_lens.png, saliency.png, embeddings.png, generate.png, neurons.png, steering.png and
 steering_predict.png (after typing the documented
-flip into the Steering tab: " slow", " quick", strength 1, block 0).
+flip into the Steering tab: " slow", " quick", strength 1, block 0); from the training book (--train),
+train.png and train_swiftly.png (after typing the target " swiftly").
 
     python scripts/render_docs.py [--model DIR] [--prompt TEXT] [--out docs]
 
@@ -181,6 +182,34 @@ def jobs_for(result, outdir, workdir):
     return out
 
 
+def train_jobs(model_dir, prompt, book, outdir, workdir):
+    """The training book (`sheetgpt build --train`) and its pictures: train.png, the Train tab as built
+    (the predicted token, learning rate 0.005), and train_swiftly.png after typing the target " swiftly"."""
+    from sheetgpt.a1 import cell as a1
+    from sheetgpt.book.tabs import train
+    from sheetgpt.book.writer import build_workbook
+    from sheetgpt.checkpoint import default_model_dir, load_model
+    from sheetgpt.cli_book import DEFAULT_PROMPT
+    from sheetgpt.tokenizer import Tokenizer
+
+    model_dir = model_dir or str(default_model_dir())
+    model = load_model(model_dir)
+    build_workbook(model, Tokenizer.from_dir(model_dir), prompt or DEFAULT_PROMPT, book, force=True, train=True)
+    n = len(model.flat)
+    rng = "A1:" + a1(train.NORMS_ROW + min(n, 6) - 1, 4)  # the cells, the new top 5 and the first gradient norms
+    swiftly = [(train.NAME, a1(train.TARGET_ROW, train.VALUE_COL), " swiftly")]
+    return [
+        {
+            "sheet": train.NAME,
+            "range": rng,
+            **({"set": s} if s else {}),
+            "pdf": os.path.join(workdir, name + ".pdf"),
+            "png": os.path.join(outdir, name + ".png"),
+        }
+        for s, name in ((None, "train"), (swiftly, "train_swiftly"))
+    ]
+
+
 def main(argv):
     import argparse
 
@@ -197,14 +226,20 @@ def main(argv):
     book = os.path.join(workdir, "book.xlsx")
     result = build_book(args.model, args.prompt, book)
     jobs = jobs_for(result, args.out, workdir)
-    req = {"soffice": find_soffice(), "profile": os.path.join(workdir, "profile"), "book": book, "jobs": jobs}
-    req_path = os.path.join(workdir, "request.json")
-    with open(req_path, "w", encoding="utf-8") as f:
-        json.dump(req, f)
-    subprocess.run(
-        [SYSTEM_PYTHON, os.path.abspath(__file__), "--uno", req_path], check=True, timeout=600, start_new_session=True
-    )
-    for job in jobs:
+    train_book = os.path.join(workdir, "train.xlsx")
+    more = train_jobs(args.model, args.prompt, train_book, args.out, workdir)
+    for k, (path, some) in enumerate(((book, jobs), (train_book, more))):
+        req = {"soffice": find_soffice(), "profile": os.path.join(workdir, "profile"), "book": path, "jobs": some}
+        req_path = os.path.join(workdir, f"request{k}.json")
+        with open(req_path, "w", encoding="utf-8") as f:
+            json.dump(req, f)
+        subprocess.run(
+            [SYSTEM_PYTHON, os.path.abspath(__file__), "--uno", req_path],
+            check=True,
+            timeout=600,
+            start_new_session=True,
+        )
+    for job in jobs + more:
         stem = job["png"][: -len(".png")]
         subprocess.run(
             ["pdftoppm", "-png", "-r", str(args.dpi), "-singlefile", "-f", "1", "-l", "1", job["pdf"], stem], check=True

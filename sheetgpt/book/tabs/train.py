@@ -244,6 +244,7 @@ def write(out: BookWriter, tab: Tab) -> int:
     texts = layout.texts["train"] if layout.texts.has_section("train") else {}
     ws.set_column(0, 0, 24)
     ws.set_column(1, 1, 16)
+    ws.set_column(2, 4, 11)
     ws.write_string(0, 0, texts.get("title", NAME), fmt.big)
     ws.write_string(1, 0, texts.get("explain", ""), fmt.note)
     labels = {
