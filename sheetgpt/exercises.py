@@ -47,8 +47,8 @@ MARK = "EXERCISE: fill the yellow cells"  # the end of an exercise region's titl
 
 
 def short_name(stage: str) -> str:
-    """h.3.attn.scores -> attn.scores; other names as they are."""
-    return re.sub(r"^h\.\d+\.", "", stage)
+    """h.3.attn.scores -> attn.scores, dh.3.attn.scores -> dattn.scores (the Saliency tab's); others as they are."""
+    return re.sub(r"^(d?)h\.\d+\.", r"\1", stage)
 
 
 def exercisable(layout: Layout) -> list[Region]:
@@ -78,7 +78,11 @@ def resolve(layout: Layout, spec: str) -> list[str]:
     if unknown or not wanted:
         n = layout.config.n_layer
         block = "h.0." if n == 1 else f"h.N. (N = 0..{n - 1})"
-        shorts = [s if s == r.name else block + s for r in regions for s in [short_name(r.name)]]
+        shorts = [
+            s if s == r.name else ("d" + block + s[1:] if r.name.startswith("dh.") else block + s)
+            for r in regions
+            for s in [short_name(r.name)]
+        ]
         raise SheetGPTError(
             f"--exercise: unknown stage {', '.join(repr(w) for w in unknown) or '(none given)'}; "
             f"give stage names ({', '.join(dict.fromkeys(shorts))}) or families ({', '.join(family)})"

@@ -36,6 +36,14 @@ NAME = "Saliency"
 TOO_BIG = "lower --context, or pass --no-saliency"  # book.limits' advice: the backward grows with the token rows
 SUMMARY_TOP = 6  # the summary's first token row: title, explanation, the prediction, its probability, blank, header
 GELU_C = "SQRT(2/PI())"
+# Exercise families (sheetgpt.exercises): d + the stage name without "h.N." (each block's); sheetgpt.grade
+# has each one's math and the classic mistakes it diagnoses.
+EXERCISES = {
+    "softmax_backward": ("dattn.scores",),
+    "layer_norm_backward": ("dres_2", "dres_1", "dembed.h"),
+    "gelu_backward": ("dmlp.c_fc",),
+    "attention_backward": ("dattn.weights", "dattn.scores", "dattn.c_attn"),
+}
 
 
 def wanted(layout: Layout) -> bool:
