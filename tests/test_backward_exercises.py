@@ -17,6 +17,7 @@ from sheetgpt import a1, exercises
 from sheetgpt.book.tabs import saliency
 from sheetgpt.check import check_book
 
+SLOW = pytest.mark.slow  # the loop keeps one mistake (the layer norm's); the others run in the whole suite
 SPEC = "layer_norm_backward,gelu_backward,attention_backward"
 # each exercise and the exercises computed from it (a wrong one makes them fail too, or pass as "follows")
 AFTER = {
@@ -90,13 +91,19 @@ MISTAKES = [
         lambda t, i, j: re.sub(r"^\(([A-Z]+\d+)-\$[A-Z]+\d+-.*?\*\$[A-Z]+\d+\)", r"(\1)", t),
         "without its mean terms",
     ),
-    ("dh.0.mlp.c_fc", None, "erf GELU's derivative"),  # erf_gelu_prime
-    ("dh.0.attn.scores", lambda t, i, j: re.sub(r"-SUMPRODUCT\(.*\)\)$", ")", t), "without its row sum"),
-    ("dh.0.attn.c_attn", lambda t, i, j: re.sub(r"/SQRT\(\d+\)$", "", t), "forgotten 1/sqrt(head_dim)"),
+    pytest.param("dh.0.mlp.c_fc", None, "erf GELU's derivative", marks=SLOW),  # erf_gelu_prime
+    pytest.param(
+        "dh.0.attn.scores", lambda t, i, j: re.sub(r"-SUMPRODUCT\(.*\)\)$", ")", t), "without its row sum", marks=SLOW
+    ),
+    pytest.param(
+        "dh.0.attn.c_attn", lambda t, i, j: re.sub(r"/SQRT\(\d+\)$", "", t), "forgotten 1/sqrt(head_dim)", marks=SLOW
+    ),
 ]
 
 
-@pytest.mark.parametrize("stage,change,diagnosis", MISTAKES, ids=[m[0] for m in MISTAKES])
+@pytest.mark.parametrize(
+    "stage,change,diagnosis", MISTAKES, ids=["dh.0.res_1", "dh.0.mlp.c_fc", "dh.0.attn.scores", "dh.0.attn.c_attn"]
+)
 def test_a_classic_mistake_is_named(built, tmp_path, stage, change, diagnosis):
     change = change or erf_gelu_prime(built)
     report = check_book(fill(built, tmp_path / "wrong.xlsx", {stage: change}))
