@@ -33,15 +33,8 @@ def test_span_writes_and_parse_range_reads_ranges_in_either_corner_order():
 
 @pytest.mark.parametrize(
     "name, quoted",
-    [
-        ("wte", "wte"),
-        ("Block 0", "'Block 0'"),
-        ("h.0.attn.c_attn.w", "'h.0.attn.c_attn.w'"),
-        ("0x", "'0x'"),
-        ("it's", "'it''s'"),
-        ("Final norm", "'Final norm'"),
-        ("_sgpt", "_sgpt"),
-    ],
+    [("wte", "wte"), ("Block 0", "'Block 0'"), ("h.0.attn.c_attn.w", "'h.0.attn.c_attn.w'"), ("0x", "'0x'"),
+     ("it's", "'it''s'"), ("Final norm", "'Final norm'"), ("_sgpt", "_sgpt")],
 )
 def test_sheet_names_are_quoted_only_when_they_need_it(name, quoted):
     assert a1.quote_sheet(name) == quoted

@@ -54,7 +54,6 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     ids.formula = lambda i, j: f"MATCH({act.at(i, j, NAME)},{row(i)},0)-1"
     column = lambda j: a1.span(ids.top, ids.left + j, ids.bottom, ids.left + j, (True, True), (False, False))  # noqa: E731
     focus.formula = lambda i, j: f"INDEX({column(j)},{prompt.predict_after_ref()}+1)"
-
     def heat_cell(i: int, j: int) -> str:  # the chosen block's activation of focus neuron j in row i
         k = a1.cell(focus.top, focus.left + j, row_abs=True)
         # CHOOSE of one INDEX(row, 1, k) per block: Gnumeric 1.12.55 gives #REF! for INDEX over

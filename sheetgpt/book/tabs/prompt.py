@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from ..output import BookWriter
     from ..trace import BookInputs, Build
 
-
 def live_text_formula(layout: Layout) -> str:
     """The prompt the book reads now, from any tab: the typed text, or the token rows up to the
     predicting position (the text so far, at row C3)."""

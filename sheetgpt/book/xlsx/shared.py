@@ -170,7 +170,9 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
             c0 = block.left + j0
             if not shared:
                 r = block.top + i0
-                runs.append((r, c0, f'<c r="{a1.col_name(c0)}{r + 1}"{attrs[0]}><f>{_escape(text)}</f>{texts[0]}</c>'))
+                runs.append(
+                    (r, c0, f'<c r="{a1.col_name(c0)}{r + 1}"{attrs[0]}><f>{_escape(text)}</f>{texts[0]}</c>')
+                )
                 continue
             letters = [a1.col_name(c) for c in range(c0, c0 + n)]
             ref = f"{letters[0]}{block.top + i0 + 1}:{letters[-1]}{block.top + i1}"
@@ -202,6 +204,9 @@ def block_runs(block: FormulaBlock, verify: str, si: int) -> tuple[list[tuple[in
                 for c, a, v in zip(letters, attrs[k * n : (k + 1) * n], texts[k * n : (k + 1) * n])
             ]
             if k == 0:
-                row[0] = f'<c r="{letters[0]}{r}"{attrs[0]}><f t="array" ref="{ref}">{_escape(text)}</f>{texts[0]}</c>'
+                row[0] = (
+                    f'<c r="{letters[0]}{r}"{attrs[0]}><f t="array" ref="{ref}">{_escape(text)}</f>'
+                    f"{texts[0]}</c>"
+                )
             runs.append((r - 1, c0, "".join(row)))
     return runs, si
