@@ -193,9 +193,9 @@ def build_cmd(
         )
     if exercise is not None and (generate or steer is not None):
         raise SheetGPTError("an exercise book neither generates nor steers: leave out --generate and --steer")
-    if train and (generate or steer is not None or exercise is not None):
+    if train and (generate or steer is not None):
         raise SheetGPTError(
-            "a training book neither generates, steers nor has exercises: leave out --generate, --steer and --exercise"
+            "a training book neither generates nor steers: leave out --generate and --steer"
         )
     if train and typed_prompt is None:
         typed_prompt = False  # a training book's rows are the prompt's tokens (type over a token to change it)

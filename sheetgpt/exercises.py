@@ -52,8 +52,15 @@ def short_name(stage: str) -> str:
 
 
 def exercisable(layout: Layout) -> list[Region]:
-    """The regions that can be exercises, in book order."""
-    return [r for t in layout.compute_tabs() if hasattr(t.module, "EXERCISES") for r in t.regions]
+    """The regions that can be exercises, in book order (a module's ``EXERCISABLE``, where it has one:
+    the names of its regions that can be, the others being cells without a frame)."""
+    return [
+        r
+        for t in layout.compute_tabs()
+        if hasattr(t.module, "EXERCISES")
+        for r in t.regions
+        if r.name in getattr(t.module, "EXERCISABLE", (r.name,))
+    ]
 
 
 def resolve(layout: Layout, spec: str) -> list[str]:

@@ -265,7 +265,17 @@ def _dqkv(inp: Inputs, scale: bool = True) -> np.ndarray:
     return np.concatenate([x.transpose(1, 0, 2).reshape(x.shape[1], d) for x in parts], axis=1)
 
 
+def _crossentropy_backward(inp: Inputs, sign: float = 1.0) -> np.ndarray:
+    """The Train tab's d logits: P - onehot(k), P = EXP(logit - M) / S (sign -1: onehot(k) - P)."""
+    logits = inp.stage("logits")  # [V, 1]
+    k, s = inp.stage("nll.k")[0, 0], inp.stage("nll.sum")[0, 0]
+    p = np.exp(logits - np.nanmax(logits)) / s
+    onehot = (np.arange(logits.shape[0])[:, None] == k).astype(np.float64)
+    return sign * (p - onehot)
+
+
 _BACKWARD_STAGES: dict[str, Callable[[Inputs], np.ndarray]] = {
+    "nll.dlogits": _crossentropy_backward,
     "dres_1": _ln_backward,
     "dres_2": _ln_backward,
     "dembed.h": _ln_backward,
@@ -287,6 +297,12 @@ _LN_MISTAKES = [
     ),
 ]
 _BACKWARD_MISTAKES: dict[str, list[tuple[str, Callable[[Inputs], np.ndarray]]]] = {
+    "nll.dlogits": [
+        (
+            "dp/p, the gradient of LN(p): the loss is -LN(p), so d logits = P - onehot(target), not onehot(target) - P",
+            lambda i: _crossentropy_backward(i, -1.0),
+        ),
+    ],
     "dres_1": _LN_MISTAKES,
     "dres_2": _LN_MISTAKES,
     "dembed.h": _LN_MISTAKES,

@@ -115,3 +115,18 @@ def test_a_classic_mistake_is_named(built, tmp_path, stage, change, diagnosis):
 
 def exercises_after(stage: str) -> set[str]:
     return {stage} | AFTER[stage] | {"dembed.h"}
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_the_cross_entropy_gradient_on_the_train_tab(book, tmp_path, wrong):
+    """`--train --exercise crossentropy_backward` blanks the Train tab's d logits: P - onehot(target) passes,
+    onehot(target) - P (dp/p, the gradient of LN(p)) is named."""
+    built = book("micro", exercise="crossentropy_backward", train=True)
+    assert built.exercises == ["nll.dlogits"]
+    flip = {"nll.dlogits": lambda t, i, j: re.sub(r"^(.*)-(IF\(.*\))$", r"\2-(\1)", t)} if wrong else {}
+    report = check_book(fill(built, tmp_path / "ce.xlsx", flip))
+    (g,) = report.exercises
+    if not wrong:
+        assert g["status"] == "pass" and report.passed, g
+    else:
+        assert g["status"] == "fail" and "dp/p" in g.get("diagnosis", ""), g

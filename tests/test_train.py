@@ -199,8 +199,8 @@ def test_build_train_from_the_command_line(tmp_path):
     assert {train.NAME, "d wte", "new wte", "Logits after", "Block 0 after"} <= set(sheets)
 
 
-@pytest.mark.parametrize("extra", [["--generate", "2"], ["--steer", "t", "c", "1", "0"], ["--exercise", "gelu"]])
-def test_a_training_book_refuses_generate_steer_and_exercise(tmp_path, extra):
+@pytest.mark.parametrize("extra", [["--generate", "2"], ["--steer", "t", "c", "1", "0"]])
+def test_a_training_book_refuses_generate_and_steer(tmp_path, extra):
     out = tmp_path / "t.xlsx"
     args = ["build", "--train", "--model", str(MICRO), "--prompt", "the cat", *extra, "-o", str(out)]
     result = CliRunner().invoke(main, args)

@@ -32,12 +32,13 @@ import numpy as np
 from ... import a1, exact
 from ...backward import NLL, backward
 from ...checkpoint import Model, nest, param_shapes
-from ...reference import gpt2, with_selected_position
+from ...reference import gpt2
 from .. import cells, readback
 from ..layout import COMPUTE, FRAME_ROWS, Layout, Region, Tab, stack, weight_tab_shape
 from ..prompt_cells import ID_COL as PROMPT_ID_COL
 from ..prompt_cells import NAME as PROMPT
 from ..prompt_cells import TOP as PROMPT_TOP
+from ..trace import forward_stages
 from . import block, embed, final_norm, logits, saliency, vocab
 
 if TYPE_CHECKING:
@@ -56,6 +57,12 @@ OK_ROW, K_ROW, LR_USED_ROW, SUM_ROW, LOSS_ROW, P_BEFORE_ROW, MAX_AFTER_ROW, SUM_
 TOP_K = 5
 TOP_ROW = P_AFTER_ROW + 3  # the new top 5: rank, token, id, logit, probability
 NORMS_ROW = TOP_ROW + TOP_K + 2  # the gradient norms, one row per parameter
+
+
+# Exercise families (sheetgpt.exercises): the loss's gradient at the logits; sheetgpt.grade has its math and the
+# classic mistake (dp/p). Only this region of the tab can be an exercise (the others are cells without a frame).
+EXERCISES = {"crossentropy_backward": ("nll.dlogits",)}
+EXERCISABLE = ("nll.dlogits",)
 
 
 def grad_tab(param: str) -> str:
@@ -276,7 +283,7 @@ def write(out: BookWriter, tab: Tab) -> int:
     stacked = tab.regions[first : last + 1]  # the backward, with frames; the rest: cells at fixed places
     count = 1
     for r in tab.regions[:first] + tab.regions[last + 1 :]:
-        count += cells.write_formulas(ws, r, trace, fmt.number(r.number_format))
+        count += write_cells(out, ws, r)
     ws.write_string(TOP_ROW - 2, LABEL_COL, "after the step: the new top 5", fmt.title)
     for col, label in enumerate(["rank", "token", "id", "logit", "probability"]):
         ws.write_string(TOP_ROW - 1, col, label, fmt.header)
@@ -284,7 +291,7 @@ def write(out: BookWriter, tab: Tab) -> int:
     ids = trace["nll.top_id"][:, 0]
     for i in range(TOP_K):
         ws.write_number(TOP_ROW + i, 0, i + 1, fmt.label)
-        text = out.tokenizer.display(int(ids[i]))
+        text = out.tokenizer.display(int(ids[i])) if "nll.top_id" not in out.uncached else 0
         ws.write_formula(TOP_ROW + i, 1, f"=INDEX({shown},{a1.cell(TOP_ROW + i, 2)}+1)", fmt.token, text)
     ws.write_string(NORMS_ROW - 2, LABEL_COL, "gradient norms: SQRT(SUMPRODUCT(dW, dW)) of each tab d W", fmt.title)
     ws.write_string(NORMS_ROW - 1, 1, "parameter", fmt.header)
@@ -293,13 +300,22 @@ def write(out: BookWriter, tab: Tab) -> int:
         ws.write_url(NORMS_ROW + i, 1, f"internal:{a1.sheet_prefix(grad_tab(p))}A1", fmt.token, string=grad_tab(p))
     for name in ("nll.p_before", "nll.p_after"):
         r = regions[name]
-        ws.write_formula(r.top, r.left + 1, f"={a1.cell(r.top, r.left)}", fmt.number("0.0%"), float(trace[name][0, 0]))
+        shown = 0 if name in out.uncached else float(trace[name][0, 0])
+        ws.write_formula(r.top, r.left + 1, f"={a1.cell(r.top, r.left)}", fmt.number("0.0%"), shown)
     for r in stacked:
         count += cells.write_region(out, ws, r)
         cells.note(ws, r.title_row, 0, r.text["explain"])
     cells.define_names(out, tab)
     out.done(tab)
     return count
+
+
+def write_cells(out: BookWriter, ws, region: Region) -> int:
+    """A region without a frame: its formulas, with cached values unless it is downstream of an exercise."""
+    values = out.trace
+    if region.name in out.uncached:  # downstream of an exercise: no cached value
+        values = {region.name: np.full_like(out.cached(region.name), np.nan)}
+    return cells.write_formulas(ws, region, values, out.fmt.number(region.number_format))
 
 
 # ---- inputs and the reference --------------------------------------------------------------------
@@ -359,7 +375,7 @@ def stages(inputs: BookInputs, trace: dict) -> dict:
         new[p] = weights[p] - lr * grad
         out[f"new.{p}"] = new[p].reshape(weight_tab_shape(shape))
     out["nll.grad_norms"] = np.array([[np.sqrt((g.params[p] ** 2).sum())] for p in shapes])
-    second = with_selected_position(gpt2(used, nest(new, config.n_layer), config), t, inputs["predict"])
+    second = forward_stages(used, nest(new, config.n_layer), config, t, inputs["predict"])
     out |= {"new." + n: v for n, v in second.items() if isinstance(v, np.ndarray)}
     after = second["logits.all"][:, t]
     m2 = after.max()

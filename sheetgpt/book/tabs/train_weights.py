@@ -100,7 +100,7 @@ def write(out: BookWriter, tab: Tab) -> int:
         return cells.write_compute_tab(out, tab)
     ws = out.sheet(tab)
     (region,) = tab.regions
-    count = cells.write_formulas(ws, region, out.trace, out.fmt.number(region.number_format))
+    count = train.write_cells(out, ws, region)
     texts = out.layout.texts
     key = "grad" if region.name.startswith("grad.") else "new"
     if texts.has_section(key):
