@@ -138,8 +138,8 @@ def uno_main(req_path):
 EXERCISES = "h.0.ln_1.var,h.0.attn.weights,h.0.mlp.gelu"
 BOOKS = {
     "default": [],
-    "saliency": ["--saliency"],
-    "features": [],  # the default book again: its pictures' edits (a feature, feature steering) stay apart
+    "second": [],  # the default book again, for pictures whose edits must not meet the first one's
+    "train": ["--train"],
     "exercise": ["--blocks", "1", "--exercise", EXERCISES],
 }
 
@@ -291,6 +291,18 @@ def _top_features(L):
     return a1(act.title_row, 0) + ":" + a1(top.bottom, top.right + 1 + f.K)
 
 
+def _train_cells(L):  # the Train tab's cells, the new top 5 and the first gradient norms
+    from sheetgpt.book.tabs import train
+
+    return "A1:" + a1(train.NORMS_ROW + 5, 4)
+
+
+def _swiftly(L):  # the target " swiftly" typed into the Train tab
+    from sheetgpt.book.tabs import train
+
+    return [(train.NAME, a1(train.TARGET_ROW, train.VALUE_COL), " swiftly")]
+
+
 pc = _Lazy("sheetgpt.book.prompt_cells")  # row and column constants, imported when first read
 sal = _Lazy("sheetgpt.book.tabs.saliency")
 st = _Lazy("sheetgpt.book.tabs.steering")
@@ -311,11 +323,13 @@ PICTURES = [
     Picture("sample", "default", _tab("sample", _sample_view), _sample(6, first=True)),  # these change the book too
     Picture("sample_seed6", "default", _tab("prompt", _story)),
     Picture("sample_seed2", "default", _tab("prompt", _story), _sample(2)),
-    Picture("features", "features", _tab("features", _top_features), _heat),
-    Picture("features_heat", "features", _tab("features", _top("sae.heat", 7))),
-    Picture("features_steering", "features", _tab("steering", lambda L: "A1:" + a1(st.FEATURE_ROW, 9)), _feature_flip),
-    Picture("features_steering_prompt", "features", _tab("prompt", _story)),
-    Picture("saliency", "saliency", _tab("saliency", lambda L: "A1:" + a1(sal.SUMMARY_TOP + L.T - 1, 7))),
+    Picture("saliency", "second", _tab("saliency", lambda L: "A1:" + a1(sal.SUMMARY_TOP + L.T - 1, 7))),
+    Picture("features", "second", _tab("features", _top_features), _heat),
+    Picture("features_heat", "second", _tab("features", _top("sae.heat", 7))),
+    Picture("features_steering", "second", _tab("steering", lambda L: "A1:" + a1(st.FEATURE_ROW, 9)), _feature_flip),
+    Picture("features_steering_prompt", "second", _tab("prompt", _story)),
+    Picture("train", "train", _tab("train", _train_cells)),
+    Picture("train_swiftly", "train", _tab("train", _train_cells), _swiftly),
     Picture("exercise_before", "exercise", _exercise_region),
     Picture("exercise_after", "exercise", _exercise_region, _learner, save="filled.xlsx"),
 ]

@@ -146,11 +146,18 @@ def _check_output(output: Path, force: bool) -> None:
     "holds the four values (editable); books built with --generate have it too, with strength 0.",
 )
 @click.option(
-    "--saliency",
+    "--saliency/--no-saliency",
+    default=True,
+    show_default=True,
+    help="The Saliency tab: the backward pass of the predicted token's probability down to the token "
+    "embeddings, in formulas, and Ecco's grad_x_input score per token (--no-saliency leaves it out).",
+)
+@click.option(
+    "--train",
     is_flag=True,
     default=False,
-    help="Add the Saliency tab: the backward pass of the predicted token's probability down to the token "
-    "embeddings, in formulas, and Ecco's grad_x_input score per token.",
+    help="A training book: a Train tab (target token, learning rate, the loss and its backward pass), each "
+    "parameter's gradient and updated value, and the forward pass after one step of gradient descent.",
 )
 @sampling_options
 @click.option(
@@ -214,6 +221,7 @@ def build_cmd(
     sae_features,
     steer_feature,
     feature,
+    train,
 ):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from . import sampling
@@ -247,7 +255,13 @@ def build_cmd(
         )
     if exercise is not None and (generate or steer is not None):
         raise SheetGPTError("an exercise book neither generates nor steers: leave out --generate and --steer")
-    if generate is None and exercise is not None:
+    if train and (generate or steer is not None):
+        raise SheetGPTError(
+            "a training book neither generates nor steers: leave out --generate and --steer"
+        )
+    if train and typed_prompt is None:
+        typed_prompt = False  # a training book's rows are the prompt's tokens (type over a token to change it)
+    if generate is None and (exercise is not None or train):
         generate = 0  # an exercise book predicts one token, once the learner's blanks compute
     if generate is None:  # the bundled model fills its context, up to DEFAULT_GENERATE_ROWS rows
         rows = min(DEFAULT_GENERATE_ROWS, model.config.n_positions)
@@ -310,6 +324,7 @@ def build_cmd(
             sae=sae,
             feature=feature,
             sae_features=sae_features,
+            train=train,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])

@@ -41,18 +41,26 @@ def families(modules: Iterable[ModuleType]) -> dict[str, tuple[str, ...]]:
             out[family] = out.get(family, ()) + tuple(s for s in stages if s not in out.get(family, ()))
     return out
 
+
 GUIDE_TITLE = "Exercises"  # the Guide's section title
 MARK = "EXERCISE: fill the yellow cells"  # the end of an exercise region's title: check finds the exercises by it
 
 
 def short_name(stage: str) -> str:
-    """h.3.attn.scores -> attn.scores; other names as they are."""
-    return re.sub(r"^h\.\d+\.", "", stage)
+    """h.3.attn.scores -> attn.scores, dh.3.attn.scores -> dattn.scores (the Saliency tab's); others as they are."""
+    return re.sub(r"^(d?)h\.\d+\.", r"\1", stage)
 
 
 def exercisable(layout: Layout) -> list[Region]:
-    """The regions that can be exercises, in book order."""
-    return [r for t in layout.compute_tabs() if hasattr(t.module, "EXERCISES") for r in t.regions]
+    """The regions that can be exercises, in book order (a module's ``EXERCISABLE``, where it has one:
+    the names of its regions that can be, the others being cells without a frame)."""
+    return [
+        r
+        for t in layout.compute_tabs()
+        if hasattr(t.module, "EXERCISES")
+        for r in t.regions
+        if r.name in getattr(t.module, "EXERCISABLE", (r.name,))
+    ]
 
 
 def resolve(layout: Layout, spec: str) -> list[str]:
@@ -77,7 +85,11 @@ def resolve(layout: Layout, spec: str) -> list[str]:
     if unknown or not wanted:
         n = layout.config.n_layer
         block = "h.0." if n == 1 else f"h.N. (N = 0..{n - 1})"
-        shorts = [s if s == r.name else block + s for r in regions for s in [short_name(r.name)]]
+        shorts = [
+            s if s == r.name else ("d" + block + s[1:] if r.name.startswith("dh.") else block + s)
+            for r in regions
+            for s in [short_name(r.name)]
+        ]
         raise SheetGPTError(
             f"--exercise: unknown stage {', '.join(repr(w) for w in unknown) or '(none given)'}; "
             f"give stage names ({', '.join(dict.fromkeys(shorts))}) or families ({', '.join(family)})"
@@ -225,9 +237,7 @@ def write_blank_region(out: BookWriter, ws, region: Region) -> None:
         for j in region.columns():
             ws.write_blank(region.top + i, region.left + j, None, fmt)
     layout = out.layout
-    ws.write_string(
-        region.title_row, 0, f"{region.step} · {region.text['title']} · {MARK}", out.fmt.title
-    )
+    ws.write_string(region.title_row, 0, f"{region.step} · {region.text['title']} · {MARK}", out.fmt.title)
     ws.write_string(
         region.explain_row,
         0,

@@ -189,6 +189,145 @@ def _merged(inp: Inputs) -> np.ndarray:
     return heads.transpose(1, 0, 2).reshape(heads.shape[1], -1)
 
 
+# ---- the Saliency tab's backward stages (sheetgpt/backward.py is their reference)
+
+
+def _block_of(inp: Inputs) -> int:
+    return int(inp.name.split(".")[1])
+
+
+def _ln_backward(inp: Inputs, dmean: bool = True, dvar: bool = True) -> np.ndarray:
+    """A layer norm's dx: (dnorm - dmean - norm * dvar) / SQRT(var + eps), plus the gradient the residual
+    stream brings (dh.i.res_1: ln_2's, with dh.i.res_2; dh.i.res_2: block i+1's ln_1, or ln_f's for the
+    last block, without; dembed.h: block 0's ln_1, with dh.0.res_1)."""
+    name, n_layer = inp.name, inp.layout.config.n_layer
+    if name == "dembed.h":
+        ln, res = "h.0.ln_1", "dh.0.res_1"
+    else:
+        i = _block_of(inp)
+        if name.endswith("res_1"):
+            ln, res = f"h.{i}.ln_2", f"dh.{i}.res_2"
+        elif i + 1 < n_layer:
+            ln, res = f"h.{i + 1}.ln_1", f"dh.{i + 1}.res_1"
+        else:
+            ln, res = "ln_f", None
+    dnorm, mean, var = (inp.stage(f"d{ln}.{p}") for p in ("dnorm", "dmean", "dvar"))
+    norm, sd = inp.stage(f"{ln}.norm"), np.sqrt(inp.stage(f"{ln}.var") + _eps(inp))
+    top = dnorm - (mean if dmean else 0.0) - (norm * var if dvar else 0.0)
+    return top / sd + (inp.stage(res) if res else 0.0)
+
+
+def _gelu_prime(x: np.ndarray) -> np.ndarray:
+    c = math.sqrt(2 / math.pi)
+    th = np.tanh(c * (x + 0.044715 * x**3))
+    return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * c * (1 + 3 * 0.044715 * x * x)
+
+
+def _gelu_backward(inp: Inputs, prime=_gelu_prime) -> np.ndarray:
+    i = _block_of(inp)
+    return inp.stage(f"dh.{i}.mlp.gelu") * prime(inp.stage(f"h.{i}.mlp.c_fc"))
+
+
+def _erf_gelu_prime(x: np.ndarray) -> np.ndarray:  # Phi(x) + x phi(x)
+    return 0.5 * (1 + _erf(x / math.sqrt(2))) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+def _softmax_backward(inp: Inputs, rowsum: bool = True) -> np.ndarray:  # P * (dP - SUMPRODUCT(P row, dP row))
+    i = _block_of(inp)
+    p, dp = inp.stage(f"h.{i}.attn.weights"), inp.stage(f"dh.{i}.attn.weights")
+    return p * (dp - ((p * dp).sum(-1, keepdims=True) if rowsum else 0.0))
+
+
+def _heads(inp: Inputs, x: np.ndarray) -> np.ndarray:  # [T, d] -> [H, T, hd]
+    T, d = x.shape
+    H = inp.layout.config.n_head
+    return x.reshape(T, H, d // H).transpose(1, 0, 2)
+
+
+def _dweights(inp: Inputs) -> np.ndarray:  # dmerged_h v_h^T
+    i = _block_of(inp)
+    d = inp.layout.config.n_embd
+    v = _heads(inp, inp.stage(f"h.{i}.attn.c_attn")[:, 2 * d :])
+    return _heads(inp, inp.stage(f"dh.{i}.attn.merged")) @ v.transpose(0, 2, 1)
+
+
+def _dqkv(inp: Inputs, scale: bool = True) -> np.ndarray:
+    """dq = dscores k / sqrt(hd), dk = dscores^T q / sqrt(hd), dv = P^T dmerged, per head, side by side."""
+    i = _block_of(inp)
+    d = inp.layout.config.n_embd
+    qkv = inp.stage(f"h.{i}.attn.c_attn")
+    q, k = _heads(inp, qkv[:, :d]), _heads(inp, qkv[:, d : 2 * d])
+    ds, p = inp.stage(f"dh.{i}.attn.scores"), inp.stage(f"h.{i}.attn.weights")
+    s = 1 / math.sqrt(q.shape[-1]) if scale else 1.0
+    dmerged = _heads(inp, inp.stage(f"dh.{i}.attn.merged"))
+    parts = (ds @ k * s, ds.transpose(0, 2, 1) @ q * s, p.transpose(0, 2, 1) @ dmerged)
+    return np.concatenate([x.transpose(1, 0, 2).reshape(x.shape[1], d) for x in parts], axis=1)
+
+
+def _crossentropy_backward(inp: Inputs, sign: float = 1.0) -> np.ndarray:
+    """The Train tab's d logits: P - onehot(k), P = EXP(logit - M) / S (sign -1: onehot(k) - P)."""
+    logits = inp.stage("logits")  # [V, 1]
+    k, s = inp.stage("nll.k")[0, 0], inp.stage("nll.sum")[0, 0]
+    p = np.exp(logits - np.nanmax(logits)) / s
+    onehot = (np.arange(logits.shape[0])[:, None] == k).astype(np.float64)
+    return sign * (p - onehot)
+
+
+_BACKWARD_STAGES: dict[str, Callable[[Inputs], np.ndarray]] = {
+    "nll.dlogits": _crossentropy_backward,
+    "dres_1": _ln_backward,
+    "dres_2": _ln_backward,
+    "dembed.h": _ln_backward,
+    "dmlp.c_fc": _gelu_backward,
+    "dattn.weights": _dweights,
+    "dattn.scores": _softmax_backward,
+    "dattn.c_attn": _dqkv,
+}
+_LN_MISTAKES = [
+    (
+        "the layer-norm backward without its mean terms: dx = (dnorm - mean(dnorm) - normalized x "
+        "mean(dnorm x normalized)) / SQRT(variance + eps)",
+        lambda i: _ln_backward(i, dmean=False, dvar=False),
+    ),
+    ("the layer-norm backward without mean(dnorm): subtract the row's dmean", lambda i: _ln_backward(i, dmean=False)),
+    (
+        "the layer-norm backward without normalized x dvar: subtract normalized x mean(dnorm x normalized)",
+        lambda i: _ln_backward(i, dvar=False),
+    ),
+]
+_BACKWARD_MISTAKES: dict[str, list[tuple[str, Callable[[Inputs], np.ndarray]]]] = {
+    "nll.dlogits": [
+        (
+            "dp/p, the gradient of LN(p): the loss is -LN(p), so d logits = P - onehot(target), not onehot(target) - P",
+            lambda i: _crossentropy_backward(i, -1.0),
+        ),
+    ],
+    "dres_1": _LN_MISTAKES,
+    "dres_2": _LN_MISTAKES,
+    "dembed.h": _LN_MISTAKES,
+    "dmlp.c_fc": [
+        (
+            "the erf GELU's derivative (PHI(x) + x phi(x)) where GPT-2's GELU is the tanh form: "
+            "0.5 (1 + TANH(u)) + 0.5 x (1 - TANH(u)^2) SQRT(2/PI()) (1 + 3 x 0.044715 x^2)",
+            lambda i: _gelu_backward(i, _erf_gelu_prime),
+        ),
+        ("GELU(x) where its derivative GELU'(x) belongs", lambda i: _gelu_backward(i, gelu)),
+    ],
+    "dattn.scores": [
+        (
+            "the softmax backward without its row sum: P x (dP - SUMPRODUCT(P row, dP row))",
+            lambda i: _softmax_backward(i, rowsum=False),
+        ),
+    ],
+    "dattn.c_attn": [
+        (
+            "a forgotten 1/sqrt(head_dim): dq and dk are divided by SQRT(head_dim), as the scores were",
+            lambda i: _dqkv(i, scale=False),
+        ),
+    ],
+}
+
+
 # short stage name -> its math from the book's inputs (as the reference computes it)
 STAGES: dict[str, Callable[[Inputs], np.ndarray]] = {
     "embed.h": lambda i: i.part(".wte") + i.part(".wpe"),
@@ -208,6 +347,7 @@ STAGES: dict[str, Callable[[Inputs], np.ndarray]] = {
     "mlp.gelu": lambda i: gelu(i.input()),
     "mlp.c_proj": _linear,
     "res_2": _residual,
+    **_BACKWARD_STAGES,
 }
 
 # short stage name -> the known mistakes: (what the learner did, its math from the same inputs)
@@ -294,6 +434,7 @@ MISTAKES: dict[str, list[tuple[str, Callable[[Inputs], np.ndarray]]]] = {
     "res_1": [("a missing residual: add the block's input x", lambda i: _residual(i, with_x=False))],
     "res_2": [("a missing residual: add res_1", lambda i: _residual(i, with_x=False))],
 }
+MISTAKES |= _BACKWARD_MISTAKES
 for _linear_stage in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
     MISTAKES[_linear_stage] = [("a missing bias: add the layer's b", lambda i: _linear(i, bias=False))]
 

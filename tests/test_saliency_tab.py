@@ -1,4 +1,4 @@
-"""The Saliency tab (`sheetgpt build --saliency`): the backward pass in formulas, proven by `check`.
+"""The Saliency tab (in every book; `--no-saliency` leaves it out): the backward in formulas, proven by `check`.
 
 The figures on the bundled model are the issue's independent measurement (Ecco's grad_x_input);
 every other expectation comes from the float64 reference backward (sheetgpt/backward.py), which
@@ -16,15 +16,21 @@ from click.testing import CliRunner
 from xlsx_edit import set_value
 
 from sheetgpt import backward
+from sheetgpt.book import limits
+from sheetgpt.book.layout import BookOptions
+from sheetgpt.book.tabs import layout as layout_of
 from sheetgpt.book.tabs import prompt as prompt_tab
 from sheetgpt.book.tabs import saliency, steering
 from sheetgpt.book.writer import build_workbook
 from sheetgpt.check import check_book
 from sheetgpt.checkpoint import default_model_dir, load_model
 from sheetgpt.cli import main
+from sheetgpt.config import GPT2Config
 from sheetgpt.engine import libreoffice as lo
 from sheetgpt.engine.evaluator import evaluate
 from sheetgpt.engine.reader import read_workbook
+from sheetgpt.errors import SheetGPTError
+from sheetgpt.prompt import Prompt
 from sheetgpt.tokenizer import Tokenizer
 from sheetgpt.weight_text import stored_values
 
@@ -144,19 +150,23 @@ def test_a_generating_steered_book_explains_its_prediction(tmp_path):
     assert not result.trace["sal.score"][6:].any() and result.trace["sal.score"][:6].all()  # t = 5, the prompt's last
 
 
-def test_build_saliency_from_the_command_line(tmp_path):
-    out = tmp_path / "b.xlsx"
-    args = ["build", "--model", str(MICRO), "--prompt", "the cat", "--context", "8", "--saliency", "-o", str(out)]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    assert saliency.NAME in read_workbook(out).sheets
+def test_every_book_has_the_tab_unless_no_saliency(tmp_path):
+    """The default (no flag) has the Saliency tab; --no-saliency leaves it and its stages out."""
+    for flag, present in (([], True), (["--no-saliency"], False)):
+        out = tmp_path / f"b{len(flag)}.xlsx"
+        args = ["build", "--model", str(MICRO), "--prompt", "the cat", "--context", "8", *flag, "-o", str(out)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert (saliency.NAME in read_workbook(out).sheets) is present
 
 
-def test_books_without_the_flag_have_no_saliency_tab(tmp_path):
-    model = load_model(MICRO)
-    result = build_workbook(model, Tokenizer.from_dir(MICRO), "the cat", tmp_path / "plain.xlsx", context=8)
-    assert saliency.NAME not in [t.name for t in result.layout.tabs]
-    assert "dlogits" not in result.trace
+def test_a_saliency_tab_past_the_last_row_is_refused_naming_no_saliency():
+    """70 blocks of 1,000 token rows: each block tab fits, the Saliency tab's 16 regions per block do not."""
+    config = GPT2Config(n_layer=70, n_head=1, n_embd=4, n_positions=1024, vocab_size=300)
+    fake = Prompt("x", [], [0] * 1000, ["x"] * 1000, 1000, None)
+    limits.check(layout_of(config, BookOptions(1000, saliency=False)), fake)  # fits without the tab
+    with pytest.raises(SheetGPTError, match=r"the Saliency tab would need 1,134,118 rows.*pass --no-saliency"):
+        limits.check(layout_of(config, BookOptions(1000, saliency=True)), fake)
 
 
 @pytest.mark.libreoffice

@@ -192,6 +192,7 @@ class BookOptions:
     # The Features tab and the SAE's weight tabs (--features, --sae DIR): (the block whose input the
     # SAE reads, the number of features the book holds); None: no SAE.
     sae: tuple[int, int] | None = None
+    train: bool = False  # the training book's tabs: one step of gradient descent (--train)
 
 
 @dataclass
@@ -230,6 +231,8 @@ class Layout:
     @property
     def sae(self) -> tuple[int, int] | None:
         return self.options.sae
+    def train(self) -> bool:
+        return self.options.train
 
     @cached_property
     def texts(self) -> configparser.ConfigParser:
@@ -280,8 +283,11 @@ class Layout:
         for tab in tabs:
             for k, region in enumerate(tab.regions, start=1):
                 key, block = region.name, tab.name
-                if region.name.startswith(("h.", "dh.")):  # one text for every block; dh.0.mlp.gelu: [dmlp.gelu]
-                    head, n, key = region.name.split(".", 2)
+                for prefix in ("nll.", "new."):  # the training book's: its own section, else the stage's
+                    if key.startswith(prefix) and not self.texts.has_section(key):
+                        key = key[len(prefix) :]
+                if key.startswith(("h.", "dh.")):  # one text for every block; dh.0.mlp.gelu: [dmlp.gelu]
+                    head, n, key = key.split(".", 2)
                     key, block = (key, block) if head == "h" else (f"d{key}", f"Block {n}")
                 section = self.texts[key] if self.texts.has_section(key) else {}
                 region.text = {f: section.get(f, "").format(**fill, block=block) for f in ("title", "explain")}

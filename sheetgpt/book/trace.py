@@ -115,6 +115,12 @@ def _hooks(layout: Layout, hook: str) -> list:
     return [getattr(m, hook) for m in layout.present if hasattr(m, hook)]
 
 
+def forward_stages(ids, params, config: GPT2Config, t: int, temperature: float) -> dict:
+    """The forward pass's stages at predicting row t, as the book's tabs show them (without generation or
+    steering): the training book's forward pass over the updated parameters (book.tabs.train)."""
+    return with_selected_position(gpt2(ids, params, config), t, temperature)
+
+
 def book_trace(inputs: BookInputs) -> dict:
     """Every stage of the book, float64, keyed by its region's name; ``ids``: the token ids the forward
     pass ran on (a generating book's rows after the prompt: the reference's own continuation, greedy or

@@ -34,6 +34,7 @@ from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, BookOptions, Layout
 from .output import BookWriter
 from .tabs import guide
+from .tabs.train import TrainCells
 from .trace import BookInputs, Build, book_trace, given_inputs
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
@@ -77,11 +78,12 @@ def build_workbook(
     exercise: str | None = None,
     generate: int = 0,
     steer: Settings | None = None,
-    explain: bool = False,
+    explain: bool = True,
     sample_settings: SampleSettings | None = None,
     sae: SAE | None = None,
     feature: float | None = None,
     sae_features: int | None = None,
+    train: bool | TrainCells = False,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end).
 
@@ -89,10 +91,13 @@ def build_workbook(
     before it, computed by the book's formulas (``context`` is then the prompt's length + N).
     ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
     that tab, with strength 0 unless ``steer`` says otherwise. ``explain``: the Saliency tab, the backward
-    pass of the prediction. ``sample_settings``: the Sample tab's cells (generating books; default
-    greedy): the generated rows are those choices (``sheetgpt.sampling``). ``sae``: the Features tab and
-    the SAE's weight tabs (``sae_features`` N: only the N features most active on the prompt);
-    ``feature``: the feature its heat map shows (default: the most active one at the predicting position).
+    pass of the prediction (every book has it unless ``explain`` is False: ``--no-saliency``).
+    ``sample_settings``: the Sample tab's cells (generating books; default greedy): the generated rows
+    are those choices (``sheetgpt.sampling``). ``sae``: the Features tab and the SAE's weight tabs
+    (``sae_features`` N: only the N features most active on the prompt); ``feature``: the feature its
+    heat map shows (default: the most active one at the predicting position). ``train``: the training
+    tabs (one step of gradient descent, ``--train``); a ``TrainCells``: with those target and
+    learning-rate cells (default: the predicted token, 0.005).
     """
     started = time.perf_counter()
     out_path = Path(out_path)
@@ -113,6 +118,8 @@ def build_workbook(
     steered = generate > 0 or steer is not None  # the Steering and Neurons tabs
     settings = {"steering": steer, "sample": sample_settings}  # the command line's values for a tab's cells
     settings = {tab: value for tab, value in settings.items() if value is not None}
+    if isinstance(train, TrainCells):
+        settings["train"] = train
     if sae is not None:
         sae, settings["features"] = _book_sae(model, prompt, sae, feature, sae_features, steer)
         settings["sae"] = sae
@@ -124,6 +131,7 @@ def build_workbook(
         steered,
         saliency=explain,
         sae=(sae.block, sae.d_sae) if sae is not None else None,
+        train=bool(train),
     )
     layout = registry.layout(model.config, options)  # registry.TABS at call time (a test may add a tab)
     limits.check(layout, prompt)  # before anything is computed or written

@@ -41,6 +41,8 @@ from . import (
     sample,
     steering,
     tokenize,
+    train,
+    train_weights,
     vocab,
     weights,
 )
@@ -59,6 +61,7 @@ TABS = (
     predict,  # Predict: softmax with a temperature, the top tokens
     saliency,  # Saliency: the backward pass of the prediction to the token embeddings, Ecco's grad_x_input (--saliency)
     sample,  # Sample: how each generated row chooses its token, greedy or sampled (--generate books)
+    train,  # Train: one step of gradient descent on a target's loss, and the forward pass after it (--train)
     logit_lens,  # Logit lens: what each block would predict
     neurons,  # Neurons: each row's most active MLP neurons in a chosen block, a heatmap (--generate/--steer books)
     features,  # Features: a sparse autoencoder's top features per token, a heat map of one (--features, --sae)
@@ -68,6 +71,7 @@ TABS = (
     bytes_table,  # bytes: character classes and byte symbols (typed-prompt books)
     weights,  # one tab per parameter, wte ... ln_f.b
     sae_weights,  # the SAE's weights: sae.ids, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec (--features, --sae)
+    train_weights,  # d wte ..., new wte ...: each parameter's gradient and updated value (--train)
 )
 
 

@@ -33,9 +33,10 @@ CONFIG = ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "layer_nor
 LOGITS_ALL = "logits for every position"
 GENERATE = "generated rows (greedy)"  # generating books only: --generate N
 STEER = "steering and neuron tabs"  # books with the Steering and Neurons tabs (--generate or --steer): 1
-SALIENCY = "saliency tab"  # books with the Saliency tab (--saliency): 1
+SALIENCY = "saliency tab"  # books with the Saliency tab (all but --no-saliency): 1
 SAE_BLOCK = "features tab: SAE reads block"  # books with the Features tab (--features, --sae): the SAE's block
 SAE_FEATURES = "features tab: SAE features"  # ... and the number of features the book holds
+TRAIN = "training tabs"  # training books (--train): 1
 # Typed-prompt books: the BPE tab's limits, in TypedLimits' field order.
 TYPED_LIMITS = (
     "typed prompt: max characters",
@@ -53,6 +54,7 @@ def prompt_row(layout: Layout) -> int:
     """The row of the prompt's text (below the configuration table); a generating book's continuation is
     the row after it."""
     entries = len(CONFIG) + 1 + bool(layout.generate) + layout.steer + layout.saliency + 2 * bool(layout.sae)
+    entries += layout.train
     entries += len(TYPED_LIMITS) if layout.typed else 0
     return CONFIG_TITLE_ROW + entries + 2
 
@@ -116,6 +118,8 @@ def write(out: BookWriter, tab: Tab) -> int:
         config_rows.append((SALIENCY, 1))
     if layout.sae:
         config_rows += [(SAE_BLOCK, layout.sae[0]), (SAE_FEATURES, layout.sae[1])]
+    if layout.train:
+        config_rows.append((TRAIN, 1))
     if layout.typed:  # the BPE tab's limits (check reads them back)
         config_rows += list(zip(TYPED_LIMITS, dataclasses.astuple(layout.typed)))
     for k, (key, value) in enumerate(config_rows, start=1):
@@ -210,10 +214,12 @@ def read_config(book: Book) -> tuple[GPT2Config, BookOptions]:
         config.validate("Guide tab")
     except Exception as exc:
         raise WorkbookError(str(getattr(exc, "message", exc))) from None
-    generate, steer, saliency = _read_generate(book)
+    generate, steer, saliency, train = _read_generate(book)
     typed = _typed_limits(book, labels)
     sae = _read_sae(book, labels, config)
-    options = BookOptions(int(ints["token rows"]), bool(get(LOGITS_ALL)), typed, generate, steer, saliency, sae)
+    options = BookOptions(
+        int(ints["token rows"]), bool(get(LOGITS_ALL)), typed, generate, steer, saliency, sae, train
+    )
     return config, options
 
 
@@ -233,18 +239,18 @@ def _read_sae(book: Book, labels: dict[str, int], config: GPT2Config) -> tuple[i
     return int(block), int(count)
 
 
-def _read_generate(book: Book) -> tuple[int, bool, bool]:
-    """(the configuration table's generated rows, whether the book has a Steering tab, whether it has a
-    Saliency tab); (0, False, False) for books without any."""
+def _read_generate(book: Book) -> tuple[int, bool, bool, bool]:
+    """(the configuration table's generated rows, whether the book has a Steering tab, a Saliency tab,
+    the training tabs); (0, False, False, False) for books without any."""
     guide = book.sheets[NAME]
     labels = {text: r for (r, c), text in guide.strings.items() if c == 0}
     out = []
-    for label in (GENERATE, STEER, SALIENCY):
+    for label in (GENERATE, STEER, SALIENCY, TRAIN):
         value = readback.number(book, NAME, labels[label], 1, label) if label in labels else 0
         if value != int(value) or value < 0:
             raise WorkbookError(f"Guide tab: {label} must be a whole number, got {value!r}")
         out.append(int(value))
-    return out[0], out[1] > 0, out[2] > 0
+    return out[0], out[1] > 0, out[2] > 0, out[3] > 0
 
 
 def _typed_limits(book: Book, labels: dict[str, int]) -> TypedLimits | None:

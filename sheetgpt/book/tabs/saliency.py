@@ -33,12 +33,22 @@ if TYPE_CHECKING:
     from ..trace import BookInputs
 
 NAME = "Saliency"
+TOO_BIG = "lower --context, or pass --no-saliency"  # book.limits' advice: the backward grows with the token rows
 SUMMARY_TOP = 6  # the summary's first token row: title, explanation, the prediction, its probability, blank, header
 GELU_C = "SQRT(2/PI())"
+# Exercise families (sheetgpt.exercises): d + the stage name without "h.N." (each block's); sheetgpt.grade
+# has each one's math and the classic mistakes it diagnoses.
+EXERCISES = {
+    "softmax_backward": ("dattn.scores",),
+    "layer_norm_backward": ("dres_2", "dres_1", "dembed.h"),
+    "gelu_backward": ("dmlp.c_fc",),
+    "attention_backward": ("dattn.weights", "dattn.scores", "dattn.c_attn"),
+}
 
 
 def wanted(layout: Layout) -> bool:
-    """The book has this tab (``BookOptions.saliency``: ``sheetgpt build --saliency``; the Guide records it)."""
+    """The book has this tab (``BookOptions.saliency``: every book ``sheetgpt build`` writes, unless
+    ``--no-saliency``; the Guide records it)."""
     return layout.saliency
 
 
@@ -54,15 +64,12 @@ def stages(inputs: BookInputs, trace: dict) -> dict:
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     if not wanted(layout):
         return []
-    c = layout.config
-    T, d, H, hd, V, L = layout.T, c.n_embd, c.n_head, c.head_dim, c.vocab_size, c.n_layer
-    logits, top, select = placed["logits"], placed["predict.max"], placed["ln_f.select"]
+    T, V = layout.T, layout.config.vocab_size
+    logits, top = placed["logits"], placed["predict.max"]
 
     total = Region("sal.sum", NAME, 0, 1, 1, number_format="0.000000")
     pred = Region("sal.id", NAME, 0, 1, 1, number_format="0")
     dlogits = Region("dlogits", NAME, 0, V, 1, number_format="0.000000")
-    dlast = Region("dln_f.last", NAME, 0, 1, d)
-    dout = Region("dln_f.out", NAME, 0, T, d)
     top_cell = top.at(0, 0, NAME, True, True)
     # one-cell CSE formula: EXP over a range is element-wise in every engine only in an array formula
     total.array_fn = lambda: [
@@ -76,19 +83,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         return f"EXP({logits.at(i, 0, NAME)}-{top_cell})/{s}*(IF({token_id}={k},1,0)-1/{s})"
 
     dlogits.formula = lambda i, j: dlogit(i)
-    wte = weight_range(c, "wte")
-    dlast.array_fn = lambda: [
-        (dlast.top, dlast.left, dlast.bottom, dlast.right, f"MMULT(TRANSPOSE({dlogits.block(NAME)}),{wte})")
-    ]
-    # the predicting row's gradient put back in its row, 0 in the others: the one-hot column times the row
-    dout.array_fn = lambda: [
-        (dout.top, dout.left, dout.bottom, dout.right, f"MMULT(TRANSPOSE({select.block(NAME)}),{dlast.block(NAME)})")
-    ]
-    regions = [total, pred, dlogits, dlast, dout]
-    x_name = f"dh.{L - 1}.res_2" if L else "dembed.h"
-    regions += _layer_norm_backward(layout, placed, "ln_f", "ln_f", dout, x_name, None)
-    for i in reversed(range(L)):
-        regions += _block_backward(layout, placed, i, regions[-1])
+    regions = [total, pred, dlogits, *backward_regions(layout, placed, dlogits)]
     dembed = regions[-1]
     x = placed["embed.wte"]
     grad_norm = Region("sal.grad_norm", NAME, 0, T, 1, number_format="0.000000")
@@ -101,34 +96,69 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     score.formula = lambda i, j: f"{gxi.at(i, 0, NAME, col_abs=True)}/SUM({gxi.block(NAME)})"
     regions += [grad_norm, gxi, score]
     stack(regions, SUMMARY_TOP + T + 1 + FRAME_ROWS + 1)  # below the summary
-    _ = H, hd  # the head sizes are read again in _block_backward
     return [Tab(NAME, COMPUTE, regions)]
 
 
-def _layer_norm_backward(
-    layout: Layout, placed: dict[str, Region], name: str, params: str, dout: Region, dx_name: str, residual
+def backward_regions(
+    layout: Layout, placed: dict[str, Region], dlogits: Region, tab: str = NAME, prefix: str = ""
 ) -> list[Region]:
-    """dnorm = dout * g; dmean, dvar per row; dx = (dnorm - dmean - norm * dvar) / sqrt(var + eps) (+ residual)."""
+    """From d logits (the predicting row's, [V, 1]) down to d embed.h: d ln_f.out's predicting row, put
+    back in its row, the final norm's backward, then each block's from the last (``d{stage}`` names)."""
+    c, T, L = layout.config, layout.T, layout.config.n_layer
+    select = placed["ln_f.select"]
+    dlast = Region(f"{prefix}dln_f.last", tab, 0, 1, c.n_embd)
+    dout = Region(f"{prefix}dln_f.out", tab, 0, T, c.n_embd)
+    wte = weight_range(c, "wte")
+    dlast.array_fn = lambda: [
+        (dlast.top, dlast.left, dlast.bottom, dlast.right, f"MMULT(TRANSPOSE({dlogits.block(tab)}),{wte})")
+    ]
+    # the predicting row's gradient put back in its row, 0 in the others: the one-hot column times the row
+    dout.array_fn = lambda: [
+        (dout.top, dout.left, dout.bottom, dout.right, f"MMULT(TRANSPOSE({select.block(tab)}),{dlast.block(tab)})")
+    ]
+    regions = [dlast, dout]
+    x_name = f"{prefix}dh.{L - 1}.res_2" if L else f"{prefix}dembed.h"
+    regions += layer_norm_backward(layout, placed, "ln_f", "ln_f", dout, x_name, None, tab, prefix)
+    for i in reversed(range(L)):
+        regions += block_backward(layout, placed, i, regions[-1], tab, prefix)
+    return regions
+
+
+def layer_norm_backward(
+    layout: Layout,
+    placed: dict[str, Region],
+    name: str,
+    params: str,
+    dout: Region,
+    dx_name: str,
+    residual,
+    tab: str = NAME,
+    prefix: str = "",
+) -> list[Region]:
+    """dnorm = dout * g; dmean, dvar per row; dx = (dnorm - dmean - norm * dvar) / sqrt(var + eps) (+ residual).
+    ``tab``: where the regions go; ``prefix``: before their names (the Train tab's backward: ``nll.``)."""
     d, eps, T = layout.config.n_embd, layout.config.layer_norm_epsilon, layout.T
     norm, var = placed[f"{name}.norm"], placed[f"{name}.var"]
     g = a1.sheet_prefix(f"{params}.g")
-    dname = f"d{name}"
-    dnorm = Region(f"{dname}.dnorm", NAME, 0, T, d)
-    dmean = Region(f"{dname}.dmean", NAME, 0, T, 1, number_format="0.000000")
-    dvar = Region(f"{dname}.dvar", NAME, 0, T, 1, number_format="0.000000")
-    dx = Region(dx_name, NAME, 0, T, d)
-    dnorm.formula = lambda i, j: f"{dout.at(i, j, NAME)}*{g}{a1.cell(0, j, True)}"
-    dmean.formula = lambda i, j: f"AVERAGE({dnorm.row(i, NAME)})"
-    dvar.formula = lambda i, j: f"SUMPRODUCT({dnorm.row(i, NAME)},{norm.row(i, NAME)})/{d}"
-    skip = (lambda i, j: f"+{residual.at(i, j, NAME)}") if residual is not None else (lambda i, j: "")
+    dname = f"{prefix}d{name}"
+    dnorm = Region(f"{dname}.dnorm", tab, 0, T, d)
+    dmean = Region(f"{dname}.dmean", tab, 0, T, 1, number_format="0.000000")
+    dvar = Region(f"{dname}.dvar", tab, 0, T, 1, number_format="0.000000")
+    dx = Region(dx_name, tab, 0, T, d)
+    dnorm.formula = lambda i, j: f"{dout.at(i, j, tab)}*{g}{a1.cell(0, j, True)}"
+    dmean.formula = lambda i, j: f"AVERAGE({dnorm.row(i, tab)})"
+    dvar.formula = lambda i, j: f"SUMPRODUCT({dnorm.row(i, tab)},{norm.row(i, tab)})/{d}"
+    skip = (lambda i, j: f"+{residual.at(i, j, tab)}") if residual is not None else (lambda i, j: "")
     dx.formula = lambda i, j: (
-        f"({dnorm.at(i, j, NAME)}-{dmean.at(i, 0, NAME, col_abs=True)}-{norm.at(i, j, NAME)}"
-        f"*{dvar.at(i, 0, NAME, col_abs=True)})/SQRT({var.at(i, 0, NAME, col_abs=True)}+{eps:G}){skip(i, j)}"
+        f"({dnorm.at(i, j, tab)}-{dmean.at(i, 0, tab, col_abs=True)}-{norm.at(i, j, tab)}"
+        f"*{dvar.at(i, 0, tab, col_abs=True)})/SQRT({var.at(i, 0, tab, col_abs=True)}+{eps:G}){skip(i, j)}"
     )
     return [dnorm, dmean, dvar, dx]
 
 
-def _block_backward(layout: Layout, placed: dict[str, Region], i: int, dres_2: Region) -> list[Region]:
+def block_backward(
+    layout: Layout, placed: dict[str, Region], i: int, dres_2: Region, tab: str = NAME, prefix: str = ""
+) -> list[Region]:
     """Block i from its output's gradient to its input's: MLP, ln_2, attention, ln_1 (each residual add
     passes the gradient on unchanged, so the branch's dx is added to it)."""
     c, T = layout.config, layout.T
@@ -138,42 +168,46 @@ def _block_backward(layout: Layout, placed: dict[str, Region], i: int, dres_2: R
 
     def times_transpose(region: Region, a: Region, w: str) -> Region:  # {=MMULT(a, TRANSPOSE(w))}
         region.array_fn = lambda: [
-            (region.top, region.left, region.bottom, region.right, f"MMULT({a.block(NAME)},TRANSPOSE({w}))")
+            (region.top, region.left, region.bottom, region.right, f"MMULT({a.block(tab)},TRANSPOSE({w}))")
         ]
         return region
 
-    dgelu = times_transpose(Region(f"d{p}.mlp.gelu", NAME, 0, T, 4 * d), dres_2, weight_range(c, f"{p}.mlp.c_proj.w"))
-    dfc = Region(f"d{p}.mlp.c_fc", NAME, 0, T, 4 * d)
+    dgelu = times_transpose(
+        Region(f"{prefix}d{p}.mlp.gelu", tab, 0, T, 4 * d), dres_2, weight_range(c, f"{p}.mlp.c_proj.w")
+    )
+    dfc = Region(f"{prefix}d{p}.mlp.c_fc", tab, 0, T, 4 * d)
 
     def gelu_prime(i: int, j: int) -> str:  # 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) c (1 + 3 * 0.044715 x^2)
-        x = fc.at(i, j, NAME)
+        x = fc.at(i, j, tab)
         th = f"TANH({GELU_C}*({x}+0.044715*{x}^3))"
         return f"(0.5*(1+{th})+0.5*{x}*(1-{th}^2)*{GELU_C}*(1+3*0.044715*{x}^2))"
 
-    dfc.formula = lambda i, j: f"{dgelu.at(i, j, NAME)}*{gelu_prime(i, j)}"
-    dln_2 = times_transpose(Region(f"d{p}.ln_2.out", NAME, 0, T, d), dfc, weight_range(c, f"{p}.mlp.c_fc.w"))
-    ln_2 = _layer_norm_backward(layout, placed, f"{p}.ln_2", f"{p}.ln_2", dln_2, f"d{p}.res_1", dres_2)
+    dfc.formula = lambda i, j: f"{dgelu.at(i, j, tab)}*{gelu_prime(i, j)}"
+    dln_2 = times_transpose(Region(f"{prefix}d{p}.ln_2.out", tab, 0, T, d), dfc, weight_range(c, f"{p}.mlp.c_fc.w"))
+    ln_2 = layer_norm_backward(
+        layout, placed, f"{p}.ln_2", f"{p}.ln_2", dln_2, f"{prefix}d{p}.res_1", dres_2, tab, prefix
+    )
     dres_1 = ln_2[-1]
     dmerged = times_transpose(
-        Region(f"d{p}.attn.merged", NAME, 0, T, d, col_header=lambda j: f"h{j // hd}.{j % hd}"),
+        Region(f"{prefix}d{p}.attn.merged", tab, 0, T, d, col_header=lambda j: f"h{j // hd}.{j % hd}"),
         dres_1,
         weight_range(c, f"{p}.attn.c_proj.w"),
     )
     heads = dict(heads=H, block_cols=T, header_rows=3)  # head number, key token, key position
-    dweights = Region(f"d{p}.attn.weights", NAME, 0, T, T, **heads)
-    dscores = Region(f"d{p}.attn.scores", NAME, 0, T, T, **heads)
-    dqkv = Region(f"d{p}.attn.c_attn", NAME, 0, T, 3 * d)
+    dweights = Region(f"{prefix}d{p}.attn.weights", tab, 0, T, T, **heads)
+    dscores = Region(f"{prefix}d{p}.attn.scores", tab, 0, T, T, **heads)
+    dqkv = Region(f"{prefix}d{p}.attn.c_attn", tab, 0, T, 3 * d)
     dqkv.col_header = lambda j: f"d{'qkv'[j // d]}{(j % d) // hd}.{(j % d) % hd}"
 
     def head(region: Region, h: int) -> str:  # head h's [T, T] block, absolute
-        return region.block(NAME, j0=h * (T + 1), j1=h * (T + 1) + T - 1)
+        return region.block(tab, j0=h * (T + 1), j1=h * (T + 1) + T - 1)
 
     def head_row(region: Region, h: int, r: int) -> str:  # row r of head h's block: $C5:$R5
         c0 = region.head_left(h)
-        return region.ref(NAME) + a1.span(region.top + r, c0, region.top + r, c0 + T - 1, (False, False), (True, True))
+        return region.ref(tab) + a1.span(region.top + r, c0, region.top + r, c0 + T - 1, (False, False), (True, True))
 
     def part(region: Region, which: int, h: int) -> str:  # q (0), k (1) or v (2) of head h, or a head's columns
-        return region.block(NAME, j0=which * d + h * hd, j1=which * d + (h + 1) * hd - 1)
+        return region.block(tab, j0=which * d + h * hd, j1=which * d + (h + 1) * hd - 1)
 
     # dweights_h = dheads_h v_h^T; dscores = P * (dP - rowsum(P * dP)): masked entries have P = 0
     dweights.array_fn = lambda: [
@@ -187,7 +221,7 @@ def _block_backward(layout: Layout, placed: dict[str, Region], i: int, dres_2: R
         for h in range(H)
     ]
     dscores.formula = lambda r, j: (
-        f"{weights.at(r, j, NAME)}*({dweights.at(r, j, NAME)}-SUMPRODUCT({head_row(weights, j // (T + 1), r)},"
+        f"{weights.at(r, j, tab)}*({dweights.at(r, j, tab)}-SUMPRODUCT({head_row(weights, j // (T + 1), r)},"
         f"{head_row(dweights, j // (T + 1), r)}))"
     )
     # dq_h = dscores_h k_h / sqrt(hd), dk_h = dscores_h^T q_h / sqrt(hd), dv_h = P_h^T dheads_h
@@ -200,9 +234,9 @@ def _block_backward(layout: Layout, placed: dict[str, Region], i: int, dres_2: R
             (2, f"MMULT(TRANSPOSE({head(weights, h)}),{part(dmerged, 0, h)})"),
         )
     ]
-    dln_1 = times_transpose(Region(f"d{p}.ln_1.out", NAME, 0, T, d), dqkv, weight_range(c, f"{p}.attn.c_attn.w"))
-    dx_name = f"dh.{i - 1}.res_2" if i > 0 else "dembed.h"
-    ln_1 = _layer_norm_backward(layout, placed, f"{p}.ln_1", f"{p}.ln_1", dln_1, dx_name, dres_1)
+    dln_1 = times_transpose(Region(f"{prefix}d{p}.ln_1.out", tab, 0, T, d), dqkv, weight_range(c, f"{p}.attn.c_attn.w"))
+    dx_name = f"{prefix}dh.{i - 1}.res_2" if i > 0 else f"{prefix}dembed.h"
+    ln_1 = layer_norm_backward(layout, placed, f"{p}.ln_1", f"{p}.ln_1", dln_1, dx_name, dres_1, tab, prefix)
     return [dgelu, dfc, dln_2, *ln_2, dmerged, dweights, dscores, dqkv, dln_1, *ln_1]
 
 
