@@ -9,7 +9,7 @@ or --steer have this tab; strength 0 (the default) adds nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from ... import a1
 from ...errors import SheetGPTError
 from ...reference import steering
-from .. import cells, readback
+from .. import cells, editable
 from ..layout import INPUT, Layout, Region, Tab, stack
 from . import embed, vocab
 
@@ -34,35 +34,47 @@ OK = (STATUS_ROW + 1, VALUE_COL)  # B9: 1 when every value is usable, else 0 (st
 REGIONS_TOP = STATUS_ROW + 6  # the data row of the steering vector (its frame starts two rows below the status)
 
 
+STRENGTH = editable.Number(-1000.0, 1000.0)  # the strength's rule: far past any useful steering, never an overflow
+
+
+def block_rule(n_layer: int) -> editable.Number:
+    """Block L's rule: a whole number from 0 to n_layer - 1."""
+    return editable.Number(0, n_layer - 1, whole=True)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The four editable cells: token texts as the vocab tab shows them, a strength, a block index."""
 
-    a: str = " slow"
-    b: str = " quick"
-    strength: object = 0.0  # a number, or what was typed (text): then steering is off
+    a: object = " slow"  # a token text, or what the cell holds (a number, an error: book.editable.token_text)
+    b: object = " quick"
+    strength: object = 0.0  # what the cell holds (book.editable.held): a number, or else steering is off
     block: object = 0
 
     def valid(self, lookup: dict[str, int], n_layer: int) -> tuple[int, int, bool]:
-        """(id of A, id of B, usable): ids are -1 for a text not in the vocabulary, as the sheet's lookup."""
-        a, b = lookup.get(self.a, -1), lookup.get(self.b, -1)
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (self.strength, self.block))
-        ok = a >= 0 and b >= 0 and numbers and self.block == int(self.block) and 0 <= self.block < n_layer
+        """(id of A, id of B, usable): ids are -1 for a text not in the vocabulary, as the sheet's lookup;
+        usable when both ids are found and strength and block L follow their rules (``book.editable``)."""
+        a, b = lookup.get(editable.token_text(self.a), -1), lookup.get(editable.token_text(self.b), -1)
+        ok = a >= 0 and b >= 0 and self.strength_used() is not None and self.block_used(n_layer) is not None
         return a, b, bool(ok)
+
+    def strength_used(self) -> float | None:
+        return STRENGTH.usable(self.strength)
+
+    def block_used(self, n_layer: int) -> int | None:
+        used = block_rule(n_layer).usable(self.block)
+        return None if used is None else int(used)
 
     def stages(self, lookup: dict[str, int], wte: np.ndarray, n_layer: int) -> dict[str, np.ndarray]:
         """The tab's checked regions, and ``steer.add`` [n_layer, d], what reference.gpt2 adds."""
         a, b, ok = self.valid(lookup, n_layer)
-        add = (
-            steering(wte, a, b, float(self.strength), int(self.block), n_layer)
-            if ok
-            else np.zeros((n_layer, wte.shape[1]))
-        )
+        strength, block = (self.strength_used(), self.block_used(n_layer)) if ok else (0.0, 0)
+        add = steering(wte, a, b, strength, block, n_layer) if ok else np.zeros((n_layer, wte.shape[1]))
         vector = wte[a] - wte[b] if ok else np.zeros(wte.shape[1])
         return {
             "steer.ids": np.array([[a], [b]], dtype=np.float64),
             "steer.ok": np.array([[1.0 if ok else 0.0]]),
-            "steer.vector": (float(self.strength) * vector if ok else vector)[None, :],
+            "steer.vector": (strength * vector if ok else vector)[None, :],
             "steer.add": add,
         }
 
@@ -81,8 +93,8 @@ def from_cli(values: tuple[str, str, float, int], lookup: dict[str, int], n_laye
         raise SheetGPTError(
             f"--steer: block L must be from 0 to {n_layer - 1} (the model has {n_layer} blocks), got {block}"
         )
-    if not np.isfinite(strength):
-        raise SheetGPTError(f"--steer: the strength must be a finite number, got {strength}")
+    if STRENGTH.usable(float(strength)) is None:
+        raise SheetGPTError(f"--steer: the strength must be {STRENGTH.describe()}, got {strength}")
     return Settings(a, b, float(strength), int(block))
 
 
@@ -114,10 +126,9 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     ids.array_fn = lambda: [(A_ROW + i, ID_COL, A_ROW + i, ID_COL, lookup(i)) for i in range(2)]
     a_id, b_id = _cell(A_ROW, ID_COL), _cell(B_ROW, ID_COL)
     strength, block = _cell(STRENGTH_ROW, VALUE_COL), _cell(BLOCK_ROW, VALUE_COL)
-    # nested IFs: a text typed as the block index never reaches MOD()
+    # the rules of book.editable: a text or an error typed as strength or block never reaches the arithmetic
     ok.formula = lambda i, j: (
-        f"IF(AND({a_id}>=0,{b_id}>=0,ISNUMBER({strength}),ISNUMBER({block})),"
-        f"IF(AND({block}>=0,{block}<{n},MOD({block},1)=0),1,0),0)"
+        f"IF(AND({a_id}>=0,{b_id}>=0,{STRENGTH.ok_formula(strength)}=1,{block_rule(n).ok_formula(block)}=1),1,0)"
     )
     ok_cell = _cell(*OK)
 
@@ -126,40 +137,47 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
 
     vector.formula = lambda i, j: f"IF({ok_cell}=1,{strength}*({wte_at(a_id, j)}-{wte_at(b_id, j)}),0)"
     add.formula = lambda i, j: (
-        f"IF(AND({ok_cell}=1,{a1.cell(add.top + i, 0, col_abs=True)}={block}),"
-        f"{a1.cell(vector.top, vector.left + j, row_abs=True)},0)"
+        f"IF({ok_cell}=1,IF({a1.cell(add.top + i, 0, col_abs=True)}={block_rule(n).used_formula(block)},"
+        f"{a1.cell(vector.top, vector.left + j, row_abs=True)},0),0)"
     )
     return [Tab(NAME, INPUT, [ids, ok, vector, add])]
+
+
+def _shown(ref: str) -> str:
+    """A token cell inside a message: its text, or 'an error value' (an error would spread into the message)."""
+    return f'IF(ISERROR({ref}),"an error value",{ref})'
 
 
 def status_formula(n_layer: int) -> str:
     a, b = _cell(A_ROW, VALUE_COL), _cell(B_ROW, VALUE_COL)
     a_id, b_id = _cell(A_ROW, ID_COL), _cell(B_ROW, ID_COL)
     strength, block = _cell(STRENGTH_ROW, VALUE_COL), _cell(BLOCK_ROW, VALUE_COL)
+    rule, copy = block_rule(n_layer), "is not in the vocabulary; copy a token text from the vocab tab"
     return (
-        f'IF({a_id}<0,"Steering off: token A ("&{a}&") is not in the vocabulary; copy a token text from the vocab tab",'
-        f'IF({b_id}<0,"Steering off: token B ("&{b}&") is not in the vocabulary; copy a token text from the vocab tab",'
-        f'IF(NOT(ISNUMBER({strength})),"Steering off: the strength must be a number",'
-        f'IF({_cell(*OK)}=0,"Steering off: block L must be a whole number from 0 to {n_layer - 1}",'
+        f'IF({a_id}<0,"Steering off: token A ("&{_shown(a)}&") {copy}",'
+        f'IF({b_id}<0,"Steering off: token B ("&{_shown(b)}&") {copy}",'
+        f'IF({STRENGTH.ok_formula(strength)}=0,"Steering off: the strength must be {STRENGTH.describe()}",'
+        f'IF({rule.ok_formula(block)}=0,"Steering off: block L must be {rule.describe()}",'
         f'IF({strength}=0,"Strength 0: nothing is added",'
-        f'"On: "&{strength}&" x (wte[A] - wte[B]) is added to every row at the input of block "&{block})))))'
+        f'"On: "&{strength}&" x (wte[A] - wte[B]) is added to every row at the input of block "'
+        f"&{rule.used_formula(block)})))))"
     )
 
 
 def status_text(s: Settings, lookup: dict[str, int], n_layer: int) -> str:
-    """What ``status_formula`` shows for these settings."""
+    """What ``status_formula`` shows for these settings (a book being built: texts and numbers)."""
     a, b, ok = s.valid(lookup, n_layer)
     if a < 0:
         return f"Steering off: token A ({s.a}) is not in the vocabulary; copy a token text from the vocab tab"
     if b < 0:
         return f"Steering off: token B ({s.b}) is not in the vocabulary; copy a token text from the vocab tab"
-    if not isinstance(s.strength, (int, float)):
-        return "Steering off: the strength must be a number"
-    if not ok:
-        return f"Steering off: block L must be a whole number from 0 to {n_layer - 1}"
+    if s.strength_used() is None:
+        return f"Steering off: the strength must be {STRENGTH.describe()}"
+    if s.block_used(n_layer) is None:
+        return f"Steering off: block L must be {block_rule(n_layer).describe()}"
     if s.strength == 0:
         return "Strength 0: nothing is added"
-    return f"On: {s.strength:g} x (wte[A] - wte[B]) is added to every row at the input of block {int(s.block)}"
+    return f"On: {s.strength:g} x (wte[A] - wte[B]) is added to every row at the input of block {s.block_used(n_layer)}"
 
 
 def write(out: BookWriter, tab: Tab) -> int:
@@ -213,12 +231,19 @@ def before_forward(inputs: BookInputs) -> dict[str, np.ndarray]:
 
 
 def read_back(book: Book, layout: Layout, inputs: BookInputs) -> Settings:
-    """The four editable cells as the book holds them (text where a number was expected is kept: steering off)."""
+    """The four editable cells as the book holds them (``book.editable.held``: a formula is read after the
+    engine computed it, in ``recomputed``); the rules apply in ``Settings.valid``."""
     sheet = book.sheets[NAME]
+    a, b, strength, block = (editable.held(sheet, r, VALUE_COL) for r in (A_ROW, B_ROW, STRENGTH_ROW, BLOCK_ROW))
+    return Settings(a, b, strength, block)
 
-    def value(r: int):
-        number = readback.held(sheet, r, VALUE_COL)
-        return number if number is not None else sheet.strings.get((r, VALUE_COL), "")
 
-    a, b = sheet.strings.get((A_ROW, VALUE_COL), ""), sheet.strings.get((B_ROW, VALUE_COL), "")
-    return Settings(a, b, value(STRENGTH_ROW), value(BLOCK_ROW))
+def recomputed(s: Settings, values, inputs: BookInputs) -> Settings:
+    """The settings with each cell that holds a formula replaced by the value the engine computed for it."""
+    cells_ = dict(zip(("a", "b", "strength", "block"), (A_ROW, B_ROW, STRENGTH_ROW, BLOCK_ROW)))
+    changes = {
+        name: editable.computed(values, NAME, r, VALUE_COL)
+        for name, r in cells_.items()
+        if getattr(s, name) is editable.FORMULA
+    }
+    return replace(s, **changes) if changes else s
