@@ -58,7 +58,9 @@ CASES = [
     ("strength text", "typed", "Steering", "B6", "text", "1", OFF_STRENGTH),
     ("strength 1e200", "typed", "Steering", "B6", "number", 1e200, OFF_STRENGTH),
     ("strength -1e200", "rows", "Steering", "B6", "number", -1e200, OFF_STRENGTH),
-    ("strength TRUE", "typed", "Steering", "B6", "bool", True, OFF_STRENGTH),
+    ("strength TRUE", "typed", "Steering", "B6", "bool", True, ON + "1"),  # TRUE is 1, as in the sheet's arithmetic
+    ("strength formula TRUE", "rows", "Steering", "B6", "formula", "=TRUE()", ON + "1"),
+    ("block FALSE", "typed", "Steering", "B7", "bool", False, ON + "0"),
     ("strength error", "typed", "Steering", "B6", "error", "#DIV/0!", OFF_STRENGTH),
     ("strength empty", "typed", "Steering", "B6", "empty", None, OFF_STRENGTH),
     ("strength formula error", "rows", "Steering", "B6", "formula", "=1/0", OFF_STRENGTH),
@@ -110,6 +112,7 @@ FAST_LOOP = {"strength formula", "token A number", "block near 1", "after text (
 ENGINE_CASES = [
     "strength formula",
     "strength 1e200",
+    "strength formula TRUE",
     "token A number",
     "token A formula error",
     "block near 1",

@@ -869,7 +869,7 @@ EDITS = st.one_of(
     st.tuples(st.just("error"), st.sampled_from(["#DIV/0!", "#N/A", "#VALUE!", "#REF!"])),
     st.tuples(
         st.just("formula"),
-        st.sampled_from(['="a"', "=1/2", "=1/0", "=NA()", '="1"', "=1E200*1E200", "=-0", "=2-1", '=""']),
+        st.sampled_from(['="a"', "=1/2", "=1/0", "=NA()", '="1"', "=1E200*1E200", "=-0", "=2-1", '=""', "=TRUE()"]),
     ),
     st.tuples(st.just("empty"), st.none()),
 )

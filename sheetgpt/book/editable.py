@@ -4,8 +4,9 @@ A cell's *value* is what an engine computes for it: a constant as typed, or a fo
 formula is allowed: ``=1/2`` is the number 0.5, ``=" slow"`` the text " slow"). Two kinds of cell:
 
 - a **number cell** (``Number``: strength, block L, temperature, a position, a block number) is used
-  when its value is a number (``ISNUMBER``: text such as "3", a boolean, an error or an empty cell
-  is not), finite, and from ``lo`` to ``hi``; a *whole* cell also within ``WHOLE_TOL`` of a whole
+  when its value is a number or a boolean (TRUE is 1, as in the sheet's arithmetic and as every engine
+  reports a formula's boolean; text such as "3", an error or an empty cell is not), finite, and from
+  ``lo`` to ``hi``; a *whole* cell also within ``WHOLE_TOL`` of a whole
   number, and then the rounded number is what is used (so 1.0000000000000002 is block 1 in every
   engine: LibreOffice compares numbers with a tolerance of its own, the others exactly). The range
   of a whole cell is tested on the rounded number. Anything else: the tab's status cell shows one
@@ -104,7 +105,9 @@ class Number:
 
     def usable(self, value) -> float | None:
         """The number the book uses for this value, or None (the tab falls back)."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool):
+            value = float(value)  # TRUE is 1, as in the sheet's arithmetic and as engines report a formula's TRUE
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
             return None
         if self.whole:
             rounded = float(math.floor(value + 0.5)) if value >= 0 else -float(math.floor(-value + 0.5))
@@ -116,20 +119,26 @@ class Number:
     def ok_formula(self, ref: str) -> str:
         """1 when the cell ``ref`` is usable, else 0: nested IFs, so a text or an error never
         reaches the arithmetic (every engine gives 0 for it, none an error)."""
+        x = number_formula(ref)
         if self.whole:
-            x = f"ROUND({ref},0)"
-            test = f"AND(ABS({ref}-{x})<={_num(WHOLE_TOL)},{x}>={_num(self.lo)},{x}<={_num(self.hi)})"
+            r = f"ROUND({x},0)"
+            test = f"AND(ABS({x}-{r})<={_num(WHOLE_TOL)},{r}>={_num(self.lo)},{r}<={_num(self.hi)})"
         else:
-            test = f"AND({ref}>={_num(self.lo)},{ref}<={_num(self.hi)})"
-        return f"IF(ISNUMBER({ref}),IF({test},1,0),0)"
+            test = f"AND({x}>={_num(self.lo)},{x}<={_num(self.hi)})"
+        return f"IF(OR(ISNUMBER({ref}),ISLOGICAL({ref})),IF({test},1,0),0)"
 
     def used_formula(self, ref: str) -> str:
         """The number used, given that ``ok_formula`` is 1: the cell's value (rounded when whole)."""
-        return f"ROUND({ref},0)" if self.whole else ref
+        return f"ROUND({number_formula(ref)},0)" if self.whole else number_formula(ref)
 
     def describe(self) -> str:
         """'a whole number from 0 to 1', 'a number from -1000000 to 1000000'."""
         return f"{'a whole number' if self.whole else 'a number'} from {_num(self.lo)} to {_num(self.hi)}"
+
+
+def number_formula(ref: str) -> str:
+    """A number cell's value as a number (TRUE is 1): ``ref*1``, for a cell that ``ok_formula`` accepts."""
+    return f"({ref}*1)"
 
 
 def _num(x: float) -> str:

@@ -106,7 +106,8 @@ def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
     ws.write_formula(*STATUS, f'=IF({ok}=1,"{fine}","{wrong}")', fmt.note, fine)
     ws.write_string(TEMPERATURE[0], 0, "temperature", fmt.label)
     ws.write_number(*TEMPERATURE, TEMPERATURE_VALUE, fmt.edit)
-    ws.write_formula(*TEMPERATURE_USED, f"=IF({ok}=1,{typed},{TEMPERATURE_VALUE:g})", None, TEMPERATURE_VALUE)
+    used = f"=IF({ok}=1,{RULE.used_formula(typed)},{TEMPERATURE_VALUE:g})"
+    ws.write_formula(*TEMPERATURE_USED, used, None, TEMPERATURE_VALUE)
     if layout.generate:  # the prompt and the greedy continuation, as text
         shown, rest = prompt_tab.continuation_text(out)
         r, c = TEMPERATURE[0], RANK_COL

@@ -135,7 +135,8 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     def wte_at(idcell: str, j: int) -> str:
         return f"INDEX({embed.weight_column('wte', V, j)},{idcell}+1)"
 
-    vector.formula = lambda i, j: f"IF({ok_cell}=1,{strength}*({wte_at(a_id, j)}-{wte_at(b_id, j)}),0)"
+    times = editable.number_formula(strength)
+    vector.formula = lambda i, j: f"IF({ok_cell}=1,{times}*({wte_at(a_id, j)}-{wte_at(b_id, j)}),0)"
     add.formula = lambda i, j: (
         f"IF({ok_cell}=1,IF({a1.cell(add.top + i, 0, col_abs=True)}={block_rule(n).used_formula(block)},"
         f"{a1.cell(vector.top, vector.left + j, row_abs=True)},0),0)"
@@ -153,13 +154,14 @@ def status_formula(n_layer: int) -> str:
     a_id, b_id = _cell(A_ROW, ID_COL), _cell(B_ROW, ID_COL)
     strength, block = _cell(STRENGTH_ROW, VALUE_COL), _cell(BLOCK_ROW, VALUE_COL)
     rule, copy = block_rule(n_layer), "is not in the vocabulary; copy a token text from the vocab tab"
+    times = editable.number_formula(strength)
     return (
         f'IF({a_id}<0,"Steering off: token A ("&{_shown(a)}&") {copy}",'
         f'IF({b_id}<0,"Steering off: token B ("&{_shown(b)}&") {copy}",'
         f'IF({STRENGTH.ok_formula(strength)}=0,"Steering off: the strength must be {STRENGTH.describe()}",'
         f'IF({rule.ok_formula(block)}=0,"Steering off: block L must be {rule.describe()}",'
-        f'IF({strength}=0,"Strength 0: nothing is added",'
-        f'"On: "&{strength}&" x (wte[A] - wte[B]) is added to every row at the input of block "'
+        f'IF({times}=0,"Strength 0: nothing is added",'
+        f'"On: "&{times}&" x (wte[A] - wte[B]) is added to every row at the input of block "'
         f"&{rule.used_formula(block)})))))"
     )
 
