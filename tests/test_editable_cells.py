@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from xlsx_edit import drop_cached, set_cell
 
 from sheetgpt import check as check_module
+from sheetgpt.book import editable
 from sheetgpt.book.tabs import steering
 from sheetgpt.book.writer import build_workbook
 from sheetgpt.checkpoint import load_model
@@ -204,3 +205,115 @@ def test_every_engine_gives_the_same_verdict_and_message(books, tmp_path, monkey
     other = run_check(path, engine, tmp_path, monkeypatch)
     assert _verdict(*other[:2]) == _verdict(*fast[:2]) == (0, []), (name, engine)
     assert _status(other[2], case, book) == _status(fast[2], case, book) == _expected(case, book)
+
+
+# ------------------------------------------------------------------ the rule: the sheet and the reference agree
+
+RULES = {
+    "whole 0..1": editable.Number(0, 1, whole=True),
+    "strength": editable.Number(-1000.0, 1000.0),
+    "temperature": editable.Number(0.001, 1e6),
+}
+# (how the cell is written, its value) and what each rule uses (None: the tab falls back); written out by hand
+RULE_CASES = [
+    (("number", 1.0), (1.0, 1.0, 1.0)),
+    (("number", 1.0000000000000002), (1.0, 1.0000000000000002, 1.0000000000000002)),
+    (("number", 0.9999999999), (1.0, 0.9999999999, 0.9999999999)),
+    (("number", 0.999999998), (None, 0.999999998, 0.999999998)),
+    (("number", -1e-300), (0.0, -1e-300, None)),
+    (("number", 0.5), (None, 0.5, 0.5)),
+    (("number", 1.5), (None, 1.5, 1.5)),
+    (("number", 2.0), (None, 2.0, 2.0)),
+    (("number", 1e200), (None, None, None)),
+    (("number", -1000.0), (None, -1000.0, None)),
+    (("number", 1000.0000001), (None, None, 1000.0000001)),
+    (("number", 1e-310), (0.0, 1e-310, None)),
+    (("number", 0.0), (0.0, 0.0, None)),
+    (("text", "1"), (None, None, None)),
+    (("text", ""), (None, None, None)),
+    (("bool", True), (1.0, 1.0, 1.0)),
+    (("bool", False), (0.0, 0.0, None)),
+    (("error", "#N/A"), (None, None, None)),
+    (("empty", None), (None, None, None)),
+    (("formula", "=1/2"), (None, 0.5, 0.5)),
+    (("formula", "=TRUE()"), (1.0, 1.0, 1.0)),
+    (("formula", "=1/0"), (None, None, None)),
+    (("formula", '="1"'), (None, None, None)),
+    (("formula", "=2^1023*4"), (None, None, None)),
+]
+
+
+def _rule_book(path: Path) -> Path:
+    """Column A: each case's cell; then per rule: ok (0/1) and the number used, by the rule's own formulas."""
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("Rules")
+    for i, ((how, value), _) in enumerate(RULE_CASES):
+        if how == "number":
+            ws.write_number(i, 0, value)
+        elif how == "text":
+            ws.write_string(i, 0, value)
+        elif how == "bool":
+            ws.write_boolean(i, 0, value)
+        elif how == "error":
+            ws.write_formula(i, 0, "=NA()")
+        elif how == "formula":
+            ws.write_formula(i, 0, value)
+        cell = f"$A{i + 1}"
+        for k, rule in enumerate(RULES.values()):
+            ok = rule.ok_formula(cell)
+            ws.write_formula(i, 1 + 2 * k, "=" + ok)
+            ws.write_formula(i, 2 + 2 * k, f'=IF({ok}=1,{rule.used_formula(cell)},"off")', None, "")
+    wb.close()
+    for i, ((how, value), _) in enumerate(RULE_CASES):  # every digit (xlsxwriter writes 16 significant ones)
+        if how == "number":
+            set_cell(path, path.with_suffix(".tmp"), "Rules", f"A{i + 1}", how, value).replace(path)
+    return path
+
+
+def _sheet_rule(path: Path, engine: str) -> list[tuple]:
+    from sheetgpt.engine import recompute
+    from sheetgpt.engine.reader import read_workbook
+
+    values = recompute(engine, path, read_workbook(path))
+    out = []
+    for i in range(len(RULE_CASES)):
+        used = [values.describe("Rules", i, 2 + 2 * k) for k in range(len(RULES))]
+        out.append(tuple(None if u == "off" else u for u in used))
+    return out
+
+
+def test_the_reference_side_of_the_rule():
+    for (how, value), want in RULE_CASES:
+        held = {"error": editable.Error("#N/A"), "empty": None, "formula": editable.FORMULA}.get(how, value)
+        if how == "formula":
+            continue  # a formula's value comes from the engine: the sheet side below
+        assert tuple(rule.usable(held) for rule in RULES.values()) == want, (how, value)
+
+
+@pytest.mark.parametrize("engine", ["fast", *ENGINES])
+def test_the_sheet_side_of_the_rule_equals_the_reference_side(tmp_path, engine):
+    """The rule's formulas (``ok_formula``, ``used_formula``) give, in every engine, what ``usable`` gives."""
+    got = _sheet_rule(_rule_book(tmp_path / "rules.xlsx"), engine)
+    assert got == [want for _, want in RULE_CASES], engine
+
+
+def test_fast_engine_islogical_and_round_of_huge_numbers(tmp_path):
+    import xlsxwriter
+
+    from sheetgpt.engine.evaluator import evaluate
+    from sheetgpt.engine.reader import read_workbook
+
+    path = tmp_path / "f.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("S")
+    ws.write_boolean("A1", True)
+    ws.write_number("A2", 1)
+    ws.write_string("A3", "TRUE")
+    ws.write_formula("B1", "=ISLOGICAL(A1)*100+ISLOGICAL(A2)*10+ISLOGICAL(A3)")
+    ws.write_formula("B2", "=ROUND(1E200,0)")
+    ws.write_formula("B3", "=ROUND(-123456789012345678,-2)")
+    wb.close()
+    values = evaluate(read_workbook(path))
+    assert [values.describe("S", r, 1) for r in range(3)] == [100.0, 1e200, -1.23456789012346e17]  # 15 digits, as Excel
