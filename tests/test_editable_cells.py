@@ -317,3 +317,31 @@ def test_fast_engine_islogical_and_round_of_huge_numbers(tmp_path):
     wb.close()
     values = evaluate(read_workbook(path))
     assert [values.describe("S", r, 1) for r in range(3)] == [100.0, 1e200, -1.23456789012346e17]  # 15 digits, as Excel
+
+
+@pytest.mark.libreoffice
+def test_values_typed_in_libreoffice_follow_the_rule(books):
+    """Typed as a person types them (LibreOffice's input parser, UNO FormulaLocal), not written into the
+    file: the Steering tab's message for each. In the Text-format token cell `=" slow"` stays a text."""
+    import lo_batch
+
+    path = books["typed"].path
+    strength = ["=1/2", "1e200", "abc", "TRUE", "=1/0", "1000", "-1000.5"]
+    typed = lo_batch.type_texts(path, ("Steering", "B6"), strength, [("Steering", "B8")], number_format="General")
+    assert [r[0][0][0] for r in typed.results] == [
+        "On: 0.5 x (wte[A] - wte[B]) is added to every row at the input of block 1",
+        OFF_STRENGTH,
+        OFF_STRENGTH,
+        ON + "1",  # TRUE is 1 (in LibreOffice a boolean is the number 1 anyway)
+        OFF_STRENGTH,
+        "On: 1000 x (wte[A] - wte[B]) is added to every row at the input of block 1",
+        OFF_STRENGTH,
+    ]
+    tokens = ["5", '=" slow"', "c"]
+    typed = lo_batch.type_texts(path, ("Steering", "B4"), tokens, [("Steering", "B8")])
+    assert typed.kinds == ["TEXT", "TEXT", "TEXT"]
+    assert [r[0][0][0] for r in typed.results] == [
+        ON + "1",
+        'Steering off: token A (=" slow") is not in the vocabulary; copy a token text from the vocab tab',
+        ON + "1",
+    ]
