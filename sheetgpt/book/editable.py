@@ -55,16 +55,21 @@ class Error(str):
 
 def held(sheet: Sheet, r: int, c: int):
     """What a cell holds: a float, a str, a bool, an ``Error``, None (empty) or ``FORMULA``."""
+    value = constant(sheet, r, c)
+    if value is None and has_formula(sheet, r, c):
+        return FORMULA
+    return value
+
+
+def constant(sheet: Sheet, r: int, c: int):
+    """The constant a cell holds (a float, a str, a bool, an ``Error``), or None (empty, or a formula)."""
     if (r, c) in sheet.strings:
         return sheet.strings[(r, c)]
     if (r, c) in sheet.booleans:
         return bool(sheet.booleans[(r, c)])
     if (r, c) in sheet.errors:
         return Error(sheet.errors[(r, c)])
-    x = readback.held(sheet, r, c)
-    if x is not None:
-        return x
-    return FORMULA if has_formula(sheet, r, c) else None
+    return readback.held(sheet, r, c)
 
 
 def has_formula(sheet: Sheet, r: int, c: int) -> bool:

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ... import a1
-from ...engine.values import num_text
 from ...errors import WorkbookError
 from ...prompt import read_typed_prompt
 from ...tokenizer import ENDOFTEXT, Tokenizer
@@ -285,8 +284,7 @@ def recomputed(rows: TokenRows, values: Values, inputs: BookInputs) -> TokenRows
     texts, ids = list(rows.texts), list(rows.ids)
     for t in rows.teacher_rows:
         r, c = TOP + t, TEXT_COL
-        error = values.errors.get(NAME, {}).get((r, c))
-        texts[t] = value_text(values.describe(NAME, r, c)) if error is None else error + "\0"
+        texts[t] = value_text(editable.computed(values, NAME, r, c))
         ids[t] = lookup.get(texts[t], -1)
     return replace(rows, texts=texts, ids=ids)
 
@@ -348,27 +346,17 @@ def _read_rows(book: Book, layout: Layout, inputs: BookInputs) -> tuple[list[str
 
 
 def constant_text(sheet: Sheet, r: int, c: int) -> str | None:
-    """The text a constant token cell gives the id lookup (EXACT compares texts): a text itself, a
-    number as the General format shows it ('2'), a boolean TRUE/FALSE; None for nothing or a formula.
-    An error literal gives a text no vocabulary holds, as the lookup then falls back to -1."""
-    if (r, c) in sheet.strings:
-        return sheet.strings[(r, c)]
-    if (r, c) in sheet.booleans:
-        return "TRUE" if sheet.booleans[(r, c)] else "FALSE"
-    if (r, c) in sheet.errors:
-        return sheet.errors[(r, c)] + "\0"  # not a token text: no vocabulary entry holds a NUL after '#'
-    x = readback.held(sheet, r, c)
-    return None if x is None else num_text(x)
+    """The text a constant token cell gives the id lookup (``editable.token_text``: a text itself, a
+    number as the General format shows it ('2'), TRUE/FALSE, an error a text no vocabulary holds);
+    None for nothing or a formula."""
+    held = editable.constant(sheet, r, c)
+    return None if held is None else editable.token_text(held)
 
 
 def value_text(value) -> str:
     """The text the id lookup sees in a token cell whose formula gave ``value`` (an engine's value:
-    float, str, None for empty); an error gives a text no vocabulary holds."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return num_text(value)
-    return str(value)
+    float, str, None for empty): ``editable.token_text``."""
+    return editable.token_text(value)
 
 
 def text_formulas(layout: Layout) -> list[str | None]:
