@@ -92,6 +92,12 @@ def expected_cells(path: Path) -> dict[tuple[str, int, int], tuple[object, float
         want[(predict.NAME, top + k, predict.TOKEN_COL)] = (shown[order[k]], 0.0)
     want[(guide.NAME, guide.PREDICTED_ROW, 1)] = (shown[order[0]], 0.0)
     want[(guide.NAME, guide.SENTINEL_ROW, 1)] = (2.0, 0.0)
+    # the editable cells' "used" values and status messages (sheetgpt/book/editable.py): as built, every
+    # value follows its rule, so the typed values are used and no message is shown
+    want[(predict.NAME, *predict.STATUS)] = ("Softmax of the logits, with a temperature you can edit (yellow).", 0.0)
+    want[(predict.NAME, *predict.TEMPERATURE_USED)] = (float(inputs["predict"]), 0.0)
+    want[(prompt.NAME, *prompt.AFTER_STATUS)] = ("", 0.0)
+    want[(prompt.NAME, *prompt.AFTER_USED)] = (float(inputs["prompt"].predict_after), 0.0)
     # the prompt the book reads now: the Prompt tab's text so far, the Guide's copy of it
     so_far = "".join(inputs["prompt"].texts[: inputs["prompt"].predict_after + 1])
     for t in range(T if not layout.typed else 0):

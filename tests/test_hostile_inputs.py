@@ -849,3 +849,99 @@ def test_an_interrupt_that_lands_in_a_weakref_callback_still_stops_the_command()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr and "went on" not in proc.stdout, proc.stderr
+
+
+# ------------------------------------------------------------------ the sweep: values typed into the yellow cells
+
+# every editable cell of a generating, steered book (sheetgpt/book/editable.py; docs/robustness.md)
+EDITABLE = [
+    ("typed", "Prompt", "B4"),  # the typed text
+    ("typed", "Prompt", "C3"),  # predict after position
+    ("rows", "Prompt", "C3"),
+    ("rows", "Prompt", "B6"),  # a token text
+    ("typed", "Prompt", "B7"),  # a token typed over the BPE's formula
+    ("typed", "Predict", "C3"),  # temperature
+    ("typed", "Steering", "B4"),  # token A
+    ("rows", "Steering", "B5"),  # token B
+    ("typed", "Steering", "B6"),  # strength
+    ("rows", "Steering", "B7"),  # block L
+    ("typed", "Neurons", "B3"),  # block
+    ("rows", "Embeddings", "B6"),  # a token
+]
+EDITS = st.one_of(
+    st.tuples(
+        st.just("number"),
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False, width=64),
+            st.sampled_from([1e200, -1e200, 1e-310, 1.0000000000000002, 0.9999999999, 1000.0000001, 2.0**53, -0.0]),
+        ),
+    ),
+    st.tuples(st.just("text"), st.sampled_from(["1", "0.5", "TRUE", "#N/A", "=1", " slow", "", "a", "1e999"])),
+    st.tuples(st.just("bool"), st.booleans()),
+    st.tuples(st.just("error"), st.sampled_from(["#DIV/0!", "#N/A", "#VALUE!", "#REF!"])),
+    st.tuples(
+        st.just("formula"),
+        st.sampled_from(['="a"', "=1/2", "=1/0", "=NA()", '="1"', "=1E200*1E200", "=-0", "=2-1", '=""', "=TRUE()"]),
+    ),
+    st.tuples(st.just("empty"), st.none()),
+)
+
+
+@pytest.fixture(scope="module")
+def editable_books(model_dir, tmp_path_factory):
+    """A typed-prompt and a token-row book of a 2-block model, generating, steered (A 'a', B 'b', 1, block 1)."""
+    from sheetgpt.book.tabs import steering
+    from sheetgpt.book.writer import build_workbook
+    from sheetgpt.checkpoint import load_model
+    from sheetgpt.tokenizer import Tokenizer
+
+    d = model_dir("one-head")
+    model, tok = load_model(d), Tokenizer.from_dir(d)
+    settings = steering.from_cli(("a", "b", 1.0, 1), tok.display_ids(), model.config.n_layer)
+    out = tmp_path_factory.mktemp("editable-sweep")
+    return {
+        kind: build_workbook(model, tok, "ab cab", out / f"{kind}.xlsx", typed_prompt=typed, generate=2, steer=settings)
+        for kind, typed in (("typed", True), ("rows", False))
+    }
+
+
+def _edited_verdict(books, where, edit, d: Path, engine: str) -> tuple:
+    """(exit code, failing stages) of ``check --engine`` on the book with one editable cell edited."""
+    from xlsx_edit import drop_cached, set_cell
+
+    kind, tab, cell = where
+    path = drop_cached(set_cell(books[kind].path, d / "edited.xlsx", tab, cell, *edit))
+    report = d / f"{engine}.json"
+    report.unlink(missing_ok=True)
+    result = cli("check", path, "--engine", engine, "-q", "--json", report)
+    _assert_no_crash(result)
+    if result.exit_code == 2:
+        return 2, one_line(result)
+    return result.exit_code, sorted(s["stage"] for s in json.loads(report.read_text())["stages"] if not s["passed"])
+
+
+@settings(max_examples=12, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(EDITABLE), edit=EDITS)
+@example(where=("typed", "Steering", "B6"), edit=("number", 1e200))
+@example(where=("rows", "Prompt", "C3"), edit=("text", "3"))
+@pytest.mark.slow
+def test_sweep_editable_cells(editable_books, tmp_path_factory, where, edit):
+    """Any value in any yellow cell: the check passes (the reference follows the sheet's rule); never exit 3."""
+    verdict = _edited_verdict(editable_books, where, edit, tmp_path_factory.mktemp("edit"), "fast")
+    assert verdict == (0, []), (where, edit, verdict)
+
+
+@settings(max_examples=3, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(EDITABLE), edit=EDITS)
+@pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param("libreoffice", marks=pytest.mark.libreoffice),
+        pytest.param("gnumeric", marks=pytest.mark.gnumeric),
+        pytest.param("ironcalc", marks=pytest.mark.ironcalc),
+    ],
+)
+def test_sweep_editable_cells_same_verdict_in_every_engine(editable_books, tmp_path_factory, engine, where, edit):
+    d = tmp_path_factory.mktemp("edit")
+    fast = _edited_verdict(editable_books, where, edit, d, "fast")
+    assert _edited_verdict(editable_books, where, edit, d, engine) == fast, (engine, where, edit)

@@ -46,3 +46,63 @@ def set_value(src: Path, dst: Path, layout, tab: str, cell: str, value: str) -> 
                 assert n == 1, f"{tab}!{cell} not found once"
                 data = xml.encode()
             zout.writestr(info, data)
+
+
+def _sheet_part(parts: dict[str, bytes], tab: str) -> str:
+    """The zip member of sheet ``tab``, by the workbook's relationships."""
+    wb = parts["xl/workbook.xml"].decode()
+    rid = re.search(rf'<sheet name="{re.escape(escape(tab))}" sheetId="\d+" r:id="(rId\d+)"', wb).group(1)
+    rels = parts["xl/_rels/workbook.xml.rels"].decode()
+    return "xl/" + re.search(rf'<Relationship Id="{rid}" Type="[^"]+" Target="([^"]+)"', rels).group(1)
+
+
+def cell_xml(cell: str, style: str, kind: str, value) -> str:
+    """One ``<c>`` element as an app saves what was typed: ``kind`` is number, text, bool, error,
+    formula (no cached value: every engine computes it) or empty."""
+    if kind == "number":
+        return f'<c r="{cell}"{style}><v>{float(value)!r}</v></c>'
+    if kind == "text":
+        return f'<c r="{cell}"{style} t="inlineStr"><is><t xml:space="preserve">{escape(value)}</t></is></c>'
+    if kind == "bool":
+        return f'<c r="{cell}"{style} t="b"><v>{int(bool(value))}</v></c>'
+    if kind == "error":
+        return f'<c r="{cell}"{style} t="e"><v>{escape(value)}</v></c>'
+    if kind == "formula":
+        return f'<c r="{cell}"{style}><f>{escape(value.removeprefix("="))}</f></c>'
+    assert kind == "empty", kind
+    return f'<c r="{cell}"{style}/>'
+
+
+def set_cell(src: Path, dst: Path, tab: str, cell: str, kind: str, value=None) -> Path:
+    """A copy of the book whose cell ``tab``!``cell`` (which must exist) holds what ``cell_xml`` writes,
+    with the cell's own style kept; nothing else changes."""
+    with zipfile.ZipFile(src) as zin:
+        parts = {i.filename: zin.read(i.filename) for i in zin.infolist()}
+        infos = zin.infolist()
+    member = _sheet_part(parts, tab)
+    xml = parts[member].decode()
+    pattern = re.compile(rf'<c r="{cell}"((?:\s+(?!r=)[a-z:]+="[^"]*")*)\s*(?:/>|>.*?</c>)', re.S)
+    match = pattern.search(xml)
+    assert match, f"{tab}!{cell} not found"
+    style = re.search(r'\ss="\d+"', match.group(1))
+    new = cell_xml(cell, style.group(0) if style else "", kind, value)
+    parts[member] = (xml[: match.start()] + new + xml[match.end() :]).encode()
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in infos:
+            zout.writestr(info, parts[info.filename])
+    return dst
+
+
+def drop_cached(path: Path) -> Path:
+    """The book at ``path`` rewritten without any formula's cached value, as openpyxl saves one: an app
+    then recalculates on load, and ``check`` proves only what an engine recomputes (no ``cached`` stage)."""
+    with zipfile.ZipFile(path) as zin:
+        infos = zin.infolist()
+        parts = {i.filename: zin.read(i.filename) for i in infos}
+    for name, data in parts.items():
+        if name.startswith("xl/worksheets/"):
+            parts[name] = re.sub(rb"(</f>|<f [^>]*/>)<v[^>]*>[^<]*</v>", rb"\1", data)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in infos:
+            zout.writestr(info, parts[info.filename])
+    return path

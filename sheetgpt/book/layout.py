@@ -231,6 +231,8 @@ class Layout:
     @property
     def sae(self) -> tuple[int, int] | None:
         return self.options.sae
+
+    @property
     def train(self) -> bool:
         return self.options.train
 

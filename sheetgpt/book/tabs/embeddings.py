@@ -10,7 +10,7 @@ import numpy as np
 from ... import a1
 from ...reference import embedding_similarity
 from ...tokenizer import Tokenizer
-from .. import cells
+from .. import cells, editable
 from ..layout import COMPUTE, FRAME_ROWS, Layout, Region, Tab, stack, weight_range
 from . import vocab
 
@@ -302,10 +302,24 @@ def given(build: Build, inputs: BookInputs) -> list[int]:
     return default_tokens(build.tokenizer, build.prompt)
 
 
-def read_back(book: Book, layout: Layout, inputs: BookInputs) -> list[int]:
-    """The ids of the editable tokens (-1: a text not in the vocabulary)."""
-    strings, lookup = book.sheets[NAME].strings, inputs["vocab"].lookup
-    return [lookup.get(strings.get(rc, ""), -1) for rc in input_cells()]
+def read_back(book: Book, layout: Layout, inputs: BookInputs) -> list:
+    """The ids of the editable tokens (-1: a text not in the vocabulary): each cell's text as EXACT
+    compares it (``editable.token_text``: a number as the General format shows it); a formula is read
+    in ``recomputed``, after the engine computed it."""
+    sheet, lookup = book.sheets[NAME], inputs["vocab"].lookup
+    held = [editable.held(sheet, r, c) for r, c in input_cells()]
+    return [h if h is editable.FORMULA else lookup.get(editable.token_text(h), -1) for h in held]
+
+
+def recomputed(ids: list, values, inputs: BookInputs) -> list[int]:
+    """Each token cell that holds a formula, as the engine computed it."""
+    if not any(i is editable.FORMULA for i in ids):
+        return ids
+    lookup = inputs["vocab"].lookup
+    return [
+        lookup.get(editable.token_text(editable.computed(values, NAME, r, c)), -1) if i is editable.FORMULA else i
+        for i, (r, c) in zip(ids, input_cells())
+    ]
 
 
 def stages(inputs: BookInputs, trace: dict) -> dict:

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ... import a1
-from ...errors import WorkbookError
 from ...reference import neuron_view
-from .. import cells, readback
+from .. import cells, editable
 from ..layout import OUTPUT, Layout, Region, Tab, stack
 from . import prompt
 
@@ -27,6 +26,7 @@ GUIDE_SECTION = "neurons"  # the Guide shows this section of regions.ini: what t
 K = 5  # neurons shown per row
 BLOCK = (2, 1)  # B3: the block whose neurons are shown (editable)
 STATUS = (2, 2)  # C3: what the tab shows, or why the block number cannot be used
+USED = (3, 1)  # B4: the block shown: B3 rounded when it follows its rule (book.editable), else the last block
 FIRST_TOP = 7  # the first region's data row: its title on row 5, below the block cell
 
 
@@ -44,7 +44,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     focus = Region("neurons.focus", NAME, 0, 1, K, number_format="0", **rank)
     heat = Region("neurons.heat", NAME, 0, T, K)
     stack([act, ids, focus, heat], FIRST_TOP)
-    chosen = a1.cell(*BLOCK, True, True)
+    chosen = a1.cell(*USED, True, True)
     gelus = [placed[f"h.{b}.mlp.gelu"] for b in range(n)]
 
     def row(i: int) -> str:  # row i of the chosen block's GELU region
@@ -64,6 +64,11 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     return [Tab(NAME, OUTPUT, [act, ids, focus, heat])]
 
 
+def block_rule(layout: Layout) -> editable.Number:
+    """The block cell's rule: a whole number from 0 to n_layer - 1 (``book.editable``)."""
+    return editable.Number(0, layout.config.n_layer - 1, whole=True)
+
+
 def given(build: Build, inputs: BookInputs) -> int:
     """The block a new book shows: the last (``default_block``)."""
     return default_block(inputs.layout)
@@ -77,22 +82,23 @@ def stages(inputs: BookInputs, trace: dict) -> dict:
 
 def write(out: BookWriter, tab: Tab) -> int:
     ws, fmt, layout = out.sheet(tab), out.fmt, out.layout
-    n = layout.config.n_layer
     texts = layout.texts["neurons"] if layout.texts.has_section("neurons") else {}
     ws.write_string(0, 0, texts.get("title", NAME), fmt.big)
     ws.write_string(1, 0, texts.get("explain", ""), fmt.note)
     ws.write_string(BLOCK[0], 0, "block", fmt.label)
     block = out.inputs["neurons"]
     ws.write_number(*BLOCK, block, fmt.edit)
-    chosen = a1.cell(*BLOCK, True, True)
+    typed, rule, last = a1.cell(*BLOCK, True, True), block_rule(layout), default_block(layout)
+    ok = rule.ok_formula(typed)
     ws.write_formula(
         *STATUS,
-        f"=IF(ISNUMBER({chosen}),IF(AND({chosen}>=0,{chosen}<{n},MOD({chosen},1)=0),"
-        f'"the MLP neurons of block "&{chosen},"type a block number from 0 to {n - 1}"),'
-        f'"type a block number from 0 to {n - 1}")',
+        f'=IF({ok}=1,"the MLP neurons of block "&{rule.used_formula(typed)},'
+        f'"B3 must be {rule.describe()}: showing block {last}")',
         fmt.note,
         f"the MLP neurons of block {block}",
     )
+    ws.write_string(USED[0], 0, "block shown", fmt.label)
+    ws.write_formula(*USED, f"=IF({ok}=1,{rule.used_formula(typed)},{last})", fmt.number("0"), block)
     count = 0
     for region in tab.regions:
         count += cells.write_region(out, ws, region)
@@ -125,12 +131,20 @@ def write(out: BookWriter, tab: Tab) -> int:
     return count
 
 
-def read_back(book: Book, layout: Layout, inputs: BookInputs) -> int:
-    """The block whose neurons the tab shows."""
-    value = readback.number(book, NAME, *BLOCK, "block")
-    if value != int(value) or not 0 <= value < layout.config.n_layer:
-        raise WorkbookError(
-            f"{NAME}!{a1.cell(*BLOCK)} (block) must be a whole number from 0 to {layout.config.n_layer - 1}, "
-            f"got {value!r}"
-        )
-    return int(value)
+def read_back(book: Book, layout: Layout, inputs: BookInputs):
+    """The block whose neurons the tab shows: B3 under its rule, else the last block (``editable.FORMULA``
+    for a formula, resolved in ``recomputed``)."""
+    held = editable.held(book.sheets[NAME], *BLOCK)
+    return held if held is editable.FORMULA else _used(layout, held)
+
+
+def recomputed(block, values, inputs: BookInputs) -> int:
+    """A formula in B3 as the engine computed it, under its rule."""
+    if block is not editable.FORMULA:
+        return block
+    return _used(inputs.layout, editable.computed(values, NAME, *BLOCK))
+
+
+def _used(layout: Layout, value) -> int:
+    used = block_rule(layout).usable(value)
+    return default_block(layout) if used is None else int(used)

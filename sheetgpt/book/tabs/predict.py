@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ... import a1
-from ...errors import WorkbookError
-from .. import cells, readback
+from .. import cells, editable
 from ..layout import OUTPUT, Layout, Region, Tab
 from . import prompt as prompt_tab
 from . import vocab
@@ -20,8 +19,11 @@ if TYPE_CHECKING:
     from ..trace import BookInputs, Build
 
 NAME = "Predict"
-TEMPERATURE = (2, 2)  # C3
+TEMPERATURE = (2, 2)  # C3 (editable)
+TEMPERATURE_USED = (2, 3)  # D3: C3 when it follows its rule (book.editable), else TEMPERATURE_VALUE
+STATUS = (1, 0)  # A2: what the tab shows, or why C3 cannot be used
 TEMPERATURE_VALUE = 1.0  # what a new book holds there
+RULE = editable.Number(0.001, 1e6)  # the temperature's rule: `sheetgpt predict --temperature`'s range (not 0)
 TOP_K = 10
 # The top-k table, beside the probabilities: rank, probability, token id, token (columns F..I).
 RANK_COL, PROB_COL, ID_COL, TOKEN_COL = 5, 6, 7, 8
@@ -35,7 +37,7 @@ def top_token_ref(layout: Layout) -> str:
 def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     V = layout.config.vocab_size
     logits = placed["logits"]
-    temp = a1.cell(*TEMPERATURE, True, True)
+    temp = a1.cell(*TEMPERATURE_USED, True, True)
     top = Region("predict.max", NAME, 3, 1, 1, number_format="0.0000")
     total = Region("predict.sum", NAME, 4, 1, 1, number_format="0.0000")
     probs = Region("predict.probs", NAME, 8, V, 1, number_format="0.000000")
@@ -98,9 +100,14 @@ def _write_top_k(out: BookWriter, ws, tab: Tab) -> None:
     V = layout.config.vocab_size
     texts = vocab.display_range(V)
     ws.write_string(0, 0, "Next-token prediction", fmt.big)
-    ws.write_string(1, 0, "Softmax of the logits, with a temperature you can edit (yellow).", fmt.note)
+    ok, typed = RULE.ok_formula(a1.cell(*TEMPERATURE, True, True)), a1.cell(*TEMPERATURE, True, True)
+    fine = "Softmax of the logits, with a temperature you can edit (yellow)."
+    wrong = f"The temperature (C3) must be {RULE.describe()}: using {TEMPERATURE_VALUE:g}."
+    ws.write_formula(*STATUS, f'=IF({ok}=1,"{fine}","{wrong}")', fmt.note, fine)
     ws.write_string(TEMPERATURE[0], 0, "temperature", fmt.label)
     ws.write_number(*TEMPERATURE, TEMPERATURE_VALUE, fmt.edit)
+    used = f"=IF({ok}=1,{RULE.used_formula(typed)},{TEMPERATURE_VALUE:g})"
+    ws.write_formula(*TEMPERATURE_USED, used, None, TEMPERATURE_VALUE)
     if layout.generate:  # the prompt and the greedy continuation, as text
         shown, rest = prompt_tab.continuation_text(out)
         r, c = TEMPERATURE[0], RANK_COL
@@ -151,9 +158,18 @@ def given(build: Build, inputs: BookInputs) -> float:
     return TEMPERATURE_VALUE
 
 
-def read_back(book: Book, layout: Layout, inputs: BookInputs) -> float:
-    """The temperature the book's softmax uses."""
-    temperature = readback.number(book, NAME, *TEMPERATURE, "temperature")
-    if not temperature > 0:
-        raise WorkbookError(f"{NAME}!{a1.cell(*TEMPERATURE)} (temperature) must be above 0, got {temperature!r}")
-    return temperature
+def read_back(book: Book, layout: Layout, inputs: BookInputs):
+    """The temperature the book's softmax uses: C3 under its rule, else 1 (``editable.FORMULA`` for a
+    formula, resolved in ``recomputed``)."""
+    held = editable.held(book.sheets[NAME], *TEMPERATURE)
+    return held if held is editable.FORMULA else _used(held)
+
+
+def recomputed(temperature, values, inputs: BookInputs) -> float:
+    """A formula in C3 as the engine computed it, under its rule."""
+    return _used(editable.computed(values, NAME, *TEMPERATURE)) if temperature is editable.FORMULA else temperature
+
+
+def _used(value) -> float:
+    used = RULE.usable(value)
+    return TEMPERATURE_VALUE if used is None else used

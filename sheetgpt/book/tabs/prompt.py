@@ -9,14 +9,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ... import a1
-from ...engine.values import num_text
 from ...errors import WorkbookError
 from ...prompt import read_typed_prompt
 from ...tokenizer import ENDOFTEXT, Tokenizer
-from .. import readback
+from .. import editable, readback
 from ..layout import INPUT, Layout, Region, Tab
 from ..prompt_cells import (  # noqa: F401 (the tab's cells, named here too)
     AFTER_NOTE,
+    AFTER_STATUS,
+    AFTER_USED,
     ENDED_COL,
     GENERATED_NOTE,
     ID_COL,
@@ -97,7 +98,7 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
         if not layout.generate or i == 0:
             return lookup
         # a row after the predicting position takes the row before's next token (the Sample tab's choice)
-        pos, after = a1.cell(TOP + i, 0, False, True), a1.cell(*PREDICT_AFTER, True, True)
+        pos, after = a1.cell(TOP + i, 0, False, True), a1.cell(*AFTER_USED, True, True)
         return f"IF({pos}<={after},{lookup},{next_ref(layout, i - 1)})"
 
     region.array_fn = lambda: [(TOP + i, ID_COL, TOP + i, ID_COL, formula(i)) for i in range(layout.T)]
@@ -119,9 +120,8 @@ def write(out: BookWriter, tab: Tab) -> int:
         ws.write_string(0, 0, "Prompt: type any text into the yellow cell B4, then recalculate", fmt.big)
         ws.write_formula(1, 0, "=" + bpe.status_ref(), fmt.note, bpe.status_text(prompt))
         ws.write_string(PREDICT_AFTER[0], 0, "Predict the token after position", fmt.label)
-        ws.write_formula(
-            *PREDICT_AFTER, f"=IF({bpe.ok_ref()}=1,{bpe.count_ref()}-1,#N/A)", fmt.token, prompt.predict_after
-        )
+        ws.write_formula(*PREDICT_AFTER, "=" + own_after_formula(), fmt.token, prompt.predict_after)
+        _write_after_used(out, ws, own_after_formula(), "the text's last token")
         ws.write_string(TYPED_TEXT[0], 0, "Text:", fmt.label)
         ws.write_string(*TYPED_TEXT, prompt.text, fmt.edit_text)
         for col, label in enumerate(["pos", "token", "token id", "note"]):
@@ -146,6 +146,7 @@ def write(out: BookWriter, tab: Tab) -> int:
         )
         ws.write_string(PREDICT_AFTER[0], 0, "Predict the token after position", fmt.label)
         ws.write_number(*PREDICT_AFTER, prompt.predict_after, fmt.edit)
+        _write_after_used(out, ws, str(layout.T - 1), "the last row")
         for col, label in enumerate(["pos", "token (edit)", "token id", "note"]):
             ws.write_string(head, col, label, fmt.header)
 
@@ -178,7 +179,7 @@ def write(out: BookWriter, tab: Tab) -> int:
             r,
             NOTE_COL,
             f'=IF({idcell}<0,"not in the vocabulary: this row uses token 0; copy a token text from the vocab tab",'
-            f'IF({a1.cell(r, 0)}>{a1.cell(*PREDICT_AFTER, True, True)},"{after}",""))',
+            f'IF({a1.cell(r, 0)}>{a1.cell(*AFTER_USED, True, True)},"{after}",""))',
             fmt.note,
             "" if t <= prompt.predict_after else after,
         )
@@ -186,6 +187,26 @@ def write(out: BookWriter, tab: Tab) -> int:
         _write_generation(out, ws, tab)
     ws.freeze_panes(TOP, 0)
     return 0
+
+
+def after_rule(T: int) -> editable.Number:
+    """The predicting position's rule (C3): a whole number from 0 to T - 1 (``book.editable``)."""
+    return editable.Number(0, T - 1, whole=True)
+
+
+def own_after_formula() -> str:
+    """C3's formula in a typed-prompt book, and the fallback of both kinds: the text's last token."""
+    return f"IF({bpe.ok_ref()}=1,{bpe.count_ref()}-1,#N/A)"
+
+
+def _write_after_used(out: BookWriter, ws, fallback: str, fallback_text: str) -> None:
+    """D3, the message when C3 breaks its rule, and E3, the position used: C3 rounded, else ``fallback``."""
+    fmt, T, p = out.fmt, out.layout.T, out.prompt.predict_after
+    rule, c3 = after_rule(T), a1.cell(*PREDICT_AFTER, True, True)
+    ok = rule.ok_formula(c3)
+    message = f"C3 must be {rule.describe()}: predicting after {fallback_text} instead"
+    ws.write_formula(*AFTER_STATUS, f'=IF({ok}=1,"","{message}")', fmt.note, "")
+    ws.write_formula(*AFTER_USED, f"=IF({ok}=1,{rule.used_formula(c3)},{fallback})", fmt.number("0"), p)
 
 
 def _write_generation(out: BookWriter, ws, tab: Tab) -> None:
@@ -198,7 +219,7 @@ def _write_generation(out: BookWriter, ws, tab: Tab) -> None:
     ws.set_column(NEXT_COL, NEXT_COL, 12)
     ws.set_column(SO_FAR_COL, SO_FAR_COL, 60)
     eot = out.tokenizer.special.get(ENDOFTEXT, -1)
-    after = a1.cell(*PREDICT_AFTER, True, True)
+    after = a1.cell(*AFTER_USED, True, True)
     nxt = trace["logits.argmax"][:, 0]
     so_far, ended = "", 0
     for t in range(layout.T):
@@ -230,6 +251,9 @@ class TokenRows:
     generated: list[bool]  # rows whose id is the argmax of the row before's logits (generating books)
     teacher_rows: list[int] = field(default_factory=list)  # rows whose text a teacher's formula gives
     bpe: dict = field(default_factory=dict)  # typed-prompt books: the BPE tab's checked regions
+    after_formula: bool = False  # C3 holds a formula the book did not write: its value comes from the engine
+    after_fallback: int = 0  # the position used when C3 breaks its rule
+    formula_texts: list[bool] = field(default_factory=list)  # token-row generating books: rows whose text is a formula
 
 
 def given(build: Build, inputs: BookInputs) -> TokenRows:
@@ -240,42 +264,66 @@ def given(build: Build, inputs: BookInputs) -> TokenRows:
 
 def read_back(book: Book, layout: Layout, inputs: BookInputs) -> TokenRows:
     """The token rows as the book's formulas see them."""
-    texts, ids, predict_after, bpe_stages = _read_rows(book, layout, inputs)
-    generated = generated_rows(book, layout, predict_after)
+    texts, ids, (after, fallback), bpe_stages = _read_rows(book, layout, inputs)
+    formula_texts = _formula_texts(book, layout)
+    predict_after = fallback if after is editable.FORMULA else after
+    generated = _generated(layout, predict_after, formula_texts)
     # a teacher's formula in a token cell; a generated row's own formula is the book's, not a teacher's
     teacher = [t for t in teacher_formulas(book, layout) if not generated[t]]
-    return TokenRows(texts, ids, predict_after, generated, teacher, bpe_stages)
+    return TokenRows(
+        texts, ids, predict_after, generated, teacher, bpe_stages, after is editable.FORMULA, fallback, formula_texts
+    )
 
 
 def recomputed(rows: TokenRows, values: Values, inputs: BookInputs) -> TokenRows:
-    """The rows with each teacher's token formula replaced by what the engine computed for its cell."""
+    """The rows with each teacher's token formula replaced by what the engine computed for its cell,
+    and C3 (a formula the book did not write) by its value, under its rule."""
+    layout = inputs.layout
+    if rows.after_formula:
+        used = after_rule(layout.T).usable(editable.computed(values, NAME, *PREDICT_AFTER))
+        after = rows.after_fallback if used is None else int(used)
+        generated = _generated(layout, after, rows.formula_texts)
+        teacher = [t for t in rows.teacher_rows if not generated[t]]
+        rows = replace(rows, predict_after=after, generated=generated, teacher_rows=teacher, after_formula=False)
     if not rows.teacher_rows:
         return rows
     lookup = inputs["vocab"].lookup
     texts, ids = list(rows.texts), list(rows.ids)
     for t in rows.teacher_rows:
         r, c = TOP + t, TEXT_COL
-        error = values.errors.get(NAME, {}).get((r, c))
-        texts[t] = value_text(values.describe(NAME, r, c)) if error is None else error + "\0"
+        texts[t] = value_text(editable.computed(values, NAME, r, c))
         ids[t] = lookup.get(texts[t], -1)
     return replace(rows, texts=texts, ids=ids)
 
 
-def _read_rows(book: Book, layout: Layout, inputs: BookInputs) -> tuple[list[str], list[int], int, dict]:
+def _position(book: Book, layout: Layout, fallback: int, own: str | None = None):
+    """(C3 under its rule, or ``editable.FORMULA`` for a formula the book did not write, ``fallback``)."""
+    sheet = book.sheets[NAME]
+    held = editable.held(sheet, *PREDICT_AFTER)
+    if held is editable.FORMULA:
+        text = editable.formula_text(sheet, *PREDICT_AFTER)
+        if own is not None and text is not None and _same_formula(text) == _same_formula(own):
+            return fallback, fallback
+        return editable.FORMULA, fallback
+    used = after_rule(layout.T).usable(held)
+    return (fallback if used is None else int(used)), fallback
+
+
+def _read_rows(book: Book, layout: Layout, inputs: BookInputs) -> tuple[list[str], list[int], tuple, dict]:
     """(token texts, ids, predicting position, the BPE tab's reference stages) as the book's formulas see them.
 
     Token-row books: each row's text, its id by exact lookup, the predicting position in C3.
     Typed-prompt books: our tokenizer (from the vocab and merges tabs) on B4's text, padded; a
     token row whose text is a constant typed over the BPE's formula uses that text's id, as the
-    sheet does; the predicting position is the last token's unless C3 holds a number.
+    sheet does. The predicting position (``_position``): C3 under its rule, else the fallback: the
+    text's last token, the last row in a token-row book.
     """
     words = inputs["vocab"]
     sheet = book.sheets[NAME]
     typed_over = [constant_text(sheet, TOP + t, TEXT_COL) for t in range(layout.T)]
     if not layout.typed:
         texts = ["" if text is None else text for text in typed_over]
-        predict_after = readback.number(book, NAME, *PREDICT_AFTER, "predict after position")
-        return texts, [words.lookup.get(text, -1) for text in texts], _position(predict_after, layout.T), {}
+        return texts, [words.lookup.get(text, -1) for text in texts], _position(book, layout, layout.T - 1), {}
     r, c = TYPED_TEXT
     text = sheet.strings.get((r, c))
     if text is None:
@@ -300,33 +348,22 @@ def _read_rows(book: Book, layout: Layout, inputs: BookInputs) -> tuple[list[str
         if over is not None:
             ids[t] = words.lookup.get(over, -1)
         texts.append(over if over is not None else words.display[ids[t]] or "")
-    held = readback.held(sheet, *PREDICT_AFTER)
-    predict_after = prompt.predict_after if held is None else held
-    return texts, ids, _position(predict_after, layout.T), prompt.bpe_reference()
+    position = _position(book, layout, prompt.predict_after, own_after_formula())
+    return texts, ids, position, prompt.bpe_reference()
 
 
 def constant_text(sheet: Sheet, r: int, c: int) -> str | None:
-    """The text a constant token cell gives the id lookup (EXACT compares texts): a text itself, a
-    number as the General format shows it ('2'), a boolean TRUE/FALSE; None for nothing or a formula.
-    An error literal gives a text no vocabulary holds, as the lookup then falls back to -1."""
-    if (r, c) in sheet.strings:
-        return sheet.strings[(r, c)]
-    if (r, c) in sheet.booleans:
-        return "TRUE" if sheet.booleans[(r, c)] else "FALSE"
-    if (r, c) in sheet.errors:
-        return sheet.errors[(r, c)] + "\0"  # not a token text: no vocabulary entry holds a NUL after '#'
-    x = readback.held(sheet, r, c)
-    return None if x is None else num_text(x)
+    """The text a constant token cell gives the id lookup (``editable.token_text``: a text itself, a
+    number as the General format shows it ('2'), TRUE/FALSE, an error a text no vocabulary holds);
+    None for nothing or a formula."""
+    held = editable.constant(sheet, r, c)
+    return None if held is None else editable.token_text(held)
 
 
 def value_text(value) -> str:
     """The text the id lookup sees in a token cell whose formula gave ``value`` (an engine's value:
-    float, str, None for empty); an error gives a text no vocabulary holds."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return num_text(value)
-    return str(value)
+    float, str, None for empty): ``editable.token_text``."""
+    return editable.token_text(value)
 
 
 def text_formulas(layout: Layout) -> list[str | None]:
@@ -344,7 +381,7 @@ def text_formulas(layout: Layout) -> list[str | None]:
             own.append(nxt)
             continue
         text = f"INDEX({texts},{b.id_ref(t)}+1)"
-        own.append(text if nxt is None else f"IF({a1.cell(r, 0)}<={a1.cell(*PREDICT_AFTER, True, True)},{text},{nxt})")
+        own.append(text if nxt is None else f"IF({a1.cell(r, 0)}<={a1.cell(*AFTER_USED, True, True)},{text},{nxt})")
     return own
 
 
@@ -364,25 +401,25 @@ def _same_formula(text: str) -> str:
     return text.replace(" ", "").upper()
 
 
-def generated_rows(book: Book, layout: Layout, predict_after: int) -> list[bool]:
+def _formula_texts(book: Book, layout: Layout) -> list[bool]:
+    """Token-row generating books: the rows after the first whose text is not a typed token (a formula)."""
+    if not layout.generate or layout.typed:
+        return [False] * layout.T
+    strings = book.sheets[NAME].strings
+    return [t > 0 and (TOP + t, TEXT_COL) not in strings for t in range(layout.T)]
+
+
+def _generated(layout: Layout, predict_after: int, formula_texts: list[bool]) -> list[bool]:
     """The rows whose id is the argmax of the row before's logits: in a generating book, those after the
     predicting position, and (token-row books) those whose text is a formula, not a typed token."""
     if not layout.generate:
         return [False] * layout.T
-    sheet = book.sheets[NAME]
-    return [
-        t > predict_after or (not layout.typed and t > 0 and (TOP + t, TEXT_COL) not in sheet.strings)
-        for t in range(layout.T)
-    ]
+    return [t > predict_after or formula_texts[t] for t in range(layout.T)]
 
 
-def _position(predict_after: float, T: int) -> int:
-    if predict_after != int(predict_after) or not 0 <= predict_after < T:
-        raise WorkbookError(
-            f"{NAME}!{a1.cell(*PREDICT_AFTER)} (predict after position) must be a whole number from 0 to {T - 1}, "
-            f"got {predict_after!r}"
-        )
-    return int(predict_after)
+def generated_rows(book: Book, layout: Layout, predict_after: int) -> list[bool]:
+    """``_generated`` of a written book."""
+    return _generated(layout, predict_after, _formula_texts(book, layout))
 
 
 def _number_text(x: float) -> str:

@@ -9,7 +9,7 @@ or --steer have this tab; strength 0 (the default) adds nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from ... import a1
 from ...errors import SheetGPTError
 from ...reference import steering
-from .. import cells, readback
+from .. import cells, editable
 from ..layout import INPUT, Layout, Region, Tab, stack
 from . import embed, sae_weights, vocab
 
@@ -34,15 +34,21 @@ OK = (STATUS_ROW + 1, VALUE_COL)  # B9: 1 when every value is usable, else 0 (st
 FEATURE_ROW = STATUS_ROW + 2  # B10 (books with an SAE): feature k, whose decoder row replaces wte[A] - wte[B]; -1: off
 NO_FEATURE = -1  # the feature cell's value that steers along wte[A] - wte[B]
 REGIONS_TOP = STATUS_ROW + 6  # the data row of the steering vector (its frame starts two rows below the status)
+STRENGTH = editable.Number(-1000.0, 1000.0)  # the strength's rule: far past any useful steering, never an overflow
+
+
+def block_rule(n_layer: int) -> editable.Number:
+    """Block L's rule: a whole number from 0 to n_layer - 1."""
+    return editable.Number(0, n_layer - 1, whole=True)
 
 
 @dataclass(frozen=True)
 class Settings:
     """The four editable cells: token texts as the vocab tab shows them, a strength, a block index."""
 
-    a: str = " slow"
-    b: str = " quick"
-    strength: object = 0.0  # a number, or what was typed (text): then steering is off
+    a: object = " slow"  # a token text, or what the cell holds (a number, an error: book.editable.token_text)
+    b: object = " quick"
+    strength: object = 0.0  # what the cell holds (book.editable.held): a number, or else steering is off
     block: object = 0
     feature: object = NO_FEATURE  # books with an SAE: steer along this feature's decoder row instead
 
@@ -55,13 +61,21 @@ class Settings:
         return int(hit[0]) if len(hit) else -2
 
     def valid(self, lookup: dict[str, int], n_layer: int, ids: np.ndarray | None = None) -> tuple[int, int, bool]:
-        """(id of A, id of B, usable): ids are -1 for a text not in the vocabulary, as the sheet's lookup."""
-        a, b = lookup.get(self.a, -1), lookup.get(self.b, -1)
+        """(id of A, id of B, usable): ids are -1 for a text not in the vocabulary, as the sheet's lookup;
+        usable when the direction is (feature k's row, or both ids found) and strength and block L follow
+        their rules (``book.editable``)."""
+        a, b = lookup.get(editable.token_text(self.a), -1), lookup.get(editable.token_text(self.b), -1)
         col = self.column(ids)
-        numbers = all(_number(v) for v in (self.strength, self.block))
         direction = col >= 0 or (col == -1 and a >= 0 and b >= 0)
-        ok = direction and numbers and self.block == int(self.block) and 0 <= self.block < n_layer
+        ok = direction and self.strength_used() is not None and self.block_used(n_layer) is not None
         return a, b, bool(ok)
+
+    def strength_used(self) -> float | None:
+        return STRENGTH.usable(self.strength)
+
+    def block_used(self, n_layer: int) -> int | None:
+        used = block_rule(n_layer).usable(self.block)
+        return None if used is None else int(used)
 
     def stages(
         self, lookup: dict[str, int], wte: np.ndarray, n_layer: int, sae: tuple[np.ndarray, np.ndarray] | None = None
@@ -75,15 +89,16 @@ class Settings:
             vector = W_dec[col]
         else:
             vector = wte[a] - wte[b] if ok else np.zeros(wte.shape[1])
+        strength, block = (self.strength_used(), self.block_used(n_layer)) if ok else (0.0, 0)
         add = np.zeros((n_layer, wte.shape[1]))
         if ok:
-            add[int(self.block)] = float(self.strength) * vector
+            add[block] = strength * vector
             if col < 0:  # the token direction, as reference.steering computes it
-                add = steering(wte, a, b, float(self.strength), int(self.block), n_layer)
+                add = steering(wte, a, b, strength, block, n_layer)
         out = {
             "steer.ids": np.array([[a], [b]], dtype=np.float64),
             "steer.ok": np.array([[1.0 if ok else 0.0]]),
-            "steer.vector": (float(self.strength) * vector if ok else vector)[None, :],
+            "steer.vector": (strength * vector if ok else vector)[None, :],
             "steer.add": add,
         }
         if sae is not None:
@@ -109,8 +124,8 @@ def from_cli(values: tuple[str, str, float, int], lookup: dict[str, int], n_laye
         raise SheetGPTError(
             f"--steer: block L must be from 0 to {n_layer - 1} (the model has {n_layer} blocks), got {block}"
         )
-    if not np.isfinite(strength):
-        raise SheetGPTError(f"--steer: the strength must be a finite number, got {strength}")
+    if STRENGTH.usable(float(strength)) is None:
+        raise SheetGPTError(f"--steer: the strength must be {STRENGTH.describe()}, got {strength}")
     return Settings(a, b, float(strength), int(block))
 
 
@@ -122,8 +137,8 @@ def from_feature_cli(values: tuple[int, float, int], lookup: dict[str, int], n_l
         raise SheetGPTError(f"--steer-feature: K must be a feature number from 0 to {d_sae - 1}, got {feature}")
     if not 0 <= block < n_layer:
         raise SheetGPTError(f"--steer-feature: block L must be from 0 to {n_layer - 1}, got {block}")
-    if not np.isfinite(strength):
-        raise SheetGPTError(f"--steer-feature: the strength must be a finite number, got {strength}")
+    if STRENGTH.usable(float(strength)) is None:
+        raise SheetGPTError(f"--steer-feature: the strength must be {STRENGTH.describe()}, got {strength}")
     s = default_settings(lookup)
     return Settings(s.a, s.b, float(strength), int(block), int(feature))
 
@@ -157,17 +172,16 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
     ids.array_fn = lambda: [(A_ROW + i, ID_COL, A_ROW + i, ID_COL, lookup(i)) for i in range(2)]
     a_id, b_id = _cell(A_ROW, ID_COL), _cell(B_ROW, ID_COL)
     strength, block = _cell(STRENGTH_ROW, VALUE_COL), _cell(BLOCK_ROW, VALUE_COL)
-    # nested IFs: a text typed as the block index never reaches MOD()
-    ok.formula = lambda i, j: (
-        f"IF(AND({a_id}>=0,{b_id}>=0,ISNUMBER({strength}),ISNUMBER({block})),"
-        f"IF(AND({block}>=0,{block}<{n},MOD({block},1)=0),1,0),0)"
-    )
+    # the rules of book.editable: a text or an error typed as strength or block never reaches the arithmetic
+    rules = f"{STRENGTH.ok_formula(strength)}=1,{block_rule(n).ok_formula(block)}=1"
+    ok.formula = lambda i, j: f"IF(AND({a_id}>=0,{b_id}>=0,{rules}),1,0)"
     ok_cell = _cell(*OK)
 
     def wte_at(idcell: str, j: int) -> str:
         return f"INDEX({embed.weight_column('wte', V, j)},{idcell}+1)"
 
-    vector.formula = lambda i, j: f"IF({ok_cell}=1,{strength}*({wte_at(a_id, j)}-{wte_at(b_id, j)}),0)"
+    times = editable.number_formula(strength)
+    vector.formula = lambda i, j: f"IF({ok_cell}=1,{times}*({wte_at(a_id, j)}-{wte_at(b_id, j)}),0)"
     regions = [ids, ok, vector, add]
     if layout.sae:  # a second direction: feature k's decoder row (the SAE's tab sae.W_dec)
         feature, col_cell = _cell(FEATURE_ROW, VALUE_COL), _cell(FEATURE_ROW, ID_COL)
@@ -175,51 +189,57 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
             f"IF(ISNUMBER({feature}),IF({feature}={NO_FEATURE},-1,"
             f"IFERROR(MATCH({feature},{sae_weights.row(layout, sae_weights.IDS)},0)-1,-2)),-2)"
         )
-        ok.formula = lambda i, j: (
-            f"IF(AND(OR({col_cell}>=0,AND({col_cell}=-1,{a_id}>=0,{b_id}>=0)),ISNUMBER({strength}),"
-            f"ISNUMBER({block})),IF(AND({block}>=0,{block}<{n},MOD({block},1)=0),1,0),0)"
-        )
+        ok.formula = lambda i, j: f"IF(AND(OR({col_cell}>=0,AND({col_cell}=-1,{a_id}>=0,{b_id}>=0)),{rules}),1,0)"
         vector.formula = lambda i, j: (
-            f"IF({ok_cell}=1,{strength}*IF({col_cell}>=0,"
+            f"IF({ok_cell}=1,{times}*IF({col_cell}>=0,"
             f"INDEX({sae_weights.column(layout, sae_weights.W_DEC, j)},MAX({col_cell},0)+1),"
             f"{wte_at(a_id, j)}-{wte_at(b_id, j)}),0)"
         )
         regions.insert(2, col)
     add.formula = lambda i, j: (
-        f"IF(AND({ok_cell}=1,{a1.cell(add.top + i, 0, col_abs=True)}={block}),"
-        f"{a1.cell(vector.top, vector.left + j, row_abs=True)},0)"
+        f"IF({ok_cell}=1,IF({a1.cell(add.top + i, 0, col_abs=True)}={block_rule(n).used_formula(block)},"
+        f"{a1.cell(vector.top, vector.left + j, row_abs=True)},0),0)"
     )
     return [Tab(NAME, INPUT, regions)]
+
+
+def _shown(ref: str) -> str:
+    """A token cell inside a message: its text, or 'an error value' (an error would spread into the message)."""
+    return f'IF(ISERROR({ref}),"an error value",{ref})'
 
 
 def status_formula(n_layer: int, sae: bool = False) -> str:
     a, b = _cell(A_ROW, VALUE_COL), _cell(B_ROW, VALUE_COL)
     a_id, b_id = _cell(A_ROW, ID_COL), _cell(B_ROW, ID_COL)
     strength, block = _cell(STRENGTH_ROW, VALUE_COL), _cell(BLOCK_ROW, VALUE_COL)
+    rule, copy = block_rule(n_layer), "is not in the vocabulary; copy a token text from the vocab tab"
+    times = editable.number_formula(strength)
     if sae:  # the feature cell first: a feature direction needs no tokens
         feature, col = _cell(FEATURE_ROW, VALUE_COL), _cell(FEATURE_ROW, ID_COL)
         return (
             f"IF({col}=-2,\"Steering off: the feature must be one of the SAE's feature numbers (tab sae.ids), "
             f'or {NO_FEATURE} to steer along wte[A] - wte[B]",'
             f"IF({col}=-1,{status_formula(n_layer)},"
-            f'IF(NOT(ISNUMBER({strength})),"Steering off: the strength must be a number",'
-            f'IF({_cell(*OK)}=0,"Steering off: block L must be a whole number from 0 to {n_layer - 1}",'
-            f'IF({strength}=0,"Strength 0: nothing is added",'
-            f'"On: "&{strength}&" x W_dec[feature "&{feature}&"] is added to every row at the input of block "'
-            f"&{block})))))"
+            f'IF({STRENGTH.ok_formula(strength)}=0,"Steering off: the strength must be {STRENGTH.describe()}",'
+            f'IF({rule.ok_formula(block)}=0,"Steering off: block L must be {rule.describe()}",'
+            f'IF({times}=0,"Strength 0: nothing is added",'
+            f'"On: "&{times}&" x W_dec[feature "&{feature}&"] is added to every row at the input of block "'
+            f"&{rule.used_formula(block)})))))"
         )
     return (
-        f'IF({a_id}<0,"Steering off: token A ("&{a}&") is not in the vocabulary; copy a token text from the vocab tab",'
-        f'IF({b_id}<0,"Steering off: token B ("&{b}&") is not in the vocabulary; copy a token text from the vocab tab",'
-        f'IF(NOT(ISNUMBER({strength})),"Steering off: the strength must be a number",'
-        f'IF({_cell(*OK)}=0,"Steering off: block L must be a whole number from 0 to {n_layer - 1}",'
-        f'IF({strength}=0,"Strength 0: nothing is added",'
-        f'"On: "&{strength}&" x (wte[A] - wte[B]) is added to every row at the input of block "&{block})))))'
+        f'IF({a_id}<0,"Steering off: token A ("&{_shown(a)}&") {copy}",'
+        f'IF({b_id}<0,"Steering off: token B ("&{_shown(b)}&") {copy}",'
+        f'IF({STRENGTH.ok_formula(strength)}=0,"Steering off: the strength must be {STRENGTH.describe()}",'
+        f'IF({rule.ok_formula(block)}=0,"Steering off: block L must be {rule.describe()}",'
+        f'IF({times}=0,"Strength 0: nothing is added",'
+        f'"On: "&{times}&" x (wte[A] - wte[B]) is added to every row at the input of block "'
+        f"&{rule.used_formula(block)})))))"
     )
 
 
 def status_text(s: Settings, lookup: dict[str, int], n_layer: int, ids: np.ndarray | None = None) -> str:
-    """What ``status_formula`` shows for these settings (``ids``: the book's SAE feature numbers)."""
+    """What ``status_formula`` shows for these settings, a book being built: texts and numbers (``ids``: the
+    book's SAE feature numbers)."""
     col = s.column(ids)
     if col == -2:
         return (
@@ -227,27 +247,26 @@ def status_text(s: Settings, lookup: dict[str, int], n_layer: int, ids: np.ndarr
             f"or {NO_FEATURE} to steer along wte[A] - wte[B]"
         )
     if col >= 0:
-        _, _, ok = s.valid(lookup, n_layer, ids)
-        if not _number(s.strength):
-            return "Steering off: the strength must be a number"
-        if not ok:
-            return f"Steering off: block L must be a whole number from 0 to {n_layer - 1}"
+        if s.strength_used() is None:
+            return f"Steering off: the strength must be {STRENGTH.describe()}"
+        if s.block_used(n_layer) is None:
+            return f"Steering off: block L must be {block_rule(n_layer).describe()}"
         if s.strength == 0:
             return "Strength 0: nothing is added"
-        where = f"is added to every row at the input of block {int(s.block)}"
+        where = f"is added to every row at the input of block {s.block_used(n_layer)}"
         return f"On: {s.strength:g} x W_dec[feature {s.feature:g}] {where}"
     a, b, ok = s.valid(lookup, n_layer)
     if a < 0:
         return f"Steering off: token A ({s.a}) is not in the vocabulary; copy a token text from the vocab tab"
     if b < 0:
         return f"Steering off: token B ({s.b}) is not in the vocabulary; copy a token text from the vocab tab"
-    if not isinstance(s.strength, (int, float)):
-        return "Steering off: the strength must be a number"
-    if not ok:
-        return f"Steering off: block L must be a whole number from 0 to {n_layer - 1}"
+    if s.strength_used() is None:
+        return f"Steering off: the strength must be {STRENGTH.describe()}"
+    if s.block_used(n_layer) is None:
+        return f"Steering off: block L must be {block_rule(n_layer).describe()}"
     if s.strength == 0:
         return "Strength 0: nothing is added"
-    return f"On: {s.strength:g} x (wte[A] - wte[B]) is added to every row at the input of block {int(s.block)}"
+    return f"On: {s.strength:g} x (wte[A] - wte[B]) is added to every row at the input of block {s.block_used(n_layer)}"
 
 
 def write(out: BookWriter, tab: Tab) -> int:
@@ -322,13 +341,20 @@ def _sae_ids(inputs: BookInputs) -> np.ndarray | None:
 
 
 def read_back(book: Book, layout: Layout, inputs: BookInputs) -> Settings:
-    """The four editable cells as the book holds them (text where a number was expected is kept: steering off)."""
+    """The editable cells as the book holds them (``book.editable.held``: a formula is read after the
+    engine computed it, in ``recomputed``); the rules apply in ``Settings.valid``."""
     sheet = book.sheets[NAME]
+    a, b, strength, block = (editable.held(sheet, r, VALUE_COL) for r in (A_ROW, B_ROW, STRENGTH_ROW, BLOCK_ROW))
+    feature = editable.held(sheet, FEATURE_ROW, VALUE_COL) if layout.sae else NO_FEATURE
+    return Settings(a, b, strength, block, feature)
 
-    def value(r: int):
-        number = readback.held(sheet, r, VALUE_COL)
-        return number if number is not None else sheet.strings.get((r, VALUE_COL), "")
 
-    a, b = sheet.strings.get((A_ROW, VALUE_COL), ""), sheet.strings.get((B_ROW, VALUE_COL), "")
-    feature = value(FEATURE_ROW) if layout.sae else NO_FEATURE
-    return Settings(a, b, value(STRENGTH_ROW), value(BLOCK_ROW), feature)
+def recomputed(s: Settings, values, inputs: BookInputs) -> Settings:
+    """The settings with each cell that holds a formula replaced by the value the engine computed for it."""
+    cells_ = dict(zip(("a", "b", "strength", "block", "feature"), (A_ROW, B_ROW, STRENGTH_ROW, BLOCK_ROW, FEATURE_ROW)))
+    changes = {
+        name: editable.computed(values, NAME, r, VALUE_COL)
+        for name, r in cells_.items()
+        if getattr(s, name) is editable.FORMULA
+    }
+    return replace(s, **changes) if changes else s

@@ -1,4 +1,4 @@
-"""Information functions: ISNUMBER, ISERROR, ISTEXT, N."""
+"""Information functions: ISNUMBER, ISERROR, ISTEXT, ISLOGICAL, N."""
 
 from __future__ import annotations
 
@@ -31,3 +31,4 @@ def n(ctx, args):
 function("ISNUMBER", 1, 1)(_is(lambda k: k == NUM))
 function("ISERROR", 1, 1)(_is(lambda k: k >= ERR_BASE))
 function("ISTEXT", 1, 1)(_is(lambda k: k == TEXT))
+function("ISLOGICAL", 1, 1)(_is(lambda k: k == BOOL))

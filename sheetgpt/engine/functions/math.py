@@ -206,6 +206,8 @@ def _round_one(x: float, d: int) -> float:
     if not isfinite(x):
         return x
     q = Decimal(repr(float(f"{x:.15g}")))
+    if q.adjusted() + d >= 15:  # the 15 digits end before that place: nothing to round (1e200 to 0 places)
+        return float(q)
     return float(q.quantize(Decimal(1).scaleb(-d), rounding=ROUND_HALF_UP)) if d >= -300 else 0.0
 
 
