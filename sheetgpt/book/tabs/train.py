@@ -291,7 +291,7 @@ def write(out: BookWriter, tab: Tab) -> int:
     ids = trace["nll.top_id"][:, 0]
     for i in range(TOP_K):
         ws.write_number(TOP_ROW + i, 0, i + 1, fmt.label)
-        text = out.tokenizer.display(int(ids[i])) if "nll.top_id" not in out.uncached else 0
+        text = out.tokenizer.display(int(ids[i]))
         ws.write_formula(TOP_ROW + i, 1, f"=INDEX({shown},{a1.cell(TOP_ROW + i, 2)}+1)", fmt.token, text)
     ws.write_string(NORMS_ROW - 2, LABEL_COL, "gradient norms: SQRT(SUMPRODUCT(dW, dW)) of each tab d W", fmt.title)
     ws.write_string(NORMS_ROW - 1, 1, "parameter", fmt.header)
@@ -300,7 +300,7 @@ def write(out: BookWriter, tab: Tab) -> int:
         ws.write_url(NORMS_ROW + i, 1, f"internal:{a1.sheet_prefix(grad_tab(p))}A1", fmt.token, string=grad_tab(p))
     for name in ("nll.p_before", "nll.p_after"):
         r = regions[name]
-        shown = 0 if name in out.uncached else float(trace[name][0, 0])
+        shown = float(trace[name][0, 0])
         ws.write_formula(r.top, r.left + 1, f"={a1.cell(r.top, r.left)}", fmt.number("0.0%"), shown)
     for r in stacked:
         count += cells.write_region(out, ws, r)
@@ -311,11 +311,9 @@ def write(out: BookWriter, tab: Tab) -> int:
 
 
 def write_cells(out: BookWriter, ws, region: Region) -> int:
-    """A region without a frame: its formulas, with cached values unless it is downstream of an exercise."""
-    values = out.trace
-    if region.name in out.uncached:  # downstream of an exercise: no cached value
-        values = {region.name: np.full_like(out.cached(region.name), np.nan)}
-    return cells.write_formulas(ws, region, values, out.fmt.number(region.number_format))
+    """A region without a frame: its formulas, with their cached values (an exercise book's cells that wait
+    on a blank are given their message afterwards: ``book.fill_cached.cold``)."""
+    return cells.write_formulas(ws, region, out.trace, out.fmt.number(region.number_format))
 
 
 # ---- inputs and the reference --------------------------------------------------------------------
