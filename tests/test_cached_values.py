@@ -124,3 +124,18 @@ def test_cached_values_are_what_gnumeric_recalculates(built, shape, prompt, kwar
     assert value(*SENTINEL) == 2.0
     weights = recalculated["wte"]
     assert weights.max_row >= 2 and weights.cell(1, 1).value is not None  # weight cells were read
+
+
+@pytest.mark.parametrize(("shape", "prompt", "kwargs"), [BOOKS[1], BOOKS[2]], ids=[IDS[1], IDS[2]])
+def test_the_reader_sees_a_cached_value_in_every_formula_cell(built, shape, prompt, kwargs):
+    """Every plain formula cell holds a cached value as sheetgpt's reader reads it, an empty text
+    (``t="str"`` and ``<v></v>``) included: the regular parsing path once read ``<v></v>`` as no value."""
+    missing = []
+    for name, sheet in read_workbook(built(shape, prompt, kwargs)).sheets.items():
+        for r, c, _text, ref in sheet.formulas:
+            if ref is None and (r, c) not in sheet.cached:
+                missing.append(a1.where(name, r, c))
+    assert missing == []
+    # the token-row Prompt tab's status cell (D3) is such an empty text: it is there, as ''
+    if kwargs.get("typed_prompt") is False:
+        assert read_workbook(built(shape, prompt, kwargs)).sheets["Prompt"].cached[(2, 3)] == ""

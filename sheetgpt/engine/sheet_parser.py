@@ -39,7 +39,7 @@ _TYPED_C_RE = re.compile(rb"<c\s[^>]*[\s:](?:t|vm)\s*=")
 _REG_CELL_RE = re.compile(
     rb'<c r="([A-Z]{1,3}[0-9]{1,7})"(?: s="[0-9]{1,5}")?(?: t="([a-zA-Z]{1,9})")?'
     rb'(?:/>|>(?:<f( t="(?:array|shared)"(?: ref="[A-Z0-9:]{2,20}")?(?: si="[0-9]{1,9}")?)?(?:/>|>([^<]*)</f>))?'
-    rb"(?:<v>([^<]*)</v>)?</c>)"
+    rb"(?:(<v>)([^<]*)</v>)?</c>)"  # <v> apart from its text: findall gives b"" for both <v></v> and none
 )
 # any tag but <row>, <c ...>, <f>, <v> and their ends: such a chunk takes the slow path
 _OTHER_TAG_RE = re.compile(rb"<(?!c |/c>|v>|/v>|f[ >/]|/f>|row[ >/]|/row>)")
@@ -285,7 +285,8 @@ class _SheetParser:
             return False
         num_i, num_v, f_i, f_t, f_v = [], [], [], [], []
         members: list[tuple[bytes, int]] = []  # (si, cell index) of shared-formula members, added in batches
-        for i, (_, t, fa, ftext, v) in enumerate(cells):
+        for i, (_, t, fa, ftext, has_v, v) in enumerate(cells):
+            v = v if has_v else None  # <v></v>: a cached empty text (t="str"), not a missing value
             if fa or ftext:
                 if fa and not ftext and fa.startswith(b' t="shared" si="'):
                     members.append((fa[16:-1], i))
@@ -296,7 +297,7 @@ class _SheetParser:
                     self._add_members(members, rows, cols, cells)  # before a master: members keep their order
                     r, c = int(rows[i]), int(cols[i])
                     self._formula(r, c, xml_attrs(fa), ftext, f"{self.where} cell {cell_name(r, c)}")
-                    if v:
+                    if v is not None:
                         self.cached[(r, c)] = unescape(v)
                     if t and t != b"n":
                         self.cached_types[(r, c)] = t.decode()
@@ -305,7 +306,7 @@ class _SheetParser:
                     self.cached_types[(int(rows[i]), int(cols[i]))] = t.decode()
                 f_i.append(i)
                 f_t.append(ftext)
-                f_v.append(v or None)
+                f_v.append(v)
             elif not t or t == b"n":
                 if v:
                     num_i.append(i)
@@ -362,7 +363,7 @@ class _SheetParser:
                 r, c = int(rows[idx[0]]), int(cols[idx[0]])
                 raise WorkbookError(f"{self.where} cell {cell_name(r, c)}: shared formula si={si!r} has no master")
         idx = np.array([i for _, i in members])
-        self.cached.add_many(rows[idx], cols[idx], [cells[i][4] or None for i in idx.tolist()])
+        self.cached.add_many(rows[idx], cols[idx], [cells[i][5] if cells[i][4] else None for i in idx.tolist()])
         members.clear()
 
     def _rows_only(self, buf: bytes, cells_seen: bool = False) -> None:
