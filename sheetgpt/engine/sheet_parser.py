@@ -35,14 +35,16 @@ _CELLREF_RE = re.compile(rb"([A-Za-z]{1,4})([0-9]{1,8})")
 # attributes of <c> that change what the cell means (t: type; vm: rich value)
 _TYPED_C_RE = re.compile(rb"<c\s[^>]*[\s:](?:t|vm)\s*=")
 # regular cells as Excel, LibreOffice and xlsxwriter write them (attributes r, s, t in
-# this order; <f> with t/ref/si); anything else takes the general path
+# this order; <f> with t/ref/si; <v> perhaps with xml:space, as LibreOffice writes text that
+# starts with a space); anything else takes the general path. Groups: ref, t, <f>'s attributes,
+# <f>'s text, "<v" if there is a <v> (an empty one is an empty cached text), <v>'s text.
 _REG_CELL_RE = re.compile(
     rb'<c r="([A-Z]{1,3}[0-9]{1,7})"(?: s="[0-9]{1,5}")?(?: t="([a-zA-Z]{1,9})")?'
     rb'(?:/>|>(?:<f( t="(?:array|shared)"(?: ref="[A-Z0-9:]{2,20}")?(?: si="[0-9]{1,9}")?)?(?:/>|>([^<]*)</f>))?'
-    rb"(?:<v>([^<]*)</v>)?</c>)"
+    rb'(?:(<v)(?: xml:space="preserve")?>([^<]*)</v>)?</c>)'
 )
 # any tag but <row>, <c ...>, <f>, <v> and their ends: such a chunk takes the slow path
-_OTHER_TAG_RE = re.compile(rb"<(?!c |/c>|v>|/v>|f[ >/]|/f>|row[ >/]|/row>)")
+_OTHER_TAG_RE = re.compile(rb'<(?!c |/c>|v>|v xml:space="preserve">|/v>|f[ >/]|/f>|row[ >/]|/row>)')
 _TAG_END = np.zeros(256, bool)
 _TAG_END[list(b" \t\r\n>/")] = True
 _FA_T_RE = re.compile(rb't="(\w+)"')
@@ -338,7 +340,8 @@ class _SheetParser:
             return False
         num_i, num_v, f_i, f_t, f_v = [], [], [], [], []
         members: list[tuple[bytes, int]] = []  # (si, cell index) of shared-formula members, added in batches
-        for i, (_, t, fa, ftext, v) in enumerate(cells):
+        for i, (_, t, fa, ftext, has_v, v) in enumerate(cells):
+            v = v if has_v else None  # as the general path reads it: b"" for <v></v>
             if fa or ftext:
                 if fa and not ftext and fa.startswith(b' t="shared" si="'):
                     members.append((fa[16:-1], i))
@@ -349,7 +352,7 @@ class _SheetParser:
                     self._add_members(members, rows, cols, cells)  # before a master: members keep their order
                     r, c = int(rows[i]), int(cols[i])
                     self._formula(r, c, xml_attrs(fa), ftext, f"{self.where} cell {cell_name(r, c)}")
-                    if v:
+                    if v is not None:
                         self.cached[(r, c)] = unescape(v)
                     if t and t != b"n":
                         self.cached_types[(r, c)] = t.decode()
@@ -358,14 +361,14 @@ class _SheetParser:
                     self.cached_types[(int(rows[i]), int(cols[i]))] = t.decode()
                 f_i.append(i)
                 f_t.append(ftext)
-                f_v.append(v or None)
+                f_v.append(v)
             elif not t or t == b"n":
-                if v:
+                if v and v.strip():
                     num_i.append(i)
                     num_v.append(v)
             elif t == b"s" or t == b"b" or t == b"e" or t == b"str" or t == b"inlineStr" or t == b"d":
                 r, c = int(rows[i]), int(cols[i])
-                self._typed(r, c, t, v or None, b"", f"{self.where} cell {cell_name(r, c)}")
+                self._typed(r, c, t, v, b"", f"{self.where} cell {cell_name(r, c)}")
             else:
                 raise WorkbookError(
                     f"{self.where} cell {cell_name(int(rows[i]), int(cols[i]))}: unknown cell type {t[:20]!r}"
@@ -415,7 +418,7 @@ class _SheetParser:
                 r, c = int(rows[idx[0]]), int(cols[idx[0]])
                 raise WorkbookError(f"{self.where} cell {cell_name(r, c)}: shared formula si={si!r} has no master")
         idx = np.array([i for _, i in members])
-        self.cached.add_many(rows[idx], cols[idx], [cells[i][4] or None for i in idx.tolist()])
+        self.cached.add_many(rows[idx], cols[idx], [cells[i][5] if cells[i][4] else None for i in idx.tolist()])
         members.clear()
 
     def _rows_only(self, buf: bytes, cells_seen: bool = False) -> None:
