@@ -2,9 +2,10 @@
 
 Sheet XML is scanned with compiled regular expressions over decompressed chunks that
 end on a ``</row>`` boundary. Rows of purely numeric cells (weight tabs) take a fast
-path: one ``findall`` per chunk and one numpy conversion of the value texts; rows as Excel,
-LibreOffice and xlsxwriter write them take a regular path; anything else the general (slow) one.
-Sizes are checked against Excel's limits.
+path: one ``findall`` per chunk and one numpy conversion of the value texts, and the rows after
+such a row that are laid out byte for byte like it are read as one array (``alike_rows``); rows as
+Excel, LibreOffice and xlsxwriter write them take a regular path; anything else the general (slow)
+one, which defines what every other path must read. Sizes are checked against Excel's limits.
 """
 
 from __future__ import annotations
