@@ -2,9 +2,10 @@
 
 Sheet XML is scanned with compiled regular expressions over decompressed chunks that
 end on a ``</row>`` boundary. Rows of purely numeric cells (weight tabs) take a fast
-path: one ``findall`` per chunk and one numpy conversion of the value texts; rows as Excel,
-LibreOffice and xlsxwriter write them take a regular path; anything else the general (slow) one.
-Sizes are checked against Excel's limits.
+path: one ``findall`` per chunk and one numpy conversion of the value texts, and the rows after
+such a row that are laid out byte for byte like it are read as one array (``alike_rows``); rows as
+Excel, LibreOffice and xlsxwriter write them take a regular path; anything else the general (slow)
+one, which defines what every other path must read. Sizes are checked against Excel's limits.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from ..a1 import MAX_COLS, MAX_FORMULA_CHARS, MAX_ROWS, col_index, parse_range
 from ..a1 import cell as cell_name
 from ..errors import WorkbookError
-from . import zip_limits
+from . import alike_rows, zip_limits
 from .book import Formulas, LazyDict, Sheet
 from .markup import SPREADSHEETML, Namespaces, decode, refuse_markup, unescape, xml_attrs, xml_start
 from .shared_strings import text_of
@@ -35,14 +36,16 @@ _CELLREF_RE = re.compile(rb"([A-Za-z]{1,4})([0-9]{1,8})")
 # attributes of <c> that change what the cell means (t: type; vm: rich value)
 _TYPED_C_RE = re.compile(rb"<c\s[^>]*[\s:](?:t|vm)\s*=")
 # regular cells as Excel, LibreOffice and xlsxwriter write them (attributes r, s, t in
-# this order; <f> with t/ref/si); anything else takes the general path
+# this order; <f> with t/ref/si; <v> perhaps with xml:space, as LibreOffice writes text that
+# starts with a space); anything else takes the general path. Groups: ref, t, <f>'s attributes,
+# <f>'s text, "<v" if there is a <v> (an empty one is an empty cached text), <v>'s text.
 _REG_CELL_RE = re.compile(
     rb'<c r="([A-Z]{1,3}[0-9]{1,7})"(?: s="[0-9]{1,5}")?(?: t="([a-zA-Z]{1,9})")?'
     rb'(?:/>|>(?:<f( t="(?:array|shared)"(?: ref="[A-Z0-9:]{2,20}")?(?: si="[0-9]{1,9}")?)?(?:/>|>([^<]*)</f>))?'
-    rb"(?:(<v>)([^<]*)</v>)?</c>)"  # <v> apart from its text: findall gives b"" for both <v></v> and none
+    rb'(?:(<v)(?: xml:space="preserve")?>([^<]*)</v>)?</c>)'
 )
 # any tag but <row>, <c ...>, <f>, <v> and their ends: such a chunk takes the slow path
-_OTHER_TAG_RE = re.compile(rb"<(?!c |/c>|v>|/v>|f[ >/]|/f>|row[ >/]|/row>)")
+_OTHER_TAG_RE = re.compile(rb'<(?!c |/c>|v>|v xml:space="preserve">|/v>|f[ >/]|/f>|row[ >/]|/row>)')
 _TAG_END = np.zeros(256, bool)
 _TAG_END[list(b" \t\r\n>/")] = True
 _FA_T_RE = re.compile(rb't="(\w+)"')
@@ -120,6 +123,17 @@ def _values_between(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
     return _parse_numbers(mat)
 
 
+class _Run:
+    """Rows r0 .. r0 + n - 1 read by the alike-rows path: its numbers are an [n, cells] array at the
+    columns of the row before (kept as a block: the grid takes it as one slice)."""
+
+    def __init__(self, r0: int, n: int):
+        self.r0, self.n = r0, n
+
+    def rows(self, cells: int) -> np.ndarray:
+        return np.repeat(np.arange(self.r0, self.r0 + self.n, dtype=np.int32), cells)
+
+
 class _SheetParser:
     def __init__(self, book_name: str, name: str, sst: list[str], foreign: re.Pattern):
         self.where = f"{book_name} sheet {name!r}"
@@ -142,10 +156,52 @@ class _SheetParser:
         self.pending_r: list[int] = []
         self.pending_c: list[int] = []
         self.pending_v: list[bytes] = []
+        self.template: alike_rows.Template | None = None  # the last row layout the alike path read
+        self.unordered = False  # numbers read by the general path (which may repeat a cell)
 
     def chunk(self, buf: bytes) -> None:
+        again = True
+        while again:
+            used, again = self.alike(buf)
+            buf = buf[used:]
         if not self.fast(buf) and not self.regular(buf):
             self.slow(buf)
+
+    # -- alike rows: a row read by the fast path, then the rows after it laid out like it (alike_rows.py)
+    def alike(self, buf: bytes) -> tuple[int, bool]:
+        """(bytes read from the start of ``buf``, whether to try again after them)."""
+        if not buf.startswith(b"<row"):
+            return 0, False
+        if self.template is not None and self.row >= 0:  # the rows after the last one, laid out as before
+            used = self._run(self.template, buf, 0)
+            if used:
+                return used, True
+        end = alike_rows.first_row_end(buf)
+        if end < 0 or 2 * end > len(buf) or buf.count(b"<c ", 0, end) < alike_rows.MIN_CELLS:
+            return 0, False
+        held = len(self.vals)
+        if not self.fast(buf[:end]):
+            return 0, False
+        if len(self.vals) == held or self.rows[-1][0] != self.rows[-1][-1]:
+            return end, False
+        self.template = alike_rows.template(buf[:end], self.row, self.cols[-1])
+        if self.template is None:
+            return end, False
+        used = self._run(self.template, buf, end)
+        return end + used, used > 0
+
+    def _run(self, t: alike_rows.Template, buf: bytes, start: int) -> int:
+        """Bytes read of the rows laid out like ``t`` from ``buf[start:]`` (0: none)."""
+        n, values = alike_rows.read_run(t, np.frombuffer(buf, np.uint8), start, self.row, _parse_numbers)
+        n = min(n, MAX_ROWS - 1 - self.row)  # a row beyond Excel's: the fast path refuses it
+        if n <= 0:
+            return 0
+        self.rows.append(_Run(self.row + 1, n))
+        self.cols.append(t.cols)
+        self.vals.append(values[:n])
+        self.row, self.col = self.row + n, int(t.cols[-1])
+        self.max_r, self.max_c = max(self.max_r, self.row), max(self.max_c, self.col)
+        return n * len(t.row)
 
     # -- fast path: a chunk of complete rows where every cell is <c r="..." [s=".."]><v>number</v></c>
     def fast(self, buf: bytes) -> bool:
@@ -286,7 +342,7 @@ class _SheetParser:
         num_i, num_v, f_i, f_t, f_v = [], [], [], [], []
         members: list[tuple[bytes, int]] = []  # (si, cell index) of shared-formula members, added in batches
         for i, (_, t, fa, ftext, has_v, v) in enumerate(cells):
-            v = v if has_v else None  # <v></v>: a cached empty text (t="str"), not a missing value
+            v = v if has_v else None  # as the general path reads it: b"" for <v></v>
             if fa or ftext:
                 if fa and not ftext and fa.startswith(b' t="shared" si="'):
                     members.append((fa[16:-1], i))
@@ -308,12 +364,12 @@ class _SheetParser:
                 f_t.append(ftext)
                 f_v.append(v)
             elif not t or t == b"n":
-                if v:
+                if v and v.strip():
                     num_i.append(i)
                     num_v.append(v)
             elif t == b"s" or t == b"b" or t == b"e" or t == b"str" or t == b"inlineStr" or t == b"d":
                 r, c = int(rows[i]), int(cols[i])
-                self._typed(r, c, t, v or None, b"", f"{self.where} cell {cell_name(r, c)}")
+                self._typed(r, c, t, v, b"", f"{self.where} cell {cell_name(r, c)}")
             else:
                 raise WorkbookError(
                     f"{self.where} cell {cell_name(int(rows[i]), int(cols[i]))}: unknown cell type {t[:20]!r}"
@@ -530,6 +586,7 @@ class _SheetParser:
         v = np.array(vals, dtype=np.float64)
         if not np.isfinite(v).all():
             raise WorkbookError(f"{self.where}: a number cell is not finite")
+        self.unordered = True  # the general path does not check the order of cells
         self.rows.append(np.array(self.pending_r, dtype=np.int32))
         self.cols.append(np.array(self.pending_c, dtype=np.int32))
         self.vals.append(v)
@@ -537,14 +594,8 @@ class _SheetParser:
 
     def finish(self) -> Sheet:
         self._flush()
-        if self.rows:
-            rows = np.concatenate(self.rows)
-            cols = np.concatenate(self.cols)
-            vals = np.concatenate(self.vals)
-        else:
-            rows = np.zeros(0, np.int32)
-            cols = np.zeros(0, np.int32)
-            vals = np.zeros(0)
+        held = list(zip(self.rows, self.cols, self.vals))  # in reading order
+        n_numbers = sum(v.size for _, _, v in held)
         self.rows = self.cols = self.vals = []
         for d in (self.strings, self.booleans, self.errors):
             for r, c in d:
@@ -564,7 +615,6 @@ class _SheetParser:
         if not self.cached.pending():
             for r, c in self.cached:
                 self.max_r, self.max_c = max(self.max_r, r), max(self.max_c, c)
-        _resolve(self.cached, self.cached_types, self.sst, self.where)
         dims = (self.max_r + 1, self.max_c + 1)
         parts = dict(
             name=self.name,
@@ -576,22 +626,26 @@ class _SheetParser:
             cached_types=self.cached_types,
             dims=dims,
         )
-        if len(vals) >= (dims[0] * dims[1]) // 2 and len(vals) > 0:
-            grid = np.full(dims, np.nan)
-            grid[rows, cols] = vals
-            return Sheet(**parts, grid=grid, has_gaps=bool(np.isnan(grid).any()))
+        if n_numbers >= (dims[0] * dims[1]) // 2 and n_numbers > 0:
+            # every cell set: as many numbers as cells, all distinct (each path but the general one
+            # takes cells only in increasing order)
+            full = n_numbers == dims[0] * dims[1] and not self.unordered
+            grid = np.empty(dims) if full else np.full(dims, np.nan)
+            for r, c, v in held:  # in reading order: a cell the general path read twice keeps its last value
+                if not isinstance(r, _Run):
+                    grid[r, c] = v
+                elif int(c[-1]) - int(c[0]) + 1 == len(c):  # adjacent columns (a weight tab's)
+                    grid[r.r0 : r.r0 + r.n, int(c[0]) : int(c[0]) + len(c)] = v
+                else:
+                    grid[r.r0 : r.r0 + r.n, c] = v
+            return Sheet(**parts, grid=grid, has_gaps=not full and bool(np.isnan(grid).any()))
+        expanded = [
+            (r.rows(len(c)), np.tile(c, r.n), v.ravel()) if isinstance(r, _Run) else (r, c, v) for r, c, v in held
+        ]
+        if not held:
+            expanded = [(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))]
+        rows, cols, vals = (np.concatenate([p[i] for p in expanded]) for i in range(3))
         return Sheet(**parts, numbers=(rows, cols, vals))
-
-
-def _resolve(cached, cached_types, sst: list[str], where: str) -> None:
-    """A formula's cached text stored as a shared string (``t="s"``, as Gnumeric writes it): the text itself."""
-    for (r, c), t in cached_types.items():
-        if t == "s" and (r, c) in cached:
-            v = cached[(r, c)]
-            try:
-                dict.__setitem__(cached, (r, c), sst[int(v)])
-            except (ValueError, IndexError):
-                raise WorkbookError(f"{where} cell {cell_name(r, c)}: bad shared string index {v!r}") from None
 
 
 def read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sheet:
@@ -626,7 +680,7 @@ def read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> She
             state = 1
         if state != 1:
             continue
-        end = buf.find(b"sheetData>")
+        end = buf.find(b"sheetData>") if b"h" in buf else -1  # weight XML has no "h": a fast byte search
         if end >= 0:
             body, buf, state = buf[: buf.rfind(b"<", 0, end)], b"", 2
         else:

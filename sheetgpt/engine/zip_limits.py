@@ -12,6 +12,11 @@ import zipfile
 from ..errors import WorkbookError
 from .markup import refuse_markup, xml_start
 
+try:  # ISA-L's inflate: the same format, about 1.7x faster than zlib on weight-tab XML
+    from isal import isal_zlib as _inflate
+except ImportError:  # pragma: no cover - depends on the environment
+    _inflate = None
+
 MAX_MEMBERS = 10_000  # zip members (a GPT-2-small book has about 170)
 MAX_MEMBER_BYTES = 4 << 30  # decompressed size of one zip member
 MAX_TOTAL_BYTES = 16 << 30  # decompressed size of all members (a GPT-2-small book: about 4 GB)
@@ -76,6 +81,7 @@ def stream(zf: zipfile.ZipFile, name: str, chunk: int | None = None):
     tail = b""
     try:
         with zf.open(info) as f:
+            _faster_inflate(f, info)
             while True:
                 data = f.read(chunk or CHUNK)  # CHUNK read at call time
                 if not data:
@@ -90,7 +96,9 @@ def stream(zf: zipfile.ZipFile, name: str, chunk: int | None = None):
                 if total == len(data) and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
                     raise WorkbookError(f"{zf.filename}: {name} is UTF-16 XML, which is not supported")
                 probe = tail + data[:16]
-                if b"<!DOCTYPE" in probe or b"<!DOCTYPE" in data or b"<!ENTITY" in data or b"<!ENTITY" in probe:
+                if (b"!" in data or b"!" in probe) and (  # both start "<!": one fast byte search first
+                    b"<!DOCTYPE" in probe or b"<!DOCTYPE" in data or b"<!ENTITY" in data or b"<!ENTITY" in probe
+                ):
                     raise WorkbookError(f"{zf.filename}: {name} contains a DOCTYPE/ENTITY declaration; refusing it")
                 tail = data[-16:]
                 yield data
@@ -100,6 +108,13 @@ def stream(zf: zipfile.ZipFile, name: str, chunk: int | None = None):
         raise WorkbookError(f"{zf.filename}: corrupt zip member {name}: {e}") from None
     except Exception as e:  # zlib.error and friends
         raise WorkbookError(f"{zf.filename}: corrupt zip member {name}: {e}") from None
+
+
+def _faster_inflate(f, info: zipfile.ZipInfo) -> None:
+    """Let ISA-L inflate a deflated member that ``f`` (zipfile's reader, nothing read yet) streams:
+    zipfile still reads the compressed bytes, checks their CRC and bounds the output."""
+    if _inflate is not None and info.compress_type == zipfile.ZIP_DEFLATED and hasattr(f, "_decompressor"):
+        f._decompressor = _inflate.decompressobj(-15)
 
 
 def read_small(zf: zipfile.ZipFile, name: str, limit: int = 256 << 20) -> bytes:
