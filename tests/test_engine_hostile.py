@@ -349,6 +349,29 @@ def test_a_reference_far_beyond_the_sheet_allocates_only_what_the_sheet_holds(tm
     assert "s!B1: a reference of 1,048,576 x 16,384 cells reaches far beyond the 5 x 1 cells" in second
 
 
+def test_an_mmult_of_a_column_by_its_transpose_is_refused_not_allocated(tmp_path):
+    """Found by the hypothesis sweep below: a 1,048,575-row column times its transpose names 10^12
+    products (8 TiB); it is refused in one line (exit 2), within the memory cap, not allocated."""
+    code = f"""
+        import xlsxwriter
+        from sheetgpt.engine.reader import read_workbook
+        from sheetgpt.engine.evaluator import evaluate
+        from sheetgpt.errors import WorkbookError
+        path = {str(tmp_path / "m.xlsx")!r}
+        wb = xlsxwriter.Workbook(path)
+        wb.add_worksheet("w").write_column("A1", [1, 2, 3, 4, 5])
+        wb.add_worksheet("s").write_formula("A1", "=MMULT(w!A2:A1048576,TRANSPOSE(w!A2:A1048576))")
+        wb.close()
+        try:
+            evaluate(read_workbook(path), strict=True)
+        except WorkbookError as e:
+            print(e.message)
+    """
+    out = run_capped(code, 1024)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "MMULT of 1,048,575 x 1 by 1 x 1,048,575 cells" in out.stdout and "refusing it" in out.stdout
+
+
 @pytest.mark.slow
 def test_the_sentinel_step_copies_unread_members_without_inflating_them(tmp_path):
     """A book whose xl/media member inflates to 768 MB: the LibreOffice engine's copy (with the

@@ -9,6 +9,7 @@ from math import isfinite, pi
 
 import numpy as np
 
+from ...errors import WorkbookError
 from ..operators import binary
 from ..store import MAX_BATCH_ELEMENTS, CellRange
 from ..values import E_DIV0, E_NUM, E_VALUE, ERR_BASE, NUM, const, error, numbers, per_cell, to_num
@@ -98,6 +99,10 @@ def sumproduct(ctx, args):
     return per_cell(prod.reshape(B, -1).sum(1), err)
 
 
+MMULT_MAX_CELLS = 16 * MAX_BATCH_ELEMENTS  # 64 M results (512 MB): a full-size book's largest MMULT is 38.6 M
+MMULT_MAX_PRODUCTS = 50_000_000_000  # multiply-adds of one MMULT: about a minute of BLAS on one core
+
+
 @function("MMULT", 2, 2)
 def mmult(ctx, args):
     a, b = args
@@ -108,6 +113,13 @@ def mmult(ctx, args):
     va, vb = ctx.val(a), ctx.val(b)
     if va.shape[2] != vb.shape[1]:
         return error((1, 1, 1), E_VALUE)
+    (n, k), m = va.shape[1:], vb.shape[2]
+    cells = max(va.shape[0], vb.shape[0]) * n * m
+    if cells > MMULT_MAX_CELLS or cells * k > MMULT_MAX_PRODUCTS:  # memory and time bounded, not by what is named
+        raise WorkbookError(
+            f"{ctx.where}: MMULT of {n:,} x {k:,} by {k:,} x {m:,} cells gives {cells:,} products of {k:,} terms; "
+            "refusing it"
+        )
     bad_a = (va.kind != NUM).reshape(va.shape[0], -1).any(1)
     bad_b = (vb.kind != NUM).reshape(vb.shape[0], -1).any(1)
     r = np.matmul(np.where(va.kind == NUM, va.num, 0.0), np.where(vb.kind == NUM, vb.num, 0.0))
