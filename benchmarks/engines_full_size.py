@@ -61,8 +61,15 @@ def run(engine: str, book: Path, cap_gib: float, timeout: float) -> dict:
                 stopped = f"stopped at the {cap_gib:g} GiB memory cap"
             elif time.perf_counter() - started > timeout:
                 stopped = f"stopped at the {timeout:.0f} s timeout"
-            if stopped:
-                os.killpg(proc.pid, signal.SIGKILL)
+            if stopped:  # the whole tree: an engine may start its app in a session of its own (ssconvert)
+                tree = [proc.pid]
+                for p in tree:
+                    tree.extend(mem._children(p))
+                for p in reversed(tree):
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 proc.wait()
                 break
     seconds = time.perf_counter() - started
