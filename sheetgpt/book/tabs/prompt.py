@@ -216,7 +216,7 @@ def _write_generation(out: BookWriter, ws, tab: Tab) -> None:
     head = argmax.header_row
     for col, label in ((NEXT_COL, "most likely next id"), (SO_FAR_COL, "text so far"), (ENDED_COL, "ended")):
         ws.write_string(head, col, label, fmt.header)
-    ws.set_column(NEXT_COL, NEXT_COL, 12)
+    ws.set_column(NEXT_COL, NEXT_COL, 16)  # "most likely next" and the used position (E3)
     ws.set_column(SO_FAR_COL, SO_FAR_COL, 60)
     eot = out.tokenizer.special.get(ENDOFTEXT, -1)
     after = a1.cell(*AFTER_USED, True, True)
