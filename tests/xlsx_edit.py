@@ -101,7 +101,9 @@ def drop_cached(path: Path) -> Path:
         parts = {i.filename: zin.read(i.filename) for i in infos}
     for name, data in parts.items():
         if name.startswith("xl/worksheets/"):
-            parts[name] = re.sub(rb"(</f>|<f [^>]*/>)<v[^>]*>[^<]*</v>", rb"\1", data)
+            data = re.sub(rb"(</f>|<f [^>]*/>)<v[^>]*>[^<]*</v>", rb"\1", data)
+            # the other cells of a CSE range that gives text: their cached text, with no <f> of their own
+            parts[name] = re.sub(rb'(<c [^>]*t="str"[^>]*>)<v[^>]*>[^<]*</v>', rb"\1", data)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
         for info in infos:
             zout.writestr(info, parts[info.filename])

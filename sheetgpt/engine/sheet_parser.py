@@ -531,8 +531,10 @@ class _SheetParser:
         elif t == b"e":
             self.errors[(r, c)] = unescape(v or b"#VALUE!").strip()
         elif t == b"str":
-            # cached formula text without a formula: not a constant we trust
-            self.cached[(r, c)] = unescape(v or b"")
+            # cached formula text without a formula (a cell of a CSE range): not a constant we trust;
+            # no <v> at all (an app that drops cached values keeps t="str"): no cached value
+            if v is not None:
+                self.cached[(r, c)] = unescape(v)
         elif t == b"d":
             raise WorkbookError(f'{where}: ISO date cells (t="d") are not supported')
         else:
