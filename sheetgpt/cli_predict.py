@@ -169,10 +169,10 @@ def predict_cmd(
 
         if steer is not None:
             raise SheetGPTError("give --steer or --steer-feature, not both (one direction at a time)")
-        settings = steering.from_feature_cli(steer_feature, tok.display_ids(), model.config.n_layer, sae.d_sae)
+        by_feature = steering.from_feature_cli(steer_feature, tok.display_ids(), model.config.n_layer, sae.d_sae)
         wte = np.asarray(model.params["wte"], np.float64)
         held = (sae.feature_ids, sae.W_dec)
-        add = settings.stages(tok.display_ids(), wte, model.config.n_layer, held)["steer.add"]
+        add = by_feature.stages(tok.display_ids(), wte, model.config.n_layer, held)["steer.add"]
         if not features and sae_dir is None:
             sae = None  # steering only: no feature listing
     if steer is not None:
