@@ -617,6 +617,7 @@ class _SheetParser:
         if not self.cached.pending():
             for r, c in self.cached:
                 self.max_r, self.max_c = max(self.max_r, r), max(self.max_c, c)
+        _resolve(self.cached, self.cached_types, self.sst, self.where)
         dims = (self.max_r + 1, self.max_c + 1)
         parts = dict(
             name=self.name,
@@ -648,6 +649,17 @@ class _SheetParser:
             expanded = [(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))]
         rows, cols, vals = (np.concatenate([p[i] for p in expanded]) for i in range(3))
         return Sheet(**parts, numbers=(rows, cols, vals))
+
+
+def _resolve(cached, cached_types, sst: list[str], where: str) -> None:
+    """A formula's cached text stored as a shared string (``t="s"``, as Gnumeric writes it): the text itself."""
+    for (r, c), t in cached_types.items():
+        if t == "s" and (r, c) in cached:
+            v = cached[(r, c)]
+            try:
+                dict.__setitem__(cached, (r, c), sst[int(v)])
+            except (ValueError, IndexError):
+                raise WorkbookError(f"{where} cell {cell_name(r, c)}: bad shared string index {v!r}") from None
 
 
 def read_sheet(zf: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sheet:
