@@ -131,18 +131,20 @@ ENGINES = [
 BY_ID = {c[0]: c for c in CASES}
 
 
-@pytest.fixture(scope="module")
-def books(model_dir, tmp_path_factory):
-    """A typed-prompt and a token-row book of a 2-block model, generating, steered with A 'a', B 'b',
-    strength 1 at block 1."""
-    d = model_dir("one-head")
+def build_books(d: Path, out: Path) -> dict:
+    """A typed-prompt and a token-row book of the 2-block model in ``d``, generating, steered with A 'a',
+    B 'b', strength 1 at block 1 (also the hostile-input sweep's books)."""
     model, tok = load_model(d), Tokenizer.from_dir(d)
     settings = steering.from_cli(("a", "b", 1.0, 1), tok.display_ids(), model.config.n_layer)
-    out = tmp_path_factory.mktemp("editable")
     return {
         kind: build_workbook(model, tok, "ab cab", out / f"{kind}.xlsx", typed_prompt=typed, generate=2, steer=settings)
         for kind, typed in (("typed", True), ("rows", False))
     }
+
+
+@pytest.fixture(scope="module")
+def books(model_dir, tmp_path_factory):
+    return build_books(model_dir("one-head"), tmp_path_factory.mktemp("editable"))
 
 
 def _edited(books, case, tmp_path) -> tuple[Path, object]:

@@ -22,7 +22,7 @@ from proved import assert_proves_every_region
 from safetensors.numpy import load_file
 from test_generate import CLI, PROMPT, ROWS, _ids_by_engine, predicted
 from test_sae import _bad_cases
-from xlsx_edit import set_value
+from xlsx_edit import set_cell, set_value
 
 from sheetgpt import a1
 from sheetgpt.book import writer
@@ -141,30 +141,13 @@ def test_the_heat_map_is_a_colour_scale(book):
     assert re.search(f'<conditionalFormatting sqref="{span}"><cfRule type="colorScale"', xml)
 
 
-def _with_text(src: Path, dst: Path, layout, tab: str, cell: str, text: str) -> None:
-    """A copy of the book whose number cell ``tab``!``cell`` holds the text ``text`` instead."""
-    member = f"xl/worksheets/sheet{[t.name for t in layout.tabs].index(tab) + 1}.xml"
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info.filename)
-            if info.filename == member:
-                xml, n = re.subn(
-                    f'<c r="{cell}"([^>]*)><v>[^<]*</v></c>',
-                    lambda m: f'<c r="{cell}"{m.group(1)} t="inlineStr"><is><t>{text}</t></is></c>',
-                    data.decode(),
-                )
-                assert n == 1
-                data = xml.encode()
-            zout.writestr(info, data)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("typed", ["192", "-1", "text"])
 def test_a_bad_feature_number_shows_one_message_and_changes_nothing_else(book, tmp_path, typed):
     bad = tmp_path / "bad.xlsx"
     cell = a1.cell(*features.FEATURE)
     if typed == "text":
-        _with_text(book.path, bad, book.layout, features.NAME, cell, "she")
+        set_cell(book.path, bad, features.NAME, cell, "text", "she")
     else:
         set_value(book.path, bad, book.layout, features.NAME, cell, typed)
     before, after = evaluate(read_workbook(book.path)), evaluate(read_workbook(bad))
@@ -240,7 +223,7 @@ def test_a_bad_steering_feature_turns_steering_off_with_one_message(steered, bun
     bad = tmp_path / "bad.xlsx"
     cell = a1.cell(steering.FEATURE_ROW, steering.VALUE_COL)
     if typed == "text":
-        _with_text(steered.path, bad, steered.layout, steering.NAME, cell, "happy")
+        set_cell(steered.path, bad, steering.NAME, cell, "text", "happy")
     else:
         set_value(steered.path, bad, steered.layout, steering.NAME, cell, typed)
     values = evaluate(read_workbook(bad))

@@ -889,20 +889,10 @@ EDITS = st.one_of(
 
 @pytest.fixture(scope="module")
 def editable_books(model_dir, tmp_path_factory):
-    """A typed-prompt and a token-row book of a 2-block model, generating, steered (A 'a', B 'b', 1, block 1)."""
-    from sheetgpt.book.tabs import steering
-    from sheetgpt.book.writer import build_workbook
-    from sheetgpt.checkpoint import load_model
-    from sheetgpt.tokenizer import Tokenizer
+    """test_editable_cells' books: typed-prompt and token-row, generating, steered (A 'a', B 'b', 1, block 1)."""
+    from test_editable_cells import build_books
 
-    d = model_dir("one-head")
-    model, tok = load_model(d), Tokenizer.from_dir(d)
-    settings = steering.from_cli(("a", "b", 1.0, 1), tok.display_ids(), model.config.n_layer)
-    out = tmp_path_factory.mktemp("editable-sweep")
-    return {
-        kind: build_workbook(model, tok, "ab cab", out / f"{kind}.xlsx", typed_prompt=typed, generate=2, steer=settings)
-        for kind, typed in (("typed", True), ("rows", False))
-    }
+    return build_books(model_dir("one-head"), tmp_path_factory.mktemp("editable-sweep"))
 
 
 def _edited_verdict(books, where, edit, d: Path, engine: str) -> tuple:
