@@ -267,7 +267,7 @@ def train_step(ids, flat: dict[str, np.ndarray], config: GPT2Config, target: int
     flat = {k: np.asarray(v, np.float64) for k, v in flat.items()}
     g = backward(ids, flat, config, NLL(target), t)
     _, _, before = softmax_parts(reference.gpt2(ids, nest(flat, config.n_layer), config)["logits"][t])
-    norms = {name: float(np.sqrt((d * d).sum())) for name, d in g.params.items()}
+    norms = {name: float(np.sqrt(exact.total(d * d))) for name, d in g.params.items()}
     steps = []
     for lr in lrs:
         new = sgd_step(flat, g.params, lr)

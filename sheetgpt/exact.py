@@ -11,7 +11,9 @@ Two things in numpy do:
 These kernels use only element-wise IEEE operations (``+``, ``*``, ``/``, ``sqrt``: correctly
 rounded, so the same everywhere) in a fixed order, and the C library's scalar ``exp``, ``tanh`` and
 ``log`` (through ``math``). Reductions use numpy's ``sum`` over one axis, whose pairwise order is
-fixed by the array's shape.
+fixed by the array's shape; a sum over a whole array of two or more dimensions is ``total`` (numpy's
+``.sum()`` of such an array iterates in an order that changed between numpy 1.24 and 2: the Train
+tab's gradient norms differed in the last bit).
 """
 
 from __future__ import annotations
@@ -81,3 +83,17 @@ def tanh(x):  # [...] -> [...]
 def log(x):  # [...] -> [...]
     """Natural log element-wise: -inf at 0, NaN below 0."""
     return _apply(_LOG, x)
+
+
+def total(x) -> np.float64:  # [...] -> scalar
+    """The sum of every element in a fixed order: the column sums (one IEEE add per row, in row
+    order), then their correctly rounded sum (``math.fsum``). The same bits for any memory layout,
+    BLAS or numpy version."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 2:
+        return np.float64(math.fsum(x.ravel().tolist()))
+    rows = x.reshape(-1, x.shape[-1])
+    acc = np.zeros(rows.shape[1])
+    for row in rows:
+        acc += row
+    return np.float64(math.fsum(acc.tolist()))

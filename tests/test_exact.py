@@ -57,3 +57,13 @@ def test_matmul_bits_do_not_depend_on_the_blas_kernel():
         run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         seen.add(run.stdout)
     assert len(seen) == 1
+
+
+def test_total_sums_columns_in_row_order_then_rounds_once():
+    # the expected value is written out by hand: column sums in row order, then one correct rounding
+    x = np.array([[1e16, 1.0, 3.0], [1.0, -1e16, 0.5], [-1e16, 1e16, 0.25]])
+    columns = [(1e16 + 1.0) + -1e16, (1.0 + -1e16) + 1e16, (3.0 + 0.5) + 0.25]
+    assert exact.total(x) == math.fsum(columns)
+    assert exact.total(np.asfortranarray(x)) == exact.total(x)  # memory layout does not matter
+    assert exact.total(x[None]) == exact.total(x)  # nor leading axes of length 1
+    assert exact.total(np.array([0.1] * 10)) == 1.0  # a vector: correctly rounded (plain adds give 0.9999999999999999)

@@ -372,7 +372,7 @@ def stages(inputs: BookInputs, trace: dict) -> dict:
         out[f"grad.{p}"] = grad.reshape(weight_tab_shape(shape))
         new[p] = weights[p] - lr * grad
         out[f"new.{p}"] = new[p].reshape(weight_tab_shape(shape))
-    out["nll.grad_norms"] = np.array([[np.sqrt((g.params[p] ** 2).sum())] for p in shapes])
+    out["nll.grad_norms"] = np.array([[np.sqrt(exact.total(g.params[p] ** 2))] for p in shapes])
     second = forward_stages(used, nest(new, config.n_layer), config, t, inputs["predict"])
     out |= {"new." + n: v for n, v in second.items() if isinstance(v, np.ndarray)}
     after = second["logits.all"][:, t]
