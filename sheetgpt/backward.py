@@ -88,8 +88,11 @@ def objective_backward(logits, objective):  # [V] -> d logits [V]
 # ---- one backward per forward op ----------------------------------------------------------------
 
 
-def linear_backward(dout, x, w):  # dout [T, n_out], x [T, n_in], w [n_in, n_out] -> dx, dw, db
-    """out = x @ w + b: dx = dout @ w^T, dw = x^T @ dout, db = column sums of dout."""
+def linear_backward(dout, x, w, dw=True):  # dout [T, n_out], x [T, n_in], w [n_in, n_out] -> dx, dw, db
+    """out = x @ w + b: dx = dout @ w^T, dw = x^T @ dout, db = column sums of dout (``dw`` False:
+    dx only, the weights' gradients None: saliency needs no more)."""
+    if not dw:
+        return exact.matmul(dout, w.T), None, None
     return exact.matmul(dout, w.T), exact.matmul(x.T, dout), dout.sum(axis=0)
 
 
@@ -127,16 +130,18 @@ def attention_backward(dheads, q, k, v, weights):  # dheads [H, T, hd], q k v [H
 
 
 def mha_backward(dout, x, attn, n_head, trace, name, grads):  # dout [T, d] -> dx [T, d]
+    """``grads``: where to put the weights' gradients, or None for none (dx only)."""
+    want, grads = grads is not None, {} if grads is None else grads
     T, d = dout.shape
     hd = d // n_head
     merged, qkv, weights = trace[f"{name}.merged"], trace[f"{name}.c_attn"], trace[f"{name}.weights"]
-    dmerged, grads[f"{name}.c_proj.w"], grads[f"{name}.c_proj.b"] = linear_backward(dout, merged, attn["c_proj"]["w"])
+    dmerged, grads[f"{name}.c_proj.w"], grads[f"{name}.c_proj.b"] = linear_backward(dout, merged, attn["c_proj"]["w"], want)
     heads = lambda a: a.reshape(T, n_head, hd).transpose(1, 0, 2)  # noqa: E731  [T, d] -> [H, T, hd]
     q, k, v = (heads(qkv[:, i * d : (i + 1) * d]) for i in range(3))
     dq, dk, dv, dweights, dscores = attention_backward(heads(dmerged), q, k, v, weights)
     unheads = lambda a: a.transpose(1, 0, 2).reshape(T, d)  # noqa: E731  [H, T, hd] -> [T, d]
     dqkv = np.concatenate([unheads(dq), unheads(dk), unheads(dv)], axis=1)  # [T, 3d]
-    dx, grads[f"{name}.c_attn.w"], grads[f"{name}.c_attn.b"] = linear_backward(dqkv, x, attn["c_attn"]["w"])
+    dx, grads[f"{name}.c_attn.w"], grads[f"{name}.c_attn.b"] = linear_backward(dqkv, x, attn["c_attn"]["w"], want)
     return dx, {
         f"d{name}.c_proj": dout,
         f"d{name}.merged": dmerged,
@@ -146,27 +151,29 @@ def mha_backward(dout, x, attn, n_head, trace, name, grads):  # dout [T, d] -> d
     }
 
 
-def ffn_backward(dout, x, mlp, trace, name, grads):  # dout [T, d] -> dx [T, d]
+def ffn_backward(dout, x, mlp, trace, name, grads):  # dout [T, d] -> dx [T, d]; grads as mha_backward's
+    want, grads = grads is not None, {} if grads is None else grads
     up, act = trace[f"{name}.c_fc"], trace[f"{name}.gelu"]
-    dact, grads[f"{name}.c_proj.w"], grads[f"{name}.c_proj.b"] = linear_backward(dout, act, mlp["c_proj"]["w"])
+    dact, grads[f"{name}.c_proj.w"], grads[f"{name}.c_proj.b"] = linear_backward(dout, act, mlp["c_proj"]["w"], want)
     dup = gelu_backward(dact, up)
-    dx, grads[f"{name}.c_fc.w"], grads[f"{name}.c_fc.b"] = linear_backward(dup, x, mlp["c_fc"]["w"])
+    dx, grads[f"{name}.c_fc.w"], grads[f"{name}.c_fc.b"] = linear_backward(dup, x, mlp["c_fc"]["w"], want)
     return dx, {f"d{name}.c_proj": dout, f"d{name}.gelu": dact, f"d{name}.c_fc": dup}
 
 
 def transformer_block_backward(dout, x_in, block, n_head, eps, trace, name, grads):  # dout [T, d] -> dx [T, d]
-    """x = x_in + mha(ln_1(x_in)); out = x + ffn(ln_2(x)): the residual adds pass the gradient on unchanged."""
-    acts = {f"d{name}.res_2": dout}
+    """x = x_in + mha(ln_1(x_in)); out = x + ffn(ln_2(x)): the residual adds pass the gradient on unchanged.
+    ``grads`` as mha_backward's."""
+    acts, sink = {f"d{name}.res_2": dout}, {} if grads is None else grads
     dm, a = ffn_backward(dout, trace[f"{name}.ln_2.out"], block["mlp"], trace, f"{name}.mlp", grads)
     acts |= a
-    dx, grads[f"{name}.ln_2.g"], grads[f"{name}.ln_2.b"] = layer_norm_backward(
+    dx, sink[f"{name}.ln_2.g"], sink[f"{name}.ln_2.b"] = layer_norm_backward(
         dm, trace, f"{name}.ln_2", block["ln_2"]["g"], eps, acts
     )
     dres_1 = dout + dx
     acts[f"d{name}.res_1"] = dres_1
     da, a = mha_backward(dres_1, trace[f"{name}.ln_1.out"], block["attn"], n_head, trace, f"{name}.attn", grads)
     acts |= a
-    dx, grads[f"{name}.ln_1.g"], grads[f"{name}.ln_1.b"] = layer_norm_backward(
+    dx, sink[f"{name}.ln_1.g"], sink[f"{name}.ln_1.b"] = layer_norm_backward(
         da, trace, f"{name}.ln_1", block["ln_1"]["g"], eps, acts
     )
     return dres_1 + dx, acts
@@ -184,11 +191,14 @@ class Gradients:
     params: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def backward(ids, params, config: GPT2Config, objective, t: int = -1, trace: Trace | None = None) -> Gradients:
+def backward(
+    ids, params, config: GPT2Config, objective, t: int = -1, trace: Trace | None = None, weights: bool = True
+) -> Gradients:
     """Gradients of ``objective`` at predicting row t (default: the last) w.r.t. every stage and parameter.
 
     ``params``: nested (``Model.params``) or flat (``Model.flat``). ``trace``: the forward
-    ``reference.gpt2(ids, params, config)`` if already computed."""
+    ``reference.gpt2(ids, params, config)`` if already computed. ``weights`` False: the stages'
+    gradients only (``Gradients.params`` empty), without the costly d W = x^T d out of each linear."""
     if "blocks" not in params:
         params = nest(params, config.n_layer)
     params = reference._to_f64(params)
@@ -199,24 +209,28 @@ def backward(ids, params, config: GPT2Config, objective, t: int = -1, trace: Tra
     wte = params["wte"]
     grads: dict[str, np.ndarray] = {}
     acts: Trace = {}
+    block_grads = grads if weights else None
     # logits = ln_f.out @ wte.T; only row t reaches the objective
     dlogits = np.zeros_like(trace["logits"])  # [T, V]
     dlogits[t] = objective_backward(trace["logits"][t], objective)
     acts["dlogits"] = dlogits
-    dx = exact.matmul(dlogits, wte)  # [T, V] @ [V, d] -> [T, d], d ln_f.out
-    dwte_out = exact.matmul(dlogits.T, trace["ln_f.out"])  # [V, T] @ [T, d] -> [V, d], the unembedding's share
+    dx = np.zeros_like(trace["ln_f.out"])  # [T, d], d ln_f.out: row t = d logits[t] @ wte, 0 elsewhere
+    dx[t] = exact.matmul(dlogits[t : t + 1], wte)[0]
     dx, grads["ln_f.g"], grads["ln_f.b"] = layer_norm_backward(dx, trace, "ln_f", params["ln_f"]["g"], eps, acts)
     for i in reversed(range(config.n_layer)):
         x_in = trace[f"h.{i - 1}.res_2"] if i > 0 else trace["embed.h"]
-        dx, a = transformer_block_backward(dx, x_in, params["blocks"][i], config.n_head, eps, trace, f"h.{i}", grads)
+        dx, a = transformer_block_backward(dx, x_in, params["blocks"][i], config.n_head, eps, trace, f"h.{i}", block_grads)
         acts |= a
     acts["dembed.h"] = dx  # embed.h = wte[ids] + wpe[:T]
+    value = objective_value(trace["logits"][t], objective)
+    if not weights:
+        return Gradients(value, acts)
+    dwte_out = exact.matmul(dlogits.T, trace["ln_f.out"])  # [V, T] @ [T, d] -> [V, d], the unembedding's share
     dwte_in = np.zeros_like(wte)
     np.add.at(dwte_in, ids, dx)  # scatter-add: a token that appears twice collects both rows
     grads["wte"] = dwte_out + dwte_in
     grads["wpe"] = np.zeros_like(params["wpe"])
     grads["wpe"][:T] = dx
-    value = objective_value(trace["logits"][t], objective)
     order = [f"h.{i}.{leaf}" for i in range(config.n_layer) for leaf in _BLOCK_LEAVES]
     ordered = {name: grads[name] for name in ["wte", "wpe", *order, "ln_f.g", "ln_f.b"]}
     return Gradients(value, acts, ordered)
@@ -240,7 +254,7 @@ def saliency(ids, params, config: GPT2Config, t: int = -1) -> Trace:
     params = reference._to_f64(params)
     trace = reference.gpt2(ids, params, config)
     predicted = int(np.argmax(trace["logits"][t]))
-    g = backward(ids, params, config, Prob(predicted), t, trace)
+    g = backward(ids, params, config, Prob(predicted), t, trace, weights=False)
     scores = saliency_scores(g.acts["dembed.h"], trace["embed.wte"])  # d embed.h and wte[ids], [T, d]
     return {"predicted": np.array(predicted), "prob": np.array(g.value)} | scores
 
@@ -287,7 +301,7 @@ def saliency_stages(trace: Trace, params, config: GPT2Config, t: int) -> Trace:
         params = nest(params, config.n_layer)
     logits = trace["logits"][t]  # [V]
     predicted = int(np.argmax(logits))  # the first maximum, like MATCH
-    g = backward(trace["ids"], params, config, Prob(predicted), t, trace)
+    g = backward(trace["ids"], params, config, Prob(predicted), t, trace, weights=False)
     _, total, _ = softmax_parts(logits)
     s = saliency_scores(g.acts["dembed.h"], trace["embed.wte"])
     out = {"sal.sum": np.array([[total]]), "sal.id": np.array([[float(predicted)]])}

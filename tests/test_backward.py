@@ -205,3 +205,16 @@ def test_one_sgd_step_on_the_bundled_model(tiny, target, lr, before, after):
     assert int(np.argmax(step.probs_after)) == target_id  # ' swiftly' becomes the argmax too
     norms = step.grad_norms
     assert max(norms, key=norms.get) == "wte"
+
+
+@pytest.mark.parametrize("t", [-1, 2])
+def test_backward_without_weights_gives_the_same_stage_gradients_bit_for_bit(micro, t):
+    # the Saliency tab's path (weights=False) skips each linear's d W: the stages' gradients it caches
+    # must not change by a bit, and it must not pretend to have weight gradients
+    config, flat, ids = micro
+    full = B.backward(ids, flat, config, B.Prob(7), t)
+    lean = B.backward(ids, flat, config, B.Prob(7), t, weights=False)
+    assert lean.params == {} and lean.value == full.value
+    assert lean.acts.keys() == full.acts.keys()
+    for name, value in full.acts.items():
+        assert np.array_equal(lean.acts[name], value), name
