@@ -135,7 +135,8 @@ def mha_backward(dout, x, attn, n_head, trace, name, grads):  # dout [T, d] -> d
     T, d = dout.shape
     hd = d // n_head
     merged, qkv, weights = trace[f"{name}.merged"], trace[f"{name}.c_attn"], trace[f"{name}.weights"]
-    dmerged, grads[f"{name}.c_proj.w"], grads[f"{name}.c_proj.b"] = linear_backward(dout, merged, attn["c_proj"]["w"], want)
+    w = attn["c_proj"]["w"]
+    dmerged, grads[f"{name}.c_proj.w"], grads[f"{name}.c_proj.b"] = linear_backward(dout, merged, w, want)
     heads = lambda a: a.reshape(T, n_head, hd).transpose(1, 0, 2)  # noqa: E731  [T, d] -> [H, T, hd]
     q, k, v = (heads(qkv[:, i * d : (i + 1) * d]) for i in range(3))
     dq, dk, dv, dweights, dscores = attention_backward(heads(dmerged), q, k, v, weights)
@@ -219,7 +220,8 @@ def backward(
     dx, grads["ln_f.g"], grads["ln_f.b"] = layer_norm_backward(dx, trace, "ln_f", params["ln_f"]["g"], eps, acts)
     for i in reversed(range(config.n_layer)):
         x_in = trace[f"h.{i - 1}.res_2"] if i > 0 else trace["embed.h"]
-        dx, a = transformer_block_backward(dx, x_in, params["blocks"][i], config.n_head, eps, trace, f"h.{i}", block_grads)
+        block = params["blocks"][i]
+        dx, a = transformer_block_backward(dx, x_in, block, config.n_head, eps, trace, f"h.{i}", block_grads)
         acts |= a
     acts["dembed.h"] = dx  # embed.h = wte[ids] + wpe[:T]
     value = objective_value(trace["logits"][t], objective)
