@@ -32,7 +32,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         d = default_model_dir()
         model = load_model(d)
-        book = build_workbook(model, Tokenizer.from_dir(d), DEFAULT_PROMPT, Path(tmp) / "train.xlsx", train=True)
+        out = Path(tmp) / "train.xlsx"
+        book = build_workbook(model, Tokenizer.from_dir(d), DEFAULT_PROMPT, out, tabs={"train": True})
         p_after = book.layout.region("nll.p_after")
         lrs = list(EXPECTED)
         got = lo_batch.type_texts(

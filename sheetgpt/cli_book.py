@@ -81,7 +81,39 @@ def _check_output(output: Path, force: bool) -> None:
         destination(output, force, "book")
 
 
-@click.command("build")
+class SwitchedTabsCommand(click.Command):
+    """A command whose flags include one ``--NAME/--no-NAME`` per switched tab (a tab module's ``SWITCH``:
+    the Saliency tab, the training tabs, ...), taken from the tab registry when the command parses its
+    arguments or shows its help (not when ``sheetgpt`` starts: the registry imports every tab). The
+    callback gets them as ``switched``: {NAME: on}."""
+
+    _options: dict = {}  # Switch -> its click.Option, made once (click tells parameters apart by identity)
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        from .book import tabs as registry  # the registry as it is now (a test may add a tab)
+
+        switched = [
+            self._options.setdefault(
+                s,
+                click.Option(
+                    [f"--{s.name}/--no-{s.name}", f"switched_{s.name}"], default=s.default, show_default=True,
+                    help=s.help,
+                ),
+            )
+            for s in registry.switches()
+        ]
+        params = super().get_params(ctx)  # the command's own, then --help
+        k = len(self.params)
+        return [*params[:k], *switched, *params[k:]]
+
+    def invoke(self, ctx: click.Context):
+        prefix = "switched_"
+        switched = {k[len(prefix) :]: ctx.params.pop(k) for k in list(ctx.params) if k.startswith(prefix)}
+        ctx.params["switched"] = switched
+        return super().invoke(ctx)
+
+
+@click.command("build", cls=SwitchedTabsCommand)
 @click.option(
     "--model",
     "model_dir",
@@ -145,20 +177,6 @@ def _check_output(output: Path, force: bool) -> None:
     "(token texts as the vocab tab shows them), e.g. --steer ' slow' ' quick' 1 0. The book's Steering tab "
     "holds the four values (editable); books built with --generate have it too, with strength 0.",
 )
-@click.option(
-    "--saliency/--no-saliency",
-    default=True,
-    show_default=True,
-    help="The Saliency tab: the backward pass of the predicted token's probability down to the token "
-    "embeddings, in formulas, and Ecco's grad_x_input score per token (--no-saliency leaves it out).",
-)
-@click.option(
-    "--train",
-    is_flag=True,
-    default=False,
-    help="A training book: a Train tab (target token, learning rate, the loss and its backward pass), each "
-    "parameter's gradient and updated value, and the forward pass after one step of gradient descent.",
-)
 @sampling_options
 @click.option(
     "--features/--no-features",
@@ -215,13 +233,12 @@ def build_cmd(
     top_k,
     top_p,
     seed,
-    saliency,
     features,
     sae_dir,
     sae_features,
     steer_feature,
     feature,
-    train,
+    switched,
 ):
     """Write a workbook that computes GPT-2's forward pass with formulas."""
     from . import sampling
@@ -255,13 +272,17 @@ def build_cmd(
         )
     if exercise is not None and (generate or steer is not None):
         raise SheetGPTError("an exercise book neither generates nor steers: leave out --generate and --steer")
-    if train and (generate or steer is not None):
+    from .book import tabs as registry
+
+    fixed = [s for s in registry.switches() if s.fixed_rows and switched[s.name]]  # e.g. --train
+    if fixed and (generate or steer is not None):
         raise SheetGPTError(
-            "a training book neither generates nor steers: leave out --generate and --steer"
+            f"a book with --{fixed[0].name} predicts once from its prompt, neither generating nor steering: "
+            "leave out --generate and --steer"
         )
-    if train and typed_prompt is None:
-        typed_prompt = False  # a training book's rows are the prompt's tokens (type over a token to change it)
-    if generate is None and (exercise is not None or train):
+    if fixed and typed_prompt is None:
+        typed_prompt = False  # its rows are the prompt's tokens (type over a token to change it)
+    if generate is None and (exercise is not None or fixed):
         generate = 0  # an exercise book predicts one token, once the learner's blanks compute
     if generate is None:  # the bundled model fills its context, up to DEFAULT_GENERATE_ROWS rows
         rows = min(DEFAULT_GENERATE_ROWS, model.config.n_positions)
@@ -319,12 +340,11 @@ def build_cmd(
             exercise=exercise,
             generate=generate,
             steer=steer,
-            explain=saliency,
             sample_settings=sample_settings,
             sae=sae,
             feature=feature,
             sae_features=sae_features,
-            train=train,
+            tabs=switched,
         )
     top = int(result.trace["predict.probs"][:, 0].argmax())
     prob = float(result.trace["predict.probs"][top, 0])

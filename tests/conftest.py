@@ -34,7 +34,7 @@ def book(tmp_path_factory, model_dir):
     cache = {}
 
     def make(shape: str, prompt: str = "the cat sat", seed: int = 0, **kwargs):
-        key = (shape, prompt, seed, tuple(sorted(kwargs.items())))
+        key = (shape, prompt, seed, repr(sorted(kwargs.items())))  # repr: values may be dicts (tabs=...)
         if key not in cache:
             d = model_dir(shape, seed)
             model = load_model(d)

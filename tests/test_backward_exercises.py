@@ -121,7 +121,7 @@ def exercises_after(stage: str) -> set[str]:
 def test_the_cross_entropy_gradient_on_the_train_tab(book, tmp_path, wrong):
     """`--train --exercise crossentropy_backward` blanks the Train tab's d logits: P - onehot(target) passes,
     onehot(target) - P (dp/p, the gradient of LN(p)) is named."""
-    built = book("micro", exercise="crossentropy_backward", train=True)
+    built = book("micro", exercise="crossentropy_backward", tabs={"train": True})
     assert built.exercises == ["nll.dlogits"]
     flip = {"nll.dlogits": lambda t, i, j: re.sub(r"^(.*)-(IF\(.*\))$", r"\2-(\1)", t)} if wrong else {}
     report = check_book(fill(built, tmp_path / "ce.xlsx", flip))

@@ -255,3 +255,38 @@ def test_a_tab_with_inputs_stages_limits_and_exercises_is_one_module_and_one_lin
     monkeypatch.setattr(tab_modules, "TABS", (*tab_modules.TABS[:k], wide, *tab_modules.TABS[k + 1 :]))
     with pytest.raises(SheetGPTError, match=r"the Toy tab would need 20,002 columns .*lower --context \(the Toy tab\)"):
         limits.check(tab_modules.layout(model.config, result.layout.options), make_prompt("the cat sat", tok, 1024))
+
+
+def test_a_switched_tab_gets_its_flag_guide_row_and_read_back_from_its_switch(tmp_path, model_dir, monkeypatch):
+    """A tab module with a SWITCH (as Saliency and Train have) needs nothing else: `build` grows its
+    --NAME/--no-NAME flag, the book has the tab only when on, the Guide's configuration table records it
+    and check reads the book's options back from there."""
+    from click.testing import CliRunner
+
+    from sheetgpt.book import tabs as tab_modules
+    from sheetgpt.book.layout import Switch
+    from sheetgpt.cli import main
+
+    toy = _toy_tab()
+    toy.SWITCH = Switch("toy", "toy tab", default=False, help="The Toy tab: the embeddings times a factor.")
+    toy_tabs = toy.tabs
+    toy.tabs = lambda layout, placed: toy_tabs(layout, placed) if layout.has("toy") else []
+    k = tab_modules.TABS.index(tab_modules.predict)
+    monkeypatch.setattr(tab_modules, "TABS", (*tab_modules.TABS[:k], toy, *tab_modules.TABS[k:]))
+    d = str(model_dir("micro"))
+    runner = CliRunner()
+    assert "--toy / --no-toy" in runner.invoke(main, ["build", "--help"]).output
+    books = {}
+    for flag in ("--toy", "--no-toy"):
+        out = tmp_path / f"{flag}.xlsx"
+        run = runner.invoke(main, ["build", "--model", d, "--prompt", "the cat sat", "-o", str(out), flag])
+        assert run.exit_code == 0, run.output
+        books[flag] = openpyxl.load_workbook(out)
+        report = check_book(out)
+        assert report.passed and any(s.tab == "Toy" for s in report.stages) == (flag == "--toy")
+    assert "Toy" in books["--toy"].sheetnames and "Toy" not in books["--no-toy"].sheetnames
+    guide = {r[0]: r[1] for r in books["--toy"]["Guide"].iter_rows(max_col=2, values_only=True) if r[0]}
+    assert guide["toy tab"] == 1
+    assert not any(r[0] == "toy tab" for r in books["--no-toy"]["Guide"].iter_rows(max_col=1, values_only=True))
+    with pytest.raises(ValueError, match="no tab is switched by"):
+        build_workbook(load_model(d), Tokenizer.from_dir(d), "the cat", tmp_path / "x.xlsx", tabs={"toi": True})

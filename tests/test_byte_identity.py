@@ -55,7 +55,7 @@ BOOKS = {
     "exercise": (None, PROMPT, {"exercise": "variance,gelu"}),
     "steered": (None, PROMPT, {"generate": 4, "steer": Settings(strength=2.5, block=1)}),
     "blocks": (None, PROMPT, {"blocks": 1, "generate": 2}),
-    "train": (None, PROMPT, {"train": True, "typed_prompt": False}),  # sheetgpt build --train (issue 26)
+    "train": (None, PROMPT, {"tabs": {"train": True}, "typed_prompt": False}),  # sheetgpt build --train (issue 26)
 }
 REPORT_BOOKS = ("micro", "exercise")  # check's JSON report of these is a golden
 

@@ -164,7 +164,7 @@ def test_the_families_here_are_the_books():
     "family", [f if f == "variance" else pytest.param(f, marks=pytest.mark.slow) for f in FAMILIES]
 )
 def test_a_cold_exercise_book_says_fill_first_exactly_where_a_value_waits_on_a_blank(book, family):
-    train = {"train": True} if family == "crossentropy_backward" else {}
+    train = {"tabs": {"train": True}} if family == "crossentropy_backward" else {}
     built = book("micro", exercise=family, **train)
     plain = book("micro", **train)
     # every formula cell caches a value, and none an error

@@ -41,7 +41,7 @@ PROMPT = "Mike is quick. He moves"
 
 def _build(model_dir, text: str, out: Path, context: int | None = None):
     model = load_model(model_dir)
-    return build_workbook(model, Tokenizer.from_dir(model.path), text, out, context=context, explain=True)
+    return build_workbook(model, Tokenizer.from_dir(model.path), text, out, context=context)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_a_generating_steered_book_explains_its_prediction(tmp_path):
     """Generated rows and a steering vector are inputs like any other: the backward reads the forward's values."""
     model, tok = load_model(MICRO), Tokenizer.from_dir(MICRO)
     settings = steering.from_cli(("t", "c", 1.0, 0), tok.display_ids(), model.config.n_layer)
-    result = build_workbook(model, tok, "the cat", tmp_path / "gen.xlsx", generate=2, steer=settings, explain=True)
+    result = build_workbook(model, tok, "the cat", tmp_path / "gen.xlsx", generate=2, steer=settings)
     report = check_book(result.path)
     assert report.passed, [s for s in report.stages if not s.passed]
     assert len(backward_stages(report)) == 12 + 16 * model.config.n_layer
@@ -164,9 +164,9 @@ def test_a_saliency_tab_past_the_last_row_is_refused_naming_no_saliency():
     """70 blocks of 1,000 token rows: each block tab fits, the Saliency tab's 16 regions per block do not."""
     config = GPT2Config(n_layer=70, n_head=1, n_embd=4, n_positions=1024, vocab_size=300)
     fake = Prompt("x", [], [0] * 1000, ["x"] * 1000, 1000, None)
-    limits.check(layout_of(config, BookOptions(1000, saliency=False)), fake)  # fits without the tab
+    limits.check(layout_of(config, BookOptions(1000, switches=frozenset())), fake)  # fits without the tab
     with pytest.raises(SheetGPTError, match=r"the Saliency tab would need 1,134,118 rows.*pass --no-saliency"):
-        limits.check(layout_of(config, BookOptions(1000, saliency=True)), fake)
+        limits.check(layout_of(config, BookOptions(1000, switches=frozenset({"saliency"}))), fake)
 
 
 @pytest.mark.libreoffice

@@ -40,7 +40,7 @@ LR = a1.cell(train.LR_ROW, train.VALUE_COL)  # B5
 
 def _build(model_dir, text: str, out: Path, **kw):
     model = load_model(model_dir)
-    return build_workbook(model, Tokenizer.from_dir(model.path), text, out, **{"train": True, **kw})
+    return build_workbook(model, Tokenizer.from_dir(model.path), text, out, **{"tabs": {"train": True}, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_editing_the_learning_rate_and_recalculating_redoes_the_step(tiny_book, 
 
 @pytest.mark.slow
 def test_another_target_swiftly_becomes_the_argmax(tmp_path):
-    book = _build(default_model_dir(), PROMPT, tmp_path / "swiftly.xlsx", train=train.TrainCells(" swiftly"))
+    book = _build(default_model_dir(), PROMPT, tmp_path / "swiftly.xlsx", tabs={"train": train.TrainCells(" swiftly")})
     values = evaluate(read_workbook(book.path))
     layout = book.layout
     assert abs(one(values, layout, "nll.p_before") - 0.267) < 1e-3
@@ -125,7 +125,7 @@ def test_another_target_swiftly_becomes_the_argmax(tmp_path):
 )
 def test_a_bad_value_shows_one_message_and_changes_nothing(tmp_path, cells, message):
     """The step is off: the updated parameters are the parameters, the forward pass after it is the one before."""
-    book = _build(MICRO, "the cat", tmp_path / "bad.xlsx", train=cells)
+    book = _build(MICRO, "the cat", tmp_path / "bad.xlsx", tabs={"train": cells})
     values = evaluate(read_workbook(book.path))
     layout = book.layout
     status = values.value(train.NAME, a1.cell(train.STATUS_ROW, train.VALUE_COL))

@@ -176,6 +176,21 @@ def weight_range(config: GPT2Config, name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Switch:
+    """A tab (or tabs) a book has or not by one on/off option. Its module declares ``SWITCH``; the command
+    line's ``--NAME/--no-NAME`` flag, ``build_workbook``'s ``tabs`` argument and the Guide's
+    configuration row (``label``, 1 when on, read back by ``sheetgpt check``) all come from it."""
+
+    name: str  # the flag and the key in BookOptions.switches
+    label: str  # the Guide's configuration row
+    default: bool  # on in every book unless --no-NAME
+    help: str  # the flag's help
+    # The book predicts once from its prompt's token rows: refused with --generate or --steer, and its
+    # prompt is token rows unless --typed-prompt (a training book: its loss is the prompt's prediction).
+    fixed_rows: bool = False
+
+
+@dataclass(frozen=True)
 class BookOptions:
     """What a book holds besides its model: the one object the writer builds from the command line
     and the checker reads back from the Guide's configuration table; ``Layout`` is built from it."""
@@ -188,11 +203,10 @@ class BookOptions:
     # row t reads a later row) and the logits are computed for every row.
     generate: int = 0
     steer: bool = False  # the Steering tab (whose vector each block adds at its input, h.{i}.in) and the Neurons tab
-    saliency: bool = False  # the Saliency tab: the backward pass of the prediction (--saliency)
     # The Features tab and the SAE's weight tabs (--features, --sae DIR): (the block whose input the
     # SAE reads, the number of features the book holds); None: no SAE.
     sae: tuple[int, int] | None = None
-    train: bool = False  # the training book's tabs: one step of gradient descent (--train)
+    switches: frozenset[str] = frozenset()  # the switched tabs the book has, by Switch.name (Saliency, Train)
 
 
 @dataclass
@@ -225,16 +239,17 @@ class Layout:
         return self.options.steer
 
     @property
-    def saliency(self) -> bool:
-        return self.options.saliency
-
-    @property
     def sae(self) -> tuple[int, int] | None:
         return self.options.sae
 
+    def has(self, switch: str) -> bool:
+        """The book has the tabs of this Switch (by name)."""
+        return switch in self.options.switches
+
     @property
-    def train(self) -> bool:
-        return self.options.train
+    def switches(self) -> list[Switch]:
+        """Every switch the registry's tabs declare, in book order (whether on or off in this book)."""
+        return [m.SWITCH for m in self.modules if hasattr(m, "SWITCH")]
 
     @cached_property
     def texts(self) -> configparser.ConfigParser:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +34,6 @@ from .formats import Formats
 from .layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, BookOptions, Layout
 from .output import BookWriter
 from .tabs import guide
-from .tabs.train import TrainCells
 from .trace import BookInputs, Build, book_trace, given_inputs
 from .xlsx.assemble import assemble
 from .xlsx.worksheet import FormulaSheet
@@ -78,26 +77,24 @@ def build_workbook(
     exercise: str | None = None,
     generate: int = 0,
     steer: Settings | None = None,
-    explain: bool = True,
     sample_settings: SampleSettings | None = None,
     sae: SAE | None = None,
     feature: float | None = None,
     sae_features: int | None = None,
-    train: bool | TrainCells = False,
+    tabs: Mapping[str, object] | None = None,
 ) -> BuildResult:
     """Write the whole book to out_path (via a temporary file renamed at the end).
 
     ``generate`` N > 0: the book's rows are the prompt and N more, each the next token of the rows
     before it, computed by the book's formulas (``context`` is then the prompt's length + N).
     ``steer``: the Steering tab's cells (activation steering); books with ``generate`` or ``steer`` have
-    that tab, with strength 0 unless ``steer`` says otherwise. ``explain``: the Saliency tab, the backward
-    pass of the prediction (every book has it unless ``explain`` is False: ``--no-saliency``).
+    that tab, with strength 0 unless ``steer`` says otherwise. ``tabs``: the switched tabs (a tab module's
+    ``SWITCH``) by name, on (True or the tab's settings: ``{"train": TrainCells(" swiftly")}``) or off
+    (False); a switch not named takes its default (the Saliency tab on, the training tabs off).
     ``sample_settings``: the Sample tab's cells (generating books; default greedy): the generated rows
     are those choices (``sheetgpt.sampling``). ``sae``: the Features tab and the SAE's weight tabs
     (``sae_features`` N: only the N features most active on the prompt); ``feature``: the feature its
-    heat map shows (default: the most active one at the predicting position). ``train``: the training
-    tabs (one step of gradient descent, ``--train``); a ``TrainCells``: with those target and
-    learning-rate cells (default: the predicted token, 0.005).
+    heat map shows (default: the most active one at the predicting position).
     """
     started = time.perf_counter()
     out_path = Path(out_path)
@@ -118,8 +115,14 @@ def build_workbook(
     steered = generate > 0 or steer is not None  # the Steering and Neurons tabs
     settings = {"steering": steer, "sample": sample_settings}  # the command line's values for a tab's cells
     settings = {tab: value for tab, value in settings.items() if value is not None}
-    if isinstance(train, TrainCells):
-        settings["train"] = train
+    switches = {s.name: s.default for s in registry.switches()}
+    unknown = sorted(set(tabs or {}) - set(switches))
+    if unknown:
+        raise ValueError(f"build_workbook: no tab is switched by {unknown} (switches: {sorted(switches)})")
+    for name, value in (tabs or {}).items():
+        switches[name] = value is not False
+        if not isinstance(value, bool):
+            settings[name] = value  # the tab's cells, as its given() reads them
     if sae is not None:
         sae, settings["features"] = _book_sae(model, prompt, sae, feature, sae_features, steer)
         settings["sae"] = sae
@@ -129,9 +132,8 @@ def build_workbook(
         prompt.typed,
         generate,
         steered,
-        saliency=explain,
         sae=(sae.block, sae.d_sae) if sae is not None else None,
-        train=bool(train),
+        switches=frozenset(name for name, on in switches.items() if on),
     )
     layout = registry.layout(model.config, options)  # registry.TABS at call time (a test may add a tab)
     limits.check(layout, prompt)  # before anything is computed or written

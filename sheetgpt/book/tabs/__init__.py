@@ -18,6 +18,10 @@ What a tab module declares (only ``tabs`` and ``write`` are required; the rest w
 - ``EXERCISES``: its exercise families ({family: stage names without the block prefix}); a tab with
   it can have exercises (``sheetgpt.exercises``).
 - ``GUIDE_SECTION``: a regions.ini section the Guide shows (what to try on the tab).
+- ``SWITCH``: a ``layout.Switch``: the book has the tab only when switched on (``--NAME/--no-NAME``,
+  ``build_workbook(tabs={NAME: ...})``, one row of the Guide's configuration table); ``wanted(layout)``
+  then asks ``layout.has(SWITCH.name)``, and ``given`` finds the command line's value in
+  ``build.settings[NAME]`` when it is more than on/off.
 """
 
 from ..layout import Layout
@@ -82,4 +86,9 @@ def layout(config, options) -> Layout:
 
 def read_layout(book) -> Layout:
     """The layout of a written book, from its Guide's configuration table."""
-    return layout(*guide.read_config(book))
+    return layout(*guide.read_config(book, switches()))
+
+
+def switches() -> list:
+    """Every tab's ``SWITCH`` (``layout.Switch``), in book order."""
+    return [m.SWITCH for m in TABS if hasattr(m, "SWITCH")]

@@ -16,7 +16,7 @@ from ...errors import WorkbookError
 from ...prompt import TypedLimits
 from ...sae import MAX_D_SAE
 from .. import readback
-from ..layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, BookOptions, Layout, Region, Tab
+from ..layout import COMPUTE, GUIDE, INPUT, OUTPUT, WEIGHTS, BookOptions, Layout, Region, Switch, Tab
 from . import predict
 from . import prompt as prompt_tab
 
@@ -33,10 +33,9 @@ CONFIG = ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "layer_nor
 LOGITS_ALL = "logits for every position"
 GENERATE = "generated rows (greedy)"  # generating books only: --generate N
 STEER = "steering and neuron tabs"  # books with the Steering and Neurons tabs (--generate or --steer): 1
-SALIENCY = "saliency tab"  # books with the Saliency tab (all but --no-saliency): 1
 SAE_BLOCK = "features tab: SAE reads block"  # books with the Features tab (--features, --sae): the SAE's block
 SAE_FEATURES = "features tab: SAE features"  # ... and the number of features the book holds
-TRAIN = "training tabs"  # training books (--train): 1
+# ... then one row per switched tab the book has (its Switch.label: 1), as the registry orders them.
 # Typed-prompt books: the BPE tab's limits, in TypedLimits' field order.
 TYPED_LIMITS = (
     "typed prompt: max characters",
@@ -53,8 +52,8 @@ def tabs(layout: Layout, placed: dict[str, Region]) -> list[Tab]:
 def prompt_row(layout: Layout) -> int:
     """The row of the prompt's text (below the configuration table); a generating book's continuation is
     the row after it."""
-    entries = len(CONFIG) + 1 + bool(layout.generate) + layout.steer + layout.saliency + 2 * bool(layout.sae)
-    entries += layout.train
+    entries = len(CONFIG) + 1 + bool(layout.generate) + layout.steer + 2 * bool(layout.sae)
+    entries += sum(layout.has(s.name) for s in layout.switches)
     entries += len(TYPED_LIMITS) if layout.typed else 0
     return CONFIG_TITLE_ROW + entries + 2
 
@@ -114,12 +113,9 @@ def write(out: BookWriter, tab: Tab) -> int:
         config_rows.append((GENERATE, layout.generate))
     if layout.steer:
         config_rows.append((STEER, 1))
-    if layout.saliency:
-        config_rows.append((SALIENCY, 1))
     if layout.sae:
         config_rows += [(SAE_BLOCK, layout.sae[0]), (SAE_FEATURES, layout.sae[1])]
-    if layout.train:
-        config_rows.append((TRAIN, 1))
+    config_rows += [(s.label, 1) for s in layout.switches if layout.has(s.name)]
     if layout.typed:  # the BPE tab's limits (check reads them back)
         config_rows += list(zip(TYPED_LIMITS, dataclasses.astuple(layout.typed)))
     for k, (key, value) in enumerate(config_rows, start=1):
@@ -177,8 +173,9 @@ def _write_continuation(out: BookWriter, ws, row: int) -> int:
     return row + 4
 
 
-def read_config(book: Book) -> tuple[GPT2Config, BookOptions]:
-    """The model's configuration and the book's options, from the configuration table."""
+def read_config(book: Book, switches: list[Switch]) -> tuple[GPT2Config, BookOptions]:
+    """The model's configuration and the book's options, from the configuration table (``switches``:
+    the registry's, whose rows say which switched tabs the book has)."""
     guide = book.sheets.get(NAME)
     if guide is None:
         raise WorkbookError("the book has no Guide tab; it was not made by sheetgpt build")
@@ -214,12 +211,11 @@ def read_config(book: Book) -> tuple[GPT2Config, BookOptions]:
         config.validate("Guide tab")
     except Exception as exc:
         raise WorkbookError(str(getattr(exc, "message", exc))) from None
-    generate, steer, saliency, train = _read_generate(book)
+    generate, steer, *on = _read_counts(book, (GENERATE, STEER, *(s.label for s in switches)))
     typed = _typed_limits(book, labels)
     sae = _read_sae(book, labels, config)
-    options = BookOptions(
-        int(ints["token rows"]), bool(get(LOGITS_ALL)), typed, generate, steer, saliency, sae, train
-    )
+    switches = frozenset(s.name for s, n in zip(switches, on) if n > 0)
+    options = BookOptions(int(ints["token rows"]), bool(get(LOGITS_ALL)), typed, generate, steer > 0, sae, switches)
     return config, options
 
 
@@ -239,18 +235,18 @@ def _read_sae(book: Book, labels: dict[str, int], config: GPT2Config) -> tuple[i
     return int(block), int(count)
 
 
-def _read_generate(book: Book) -> tuple[int, bool, bool, bool]:
-    """(the configuration table's generated rows, whether the book has a Steering tab, a Saliency tab,
-    the training tabs); (0, False, False, False) for books without any."""
+def _read_counts(book: Book, labels: tuple[str, ...]) -> list[int]:
+    """The configuration table's whole number beside each label (0 where the book has no such row): the
+    generated rows, and 1 for each tab the book has (Steering, each switched tab)."""
     guide = book.sheets[NAME]
-    labels = {text: r for (r, c), text in guide.strings.items() if c == 0}
+    rows = {text: r for (r, c), text in guide.strings.items() if c == 0}
     out = []
-    for label in (GENERATE, STEER, SALIENCY, TRAIN):
-        value = readback.number(book, NAME, labels[label], 1, label) if label in labels else 0
+    for label in labels:
+        value = readback.number(book, NAME, rows[label], 1, label) if label in rows else 0
         if value != int(value) or value < 0:
             raise WorkbookError(f"Guide tab: {label} must be a whole number, got {value!r}")
         out.append(int(value))
-    return out[0], out[1] > 0, out[2] > 0, out[3] > 0
+    return out
 
 
 def _typed_limits(book: Book, labels: dict[str, int]) -> TypedLimits | None:

@@ -24,7 +24,7 @@ from ... import a1
 from ...backward import saliency_stages
 from ...checkpoint import Model
 from .. import cells
-from ..layout import COMPUTE, FRAME_ROWS, Layout, Region, Tab, stack, weight_range
+from ..layout import COMPUTE, FRAME_ROWS, Layout, Region, Switch, Tab, stack, weight_range
 from . import prompt as prompt_tab
 from . import vocab
 
@@ -46,10 +46,18 @@ EXERCISES = {
 }
 
 
+SWITCH = Switch(
+    "saliency",
+    "saliency tab",
+    default=True,
+    help="The Saliency tab: the backward pass of the predicted token's probability down to the token "
+    "embeddings, in formulas, and Ecco's grad_x_input score per token (--no-saliency leaves it out).",
+)
+
+
 def wanted(layout: Layout) -> bool:
-    """The book has this tab (``BookOptions.saliency``: every book ``sheetgpt build`` writes, unless
-    ``--no-saliency``; the Guide records it)."""
-    return layout.saliency
+    """The book has this tab: every book ``sheetgpt build`` writes, unless ``--no-saliency``."""
+    return layout.has(SWITCH.name)
 
 
 def stages(inputs: BookInputs, trace: dict) -> dict:

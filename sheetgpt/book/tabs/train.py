@@ -34,7 +34,7 @@ from ...backward import NLL, backward
 from ...checkpoint import Model, nest, param_shapes
 from ...reference import gpt2
 from .. import cells, readback
-from ..layout import COMPUTE, FRAME_ROWS, Layout, Region, Tab, stack, weight_tab_shape
+from ..layout import COMPUTE, FRAME_ROWS, Layout, Region, Switch, Tab, stack, weight_tab_shape
 from ..prompt_cells import ID_COL as PROMPT_ID_COL
 from ..prompt_cells import NAME as PROMPT
 from ..prompt_cells import TOP as PROMPT_TOP
@@ -79,8 +79,19 @@ def tab_range(config, tab: str, param: str) -> str:
     return a1.sheet_prefix(tab) + a1.span(0, 0, rows - 1, cols - 1)
 
 
+SWITCH = Switch(
+    "train",
+    "training tabs",
+    default=False,
+    help="A training book: a Train tab (target token, learning rate, the loss and its backward pass), each "
+    "parameter's gradient and updated value, and the forward pass after one step of gradient descent.",
+    fixed_rows=True,
+)
+
+
 def wanted(layout: Layout) -> bool:
-    return layout.train
+    """The book has the training tabs (--train; train_weights asks this too)."""
+    return layout.has(SWITCH.name)
 
 
 # ---- the editable cells --------------------------------------------------------------------------
