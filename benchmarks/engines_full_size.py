@@ -52,11 +52,21 @@ def run(engine: str, book: Path, cap_gib: float, timeout: float) -> dict:
         start_new_session=True,  # the whole tree (soffice, ssconvert) is stopped at once if it must be
     )
     stopped = ""
+    next_note = 60.0
     with MemoryWatch(proc.pid) as mem:
         while True:
             time.sleep(0.5)
             if proc.poll() is not None:
                 break
+            if time.perf_counter() - started > next_note:  # how the memory grows, on stderr
+                next_note += 60.0
+                big = max(mem.peak_by_name.items(), key=lambda kv: kv[1], default=("-", 0))
+                print(
+                    f"  {engine}: {time.perf_counter() - started:.0f} s, peak summed RSS {mem.peak / 2**30:.2f} GiB,"
+                    f" largest process {big[0]} {big[1] / 2**30:.2f} GiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if mem.peak > cap_gib * 2**30:
                 stopped = f"stopped at the {cap_gib:g} GiB memory cap"
             elif time.perf_counter() - started > timeout:
@@ -77,8 +87,16 @@ def run(engine: str, book: Path, cap_gib: float, timeout: float) -> dict:
     # The CPU time of the process tree: RUSAGE_CHILDREN grows by each reaped child's whole tree.
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     verdict = stopped or (out.strip().splitlines()[-1] if out.strip() else f"exit {proc.returncode}")
-    return {"engine": engine, "wall": seconds, "cpu_total": cpu.ru_utime + cpu.ru_stime, "pss": mem.peak_pss,
-            "rss": mem.peak, "verdict": verdict}
+    big = max(mem.peak_by_name.items(), key=lambda kv: kv[1], default=("-", 0))
+    return {
+        "engine": engine,
+        "wall": seconds,
+        "cpu_total": cpu.ru_utime + cpu.ru_stime,
+        "pss": mem.peak_pss,
+        "rss": mem.peak,
+        "verdict": verdict,
+        "largest": f"{big[0]} {big[1] / 2**30:.2f} GiB",
+    }
 
 
 def main() -> None:
@@ -90,8 +108,8 @@ def main() -> None:
     args = ap.parse_args()
     book = args.book or build_book()
     print(f"book: {book} ({book.stat().st_size / 1e9:.3f} GB); load average {os.getloadavg()[0]:.1f}", flush=True)
-    print("| engine | wall | CPU (process tree) | peak summed PSS | peak summed RSS | result |")
-    print("|---|---|---|---|---|---|", flush=True)
+    print("| engine | wall | CPU (process tree) | peak summed PSS | peak summed RSS | largest process | result |")
+    print("|---|---|---|---|---|---|---|", flush=True)
     cpu_before = 0.0
     for engine in args.engines.split(","):
         row = run(engine, book, args.memory_cap, args.timeout)
@@ -99,7 +117,7 @@ def main() -> None:
         cpu_before = row["cpu_total"]
         print(
             f"| {engine} | {row['wall']:.0f} s | {cpu:.0f} s | {row['pss'] / 2**30:.2f} GiB | "
-            f"{row['rss'] / 2**30:.2f} GiB | {row['verdict']} |  (load {os.getloadavg()[0]:.1f})",
+            f"{row['rss'] / 2**30:.2f} GiB | {row['largest']} | {row['verdict']} |  (load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
 

@@ -61,6 +61,7 @@ class MemoryWatch:
         self.pid = pid or os.getpid()
         self.peak = 0
         self.peak_pss = 0
+        self.peak_by_name: dict[str, int] = {}  # the largest RSS any one process of each command name reached
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -77,6 +78,13 @@ class MemoryWatch:
                 return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
         except (OSError, StopIteration):
             return 0
+
+    def _name(self, pid: int) -> str:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                return f.read().strip()
+        except OSError:
+            return "?"
 
     def _children(self, pid: int) -> list[int]:
         """Children started by any thread of pid (each thread's own list: /proc/pid/task/tid/children)."""
@@ -98,7 +106,11 @@ class MemoryWatch:
             pids = [self.pid]
             for p in pids:  # grows as it goes: descendants of any depth
                 pids.extend(self._children(p))
-            self.peak = max(self.peak, sum(self._rss(p) for p in pids))
+            rss = {p: self._rss(p) for p in pids}
+            self.peak = max(self.peak, sum(rss.values()))
+            for p, r in rss.items():
+                name = self._name(p)
+                self.peak_by_name[name] = max(self.peak_by_name.get(name, 0), r)
             self.peak_pss = max(self.peak_pss, sum(self._pss(p) for p in pids))
 
     def __enter__(self):
