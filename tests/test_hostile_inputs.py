@@ -797,14 +797,23 @@ def test_sweep_signals_at_any_moment(small, model_dir, tmp_path, delay, signum):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "TMPDIR": str(tmp_path)},
+            env={**os.environ, "TMPDIR": str(tmp_path), "PYTHONFAULTHANDLER": "1"},
             preexec_fn=lambda: [
                 signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
             ],
         )
         time.sleep(delay)
         proc.send_signal(signum)
-        code = proc.wait(timeout=120)
+        try:
+            code = proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:  # a hang: say where every thread of it was (faulthandler on SIGABRT)
+            tree = subprocess.run(["ps", "-o", "pid,stat,wchan:24,cmd", "--ppid", str(proc.pid)], capture_output=True)
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=30)
+            pytest.fail(
+                f"{args[0]} still running 120 s after signal {signum}; its children:\n"
+                f"{tree.stdout.decode()}\nits threads:\n{proc.stderr.read()[-8000:]}"
+            )
         err = proc.stderr.read()
         if signum == signal.SIGINT and code in (1, -signum) and _interpreter_still_starting(err):
             continue  # CPython's own report of a Ctrl+C before any line of sheetgpt ran (below)
