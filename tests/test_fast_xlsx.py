@@ -17,6 +17,7 @@ from proved import assert_proves_every_region
 from sheetgpt import a1
 from sheetgpt.book.xlsx import deflate, number_text, shared, sheet_xml, worksheet
 from sheetgpt.book.xlsx.assemble import assemble
+from sheetgpt.errors import SheetGPTError
 from sheetgpt.weight_text import compose, decompose, stored_values
 
 
@@ -147,6 +148,37 @@ def test_pieces_join_into_one_stream_across_many_chunks():
     xml = zlib.decompress(b"".join(p.data for p in pieces), -15)
     assert xml == prefix + b"".join(number_text.rows_xml(values[t.r0 : t.r1], t.r0) for t in tasks) + suffix
     assert b'<dimension ref="A1:CV300"/>' in xml
+
+
+def test_deflate_workers_stop_at_once_when_the_build_stops_or_a_worker_dies():
+    """An interrupted build closes the pieces' iterator: every worker is gone at once. A worker that dies
+    (killed as Pool.terminate() killed them) cannot leave a lock held that the parent waits for: the
+    parent's cleanup still returns at once."""
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    values = stored_values(_awkward_weights(30000)).reshape(300, 100)
+    tasks = deflate.plan("m", "w", (300, 100), b"<x>", b"</x>", cells_per_piece=1000)
+    for kill_one in (False, True):
+        pieces = deflate.deflate_all(tasks, {"w": values}, processes=2)
+        assert next(pieces).member == "m"
+        workers = multiprocessing.active_children()
+        assert len(workers) == 2
+        if kill_one:
+            os.kill(workers[0].pid, signal.SIGKILL)
+        started = time.perf_counter()
+        pieces.close()  # what an exception in the caller does to the generator
+        assert time.perf_counter() - started < 5
+        assert multiprocessing.active_children() == [] and all(w.exitcode is not None for w in workers)
+    pieces = deflate.deflate_all(tasks, {"w": values}, processes=2)  # a worker dies while the parent waits
+    next(pieces)
+    for w in multiprocessing.active_children():
+        os.kill(w.pid, signal.SIGKILL)
+    with pytest.raises(SheetGPTError, match="died"):
+        list(pieces)
+    assert multiprocessing.active_children() == []
 
 
 def test_a_built_book_is_xlsxwriters_book_plus_exact_weight_tabs(tmp_path, model_dir, monkeypatch):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import SheetGPTError
 from .number_text import rows_xml
 from .sheet_xml import formula_sheet_xml
 
@@ -143,23 +144,102 @@ def deflate_all(
     sheets: dict[str, tuple] | None = None,
 ) -> Iterator[Piece]:
     """Deflated pieces of every task, in order; worker processes share ``arrays`` and ``sheets`` by fork."""
-    import multiprocessing as mp
-
     _ARRAYS.clear()
     _ARRAYS.update(arrays)
     _SHEETS.clear()
     _SHEETS.update(sheets or {})
     processes = processes or max(1, min(os.cpu_count() or 1, 8))
-    if processes == 1 or len(tasks) == 1:
-        for t in tasks:
-            yield deflate_piece(t)
-        return
-    pool = mp.get_context("fork").Pool(processes, initializer=_worker_init)
     try:
-        yield from pool.imap(deflate_piece, tasks, chunksize=1)
-        pool.close()
+        if processes == 1 or len(tasks) == 1:
+            for t in tasks:
+                yield deflate_piece(t)
+        else:
+            yield from _in_workers(tasks, min(processes, len(tasks)))
     finally:
-        pool.terminate()
-        pool.join()
         _ARRAYS.clear()
         _SHEETS.clear()
+
+
+def _in_workers(tasks: list[Task], n: int) -> Iterator[Piece]:
+    """The pieces of ``tasks`` from n forked workers, in order. Each worker has a pipe of its own and
+    is sent the next task's number as soon as it returns a piece, so no lock is shared: a worker killed
+    at any moment (an interrupted build kills them) cannot leave one held. (multiprocessing.Pool shares
+    its result queue's lock, and Pool.terminate() SIGTERMs workers that may hold it: an interrupted
+    build then hung for ever in Pool.terminate(), waiting for that lock.)"""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("fork")
+    workers, conns = [], []
+    try:
+        for _ in range(n):
+            mine, theirs = ctx.Pipe(duplex=True)
+            w = ctx.Process(target=_worker, args=(theirs, tasks), daemon=True)
+            w.start()
+            theirs.close()
+            workers.append(w)
+            conns.append(mine)
+        sent, done, ready = 0, 0, {}
+        outstanding = dict.fromkeys(conns, 0)
+        ahead = 4 * n  # pieces done before the one the caller waits for, at most (bounded memory)
+
+        def feed() -> None:  # two tasks each (a worker never waits for its next number), round-robin
+            nonlocal sent
+            for _ in range(2):
+                for conn in conns:
+                    if outstanding[conn] < 2 and sent < len(tasks) and sent - done < ahead:
+                        try:
+                            conn.send(sent)
+                        except OSError:  # a dead worker (BrokenPipeError): collect() says so
+                            continue
+                        sent, outstanding[conn] = sent + 1, outstanding[conn] + 1
+
+        died = SheetGPTError(
+            "a worker process that compresses the book's tabs died (killed, or out of memory); "
+            "nothing was written: free some memory and build again"
+        )
+
+        def collect(timeout: float | None) -> None:
+            busy = [c for c in conns if outstanding[c]]
+            if not busy and timeout is None:  # nothing sent could be: every worker refused its number
+                raise died
+            for conn in wait(busy, timeout):
+                try:
+                    i, piece, error = conn.recv()
+                except (EOFError, ConnectionError):  # killed (the OOM killer, a user): the build stops
+                    raise died from None
+                outstanding[conn] -= 1
+                if error is not None:
+                    raise RuntimeError(f"deflating {tasks[i].member}: {error}")
+                ready[i] = piece
+            feed()
+
+        feed()
+        while done < len(tasks):
+            if done in ready:
+                collect(0)  # whatever else is done: the workers go on while the caller writes
+                yield ready.pop(done)
+                done += 1
+                feed()
+            else:
+                collect(None)
+    finally:
+        for w in workers:  # done or interrupted: stop them at once (nothing they hold can block us)
+            w.kill()
+        for w in workers:
+            w.join()
+        for conn in conns:
+            conn.close()
+
+
+def _worker(conn, tasks: list[Task]) -> None:
+    _worker_init()
+    while True:
+        try:
+            i = conn.recv()
+        except EOFError:  # the parent closed its end
+            return
+        try:
+            conn.send((i, deflate_piece(tasks[i]), None))
+        except Exception as exc:  # the parent raises it, naming the member
+            conn.send((i, None, f"{type(exc).__name__}: {exc}"))
