@@ -214,9 +214,9 @@ def embedding_similarity(wte, ids, n_pairs, k) -> Trace:  # wte [V, d], ids [2 n
     v = wte[np.maximum(ids, 0)]  # [N, d]
     analogy = v[-3] - v[-2] + v[-1]  # [d]
     rows = np.vstack([v, analogy])  # [N + 1, d]
-    norms = norm(wte)  # [V]
+    norms = norm(wte)  # [V], once: cosine(wte, x) would compute it again for each column
     q = 2 * n_pairs
-    cos = np.stack([cosine(wte, rows[q]), cosine(wte, analogy)], axis=1)  # [V, 2]
+    cos = np.stack([(wte * x).sum(axis=-1) / (norms * norm(x)) for x in (rows[q], analogy)], axis=1)  # [V, 2]
     trace: Trace = {
         "emb.ids": ids[:, None].astype(np.float64),
         "emb.vectors": v,
