@@ -8,6 +8,10 @@ wall time and of the CPU time (user + system) of the process tree: on a machine 
 using, the CPU time is the steadier measure of the work each revision does.
 
     python benchmarks/side_by_side.py --old 5b932f1 --new HEAD --repeat 3
+    python benchmarks/side_by_side.py --old 211ef51 --steps build --also "--no-saliency"
+
+``--steps build``: the builds only. ``--also ARGS``: a third row in the same run, the new revision with
+these extra build options (what one tab costs, say).
 """
 
 from __future__ import annotations
@@ -58,31 +62,40 @@ def main() -> None:
     ap.add_argument("--old", required=True, help="the revision before the change")
     ap.add_argument("--new", default="HEAD", help="the revision after it")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--steps", default="build,check", help="build,check (default) or build")
+    ap.add_argument("--also", default=None, help="extra build options for a third row: the new revision with them")
     args = ap.parse_args()
+    steps = args.steps.split(",")
     d = model_dir().resolve()
     prompt = prompt_of(Tokenizer.from_dir(d), 16)
-    revs = dict([checkout(args.old), checkout(args.new)])
+    (old_sha, old_where), (new_sha, new_where) = checkout(args.old), checkout(args.new)
+    revs = {old_sha: (old_where, []), new_sha: (new_where, [])}
+    if args.also:
+        revs[f"{new_sha} {args.also}"] = (new_where, args.also.split())
     runs: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for k in range(args.repeat):
-        for sha, where in revs.items():
-            book = (BENCH / f"side-{sha}.xlsx").resolve()
+        for sha, (where, extra) in revs.items():
+            book = (BENCH / f"side-{sha.replace(' ', '_')}.xlsx").resolve()
             build = [sys.executable, "-m", "sheetgpt", "build", "--model", str(d), "--prompt", prompt]
-            build += ["--no-typed-prompt", "-o", str(book), "--force"]
+            build += ["--no-typed-prompt", *extra, "-o", str(book), "--force"]
             check = [sys.executable, "-m", "sheetgpt", "check", str(book)]
             for step, cmd in (("build", build), ("check", check)):
+                if step not in steps:
+                    continue
                 secs, cpu, gib, last = timed(cmd, where)
                 runs.setdefault((sha, step), []).append((secs, cpu, gib))
                 line = f"run {k + 1} {sha} {step}: {secs:.1f} s wall, {cpu:.1f} s CPU, {gib:.2f} GiB; {last[:90]}"
                 print(line, flush=True)
             book.unlink()
-    old, new = list(revs)
-    for step in ("build", "check"):
-        o, n = (list(zip(*runs[(rev, step)])) for rev in (old, new))
-        (wo, co, mo), (wn, cn, mn) = ([statistics.median(x) for x in r] for r in (o, n))
-        print(
-            f"{step} medians: {old} {wo:.1f} s wall, {co:.1f} s CPU, {mo:.2f} GiB; "
-            f"{new} {wn:.1f} s wall, {cn:.1f} s CPU, {mn:.2f} GiB; new/old: wall {wn / wo:.3f}, CPU {cn / co:.3f}"
-        )
+    old, *news = list(revs)
+    for step in steps:
+        for new in news:
+            o, n = (list(zip(*runs[(rev, step)])) for rev in (old, new))
+            (wo, co, mo), (wn, cn, mn) = ([statistics.median(x) for x in r] for r in (o, n))
+            print(
+                f"{step} medians: {old} {wo:.1f} s wall, {co:.1f} s CPU, {mo:.2f} GiB; {new} {wn:.1f} s wall, "
+                f"{cn:.1f} s CPU, {mn:.2f} GiB; new/old: wall {wn / wo:.3f}, CPU {cn / co:.3f}"
+            )
 
 
 if __name__ == "__main__":
