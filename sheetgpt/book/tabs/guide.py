@@ -214,8 +214,8 @@ def read_config(book: Book, switches: list[Switch]) -> tuple[GPT2Config, BookOpt
     generate, steer, *on = _read_counts(book, (GENERATE, STEER, *(s.label for s in switches)))
     typed = _typed_limits(book, labels)
     sae = _read_sae(book, labels, config)
-    switches = frozenset(s.name for s, n in zip(switches, on) if n > 0)
-    options = BookOptions(int(ints["token rows"]), bool(get(LOGITS_ALL)), typed, generate, steer > 0, sae, switches)
+    has = frozenset(s.name for s, n in zip(switches, on) if n > 0)
+    options = BookOptions(int(ints["token rows"]), bool(get(LOGITS_ALL)), typed, generate, steer > 0, sae, has)
     return config, options
 
 
