@@ -33,9 +33,9 @@ CONFIG = ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "layer_nor
 LOGITS_ALL = "logits for every position"
 GENERATE = "generated rows (greedy)"  # generating books only: --generate N
 STEER = "steering and neuron tabs"  # books with the Steering and Neurons tabs (--generate or --steer): 1
+# ... then one row per switched tab the book has (its Switch.label: 1), as the registry orders them, then:
 SAE_BLOCK = "features tab: SAE reads block"  # books with the Features tab (--features, --sae): the SAE's block
 SAE_FEATURES = "features tab: SAE features"  # ... and the number of features the book holds
-# ... then one row per switched tab the book has (its Switch.label: 1), as the registry orders them.
 # Typed-prompt books: the BPE tab's limits, in TypedLimits' field order.
 TYPED_LIMITS = (
     "typed prompt: max characters",
@@ -113,9 +113,9 @@ def write(out: BookWriter, tab: Tab) -> int:
         config_rows.append((GENERATE, layout.generate))
     if layout.steer:
         config_rows.append((STEER, 1))
+    config_rows += [(s.label, 1) for s in layout.switches if layout.has(s.name)]
     if layout.sae:
         config_rows += [(SAE_BLOCK, layout.sae[0]), (SAE_FEATURES, layout.sae[1])]
-    config_rows += [(s.label, 1) for s in layout.switches if layout.has(s.name)]
     if layout.typed:  # the BPE tab's limits (check reads them back)
         config_rows += list(zip(TYPED_LIMITS, dataclasses.astuple(layout.typed)))
     for k, (key, value) in enumerate(config_rows, start=1):
