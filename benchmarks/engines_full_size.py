@@ -62,10 +62,9 @@ def run(engine: str, book: Path, cap_gib: float, timeout: float) -> dict:
                 break
             if time.perf_counter() - started > next_note:  # how the memory grows, on stderr
                 next_note += 60.0
-                big = max(mem.peak_by_name.items(), key=lambda kv: kv[1], default=("-", 0))
                 print(
                     f"  {engine}: {time.perf_counter() - started:.0f} s, peak summed RSS {mem.peak / 2**30:.2f} GiB,"
-                    f" largest process {big[0]} {big[1] / 2**30:.2f} GiB",
+                    f" largest process {mem.largest()}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -89,7 +88,6 @@ def run(engine: str, book: Path, cap_gib: float, timeout: float) -> dict:
     # The CPU time of the process tree: RUSAGE_CHILDREN grows by each reaped child's whole tree.
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     verdict = stopped or (out.strip().splitlines()[-1] if out.strip() else f"exit {proc.returncode}")
-    big = max(mem.peak_by_name.items(), key=lambda kv: kv[1], default=("-", 0))
     return {
         "engine": engine,
         "wall": seconds,
@@ -97,7 +95,7 @@ def run(engine: str, book: Path, cap_gib: float, timeout: float) -> dict:
         "pss": mem.peak_pss,
         "rss": mem.peak,
         "verdict": verdict,
-        "largest": f"{big[0]} {big[1] / 2**30:.2f} GiB",
+        "largest": mem.largest(),
     }
 
 

@@ -52,6 +52,15 @@ def prompt_of(tokenizer: Tokenizer, n: int) -> str:
     return text
 
 
+def rss(pid: int) -> int:
+    """Resident bytes of process pid now (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
 class MemoryWatch:
     """Peaks of the summed RSS and the summed PSS (proportional set size: a page shared by n
     processes counts 1/n in each, so forked workers' shared pages are counted once) of a
@@ -66,11 +75,12 @@ class MemoryWatch:
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _rss(self, pid: int) -> int:
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            return 0
+        return rss(pid)
+
+    def largest(self) -> str:
+        """The process (by command name) whose RSS peaked highest, and that peak."""
+        name, peak = max(self.peak_by_name.items(), key=lambda kv: kv[1], default=("-", 0))
+        return f"{name} {peak / 2**30:.2f} GiB"
 
     def _pss(self, pid: int) -> int:
         try:

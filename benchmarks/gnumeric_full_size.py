@@ -25,14 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engines_full_size import build_book  # noqa: E402
-
-
-def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0
+from full_size import rss as _rss  # noqa: E402
 
 
 def _mapped_resident(pid: int, name: str) -> int:
